@@ -1,0 +1,446 @@
+//! Getting bytes out: whole blobs and byte ranges for local readers, and
+//! bao-tree verified streams of chunk ranges for peers.
+
+use std::{
+    fs::File,
+    io::{self, Read, Write},
+    os::unix::fs::FileExt,
+    sync::Arc,
+};
+
+use bao_tree::{
+    BaoTree,
+    io::{EncodeError, round_up_to_chunks_groups, sync::encode_ranges_validated},
+};
+use p2pfs_proto::{
+    Hash,
+    chunk::{CHUNK_GROUP_SIZE, groups},
+};
+use redb::{ReadableDatabase, ReadableTable};
+use serde::Serialize;
+
+use crate::{
+    BLOCK_SIZE, ChunkRanges, Store,
+    error::{DbContext, IoContext, StoreError},
+    ingest::groups_to_chunks,
+    outboard::{DbOutboard, OutboardTable},
+    tables::{self, BlobMeta, GroupSet, SEGMENT_BYTES, decode_groups},
+    tree::TreeHasher,
+};
+
+/// Whether a blob is complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobState {
+    /// Every byte is present and verified.
+    Complete,
+    /// Some chunk groups are present.
+    Partial,
+}
+
+/// What the store holds of one blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlobInfo {
+    /// The blob's hash.
+    pub hash: Hash,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Complete or partial.
+    pub state: BlobState,
+    /// Bytes present locally (committed to disk).
+    pub present: u64,
+    /// Names of the pins that keep it from GC.
+    pub pins: Vec<String>,
+}
+
+/// Read access to one complete blob.
+#[derive(Debug)]
+pub enum BlobReader {
+    /// A small blob kept in the database.
+    Inline(Vec<u8>),
+    /// A blob in its own data file.
+    File {
+        /// The data file.
+        file: File,
+        /// The blob's size.
+        size: u64,
+    },
+}
+
+impl BlobReader {
+    /// The blob's size in bytes.
+    pub fn size(&self) -> u64 {
+        match self {
+            Self::Inline(b) => b.len() as u64,
+            Self::File { size, .. } => *size,
+        }
+    }
+
+    /// Reads at `offset`; returns 0 at or past the end.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let size = self.size();
+        if offset >= size {
+            return Ok(0);
+        }
+        let n = buf.len().min((size - offset) as usize);
+        match self {
+            Self::Inline(b) => {
+                buf[..n].copy_from_slice(&b[offset as usize..offset as usize + n]);
+            }
+            Self::File { file, .. } => file.read_exact_at(&mut buf[..n], offset)?,
+        }
+        Ok(n)
+    }
+
+    /// Copies the whole blob to `w`, letting the kernel move the bytes when
+    /// it can (`copy_file_range`, `splice` or `sendfile`).
+    pub fn copy_to<W: Write>(&self, w: &mut W) -> io::Result<u64> {
+        match self {
+            Self::Inline(b) => {
+                w.write_all(b)?;
+                Ok(b.len() as u64)
+            }
+            Self::File { file, size } => {
+                let n = io::copy(&mut file.take(*size), w)?;
+                if n != *size {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("data file holds {n} of {size} bytes"),
+                    ));
+                }
+                Ok(n)
+            }
+        }
+    }
+}
+
+/// The bytes of a blob as bao-tree reads them.
+enum DataRef {
+    Mem(Vec<u8>),
+    File(Arc<File>),
+}
+
+impl positioned_io::ReadAt for DataRef {
+    fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            DataRef::Mem(b) => b.as_slice().read_at(pos, buf),
+            DataRef::File(f) => FileExt::read_at(f.as_ref(), buf, pos),
+        }
+    }
+}
+
+impl Store {
+    /// What the store holds of `hash`, or `None`.
+    pub fn info(&self, hash: &Hash) -> Result<Option<BlobInfo>, StoreError> {
+        let txn = self.begin_read()?;
+        let blobs = txn.open_table(tables::BLOBS).db()?;
+        let Some(meta) = blobs.get(hash.as_bytes()).db()? else {
+            return Ok(None);
+        };
+        let meta = BlobMeta::decode(meta.value())?;
+        let have = txn.open_table(tables::HAVE).db()?;
+        let pins = txn.open_table(tables::PINS).db()?;
+        Ok(Some(blob_info(*hash, meta, &have, &pins)?))
+    }
+
+    /// Every blob in the store, ordered by hash.
+    pub fn list(&self) -> Result<Vec<BlobInfo>, StoreError> {
+        let txn = self.begin_read()?;
+        let blobs = txn.open_table(tables::BLOBS).db()?;
+        let have = txn.open_table(tables::HAVE).db()?;
+        let pins = txn.open_table(tables::PINS).db()?;
+        let mut out = Vec::new();
+        for entry in blobs.iter().db()? {
+            let (k, v) = entry.db()?;
+            let meta = BlobMeta::decode(v.value())?;
+            out.push(blob_info(Hash::from_bytes(*k.value()), meta, &have, &pins)?);
+        }
+        Ok(out)
+    }
+
+    /// Opens a complete blob for reading.
+    pub fn reader(&self, hash: &Hash) -> Result<BlobReader, StoreError> {
+        let txn = self.begin_read()?;
+        let blobs = txn.open_table(tables::BLOBS).db()?;
+        let meta = match blobs.get(hash.as_bytes()).db()? {
+            Some(g) => BlobMeta::decode(g.value())?,
+            None => return Err(StoreError::NotFound(*hash)),
+        };
+        match meta.state {
+            tables::BlobState::CompleteInline => {
+                let inline = txn.open_table(tables::INLINE).db()?;
+                let bytes = inline
+                    .get(hash.as_bytes())
+                    .db()?
+                    .map(|g| g.value().to_vec())
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!("inline data of {hash} is missing"))
+                    })?;
+                Ok(BlobReader::Inline(bytes))
+            }
+            tables::BlobState::CompleteFile => {
+                let path = self.data_path(hash);
+                let file = File::open(&path).ctx(|| format!("opening {}", path.display()))?;
+                Ok(BlobReader::File {
+                    file,
+                    size: meta.size,
+                })
+            }
+            tables::BlobState::Partial => {
+                let have = txn.open_table(tables::HAVE).db()?;
+                let set = have_set(&have, hash)?;
+                Err(StoreError::Incomplete {
+                    hash: *hash,
+                    present: present_bytes(&set, meta.size),
+                    size: meta.size,
+                })
+            }
+        }
+    }
+
+    /// Reads bytes of `hash` at `offset`, complete or not, as long as the
+    /// chunk groups they touch are present. Returns 0 at or past the end.
+    pub fn read_at(&self, hash: &Hash, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError> {
+        if let Some(live) = self.live_partial(hash) {
+            return live.read_at(offset, buf);
+        }
+        match self.reader(hash) {
+            Ok(r) => r
+                .read_at(offset, buf)
+                .ctx(|| format!("reading blob {hash}")),
+            Err(StoreError::Incomplete { .. }) => {
+                // Not being written right now: serve from the committed groups.
+                self.partial(*hash)?.read_at(offset, buf)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The size of `hash` and the chunk ranges the store has of it, or
+    /// `None` if it has nothing.
+    pub fn have(&self, hash: &Hash) -> Result<Option<(u64, ChunkRanges)>, StoreError> {
+        if let Some(view) = self.live_partial(hash).and_then(|l| l.serving_view()) {
+            return Ok(Some((view.0, view.1)));
+        }
+        let txn = self.begin_read()?;
+        let blobs = txn.open_table(tables::BLOBS).db()?;
+        let Some(meta) = blobs.get(hash.as_bytes()).db()? else {
+            return Ok(None);
+        };
+        let meta = BlobMeta::decode(meta.value())?;
+        let set = if meta.is_complete() {
+            GroupSet::from(0..groups(meta.size))
+        } else {
+            have_set(&txn.open_table(tables::HAVE).db()?, hash)?
+        };
+        Ok(Some((meta.size, groups_to_chunks(&set))))
+    }
+
+    /// Writes a verified stream of `ranges` of `hash` for a peer: the size
+    /// as 8 bytes little-endian, then bao-tree's pre-order encoding of the
+    /// requested ranges, rounded up to whole chunk groups and limited to the
+    /// groups the store has. Returns the ranges actually sent.
+    ///
+    /// Data is checked against the outboard as it is sent, so local
+    /// corruption is reported ([`StoreError::Corrupt`]) instead of served.
+    pub fn encode_ranges<W: Write>(
+        &self,
+        hash: &Hash,
+        ranges: &ChunkRanges,
+        mut w: W,
+    ) -> Result<ChunkRanges, StoreError> {
+        let live = self.live_partial(hash);
+        let view = live.as_ref().and_then(|l| l.serving_view());
+        let (size, have, data) = match view {
+            Some((size, have, Some(file), _)) => (size, have, DataRef::File(file)),
+            Some((size, have, None, Some(bytes))) => (size, have, DataRef::Mem(bytes)),
+            _ => match self.reader(hash) {
+                Ok(BlobReader::Inline(b)) => {
+                    let size = b.len() as u64;
+                    (size, ChunkRanges::all(), DataRef::Mem(b))
+                }
+                Ok(BlobReader::File { file, size }) => {
+                    (size, ChunkRanges::all(), DataRef::File(Arc::new(file)))
+                }
+                Err(StoreError::Incomplete { size, .. }) => {
+                    let (_, have) = self.have(hash)?.ok_or(StoreError::NotFound(*hash))?;
+                    let path = self.data_path(hash);
+                    let file = File::open(&path).ctx(|| format!("opening {}", path.display()))?;
+                    (size, have, DataRef::File(Arc::new(file)))
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        let tree = BaoTree::new(size, BLOCK_SIZE);
+        let send = round_up_to_chunks_groups(ranges.clone(), BLOCK_SIZE) & have;
+        w.write_all(&size.to_le_bytes())
+            .map_err(|source| StoreError::Stream {
+                hash: *hash,
+                source,
+            })?;
+        let table = self.outboard_table()?;
+        let reopen = || self.outboard_table();
+        let mut outboard = DbOutboard::new(*hash, tree, table);
+        if let Some(l) = &live {
+            outboard = outboard.with_live(l.as_ref(), &reopen);
+        }
+        encode_ranges_validated(&data, &outboard, &send, &mut w).map_err(|e| match e {
+            EncodeError::ParentHashMismatch(node) => StoreError::Corrupt(format!(
+                "outboard of {hash} is damaged near byte {}",
+                node.chunk_range().start.to_bytes()
+            )),
+            EncodeError::LeafHashMismatch(chunk) => StoreError::Corrupt(format!(
+                "data of {hash} is damaged at byte {}",
+                chunk.to_bytes()
+            )),
+            EncodeError::SizeMismatch => {
+                StoreError::Corrupt(format!("data file of {hash} has the wrong size"))
+            }
+            EncodeError::ParentWrite(_) | EncodeError::LeafWrite(_) => StoreError::Stream {
+                hash: *hash,
+                source: io::Error::new(io::ErrorKind::ConnectionReset, "peer stopped reading"),
+            },
+            EncodeError::Io(source) => StoreError::Stream {
+                hash: *hash,
+                source,
+            },
+        })?;
+        Ok(send)
+    }
+
+    /// Re-reads a blob and checks it against its hash: all of it if
+    /// complete, the groups it claims to have if partial.
+    pub fn verify(&self, hash: &Hash) -> Result<(), StoreError> {
+        match self.reader(hash) {
+            Ok(reader) => self.verify_complete(hash, &reader),
+            Err(StoreError::Incomplete { size, .. }) => {
+                let (_, have) = self.have(hash)?.ok_or(StoreError::NotFound(*hash))?;
+                // Re-encoding validates every present group and its parents.
+                let sent = self.encode_ranges(hash, &have, io::sink())?;
+                if sent != have {
+                    return Err(StoreError::Corrupt(format!(
+                        "{hash}: only part of the claimed {size}-byte ranges could be read"
+                    )));
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn verify_complete(&self, hash: &Hash, reader: &BlobReader) -> Result<(), StoreError> {
+        let mut hasher = TreeHasher::new();
+        let mut pairs = Vec::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut offset = 0u64;
+        let table = self.outboard_table()?;
+        let mut checked = 0u64;
+        loop {
+            let n = reader
+                .read_at(offset, &mut buf)
+                .ctx(|| format!("reading blob {hash}"))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n], &mut pairs);
+            offset += n as u64;
+            checked = compare_segments(&table, hash, &mut pairs, checked, false)?;
+        }
+        let root = hasher.finalize(&mut pairs);
+        compare_segments(&table, hash, &mut pairs, checked, true)?;
+        if offset != reader.size() {
+            return Err(StoreError::Corrupt(format!(
+                "{hash}: data holds {offset} of {} bytes",
+                reader.size()
+            )));
+        }
+        if root != *hash {
+            return Err(StoreError::Corrupt(format!(
+                "{hash}: data hashes to {root}"
+            )));
+        }
+        Ok(())
+    }
+
+    fn outboard_table(&self) -> Result<OutboardTable, StoreError> {
+        self.inner
+            .db
+            .begin_read()
+            .db()?
+            .open_table(tables::OUTBOARD)
+            .db()
+    }
+}
+
+/// Compares the freshly computed pairs in `pairs` with the stored segments,
+/// whole segments at a time (all of them if `last`), starting at segment
+/// `next`. Returns the next segment to compare.
+fn compare_segments(
+    table: &OutboardTable,
+    hash: &Hash,
+    pairs: &mut Vec<u8>,
+    mut next: u64,
+    last: bool,
+) -> Result<u64, StoreError> {
+    let seg = SEGMENT_BYTES as usize;
+    let mut consumed = 0;
+    while pairs.len() - consumed >= seg || (last && consumed < pairs.len()) {
+        let end = (consumed + seg).min(pairs.len());
+        let stored = table.get((hash.as_bytes(), next)).db()?;
+        if stored.as_ref().map(|g| g.value()) != Some(&pairs[consumed..end]) {
+            return Err(StoreError::Corrupt(format!(
+                "{hash}: outboard segment {next} does not match the data"
+            )));
+        }
+        consumed = end;
+        next += 1;
+    }
+    pairs.drain(..consumed);
+    Ok(next)
+}
+
+fn have_set(
+    have: &impl ReadableTable<&'static tables::HashKey, &'static [u8]>,
+    hash: &Hash,
+) -> Result<GroupSet, StoreError> {
+    match have.get(hash.as_bytes()).db()? {
+        Some(g) => decode_groups(g.value()),
+        None => Ok(GroupSet::empty()),
+    }
+}
+
+fn blob_info(
+    hash: Hash,
+    meta: BlobMeta,
+    have: &impl ReadableTable<&'static tables::HashKey, &'static [u8]>,
+    pins: &impl ReadableTable<(&'static tables::HashKey, &'static str), ()>,
+) -> Result<BlobInfo, StoreError> {
+    let (state, present) = if meta.is_complete() {
+        (BlobState::Complete, meta.size)
+    } else {
+        let set = have_set(have, &hash)?;
+        (BlobState::Partial, present_bytes(&set, meta.size))
+    };
+    Ok(BlobInfo {
+        hash,
+        size: meta.size,
+        state,
+        present,
+        pins: crate::gc::pin_names(pins, &hash)?,
+    })
+}
+
+/// Bytes covered by a set of groups in a blob of `size` bytes.
+pub(crate) fn present_bytes(set: &GroupSet, size: u64) -> u64 {
+    set.iter()
+        .map(|r| {
+            let (start, end) = match r {
+                range_collections::range_set::RangeSetRange::Range(r) => (*r.start, *r.end),
+                range_collections::range_set::RangeSetRange::RangeFrom(r) => {
+                    (*r.start, groups(size))
+                }
+            };
+            (end * CHUNK_GROUP_SIZE).min(size) - (start * CHUNK_GROUP_SIZE).min(size)
+        })
+        .sum()
+}

@@ -1,0 +1,208 @@
+//! Pins and garbage collection.
+//!
+//! A blob is kept if it has at least one *pin* (a name, such as `user` or a
+//! room's id, recorded in redb) or is *protected* in memory: being imported,
+//! being downloaded, or held by a [`TempPin`](crate::TempPin). Everything
+//! else is garbage.
+//!
+//! The mark and the sweep of the database run in one write transaction.
+//! redb allows one writer at a time, so a pin is either committed before GC
+//! looks (and is seen) or after GC finished (and then pins a blob that was
+//! already gone, which the caller is told). Protection is read inside that
+//! same transaction, and data files are removed only after the commit, under
+//! the lock that guards protection, so an import racing GC either protects
+//! its hash first or renames its file into place after the removal. This is
+//! the race behind iroh-blobs#247; `tests/gc_race.rs` exercises it.
+
+use std::collections::HashSet;
+
+use p2pfs_proto::{Hash, chunk::outboard_size};
+use redb::{ReadableDatabase, ReadableTable};
+use serde::Serialize;
+
+use crate::{
+    Store,
+    error::{DbContext, IoContext, StoreError},
+    outboard::delete_segments,
+    tables::{self, BlobMeta, BlobState, HashKey},
+};
+
+/// The pin name `p2pfs add` and `p2pfs pin` use.
+pub const USER_PIN: &str = "user";
+
+/// What one garbage collection removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GcReport {
+    /// Blobs removed, with their sizes.
+    pub removed: Vec<(Hash, u64)>,
+    /// Bytes of blob data freed (complete sizes of removed blobs).
+    pub freed_bytes: u64,
+    /// Data files removed that no entry referred to (left by a crash).
+    pub orphan_files: u64,
+}
+
+impl Store {
+    /// Pins `hash` under `name`. Returns whether the blob is in the store
+    /// (a pin may be set before the blob arrives; it keeps it once it does).
+    pub fn pin(&self, hash: &Hash, name: &str) -> Result<bool, StoreError> {
+        if name.is_empty() {
+            return Err(StoreError::Invalid("a pin needs a name".into()));
+        }
+        let txn = self.begin_write()?;
+        let present = {
+            let mut pins = txn.open_table(tables::PINS).db()?;
+            pins.insert((hash.as_bytes(), name), ()).db()?;
+            let blobs = txn.open_table(tables::BLOBS).db()?;
+            blobs.get(hash.as_bytes()).db()?.is_some()
+        };
+        txn.commit().db()?;
+        Ok(present)
+    }
+
+    /// Removes the pin `name` from `hash`. Returns whether it existed.
+    pub fn unpin(&self, hash: &Hash, name: &str) -> Result<bool, StoreError> {
+        let txn = self.begin_write()?;
+        let existed = {
+            let mut pins = txn.open_table(tables::PINS).db()?;
+            pins.remove((hash.as_bytes(), name)).db()?.is_some()
+        };
+        txn.commit().db()?;
+        Ok(existed)
+    }
+
+    /// The names of the pins on `hash`.
+    pub fn pins(&self, hash: &Hash) -> Result<Vec<String>, StoreError> {
+        let txn = self.inner.db.begin_read().db()?;
+        let pins = txn.open_table(tables::PINS).db()?;
+        pin_names(&pins, hash)
+    }
+
+    /// Removes every blob that is neither pinned nor protected, and data
+    /// files no entry refers to.
+    pub fn gc(&self) -> Result<GcReport, StoreError> {
+        let mut report = GcReport::default();
+        let mut files = Vec::new();
+        let txn = self.begin_write()?;
+        {
+            // Read protection inside the transaction: see the module docs.
+            let protected: HashSet<Hash> = self.live().protected.keys().copied().collect();
+            let mut blobs = txn.open_table(tables::BLOBS).db()?;
+            let pins = txn.open_table(tables::PINS).db()?;
+            let mut doomed = Vec::new();
+            for entry in blobs.iter().db()? {
+                let (k, v) = entry.db()?;
+                let hash = Hash::from_bytes(*k.value());
+                if protected.contains(&hash) || is_pinned(&pins, &hash)? {
+                    continue;
+                }
+                doomed.push((hash, BlobMeta::decode(v.value())?));
+            }
+            let mut inline = txn.open_table(tables::INLINE).db()?;
+            let mut have = txn.open_table(tables::HAVE).db()?;
+            let mut segments = txn.open_table(tables::OUTBOARD).db()?;
+            for (hash, meta) in doomed {
+                let key: &HashKey = hash.as_bytes();
+                blobs.remove(key).db()?;
+                inline.remove(key).db()?;
+                have.remove(key).db()?;
+                delete_segments(&mut segments, &hash, outboard_size(meta.size))?;
+                if meta.state != BlobState::CompleteInline {
+                    files.push(hash);
+                }
+                report.freed_bytes += meta.size;
+                report.removed.push((hash, meta.size));
+            }
+        }
+        txn.commit().db()?;
+        {
+            let live = self.live();
+            for hash in files {
+                if !live.protected.contains_key(&hash) {
+                    remove_if_exists(&self.data_path(&hash))?;
+                }
+            }
+        }
+        report.orphan_files = self.remove_orphan_files()?;
+        Ok(report)
+    }
+
+    /// Removes data files whose blob has no entry or keeps its data inline.
+    fn remove_orphan_files(&self) -> Result<u64, StoreError> {
+        let dir = &self.inner.data_dir;
+        let mut candidates = Vec::new();
+        for entry in std::fs::read_dir(dir).ctx(|| format!("listing {}", dir.display()))? {
+            let entry = entry.ctx(|| format!("listing {}", dir.display()))?;
+            let name = entry.file_name();
+            let Some(hash) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".data"))
+                .and_then(|n| n.parse::<Hash>().ok())
+            else {
+                continue;
+            };
+            candidates.push(hash);
+        }
+        let mut removed = 0;
+        // Hold the protection lock across the check and the removal, as in `gc`.
+        let live = self.live();
+        let txn = self.inner.db.begin_read().db()?;
+        let blobs = txn.open_table(tables::BLOBS).db()?;
+        for hash in candidates {
+            if live.protected.contains_key(&hash) {
+                continue;
+            }
+            let keep = match blobs.get(hash.as_bytes()).db()? {
+                Some(v) => BlobMeta::decode(v.value())?.state != BlobState::CompleteInline,
+                None => false,
+            };
+            if !keep {
+                remove_if_exists(&self.data_path(&hash))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn is_pinned(
+    pins: &impl ReadableTable<(&'static HashKey, &'static str), ()>,
+    hash: &Hash,
+) -> Result<bool, StoreError> {
+    let key = hash.as_bytes();
+    Ok(pins
+        .range((key, "")..)
+        .db()?
+        .next()
+        .transpose()
+        .db()?
+        .is_some_and(|(k, _)| k.value().0 == key))
+}
+
+/// The names of the pins on `hash`.
+pub(crate) fn pin_names(
+    pins: &impl ReadableTable<(&'static HashKey, &'static str), ()>,
+    hash: &Hash,
+) -> Result<Vec<String>, StoreError> {
+    let key = hash.as_bytes();
+    let mut out = Vec::new();
+    for entry in pins.range((key, "")..).db()? {
+        let (k, _) = entry.db()?;
+        let (h, name) = k.value();
+        if h != key {
+            break;
+        }
+        out.push(name.to_string());
+    }
+    Ok(out)
+}
+
+fn remove_if_exists(path: &std::path::Path) -> Result<(), StoreError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(crate::error::io_error(
+            format!("removing {}", path.display()),
+            e,
+        )),
+    }
+}

@@ -1,0 +1,450 @@
+//! Tests of the whole store through its public API, at the named boundary
+//! sizes, against bao-tree and BLAKE3 as references.
+
+use std::io::Cursor;
+
+use bao_tree::ChunkNum;
+use p2pfs_proto::{Hash, chunk::CHUNK_GROUP_SIZE};
+
+use super::*;
+
+const G: usize = CHUNK_GROUP_SIZE as usize;
+
+/// The sizes every data path is tested at.
+const SIZES: &[usize] = &[0, 1, 1024, G - 1, G, G + 1, 3 * G + 100, (4 << 20) + 3];
+
+fn random(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    fastrand::fill(&mut v);
+    v
+}
+
+fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    (dir, store)
+}
+
+fn read_all(store: &Store, hash: &Hash) -> Vec<u8> {
+    let mut out = Vec::new();
+    store.reader(hash).unwrap().copy_to(&mut out).unwrap();
+    out
+}
+
+fn groups(range: std::ops::Range<u64>) -> ChunkRanges {
+    ChunkRanges::from(ChunkNum(range.start * 16)..ChunkNum(range.end * 16))
+}
+
+fn encode(store: &Store, hash: &Hash, ranges: &ChunkRanges) -> Vec<u8> {
+    let mut out = Vec::new();
+    store.encode_ranges(hash, ranges, &mut out).unwrap();
+    out
+}
+
+fn data_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir.join("data")).unwrap().count()
+}
+
+#[test]
+fn import_read_and_verify_at_boundary_sizes() {
+    let (dir, store) = temp_store();
+    for &size in SIZES {
+        let data = random(size);
+        let expected = Hash::of(&data);
+        let a = store.import_bytes(&data, None).unwrap();
+        assert_eq!(a.hash, expected, "size {size}");
+        assert_eq!(a.size, size as u64);
+        assert!(a.new);
+        // The same bytes through a reader and a file give the same hash.
+        let b = store
+            .import_reader(Cursor::new(&data), "cursor", None)
+            .unwrap();
+        assert_eq!(b.hash, expected);
+        assert!(!b.new, "duplicate import keeps one copy");
+        let path = dir.path().join("input");
+        std::fs::write(&path, &data).unwrap();
+        assert_eq!(store.import_file(&path, None).unwrap().hash, expected);
+
+        assert_eq!(read_all(&store, &expected), data);
+        store.verify(&expected).unwrap();
+        let info = store.info(&expected).unwrap().unwrap();
+        assert_eq!(info.size, size as u64);
+        assert_eq!(info.state, BlobState::Complete);
+        // Ranged reads at the edges.
+        let mut buf = vec![0u8; 5000];
+        for offset in [0, size.saturating_sub(1), size / 2, size + 10] {
+            let n = store.read_at(&expected, offset as u64, &mut buf).unwrap();
+            let want = &data[offset.min(size)..(offset + 5000).min(size)];
+            assert_eq!(&buf[..n], want, "size {size} offset {offset}");
+        }
+    }
+    // Small blobs live in redb, larger ones in one file each.
+    let large = SIZES.iter().filter(|&&s| s as u64 > 16 * 1024).count();
+    assert_eq!(data_files(dir.path()), large);
+}
+
+#[test]
+fn bytes_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = random(100_000);
+    let hash = {
+        let store = Store::open(dir.path()).unwrap();
+        store.import_bytes(&data, Some(USER_PIN)).unwrap().hash
+    };
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(read_all(&store, &hash), data);
+    assert_eq!(store.pins(&hash).unwrap(), vec![USER_PIN.to_string()]);
+}
+
+#[test]
+fn a_second_process_is_refused() {
+    let (dir, _store) = temp_store();
+    assert!(matches!(
+        Store::open(dir.path()),
+        Err(StoreError::Locked(_))
+    ));
+}
+
+#[test]
+fn unknown_and_directory_inputs_are_clear_errors() {
+    let (dir, store) = temp_store();
+    assert!(matches!(
+        store.reader(&Hash::of(b"nope")),
+        Err(StoreError::NotFound(_))
+    ));
+    let err = store.import_file(dir.path(), None).unwrap_err();
+    assert!(err.to_string().contains("is a directory"), "{err}");
+    let err = store
+        .import_file(&dir.path().join("missing"), None)
+        .unwrap_err();
+    assert!(err.to_string().contains("missing"), "{err}");
+}
+
+#[test]
+fn full_transfer_between_stores_at_boundary_sizes() {
+    let (_a_dir, a) = temp_store();
+    let (_b_dir, b) = temp_store();
+    for &size in SIZES {
+        let data = random(size);
+        let hash = a.import_bytes(&data, None).unwrap().hash;
+        let stream = encode(&a, &hash, &ChunkRanges::all());
+        let partial = b.partial(hash).unwrap();
+        let report = partial.ingest(&ChunkRanges::all(), &stream[..]).unwrap();
+        assert!(report.complete, "size {size}");
+        drop(partial);
+        assert_eq!(read_all(&b, &hash), data);
+        b.verify(&hash).unwrap();
+    }
+}
+
+#[test]
+fn ranges_arrive_in_any_order_and_resume_after_restart() {
+    let (_a_dir, a) = temp_store();
+    let b_dir = tempfile::tempdir().unwrap();
+    let size = 40 * G + 123;
+    let data = random(size);
+    let hash = a.import_bytes(&data, None).unwrap().hash;
+    let last = (size as u64).div_ceil(CHUNK_GROUP_SIZE);
+    {
+        let b = Store::open(b_dir.path()).unwrap();
+        let p = b.partial(hash).unwrap();
+        // Before the size is proven, the last group is required.
+        let err = p.ingest(&groups(0..4), &encode(&a, &hash, &groups(0..4))[..]);
+        assert!(matches!(err, Err(StoreError::Invalid(_))), "{err:?}");
+        let r = groups(3..5) | groups(last - 1..last);
+        p.ingest(&r, &encode(&a, &hash, &r)[..]).unwrap();
+        let r = groups(20..30);
+        let report = p.ingest(&r, &encode(&a, &hash, &r)[..]).unwrap();
+        assert_eq!(report.new_groups, 10);
+        assert!(!report.complete);
+        // Present bytes read back; missing ones are reported, not invented.
+        let mut buf = vec![0u8; 100];
+        let off = 20 * G + 7;
+        b.read_at(&hash, off as u64, &mut buf).unwrap();
+        assert_eq!(&buf[..], &data[off..off + 100]);
+        assert!(matches!(
+            b.read_at(&hash, 10 * G as u64, &mut buf),
+            Err(StoreError::NotPresent { .. })
+        ));
+        // Dropping the handle commits; the store closes.
+    }
+    let b = Store::open(b_dir.path()).unwrap();
+    let info = b.info(&hash).unwrap().unwrap();
+    assert_eq!(info.state, BlobState::Partial);
+    let want = (2 + 10) * G as u64 + (size % G) as u64;
+    assert_eq!(info.present, want);
+    let (_, have) = b.have(&hash).unwrap().unwrap();
+    assert_eq!(have, groups(3..5) | groups(20..30) | groups(last - 1..last));
+    b.verify(&hash).unwrap();
+    // A partial store serves what it has to a third store.
+    let (_c_dir, c) = temp_store();
+    let pc = c.partial(hash).unwrap();
+    let r = groups(20..22) | groups(last - 1..last);
+    pc.ingest(&r, &encode(&b, &hash, &r)[..]).unwrap();
+    // Fill the rest in random pieces.
+    let p = b.partial(hash).unwrap();
+    let mut order: Vec<u64> = (0..last).collect();
+    fastrand::shuffle(&mut order);
+    for g in order {
+        let r = groups(g..g + 1);
+        p.ingest(&r, &encode(&a, &hash, &r)[..]).unwrap();
+    }
+    assert!(p.is_complete());
+    drop(p);
+    assert_eq!(read_all(&b, &hash), data);
+    b.verify(&hash).unwrap();
+}
+
+#[test]
+fn corrupt_data_is_refused_and_nothing_of_it_is_stored() {
+    let (_a_dir, a) = temp_store();
+    let size = 8 * G;
+    let data = random(size);
+    let hash = a.import_bytes(&data, None).unwrap().hash;
+    let all = ChunkRanges::all();
+    let good = encode(&a, &hash, &all);
+    // Flip one byte in every position class: the size, a parent, a leaf.
+    let positions = [3usize, 8 + 10, good.len() - 10, good.len() / 2];
+    for pos in positions {
+        let (_b_dir, b) = temp_store();
+        let mut bad = good.clone();
+        bad[pos] ^= 0x40;
+        let p = b.partial(hash).unwrap();
+        let err = p.ingest(&all, &bad[..]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::Verification { .. }
+                    | StoreError::Stream { .. }
+                    | StoreError::Invalid(_)
+            ),
+            "pos {pos}: {err}"
+        );
+        // Whatever verified before the bad byte may be kept, but never the
+        // bad group, and the blob is not complete.
+        assert!(!p.is_complete(), "pos {pos}");
+        drop(p);
+        if b.info(&hash).unwrap().is_some() {
+            b.verify(&hash).unwrap();
+        }
+        // The honest stream still completes it.
+        let p = b.partial(hash).unwrap();
+        assert!(p.ingest(&all, &good[..]).unwrap().complete);
+        drop(p);
+        assert_eq!(read_all(&b, &hash), data);
+    }
+}
+
+#[test]
+fn corrupt_group_after_the_size_is_known_is_not_stored() {
+    let (_a_dir, a) = temp_store();
+    let (_b_dir, b) = temp_store();
+    let data = random(10 * G);
+    let hash = a.import_bytes(&data, None).unwrap().hash;
+    let p = b.partial(hash).unwrap();
+    let last = groups(9..10);
+    p.ingest(&last, &encode(&a, &hash, &last)[..]).unwrap();
+    let r = groups(2..3);
+    let mut bad = encode(&a, &hash, &r);
+    let n = bad.len();
+    bad[n - 1] ^= 1;
+    let err = p.ingest(&r, &bad[..]).unwrap_err();
+    assert!(err.is_peer_fault(), "{err}");
+    assert_eq!(p.have().unwrap(), last);
+    // A stream that lies about the size is refused up front.
+    let mut lie = encode(&a, &hash, &r);
+    lie[..8].copy_from_slice(&(11 * G as u64).to_le_bytes());
+    assert!(matches!(
+        p.ingest(&r, &lie[..]),
+        Err(StoreError::Verification { .. })
+    ));
+}
+
+#[test]
+fn truncated_streams_keep_what_verified() {
+    let (_a_dir, a) = temp_store();
+    let (_b_dir, b) = temp_store();
+    let data = random(20 * G);
+    let hash = a.import_bytes(&data, None).unwrap().hash;
+    let p = b.partial(hash).unwrap();
+    let last = groups(19..20);
+    p.ingest(&last, &encode(&a, &hash, &last)[..]).unwrap();
+    let r = groups(0..10);
+    let full = encode(&a, &hash, &r);
+    let err = p.ingest(&r, &full[..full.len() / 2]).unwrap_err();
+    assert!(matches!(err, StoreError::Stream { .. }), "{err}");
+    let have = p.have().unwrap();
+    assert!(have.contains(&ChunkNum(0)));
+    assert!(!have.contains(&ChunkNum(9 * 16)));
+    p.flush().unwrap();
+    drop(p);
+    b.verify(&hash).unwrap();
+}
+
+#[test]
+fn empty_blob_transfers() {
+    let (_a_dir, a) = temp_store();
+    let (_b_dir, b) = temp_store();
+    let hash = a.import_bytes(b"", None).unwrap().hash;
+    assert_eq!(hash, Hash::EMPTY);
+    let stream = encode(&a, &hash, &ChunkRanges::all());
+    assert_eq!(stream, 0u64.to_le_bytes());
+    let p = b.partial(hash).unwrap();
+    assert!(p.ingest(&ChunkRanges::all(), &stream[..]).unwrap().complete);
+    drop(p);
+    assert_eq!(read_all(&b, &hash), b"");
+    // Claiming emptiness for another hash is a lie.
+    let other = Hash::of(b"x");
+    let p = b.partial(other).unwrap();
+    assert!(p.ingest(&ChunkRanges::all(), &stream[..]).is_err());
+}
+
+#[test]
+fn local_corruption_is_detected_not_served() {
+    let (dir, store) = temp_store();
+    let data = random(5 * G);
+    let hash = store.import_bytes(&data, None).unwrap().hash;
+    let path = dir.path().join("data").join(format!("{hash}.data"));
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[3 * G + 5] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(matches!(store.verify(&hash), Err(StoreError::Corrupt(_))));
+    let r = groups(3..4);
+    assert!(matches!(
+        store.encode_ranges(&hash, &r, std::io::sink()),
+        Err(StoreError::Corrupt(_))
+    ));
+    // Untouched groups are still served.
+    store
+        .encode_ranges(&hash, &groups(0..1), std::io::sink())
+        .unwrap();
+}
+
+#[test]
+fn gc_keeps_pinned_and_protected_blobs_only() {
+    let (dir, store) = temp_store();
+    let pinned = store
+        .import_bytes(&random(50_000), Some("user"))
+        .unwrap()
+        .hash;
+    let loose = store.import_bytes(&random(50_000), None).unwrap().hash;
+    let small_loose = store.import_bytes(b"tiny", None).unwrap().hash;
+    let held = store.import_bytes(&random(40_000), None).unwrap();
+    // `held` keeps its temporary pin alive across GC.
+    let report = store.gc().unwrap();
+    let removed: Vec<Hash> = report.removed.iter().map(|r| r.0).collect();
+    assert!(removed.contains(&loose) && removed.contains(&small_loose));
+    assert!(!removed.contains(&pinned) && !removed.contains(&held.hash));
+    assert!(store.info(&loose).unwrap().is_none());
+    assert_eq!(data_files(dir.path()), 2);
+    let held_hash = held.hash;
+    drop(held);
+    store.gc().unwrap();
+    assert!(store.info(&held_hash).unwrap().is_none());
+    assert!(store.unpin(&pinned, "user").unwrap());
+    store.gc().unwrap();
+    assert!(store.list().unwrap().is_empty());
+    assert_eq!(data_files(dir.path()), 0);
+}
+
+#[test]
+fn gc_spares_downloads_in_progress_and_removes_orphans() {
+    let (_a_dir, a) = temp_store();
+    let (b_dir, b) = temp_store();
+    let data = random(30 * G);
+    let hash = a.import_bytes(&data, None).unwrap().hash;
+    let p = b.partial(hash).unwrap();
+    let r = groups(29..30);
+    p.ingest(&r, &encode(&a, &hash, &r)[..]).unwrap();
+    p.flush().unwrap();
+    b.gc().unwrap();
+    assert!(
+        b.info(&hash).unwrap().is_some(),
+        "a live download survives GC"
+    );
+    drop(p);
+    std::fs::write(
+        b_dir
+            .path()
+            .join("data")
+            .join(format!("{}.data", Hash::of(b"orphan"))),
+        b"x",
+    )
+    .unwrap();
+    let report = b.gc().unwrap();
+    assert_eq!(report.removed.len(), 1);
+    assert_eq!(report.orphan_files, 1);
+    assert_eq!(data_files(b_dir.path()), 0);
+}
+
+#[test]
+fn pins_may_precede_the_blob() {
+    let (_dir, store) = temp_store();
+    let data = random(20_000);
+    let hash = Hash::of(&data);
+    assert!(!store.pin(&hash, "room").unwrap());
+    store.import_bytes(&data, None).unwrap();
+    store.gc().unwrap();
+    assert!(store.info(&hash).unwrap().is_some());
+    assert_eq!(store.pins(&hash).unwrap(), vec!["room".to_string()]);
+}
+
+/// Random operations checked against a model of what the store must hold.
+#[test]
+fn random_operations_match_a_model() {
+    use std::collections::BTreeMap;
+    let (_dir, store) = temp_store();
+    // hash -> (data, pinned)
+    let mut model: BTreeMap<Hash, (Vec<u8>, bool)> = BTreeMap::new();
+    let seed = fastrand::u64(..);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    for _ in 0..300 {
+        match rng.u8(..10) {
+            0..=4 => {
+                let size = [0, 1, 100, G - 1, G, G + 1, 5 * G][rng.usize(..7)];
+                let mut data = vec![0u8; size];
+                rng.fill(&mut data);
+                let pin = rng.bool();
+                let r = store.import_bytes(&data, pin.then_some("user")).unwrap();
+                let e = model.entry(r.hash).or_insert((data, false));
+                e.1 |= pin;
+            }
+            5 | 6 => {
+                if let Some((&h, _)) = model.iter().nth(rng.usize(..model.len().max(1))) {
+                    store.unpin(&h, "user").unwrap();
+                    if let Some(e) = model.get_mut(&h) {
+                        e.1 = false;
+                    }
+                }
+            }
+            _ => {
+                store.gc().unwrap();
+                model.retain(|_, (_, pinned)| *pinned);
+            }
+        }
+        let listed: Vec<Hash> = store.list().unwrap().into_iter().map(|i| i.hash).collect();
+        let expected: Vec<Hash> = model.keys().copied().collect();
+        assert_eq!(listed, expected, "seed {seed}");
+    }
+    for (h, (data, _)) in &model {
+        assert_eq!(&read_all(&store, h), data, "seed {seed}");
+    }
+}
+
+#[test]
+fn reader_reports_partial_blobs_as_incomplete() {
+    let (_a_dir, a) = temp_store();
+    let (_b_dir, b) = temp_store();
+    let data = random(4 * G);
+    let hash = a.import_bytes(&data, None).unwrap().hash;
+    let p = b.partial(hash).unwrap();
+    let r = groups(3..4);
+    p.ingest(&r, &encode(&a, &hash, &r)[..]).unwrap();
+    drop(p);
+    match b.reader(&hash) {
+        Err(StoreError::Incomplete { present, size, .. }) => {
+            assert_eq!((present, size), (G as u64, 4 * G as u64));
+        }
+        other => panic!("expected Incomplete, got {other:?}"),
+    }
+}
