@@ -115,7 +115,7 @@ impl BlobReader {
 }
 
 /// The bytes of a blob as bao-tree reads them.
-enum DataRef {
+pub(crate) enum DataRef {
     Mem(Vec<u8>),
     File(Arc<File>),
 }
@@ -220,7 +220,7 @@ impl Store {
     /// `None` if it has nothing.
     pub fn have(&self, hash: &Hash) -> Result<Option<(u64, ChunkRanges)>, StoreError> {
         if let Some(view) = self.live_partial(hash).and_then(|l| l.serving_view()) {
-            return Ok(Some((view.0, view.1)));
+            return Ok(Some((view.size, view.have)));
         }
         let txn = self.begin_read()?;
         let blobs = txn.open_table(tables::BLOBS).db()?;
@@ -252,9 +252,8 @@ impl Store {
         let live = self.live_partial(hash);
         let view = live.as_ref().and_then(|l| l.serving_view());
         let (size, have, data) = match view {
-            Some((size, have, Some(file), _)) => (size, have, DataRef::File(file)),
-            Some((size, have, None, Some(bytes))) => (size, have, DataRef::Mem(bytes)),
-            _ => match self.reader(hash) {
+            Some(v) => (v.size, v.have, v.data),
+            None => match self.reader(hash) {
                 Ok(BlobReader::Inline(b)) => {
                     let size = b.len() as u64;
                     (size, ChunkRanges::all(), DataRef::Mem(b))

@@ -38,7 +38,7 @@ const READ_BUF: usize = 1 << 20;
 const OUTBOARD_IN_MEMORY: usize = 8 << 20;
 /// Writeback of the data file is started every this many bytes, so the
 /// final fsync has little left to wait for.
-const WRITEBACK_STEP: u64 = 32 << 20;
+const WRITEBACK_STEP: u64 = 16 << 20;
 
 /// The result of an import.
 #[derive(Debug)]
@@ -103,8 +103,13 @@ impl Store {
         } else {
             Data::Mem(Vec::new())
         };
-        let mut buf = vec![0u8; READ_BUF];
+        let mut spare = Vec::new();
         loop {
+            let mut buf = match &mut data {
+                Data::File(f) => f.buffer()?,
+                Data::Mem(_) => std::mem::take(&mut spare),
+            };
+            buf.resize(READ_BUF, 0);
             let n = match reader.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,
@@ -116,13 +121,15 @@ impl Store {
                     });
                 }
             };
-            let chunk = &buf[..n];
-            hasher.update(chunk, &mut pairs);
+            buf.truncate(n);
+            hasher.update(&buf, &mut pairs);
             if pairs.len() >= 64 * 1024 {
                 outboard.append(&pairs, self)?;
                 pairs.clear();
             }
-            data.write(chunk, inline_max, self)?;
+            if let Some(back) = data.write(buf, inline_max, self)? {
+                spare = back;
+            }
         }
         let hash = hasher.finalize(&mut pairs);
         outboard.append(&pairs, self)?;
@@ -134,7 +141,7 @@ impl Store {
             .suffix(".data")
             .tempfile_in(&self.inner.tmp_dir)
             .ctx(|| format!("creating a file in {}", self.inner.tmp_dir.display()))?;
-        Ok(DataFile::new(file))
+        DataFile::new(file)
     }
 
     /// Makes an imported blob durable and visible (steps 2 and 3 above).
@@ -148,6 +155,7 @@ impl Store {
         let temp_pin = self.temp_pin(hash);
         let (size, file) = match data {
             Data::Mem(bytes) => (bytes.len() as u64, Err(bytes)),
+            // Written and fsynced before the transaction that makes it visible.
             Data::File(f) => {
                 let (size, file) = f.finish()?;
                 (size, Ok(file))
@@ -164,9 +172,6 @@ impl Store {
             if new {
                 let state = match &file {
                     Ok(temp) => {
-                        temp.as_file()
-                            .sync_data()
-                            .ctx(|| "syncing imported data".into())?;
                         let dest = self.data_path(&hash);
                         std::fs::rename(temp.path(), &dest)
                             .ctx(|| format!("moving imported data to {}", dest.display()))?;
@@ -221,106 +226,158 @@ enum Data {
 }
 
 impl Data {
-    fn write(&mut self, chunk: &[u8], inline_max: u64, store: &Store) -> Result<(), StoreError> {
+    /// Takes a filled buffer; returns it if it can be reused at once.
+    fn write(
+        &mut self,
+        buf: Vec<u8>,
+        inline_max: u64,
+        store: &Store,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         match self {
-            Data::File(f) => f.write(chunk),
+            Data::File(f) => f.submit(buf).map(|()| None),
             Data::Mem(bytes) => {
-                bytes.extend_from_slice(chunk);
+                bytes.extend_from_slice(&buf);
                 if bytes.len() as u64 > inline_max {
                     let mut f = store.temp_data_file()?;
-                    f.write(bytes)?;
+                    f.submit(std::mem::take(bytes))?;
                     *self = Data::File(f);
                 }
-                Ok(())
+                Ok(Some(buf))
             }
         }
     }
 }
 
-/// A temporary data file being written, with writeback started as it grows.
+/// Buffers in flight between the importer and the writer thread.
+const BUFFERS: usize = 8;
+
+/// A temporary data file written by a background thread, so the disk is
+/// busy while the importer reads and hashes.
+///
+/// Buffers circulate: the importer fills one, hashes it and submits it; the
+/// writer writes it and hands it back. A third thread fsyncs every
+/// [`WRITEBACK_STEP`] bytes, so writeback runs alongside (the kernel would
+/// otherwise start it only at the final fsync) and that fsync has little
+/// left to do.
 struct DataFile {
     file: NamedTempFile,
-    len: u64,
-    flusher: Option<Flusher>,
+    to_writer: Option<mpsc::SyncSender<Vec<u8>>>,
+    free: mpsc::Receiver<Vec<u8>>,
+    made: usize,
+    writer: Option<thread::JoinHandle<io::Result<u64>>>,
 }
 
 impl DataFile {
-    fn new(file: NamedTempFile) -> Self {
-        Self {
-            file,
-            len: 0,
-            flusher: None,
-        }
-    }
-
-    fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
-        self.file
-            .as_file_mut()
-            .write_all(chunk)
-            .ctx(|| "writing imported data".into())?;
-        let before = self.len / WRITEBACK_STEP;
-        self.len += chunk.len() as u64;
-        if self.len / WRITEBACK_STEP != before {
-            if self.flusher.is_none() {
-                self.flusher = Some(Flusher::start(self.file.as_file())?);
-            }
-            if let Some(f) = &self.flusher {
-                f.kick();
-            }
-        }
-        Ok(())
-    }
-
-    /// Waits for the background flushes; returns the size and the file.
-    fn finish(self) -> Result<(u64, NamedTempFile), StoreError> {
-        if let Some(f) = self.flusher {
-            f.finish()?;
-        }
-        Ok((self.len, self.file))
-    }
-}
-
-/// A thread that fsyncs a file being written whenever kicked, so the disk
-/// writes while the importer hashes (the kernel would otherwise wait for
-/// the final fsync to start).
-struct Flusher {
-    tx: mpsc::SyncSender<()>,
-    handle: thread::JoinHandle<io::Result<()>>,
-}
-
-impl Flusher {
-    fn start(file: &File) -> Result<Self, StoreError> {
-        let file = file
+    fn new(file: NamedTempFile) -> Result<Self, StoreError> {
+        let out = file
+            .as_file()
             .try_clone()
             .ctx(|| "duplicating a file handle".into())?;
-        let (tx, rx) = mpsc::sync_channel::<()>(1);
-        let handle = thread::Builder::new()
-            .name("p2pfs-flush".into())
-            .spawn(move || {
-                while rx.recv().is_ok() {
-                    file.sync_data()?;
-                }
-                Ok(())
-            })
-            .ctx(|| "starting a writeback thread".into())?;
-        Ok(Self { tx, handle })
+        let (to_writer, jobs) = mpsc::sync_channel::<Vec<u8>>(BUFFERS);
+        let (give_back, free) = mpsc::channel();
+        let writer = thread::Builder::new()
+            .name("p2pfs-import".into())
+            .spawn(move || write_loop(out, jobs, give_back))
+            .ctx(|| "starting the import writer thread".into())?;
+        Ok(Self {
+            file,
+            to_writer: Some(to_writer),
+            free,
+            made: 0,
+            writer: Some(writer),
+        })
     }
 
-    fn kick(&self) {
-        // A full channel means a flush is already queued: nothing to add.
-        let _ = self.tx.try_send(());
-    }
-
-    fn finish(self) -> Result<(), StoreError> {
-        drop(self.tx);
-        match self.handle.join() {
-            Ok(r) => r.ctx(|| "syncing imported data".into()),
-            Err(_) => Err(StoreError::Io {
-                context: "syncing imported data".into(),
-                source: io::Error::other("writeback thread panicked"),
-            }),
+    /// A buffer to fill: a returned one, a new one while fewer than
+    /// [`BUFFERS`] exist, else the next one the writer returns.
+    fn buffer(&mut self) -> Result<Vec<u8>, StoreError> {
+        if let Ok(b) = self.free.try_recv() {
+            return Ok(b);
+        }
+        if self.made < BUFFERS {
+            self.made += 1;
+            return Ok(Vec::with_capacity(READ_BUF));
+        }
+        match self.free.recv() {
+            Ok(b) => Ok(b),
+            Err(_) => Err(self.writer_error()),
         }
     }
+
+    fn submit(&mut self, buf: Vec<u8>) -> Result<(), StoreError> {
+        let sent = self.to_writer.as_ref().map(|tx| tx.send(buf).is_ok());
+        if sent == Some(true) {
+            Ok(())
+        } else {
+            Err(self.writer_error())
+        }
+    }
+
+    /// The writer stopped early: why.
+    fn writer_error(&mut self) -> StoreError {
+        self.to_writer = None;
+        match self.writer.take().map(|h| h.join()) {
+            Some(Ok(Err(e))) => crate::error::io_error("writing imported data".into(), e),
+            _ => StoreError::Io {
+                context: "writing imported data".into(),
+                source: io::Error::other("the import writer thread stopped"),
+            },
+        }
+    }
+
+    /// Waits until every byte is written and fsynced; returns the size and
+    /// the file.
+    fn finish(mut self) -> Result<(u64, NamedTempFile), StoreError> {
+        self.to_writer = None;
+        let written = match self.writer.take().map(|h| h.join()) {
+            Some(Ok(r)) => r.ctx(|| "writing imported data".into())?,
+            _ => return Err(self.writer_error()),
+        };
+        Ok((written, self.file))
+    }
+}
+
+/// The writer thread: writes buffers in order, returns them, and keeps a
+/// flusher thread syncing behind it. Ends with a final fsync.
+fn write_loop(
+    mut file: File,
+    jobs: mpsc::Receiver<Vec<u8>>,
+    give_back: mpsc::Sender<Vec<u8>>,
+) -> io::Result<u64> {
+    let flusher_file = file.try_clone()?;
+    let (kick, kicks) = mpsc::sync_channel::<()>(1);
+    let flusher =
+        thread::Builder::new()
+            .name("p2pfs-flush".into())
+            .spawn(move || -> io::Result<()> {
+                while kicks.recv().is_ok() {
+                    flusher_file.sync_data()?;
+                }
+                Ok(())
+            })?;
+    let mut written = 0u64;
+    let mut result = Ok(());
+    for buf in jobs {
+        if let Err(e) = file.write_all(&buf) {
+            result = Err(e);
+            break;
+        }
+        let before = written / WRITEBACK_STEP;
+        written += buf.len() as u64;
+        if written / WRITEBACK_STEP != before {
+            // A full channel means a flush is queued already.
+            let _ = kick.try_send(());
+        }
+        let _ = give_back.send(buf);
+    }
+    drop(kick);
+    let flushed = flusher
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("writeback thread panicked")));
+    result?;
+    flushed?;
+    file.sync_data()?;
+    Ok(written)
 }
 
 /// The outboard of a blob being imported: in memory while small, spilled to

@@ -51,6 +51,7 @@ use redb::ReadableTable;
 use crate::{
     BLOCK_SIZE, ChunkRanges, Protect, Store,
     error::{DbContext, IoContext, StoreError, io_error},
+    export::DataRef,
     lock,
     outboard::{PendingPairs, join_pair, patch_segments},
     tables::{self, BlobMeta, BlobState, GroupSet, decode_groups, encode_groups},
@@ -659,19 +660,25 @@ impl PartialShared {
         Ok(n)
     }
 
-    /// The size and a handle on the data of a live download, for serving.
-    pub(crate) fn serving_view(
-        &self,
-    ) -> Option<(u64, ChunkRanges, Option<Arc<File>>, Option<Vec<u8>>)> {
+    /// The size, present ranges and data of a live download, for serving.
+    pub(crate) fn serving_view(&self) -> Option<ServingView> {
         let st = lock(&self.state);
         let size = st.size?;
         let have = groups_to_chunks(&(&st.committed | &st.pending));
-        match &st.target {
-            Target::File(f) => Some((size, have, Some(f.clone()), None)),
-            Target::Mem(b) => Some((size, have, None, Some(b.clone()))),
-            Target::None => None,
-        }
+        let data = match &st.target {
+            Target::File(f) => DataRef::File(f.clone()),
+            Target::Mem(b) => DataRef::Mem(b.clone()),
+            Target::None => return None,
+        };
+        Some(ServingView { size, have, data })
     }
+}
+
+/// What a live download can serve.
+pub(crate) struct ServingView {
+    pub(crate) size: u64,
+    pub(crate) have: ChunkRanges,
+    pub(crate) data: DataRef,
 }
 
 impl PendingPairs for PartialShared {

@@ -1,0 +1,68 @@
+//! The command line, as clap sees it.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use p2pfs_proto::Hash;
+
+/// p2pfs: share files with content addressing, verified chunk by chunk.
+#[derive(Debug, Parser)]
+#[command(name = "p2pfs", version, about, max_term_width = 100)]
+pub(crate) struct Cli {
+    /// Where p2pfs keeps its store and identity
+    /// [default: $XDG_DATA_HOME/p2pfs, or ~/.local/share/p2pfs]
+    #[arg(long, global = true, env = "P2PFS_DATA_DIR", value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Add files to the store; prints `HASH  PATH` per file, like b3sum
+    Add {
+        /// Files to add (`-` reads standard input)
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// Add the files inside directories, recursively
+        #[arg(short, long)]
+        recursive: bool,
+        /// Do not pin the added blobs (`p2pfs gc` may then remove them)
+        #[arg(long)]
+        no_pin: bool,
+    },
+    /// Write blobs to standard output
+    Cat {
+        /// Hashes of the blobs, written one after the other
+        #[arg(required = true, value_name = "HASH")]
+        hashes: Vec<Hash>,
+    },
+    /// List the blobs in the store with their size, completeness and pins
+    Ls {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pin blobs so that `p2pfs gc` keeps them
+    Pin {
+        #[arg(required = true, value_name = "HASH")]
+        hashes: Vec<Hash>,
+    },
+    /// Remove the pins set by `p2pfs add` and `p2pfs pin`
+    Unpin {
+        #[arg(required = true, value_name = "HASH")]
+        hashes: Vec<Hash>,
+    },
+    /// Remove blobs that are not pinned
+    Gc {
+        /// Print JSON instead of a summary
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-read blobs and check them against their hashes (all if none given)
+    Verify {
+        #[arg(value_name = "HASH")]
+        hashes: Vec<Hash>,
+    },
+}

@@ -1,0 +1,25 @@
+//! Where things live on disk.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+/// The data directory: the flag or `P2PFS_DATA_DIR`, else the XDG default.
+pub(crate) fn data_dir(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = flag {
+        return Ok(dir.to_path_buf());
+    }
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(xdg).join("p2pfs"));
+    }
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        Some(home) => Ok(PathBuf::from(home).join(".local/share/p2pfs")),
+        None => bail!("cannot find a data directory: set --data-dir, P2PFS_DATA_DIR or HOME"),
+    }
+}
+
+/// Opens the content store inside the data directory.
+pub(crate) fn open_store(data_dir: &Path) -> anyhow::Result<p2pfs_store::Store> {
+    p2pfs_store::Store::open(data_dir.join("store"))
+        .with_context(|| format!("opening the store in {}", data_dir.display()))
+}
