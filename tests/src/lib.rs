@@ -1,1 +1,200 @@
-//! Test helpers.
+//! Helpers for the end-to-end tests: the `p2pfs` binary, private
+//! directories, commands with deadlines, and tmpfs mounts that always
+//! unmount.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+/// The `p2pfs` binary of this build, built on first use.
+pub fn p2pfs_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        // target/<profile>/deps/<test binary> -> target/<profile>/p2pfs
+        let exe = std::env::current_exe().expect("test binary path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test binary lives in target/<profile>/deps");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-q", "-p", "p2pfs", "--bin", "p2pfs"]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd
+            .status()
+            .expect("running cargo build for the p2pfs binary");
+        assert!(status.success(), "cargo build -p p2pfs failed");
+        let bin = profile_dir.join("p2pfs");
+        assert!(bin.exists(), "{} missing after build", bin.display());
+        bin
+    })
+}
+
+/// A private temporary directory, removed on drop.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("p2pfs-test-")
+        .tempdir()
+        .expect("creating a temporary directory")
+}
+
+/// Runs `p2pfs --data-dir DATA ARGS...`, killing it after `timeout`.
+pub fn p2pfs(data_dir: &Path, args: &[&str]) -> Output {
+    p2pfs_with_input(data_dir, args, None)
+}
+
+/// Like [`p2pfs`], feeding `input` on standard input.
+pub fn p2pfs_with_input(data_dir: &Path, args: &[&str], input: Option<&[u8]>) -> Output {
+    let mut cmd = Command::new(p2pfs_bin());
+    cmd.arg("--data-dir").arg(data_dir).args(args);
+    run(cmd, input, Duration::from_secs(120))
+}
+
+/// Runs a command to completion with a deadline; panics if it is exceeded.
+pub fn run(mut cmd: Command, input: Option<&[u8]>, timeout: Duration) -> Output {
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+    if let Some(bytes) = input {
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(bytes).unwrap();
+    }
+    // Drain the pipes on threads so a chatty child cannot block on them.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut v).unwrap();
+        v
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut stderr, &mut v).unwrap();
+        v
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Output {
+        status,
+        stdout: out_t.join().unwrap(),
+        stderr: err_t.join().unwrap(),
+    }
+}
+
+/// Asserts a command succeeded and returns its stdout as text.
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "command failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asserts a command failed the way a user should see it fail: non-zero
+/// exit, exactly one line on stderr starting with `error:`, no panic.
+/// Returns that line.
+pub fn fails(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "expected failure, got success");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+        "panic: {stderr}"
+    );
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line on stderr, got: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    lines[0].to_string()
+}
+
+/// Writes `size` pseudo-random bytes (from `seed`) to `path`.
+pub fn random_file(path: &Path, size: u64, seed: u64) {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        rng.fill(&mut buf[..n]);
+        f.write_all(&buf[..n]).unwrap();
+        left -= n as u64;
+    }
+    f.flush().unwrap();
+}
+
+/// BLAKE3 of a file, as `b3sum` would print it.
+pub fn blake3_file(path: &Path) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update_reader(std::fs::File::open(path).unwrap()).unwrap();
+    h.finalize().to_hex().to_string()
+}
+
+/// Panics unless running as root (mounts need it; CI runs as root).
+pub fn require_root() {
+    let out = Command::new("id").arg("-u").output().expect("running id");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "0",
+        "this test mounts filesystems and must run as root"
+    );
+}
+
+/// A tmpfs mounted for one test, unmounted on drop.
+#[derive(Debug)]
+pub struct Tmpfs {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs with the given `mount -o` options (e.g. `size=4m`).
+    pub fn mount(options: &str) -> Self {
+        require_root();
+        let dir = temp_dir();
+        let path = dir.path().join("mnt");
+        std::fs::create_dir(&path).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(&path)
+            .status()
+            .expect("running mount");
+        assert!(status.success(), "mount -t tmpfs -o {options} failed");
+        Self { path, _dir: dir }
+    }
+
+    /// Where it is mounted.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}

@@ -21,7 +21,7 @@ use redb::{ReadableDatabase, ReadableTable};
 use serde::Serialize;
 
 use crate::{
-    Store,
+    Store, crash,
     error::{DbContext, IoContext, StoreError},
     outboard::delete_segments,
     tables::{self, BlobMeta, BlobState, HashKey},
@@ -114,11 +114,13 @@ impl Store {
             }
         }
         txn.commit().db()?;
+        crash::point("gc.committed");
         {
             let live = self.live();
             for hash in files {
                 if !live.protected.contains_key(&hash) {
                     remove_if_exists(&self.data_path(&hash))?;
+                    crash::point("gc.unlinked");
                 }
             }
         }

@@ -24,7 +24,7 @@ use redb::ReadableTable;
 use tempfile::NamedTempFile;
 
 use crate::{
-    Store, TempPin,
+    Store, TempPin, crash,
     error::{DbContext, IoContext, StoreError},
     outboard::SegmentWriter,
     tables::{self, BlobMeta, BlobState},
@@ -172,10 +172,12 @@ impl Store {
             if new {
                 let state = match &file {
                     Ok(temp) => {
+                        crash::point("import.synced");
                         let dest = self.data_path(&hash);
                         std::fs::rename(temp.path(), &dest)
                             .ctx(|| format!("moving imported data to {}", dest.display()))?;
                         self.sync_data_dir()?;
+                        crash::point("import.renamed");
                         BlobState::CompleteFile
                     }
                     Err(bytes) => {
@@ -204,6 +206,7 @@ impl Store {
             new
         };
         txn.commit().db()?;
+        crash::point("import.committed");
         if new {
             tracing::debug!(%hash, size, "imported");
         }

@@ -49,7 +49,7 @@ use p2pfs_proto::{
 use redb::ReadableTable;
 
 use crate::{
-    BLOCK_SIZE, ChunkRanges, Protect, Store,
+    BLOCK_SIZE, ChunkRanges, Protect, Store, crash,
     error::{DbContext, IoContext, StoreError, io_error},
     export::DataRef,
     lock,
@@ -514,10 +514,12 @@ impl PartialShared {
         let Some(snap) = self.snapshot() else {
             return Ok(());
         };
+        crash::point("download.written");
         if let Some(f) = &snap.file {
             f.sync_data()
                 .map_err(|e| io_error(format!("syncing downloaded data of {}", self.hash), e))?;
         }
+        crash::point("download.synced");
         let txn = store.begin_write()?;
         {
             let mut blobs = txn.open_table(tables::BLOBS).db()?;
@@ -572,6 +574,7 @@ impl PartialShared {
                 .db()?;
         }
         txn.commit().db()?;
+        crash::point("download.committed");
         let mut st = lock(&self.state);
         st.pending = &st.pending - &snap.groups;
         for node in snap.pairs.keys() {

@@ -1,5 +1,6 @@
 #![doc = include_str!("../DESIGN.md")]
 
+pub mod crash;
 mod error;
 mod export;
 mod gc;
