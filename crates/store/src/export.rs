@@ -10,7 +10,7 @@ use std::{
 
 use bao_tree::{
     BaoTree,
-    io::{EncodeError, round_up_to_chunks_groups, sync::encode_ranges_validated},
+    io::{EncodeError, sync::encode_ranges_validated},
 };
 use p2pfs_proto::{
     Hash,
@@ -22,7 +22,7 @@ use serde::Serialize;
 use crate::{
     BLOCK_SIZE, ChunkRanges, Store,
     error::{DbContext, IoContext, StoreError},
-    ingest::groups_to_chunks,
+    ranges::{effective_ranges, groups_to_chunks},
     outboard::{DbOutboard, OutboardTable},
     tables::{self, BlobMeta, GroupSet, SEGMENT_BYTES, decode_groups},
     tree::TreeHasher,
@@ -233,7 +233,7 @@ impl Store {
         } else {
             have_set(&txn.open_table(tables::HAVE).db()?, hash)?
         };
-        Ok(Some((meta.size, groups_to_chunks(&set))))
+        Ok(Some((meta.size, groups_to_chunks(&set, meta.size))))
     }
 
     /// Writes a verified stream of `ranges` of `hash` for a peer: the size
@@ -271,7 +271,7 @@ impl Store {
             },
         };
         let tree = BaoTree::new(size, BLOCK_SIZE);
-        let send = round_up_to_chunks_groups(ranges.clone(), BLOCK_SIZE) & have;
+        let send = effective_ranges(ranges, size) & have;
         w.write_all(&size.to_le_bytes())
             .map_err(|source| StoreError::Stream {
                 hash: *hash,

@@ -37,7 +37,7 @@ use std::{
 use bao_tree::{
     BaoTree, ChunkNum, TreeNode,
     io::{
-        BaoContentItem, DecodeError, Leaf, Parent, round_up_to_chunks_groups,
+        BaoContentItem, DecodeError, Leaf, Parent,
         sync::DecodeResponseIter,
     },
 };
@@ -54,6 +54,7 @@ use crate::{
     export::DataRef,
     lock,
     outboard::{PendingPairs, join_pair, patch_segments},
+    ranges::{effective_ranges, group_count, groups_to_chunks},
     tables::{self, BlobMeta, BlobState, GroupSet, decode_groups, encode_groups},
 };
 
@@ -223,8 +224,8 @@ impl PartialBlob {
     /// is unknown.
     pub fn have(&self) -> Option<ChunkRanges> {
         let st = lock(&self.shared.state);
-        st.size?;
-        Some(groups_to_chunks(&(&st.committed | &st.pending)))
+        let size = st.size?;
+        Some(groups_to_chunks(&(&st.committed | &st.pending), size))
     }
 
     /// Reads one bao-tree encoded response from `stream` and stores every
@@ -262,15 +263,15 @@ impl PartialBlob {
                 detail: format!("peer claims {claimed} bytes, the verified size is {size}"),
             });
         }
+        if claimed == 0 {
+            return self.ingest_empty(report);
+        }
         let last_group = groups(claimed).saturating_sub(1);
-        let ranges = round_up_to_chunks_groups(ranges.clone(), BLOCK_SIZE);
+        let ranges = effective_ranges(ranges, claimed);
         if known.is_none() && !ranges.contains(&ChunkNum(last_group << BLOCK_SIZE.chunk_log())) {
             return Err(StoreError::Invalid(format!(
                 "the size of blob {hash} is not verified yet: the request must include its last chunk group"
             )));
-        }
-        if claimed == 0 {
-            return self.ingest_empty(report);
         }
         let tree = BaoTree::new(claimed, BLOCK_SIZE);
         let mut unproven = known.is_none().then(Unproven::default);
@@ -416,7 +417,7 @@ impl PartialBlob {
                 st.target = Target::Mem(bytes);
             }
             let new = &u.groups - &(&st.committed | &st.pending);
-            report.new_groups += count(&new);
+            report.new_groups += group_count(&new);
             report.new_bytes += u.bytes;
             st.pending |= u.groups;
             st.pending_bytes += u.bytes;
@@ -667,7 +668,7 @@ impl PartialShared {
     pub(crate) fn serving_view(&self) -> Option<ServingView> {
         let st = lock(&self.state);
         let size = st.size?;
-        let have = groups_to_chunks(&(&st.committed | &st.pending));
+        let have = groups_to_chunks(&(&st.committed | &st.pending), size);
         let data = match &st.target {
             Target::File(f) => DataRef::File(f.clone()),
             Target::Mem(b) => DataRef::Mem(b.clone()),
@@ -772,30 +773,4 @@ fn reserve(file: &File, size: u64, store: &Store) -> Result<(), StoreError> {
             e.into(),
         )),
     }
-}
-
-fn count(set: &GroupSet) -> u64 {
-    set.iter()
-        .map(|r| match r {
-            range_collections::range_set::RangeSetRange::Range(r) => r.end - r.start,
-            range_collections::range_set::RangeSetRange::RangeFrom(_) => 0,
-        })
-        .sum()
-}
-
-/// Converts group indices to chunk ranges.
-pub(crate) fn groups_to_chunks(set: &GroupSet) -> ChunkRanges {
-    let shift = BLOCK_SIZE.chunk_log();
-    let mut out = ChunkRanges::empty();
-    for r in set.iter() {
-        match r {
-            range_collections::range_set::RangeSetRange::Range(r) => {
-                out |= ChunkRanges::from(ChunkNum(*r.start << shift)..ChunkNum(*r.end << shift));
-            }
-            range_collections::range_set::RangeSetRange::RangeFrom(r) => {
-                out |= ChunkRanges::from(ChunkNum(*r.start << shift)..);
-            }
-        }
-    }
-    out
 }

@@ -7,6 +7,7 @@ mod gc;
 mod import;
 mod ingest;
 mod outboard;
+mod ranges;
 mod tables;
 mod tree;
 
@@ -28,6 +29,7 @@ pub use export::{BlobInfo, BlobReader, BlobState};
 pub use gc::{GcReport, USER_PIN};
 pub use import::Imported;
 pub use ingest::{IngestReport, PartialBlob};
+pub use ranges::effective_ranges;
 use p2pfs_proto::{Hash, chunk::CHUNK_GROUP_LOG};
 use redb::{ReadableDatabase, ReadableTable};
 

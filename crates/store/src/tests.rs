@@ -174,7 +174,8 @@ fn ranges_arrive_in_any_order_and_resume_after_restart() {
     let want = (2 + 10) * G as u64 + (size % G) as u64;
     assert_eq!(info.present, want);
     let (_, have) = b.have(&hash).unwrap().unwrap();
-    assert_eq!(have, groups(3..5) | groups(20..30) | groups(last - 1..last));
+    let in_blob = ChunkRanges::from(ChunkNum(0)..ChunkNum::chunks(size as u64));
+    assert_eq!(have, (groups(3..5) | groups(20..30) | groups(last - 1..last)) & in_blob);
     b.verify(&hash).unwrap();
     // A partial store serves what it has to a third store.
     let (_c_dir, c) = temp_store();
@@ -447,4 +448,21 @@ fn reader_reports_partial_blobs_as_incomplete() {
         }
         other => panic!("expected Incomplete, got {other:?}"),
     }
+}
+
+#[test]
+fn a_request_past_the_end_is_a_size_proof() {
+    let (_a_dir, a) = temp_store();
+    let (_b_dir, b) = temp_store();
+    let size = 7 * G + 99;
+    let data = random(size);
+    let hash = a.import_bytes(&data, None).unwrap().hash;
+    let tail = ChunkRanges::from(ChunkNum(1 << 50)..);
+    let stream = encode(&a, &hash, &tail);
+    // 8 bytes of size, the pairs on the path to the last group, its 99 bytes.
+    assert!(stream.len() < 8 + 64 * 4 + 99 + 1);
+    let p = b.partial(hash).unwrap();
+    p.ingest(&tail, &stream[..]).unwrap();
+    assert_eq!(p.size(), Some(size as u64));
+    assert_eq!(p.have().unwrap(), ChunkRanges::from(ChunkNum(7 * 16)..ChunkNum(7 * 16 + 1)));
 }
