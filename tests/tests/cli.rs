@@ -1,6 +1,8 @@
 //! The `p2pfs` command line against a real store: `add`, `cat`, `ls`, `pin`,
 //! `unpin`, `gc`, `verify`, and the errors a user can run into.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::Command;
 
 use p2pfs_tests::*;

@@ -4,6 +4,8 @@
 //! present groups verify; and everything the child saw acknowledged
 //! (journaled after the call returned) is still there.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::{
     collections::HashMap,
     process::{Command, Stdio},

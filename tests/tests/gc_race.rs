@@ -2,6 +2,8 @@
 //! pinned blob is ever lost (the race of iroh-blobs#247), nothing being
 //! written is collected, and what is neither pinned nor in use does go.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::{
     sync::{
         Arc,

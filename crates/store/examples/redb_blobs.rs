@@ -4,6 +4,8 @@
 //!
 //! `cargo run --release --example redb_blobs FILE DB VALUE_BYTES`
 
+#![allow(clippy::print_stdout)]
+
 use std::{io::Read, time::Instant};
 
 use redb::{Database, TableDefinition};

@@ -1,6 +1,6 @@
 //! Deterministic crash points, for the crash-consistency tests.
 //!
-//! The store calls [`point`] between the durable steps of its commit
+//! The store calls `point` between the durable steps of its commit
 //! protocols (see DESIGN.md). Normally that is one relaxed atomic load. When
 //! the environment variable `P2PFS_CRASH_POINT=NAME:N` is set, the N-th
 //! passage through the point `NAME` aborts the process on the spot, as a

@@ -22,8 +22,8 @@ use serde::Serialize;
 use crate::{
     BLOCK_SIZE, ChunkRanges, Store,
     error::{DbContext, IoContext, StoreError},
-    ranges::{effective_ranges, groups_to_chunks},
     outboard::{DbOutboard, OutboardTable},
+    ranges::{effective_ranges, groups_to_chunks},
     tables::{self, BlobMeta, GroupSet, SEGMENT_BYTES, decode_groups},
     tree::TreeHasher,
 };

@@ -36,10 +36,7 @@ use std::{
 
 use bao_tree::{
     BaoTree, ChunkNum, TreeNode,
-    io::{
-        BaoContentItem, DecodeError, Leaf, Parent,
-        sync::DecodeResponseIter,
-    },
+    io::{BaoContentItem, DecodeError, Leaf, Parent, sync::DecodeResponseIter},
 };
 use bytes::Bytes;
 use p2pfs_proto::{

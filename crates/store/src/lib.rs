@@ -29,8 +29,8 @@ pub use export::{BlobInfo, BlobReader, BlobState};
 pub use gc::{GcReport, USER_PIN};
 pub use import::Imported;
 pub use ingest::{IngestReport, PartialBlob};
-pub use ranges::effective_ranges;
 use p2pfs_proto::{Hash, chunk::CHUNK_GROUP_LOG};
+pub use ranges::effective_ranges;
 use redb::{ReadableDatabase, ReadableTable};
 
 use crate::{

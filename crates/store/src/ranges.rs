@@ -65,16 +65,31 @@ mod tests {
         let tail = ChunkRanges::from(ChunkNum(1 << 40)..);
         assert_eq!(effective_ranges(&tail, size), chunks(96..100));
         assert_eq!(effective_ranges(&ChunkRanges::all(), size), chunks(0..100));
-        assert_eq!(effective_ranges(&(chunks(0..3) | tail), size), chunks(0..16) | chunks(96..100));
-        assert_eq!(effective_ranges(&ChunkRanges::all(), 0), ChunkRanges::empty());
-        assert_eq!(effective_ranges(&ChunkRanges::empty(), size), ChunkRanges::empty());
+        assert_eq!(
+            effective_ranges(&(chunks(0..3) | tail), size),
+            chunks(0..16) | chunks(96..100)
+        );
+        assert_eq!(
+            effective_ranges(&ChunkRanges::all(), 0),
+            ChunkRanges::empty()
+        );
+        assert_eq!(
+            effective_ranges(&ChunkRanges::empty(), size),
+            ChunkRanges::empty()
+        );
     }
 
     #[test]
     fn group_sets_convert_to_chunks() {
         let set = GroupSet::from(1..3) | GroupSet::from(5..6);
-        assert_eq!(groups_to_chunks(&set, 1 << 20), chunks(16..48) | chunks(80..96));
-        assert_eq!(groups_to_chunks(&set, 90 * 1024), chunks(16..48) | chunks(80..90));
+        assert_eq!(
+            groups_to_chunks(&set, 1 << 20),
+            chunks(16..48) | chunks(80..96)
+        );
+        assert_eq!(
+            groups_to_chunks(&set, 90 * 1024),
+            chunks(16..48) | chunks(80..90)
+        );
         assert_eq!(group_count(&set), 3);
     }
 }

@@ -175,7 +175,10 @@ fn ranges_arrive_in_any_order_and_resume_after_restart() {
     assert_eq!(info.present, want);
     let (_, have) = b.have(&hash).unwrap().unwrap();
     let in_blob = ChunkRanges::from(ChunkNum(0)..ChunkNum::chunks(size as u64));
-    assert_eq!(have, (groups(3..5) | groups(20..30) | groups(last - 1..last)) & in_blob);
+    assert_eq!(
+        have,
+        (groups(3..5) | groups(20..30) | groups(last - 1..last)) & in_blob
+    );
     b.verify(&hash).unwrap();
     // A partial store serves what it has to a third store.
     let (_c_dir, c) = temp_store();
@@ -464,5 +467,127 @@ fn a_request_past_the_end_is_a_size_proof() {
     let p = b.partial(hash).unwrap();
     p.ingest(&tail, &stream[..]).unwrap();
     assert_eq!(p.size(), Some(size as u64));
-    assert_eq!(p.have().unwrap(), ChunkRanges::from(ChunkNum(7 * 16)..ChunkNum(7 * 16 + 1)));
+    assert_eq!(
+        p.have().unwrap(),
+        ChunkRanges::from(ChunkNum(7 * 16)..ChunkNum(7 * 16 + 1))
+    );
+}
+
+/// An independent implementation of docs/protocol.md §3 (the tree, the
+/// effective ranges, the verified stream), checked byte for byte against
+/// the store: the document is exact enough to implement.
+mod spec {
+    use blake3::hazmat::{HasherExt, Mode, merge_subtrees_non_root, merge_subtrees_root};
+
+    use super::*;
+
+    fn cv(data: &[u8], o: usize, len: usize, root: bool) -> [u8; 32] {
+        if len <= G {
+            let bytes = &data[o..o + len];
+            if root {
+                return *blake3::hash(bytes).as_bytes();
+            }
+            let mut h = blake3::Hasher::new();
+            h.set_input_offset(o as u64);
+            h.update(bytes);
+            return h.finalize_non_root();
+        }
+        let l = left_len(len);
+        let (a, b) = (cv(data, o, l, false), cv(data, o + l, len - l, false));
+        if root {
+            *merge_subtrees_root(&a, &b, Mode::Hash).as_bytes()
+        } else {
+            merge_subtrees_non_root(&a, &b, Mode::Hash)
+        }
+    }
+
+    /// The largest power of two strictly less than `len`.
+    fn left_len(len: usize) -> usize {
+        1 << (usize::BITS - 1 - (len - 1).leading_zeros())
+    }
+
+    /// §3.3, on plain intervals of chunks.
+    fn effective(req: &[(u64, u64)], size: u64) -> Vec<(u64, u64)> {
+        let c = size.div_ceil(1024);
+        let g = size.div_ceil(16384);
+        let mut chunks = std::collections::BTreeSet::new();
+        let mut tail = false;
+        for &(s, e) in req {
+            let (s, e) = (s / 16 * 16, e.div_ceil(16) * 16);
+            if e > c {
+                tail = true;
+            }
+            chunks.extend(s..e.min(c));
+        }
+        if tail && g > 0 {
+            chunks.extend(16 * (g - 1)..c);
+        }
+        chunks.into_iter().map(|x| (x, x + 1)).collect()
+    }
+
+    fn intersects(e: &[(u64, u64)], s: u64, end: u64) -> bool {
+        e.iter().any(|&(a, b)| a < end && s < b)
+    }
+
+    fn encode(data: &[u8], o: usize, len: usize, e: &[(u64, u64)], out: &mut Vec<u8>) {
+        if len <= G {
+            out.extend_from_slice(&data[o..o + len]);
+            return;
+        }
+        let l = left_len(len);
+        out.extend_from_slice(&cv(data, o, l, false));
+        out.extend_from_slice(&cv(data, o + l, len - l, false));
+        let chunks = |o: usize, len: usize| ((o / 1024) as u64, (o + len).div_ceil(1024) as u64);
+        let (ls, le) = chunks(o, l);
+        if intersects(e, ls, le) {
+            encode(data, o, l, e, out);
+        }
+        let (rs, re) = chunks(o + l, len - l);
+        if intersects(e, rs, re) {
+            encode(data, o + l, len - l, e, out);
+        }
+    }
+
+    pub(super) fn stream(data: &[u8], req: &[(u64, u64)]) -> Vec<u8> {
+        let mut out = (data.len() as u64).to_le_bytes().to_vec();
+        let e = effective(req, data.len() as u64);
+        if !e.is_empty() {
+            assert_eq!(
+                cv(data, 0, data.len(), true),
+                *blake3::hash(data).as_bytes()
+            );
+            encode(data, 0, data.len(), &e, &mut out);
+        }
+        out
+    }
+}
+
+#[test]
+fn the_stream_matches_the_protocol_document() {
+    let (_dir, store) = temp_store();
+    let mut rng = fastrand::Rng::with_seed(fastrand::u64(..));
+    let mut sizes: Vec<usize> = SIZES.to_vec();
+    sizes.extend((0..30).map(|_| rng.usize(..600_000)));
+    for size in sizes {
+        let mut data = vec![0u8; size];
+        rng.fill(&mut data);
+        let hash = store.import_bytes(&data, None).unwrap().hash;
+        let chunks = (size as u64).div_ceil(1024) + 3;
+        for _ in 0..8 {
+            let mut req = Vec::new();
+            let mut ranges = ChunkRanges::empty();
+            for _ in 0..rng.usize(0..4) {
+                let s = rng.u64(..chunks);
+                let e = s + rng.u64(1..40);
+                req.push((s, e));
+                ranges |= ChunkRanges::from(ChunkNum(s)..ChunkNum(e));
+            }
+            let ours = encode(&store, &hash, &ranges);
+            assert_eq!(
+                ours,
+                spec::stream(&data, &req),
+                "size {size}, ranges {req:?}"
+            );
+        }
+    }
 }
