@@ -1,22 +1,20 @@
 //! The content [`Hash`]: a BLAKE3 root hash.
 
-use std::{fmt, str::FromStr};
-
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 use crate::ParseIdError;
 
-/// The BLAKE3 hash of a blob's bytes: the root of its verified-streaming tree.
-///
-/// Shown as 64 lowercase hexadecimal characters, exactly what `b3sum`
-/// prints for the same bytes. Parsing accepts either case.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Hash([u8; 32]);
+crate::id::id32!(
+    /// The BLAKE3 hash of a blob's bytes: the root of its verified-streaming tree.
+    ///
+    /// Shown as 64 lowercase hexadecimal characters, exactly what `b3sum`
+    /// prints for the same bytes. Parsing accepts either case.
+    Hash,
+    "hash",
+    64,
+    encode_hex,
+    decode_hex
+);
 
 impl Hash {
-    /// Characters in the textual form.
-    pub const TEXT_LEN: usize = 64;
-
     /// The hash of the empty blob.
     pub const EMPTY: Hash = Hash([
         0xaf, 0x13, 0x49, 0xb9, 0xf5, 0xf9, 0xa1, 0xa6, 0xa0, 0x40, 0x4d, 0xea, 0x36, 0xdc, 0xc9,
@@ -28,23 +26,6 @@ impl Hash {
     /// hashes streams incrementally).
     pub fn of(data: &[u8]) -> Self {
         Self(*blake3::hash(data).as_bytes())
-    }
-
-    /// Wraps raw bytes.
-    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(bytes)
-    }
-
-    /// The raw bytes.
-    pub const fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
-    /// The first 10 hex characters, for logs.
-    pub fn fmt_short(&self) -> String {
-        let mut s = self.to_string();
-        s.truncate(10);
-        s
     }
 }
 
@@ -60,73 +41,33 @@ impl From<Hash> for blake3::Hash {
     }
 }
 
-impl fmt::Display for Hash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut out = [0u8; 64];
-        for (i, b) in self.0.iter().enumerate() {
-            out[2 * i] = HEX[usize::from(b >> 4)];
-            out[2 * i + 1] = HEX[usize::from(b & 0xf)];
-        }
-        // Every byte written above is ASCII.
-        f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
+fn encode_hex(bytes: &[u8; 32]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(64);
+    for b in bytes {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
     }
+    out
 }
 
-impl fmt::Debug for Hash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Hash({})", self.fmt_short())
+fn decode_hex(s: &str, kind: &'static str) -> Result<[u8; 32], ParseIdError> {
+    let mut out = [0u8; 32];
+    for (i, pair) in s.as_bytes().chunks_exact(2).enumerate() {
+        out[i] = (hex_val(pair[0], kind)? << 4) | hex_val(pair[1], kind)?;
     }
+    Ok(out)
 }
 
-impl FromStr for Hash {
-    type Err = ParseIdError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.len() != Self::TEXT_LEN {
-            return Err(ParseIdError::Length {
-                expected: Self::TEXT_LEN,
-                got: s.chars().count(),
-            });
-        }
-        let mut out = [0u8; 32];
-        for (i, pair) in s.as_bytes().chunks_exact(2).enumerate() {
-            out[i] = (hex_val(pair[0])? << 4) | hex_val(pair[1])?;
-        }
-        Ok(Self(out))
-    }
-}
-
-fn hex_val(c: u8) -> Result<u8, ParseIdError> {
+fn hex_val(c: u8, kind: &'static str) -> Result<u8, ParseIdError> {
     match c {
         b'0'..=b'9' => Ok(c - b'0'),
         b'a'..=b'f' => Ok(c - b'a' + 10),
         b'A'..=b'F' => Ok(c - b'A' + 10),
         _ => Err(ParseIdError::Alphabet {
-            kind: "hash",
+            kind,
             alphabet: "hexadecimal digits 0-9 and a-f",
         }),
-    }
-}
-
-impl Serialize for Hash {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        if serializer.is_human_readable() {
-            serializer.collect_str(self)
-        } else {
-            self.0.serialize(serializer)
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Hash {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        if deserializer.is_human_readable() {
-            let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-            s.parse().map_err(serde::de::Error::custom)
-        } else {
-            <[u8; 32]>::deserialize(deserializer).map(Self)
-        }
     }
 }
 

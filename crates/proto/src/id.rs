@@ -5,10 +5,7 @@
 //! characters). Their short form, used in logs and chat, is the first 10
 //! characters.
 
-use std::{fmt, str::FromStr};
-
 use data_encoding::BASE32_NOPAD;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Why a string is not a valid identifier or hash.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,16 +28,17 @@ pub enum ParseIdError {
     },
 }
 
-/// Defines a 32-byte identifier newtype shown in lowercase base32.
-macro_rules! base32_id {
-    ($(#[$meta:meta])* $name:ident, $kind:literal) => {
+/// Defines a 32-byte identifier newtype with a text form: `$encode` turns
+/// the bytes into text of `$len` characters, `$decode` parses it back.
+macro_rules! id32 {
+    ($(#[$meta:meta])* $name:ident, $kind:literal, $len:expr, $encode:path, $decode:path) => {
         $(#[$meta])*
         #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub struct $name([u8; 32]);
 
         impl $name {
             /// Characters in the textual form.
-            pub const TEXT_LEN: usize = 52;
+            pub const TEXT_LEN: usize = $len;
 
             /// Wraps raw bytes.
             pub const fn from_bytes(bytes: [u8; 32]) -> Self {
@@ -60,28 +58,34 @@ macro_rules! base32_id {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&BASE32_NOPAD.encode(&self.0).to_ascii_lowercase())
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&$encode(&self.0))
             }
         }
 
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 write!(f, concat!(stringify!($name), "({})"), self.fmt_short())
             }
         }
 
-        impl FromStr for $name {
-            type Err = ParseIdError;
+        impl std::str::FromStr for $name {
+            type Err = $crate::ParseIdError;
 
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                decode_base32(s, $kind).map(Self)
+                if s.len() != $len {
+                    return Err($crate::ParseIdError::Length {
+                        expected: $len,
+                        got: s.chars().count(),
+                    });
+                }
+                $decode(s, $kind).map(Self)
             }
         }
 
-        impl Serialize for $name {
-            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 if serializer.is_human_readable() {
                     serializer.collect_str(self)
                 } else {
@@ -90,8 +94,8 @@ macro_rules! base32_id {
             }
         }
 
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 if deserializer.is_human_readable() {
                     let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
                     s.parse().map_err(serde::de::Error::custom)
@@ -103,28 +107,34 @@ macro_rules! base32_id {
     };
 }
 
-base32_id!(
+pub(crate) use id32;
+
+id32!(
     /// A node's identity: its Ed25519 public key.
     ///
     /// The key is not checked to be a valid curve point here; the transport
     /// layer does that when it verifies a handshake.
     NodeId,
-    "node id"
+    "node id",
+    52,
+    encode_base32,
+    decode_base32
 );
 
-base32_id!(
+id32!(
     /// A room's public identifier, derived from the room secret.
     RoomId,
-    "room id"
+    "room id",
+    52,
+    encode_base32,
+    decode_base32
 );
 
+fn encode_base32(bytes: &[u8; 32]) -> String {
+    BASE32_NOPAD.encode(bytes).to_ascii_lowercase()
+}
+
 fn decode_base32(s: &str, kind: &'static str) -> Result<[u8; 32], ParseIdError> {
-    if s.len() != NodeId::TEXT_LEN {
-        return Err(ParseIdError::Length {
-            expected: NodeId::TEXT_LEN,
-            got: s.chars().count(),
-        });
-    }
     let alphabet_err = ParseIdError::Alphabet {
         kind,
         alphabet: "letters a-z and digits 2-7",
