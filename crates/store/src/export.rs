@@ -201,7 +201,9 @@ impl Store {
     /// Reads bytes of `hash` at `offset`, complete or not, as long as the
     /// chunk groups they touch are present. Returns 0 at or past the end.
     pub fn read_at(&self, hash: &Hash, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError> {
-        if let Some(live) = self.live_partial(hash) {
+        if let Some(live) = self.live_partial(hash)
+            && !live.is_complete()
+        {
             return live.read_at(offset, buf);
         }
         match self.reader(hash) {

@@ -207,6 +207,10 @@ impl Store {
         };
         txn.commit().db()?;
         crash::point("import.committed");
+        if let Some(live) = self.live_partial(&hash) {
+            // A download of the same blob is in progress: it is finished now.
+            live.mark_complete();
+        }
         if new {
             tracing::debug!(%hash, size, "imported");
         }

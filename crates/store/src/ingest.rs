@@ -346,6 +346,15 @@ impl PartialBlob {
         offset: u64,
         data: Bytes,
     ) -> Result<(), StoreError> {
+        if let Some(size) = self.size()
+            && size != claimed
+        {
+            // Another stream proved the size meanwhile: this one lied.
+            return Err(StoreError::Verification {
+                hash: self.shared.hash,
+                detail: format!("peer claims {claimed} bytes, the verified size is {size}"),
+            });
+        }
         u.bytes += data.len() as u64;
         if claimed <= self.store.inner.opts.inline_max {
             u.small.push((offset, data));
@@ -358,8 +367,15 @@ impl PartialBlob {
     /// The shared data file, created on first use.
     fn shared_file(&self) -> Result<Arc<File>, StoreError> {
         let mut st = lock(&self.shared.state);
-        if let Target::File(f) = &st.target {
-            return Ok(f.clone());
+        match &st.target {
+            Target::File(f) => return Ok(f.clone()),
+            Target::Mem(_) => {
+                return Err(StoreError::Invalid(format!(
+                    "blob {} is small and has no data file",
+                    self.shared.hash
+                )));
+            }
+            Target::None => {}
         }
         let path = self.store.data_path(&self.shared.hash);
         let file = OpenOptions::new()
@@ -506,6 +522,20 @@ struct Snapshot {
 }
 
 impl PartialShared {
+    pub(crate) fn is_complete(&self) -> bool {
+        lock(&self.state).complete
+    }
+
+    /// The blob was committed complete by other means (an import): stop
+    /// writing and serve the committed copy.
+    pub(crate) fn mark_complete(&self) {
+        let mut st = lock(&self.state);
+        st.complete = true;
+        st.pending = GroupSet::empty();
+        st.pending_pairs.clear();
+        st.pending_bytes = 0;
+    }
+
     /// Records pending groups durably (see the module docs).
     fn commit(&self, store: &Store) -> Result<(), StoreError> {
         let _one_at_a_time = lock(&self.commit);
@@ -529,11 +559,7 @@ impl PartialShared {
                 // Completed by an import meanwhile: our copy is redundant.
                 drop(blobs);
                 txn.abort().db()?;
-                let mut st = lock(&self.state);
-                st.complete = true;
-                st.pending = GroupSet::empty();
-                st.pending_pairs.clear();
-                st.pending_bytes = 0;
+                self.mark_complete();
                 return Ok(());
             }
             let tree = BaoTree::new(snap.size, BLOCK_SIZE);
@@ -661,9 +687,13 @@ impl PartialShared {
         Ok(n)
     }
 
-    /// The size, present ranges and data of a live download, for serving.
+    /// The size, present ranges and data of a live download, for serving;
+    /// `None` once complete: the committed blob is then the one to read.
     pub(crate) fn serving_view(&self) -> Option<ServingView> {
         let st = lock(&self.state);
+        if st.complete {
+            return None;
+        }
         let size = st.size?;
         let have = groups_to_chunks(&(&st.committed | &st.pending), size);
         let data = match &st.target {

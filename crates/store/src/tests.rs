@@ -591,3 +591,52 @@ fn the_stream_matches_the_protocol_document() {
         }
     }
 }
+
+#[test]
+fn an_import_completes_a_download_in_progress() {
+    let (_a_dir, a) = temp_store();
+    let (_b_dir, b) = temp_store();
+    let data = random(12 * G + 5);
+    let hash = a.import_bytes(&data, None).unwrap().hash;
+    let p = b.partial(hash).unwrap();
+    let r = groups(12..13) | groups(0..2);
+    p.ingest(&r, &encode(&a, &hash, &r)[..]).unwrap();
+    // The same bytes arrive through an import while the download is live.
+    assert!(b.import_bytes(&data, None).unwrap().new);
+    let mut buf = vec![0u8; 100];
+    b.read_at(&hash, 6 * G as u64, &mut buf).unwrap();
+    assert_eq!(&buf[..], &data[6 * G..6 * G + 100]);
+    assert_eq!(
+        b.have(&hash).unwrap().unwrap().1,
+        ChunkRanges::from(ChunkNum(0)..ChunkNum::chunks(data.len() as u64))
+    );
+    // The download notices at its next commit and stops writing.
+    let r = groups(5..6);
+    p.ingest(&r, &encode(&a, &hash, &r)[..]).unwrap();
+    p.flush().unwrap();
+    assert!(p.is_complete());
+    drop(p);
+    assert_eq!(read_all(&b, &hash), data);
+    b.verify(&hash).unwrap();
+}
+
+#[test]
+fn a_liar_racing_an_honest_stream_cannot_change_a_small_blob() {
+    let (_a_dir, a) = temp_store();
+    let (_b_dir, b) = temp_store();
+    let data = random(5000);
+    let hash = a.import_bytes(&data, None).unwrap().hash;
+    let p = b.partial(hash).unwrap();
+    // A stream claiming a bigger size is refused once the size is known.
+    let honest = encode(&a, &hash, &ChunkRanges::all());
+    assert!(p.ingest(&ChunkRanges::all(), &honest[..]).unwrap().complete);
+    let mut lie = honest.clone();
+    lie[..8].copy_from_slice(&(40_000u64).to_le_bytes());
+    let err = p.ingest(&ChunkRanges::all(), &lie[..]);
+    assert!(
+        matches!(err, Ok(r) if r.complete),
+        "complete blobs ignore further streams"
+    );
+    drop(p);
+    assert_eq!(read_all(&b, &hash), data);
+}
