@@ -76,25 +76,38 @@ fn gc_never_collects_pinned_or_in_flight_blobs() {
                     2 => {
                         loose.push(store.import_bytes(&data, None).unwrap().hash);
                     }
-                    // Download while GC runs: the partial blob must survive
-                    // until it is complete and pinned.
+                    // Download while GC runs, in several sessions: between
+                    // them the unpinned partial blob is fair game for GC
+                    // (then the download starts over); within a session it
+                    // must survive, and the finished blob must verify.
                     _ => {
                         let h = source.import_bytes(&data, Some("src")).unwrap().hash;
-                        let p = store.partial(h).unwrap();
                         let groups = size.div_ceil(G) as u64;
-                        let mut ranges = ChunkRanges::from(ChunkNum((groups - 1) * 16)..);
-                        for g in 0..groups {
-                            ranges |= ChunkRanges::from(ChunkNum(g * 16)..ChunkNum(g * 16 + 16));
-                            if g % 7 == 0 || g + 1 == groups {
+                        let mut next = 0;
+                        while next < groups {
+                            let p = store.partial(h).unwrap();
+                            if p.size().is_none() {
+                                let tail = ChunkRanges::from(ChunkNum(u64::MAX / 2)..);
                                 let mut s = Vec::new();
-                                source.encode_ranges(&h, &ranges, &mut s).unwrap();
-                                p.ingest(&ranges, &s[..]).unwrap();
+                                source.encode_ranges(&h, &tail, &mut s).unwrap();
+                                p.ingest(&tail, &s[..]).unwrap();
+                                next = 0;
+                            }
+                            let end = (next + 1 + rng.u64(..40)).min(groups);
+                            let r = ChunkRanges::from(ChunkNum(next * 16)..ChunkNum(end * 16));
+                            let mut s = Vec::new();
+                            source.encode_ranges(&h, &r, &mut s).unwrap();
+                            p.ingest(&r, &s[..]).unwrap();
+                            if rng.bool() {
                                 p.flush().unwrap();
                             }
+                            next = end;
+                            if next == groups {
+                                assert!(p.is_complete());
+                                store.pin(&h, "keep").unwrap();
+                            }
                         }
-                        assert!(p.is_complete());
-                        store.pin(&h, "keep").unwrap();
-                        drop(p);
+                        store.verify(&h).unwrap();
                         kept.push((h, data));
                     }
                 }

@@ -1,12 +1,17 @@
 //! Deterministic crash points, for the crash-consistency tests.
 //!
 //! The store calls `point` between the durable steps of its commit
-//! protocols (see DESIGN.md). Normally that is one relaxed atomic load. When
-//! the environment variable `P2PFS_CRASH_POINT=NAME:N` is set, the N-th
-//! passage through the point `NAME` aborts the process on the spot, as a
-//! `kill -9` or a power cut between those two steps would: no destructor
-//! runs, nothing more is written. `tests/crash_points.rs` aborts at every
-//! point in turn and checks what survives.
+//! protocols (see DESIGN.md). Normally that is one load of a `OnceLock`.
+//! When the environment variable `P2PFS_CRASH_POINT=NAME:N` is set, the
+//! N-th passage through the point `NAME` aborts the process on the spot, as
+//! a `kill -9` between those two steps would: no destructor runs, nothing
+//! more is written. `tests/tests/crash_loop.rs` aborts at every point in
+//! turn and checks what survives.
+//!
+//! An abort keeps what the process wrote in the page cache, so this checks
+//! the *order* of the steps (no entry before its data, no have-map before
+//! its groups), not that every fsync is there; losing the page cache (a
+//! power cut) needs a machine-level test.
 
 use std::sync::{
     OnceLock,

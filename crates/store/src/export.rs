@@ -3,7 +3,7 @@
 
 use std::{
     fs::File,
-    io::{self, Read, Write},
+    io::{self, Read, Seek, Write},
     os::unix::fs::FileExt,
     sync::Arc,
 };
@@ -94,14 +94,15 @@ impl BlobReader {
 
     /// Copies the whole blob to `w`, letting the kernel move the bytes when
     /// it can (`copy_file_range`, `splice` or `sendfile`).
-    pub fn copy_to<W: Write>(&self, w: &mut W) -> io::Result<u64> {
+    pub fn copy_to<W: Write>(&mut self, w: &mut W) -> io::Result<u64> {
         match self {
             Self::Inline(b) => {
                 w.write_all(b)?;
                 Ok(b.len() as u64)
             }
             Self::File { file, size } => {
-                let n = io::copy(&mut file.take(*size), w)?;
+                file.seek(io::SeekFrom::Start(0))?;
+                let n = io::copy(&mut (&*file).take(*size), w)?;
                 if n != *size {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
@@ -238,18 +239,20 @@ impl Store {
         Ok(Some((meta.size, groups_to_chunks(&set, meta.size))))
     }
 
-    /// Writes a verified stream of `ranges` of `hash` for a peer: the size
-    /// as 8 bytes little-endian, then bao-tree's pre-order encoding of the
-    /// requested ranges, rounded up to whole chunk groups and limited to the
-    /// groups the store has. Returns the ranges actually sent.
+    /// Writes a verified stream of `ranges` of `hash` for a peer
+    /// (docs/protocol.md §3.4): the size as 8 bytes little-endian, then the
+    /// pre-order encoding of [`effective_ranges`]. Returns those ranges.
     ///
-    /// Data is checked against the outboard as it is sent, so local
-    /// corruption is reported ([`StoreError::Corrupt`]) instead of served.
+    /// Fails with [`StoreError::NotPresent`], before writing anything, if the
+    /// store lacks part of them: a caller serving what it has asks for
+    /// `ranges ∩ have` (see [`Store::have`]). Data is checked against the
+    /// outboard as it is sent, so local corruption is reported
+    /// ([`StoreError::Corrupt`]) instead of served.
     pub fn encode_ranges<W: Write>(
         &self,
         hash: &Hash,
         ranges: &ChunkRanges,
-        mut w: W,
+        w: W,
     ) -> Result<ChunkRanges, StoreError> {
         let live = self.live_partial(hash);
         let view = live.as_ref().and_then(|l| l.serving_view());
@@ -273,19 +276,34 @@ impl Store {
             },
         };
         let tree = BaoTree::new(size, BLOCK_SIZE);
-        let send = effective_ranges(ranges, size) & have;
+        let send = effective_ranges(ranges, size);
+        let missing = &send - &have;
+        if let Some(first) = missing.boundaries().first() {
+            return Err(StoreError::NotPresent {
+                hash: *hash,
+                start: first.to_bytes(),
+                end: missing
+                    .boundaries()
+                    .last()
+                    .map_or(size, |c| c.to_bytes().min(size)),
+            });
+        }
+        let mut w = TrackWrites {
+            inner: w,
+            failed: false,
+        };
         w.write_all(&size.to_le_bytes())
             .map_err(|source| StoreError::Stream {
                 hash: *hash,
                 source,
             })?;
-        let table = self.outboard_table()?;
         let reopen = || self.outboard_table();
-        let mut outboard = DbOutboard::new(*hash, tree, table);
+        let mut outboard = DbOutboard::new(*hash, tree, self.outboard_table()?, &reopen);
         if let Some(l) = &live {
-            outboard = outboard.with_live(l.as_ref(), &reopen);
+            outboard = outboard.with_pending(l.as_ref());
         }
-        encode_ranges_validated(&data, &outboard, &send, &mut w).map_err(|e| match e {
+        let result = encode_ranges_validated(&data, &outboard, &send, &mut w);
+        result.map_err(|e| match e {
             EncodeError::ParentHashMismatch(node) => StoreError::Corrupt(format!(
                 "outboard of {hash} is damaged near byte {}",
                 node.chunk_range().start.to_bytes()
@@ -301,8 +319,17 @@ impl Store {
                 hash: *hash,
                 source: io::Error::new(io::ErrorKind::ConnectionReset, "peer stopped reading"),
             },
-            EncodeError::Io(source) => StoreError::Stream {
+            // Writing to the peer failed...
+            EncodeError::Io(source) if w.failed => StoreError::Stream {
                 hash: *hash,
+                source,
+            },
+            // ...or reading our own data or outboard did.
+            EncodeError::Io(source) if source.kind() == io::ErrorKind::UnexpectedEof => {
+                StoreError::Corrupt(format!("data of {hash} is shorter than its size"))
+            }
+            EncodeError::Io(source) => StoreError::Io {
+                context: format!("reading blob {hash}"),
                 source,
             },
         })?;
@@ -317,12 +344,13 @@ impl Store {
             Err(StoreError::Incomplete { size, .. }) => {
                 let (_, have) = self.have(hash)?.ok_or(StoreError::NotFound(*hash))?;
                 // Re-encoding validates every present group and its parents.
-                let sent = self.encode_ranges(hash, &have, io::sink())?;
-                if sent != have {
-                    return Err(StoreError::Corrupt(format!(
-                        "{hash}: only part of the claimed {size}-byte ranges could be read"
-                    )));
-                }
+                self.encode_ranges(hash, &have, io::sink())
+                    .map_err(|e| match e {
+                        StoreError::NotPresent { .. } => StoreError::Corrupt(format!(
+                            "{hash}: the {size}-byte blob's have-map is inconsistent"
+                        )),
+                        other => other,
+                    })?;
                 Ok(())
             }
             Err(e) => Err(e),
@@ -334,7 +362,7 @@ impl Store {
         let mut pairs = Vec::new();
         let mut buf = vec![0u8; 1 << 20];
         let mut offset = 0u64;
-        let table = self.outboard_table()?;
+        let mut table = self.outboard_table()?;
         let mut checked = 0u64;
         loop {
             let n = reader
@@ -346,6 +374,10 @@ impl Store {
             hasher.update(&buf[..n], &mut pairs);
             offset += n as u64;
             checked = compare_segments(&table, hash, &mut pairs, checked, false)?;
+            if offset % (1 << 30) == 0 {
+                // Do not pin one snapshot for the whole of a huge blob.
+                table = self.outboard_table()?;
+            }
         }
         let root = hasher.finalize(&mut pairs);
         compare_segments(&table, hash, &mut pairs, checked, true)?;
@@ -370,6 +402,23 @@ impl Store {
             .db()?
             .open_table(tables::OUTBOARD)
             .db()
+    }
+}
+
+/// A writer that remembers whether a write failed, to tell the peer's
+/// failures from ours in bao-tree's errors.
+struct TrackWrites<W> {
+    inner: W,
+    failed: bool,
+}
+
+impl<W: Write> Write for TrackWrites<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf).inspect_err(|_| self.failed = true)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush().inspect_err(|_| self.failed = true)
     }
 }
 

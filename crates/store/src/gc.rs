@@ -8,15 +8,15 @@
 //! The mark and the sweep of the database run in one write transaction.
 //! redb allows one writer at a time, so a pin is either committed before GC
 //! looks (and is seen) or after GC finished (and then pins a blob that was
-//! already gone, which the caller is told). Protection is read inside that
-//! same transaction, and data files are removed only after the commit, under
-//! the lock that guards protection, so an import racing GC either protects
-//! its hash first or renames its file into place after the removal. This is
-//! the race behind iroh-blobs#247; `tests/gc_race.rs` exercises it.
+//! already gone, which the caller is told). The lock that guards protection
+//! is held from the mark until the data files are removed after the commit,
+//! so whatever becomes protected does so either before GC looks (and is
+//! kept) or after GC is done: an import then renames its file into place
+//! after the removal, a download loads the state GC left, and a temporary
+//! pin holds a hash whose blob is either there or already gone. This is the
+//! race behind iroh-blobs#247; `tests/gc_race.rs` exercises it.
 
-use std::collections::HashSet;
-
-use p2pfs_proto::{Hash, chunk::outboard_size};
+use p2pfs_proto::Hash;
 use redb::{ReadableDatabase, ReadableTable};
 use serde::Serialize;
 
@@ -83,16 +83,18 @@ impl Store {
         let mut report = GcReport::default();
         let mut files = Vec::new();
         let txn = self.begin_write()?;
+        // Hold the protection lock until the commit (see the module docs):
+        // nothing can become protected, or load a download's state, between
+        // the mark and the commit.
+        let live = self.live();
         {
-            // Read protection inside the transaction: see the module docs.
-            let protected: HashSet<Hash> = self.live().protected.keys().copied().collect();
             let mut blobs = txn.open_table(tables::BLOBS).db()?;
             let pins = txn.open_table(tables::PINS).db()?;
             let mut doomed = Vec::new();
             for entry in blobs.iter().db()? {
                 let (k, v) = entry.db()?;
                 let hash = Hash::from_bytes(*k.value());
-                if protected.contains(&hash) || is_pinned(&pins, &hash)? {
+                if live.protected.contains_key(&hash) || is_pinned(&pins, &hash)? {
                     continue;
                 }
                 doomed.push((hash, BlobMeta::decode(v.value())?));
@@ -105,7 +107,7 @@ impl Store {
                 blobs.remove(key).db()?;
                 inline.remove(key).db()?;
                 have.remove(key).db()?;
-                delete_segments(&mut segments, &hash, outboard_size(meta.size))?;
+                delete_segments(&mut segments, &hash)?;
                 if meta.state != BlobState::CompleteInline {
                     files.push(hash);
                 }
@@ -115,15 +117,13 @@ impl Store {
         }
         txn.commit().db()?;
         crash::point("gc.committed");
-        {
-            let live = self.live();
-            for hash in files {
-                if !live.protected.contains_key(&hash) {
-                    remove_if_exists(&self.data_path(&hash))?;
-                    crash::point("gc.unlinked");
-                }
-            }
+        for hash in files {
+            // Still under the lock: an import that protects the hash after
+            // this point renames its own file into place afterwards.
+            remove_if_exists(&self.data_path(&hash))?;
+            crash::point("gc.unlinked");
         }
+        drop(live);
         report.orphan_files = self.remove_orphan_files()?;
         Ok(report)
     }

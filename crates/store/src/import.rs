@@ -209,7 +209,7 @@ impl Store {
         crash::point("import.committed");
         if let Some(live) = self.live_partial(&hash) {
             // A download of the same blob is in progress: it is finished now.
-            live.mark_complete();
+            live.mark_complete(size);
         }
         if new {
             tracing::debug!(%hash, size, "imported");

@@ -7,6 +7,7 @@ mod gc;
 mod import;
 mod ingest;
 mod outboard;
+mod partial;
 mod ranges;
 mod tables;
 mod tree;
@@ -18,7 +19,7 @@ use std::{
     collections::HashMap,
     fs::File,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, MutexGuard, Weak},
+    sync::{Arc, Condvar, Mutex, MutexGuard, Weak},
     time::Duration,
 };
 
@@ -35,7 +36,7 @@ use redb::{ReadableDatabase, ReadableTable};
 
 use crate::{
     error::{DbContext, IoContext},
-    ingest::PartialShared,
+    partial::PartialShared,
     tables::{FORMAT_KEY, FORMAT_VERSION},
 };
 
@@ -85,6 +86,8 @@ pub(crate) struct Inner {
     tmp_dir: PathBuf,
     opts: Options,
     live: Mutex<Live>,
+    /// Signalled when a download's last handle is gone (see `Store::partial`).
+    live_changed: Condvar,
 }
 
 /// What the store knows only in memory: which hashes are being written or
@@ -140,6 +143,7 @@ impl Store {
                 tmp_dir,
                 opts,
                 live: Mutex::new(Live::default()),
+                live_changed: Condvar::new(),
             }),
         };
         store.check_format()?;

@@ -10,7 +10,12 @@
 //! A partial blob has only some pairs; missing pairs read as zeros, which
 //! never verify (bao-tree's convention for sparse outboards).
 
-use std::{cell::RefCell, collections::BTreeMap, io};
+use std::{
+    cell::RefCell,
+    collections::BTreeMap,
+    io,
+    time::{Duration, Instant},
+};
 
 use bao_tree::{BaoTree, TreeNode, io::sync::Outboard};
 use p2pfs_proto::Hash;
@@ -21,8 +26,13 @@ use crate::{
     tables::{HashKey, SEGMENT_BYTES, SEGMENT_PAIRS},
 };
 
-/// How many recently used segments an [`DbOutboard`] keeps in memory.
+/// How many recently used segments a [`DbOutboard`] keeps in memory.
 const CACHED_SEGMENTS: usize = 16;
+
+/// How long a [`DbOutboard`] keeps one redb snapshot. A read transaction
+/// pins the pages it sees, so a slow peer must not hold one for the whole
+/// transfer while downloads keep committing.
+const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(1);
 
 pub(crate) type OutboardTable = redb::ReadOnlyTable<(&'static HashKey, u64), &'static [u8]>;
 pub(crate) type OutboardTableMut<'t> = Table<'t, (&'static HashKey, u64), &'static [u8]>;
@@ -33,13 +43,14 @@ pub(crate) trait PendingPairs {
     fn pending_pair(&self, node: TreeNode) -> Option<[u8; 64]>;
 }
 
-/// Reads one blob's outboard from a redb snapshot.
+/// Reads one blob's outboard from redb.
 pub(crate) struct DbOutboard<'a> {
     hash: Hash,
     tree: BaoTree,
-    table: OutboardTable,
-    /// Opens a fresh snapshot, for pairs committed after `table` was opened.
-    reopen: Option<&'a dyn Fn() -> Result<OutboardTable, StoreError>>,
+    /// The current snapshot and when it was taken.
+    table: RefCell<(OutboardTable, Instant)>,
+    /// Opens a fresh snapshot.
+    reopen: &'a dyn Fn() -> Result<OutboardTable, StoreError>,
     pending: Option<&'a dyn PendingPairs>,
     cache: RefCell<Vec<(u64, Vec<u8>)>>,
 }
@@ -54,27 +65,34 @@ impl std::fmt::Debug for DbOutboard<'_> {
 }
 
 impl<'a> DbOutboard<'a> {
-    pub(crate) fn new(hash: Hash, tree: BaoTree, table: OutboardTable) -> Self {
+    pub(crate) fn new(
+        hash: Hash,
+        tree: BaoTree,
+        table: OutboardTable,
+        reopen: &'a dyn Fn() -> Result<OutboardTable, StoreError>,
+    ) -> Self {
         Self {
             hash,
             tree,
-            table,
-            reopen: None,
+            table: RefCell::new((table, Instant::now())),
+            reopen,
             pending: None,
             cache: RefCell::new(Vec::new()),
         }
     }
 
-    /// Also consults `pending` and, for pairs missing from the snapshot,
-    /// a fresh snapshot: used while a download is writing the blob.
-    pub(crate) fn with_live(
-        mut self,
-        pending: &'a dyn PendingPairs,
-        reopen: &'a dyn Fn() -> Result<OutboardTable, StoreError>,
-    ) -> Self {
+    /// Also consults the pairs of a download in progress.
+    pub(crate) fn with_pending(mut self, pending: &'a dyn PendingPairs) -> Self {
         self.pending = Some(pending);
-        self.reopen = Some(reopen);
         self
+    }
+
+    /// Replaces the snapshot with a fresh one.
+    fn refresh(&self) -> io::Result<()> {
+        let table = (self.reopen)().map_err(io::Error::other)?;
+        *self.table.borrow_mut() = (table, Instant::now());
+        self.cache.borrow_mut().clear();
+        Ok(())
     }
 
     /// The pair at post-order `offset`, from the segment cache or the snapshot.
@@ -87,7 +105,7 @@ impl<'a> DbOutboard<'a> {
             cache.push(entry);
             return Ok(pair);
         }
-        let bytes = read_segment(&self.table, &self.hash, index)?;
+        let bytes = read_segment(&self.table.borrow().0, &self.hash, index)?;
         let pair = pair_at(&bytes, offset);
         if cache.len() >= CACHED_SEGMENTS {
             cache.remove(0);
@@ -100,21 +118,19 @@ impl<'a> DbOutboard<'a> {
         if let Some(p) = self.pending.and_then(|p| p.pending_pair(node)) {
             return Ok(p);
         }
+        if self.table.borrow().1.elapsed() > SNAPSHOT_MAX_AGE {
+            self.refresh()?;
+        }
         let pair = self.cached_pair(offset)?;
-        if pair != [0; 64] {
+        if pair != [0; 64] || self.pending.is_none() {
             return Ok(pair);
         }
-        // A download may have committed this pair since our snapshot.
-        if let Some(reopen) = self.reopen {
-            if let Some(p) = self.pending.and_then(|p| p.pending_pair(node)) {
-                return Ok(p);
-            }
-            let table = reopen().map_err(io::Error::other)?;
-            let seg = read_segment(&table, &self.hash, offset / SEGMENT_PAIRS)?;
-            self.cache.borrow_mut().clear();
-            return Ok(pair_at(&seg, offset));
+        // The download may have committed this pair since our snapshot.
+        if let Some(p) = self.pending.and_then(|p| p.pending_pair(node)) {
+            return Ok(p);
         }
-        Ok(pair)
+        self.refresh()?;
+        self.cached_pair(offset)
     }
 }
 
@@ -250,15 +266,13 @@ pub(crate) fn patch_segments(
     Ok(())
 }
 
-/// Removes every segment of a blob whose outboard has `outboard_bytes` bytes.
+/// Removes every segment of a blob.
 pub(crate) fn delete_segments(
     table: &mut OutboardTableMut<'_>,
     hash: &Hash,
-    outboard_bytes: u64,
 ) -> Result<(), StoreError> {
     let key = hash.as_bytes();
-    for index in 0..outboard_bytes.div_ceil(SEGMENT_BYTES) {
-        table.remove((key, index)).db()?;
-    }
-    Ok(())
+    table
+        .retain_in((key, 0)..=(key, u64::MAX), |_, _| false)
+        .db()
 }

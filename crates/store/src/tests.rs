@@ -41,6 +41,13 @@ fn encode(store: &Store, hash: &Hash, ranges: &ChunkRanges) -> Vec<u8> {
     out
 }
 
+/// Proves the size of `hash` to `p` with a stream from `from`: the first
+/// request of every download.
+fn prove_size(from: &Store, p: &PartialBlob, hash: &Hash) {
+    let tail = ChunkRanges::from(ChunkNum(u64::MAX / 2)..);
+    p.ingest(&tail, &encode(from, hash, &tail)[..]).unwrap();
+}
+
 fn data_files(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir.join("data")).unwrap().count()
 }
@@ -129,6 +136,12 @@ fn full_transfer_between_stores_at_boundary_sizes() {
         let hash = a.import_bytes(&data, None).unwrap().hash;
         let stream = encode(&a, &hash, &ChunkRanges::all());
         let partial = b.partial(hash).unwrap();
+        // Before the size is proven only the last group is accepted.
+        if size > G {
+            let err = partial.ingest(&ChunkRanges::all(), &stream[..]);
+            assert!(matches!(err, Err(StoreError::Invalid(_))), "{err:?}");
+        }
+        prove_size(&a, &partial, &hash);
         let report = partial.ingest(&ChunkRanges::all(), &stream[..]).unwrap();
         assert!(report.complete, "size {size}");
         drop(partial);
@@ -151,7 +164,8 @@ fn ranges_arrive_in_any_order_and_resume_after_restart() {
         // Before the size is proven, the last group is required.
         let err = p.ingest(&groups(0..4), &encode(&a, &hash, &groups(0..4))[..]);
         assert!(matches!(err, Err(StoreError::Invalid(_))), "{err:?}");
-        let r = groups(3..5) | groups(last - 1..last);
+        prove_size(&a, &p, &hash);
+        let r = groups(3..5);
         p.ingest(&r, &encode(&a, &hash, &r)[..]).unwrap();
         let r = groups(20..30);
         let report = p.ingest(&r, &encode(&a, &hash, &r)[..]).unwrap();
@@ -183,8 +197,15 @@ fn ranges_arrive_in_any_order_and_resume_after_restart() {
     // A partial store serves what it has to a third store.
     let (_c_dir, c) = temp_store();
     let pc = c.partial(hash).unwrap();
-    let r = groups(20..22) | groups(last - 1..last);
+    prove_size(&b, &pc, &hash);
+    let r = groups(20..22);
     pc.ingest(&r, &encode(&b, &hash, &r)[..]).unwrap();
+    // A partial store refuses to encode what it lacks, rather than send a
+    // stream the receiver cannot decode.
+    assert!(matches!(
+        b.encode_ranges(&hash, &groups(0..1), std::io::sink()),
+        Err(StoreError::NotPresent { .. })
+    ));
     // Fill the rest in random pieces.
     let p = b.partial(hash).unwrap();
     let mut order: Vec<u64> = (0..last).collect();
@@ -202,35 +223,44 @@ fn ranges_arrive_in_any_order_and_resume_after_restart() {
 #[test]
 fn corrupt_data_is_refused_and_nothing_of_it_is_stored() {
     let (_a_dir, a) = temp_store();
-    let size = 8 * G;
+    let size = 8 * G + 77;
     let data = random(size);
     let hash = a.import_bytes(&data, None).unwrap().hash;
+    let tail = ChunkRanges::from(ChunkNum(u64::MAX / 2)..);
     let all = ChunkRanges::all();
+    let proof = encode(&a, &hash, &tail);
     let good = encode(&a, &hash, &all);
-    // Flip one byte in every position class: the size, a parent, a leaf.
-    let positions = [3usize, 8 + 10, good.len() - 10, good.len() / 2];
-    for pos in positions {
+    // A bad size proof: a flipped byte in the size, a pair, the data.
+    for pos in [3usize, 8 + 10, proof.len() - 10] {
+        let (_b_dir, b) = temp_store();
+        let mut bad = proof.clone();
+        bad[pos] ^= 0x40;
+        let p = b.partial(hash).unwrap();
+        let err = p.ingest(&tail, &bad[..]).unwrap_err();
+        assert!(
+            err.is_peer_fault() || matches!(err, StoreError::Invalid(_)),
+            "pos {pos}: {err}"
+        );
+        assert_eq!(p.size(), None, "pos {pos}: an unproven size was adopted");
+        drop(p);
+        assert!(
+            b.info(&hash).unwrap().is_none(),
+            "pos {pos}: something was recorded"
+        );
+    }
+    // A bad stream after the proof: every position class.
+    for pos in [8 + 10, good.len() - 10, good.len() / 2] {
         let (_b_dir, b) = temp_store();
         let mut bad = good.clone();
         bad[pos] ^= 0x40;
         let p = b.partial(hash).unwrap();
+        prove_size(&a, &p, &hash);
         let err = p.ingest(&all, &bad[..]).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                StoreError::Verification { .. }
-                    | StoreError::Stream { .. }
-                    | StoreError::Invalid(_)
-            ),
-            "pos {pos}: {err}"
-        );
-        // Whatever verified before the bad byte may be kept, but never the
-        // bad group, and the blob is not complete.
-        assert!(!p.is_complete(), "pos {pos}");
+        assert!(err.is_peer_fault(), "pos {pos}: {err}");
+        // Whatever verified before the bad byte may be kept, never the bad
+        // group (here the last one was already there from the proof).
         drop(p);
-        if b.info(&hash).unwrap().is_some() {
-            b.verify(&hash).unwrap();
-        }
+        b.verify(&hash).unwrap();
         // The honest stream still completes it.
         let p = b.partial(hash).unwrap();
         assert!(p.ingest(&all, &good[..]).unwrap().complete);
@@ -599,7 +629,8 @@ fn an_import_completes_a_download_in_progress() {
     let data = random(12 * G + 5);
     let hash = a.import_bytes(&data, None).unwrap().hash;
     let p = b.partial(hash).unwrap();
-    let r = groups(12..13) | groups(0..2);
+    prove_size(&a, &p, &hash);
+    let r = groups(0..2);
     p.ingest(&r, &encode(&a, &hash, &r)[..]).unwrap();
     // The same bytes arrive through an import while the download is live.
     assert!(b.import_bytes(&data, None).unwrap().new);
@@ -639,4 +670,63 @@ fn a_liar_racing_an_honest_stream_cannot_change_a_small_blob() {
     );
     drop(p);
     assert_eq!(read_all(&b, &hash), data);
+}
+
+#[test]
+fn the_last_handle_saves_progress_even_after_the_store_handle_is_gone() {
+    let (_a_dir, a) = temp_store();
+    let b_dir = tempfile::tempdir().unwrap();
+    let data = random(20 * G);
+    let hash = a.import_bytes(&data, None).unwrap().hash;
+    let b = Store::open(b_dir.path()).unwrap();
+    let p = b.partial(hash).unwrap();
+    prove_size(&a, &p, &hash);
+    let r = groups(0..6);
+    p.ingest(&r, &encode(&a, &hash, &r)[..]).unwrap();
+    drop(b);
+    drop(p);
+    let b = Store::open(b_dir.path()).unwrap();
+    assert_eq!(b.info(&hash).unwrap().unwrap().present, 7 * G as u64);
+}
+
+#[test]
+fn handles_on_complete_blobs_read_and_report_everything() {
+    let (_dir, store) = temp_store();
+    let data = random(3 * G + 1);
+    let hash = store.import_bytes(&data, None).unwrap().hash;
+    let p = store.partial(hash).unwrap();
+    assert!(p.is_complete());
+    let mut buf = vec![0u8; 10];
+    assert_eq!(p.read_at(2 * G as u64, &mut buf).unwrap(), 10);
+    assert_eq!(&buf[..], &data[2 * G..2 * G + 10]);
+    assert_eq!(
+        p.have().unwrap(),
+        ChunkRanges::from(ChunkNum(0)..ChunkNum::chunks(data.len() as u64))
+    );
+    // A reader can be copied out more than once.
+    let mut reader = store.reader(&hash).unwrap();
+    for _ in 0..2 {
+        let mut out = Vec::new();
+        reader.copy_to(&mut out).unwrap();
+        assert_eq!(out, data);
+    }
+}
+
+#[test]
+fn a_damaged_data_file_is_our_fault_not_the_peers() {
+    let (dir, store) = temp_store();
+    let data = random(6 * G);
+    let hash = store.import_bytes(&data, None).unwrap().hash;
+    let path = dir.path().join("data").join(format!("{hash}.data"));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(2 * G as u64)
+        .unwrap();
+    let err = store
+        .encode_ranges(&hash, &ChunkRanges::all(), std::io::sink())
+        .unwrap_err();
+    assert!(!err.is_peer_fault(), "{err}");
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
 }

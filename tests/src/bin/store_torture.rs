@@ -39,7 +39,11 @@ fn main() -> anyhow::Result<()> {
                 target.pin(&hash, "p")?;
                 let groups = data.len().div_ceil(G) as u64;
                 let partial = target.partial(hash)?;
+                // The first request of a download proves the size.
                 let mut ranges = group_range(groups - 1, groups);
+                let mut proof = Vec::new();
+                source.encode_ranges(&hash, &ranges, &mut proof)?;
+                partial.ingest(&ranges, &proof[..])?;
                 for _ in 0..rng.usize(1..6) {
                     let start = rng.u64(..groups);
                     let end = (start + rng.u64(1..64)).min(groups);

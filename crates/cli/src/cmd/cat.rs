@@ -8,7 +8,7 @@ use p2pfs_store::Store;
 
 pub(crate) fn run(store: &Store, hashes: &[Hash], out: &mut impl Write) -> anyhow::Result<()> {
     for hash in hashes {
-        let reader = store.reader(hash)?;
+        let mut reader = store.reader(hash)?;
         reader
             .copy_to(out)
             .with_context(|| format!("writing blob {hash}"))?;
