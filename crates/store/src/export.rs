@@ -374,7 +374,7 @@ impl Store {
             hasher.update(&buf[..n], &mut pairs);
             offset += n as u64;
             checked = compare_segments(&table, hash, &mut pairs, checked, false)?;
-            if offset % (1 << 30) == 0 {
+            if offset.is_multiple_of(1 << 30) {
                 // Do not pin one snapshot for the whole of a huge blob.
                 table = self.outboard_table()?;
             }

@@ -93,29 +93,24 @@ impl Store {
     pub fn partial(&self, hash: Hash) -> Result<crate::PartialBlob, StoreError> {
         let deadline = Instant::now() + DYING_WAIT;
         let mut live = self.live();
-        loop {
-            match live.partial.get(&hash) {
-                Some(w) => {
-                    if let Some(shared) = w.upgrade() {
-                        return Ok(crate::PartialBlob::new(shared));
-                    }
-                    // The last handle is being dropped and is saving its
-                    // last batch: wait, or we would load the state before it.
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Err(StoreError::Invalid(format!(
-                            "the previous download of {hash} is still saving its progress"
-                        )));
-                    }
-                    live = self
-                        .inner
-                        .live_changed
-                        .wait_timeout(live, left)
-                        .map(|(g, _)| g)
-                        .unwrap_or_else(|e| e.into_inner().0);
-                }
-                None => break,
+        while let Some(w) = live.partial.get(&hash) {
+            if let Some(shared) = w.upgrade() {
+                return Ok(crate::PartialBlob::new(shared));
             }
+            // The last handle is being dropped and is saving its last
+            // batch: wait, or we would load the state before it.
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(StoreError::Invalid(format!(
+                    "the previous download of {hash} is still saving its progress"
+                )));
+            }
+            live = self
+                .inner
+                .live_changed
+                .wait_timeout(live, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
         }
         // Holding `live` keeps a second loader of this hash, and GC, out.
         let state = self.load_state(&hash)?;
