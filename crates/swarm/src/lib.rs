@@ -1,9 +1,36 @@
-//! The network layer of p2pfs: QUIC nodes with Ed25519 identities, the
-//! Kademlia DHT, verified blob transfer from many providers, and rooms.
+//! The network layer of p2pfs: QUIC nodes with Ed25519 identities and
+//! verified blob transfer from many providers at once.
 //!
-//! It sits between the content store ([`p2pfs_store`]) and the filesystem
-//! (`p2pfs-fuse`). Its modules land with the issues that build them; today it
-//! only re-exports the layer below so the dependency chain
-//! cli → fuse → swarm → store → proto is in place.
+//! - [`identity`]: the node's key, its [`NodeId`](p2pfs_proto::NodeId).
+//! - [`tls`]: TLS 1.3 where the certificate is the identity.
+//! - `endpoint`, `dial`, `router`: the QUIC endpoint, the connection table
+//!   (one connection per peer and protocol), the accept loop that routes
+//!   connections by ALPN.
+//! - [`transfer`]: the blob protocol: serving ranges (`provider`), asking
+//!   for them (`request`), and downloading a blob from many providers
+//!   (`scheduler`, a state machine without I/O, driven by `download`).
+//! - [`Node`]: owns all of it; cheap to clone, shut down explicitly.
 
+mod dial;
+mod endpoint;
+mod error;
+mod frame;
+pub mod identity;
+mod node;
+mod router;
+pub mod tls;
+pub mod transfer;
+
+use std::sync::{Mutex, MutexGuard};
+
+pub use dial::Target;
+pub use error::SwarmError;
+pub use node::{Limits, Node, NodeConfig, PeerInfo};
 pub use p2pfs_store as store;
+pub use transfer::download::{FetchProgress, FetchStats};
+
+/// Locks a mutex, recovering from poisoning (every critical section leaves
+/// its data consistent).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,146 @@
+//! Blob tickets: a hash plus where to get it, as one copy-paste string.
+
+use std::{fmt, str::FromStr};
+
+use data_encoding::BASE32_NOPAD;
+use serde::{Deserialize, Serialize};
+
+use crate::{Hash, NodeAddr, codec, addr::MAX_ADDRS};
+
+/// Most providers a ticket may name.
+pub const MAX_PROVIDERS: usize = 8;
+
+/// A blob and who provides it: what `p2pfs share` prints and `p2pfs fetch`
+/// accepts in place of a hash.
+///
+/// Text form: `blob` followed by the lowercase RFC 4648 base32 (no padding)
+/// of the postcard encoding of this struct, whose first field is a format
+/// version (currently 0).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobTicket {
+    version: u8,
+    /// The blob.
+    pub hash: Hash,
+    /// A suggested file name (no `/`, not `.` or `..`, at most 255 bytes).
+    pub name: Option<String>,
+    /// Nodes that have it.
+    pub providers: Vec<NodeAddr>,
+}
+
+/// Why a string is not a ticket.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TicketError {
+    /// It does not start with the ticket prefix.
+    #[error("not a blob ticket (it should start with \"{}\")", BlobTicket::PREFIX)]
+    Prefix,
+    /// The base32 or its content is invalid.
+    #[error("damaged blob ticket: {0}")]
+    Invalid(String),
+}
+
+impl BlobTicket {
+    /// The text prefix.
+    pub const PREFIX: &'static str = "blob";
+
+    /// A ticket for `hash` from `providers`.
+    pub fn new(hash: Hash, name: Option<String>, providers: Vec<NodeAddr>) -> Self {
+        Self {
+            version: 0,
+            hash,
+            name,
+            providers,
+        }
+    }
+
+    fn check(&self) -> Result<(), TicketError> {
+        if self.version != 0 {
+            return Err(TicketError::Invalid(format!(
+                "format version {} is newer than this p2pfs",
+                self.version
+            )));
+        }
+        if let Some(n) = &self.name
+            && !valid_name(n)
+        {
+            return Err(TicketError::Invalid(format!("unusable file name {n:?}")));
+        }
+        if self.providers.len() > MAX_PROVIDERS
+            || self.providers.iter().any(|p| p.addrs.len() > MAX_ADDRS)
+        {
+            return Err(TicketError::Invalid("too many providers or addresses".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `name` can be used as a file name in a directory.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\0'])
+}
+
+impl fmt::Display for BlobTicket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bytes = codec::encode(self).map_err(|_| fmt::Error)?;
+        write!(
+            f,
+            "{}{}",
+            Self::PREFIX,
+            BASE32_NOPAD.encode(&bytes).to_ascii_lowercase()
+        )
+    }
+}
+
+impl FromStr for BlobTicket {
+    type Err = TicketError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let body = s.trim().strip_prefix(Self::PREFIX).ok_or(TicketError::Prefix)?;
+        let bytes = BASE32_NOPAD
+            .decode(body.to_ascii_uppercase().as_bytes())
+            .map_err(|e| TicketError::Invalid(e.to_string()))?;
+        let t: Self = codec::decode(&bytes).map_err(|e| TicketError::Invalid(e.to_string()))?;
+        t.check()?;
+        Ok(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NodeId;
+
+    #[test]
+    fn round_trips_and_rejects_damage() {
+        let t = BlobTicket::new(
+            Hash::of(b"x"),
+            Some("photo.jpg".into()),
+            vec![NodeAddr {
+                id: NodeId::from_bytes([9; 32]),
+                addrs: vec!["127.0.0.1:4000".parse().unwrap(), "[::1]:4000".parse().unwrap()],
+            }],
+        );
+        let s = t.to_string();
+        assert!(s.starts_with("blob"));
+        assert_eq!(s, s.to_ascii_lowercase());
+        assert_eq!(s.parse::<BlobTicket>().unwrap(), t);
+        assert_eq!(format!("  {s}\n").parse::<BlobTicket>().unwrap(), t);
+        assert_eq!("xyz".parse::<BlobTicket>(), Err(TicketError::Prefix));
+        let mut bad = s.clone();
+        bad.truncate(s.len() - 5);
+        assert!(bad.parse::<BlobTicket>().is_err());
+        let evil = BlobTicket::new(Hash::of(b"x"), Some("../etc".into()), vec![]);
+        assert!(evil.to_string().parse::<BlobTicket>().is_err());
+    }
+
+    #[test]
+    fn names() {
+        assert!(valid_name("a.txt"));
+        for bad in ["", ".", "..", "a/b", "a\0b"] {
+            assert!(!valid_name(bad), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Connections: one per peer and protocol, dialed once and reused for many
+//! streams; inbound connections join the same table, so a peer that dialed
+//! us is asked over the connection it opened.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use p2pfs_proto::NodeId;
+use tokio::task::JoinSet;
+
+use crate::{
+    error::SwarmError,
+    tls::{node_id_of, server_name},
+};
+
+/// Whom to dial: a node (if its id is known) at some addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// The node expected to answer, checked in the handshake.
+    pub id: Option<NodeId>,
+    /// Addresses to try, in order of preference.
+    pub addrs: Vec<SocketAddr>,
+}
+
+impl From<p2pfs_proto::PeerAddr> for Target {
+    fn from(p: p2pfs_proto::PeerAddr) -> Self {
+        Self {
+            id: p.id,
+            addrs: vec![p.addr],
+        }
+    }
+}
+
+impl From<p2pfs_proto::NodeAddr> for Target {
+    fn from(p: p2pfs_proto::NodeAddr) -> Self {
+        Self {
+            id: Some(p.id),
+            addrs: p.addrs,
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.id, self.addrs.first()) {
+            (Some(id), Some(a)) => write!(f, "{}@{a}", id.fmt_short()),
+            (Some(id), None) => write!(f, "{}", id.fmt_short()),
+            (None, Some(a)) => write!(f, "{a}"),
+            (None, None) => f.write_str("(nowhere)"),
+        }
+    }
+}
+
+/// A live connection and what we know of it.
+#[derive(Debug, Clone)]
+pub(crate) struct Conn {
+    pub(crate) conn: quinn::Connection,
+    pub(crate) peer: NodeId,
+    pub(crate) addr: SocketAddr,
+    pub(crate) outbound: bool,
+    pub(crate) since: Instant,
+}
+
+type Key = (NodeId, &'static [u8]);
+
+/// The connection table.
+#[derive(Debug)]
+pub(crate) struct Pool {
+    endpoint: quinn::Endpoint,
+    clients: HashMap<&'static [u8], quinn::ClientConfig>,
+    conns: Arc<Mutex<HashMap<Key, Conn>>>,
+    /// One dial at a time per destination.
+    dialing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// The node id of a connection's peer, from its certificate.
+pub(crate) fn peer_id(conn: &quinn::Connection) -> Option<NodeId> {
+    let certs = conn
+        .peer_identity()?
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .ok()?;
+    node_id_of(certs.first()?).ok()
+}
+
+impl Pool {
+    pub(crate) fn new(
+        endpoint: quinn::Endpoint,
+        clients: HashMap<&'static [u8], quinn::ClientConfig>,
+    ) -> Self {
+        Self {
+            endpoint,
+            clients,
+            conns: Arc::new(Mutex::new(HashMap::new())),
+            dialing: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A live connection to `target` for `alpn`, and whether it is new
+    /// (dialed now). Dials the target's addresses in parallel, a quarter
+    /// second apart, and keeps the first that completes.
+    pub(crate) async fn connect(
+        &self,
+        target: &Target,
+        alpn: &'static [u8],
+    ) -> Result<(Conn, bool), SwarmError> {
+        if let Some(c) = self.find(target, alpn) {
+            return Ok((c, false));
+        }
+        let lock = {
+            let key = format!("{target}/{}", String::from_utf8_lossy(alpn));
+            let mut d = crate::lock(&self.dialing);
+            d.entry(key).or_default().clone()
+        };
+        let _one_dial = lock.lock().await;
+        if let Some(c) = self.find(target, alpn) {
+            return Ok((c, false));
+        }
+        let c = self.dial(target, alpn).await?;
+        self.insert(alpn, c.clone());
+        Ok((c, true))
+    }
+
+    fn find(&self, target: &Target, alpn: &'static [u8]) -> Option<Conn> {
+        let conns = crate::lock(&self.conns);
+        let live = |c: &&Conn| c.conn.close_reason().is_none();
+        match target.id {
+            Some(id) => conns.get(&(id, alpn)).filter(live).cloned(),
+            None => conns
+                .iter()
+                .filter(|((_, a), c)| *a == alpn && target.addrs.contains(&c.addr))
+                .map(|(_, c)| c)
+                .find(live)
+                .cloned(),
+        }
+    }
+
+    async fn dial(&self, target: &Target, alpn: &'static [u8]) -> Result<Conn, SwarmError> {
+        let Some(first) = target.addrs.first().copied() else {
+            return Err(SwarmError::Setup(format!("no address to dial for {target}")));
+        };
+        let cfg = self
+            .clients
+            .get(alpn)
+            .cloned()
+            .ok_or_else(|| SwarmError::Setup("unknown protocol".into()))?;
+        let name = server_name(target.id);
+        let mut attempts = JoinSet::new();
+        for (i, addr) in target.addrs.iter().copied().enumerate() {
+            let connecting = self.endpoint.connect_with(cfg.clone(), addr, &name);
+            attempts.spawn(async move {
+                tokio::time::sleep(Duration::from_millis(250) * i as u32).await;
+                let connecting = connecting.map_err(|e| (addr, e.to_string()))?;
+                match tokio::time::timeout(crate::endpoint::DIAL_TIMEOUT, connecting).await {
+                    Ok(Ok(conn)) => Ok((addr, conn)),
+                    Ok(Err(e)) => Err((addr, e.to_string())),
+                    Err(_) => Err((addr, "timed out".to_string())),
+                }
+            });
+        }
+        let mut last = (first, "no answer".to_string());
+        while let Some(res) = attempts.join_next().await {
+            match res {
+                Ok(Ok((addr, conn))) => {
+                    let Some(peer) = peer_id(&conn) else {
+                        conn.close(p2pfs_proto::close::Code::Protocol.value().into(), b"no identity");
+                        last = (addr, "the peer presented no usable identity".into());
+                        continue;
+                    };
+                    attempts.abort_all();
+                    return Ok(Conn {
+                        conn,
+                        peer,
+                        addr,
+                        outbound: true,
+                        since: Instant::now(),
+                    });
+                }
+                Ok(Err(e)) => last = e,
+                Err(_) => {}
+            }
+        }
+        Err(SwarmError::Connect {
+            addr: last.0,
+            reason: last.1,
+        })
+    }
+
+    /// Records a connection (dialed or accepted) and forgets it when it
+    /// closes.
+    pub(crate) fn insert(&self, alpn: &'static [u8], c: Conn) {
+        let key = (c.peer, alpn);
+        let id = c.conn.stable_id();
+        let conn = c.conn.clone();
+        crate::lock(&self.conns).insert(key, c);
+        let conns = Arc::downgrade(&self.conns);
+        tokio::spawn(async move {
+            conn.closed().await;
+            if let Some(conns) = conns.upgrade() {
+                let mut conns = crate::lock(&conns);
+                if conns.get(&key).is_some_and(|c| c.conn.stable_id() == id) {
+                    conns.remove(&key);
+                }
+            }
+        });
+    }
+
+    /// Every live connection.
+    pub(crate) fn all(&self) -> Vec<Conn> {
+        crate::lock(&self.conns)
+            .values()
+            .filter(|c| c.conn.close_reason().is_none())
+            .cloned()
+            .collect()
+    }
+}

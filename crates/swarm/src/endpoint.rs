@@ -1,0 +1,117 @@
+//! The node's QUIC endpoint: one UDP socket (IPv6 and IPv4 when the host
+//! allows) and the transport limits every connection gets.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
+    sync::Arc,
+    time::Duration,
+};
+
+use crate::{Limits, error::SwarmError};
+
+/// Transport parameters shared by both directions of every connection.
+pub(crate) fn transport_config(limits: &Limits) -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    t.max_concurrent_bidi_streams(limits.max_streams_per_connection.into())
+        .max_concurrent_uni_streams(0u32.into())
+        // Windows that keep a fast link busy; memory is bounded per
+        // connection by them and by the stream limit.
+        .stream_receive_window((8u32 << 20).into())
+        .receive_window((32u32 << 20).into())
+        .send_window(32 << 20)
+        .keep_alive_interval(Some(limits.idle_timeout / 3))
+        .datagram_receive_buffer_size(None);
+    let idle = quinn::IdleTimeout::try_from(limits.idle_timeout)
+        .unwrap_or_else(|_| quinn::IdleTimeout::from(quinn::VarInt::from_u32(30_000)));
+    t.max_idle_timeout(Some(idle));
+    t
+}
+
+/// Binds the UDP socket: `listen` if given, else the IPv6 wildcard
+/// (dual-stack) on `default_port`, falling back to IPv4 only, and to a
+/// random port if that one is taken.
+pub(crate) fn bind(listen: Option<SocketAddr>, default_port: u16) -> Result<UdpSocket, SwarmError> {
+    if let Some(addr) = listen {
+        return UdpSocket::bind(addr).map_err(|e| SwarmError::io(format!("listening on {addr}"), e));
+    }
+    let mut last = None;
+    for port in [default_port, 0] {
+        for ip in [IpAddr::V6(Ipv6Addr::UNSPECIFIED), IpAddr::V4(Ipv4Addr::UNSPECIFIED)] {
+            match UdpSocket::bind(SocketAddr::new(ip, port)) {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some((SocketAddr::new(ip, port), e)),
+            }
+        }
+    }
+    let (addr, e) = last.unwrap_or_else(|| {
+        (
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+            std::io::Error::other("no address to bind"),
+        )
+    });
+    Err(SwarmError::io(format!("listening on {addr}"), e))
+}
+
+/// Builds the endpoint on `socket`.
+pub(crate) fn endpoint(
+    socket: UdpSocket,
+    server: quinn::ServerConfig,
+) -> Result<quinn::Endpoint, SwarmError> {
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| SwarmError::Setup("no async runtime for QUIC".into()))?;
+    quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(server), socket, runtime)
+        .map_err(|e| SwarmError::io("starting the QUIC endpoint", e))
+}
+
+/// The addresses peers can reach the endpoint at: the bound address, or
+/// every interface address when bound to a wildcard (non-loopback first).
+pub(crate) fn reachable_addrs(bound: SocketAddr) -> Vec<SocketAddr> {
+    if !bound.ip().is_unspecified() {
+        return vec![bound];
+    }
+    let v6 = bound.is_ipv6();
+    let mut addrs: Vec<SocketAddr> = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| i.ip())
+        .filter(|ip| v6 || ip.is_ipv4())
+        .filter(|ip| match ip {
+            // Link-local IPv6 needs a scope id to be dialed.
+            IpAddr::V6(v6) => !v6.is_unicast_link_local(),
+            IpAddr::V4(_) => true,
+        })
+        .map(|ip| SocketAddr::new(ip, bound.port()))
+        .collect();
+    addrs.sort_by_key(|a| (a.ip().is_loopback(), a.is_ipv6()));
+    addrs.dedup();
+    addrs
+}
+
+/// Server-side settings on top of TLS.
+pub(crate) fn server_config(
+    tls: rustls::ServerConfig,
+    limits: &Limits,
+) -> Result<quinn::ServerConfig, SwarmError> {
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .map_err(|e| SwarmError::Setup(e.to_string()))?;
+    let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    cfg.transport_config(Arc::new(transport_config(limits)));
+    cfg.max_incoming(limits.max_connections);
+    cfg.incoming_buffer_size(1 << 20);
+    Ok(cfg)
+}
+
+/// Client-side settings on top of TLS.
+pub(crate) fn client_config(
+    tls: rustls::ClientConfig,
+    limits: &Limits,
+) -> Result<quinn::ClientConfig, SwarmError> {
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| SwarmError::Setup(e.to_string()))?;
+    let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
+    cfg.transport_config(Arc::new(transport_config(limits)));
+    Ok(cfg)
+}
+
+/// How long a dial may take per address.
+pub(crate) const DIAL_TIMEOUT: Duration = Duration::from_secs(5);

@@ -1,0 +1,35 @@
+//! Reading and writing framed messages (docs/protocol.md §1) on QUIC
+//! streams, with the codec's size limit enforced before allocating.
+
+use p2pfs_proto::codec::{self, CodecError, FRAME_HEADER_SIZE};
+use serde::{Serialize, de::DeserializeOwned};
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FrameError {
+    /// The stream failed or ended before a whole frame.
+    #[error("stream: {0}")]
+    Read(#[from] quinn::ReadExactError),
+    /// The frame is too large or does not decode.
+    #[error("{0}")]
+    Codec(#[from] CodecError),
+}
+
+/// Reads one frame and decodes it.
+pub(crate) async fn read<T: DeserializeOwned>(recv: &mut quinn::RecvStream) -> Result<T, FrameError> {
+    let mut header = [0u8; FRAME_HEADER_SIZE];
+    recv.read_exact(&mut header).await?;
+    let len = codec::frame_len(header)?;
+    let mut body = vec![0u8; len];
+    recv.read_exact(&mut body).await?;
+    Ok(codec::decode(&body)?)
+}
+
+/// Encodes and writes one frame.
+pub(crate) async fn write<T: Serialize>(
+    send: &mut quinn::SendStream,
+    value: &T,
+) -> Result<(), std::io::Error> {
+    let bytes = codec::encode_frame(value).map_err(std::io::Error::other)?;
+    send.write_all(&bytes).await.map_err(std::io::Error::from)
+}

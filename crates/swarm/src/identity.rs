@@ -1,0 +1,154 @@
+//! The node's identity: an Ed25519 key pair kept in the data directory.
+//!
+//! The file `node.key` holds the 32-byte private seed, created on first
+//! start with mode 0600. The public key is the node's [`NodeId`]; the TLS
+//! handshake proves possession of the private key (see [`crate::tls`]).
+
+use std::{
+    fs::OpenOptions,
+    io::{Read, Write},
+    os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    path::Path,
+};
+
+use p2pfs_proto::NodeId;
+use ring::{
+    rand::{SecureRandom, SystemRandom},
+    signature::{Ed25519KeyPair, KeyPair},
+};
+
+use crate::error::SwarmError;
+
+/// A node's secret key.
+pub struct SecretKey {
+    seed: [u8; 32],
+    pair: Ed25519KeyPair,
+}
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretKey({})", self.public().fmt_short())
+    }
+}
+
+impl SecretKey {
+    /// A fresh random key.
+    pub fn generate() -> Result<Self, SwarmError> {
+        let mut seed = [0u8; 32];
+        SystemRandom::new()
+            .fill(&mut seed)
+            .map_err(|_| SwarmError::Setup("the system random generator failed".into()))?;
+        Self::from_seed(seed)
+    }
+
+    /// The key with this 32-byte seed.
+    pub fn from_seed(seed: [u8; 32]) -> Result<Self, SwarmError> {
+        let pair = Ed25519KeyPair::from_seed_unchecked(&seed)
+            .map_err(|_| SwarmError::Setup("invalid Ed25519 seed".into()))?;
+        Ok(Self { seed, pair })
+    }
+
+    /// Loads the key at `path`, creating it (mode 0600) if there is none.
+    pub fn load_or_create(path: &Path) -> Result<Self, SwarmError> {
+        let err = |reason: String| SwarmError::Identity {
+            path: path.display().to_string(),
+            reason,
+        };
+        match std::fs::File::open(path) {
+            Ok(mut f) => {
+                let mode = f.metadata().map_err(|e| err(e.to_string()))?.permissions().mode();
+                if mode & 0o077 != 0 {
+                    tracing::warn!(
+                        "node key {} is readable by others (mode {:o}); it should be 0600",
+                        path.display(),
+                        mode & 0o777
+                    );
+                }
+                let mut seed = [0u8; 32];
+                let mut extra = [0u8; 1];
+                f.read_exact(&mut seed)
+                    .map_err(|e| err(format!("unreadable ({e}); move it away to make a new identity")))?;
+                if f.read(&mut extra).map_err(|e| err(e.to_string()))? != 0 {
+                    return Err(err("longer than 32 bytes: not a p2pfs node key".into()));
+                }
+                Self::from_seed(seed)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = Self::generate()?;
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+                }
+                let mut f = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)
+                    .map_err(|e| err(e.to_string()))?;
+                f.write_all(&key.seed).map_err(|e| err(e.to_string()))?;
+                f.sync_all().map_err(|e| err(e.to_string()))?;
+                Ok(key)
+            }
+            Err(e) => Err(err(e.to_string())),
+        }
+    }
+
+    /// The node id: the public key.
+    pub fn public(&self) -> NodeId {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(self.pair.public_key().as_ref());
+        NodeId::from_bytes(out)
+    }
+
+    /// Signs `msg`.
+    pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        out.copy_from_slice(self.pair.sign(msg).as_ref());
+        out
+    }
+
+    /// The key as PKCS#8 v1 DER (RFC 8410), for TLS.
+    pub(crate) fn pkcs8_der(&self) -> Vec<u8> {
+        // SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING seed } }
+        let mut der = vec![
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        der.extend_from_slice(&self.seed);
+        der
+    }
+}
+
+/// Checks an Ed25519 signature by `node` over `msg`.
+pub fn verify(node: &NodeId, msg: &[u8], sig: &[u8; 64]) -> bool {
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, node.as_bytes())
+        .verify(msg, sig)
+        .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_once_with_mode_0600_then_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.key");
+        let a = SecretKey::load_or_create(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let b = SecretKey::load_or_create(&path).unwrap();
+        assert_eq!(a.public(), b.public());
+        std::fs::write(&path, b"short").unwrap();
+        assert!(SecretKey::load_or_create(&path).is_err());
+    }
+
+    #[test]
+    fn signatures_verify_only_for_the_signer() {
+        let a = SecretKey::generate().unwrap();
+        let b = SecretKey::generate().unwrap();
+        let sig = a.sign(b"hello");
+        assert!(verify(&a.public(), b"hello", &sig));
+        assert!(!verify(&b.public(), b"hello", &sig));
+        assert!(!verify(&a.public(), b"hellO", &sig));
+    }
+}

@@ -1,0 +1,258 @@
+//! [`Node`]: the endpoint, the connection table, the store, and the tasks
+//! serving peers, with an ordered shutdown.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use p2pfs_proto::{Hash, NodeAddr, NodeId, blobs, close::Code};
+use p2pfs_store::Store;
+use serde::Serialize;
+use tokio::sync::{Semaphore, watch};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    dial::{Conn, Pool, Target},
+    endpoint,
+    error::SwarmError,
+    identity::SecretKey,
+    router, tls,
+    transfer::download::{self, FetchProgress, FetchStats},
+};
+
+/// Every ALPN the node speaks.
+pub(crate) const ALPNS: &[&[u8]] = &[blobs::ALPN];
+
+/// What a node allows its peers, so that none can cost it unbounded memory
+/// or starve the others.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Connections in all.
+    pub max_connections: usize,
+    /// Inbound connections from one IP address.
+    pub max_connections_per_ip: usize,
+    /// Concurrent streams (requests) a peer may open on a connection.
+    pub max_streams_per_connection: u32,
+    /// Time a peer has to send its request after opening a stream.
+    pub request_timeout: Duration,
+    /// Time a transfer may make no progress before it is abandoned.
+    pub stall_timeout: Duration,
+    /// A connection with no traffic at all is closed after this.
+    pub idle_timeout: Duration,
+    /// Uploads (encoding and sending ranges) running at once, in all.
+    pub max_uploads: usize,
+    /// Uploads running at once for one peer.
+    pub max_uploads_per_peer: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 512,
+            max_connections_per_ip: 32,
+            max_streams_per_connection: 64,
+            request_timeout: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(30),
+            max_uploads: 32,
+            max_uploads_per_peer: 8,
+        }
+    }
+}
+
+/// How to start a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The identity key file (created if missing).
+    pub key_path: PathBuf,
+    /// Where to listen; `None` for the IPv6+IPv4 wildcard on `default_port`.
+    pub listen: Option<SocketAddr>,
+    /// The port to try first when `listen` is `None` (0: any).
+    pub default_port: u16,
+    /// Limits on what peers may do.
+    pub limits: Limits,
+}
+
+/// A peer with a live connection.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerInfo {
+    /// Its id.
+    pub id: NodeId,
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Whether we dialed it.
+    pub outbound: bool,
+    /// Seconds since the connection opened.
+    pub connected_secs: u64,
+}
+
+/// A running p2pfs node. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) key: SecretKey,
+    pub(crate) id: NodeId,
+    pub(crate) endpoint: quinn::Endpoint,
+    pub(crate) store: Store,
+    pub(crate) pool: Pool,
+    pub(crate) limits: Limits,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) tasks: TaskTracker,
+    pub(crate) uploads: Arc<Semaphore>,
+    pub(crate) inbound_per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl Node {
+    /// Starts a node: loads or creates its key, binds its endpoint and
+    /// starts serving peers. Must run inside a tokio runtime.
+    pub async fn spawn(config: NodeConfig, store: Store) -> Result<Self, SwarmError> {
+        let key = SecretKey::load_or_create(&config.key_path)?;
+        let id = key.public();
+        let limits = config.limits.clone();
+        let server = endpoint::server_config(tls::server_config(&key, ALPNS)?, &limits)?;
+        let mut clients = HashMap::new();
+        for alpn in ALPNS {
+            clients.insert(
+                *alpn,
+                endpoint::client_config(tls::client_config(&key, alpn)?, &limits)?,
+            );
+        }
+        let socket = endpoint::bind(config.listen, config.default_port)?;
+        let endpoint = endpoint::endpoint(socket, server)?;
+        let node = Self {
+            inner: Arc::new(Inner {
+                key,
+                id,
+                pool: Pool::new(endpoint.clone(), clients),
+                endpoint,
+                store,
+                uploads: Arc::new(Semaphore::new(limits.max_uploads)),
+                limits,
+                cancel: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+                inbound_per_ip: Mutex::new(HashMap::new()),
+            }),
+        };
+        node.inner
+            .tasks
+            .spawn(router::accept_loop(node.clone()));
+        tracing::info!(node = %id, addr = ?node.bound_addr(), "node started");
+        Ok(node)
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    /// This node's key.
+    pub fn secret_key(&self) -> &SecretKey {
+        &self.inner.key
+    }
+
+    /// The content store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The address the endpoint is bound to.
+    pub fn bound_addr(&self) -> SocketAddr {
+        self.inner
+            .endpoint
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Addresses peers can use to reach this node.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        endpoint::reachable_addrs(self.bound_addr())
+    }
+
+    /// This node's id and addresses, as a ticket carries them.
+    pub fn node_addr(&self) -> NodeAddr {
+        let mut addrs = self.addrs();
+        addrs.truncate(p2pfs_proto::MAX_ADDRS);
+        NodeAddr { id: self.id(), addrs }
+    }
+
+    /// Peers with a live connection.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        let mut seen = HashMap::new();
+        for c in self.inner.pool.all() {
+            seen.entry(c.peer).or_insert(PeerInfo {
+                id: c.peer,
+                addr: c.addr,
+                outbound: c.outbound,
+                connected_secs: c.since.elapsed().as_secs(),
+            });
+        }
+        let mut peers: Vec<PeerInfo> = seen.into_values().collect();
+        peers.sort_by_key(|p| p.id);
+        peers
+    }
+
+    /// A connection to `target` for `alpn` (reused if one is live). A new
+    /// connection is also served: the peer may ask us over it.
+    pub(crate) async fn connect(
+        &self,
+        target: &Target,
+        alpn: &'static [u8],
+    ) -> Result<Conn, SwarmError> {
+        if self.inner.cancel.is_cancelled() {
+            return Err(SwarmError::Shutdown);
+        }
+        let (conn, new) = self.inner.pool.connect(target, alpn).await?;
+        if new {
+            tracing::debug!(peer = %conn.peer, addr = %conn.addr, "connected");
+            let node = self.clone();
+            let c = conn.clone();
+            self.inner
+                .tasks
+                .spawn(async move { router::serve(node, c, alpn).await });
+        }
+        Ok(conn)
+    }
+
+    /// Downloads `hash` from `providers` into the store (resuming what is
+    /// there), reporting progress on `progress`.
+    pub async fn fetch(
+        &self,
+        hash: Hash,
+        providers: Vec<Target>,
+        progress: Option<watch::Sender<FetchProgress>>,
+    ) -> Result<FetchStats, SwarmError> {
+        download::run(self, hash, providers, progress).await
+    }
+
+    /// Stops serving and closes every connection, then waits (briefly) for
+    /// tasks to finish and peers to learn of the close.
+    pub async fn shutdown(&self) {
+        let inner = &self.inner;
+        inner.cancel.cancel();
+        inner
+            .endpoint
+            .close(Code::Shutdown.value().into(), Code::Shutdown.reason().as_bytes());
+        inner.tasks.close();
+        if tokio::time::timeout(Duration::from_secs(5), inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some node tasks did not stop within 5 s");
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), inner.endpoint.wait_idle()).await;
+        tracing::info!(node = %inner.id, "node stopped");
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.cancel.is_cancelled()
+    }
+}

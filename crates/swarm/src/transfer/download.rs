@@ -1,0 +1,471 @@
+//! Downloading one blob from several providers at once: the async driver
+//! of the [`Scheduler`].
+//!
+//! 1. Open (or join) the blob's [`PartialBlob`]; what the store already has
+//!    is not fetched again, so an interrupted download resumes.
+//! 2. Connect to every provider at once.
+//! 3. If the size is not proven, ask providers one after the other for the
+//!    last chunk group (docs/protocol.md §3.4).
+//! 4. Run the scheduler: start the requests it asks for, each on its own
+//!    stream, report their progress and results, cancel what it cancels.
+//!    A provider that sends bad data is disconnected.
+//! 5. Commit.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use p2pfs_proto::{Hash, NodeId, blobs, close::Code};
+use p2pfs_store::{ChunkNum, ChunkRanges, PartialBlob};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    Node,
+    dial::{Conn, Target},
+    error::SwarmError,
+    transfer::{
+        request::{self, Answer, GetError},
+        scheduler::{self, Action, Fault, Groups, Scheduler},
+    },
+};
+
+/// How often progress is sampled and published.
+const TICK: Duration = Duration::from_millis(200);
+
+/// Where a download stands, published while it runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FetchProgress {
+    /// The blob's size, once proven.
+    pub size: Option<u64>,
+    /// Bytes present locally.
+    pub present: u64,
+    /// Providers taking part.
+    pub peers: usize,
+    /// Bytes per second over the last second or so.
+    pub rate: f64,
+}
+
+/// What a finished download did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FetchStats {
+    /// The blob's size.
+    pub size: u64,
+    /// Bytes received in this download.
+    pub received: u64,
+    /// Time taken.
+    pub elapsed: Duration,
+    /// Bytes received from each provider.
+    pub providers: Vec<(NodeId, u64)>,
+}
+
+/// Downloads `hash` from `providers`; see the module docs.
+pub(crate) async fn run(
+    node: &Node,
+    hash: Hash,
+    providers: Vec<Target>,
+    progress: Option<watch::Sender<FetchProgress>>,
+) -> Result<FetchStats, SwarmError> {
+    let started = Instant::now();
+    let store = node.store().clone();
+    let partial = tokio::task::spawn_blocking(move || store.partial(hash))
+        .await
+        .map_err(|e| SwarmError::Setup(e.to_string()))??;
+    if partial.is_complete() {
+        let size = partial.size().unwrap_or(0);
+        return Ok(FetchStats {
+            size,
+            received: 0,
+            elapsed: started.elapsed(),
+            providers: Vec::new(),
+        });
+    }
+    let mut conns = connect_all(node, &providers).await;
+    if conns.is_empty() {
+        return Err(SwarmError::Unavailable {
+            hash,
+            reason: if providers.is_empty() {
+                "no provider is known (give one with --peer or a ticket)".into()
+            } else {
+                "could not connect to any provider".into()
+            },
+        });
+    }
+    let stall = node.inner.limits.stall_timeout;
+    let mut haves: HashMap<NodeId, Groups> = HashMap::new();
+    if partial.size().is_none() {
+        prove_size(hash, &partial, &mut conns, &mut haves, stall).await?;
+    }
+    let size = partial.size().ok_or_else(|| SwarmError::Unavailable {
+        hash,
+        reason: "no provider could prove the blob's size".into(),
+    })?;
+    let mut driver = Driver {
+        node: node.clone(),
+        hash,
+        partial,
+        conns: conns.iter().map(|c| (c.peer, c.clone())).collect(),
+        sched: Scheduler::new(
+            p2pfs_proto::chunk::groups(size),
+            Groups::empty(),
+            scheduler::Config {
+                stall,
+                ..Default::default()
+            },
+        ),
+        running: HashMap::new(),
+        progress,
+        size,
+    };
+    driver.sched = Scheduler::new(
+        p2pfs_proto::chunk::groups(size),
+        driver.present(),
+        scheduler::Config {
+            stall,
+            ..Default::default()
+        },
+    );
+    for c in &conns {
+        driver.sched.add_peer(c.peer);
+        if let Some(h) = haves.remove(&c.peer) {
+            driver.sched.set_have(c.peer, h);
+        }
+    }
+    let result = driver.run().await;
+    for (_, r) in driver.running.drain() {
+        r.cancel.cancel();
+    }
+    let partial = driver.partial.clone();
+    tokio::task::spawn_blocking(move || partial.flush())
+        .await
+        .map_err(|e| SwarmError::Setup(e.to_string()))??;
+    result?;
+    let providers: Vec<(NodeId, u64)> = driver
+        .conns
+        .keys()
+        .map(|p| (*p, driver.sched.received_from(p)))
+        .collect();
+    Ok(FetchStats {
+        size,
+        received: providers.iter().map(|p| p.1).sum(),
+        elapsed: started.elapsed(),
+        providers,
+    })
+}
+
+/// Connects to every provider at once; returns those that answered, one
+/// per node.
+async fn connect_all(node: &Node, providers: &[Target]) -> Vec<Conn> {
+    let mut set = tokio::task::JoinSet::new();
+    for t in providers.iter().filter(|t| t.id != Some(node.id())).cloned() {
+        let node = node.clone();
+        set.spawn(async move { (node.connect(&t, blobs::ALPN).await, t) });
+    }
+    let mut conns: Vec<Conn> = Vec::new();
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok((Ok(c), _)) if c.peer != node.id() && !conns.iter().any(|o| o.peer == c.peer) => {
+                conns.push(c);
+            }
+            Ok((Err(e), t)) => tracing::info!(provider = %t, "cannot use provider: {e}"),
+            _ => {}
+        }
+    }
+    conns
+}
+
+/// Asks providers in turn for the last chunk group until one proves the
+/// size; providers that lie or lack the blob are dropped.
+async fn prove_size(
+    hash: Hash,
+    partial: &PartialBlob,
+    conns: &mut Vec<Conn>,
+    haves: &mut HashMap<NodeId, Groups>,
+    stall: Duration,
+) -> Result<(), SwarmError> {
+    let tail = ChunkRanges::from(ChunkNum(u64::MAX / 2)..);
+    let mut keep = Vec::new();
+    let mut last_error = String::from("no provider has it");
+    let mut proven = false;
+    for c in conns.drain(..) {
+        if proven {
+            keep.push(c);
+            continue;
+        }
+        let counter = Arc::new(AtomicU64::new(0));
+        let r = request::get(&c, hash, &tail, partial.clone(), counter, CancellationToken::new(), stall).await;
+        match r {
+            Ok(Answer::Sent { have, .. }) => {
+                haves.insert(c.peer, to_groups(&have));
+                proven = partial.size().is_some();
+                keep.push(c);
+            }
+            Ok(Answer::NotFound) => last_error = format!("{} does not have it", c.peer.fmt_short()),
+            Err(GetError::BadData(e)) => {
+                last_error = format!("{} sent bad data: {e}", c.peer.fmt_short());
+                c.conn.close(Code::BadData.value().into(), Code::BadData.reason().as_bytes());
+            }
+            Err(GetError::Protocol(e)) => {
+                last_error = format!("{} broke the protocol: {e}", c.peer.fmt_short());
+                c.conn.close(Code::Protocol.value().into(), Code::Protocol.reason().as_bytes());
+            }
+            Err(GetError::Local(e)) => return Err(e.into()),
+            Err(e) => {
+                last_error = format!("{}: {e}", c.peer.fmt_short());
+                keep.push(c);
+            }
+        }
+    }
+    *conns = keep;
+    if proven {
+        Ok(())
+    } else {
+        Err(SwarmError::Unavailable {
+            hash,
+            reason: last_error,
+        })
+    }
+}
+
+/// The groups covered by chunk ranges (a partial last group counts).
+fn to_groups(r: &ChunkRanges) -> Groups {
+    let b = r.boundaries();
+    let mut out = Groups::empty();
+    for pair in b.chunks(2) {
+        match pair {
+            [s, e] => out |= Groups::from(s.0 / 16..e.0.div_ceil(16)),
+            [s] => out |= Groups::from(s.0 / 16..),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn to_chunks(groups: &std::ops::Range<u64>) -> ChunkRanges {
+    ChunkRanges::from(ChunkNum(groups.start * 16)..ChunkNum(groups.end * 16))
+}
+
+struct Running {
+    cancel: CancellationToken,
+    received: Arc<AtomicU64>,
+}
+
+struct Outcome {
+    id: u64,
+    peer: NodeId,
+    result: Result<Answer, GetError>,
+}
+
+struct Driver {
+    node: Node,
+    hash: Hash,
+    partial: PartialBlob,
+    conns: HashMap<NodeId, Conn>,
+    sched: Scheduler<NodeId>,
+    running: HashMap<u64, Running>,
+    progress: Option<watch::Sender<FetchProgress>>,
+    size: u64,
+}
+
+impl Driver {
+    /// The groups the store has now.
+    fn present(&self) -> Groups {
+        self.partial.have().map(|h| to_groups(&h)).unwrap_or_default()
+    }
+
+    async fn run(&mut self) -> Result<(), SwarmError> {
+        let (tx, mut rx) = mpsc::channel::<Outcome>(64);
+        let mut tick = tokio::time::interval(TICK);
+        let mut rate = RateMeter::new(self.present_bytes());
+        loop {
+            let now = Instant::now();
+            let actions = self.sched.poll(now);
+            self.apply(actions, &tx);
+            if self.sched.is_done() {
+                self.publish(&mut rate);
+                return Ok(());
+            }
+            if self.sched.is_stuck(now) && self.running.is_empty() {
+                return Err(SwarmError::Unavailable {
+                    hash: self.hash,
+                    reason: self.why_stuck(),
+                });
+            }
+            tokio::select! {
+                _ = self.node.inner.cancel.cancelled() => return Err(SwarmError::Shutdown),
+                outcome = rx.recv() => {
+                    let Some(o) = outcome else { continue };
+                    self.outcome(o, Instant::now());
+                }
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    for (id, r) in &self.running {
+                        self.sched.progress(*id, r.received.load(Ordering::Relaxed), now);
+                    }
+                    self.publish(&mut rate);
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, actions: Vec<Action<NodeId>>, tx: &mpsc::Sender<Outcome>) {
+        for a in actions {
+            match a {
+                Action::Start { id, peer, groups } => {
+                    let Some(conn) = self.conns.get(&peer).cloned() else {
+                        continue;
+                    };
+                    let cancel = CancellationToken::new();
+                    let received = Arc::new(AtomicU64::new(0));
+                    self.running.insert(
+                        id,
+                        Running {
+                            cancel: cancel.clone(),
+                            received: received.clone(),
+                        },
+                    );
+                    let (hash, partial, tx) = (self.hash, self.partial.clone(), tx.clone());
+                    let stall = self.node.inner.limits.stall_timeout;
+                    self.node.inner.tasks.spawn(async move {
+                        let ranges = to_chunks(&groups);
+                        let result =
+                            request::get(&conn, hash, &ranges, partial, received, cancel, stall).await;
+                        let _ = tx.send(Outcome { id, peer, result }).await;
+                    });
+                }
+                Action::Cancel { id } => {
+                    if let Some(r) = self.running.remove(&id) {
+                        r.cancel.cancel();
+                    }
+                }
+            }
+        }
+    }
+
+    fn outcome(&mut self, o: Outcome, now: Instant) {
+        if self.running.remove(&o.id).is_none() {
+            // Cancelled earlier: the scheduler has forgotten it.
+            return;
+        }
+        let present = self.present();
+        let actions = match o.result {
+            Ok(Answer::Sent { have, .. }) => {
+                self.sched.set_have(o.peer, to_groups(&have));
+                self.sched.finished(o.id, &present)
+            }
+            Ok(Answer::NotFound) => self.sched.failed(o.id, &present, Fault::NotFound { have: None }, now),
+            Err(GetError::Cancelled) => self.sched.failed(o.id, &present, Fault::Transport, now),
+            Err(GetError::Transport(e)) => {
+                tracing::debug!(peer = %o.peer, "request failed: {e}");
+                self.sched.failed(o.id, &present, Fault::Transport, now)
+            }
+            Err(GetError::BadData(e)) => {
+                tracing::warn!(peer = %o.peer, hash = %self.hash, "provider sent bad data, disconnecting: {e}");
+                if let Some(c) = self.conns.get(&o.peer) {
+                    c.conn.close(Code::BadData.value().into(), Code::BadData.reason().as_bytes());
+                }
+                self.sched.failed(o.id, &present, Fault::BadData, now)
+            }
+            Err(GetError::Protocol(e)) => {
+                tracing::warn!(peer = %o.peer, "provider broke the protocol, disconnecting: {e}");
+                if let Some(c) = self.conns.get(&o.peer) {
+                    c.conn.close(Code::Protocol.value().into(), Code::Protocol.reason().as_bytes());
+                }
+                self.sched.failed(o.id, &present, Fault::Protocol, now)
+            }
+            Err(GetError::Local(e)) => {
+                tracing::warn!("local store error: {e}");
+                self.sched.failed(o.id, &present, Fault::Transport, now)
+            }
+        };
+        for a in actions {
+            if let Action::Cancel { id } = a
+                && let Some(r) = self.running.remove(&id)
+            {
+                r.cancel.cancel();
+            }
+        }
+    }
+
+    fn present_bytes(&self) -> u64 {
+        let present = self.present();
+        let mut bytes = 0;
+        for r in present.iter() {
+            if let range_collections::range_set::RangeSetRange::Range(r) = r {
+                let (s, e) = (*r.start * 16384, (*r.end * 16384).min(self.size));
+                bytes += e.saturating_sub(s);
+            }
+        }
+        bytes
+    }
+
+    fn publish(&self, rate: &mut RateMeter) {
+        let present = self.present_bytes();
+        let r = rate.sample(present);
+        if let Some(p) = &self.progress {
+            p.send_replace(FetchProgress {
+                size: Some(self.size),
+                present,
+                peers: self.sched.active_peers(),
+                rate: r,
+            });
+        }
+    }
+
+    fn why_stuck(&self) -> String {
+        let dropped = self.sched.dropped();
+        if dropped.is_empty() {
+            return "no provider has the missing parts".into();
+        }
+        let parts: Vec<String> = dropped
+            .iter()
+            .map(|(p, d)| format!("{} {d:?}", p.fmt_short()))
+            .collect();
+        format!("every provider failed ({})", parts.join(", "))
+    }
+}
+
+/// Bytes per second, smoothed over about a second.
+struct RateMeter {
+    last: (Instant, u64),
+    rate: f64,
+}
+
+impl RateMeter {
+    fn new(bytes: u64) -> Self {
+        Self {
+            last: (Instant::now(), bytes),
+            rate: 0.0,
+        }
+    }
+
+    fn sample(&mut self, bytes: u64) -> f64 {
+        let now = Instant::now();
+        let dt = now.duration_since(self.last.0).as_secs_f64();
+        if dt >= 0.05 {
+            let inst = bytes.saturating_sub(self.last.1) as f64 / dt;
+            let w = (dt / 1.0).min(1.0);
+            self.rate = self.rate * (1.0 - w) + inst * w;
+            self.last = (now, bytes);
+        }
+        self.rate
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_ranges_map_to_groups() {
+        let r = ChunkRanges::from(ChunkNum(16)..ChunkNum(40));
+        assert_eq!(to_groups(&r), Groups::from(1..3));
+        assert_eq!(to_chunks(&(1..3)), ChunkRanges::from(ChunkNum(16)..ChunkNum(48)));
+    }
+}

@@ -1,0 +1,166 @@
+//! Serving the blob protocol on a connection (either direction): one
+//! request per stream, answered from the store within the node's limits.
+//!
+//! Limits: the stream count per connection is capped by QUIC; a request
+//! must arrive within `request_timeout`; uploads take a permit from a
+//! node-wide and a per-peer semaphore (so one peer cannot occupy them all);
+//! a write that makes no progress for `stall_timeout` ends the stream. A
+//! malformed or oversized request closes the connection with a protocol
+//! error; the node goes on serving everyone else.
+
+use std::{sync::Arc, time::Duration};
+
+use p2pfs_proto::{
+    Hash, RangeSpec,
+    blobs::{BlobRequest, BlobResponse},
+    close::Code,
+};
+use p2pfs_store::{ChunkRanges, StoreError, effective_ranges};
+use tokio::sync::Semaphore;
+
+use crate::{
+    Node,
+    dial::Conn,
+    frame::{self, FrameError},
+    transfer::{bridge, to_chunks, to_spec},
+};
+
+/// Serves requests on `conn` until it closes or the node stops.
+pub(crate) async fn serve(node: Node, conn: Conn) {
+    let per_peer = Arc::new(Semaphore::new(node.inner.limits.max_uploads_per_peer));
+    loop {
+        let stream = tokio::select! {
+            _ = node.inner.cancel.cancelled() => return,
+            s = conn.conn.accept_bi() => s,
+        };
+        let Ok((send, recv)) = stream else {
+            return;
+        };
+        let (node2, conn2, per_peer) = (node.clone(), conn.clone(), per_peer.clone());
+        node.inner
+            .tasks
+            .spawn(async move { handle(node2, conn2, per_peer, send, recv).await });
+    }
+}
+
+async fn handle(
+    node: Node,
+    conn: Conn,
+    per_peer: Arc<Semaphore>,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let limits = &node.inner.limits;
+    let request = match tokio::time::timeout(limits.request_timeout, frame::read(&mut recv)).await {
+        Err(_) => {
+            let _ = send.reset(Code::Timeout.value().into());
+            return;
+        }
+        Ok(Err(FrameError::Codec(e))) => {
+            tracing::debug!(peer = %conn.peer, "malformed request: {e}");
+            conn.conn
+                .close(Code::Protocol.value().into(), format!("malformed request: {e}").as_bytes());
+            return;
+        }
+        Ok(Err(FrameError::Read(_))) => return,
+        Ok(Ok(r)) => r,
+    };
+    let _ = recv.stop(Code::Ok.value().into());
+    match request {
+        BlobRequest::Get { hash, ranges } => {
+            // Wait for upload slots: ours for this peer, then the node's.
+            let Ok(_peer_permit) = per_peer.acquire_owned().await else {
+                return;
+            };
+            let Ok(_permit) = node.inner.uploads.clone().acquire_owned().await else {
+                return;
+            };
+            if let Err(e) = get(&node, &mut send, hash, &ranges).await {
+                tracing::debug!(peer = %conn.peer, %hash, "upload ended: {e}");
+                let _ = send.reset(e.code().value().into());
+            }
+        }
+    }
+}
+
+/// Why an upload stopped early.
+#[derive(Debug, thiserror::Error)]
+enum UploadError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("stream: {0}")]
+    Stream(String),
+    #[error("the peer read nothing for {0:?}")]
+    Stalled(Duration),
+}
+
+impl UploadError {
+    fn code(&self) -> Code {
+        match self {
+            Self::Store(_) => Code::Internal,
+            Self::Stream(_) => Code::Ok,
+            Self::Stalled(_) => Code::Timeout,
+        }
+    }
+}
+
+async fn get(
+    node: &Node,
+    send: &mut quinn::SendStream,
+    hash: Hash,
+    ranges: &RangeSpec,
+) -> Result<(), UploadError> {
+    let store = node.store().clone();
+    let have = tokio::task::spawn_blocking(move || store.have(&hash))
+        .await
+        .map_err(|e| UploadError::Stream(e.to_string()))??;
+    let Some((size, have)) = have else {
+        frame::write(send, &BlobResponse::NotFound)
+            .await
+            .map_err(|e| UploadError::Stream(e.to_string()))?;
+        let _ = send.finish();
+        return Ok(());
+    };
+    let sent: ChunkRanges = effective_ranges(&to_chunks(ranges), size) & &have;
+    let response = BlobResponse::Data {
+        have: to_spec(&have),
+        ranges: to_spec(&sent),
+    };
+    frame::write(send, &response)
+        .await
+        .map_err(|e| UploadError::Stream(e.to_string()))?;
+    // The store encodes on a blocking thread; chunks come back here.
+    let (mut writer, mut chunks) = bridge::writer();
+    let store = node.store().clone();
+    let encode = tokio::task::spawn_blocking(move || {
+        let r = store.encode_ranges(&hash, &sent, &mut writer);
+        let flushed = std::io::Write::flush(&mut writer);
+        r.and_then(|_| {
+            flushed.map_err(|source| StoreError::Stream { hash, source })
+        })
+    });
+    let stall = node.inner.limits.stall_timeout;
+    while let Some(chunk) = chunks.recv().await {
+        match tokio::time::timeout(stall, send.write_chunk(chunk)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                drop(chunks);
+                let _ = encode.await;
+                return Err(UploadError::Stream(e.to_string()));
+            }
+            Err(_) => {
+                drop(chunks);
+                let _ = encode.await;
+                return Err(UploadError::Stalled(stall));
+            }
+        }
+    }
+    match encode.await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) if e.is_peer_fault() => return Err(UploadError::Stream(e.to_string())),
+        Ok(Err(e)) => return Err(e.into()),
+        Err(e) => return Err(UploadError::Stream(e.to_string())),
+    }
+    let _ = send.finish();
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! One request on one stream: ask a provider for ranges of a blob and
+//! write its verified answer into the local partial blob.
+
+use std::{
+    io,
+    sync::{Arc, atomic::AtomicU64},
+    time::Duration,
+};
+
+use p2pfs_proto::{
+    Hash,
+    blobs::{BlobRequest, BlobResponse},
+    close::Code,
+};
+use p2pfs_store::{ChunkRanges, PartialBlob, StoreError};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    dial::Conn,
+    frame::{self, FrameError},
+    transfer::{bridge, to_chunks, to_spec},
+};
+
+/// Bytes asked of QUIC per read.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// What a provider answered.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// It has nothing of the blob.
+    NotFound,
+    /// It sent what it had of the request; it has `have`.
+    Sent { have: ChunkRanges },
+}
+
+/// Why a request failed, and whose fault it was.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum GetError {
+    /// The provider sent data that failed verification.
+    #[error("{0}")]
+    BadData(StoreError),
+    /// The provider broke the protocol.
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// The stream or connection failed, or the provider was too slow.
+    #[error("{0}")]
+    Transport(String),
+    /// We stopped it.
+    #[error("cancelled")]
+    Cancelled,
+    /// Our own store failed.
+    #[error("{0}")]
+    Local(StoreError),
+}
+
+/// Sends `Get { hash, ranges }` on a new stream of `conn` and ingests the
+/// answer into `partial`. `received` counts the bytes as they arrive.
+pub(crate) async fn get(
+    conn: &Conn,
+    hash: Hash,
+    ranges: &ChunkRanges,
+    partial: PartialBlob,
+    received: Arc<AtomicU64>,
+    cancel: CancellationToken,
+    stall: Duration,
+) -> Result<Answer, GetError> {
+    let transport = |e: &dyn std::fmt::Display| GetError::Transport(e.to_string());
+    let (mut send, mut recv) = conn.conn.open_bi().await.map_err(|e| transport(&e))?;
+    let request = BlobRequest::Get {
+        hash,
+        ranges: to_spec(ranges),
+    };
+    frame::write(&mut send, &request).await.map_err(|e| transport(&e))?;
+    let _ = send.finish();
+    let response = tokio::select! {
+        _ = cancel.cancelled() => return Err(GetError::Cancelled),
+        r = tokio::time::timeout(stall, frame::read::<BlobResponse>(&mut recv)) => r,
+    };
+    let response = match response {
+        Err(_) => {
+            let _ = recv.stop(Code::Timeout.value().into());
+            return Err(GetError::Transport(format!("no answer within {stall:?}")));
+        }
+        Ok(Err(FrameError::Codec(e))) => return Err(GetError::Protocol(e.to_string())),
+        Ok(Err(FrameError::Read(e))) => return Err(transport(&e)),
+        Ok(Ok(r)) => r,
+    };
+    let (have, sent) = match response {
+        BlobResponse::NotFound => return Ok(Answer::NotFound),
+        BlobResponse::Data { have, ranges } => (to_chunks(&have), to_chunks(&ranges)),
+    };
+    let (feed, reader) = bridge::reader(received);
+    let ranges = sent.clone();
+    let ingest = tokio::task::spawn_blocking(move || partial.ingest(&ranges, reader));
+    let mut cancelled = false;
+    loop {
+        let chunk = tokio::select! {
+            _ = cancel.cancelled() => {
+                cancelled = true;
+                let _ = recv.stop(Code::Ok.value().into());
+                feed.fail(io::Error::new(io::ErrorKind::Interrupted, "cancelled")).await;
+                break;
+            }
+            c = tokio::time::timeout(stall, recv.read_chunk(READ_CHUNK, true)) => c,
+        };
+        match chunk {
+            Ok(Ok(Some(c))) => {
+                if !feed.push(c.bytes).await {
+                    // The store stopped reading: it has what it needs, or
+                    // found bad data.
+                    let _ = recv.stop(Code::Ok.value().into());
+                    break;
+                }
+            }
+            Ok(Ok(None)) => break,
+            Ok(Err(e)) => {
+                feed.fail(io::Error::new(io::ErrorKind::ConnectionAborted, e.to_string()))
+                    .await;
+                break;
+            }
+            Err(_) => {
+                let _ = recv.stop(Code::Timeout.value().into());
+                feed.fail(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no data for {stall:?}"),
+                ))
+                .await;
+                break;
+            }
+        }
+    }
+    drop(feed);
+    let result = ingest.await.map_err(|e| GetError::Local(StoreError::Invalid(e.to_string())))?;
+    match result {
+        Ok(_) => Ok(Answer::Sent { have }),
+        Err(_) if cancelled => Err(GetError::Cancelled),
+        Err(e @ StoreError::Verification { .. }) => Err(GetError::BadData(e)),
+        Err(e @ StoreError::Stream { .. }) => Err(GetError::Transport(e.to_string())),
+        Err(e @ StoreError::Invalid(_)) => Err(GetError::Protocol(e.to_string())),
+        Err(e) => Err(GetError::Local(e)),
+    }
+}
