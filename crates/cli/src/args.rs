@@ -1,9 +1,9 @@
 //! The command line, as clap sees it.
 
-use std::path::PathBuf;
+use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Parser, Subcommand};
-use p2pfs_proto::Hash;
+use p2pfs_proto::{Hash, PeerAddr};
 
 /// p2pfs: share files with content addressing, verified chunk by chunk.
 #[derive(Debug, Parser)]
@@ -31,12 +31,55 @@ pub(crate) enum Command {
         /// Do not pin the added blobs (`p2pfs gc` may then remove them)
         #[arg(long)]
         no_pin: bool,
+        /// After each `HASH  PATH` line, print a ticket to fetch the file with
+        #[arg(long)]
+        ticket: bool,
+    },
+    /// Add a file and print a ticket others can fetch it with
+    Share {
+        /// The file
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
     },
     /// Write blobs to standard output
     Cat {
         /// Hashes of the blobs, written one after the other
         #[arg(required = true, value_name = "HASH")]
         hashes: Vec<Hash>,
+    },
+    /// Download a blob from the peers that have it, verified, and write it out
+    Fetch {
+        /// The blob's hash, or a ticket
+        #[arg(value_name = "HASH|TICKET")]
+        target: String,
+        /// Where to write it (`-` for standard output)
+        /// [default: the ticket's file name, else the hash, in the current directory]
+        #[arg(short, long, value_name = "PATH")]
+        output: Option<PathBuf>,
+        /// A peer to fetch from: IP:PORT or NODEID@IP:PORT (repeatable)
+        #[arg(long = "peer", value_name = "ADDR")]
+        peers: Vec<PeerAddr>,
+        /// Do not pin the downloaded blob
+        #[arg(long)]
+        no_pin: bool,
+        /// Print a summary with the bytes each provider sent (on stderr)
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Run a node in the foreground: serve peers and the other commands
+    Daemon {
+        /// Address to listen on (UDP) [default: all interfaces, the port used last time]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+        /// A peer to connect to at start: IP:PORT or NODEID@IP:PORT (repeatable)
+        #[arg(long = "peer", value_name = "ADDR")]
+        peers: Vec<PeerAddr>,
+    },
+    /// Show the node's id, addresses, peers and store
+    Status {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
     },
     /// List the blobs in the store with their size, completeness and pins
     Ls {
@@ -49,7 +92,7 @@ pub(crate) enum Command {
         #[arg(required = true, value_name = "HASH")]
         hashes: Vec<Hash>,
     },
-    /// Remove the pins set by `p2pfs add` and `p2pfs pin`
+    /// Remove the pins set by `p2pfs add`, `fetch` and `pin`
     Unpin {
         #[arg(required = true, value_name = "HASH")]
         hashes: Vec<Hash>,

@@ -2,17 +2,24 @@
 //!
 //! Every command prints its result on stdout and, on failure, one line
 //! `error: …` on stderr with a non-zero exit status (1; 2 for usage errors).
+//! Commands run in the node already running for the data directory
+//! (`p2pfs daemon`), through its control socket, or in this process when
+//! none runs (see `session`).
 
 mod args;
 mod cmd;
 mod config;
 mod output;
+mod session;
 
 use std::{io, process::ExitCode};
 
 use clap::Parser;
 
-use crate::args::{Cli, Command};
+use crate::{
+    args::{Cli, Command},
+    session::Session,
+};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -38,7 +45,17 @@ fn main() -> ExitCode {
         )
         .with_writer(io::stderr)
         .init();
-    match run(cli) {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) if is_broken_pipe(&e) => ExitCode::from(141),
@@ -50,23 +67,63 @@ fn main() -> ExitCode {
 }
 
 /// Runs a command; `Ok(false)` means it reported partial failure itself.
-fn run(cli: Cli) -> anyhow::Result<bool> {
+async fn run(cli: Cli) -> anyhow::Result<bool> {
     let data_dir = config::data_dir(cli.data_dir.as_deref())?;
+    if let Command::Daemon { listen, peers } = cli.command {
+        cmd::daemon::run(&data_dir, listen, peers).await?;
+        return Ok(true);
+    }
+    let needs_node = matches!(
+        cli.command,
+        Command::Fetch { .. } | Command::Status { .. } | Command::Share { .. }
+    ) || matches!(cli.command, Command::Add { ticket: true, .. });
+    let session = Session::open(&data_dir, needs_node).await?;
+    let result = dispatch(&session, cli.command).await;
+    session.close().await;
+    result
+}
+
+async fn dispatch(session: &Session, command: Command) -> anyhow::Result<bool> {
     let stdout = io::stdout();
     let mut out = stdout.lock();
-    let store = config::open_store(&data_dir)?;
-    match cli.command {
+    match command {
         Command::Add {
             paths,
             recursive,
             no_pin,
-        } => cmd::add::run(&store, &paths, recursive, no_pin, &mut out),
-        Command::Cat { hashes } => cmd::cat::run(&store, &hashes, &mut out).map(|()| true),
-        Command::Ls { json } => cmd::ls::run(&store, json, &mut out).map(|()| true),
-        Command::Pin { hashes } => cmd::pin::pin(&store, &hashes, &mut out).map(|()| true),
-        Command::Unpin { hashes } => cmd::pin::unpin(&store, &hashes, &mut out).map(|()| true),
-        Command::Gc { json } => cmd::gc::run(&store, json, &mut out).map(|()| true),
-        Command::Verify { hashes } => cmd::verify::run(&store, &hashes, &mut out),
+            ticket,
+        } => cmd::add::run(session, &paths, recursive, no_pin, ticket, &mut out).await,
+        Command::Share { path } => cmd::add::share(session, &path, &mut out)
+            .await
+            .map(|()| true),
+        Command::Cat { hashes } => cmd::cat::run(session, &hashes, &mut out)
+            .await
+            .map(|()| true),
+        Command::Fetch {
+            target,
+            output,
+            peers,
+            no_pin,
+            verbose,
+        } => {
+            drop(out);
+            cmd::fetch::run(session, &target, output.as_deref(), peers, no_pin, verbose)
+                .await
+                .map(|()| true)
+        }
+        Command::Status { json } => cmd::status::run(session, json, &mut out)
+            .await
+            .map(|()| true),
+        Command::Ls { json } => cmd::ls::run(session, json, &mut out).await.map(|()| true),
+        Command::Pin { hashes } => cmd::pin::pin(session, &hashes, &mut out)
+            .await
+            .map(|()| true),
+        Command::Unpin { hashes } => cmd::pin::unpin(session, &hashes, &mut out)
+            .await
+            .map(|()| true),
+        Command::Gc { json } => cmd::gc::run(session, json, &mut out).await.map(|()| true),
+        Command::Verify { hashes } => cmd::verify::run(session, &hashes, &mut out).await,
+        Command::Daemon { .. } => Ok(true),
     }
 }
 

@@ -46,7 +46,10 @@ impl FromStr for PeerAddr {
         };
         let (id, addr) = match s.split_once('@') {
             Some((id, addr)) => (
-                Some(id.parse::<NodeId>().map_err(|e| err(format!("node id: {e}")))?),
+                Some(
+                    id.parse::<NodeId>()
+                        .map_err(|e| err(format!("node id: {e}")))?,
+                ),
                 addr,
             ),
             None => (None, s),

@@ -16,8 +16,8 @@ pub mod blobs;
 pub mod chunk;
 pub mod close;
 pub mod codec;
-mod id;
 mod hash;
+mod id;
 mod ranges;
 pub mod ticket;
 

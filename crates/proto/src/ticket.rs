@@ -5,7 +5,7 @@ use std::{fmt, str::FromStr};
 use data_encoding::BASE32_NOPAD;
 use serde::{Deserialize, Serialize};
 
-use crate::{Hash, NodeAddr, codec, addr::MAX_ADDRS};
+use crate::{Hash, NodeAddr, addr::MAX_ADDRS, codec};
 
 /// Most providers a ticket may name.
 pub const MAX_PROVIDERS: usize = 8;
@@ -67,7 +67,9 @@ impl BlobTicket {
         if self.providers.len() > MAX_PROVIDERS
             || self.providers.iter().any(|p| p.addrs.len() > MAX_ADDRS)
         {
-            return Err(TicketError::Invalid("too many providers or addresses".into()));
+            return Err(TicketError::Invalid(
+                "too many providers or addresses".into(),
+            ));
         }
         Ok(())
     }
@@ -98,7 +100,10 @@ impl FromStr for BlobTicket {
     type Err = TicketError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let body = s.trim().strip_prefix(Self::PREFIX).ok_or(TicketError::Prefix)?;
+        let body = s
+            .trim()
+            .strip_prefix(Self::PREFIX)
+            .ok_or(TicketError::Prefix)?;
         let bytes = BASE32_NOPAD
             .decode(body.to_ascii_uppercase().as_bytes())
             .map_err(|e| TicketError::Invalid(e.to_string()))?;
@@ -120,7 +125,10 @@ mod tests {
             Some("photo.jpg".into()),
             vec![NodeAddr {
                 id: NodeId::from_bytes([9; 32]),
-                addrs: vec!["127.0.0.1:4000".parse().unwrap(), "[::1]:4000".parse().unwrap()],
+                addrs: vec![
+                    "127.0.0.1:4000".parse().unwrap(),
+                    "[::1]:4000".parse().unwrap(),
+                ],
             }],
         );
         let s = t.to_string();

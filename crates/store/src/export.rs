@@ -8,28 +8,27 @@ use std::{
     sync::Arc,
 };
 
-use bao_tree::{
-    BaoTree,
-    io::{EncodeError, sync::encode_ranges_validated},
-};
+use bao_tree::BaoTree;
+use bytes::Bytes;
 use p2pfs_proto::{
     Hash,
     chunk::{CHUNK_GROUP_SIZE, groups},
 };
 use redb::{ReadableDatabase, ReadableTable};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     BLOCK_SIZE, ChunkRanges, Store,
     error::{DbContext, IoContext, StoreError},
     outboard::{DbOutboard, OutboardTable},
     ranges::{effective_ranges, groups_to_chunks},
+    stream,
     tables::{self, BlobMeta, GroupSet, SEGMENT_BYTES, decode_groups},
     tree::TreeHasher,
 };
 
 /// Whether a blob is complete.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BlobState {
     /// Every byte is present and verified.
@@ -39,7 +38,7 @@ pub enum BlobState {
 }
 
 /// What the store holds of one blob.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobInfo {
     /// The blob's hash.
     pub hash: Hash,
@@ -119,15 +118,6 @@ impl BlobReader {
 pub(crate) enum DataRef {
     Mem(Vec<u8>),
     File(Arc<File>),
-}
-
-impl positioned_io::ReadAt for DataRef {
-    fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            DataRef::Mem(b) => b.as_slice().read_at(pos, buf),
-            DataRef::File(f) => FileExt::read_at(f.as_ref(), buf, pos),
-        }
-    }
 }
 
 impl Store {
@@ -252,7 +242,18 @@ impl Store {
         &self,
         hash: &Hash,
         ranges: &ChunkRanges,
-        w: W,
+        mut w: W,
+    ) -> Result<ChunkRanges, StoreError> {
+        self.encode_chunks(hash, ranges, &mut |b| w.write_all(&b))
+    }
+
+    /// Like [`Store::encode_ranges`], handing the stream to `sink` in
+    /// chunks of about 256 KiB that can be sent without copying.
+    pub fn encode_chunks(
+        &self,
+        hash: &Hash,
+        ranges: &ChunkRanges,
+        sink: &mut dyn FnMut(Bytes) -> io::Result<()>,
     ) -> Result<ChunkRanges, StoreError> {
         let live = self.live_partial(hash);
         let view = live.as_ref().and_then(|l| l.serving_view());
@@ -288,51 +289,33 @@ impl Store {
                     .map_or(size, |c| c.to_bytes().min(size)),
             });
         }
-        let mut w = TrackWrites {
-            inner: w,
-            failed: false,
+        let peer_gone = |source| StoreError::Stream {
+            hash: *hash,
+            source,
         };
-        w.write_all(&size.to_le_bytes())
-            .map_err(|source| StoreError::Stream {
-                hash: *hash,
-                source,
-            })?;
+        sink(Bytes::copy_from_slice(&size.to_le_bytes())).map_err(peer_gone)?;
         let reopen = || self.outboard_table();
         let mut outboard = DbOutboard::new(*hash, tree, self.outboard_table()?, &reopen);
         if let Some(l) = &live {
             outboard = outboard.with_pending(l.as_ref());
         }
-        let result = encode_ranges_validated(&data, &outboard, &send, &mut w);
-        result.map_err(|e| match e {
-            EncodeError::ParentHashMismatch(node) => StoreError::Corrupt(format!(
-                "outboard of {hash} is damaged near byte {}",
-                node.chunk_range().start.to_bytes()
-            )),
-            EncodeError::LeafHashMismatch(chunk) => StoreError::Corrupt(format!(
-                "data of {hash} is damaged at byte {}",
-                chunk.to_bytes()
-            )),
-            EncodeError::SizeMismatch => {
-                StoreError::Corrupt(format!("data file of {hash} has the wrong size"))
-            }
-            EncodeError::ParentWrite(_) | EncodeError::LeafWrite(_) => StoreError::Stream {
-                hash: *hash,
-                source: io::Error::new(io::ErrorKind::ConnectionReset, "peer stopped reading"),
+        let source = StoreSource {
+            outboard: &outboard,
+            data: &data,
+        };
+        let validate = self.inner.opts.validate_uploads;
+        stream::encode((*hash).into(), tree, &send, &source, validate, sink).map_err(
+            |e| match e {
+                stream::EncodeError::Corrupt(what) => {
+                    StoreError::Corrupt(format!("{hash}: {what}"))
+                }
+                stream::EncodeError::Read(source) => StoreError::Io {
+                    context: format!("reading blob {hash}"),
+                    source,
+                },
+                stream::EncodeError::Sink(source) => peer_gone(source),
             },
-            // Writing to the peer failed...
-            EncodeError::Io(source) if w.failed => StoreError::Stream {
-                hash: *hash,
-                source,
-            },
-            // ...or reading our own data or outboard did.
-            EncodeError::Io(source) if source.kind() == io::ErrorKind::UnexpectedEof => {
-                StoreError::Corrupt(format!("data of {hash} is shorter than its size"))
-            }
-            EncodeError::Io(source) => StoreError::Io {
-                context: format!("reading blob {hash}"),
-                source,
-            },
-        })?;
+        )?;
         Ok(send)
     }
 
@@ -405,20 +388,34 @@ impl Store {
     }
 }
 
-/// A writer that remembers whether a write failed, to tell the peer's
-/// failures from ours in bao-tree's errors.
-struct TrackWrites<W> {
-    inner: W,
-    failed: bool,
+/// Pairs and bytes of a blob, for the stream encoder.
+struct StoreSource<'a> {
+    outboard: &'a DbOutboard<'a>,
+    data: &'a DataRef,
 }
 
-impl<W: Write> Write for TrackWrites<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf).inspect_err(|_| self.failed = true)
+impl stream::Source for StoreSource<'_> {
+    fn pair(&self, node: bao_tree::TreeNode) -> io::Result<[u8; 64]> {
+        use bao_tree::io::sync::Outboard;
+        Ok(self
+            .outboard
+            .load(node)?
+            .map(|p| crate::outboard::join_pair(&p))
+            .unwrap_or([0; 64]))
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush().inspect_err(|_| self.failed = true)
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        match self.data {
+            DataRef::Mem(b) => {
+                let start = usize::try_from(offset).map_err(io::Error::other)?;
+                let src = b.get(start..start + buf.len()).ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::UnexpectedEof, "past the end of the blob")
+                })?;
+                buf.copy_from_slice(src);
+                Ok(())
+            }
+            DataRef::File(f) => f.read_exact_at(buf, offset),
+        }
     }
 }
 

@@ -18,7 +18,7 @@
 
 use p2pfs_proto::Hash;
 use redb::{ReadableDatabase, ReadableTable};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     Store, crash,
@@ -31,7 +31,7 @@ use crate::{
 pub const USER_PIN: &str = "user";
 
 /// What one garbage collection removed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GcReport {
     /// Blobs removed, with their sizes.
     pub removed: Vec<(Hash, u64)>,

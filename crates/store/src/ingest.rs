@@ -15,12 +15,9 @@
 //! under the announced size proves the size. Only then does the store
 //! record anything, lay out the outboard, or reserve disk space.
 
-use std::{fs::File, io::Read, os::unix::fs::FileExt, sync::Arc};
+use std::{fs::File, io::Read, ops::Range, os::unix::fs::FileExt, sync::Arc};
 
-use bao_tree::{
-    BaoTree, ChunkNum, TreeNode,
-    io::{BaoContentItem, DecodeError, Leaf, Parent, sync::DecodeResponseIter},
-};
+use bao_tree::{BaoTree, ChunkNum, TreeNode};
 use p2pfs_proto::{
     Hash,
     chunk::{CHUNK_GROUP_SIZE, group_byte_range, groups},
@@ -30,9 +27,9 @@ use crate::{
     BLOCK_SIZE, ChunkRanges, Store,
     error::{StoreError, io_error},
     lock,
-    outboard::join_pair,
     partial::{PartialShared, Target},
     ranges::effective_ranges,
+    stream,
 };
 
 /// What one [`PartialBlob::ingest`] call stored.
@@ -118,45 +115,32 @@ impl PartialBlob {
             return self.ingest_empty(report);
         }
         let ranges = effective_ranges(ranges, claimed);
-        let last_group = groups(claimed) - 1;
         if known.is_none() && ranges != last_group_range(claimed) {
             return Err(StoreError::Invalid(format!(
                 "the size of blob {hash} is not proven yet: ask for its last chunk group alone first"
             )));
         }
         let tree = BaoTree::new(claimed, BLOCK_SIZE);
-        // Hash pairs on the path to the last group, kept until it proves the size.
-        let mut proof_pairs = Vec::new();
-        for item in DecodeResponseIter::new(hash.into(), tree, &mut stream, &ranges) {
-            match item.map_err(|e| decode_error(hash, e))? {
-                BaoContentItem::Parent(Parent { node, pair }) => {
-                    let pair = join_pair(&pair);
-                    if known.is_some() {
-                        lock(&self.shared.state).pending_pairs.insert(node, pair);
-                    } else {
-                        proof_pairs.push((node, pair));
-                    }
-                }
-                BaoContentItem::Leaf(Leaf { offset, data }) => {
-                    let group = check_leaf(hash, claimed, offset, data.len())?;
-                    if known.is_none() && group == last_group {
-                        self.adopt_size(claimed, offset, &data, &proof_pairs, &mut report)?;
-                    } else {
-                        self.write_group(group, offset, &data, &mut report)?;
-                    }
-                    if lock(&self.shared.state).commit_due(self.store()) {
-                        self.shared.commit()?;
-                    }
-                }
-            }
-        }
+        let mut sink = IngestSink {
+            blob: self,
+            proving: known.is_none().then_some(claimed),
+            proof_pairs: Vec::new(),
+            report: &mut report,
+        };
+        let result = stream::decode(hash.into(), tree, &ranges, &mut stream, &mut sink);
+        result.map_err(|e| match e {
+            stream::DecodeError::Verification(detail) => StoreError::Verification { hash, detail },
+            stream::DecodeError::Stream(source) => StoreError::Stream { hash, source },
+            stream::DecodeError::Sink(e) => e,
+        })?;
         report.complete = self.is_complete();
         Ok(report)
     }
 
     /// Writes out and commits everything verified so far.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.shared.commit()
+        let committed = self.shared.commit();
+        committed.and(self.shared.take_background_error())
     }
 
     /// Reads bytes at `offset` if every chunk group they touch is present.
@@ -216,20 +200,24 @@ impl PartialBlob {
             let file = self.shared.data_file()?;
             reserve(&file, size, hash, self.store())?;
         }
-        self.write_group(offset / CHUNK_GROUP_SIZE, offset, data, report)
+        let g = offset / CHUNK_GROUP_SIZE;
+        self.write_groups(offset, g..g + 1, data, report)
     }
 
-    /// Stores a verified group of a blob of known size.
-    fn write_group(
+    /// Stores a run of verified groups of a blob of known size with one
+    /// write, then commits if one is due (in the background unless the
+    /// blob is now complete).
+    fn write_groups(
         &self,
-        group: u64,
         offset: u64,
+        groups: Range<u64>,
         data: &[u8],
         report: &mut IngestReport,
     ) -> Result<(), StoreError> {
+        let size = self.size().unwrap_or(0);
         let file = {
             let mut st = lock(&self.shared.state);
-            if st.has(group) {
+            if groups.clone().all(|g| st.has(g)) {
                 return Ok(());
             }
             match &mut st.target {
@@ -239,28 +227,73 @@ impl PartialBlob {
                         return Err(StoreError::Corrupt("inline buffer too small".into()));
                     };
                     slot.copy_from_slice(data);
-                    st.add_pending(group, data.len() as u64);
-                    report.new_groups += 1;
-                    report.new_bytes += data.len() as u64;
-                    return Ok(());
+                    None
                 }
-                Target::File(f) => f.clone(),
+                Target::File(f) => Some(f.clone()),
                 Target::None | Target::Committed => return Ok(()),
             }
         };
-        file.write_all_at(data, offset).map_err(|e| {
-            io_error(
-                format!("writing to the store at {}", self.store().path().display()),
-                e,
-            )
-        })?;
-        let mut st = lock(&self.shared.state);
-        if !st.has(group) {
-            st.add_pending(group, data.len() as u64);
-            report.new_groups += 1;
-            report.new_bytes += data.len() as u64;
+        if let Some(file) = file {
+            file.write_all_at(data, offset).map_err(|e| {
+                io_error(
+                    format!("writing to the store at {}", self.store().path().display()),
+                    e,
+                )
+            })?;
+        }
+        let (full, due) = {
+            let mut st = lock(&self.shared.state);
+            for g in groups {
+                if !st.has(g) {
+                    let (s, e) = group_byte_range(g, size);
+                    st.add_pending(g, e - s);
+                    report.new_groups += 1;
+                    report.new_bytes += e - s;
+                }
+            }
+            (st.is_full(), st.commit_due(self.store()))
+        };
+        if full {
+            self.shared.commit()
+        } else {
+            if due {
+                self.shared.commit_in_background();
+            }
+            self.shared.take_background_error()
+        }
+    }
+}
+
+/// Receives what the decoder verified.
+struct IngestSink<'a> {
+    blob: &'a PartialBlob,
+    /// The claimed size, while this stream is proving it.
+    proving: Option<u64>,
+    /// Hash pairs on the path to the last group, kept until it proves the size.
+    proof_pairs: Vec<(TreeNode, [u8; 64])>,
+    report: &'a mut IngestReport,
+}
+
+impl stream::Sink for IngestSink<'_> {
+    fn pair(&mut self, node: TreeNode, pair: [u8; 64]) -> Result<(), StoreError> {
+        if self.proving.is_some() {
+            self.proof_pairs.push((node, pair));
+        } else {
+            lock(&self.blob.shared.state)
+                .pending_pairs
+                .insert(node, pair);
         }
         Ok(())
+    }
+
+    fn groups(&mut self, offset: u64, groups: Range<u64>, data: &[u8]) -> Result<(), StoreError> {
+        match self.proving.take() {
+            // A proving stream carries only the last group.
+            Some(size) => self
+                .blob
+                .adopt_size(size, offset, data, &self.proof_pairs, self.report),
+            None => self.blob.write_groups(offset, groups, data, self.report),
+        }
     }
 }
 
@@ -274,44 +307,6 @@ fn size_lie(hash: Hash, claimed: u64, size: u64) -> StoreError {
     StoreError::Verification {
         hash,
         detail: format!("peer claims {claimed} bytes, the verified size is {size}"),
-    }
-}
-
-/// Checks a leaf is one whole chunk group (or the short last one) and
-/// returns its index.
-fn check_leaf(hash: Hash, size: u64, offset: u64, len: usize) -> Result<u64, StoreError> {
-    let group = offset / CHUNK_GROUP_SIZE;
-    let (start, end) = group_byte_range(group, size);
-    if offset != start || len as u64 != end - start {
-        return Err(StoreError::Invalid(format!(
-            "stream for blob {hash} has a partial chunk group at byte {offset}"
-        )));
-    }
-    Ok(group)
-}
-
-fn decode_error(hash: Hash, e: DecodeError) -> StoreError {
-    match e {
-        DecodeError::ParentHashMismatch(node) => StoreError::Verification {
-            hash,
-            detail: format!(
-                "hash pair for bytes {}..{} does not match",
-                node.chunk_range().start.to_bytes(),
-                node.chunk_range().end.to_bytes()
-            ),
-        },
-        DecodeError::LeafHashMismatch(chunk) => StoreError::Verification {
-            hash,
-            detail: format!("chunk group at byte {} does not match", chunk.to_bytes()),
-        },
-        DecodeError::ParentNotFound(_) | DecodeError::LeafNotFound(_) => StoreError::Stream {
-            hash,
-            source: std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "the stream ended before the requested ranges",
-            ),
-        },
-        DecodeError::Io(source) => StoreError::Stream { hash, source },
     }
 }
 

@@ -9,6 +9,7 @@ mod ingest;
 mod outboard;
 mod partial;
 mod ranges;
+mod stream;
 mod tables;
 mod tree;
 
@@ -54,6 +55,9 @@ pub struct Options {
     pub commit_bytes: u64,
     /// …or when this much time has passed since its last commit.
     pub commit_interval: Duration,
+    /// Re-check data against its hash while sending it to peers, so local
+    /// corruption is reported instead of served (costs one BLAKE3 pass).
+    pub validate_uploads: bool,
 }
 
 impl Default for Options {
@@ -63,6 +67,7 @@ impl Default for Options {
             db_cache_bytes: 32 << 20,
             commit_bytes: 64 << 20,
             commit_interval: Duration::from_secs(2),
+            validate_uploads: true,
         }
     }
 }

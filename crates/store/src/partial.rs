@@ -21,7 +21,10 @@ use std::{
     collections::BTreeMap,
     fs::{File, OpenOptions},
     os::unix::fs::FileExt,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -55,6 +58,10 @@ pub(crate) struct PartialShared {
     pub(crate) state: Mutex<State>,
     /// Serialises commits, which run without holding `state`.
     commit: Mutex<()>,
+    /// A background commit is running.
+    committing: AtomicBool,
+    /// The error of the last background commit, for the next caller.
+    background_error: Mutex<Option<StoreError>>,
     _protect: Protect,
 }
 
@@ -124,6 +131,8 @@ impl Store {
             store: self.clone(),
             state: Mutex::new(state),
             commit: Mutex::new(()),
+            committing: AtomicBool::new(false),
+            background_error: Mutex::new(None),
             _protect: protect,
         });
         live.partial.insert(hash, Arc::downgrade(&shared));
@@ -264,6 +273,34 @@ impl PartialShared {
         st.target = Target::File(file.clone());
         st.dir_unsynced = true;
         Ok(file)
+    }
+
+    /// Starts a commit on its own thread unless one is running, so the
+    /// download goes on while the disk syncs.
+    pub(crate) fn commit_in_background(self: &Arc<Self>) {
+        if self.committing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let me = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("p2pfs-commit".into())
+            .spawn(move || {
+                if let Err(e) = me.commit() {
+                    *lock(&me.background_error) = Some(e);
+                }
+                me.committing.store(false, Ordering::Release);
+            });
+        if spawned.is_err() {
+            self.committing.store(false, Ordering::Release);
+        }
+    }
+
+    /// The error of a background commit, once.
+    pub(crate) fn take_background_error(&self) -> Result<(), StoreError> {
+        match lock(&self.background_error).take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Records pending groups durably (see the module docs).

@@ -140,7 +140,9 @@ impl Pool {
 
     async fn dial(&self, target: &Target, alpn: &'static [u8]) -> Result<Conn, SwarmError> {
         let Some(first) = target.addrs.first().copied() else {
-            return Err(SwarmError::Setup(format!("no address to dial for {target}")));
+            return Err(SwarmError::Setup(format!(
+                "no address to dial for {target}"
+            )));
         };
         let cfg = self
             .clients
@@ -166,7 +168,10 @@ impl Pool {
             match res {
                 Ok(Ok((addr, conn))) => {
                     let Some(peer) = peer_id(&conn) else {
-                        conn.close(p2pfs_proto::close::Code::Protocol.value().into(), b"no identity");
+                        conn.close(
+                            p2pfs_proto::close::Code::Protocol.value().into(),
+                            b"no identity",
+                        );
                         last = (addr, "the peer presented no usable identity".into());
                         continue;
                     };

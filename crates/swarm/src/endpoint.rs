@@ -32,11 +32,15 @@ pub(crate) fn transport_config(limits: &Limits) -> quinn::TransportConfig {
 /// random port if that one is taken.
 pub(crate) fn bind(listen: Option<SocketAddr>, default_port: u16) -> Result<UdpSocket, SwarmError> {
     if let Some(addr) = listen {
-        return UdpSocket::bind(addr).map_err(|e| SwarmError::io(format!("listening on {addr}"), e));
+        return UdpSocket::bind(addr)
+            .map_err(|e| SwarmError::io(format!("listening on {addr}"), e));
     }
     let mut last = None;
     for port in [default_port, 0] {
-        for ip in [IpAddr::V6(Ipv6Addr::UNSPECIFIED), IpAddr::V4(Ipv4Addr::UNSPECIFIED)] {
+        for ip in [
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        ] {
             match UdpSocket::bind(SocketAddr::new(ip, port)) {
                 Ok(s) => return Ok(s),
                 Err(e) => last = Some((SocketAddr::new(ip, port), e)),
@@ -59,8 +63,13 @@ pub(crate) fn endpoint(
 ) -> Result<quinn::Endpoint, SwarmError> {
     let runtime = quinn::default_runtime()
         .ok_or_else(|| SwarmError::Setup("no async runtime for QUIC".into()))?;
-    quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(server), socket, runtime)
-        .map_err(|e| SwarmError::io("starting the QUIC endpoint", e))
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(server),
+        socket,
+        runtime,
+    )
+    .map_err(|e| SwarmError::io("starting the QUIC endpoint", e))
 }
 
 /// The addresses peers can reach the endpoint at: the bound address, or

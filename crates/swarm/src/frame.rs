@@ -16,7 +16,9 @@ pub(crate) enum FrameError {
 }
 
 /// Reads one frame and decodes it.
-pub(crate) async fn read<T: DeserializeOwned>(recv: &mut quinn::RecvStream) -> Result<T, FrameError> {
+pub(crate) async fn read<T: DeserializeOwned>(
+    recv: &mut quinn::RecvStream,
+) -> Result<T, FrameError> {
     let mut header = [0u8; FRAME_HEADER_SIZE];
     recv.read_exact(&mut header).await?;
     let len = codec::frame_len(header)?;

@@ -56,7 +56,11 @@ impl SecretKey {
         };
         match std::fs::File::open(path) {
             Ok(mut f) => {
-                let mode = f.metadata().map_err(|e| err(e.to_string()))?.permissions().mode();
+                let mode = f
+                    .metadata()
+                    .map_err(|e| err(e.to_string()))?
+                    .permissions()
+                    .mode();
                 if mode & 0o077 != 0 {
                     tracing::warn!(
                         "node key {} is readable by others (mode {:o}); it should be 0600",
@@ -66,8 +70,11 @@ impl SecretKey {
                 }
                 let mut seed = [0u8; 32];
                 let mut extra = [0u8; 1];
-                f.read_exact(&mut seed)
-                    .map_err(|e| err(format!("unreadable ({e}); move it away to make a new identity")))?;
+                f.read_exact(&mut seed).map_err(|e| {
+                    err(format!(
+                        "unreadable ({e}); move it away to make a new identity"
+                    ))
+                })?;
                 if f.read(&mut extra).map_err(|e| err(e.to_string()))? != 0 {
                     return Err(err("longer than 32 bytes: not a p2pfs node key".into()));
                 }

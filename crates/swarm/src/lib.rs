@@ -10,7 +10,11 @@
 //!   for them (`request`), and downloading a blob from many providers
 //!   (`scheduler`, a state machine without I/O, driven by `download`).
 //! - [`Node`]: owns all of it; cheap to clone, shut down explicitly.
+//! - [`control`] and [`api`]: the local control socket through which CLI
+//!   commands reach a running node, and the commands themselves.
 
+pub mod api;
+pub mod control;
 mod dial;
 mod endpoint;
 mod error;

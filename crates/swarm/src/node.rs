@@ -11,7 +11,7 @@ use std::{
 
 use p2pfs_proto::{Hash, NodeAddr, NodeId, blobs, close::Code};
 use p2pfs_store::Store;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, watch};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -78,7 +78,7 @@ pub struct NodeConfig {
 }
 
 /// A peer with a live connection.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PeerInfo {
     /// Its id.
     pub id: NodeId,
@@ -141,9 +141,7 @@ impl Node {
                 inbound_per_ip: Mutex::new(HashMap::new()),
             }),
         };
-        node.inner
-            .tasks
-            .spawn(router::accept_loop(node.clone()));
+        node.inner.tasks.spawn(router::accept_loop(node.clone()));
         tracing::info!(node = %id, addr = ?node.bound_addr(), "node started");
         Ok(node)
     }
@@ -180,7 +178,10 @@ impl Node {
     pub fn node_addr(&self) -> NodeAddr {
         let mut addrs = self.addrs();
         addrs.truncate(p2pfs_proto::MAX_ADDRS);
-        NodeAddr { id: self.id(), addrs }
+        NodeAddr {
+            id: self.id(),
+            addrs,
+        }
     }
 
     /// Peers with a live connection.
@@ -221,6 +222,12 @@ impl Node {
         Ok(conn)
     }
 
+    /// Connects to `target` (reusing a live connection) and returns the
+    /// id of the node that answered.
+    pub async fn dial(&self, target: &Target, alpn: &'static [u8]) -> Result<NodeId, SwarmError> {
+        Ok(self.connect(target, alpn).await?.peer)
+    }
+
     /// Downloads `hash` from `providers` into the store (resuming what is
     /// there), reporting progress on `progress`.
     pub async fn fetch(
@@ -237,9 +244,10 @@ impl Node {
     pub async fn shutdown(&self) {
         let inner = &self.inner;
         inner.cancel.cancel();
-        inner
-            .endpoint
-            .close(Code::Shutdown.value().into(), Code::Shutdown.reason().as_bytes());
+        inner.endpoint.close(
+            Code::Shutdown.value().into(),
+            Code::Shutdown.reason().as_bytes(),
+        );
         inner.tasks.close();
         if tokio::time::timeout(Duration::from_secs(5), inner.tasks.wait())
             .await

@@ -23,7 +23,9 @@ pub(crate) async fn accept_loop(node: Node) {
             },
         };
         let n = node.clone();
-        node.inner.tasks.spawn(async move { admit(n, incoming).await });
+        node.inner
+            .tasks
+            .spawn(async move { admit(n, incoming).await });
     }
 }
 
@@ -85,8 +87,12 @@ async fn admit(node: Node, incoming: quinn::Incoming) {
         .handshake_data()
         .and_then(|h| h.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
         .and_then(|h| h.protocol);
-    let Some(alpn) = alpn.and_then(|a| crate::node::ALPNS.iter().copied().find(|k| *k == a.as_slice()))
-    else {
+    let Some(alpn) = alpn.and_then(|a| {
+        crate::node::ALPNS
+            .iter()
+            .copied()
+            .find(|k| *k == a.as_slice())
+    }) else {
         conn.close(Code::Protocol.value().into(), b"unknown protocol");
         return;
     };

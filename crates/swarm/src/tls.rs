@@ -64,10 +64,13 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 /// The node's certificate and key, as rustls wants them.
-fn certified(key: &SecretKey) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), SwarmError> {
+fn certified(
+    key: &SecretKey,
+) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), SwarmError> {
     let setup = |e: rcgen::Error| SwarmError::Setup(format!("certificate: {e}"));
     let der = PrivatePkcs8KeyDer::from(key.pkcs8_der());
-    let pair = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_ED25519).map_err(setup)?;
+    let pair =
+        rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_ED25519).map_err(setup)?;
     let params = rcgen::CertificateParams::new(vec![ANY_NODE.to_string()]).map_err(setup)?;
     let cert = params.self_signed(&pair).map_err(setup)?;
     Ok((cert.der().clone(), PrivateKeyDer::Pkcs8(der)))

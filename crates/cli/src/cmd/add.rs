@@ -1,4 +1,5 @@
-//! `p2pfs add`: import files and print `HASH  PATH` lines like b3sum.
+//! `p2pfs add` and `p2pfs share`: import files and print `HASH  PATH` lines
+//! like b3sum (and tickets when asked).
 
 use std::{
     io::Write,
@@ -6,26 +7,29 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use p2pfs_store::{Store, USER_PIN};
+use p2pfs_proto::Hash;
+use p2pfs_swarm::control::{AddItem, Request, Response};
 
-use crate::output;
+use crate::{cmd, output, session::Session};
 
 /// Adds every path; returns false if any failed (each failure is reported
-/// on stderr as it happens, and the others are still added).
-pub(crate) fn run(
-    store: &Store,
+/// on stderr as it happens, and the others are still added). With
+/// `tickets`, each `HASH  PATH` line is followed by a ticket line.
+pub(crate) async fn run(
+    session: &Session,
     paths: &[PathBuf],
     recursive: bool,
     no_pin: bool,
+    tickets: bool,
     out: &mut impl Write,
 ) -> anyhow::Result<bool> {
-    let pin = (!no_pin).then_some(USER_PIN);
     let mut ok = true;
+    let mut items = Vec::new();
+    let mut names = Vec::new();
     for path in paths {
         if path.as_os_str() == "-" {
-            let stdin = std::io::stdin().lock();
-            let imported = store.import_reader(stdin, "standard input", pin)?;
-            output::line(out, &format!("{}  -", imported.hash))?;
+            items.push(AddItem::Stdin);
+            names.push(PathBuf::from("-"));
             continue;
         }
         let mut files = Vec::new();
@@ -33,18 +37,118 @@ pub(crate) fn run(
             crate::report(&e);
             ok = false;
         }
-        for file in files {
-            match store.import_file(&file, pin) {
-                Ok(imported) => output::line(out, &b3sum_line(&imported.hash.to_string(), &file))?,
-                Err(e @ p2pfs_store::StoreError::NoSpace { .. }) => return Err(e.into()),
-                Err(e) => {
-                    crate::report(&anyhow::Error::new(e));
-                    ok = false;
-                }
-            }
+        for f in files {
+            let abs = std::path::absolute(&f).with_context(|| format!("{}", f.display()))?;
+            items.push(AddItem::Path(abs));
+            names.push(f);
         }
     }
+    if items.is_empty() {
+        return Ok(ok);
+    }
+    let input: Option<Box<dyn std::io::Read + Send>> = items
+        .iter()
+        .any(|i| matches!(i, AddItem::Stdin))
+        .then(|| Box::new(std::io::stdin()) as _);
+    let mut rx = session
+        .call(
+            Request::Add {
+                items,
+                pin: !no_pin,
+            },
+            input,
+        )
+        .await?;
+    let mut added: Vec<(Hash, &Path)> = Vec::new();
+    loop {
+        match cmd::next(&mut rx).await? {
+            Response::Added { index, hash, .. } => {
+                let name = names
+                    .get(index as usize)
+                    .map_or(Path::new("?"), |p| p.as_path());
+                if tickets {
+                    added.push((hash, name));
+                } else {
+                    output::line(out, &b3sum_line(&hash.to_string(), name))?;
+                }
+            }
+            Response::ItemFailed { index, message } => {
+                let name = names
+                    .get(index as usize)
+                    .map_or(Path::new("?"), |p| p.as_path());
+                crate::report(&anyhow::anyhow!("{}: {message}", name.display()));
+                ok = false;
+            }
+            Response::Done => break,
+            _ => {}
+        }
+    }
+    for (hash, name) in added {
+        output::line(out, &b3sum_line(&hash.to_string(), name))?;
+        let file_name = name
+            .file_name()
+            .and_then(|n| n.to_str())
+            .filter(|n| p2pfs_proto::ticket::valid_name(n))
+            .map(str::to_string);
+        output::line(out, &ticket(session, hash, file_name).await?)?;
+    }
     Ok(ok)
+}
+
+/// `p2pfs share`: adds one file (pinned) and prints only its ticket.
+pub(crate) async fn share(
+    session: &Session,
+    path: &Path,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let meta = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
+    if meta.is_dir() {
+        bail!(
+            "{} is a directory: share files one at a time",
+            path.display()
+        );
+    }
+    let abs = std::path::absolute(path).with_context(|| format!("{}", path.display()))?;
+    let request = Request::Add {
+        items: vec![AddItem::Path(abs)],
+        pin: true,
+    };
+    let mut rx = session.call(request, None).await?;
+    let mut hash = None;
+    loop {
+        match cmd::next(&mut rx).await? {
+            Response::Added { hash: h, .. } => hash = Some(h),
+            Response::ItemFailed { message, .. } => bail!("{}: {message}", path.display()),
+            Response::Done => break,
+            _ => {}
+        }
+    }
+    let hash = hash.context("the node added nothing")?;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|n| p2pfs_proto::ticket::valid_name(n))
+        .map(str::to_string);
+    output::line(out, &ticket(session, hash, name).await?)?;
+    Ok(())
+}
+
+/// A ticket for `hash` from the running (or a short-lived) node.
+pub(crate) async fn ticket(
+    session: &Session,
+    hash: Hash,
+    name: Option<String>,
+) -> anyhow::Result<String> {
+    let mut rx = session.call(Request::Ticket { hash, name }, None).await?;
+    let mut ticket = None;
+    loop {
+        match cmd::next(&mut rx).await? {
+            Response::Ticket(t) => ticket = Some(t),
+            Response::Done => break,
+            _ => {}
+        }
+    }
+    ticket.context("the node returned no ticket")
 }
 
 /// Lists the files to add under `path`, in a stable (sorted) order.

@@ -4,15 +4,44 @@ use std::io::Write;
 
 use anyhow::Context;
 use p2pfs_proto::Hash;
-use p2pfs_store::Store;
+use p2pfs_swarm::control::{Request, Response};
 
-pub(crate) fn run(store: &Store, hashes: &[Hash], out: &mut impl Write) -> anyhow::Result<()> {
+use crate::{cmd, session::Session};
+
+pub(crate) async fn run(
+    session: &Session,
+    hashes: &[Hash],
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
     for hash in hashes {
-        let mut reader = store.reader(hash)?;
-        reader
-            .copy_to(out)
-            .with_context(|| format!("writing blob {hash}"))?;
+        write_blob(session, *hash, out).await?;
     }
     out.flush().context("writing to standard output")?;
     Ok(())
+}
+
+/// Writes one blob to `out`: straight from the store when it is ours (the
+/// kernel copies), else streamed from the running node.
+pub(crate) async fn write_blob(
+    session: &Session,
+    hash: Hash,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    if let Some(store) = session.local_store() {
+        let mut reader = store.reader(&hash)?;
+        reader
+            .copy_to(out)
+            .with_context(|| format!("writing blob {hash}"))?;
+        return Ok(());
+    }
+    let mut rx = session.call(Request::Cat { hash }, None).await?;
+    loop {
+        match cmd::next(&mut rx).await? {
+            Response::Data(bytes) => out
+                .write_all(&bytes)
+                .with_context(|| format!("writing blob {hash}"))?,
+            Response::Done => return Ok(()),
+            _ => {}
+        }
+    }
 }

@@ -2,12 +2,21 @@
 
 use std::io::Write;
 
-use p2pfs_store::Store;
+use p2pfs_swarm::control::{Request, Response};
 
-use crate::output;
+use crate::{cmd, output, session::Session};
 
-pub(crate) fn run(store: &Store, json: bool, out: &mut impl Write) -> anyhow::Result<()> {
-    let report = store.gc()?;
+pub(crate) async fn run(session: &Session, json: bool, out: &mut impl Write) -> anyhow::Result<()> {
+    let mut rx = session.call(Request::Gc, None).await?;
+    let mut report = None;
+    loop {
+        match cmd::next(&mut rx).await? {
+            Response::Gc(r) => report = Some(r),
+            Response::Done => break,
+            _ => {}
+        }
+    }
+    let report = report.unwrap_or_default();
     if json {
         return output::json(out, &report);
     }

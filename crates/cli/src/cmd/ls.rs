@@ -2,12 +2,21 @@
 
 use std::io::Write;
 
-use p2pfs_store::{BlobState, Store};
+use p2pfs_store::BlobState;
+use p2pfs_swarm::control::{Request, Response};
 
-use crate::output;
+use crate::{cmd, output, session::Session};
 
-pub(crate) fn run(store: &Store, json: bool, out: &mut impl Write) -> anyhow::Result<()> {
-    let blobs = store.list()?;
+pub(crate) async fn run(session: &Session, json: bool, out: &mut impl Write) -> anyhow::Result<()> {
+    let mut rx = session.call(Request::List, None).await?;
+    let mut blobs = Vec::new();
+    loop {
+        match cmd::next(&mut rx).await? {
+            Response::Blobs(b) => blobs = b,
+            Response::Done => break,
+            _ => {}
+        }
+    }
     if json {
         return output::json(out, &blobs);
     }

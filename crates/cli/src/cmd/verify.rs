@@ -3,26 +3,37 @@
 use std::io::Write;
 
 use p2pfs_proto::Hash;
-use p2pfs_store::Store;
+use p2pfs_swarm::control::{Request, Response};
 
-use crate::output;
+use crate::{cmd, output, session::Session};
 
 /// Returns false if any blob failed.
-pub(crate) fn run(store: &Store, hashes: &[Hash], out: &mut impl Write) -> anyhow::Result<bool> {
-    let hashes: Vec<Hash> = if hashes.is_empty() {
-        store.list()?.into_iter().map(|b| b.hash).collect()
-    } else {
-        hashes.to_vec()
-    };
+pub(crate) async fn run(
+    session: &Session,
+    hashes: &[Hash],
+    out: &mut impl Write,
+) -> anyhow::Result<bool> {
+    let mut rx = session
+        .call(
+            Request::Verify {
+                hashes: hashes.to_vec(),
+            },
+            None,
+        )
+        .await?;
     let mut ok = true;
-    for hash in hashes {
-        match store.verify(&hash) {
-            Ok(()) => output::line(out, &format!("{hash}  OK"))?,
-            Err(e) => {
+    loop {
+        match cmd::next(&mut rx).await? {
+            Response::Verified { hash, error: None } => output::line(out, &format!("{hash}  OK"))?,
+            Response::Verified {
+                hash,
+                error: Some(e),
+            } => {
                 ok = false;
                 output::line(out, &format!("{hash}  FAILED: {e}"))?;
             }
+            Response::Done => return Ok(ok),
+            _ => {}
         }
     }
-    Ok(ok)
 }

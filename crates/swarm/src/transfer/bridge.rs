@@ -1,129 +1,111 @@
 //! Byte channels between async QUIC streams and the store, whose encoder
-//! and decoder are blocking `Write`/`Read` users running on blocking
-//! threads. The channels are bounded, so a transfer holds at most a few
-//! hundred KiB in flight, and either side ending unblocks the other.
+//! and decoder are blocking code running on blocking threads. The channels
+//! are bounded, so a transfer holds at most about a MiB in flight, and
+//! either side ending unblocks the other. Bytes move as reference-counted
+//! chunks, batched so a thread wakes once per batch, not once per packet.
 
 use std::{
-    io::{self, Read, Write},
+    collections::VecDeque,
+    io::{self, Read},
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
 };
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::mpsc;
 
-/// Chunks buffered between the two sides.
+/// Batches buffered between the two sides.
 const DEPTH: usize = 4;
-/// Bytes per chunk handed to QUIC.
-const CHUNK: usize = 256 * 1024;
+/// Bytes gathered before a batch is handed over.
+pub(crate) const BATCH: usize = 256 * 1024;
 
 /// The blocking end of a download: reads what the async side received.
 pub(crate) struct ChannelReader {
-    rx: mpsc::Receiver<Result<Bytes, io::Error>>,
-    cur: Bytes,
+    rx: mpsc::Receiver<Result<Vec<Bytes>, io::Error>>,
+    cur: VecDeque<Bytes>,
 }
 
-/// The async end of a download: pushes received chunks to the reader.
+/// The async end of a download: gathers received chunks into batches for
+/// the reader.
 pub(crate) struct ChannelFeed {
-    tx: mpsc::Sender<Result<Bytes, io::Error>>,
+    tx: mpsc::Sender<Result<Vec<Bytes>, io::Error>>,
+    batch: Vec<Bytes>,
+    batched: usize,
     /// Bytes received so far, for progress and stall detection.
-    pub(crate) received: Arc<AtomicU64>,
+    received: Arc<AtomicU64>,
 }
 
 /// A byte channel whose feed counts into `received`.
 pub(crate) fn reader(received: Arc<AtomicU64>) -> (ChannelFeed, ChannelReader) {
     let (tx, rx) = mpsc::channel(DEPTH);
     (
-        ChannelFeed { tx, received },
+        ChannelFeed {
+            tx,
+            batch: Vec::new(),
+            batched: 0,
+            received,
+        },
         ChannelReader {
             rx,
-            cur: Bytes::new(),
+            cur: VecDeque::new(),
         },
     )
 }
 
 impl ChannelFeed {
-    /// Hands a chunk to the reader; false if the reader is gone.
-    pub(crate) async fn push(&self, chunk: Bytes) -> bool {
-        self.received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        self.tx.send(Ok(chunk)).await.is_ok()
+    /// Adds a chunk; hands the batch over when it is large enough. False
+    /// if the reader is gone.
+    pub(crate) async fn push(&mut self, chunk: Bytes) -> bool {
+        if chunk.is_empty() {
+            return true;
+        }
+        self.received
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        self.batched += chunk.len();
+        self.batch.push(chunk);
+        if self.batched >= BATCH {
+            return self.flush().await;
+        }
+        true
     }
 
-    /// Makes the reader fail with `e`.
-    pub(crate) async fn fail(&self, e: io::Error) {
+    /// Hands over what is gathered.
+    pub(crate) async fn flush(&mut self) -> bool {
+        if self.batch.is_empty() {
+            return true;
+        }
+        self.batched = 0;
+        let batch = std::mem::take(&mut self.batch);
+        self.tx.send(Ok(batch)).await.is_ok()
+    }
+
+    /// Makes the reader fail with `e` (after what was gathered).
+    pub(crate) async fn fail(&mut self, e: io::Error) {
+        self.flush().await;
         let _ = self.tx.send(Err(e)).await;
     }
 }
 
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.cur.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(Ok(b)) => self.cur = b,
-                Some(Err(e)) => return Err(e),
-                None => return Ok(0),
+        loop {
+            match self.cur.front_mut() {
+                Some(c) if c.is_empty() => {
+                    self.cur.pop_front();
+                }
+                Some(c) => {
+                    let n = buf.len().min(c.len());
+                    buf[..n].copy_from_slice(&c.split_to(n));
+                    return Ok(n);
+                }
+                None => match self.rx.blocking_recv() {
+                    Some(Ok(batch)) => self.cur.extend(batch),
+                    Some(Err(e)) => return Err(e),
+                    None => return Ok(0),
+                },
             }
-        }
-        let n = buf.len().min(self.cur.len());
-        buf[..n].copy_from_slice(&self.cur.split_to(n));
-        Ok(n)
-    }
-}
-
-/// The blocking end of an upload: what the encoder writes goes to the
-/// async side in chunks.
-pub(crate) struct ChannelWriter {
-    tx: mpsc::Sender<Bytes>,
-    buf: BytesMut,
-}
-
-pub(crate) fn writer() -> (ChannelWriter, mpsc::Receiver<Bytes>) {
-    let (tx, rx) = mpsc::channel(DEPTH);
-    (
-        ChannelWriter {
-            tx,
-            buf: BytesMut::with_capacity(CHUNK),
-        },
-        rx,
-    )
-}
-
-impl ChannelWriter {
-    fn send(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = self.buf.split().freeze();
-        self.buf.reserve(CHUNK);
-        self.tx
-            .blocking_send(chunk)
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the peer stream closed"))
-    }
-}
-
-impl Write for ChannelWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = data.len().min(CHUNK - self.buf.len());
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() >= CHUNK {
-            self.send()?;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.send()
-    }
-}
-
-impl Drop for ChannelWriter {
-    fn drop(&mut self) {
-        // Callers flush; this only rescues a forgotten tail, without
-        // blocking (a drop may happen on an async thread).
-        if !self.buf.is_empty() {
-            let _ = self.tx.try_send(self.buf.split().freeze());
         }
     }
 }

@@ -163,7 +163,11 @@ pub(crate) async fn run(
 /// per node.
 async fn connect_all(node: &Node, providers: &[Target]) -> Vec<Conn> {
     let mut set = tokio::task::JoinSet::new();
-    for t in providers.iter().filter(|t| t.id != Some(node.id())).cloned() {
+    for t in providers
+        .iter()
+        .filter(|t| t.id != Some(node.id()))
+        .cloned()
+    {
         let node = node.clone();
         set.spawn(async move { (node.connect(&t, blobs::ALPN).await, t) });
     }
@@ -199,7 +203,16 @@ async fn prove_size(
             continue;
         }
         let counter = Arc::new(AtomicU64::new(0));
-        let r = request::get(&c, hash, &tail, partial.clone(), counter, CancellationToken::new(), stall).await;
+        let r = request::get(
+            &c,
+            hash,
+            &tail,
+            partial.clone(),
+            counter,
+            CancellationToken::new(),
+            stall,
+        )
+        .await;
         match r {
             Ok(Answer::Sent { have, .. }) => {
                 haves.insert(c.peer, to_groups(&have));
@@ -209,11 +222,17 @@ async fn prove_size(
             Ok(Answer::NotFound) => last_error = format!("{} does not have it", c.peer.fmt_short()),
             Err(GetError::BadData(e)) => {
                 last_error = format!("{} sent bad data: {e}", c.peer.fmt_short());
-                c.conn.close(Code::BadData.value().into(), Code::BadData.reason().as_bytes());
+                c.conn.close(
+                    Code::BadData.value().into(),
+                    Code::BadData.reason().as_bytes(),
+                );
             }
             Err(GetError::Protocol(e)) => {
                 last_error = format!("{} broke the protocol: {e}", c.peer.fmt_short());
-                c.conn.close(Code::Protocol.value().into(), Code::Protocol.reason().as_bytes());
+                c.conn.close(
+                    Code::Protocol.value().into(),
+                    Code::Protocol.reason().as_bytes(),
+                );
             }
             Err(GetError::Local(e)) => return Err(e.into()),
             Err(e) => {
@@ -276,7 +295,10 @@ struct Driver {
 impl Driver {
     /// The groups the store has now.
     fn present(&self) -> Groups {
-        self.partial.have().map(|h| to_groups(&h)).unwrap_or_default()
+        self.partial
+            .have()
+            .map(|h| to_groups(&h))
+            .unwrap_or_default()
     }
 
     async fn run(&mut self) -> Result<(), SwarmError> {
@@ -335,7 +357,8 @@ impl Driver {
                     self.node.inner.tasks.spawn(async move {
                         let ranges = to_chunks(&groups);
                         let result =
-                            request::get(&conn, hash, &ranges, partial, received, cancel, stall).await;
+                            request::get(&conn, hash, &ranges, partial, received, cancel, stall)
+                                .await;
                         let _ = tx.send(Outcome { id, peer, result }).await;
                     });
                 }
@@ -359,7 +382,10 @@ impl Driver {
                 self.sched.set_have(o.peer, to_groups(&have));
                 self.sched.finished(o.id, &present)
             }
-            Ok(Answer::NotFound) => self.sched.failed(o.id, &present, Fault::NotFound { have: None }, now),
+            Ok(Answer::NotFound) => {
+                self.sched
+                    .failed(o.id, &present, Fault::NotFound { have: None }, now)
+            }
             Err(GetError::Cancelled) => self.sched.failed(o.id, &present, Fault::Transport, now),
             Err(GetError::Transport(e)) => {
                 tracing::debug!(peer = %o.peer, "request failed: {e}");
@@ -368,14 +394,20 @@ impl Driver {
             Err(GetError::BadData(e)) => {
                 tracing::warn!(peer = %o.peer, hash = %self.hash, "provider sent bad data, disconnecting: {e}");
                 if let Some(c) = self.conns.get(&o.peer) {
-                    c.conn.close(Code::BadData.value().into(), Code::BadData.reason().as_bytes());
+                    c.conn.close(
+                        Code::BadData.value().into(),
+                        Code::BadData.reason().as_bytes(),
+                    );
                 }
                 self.sched.failed(o.id, &present, Fault::BadData, now)
             }
             Err(GetError::Protocol(e)) => {
                 tracing::warn!(peer = %o.peer, "provider broke the protocol, disconnecting: {e}");
                 if let Some(c) = self.conns.get(&o.peer) {
-                    c.conn.close(Code::Protocol.value().into(), Code::Protocol.reason().as_bytes());
+                    c.conn.close(
+                        Code::Protocol.value().into(),
+                        Code::Protocol.reason().as_bytes(),
+                    );
                 }
                 self.sched.failed(o.id, &present, Fault::Protocol, now)
             }
@@ -466,6 +498,9 @@ mod tests {
     fn chunk_ranges_map_to_groups() {
         let r = ChunkRanges::from(ChunkNum(16)..ChunkNum(40));
         assert_eq!(to_groups(&r), Groups::from(1..3));
-        assert_eq!(to_chunks(&(1..3)), ChunkRanges::from(ChunkNum(16)..ChunkNum(48)));
+        assert_eq!(
+            to_chunks(&(1..3)),
+            ChunkRanges::from(ChunkNum(16)..ChunkNum(48))
+        );
     }
 }

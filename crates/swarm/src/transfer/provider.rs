@@ -22,7 +22,7 @@ use crate::{
     Node,
     dial::Conn,
     frame::{self, FrameError},
-    transfer::{bridge, to_chunks, to_spec},
+    transfer::{to_chunks, to_spec},
 };
 
 /// Serves requests on `conn` until it closes or the node stops.
@@ -58,8 +58,10 @@ async fn handle(
         }
         Ok(Err(FrameError::Codec(e))) => {
             tracing::debug!(peer = %conn.peer, "malformed request: {e}");
-            conn.conn
-                .close(Code::Protocol.value().into(), format!("malformed request: {e}").as_bytes());
+            conn.conn.close(
+                Code::Protocol.value().into(),
+                format!("malformed request: {e}").as_bytes(),
+            );
             return;
         }
         Ok(Err(FrameError::Read(_))) => return,
@@ -130,13 +132,13 @@ async fn get(
         .await
         .map_err(|e| UploadError::Stream(e.to_string()))?;
     // The store encodes on a blocking thread; chunks come back here.
-    let (mut writer, mut chunks) = bridge::writer();
+    let (tx, mut chunks) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
     let store = node.store().clone();
     let encode = tokio::task::spawn_blocking(move || {
-        let r = store.encode_ranges(&hash, &sent, &mut writer);
-        let flushed = std::io::Write::flush(&mut writer);
-        r.and_then(|_| {
-            flushed.map_err(|source| StoreError::Stream { hash, source })
+        store.encode_chunks(&hash, &sent, &mut |b| {
+            tx.blocking_send(b).map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the peer stream closed")
+            })
         })
     });
     let stall = node.inner.limits.stall_timeout;

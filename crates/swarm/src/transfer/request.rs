@@ -21,9 +21,6 @@ use crate::{
     transfer::{bridge, to_chunks, to_spec},
 };
 
-/// Bytes asked of QUIC per read.
-const READ_CHUNK: usize = 256 * 1024;
-
 /// What a provider answered.
 #[derive(Debug)]
 pub(crate) enum Answer {
@@ -70,7 +67,9 @@ pub(crate) async fn get(
         hash,
         ranges: to_spec(ranges),
     };
-    frame::write(&mut send, &request).await.map_err(|e| transport(&e))?;
+    frame::write(&mut send, &request)
+        .await
+        .map_err(|e| transport(&e))?;
     let _ = send.finish();
     let response = tokio::select! {
         _ = cancel.cancelled() => return Err(GetError::Cancelled),
@@ -89,36 +88,29 @@ pub(crate) async fn get(
         BlobResponse::NotFound => return Ok(Answer::NotFound),
         BlobResponse::Data { have, ranges } => (to_chunks(&have), to_chunks(&ranges)),
     };
-    let (feed, reader) = bridge::reader(received);
+    let (mut feed, reader) = bridge::reader(received);
     let ranges = sent.clone();
     let ingest = tokio::task::spawn_blocking(move || partial.ingest(&ranges, reader));
     let mut cancelled = false;
+    // A stall is noticed by a once-a-second check rather than a timer per
+    // read: reads come a packet at a time.
+    let mut watchdog = tokio::time::interval(Duration::from_secs(1));
+    let mut last_progress = tokio::time::Instant::now();
+    let mut chunks: [bytes::Bytes; 32] = Default::default();
     loop {
-        let chunk = tokio::select! {
+        let read = tokio::select! {
+            biased;
             _ = cancel.cancelled() => {
                 cancelled = true;
                 let _ = recv.stop(Code::Ok.value().into());
                 feed.fail(io::Error::new(io::ErrorKind::Interrupted, "cancelled")).await;
                 break;
             }
-            c = tokio::time::timeout(stall, recv.read_chunk(READ_CHUNK, true)) => c,
-        };
-        match chunk {
-            Ok(Ok(Some(c))) => {
-                if !feed.push(c.bytes).await {
-                    // The store stopped reading: it has what it needs, or
-                    // found bad data.
-                    let _ = recv.stop(Code::Ok.value().into());
-                    break;
+            r = recv.read_chunks(&mut chunks) => r,
+            _ = watchdog.tick() => {
+                if last_progress.elapsed() < stall {
+                    continue;
                 }
-            }
-            Ok(Ok(None)) => break,
-            Ok(Err(e)) => {
-                feed.fail(io::Error::new(io::ErrorKind::ConnectionAborted, e.to_string()))
-                    .await;
-                break;
-            }
-            Err(_) => {
                 let _ = recv.stop(Code::Timeout.value().into());
                 feed.fail(io::Error::new(
                     io::ErrorKind::TimedOut,
@@ -127,10 +119,39 @@ pub(crate) async fn get(
                 .await;
                 break;
             }
+        };
+        match read {
+            Ok(Some(n)) => {
+                last_progress = tokio::time::Instant::now();
+                let mut open = true;
+                for c in chunks.iter_mut().take(n) {
+                    open &= feed.push(std::mem::take(c)).await;
+                }
+                if !open {
+                    // The store stopped reading: it has what it needs, or
+                    // found bad data.
+                    let _ = recv.stop(Code::Ok.value().into());
+                    break;
+                }
+            }
+            Ok(None) => {
+                feed.flush().await;
+                break;
+            }
+            Err(e) => {
+                feed.fail(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    e.to_string(),
+                ))
+                .await;
+                break;
+            }
         }
     }
     drop(feed);
-    let result = ingest.await.map_err(|e| GetError::Local(StoreError::Invalid(e.to_string())))?;
+    let result = ingest
+        .await
+        .map_err(|e| GetError::Local(StoreError::Invalid(e.to_string())))?;
     match result {
         Ok(_) => Ok(Answer::Sent { have }),
         Err(_) if cancelled => Err(GetError::Cancelled),

@@ -202,7 +202,13 @@ impl<P: Ord + Copy + Debug> Scheduler<P> {
 
     /// Request `id` failed with `fault`; `arrived` as in
     /// [`Scheduler::finished`].
-    pub fn failed(&mut self, id: u64, arrived: &Groups, fault: Fault, now: Instant) -> Vec<Action<P>> {
+    pub fn failed(
+        &mut self,
+        id: u64,
+        arrived: &Groups,
+        fault: Fault,
+        now: Instant,
+    ) -> Vec<Action<P>> {
         self.done |= arrived.clone();
         let Some(r) = self.requests.remove(&id) else {
             return self.cancel_useless();
@@ -344,7 +350,10 @@ impl<P: Ord + Copy + Debug> Scheduler<P> {
 
     /// When the next stall deadline or hold expires, if any.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let stalls = self.requests.values().map(|r| r.last_progress + self.cfg.stall);
+        let stalls = self
+            .requests
+            .values()
+            .map(|r| r.last_progress + self.cfg.stall);
         let holds = self.peers.values().filter_map(|p| p.hold_until);
         stalls.chain(holds).min()
     }
@@ -396,7 +405,10 @@ impl<P: Ord + Copy + Debug> Scheduler<P> {
     }
 
     fn copies(&self, groups: &Range<u64>) -> usize {
-        self.requests.values().filter(|r| r.groups == *groups).count()
+        self.requests
+            .values()
+            .filter(|r| r.groups == *groups)
+            .count()
     }
 
     fn remove_request(&mut self, id: u64) {
@@ -597,16 +609,22 @@ mod tests {
         for seed in 0..300 {
             let mut rng = fastrand::Rng::with_seed(seed);
             let total = rng.u64(1..200);
-            let mut c = Config::default();
-            c.piece_groups = rng.u64(1..16);
-            c.max_inflight = rng.usize(1..4);
+            let c = Config {
+                piece_groups: rng.u64(1..16),
+                max_inflight: rng.usize(1..4),
+                ..Default::default()
+            };
             let mut s = Scheduler::new(total, Groups::empty(), c.clone());
             let n = rng.u8(1..6);
             // (speed in groups per second, liar, have)
             let mut peers = Vec::new();
             for p in 0..n {
                 let liar = p > 0 && rng.u8(..4) == 0;
-                let have = if p == 0 || rng.bool() { g(0..total) } else { g(0..rng.u64(0..=total)) };
+                let have = if p == 0 || rng.bool() {
+                    g(0..total)
+                } else {
+                    g(0..rng.u64(0..=total))
+                };
                 peers.push((rng.u64(1..50), liar, have.clone()));
                 s.add_peer(p);
                 if rng.bool() {
@@ -649,7 +667,14 @@ mod tests {
                     s.failed(id, &Groups::empty(), Fault::BadData, now)
                 } else if !asked.is_subset(have) {
                     let got = &asked & have;
-                    s.failed(id, &got, Fault::NotFound { have: Some(have.clone()) }, now)
+                    s.failed(
+                        id,
+                        &got,
+                        Fault::NotFound {
+                            have: Some(have.clone()),
+                        },
+                        now,
+                    )
                 } else {
                     s.finished(id, &asked)
                 };

@@ -1,0 +1,157 @@
+//! `p2pfs fetch`: download a blob from its providers, verified, into the
+//! store, and write it out.
+
+use std::{
+    io::{IsTerminal, Write},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{Context, anyhow, bail};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use p2pfs_proto::{Hash, PeerAddr};
+use p2pfs_swarm::{
+    FetchStats, api,
+    control::{Request, Response},
+};
+
+use crate::{cmd, output, session::Session};
+
+/// Where the bytes go.
+pub(crate) enum Output {
+    Stdout,
+    File(PathBuf),
+}
+
+pub(crate) async fn run(
+    session: &Session,
+    target: &str,
+    output: Option<&Path>,
+    peers: Vec<PeerAddr>,
+    no_pin: bool,
+    verbose: bool,
+) -> anyhow::Result<()> {
+    let (hash, ticket) = api::parse_target(target).map_err(|e| anyhow!(e))?;
+    let name = ticket.as_ref().and_then(|t| t.name.clone());
+    let providers = ticket.map(|t| t.providers).unwrap_or_default();
+    let dest = match output {
+        Some(p) if p.as_os_str() == "-" => Output::Stdout,
+        Some(p) => Output::File(p.to_path_buf()),
+        None => {
+            let p = PathBuf::from(name.unwrap_or_else(|| hash.to_string()));
+            if p.exists() {
+                bail!("{} exists: choose where to write with -o PATH", p.display());
+            }
+            Output::File(p)
+        }
+    };
+    let stats = download(session, hash, providers, peers, !no_pin).await?;
+    let report = |path: &Path| {
+        if verbose || std::io::stderr().is_terminal() {
+            eprintln!("{}", summary(hash, &stats, path));
+        }
+        if verbose {
+            for (id, bytes) in &stats.providers {
+                eprintln!("  {id}  {bytes} bytes");
+            }
+        }
+    };
+    match dest {
+        Output::Stdout => {
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            cmd::cat::write_blob(session, hash, &mut out).await?;
+            out.flush().context("writing to standard output")?;
+            report(Path::new("standard output"));
+        }
+        Output::File(path) => {
+            let mut f = std::fs::File::create(&path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            cmd::cat::write_blob(session, hash, &mut f)
+                .await
+                .with_context(|| format!("writing {}", path.display()))?;
+            if f.metadata().is_ok_and(|m| m.is_file()) {
+                f.sync_all()
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            report(&path);
+        }
+    }
+    Ok(())
+}
+
+fn summary(hash: Hash, stats: &FetchStats, path: &Path) -> String {
+    if stats.received == 0 {
+        return format!(
+            "{} was already here; wrote {}",
+            hash.fmt_short(),
+            path.display()
+        );
+    }
+    let secs = stats.elapsed.as_secs_f64().max(0.001);
+    format!(
+        "fetched {} ({}) in {:.1} s, {}/s from {} provider(s); wrote {}",
+        hash.fmt_short(),
+        output::human_bytes(stats.size),
+        secs,
+        output::human_bytes((stats.received as f64 / secs) as u64),
+        stats.providers.iter().filter(|p| p.1 > 0).count(),
+        path.display()
+    )
+}
+
+/// Runs the download, with a progress bar on a terminal.
+async fn download(
+    session: &Session,
+    hash: Hash,
+    providers: Vec<p2pfs_proto::NodeAddr>,
+    peers: Vec<PeerAddr>,
+    pin: bool,
+) -> anyhow::Result<FetchStats> {
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar.set_message("connecting");
+        Some(bar)
+    } else {
+        None
+    };
+    let request = Request::Fetch {
+        hash,
+        providers,
+        peers,
+        pin,
+    };
+    let mut rx = session.call(request, None).await?;
+    let result = loop {
+        match cmd::next(&mut rx).await {
+            Ok(Response::Progress(p)) => {
+                if let Some(bar) = &bar {
+                    if let Some(size) = p.size {
+                        bar.set_length(size);
+                    }
+                    bar.set_position(p.present);
+                    bar.set_message(format!(
+                        "{} peer{}",
+                        p.peers,
+                        if p.peers == 1 { "" } else { "s" }
+                    ));
+                }
+            }
+            Ok(Response::Fetched(stats)) => break Ok(stats),
+            Ok(_) => {}
+            Err(e) => break Err(e),
+        }
+    };
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    result
+}

@@ -1,0 +1,67 @@
+//! `p2pfs status`: the node's id, addresses, peers and store.
+
+use std::io::Write;
+
+use p2pfs_swarm::control::{Request, Response};
+
+use crate::{cmd, output, session::Session};
+
+pub(crate) async fn run(session: &Session, json: bool, out: &mut impl Write) -> anyhow::Result<()> {
+    let mut rx = session.call(Request::Status, None).await?;
+    let mut status = None;
+    loop {
+        match cmd::next(&mut rx).await? {
+            Response::Status(s) => status = Some(s),
+            Response::Done => break,
+            _ => {}
+        }
+    }
+    let Some(s) = status else {
+        anyhow::bail!("the node returned no status");
+    };
+    if json {
+        return output::json(out, &s);
+    }
+    let addrs: Vec<String> = s.addrs.iter().map(|a| a.to_string()).collect();
+    output::line(out, &format!("node       {}", s.node))?;
+    output::line(
+        out,
+        &format!(
+            "running    {}",
+            if s.daemon {
+                "yes (daemon)"
+            } else {
+                "no daemon: this node ran only for this command"
+            }
+        ),
+    )?;
+    output::line(out, &format!("listening  {}", addrs.join(", ")))?;
+    output::line(
+        out,
+        &format!(
+            "store      {} blob{} ({} complete), {}",
+            s.blobs,
+            if s.blobs == 1 { "" } else { "s" },
+            s.complete,
+            output::human_bytes(s.bytes)
+        ),
+    )?;
+    if s.peers.is_empty() {
+        output::line(out, "peers      none connected")?;
+    } else {
+        output::line(out, &format!("peers      {}", s.peers.len()))?;
+        for p in &s.peers {
+            output::line(
+                out,
+                &format!(
+                    "  {}  {}  {}  {}s",
+                    p.id,
+                    p.addr,
+                    if p.outbound { "out" } else { "in" },
+                    p.connected_secs
+                ),
+            )?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,172 @@
+//! Where a command runs: in the node already running for this data
+//! directory (through its control socket), or, when none runs, in this
+//! process, with the store opened here and a short-lived node if the
+//! command needs the network.
+
+use std::{
+    io::Read,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use anyhow::Context;
+use p2pfs_store::Store;
+use p2pfs_swarm::{
+    Limits, Node, NodeConfig, api,
+    control::{self, Client, Request, Response},
+};
+use tokio::sync::mpsc;
+
+use crate::config;
+
+/// A place to run commands.
+pub(crate) enum Session {
+    /// A running node, reached through its socket.
+    Remote { socket: PathBuf },
+    /// This process.
+    Local { store: Store, node: Option<Node> },
+}
+
+impl Session {
+    /// Connects to the running node, or opens the store here (and starts a
+    /// node if `needs_node`).
+    pub(crate) async fn open(data_dir: &Path, needs_node: bool) -> anyhow::Result<Self> {
+        let socket = data_dir.join(control::SOCKET);
+        if Client::connect(&socket).await.is_some() {
+            return Ok(Self::Remote { socket });
+        }
+        let store = config::open_store(data_dir)?;
+        let node = if needs_node {
+            Some(start_node(data_dir, store.clone(), None).await?)
+        } else {
+            None
+        };
+        Ok(Self::Local { store, node })
+    }
+
+    /// The store, when running in this process.
+    pub(crate) fn local_store(&self) -> Option<&Store> {
+        match self {
+            Self::Local { store, .. } => Some(store),
+            Self::Remote { .. } => None,
+        }
+    }
+
+    /// Sends `request`; `input` supplies the bytes of an add from stdin.
+    /// Returns the stream of responses.
+    pub(crate) async fn call(
+        &self,
+        request: Request,
+        input: Option<Box<dyn Read + Send>>,
+    ) -> anyhow::Result<mpsc::Receiver<Response>> {
+        let (tx, rx) = mpsc::channel(16);
+        match self {
+            Self::Remote { socket } => {
+                let mut client = Client::connect(socket)
+                    .await
+                    .context("the running p2pfs node stopped answering")?;
+                client
+                    .send(&request)
+                    .await
+                    .context("sending to the running node")?;
+                if let Some(input) = input {
+                    let (in_tx, mut in_rx) = mpsc::channel::<Vec<u8>>(4);
+                    tokio::task::spawn_blocking(move || {
+                        pump(input, |c| in_tx.blocking_send(c).is_ok())
+                    });
+                    while let Some(chunk) = in_rx.recv().await {
+                        client
+                            .send_input(chunk)
+                            .await
+                            .context("sending input to the running node")?;
+                    }
+                }
+                tokio::spawn(async move {
+                    loop {
+                        let r = match client.recv().await {
+                            Ok(r) => r,
+                            Err(e) => Response::Error(format!("the running node went away: {e}")),
+                        };
+                        let end = matches!(r, Response::Done | Response::Error(_));
+                        if tx.send(r).await.is_err() || end {
+                            break;
+                        }
+                    }
+                });
+            }
+            Self::Local { store, node } => {
+                let (in_tx, in_rx) = mpsc::channel(4);
+                if let Some(input) = input {
+                    tokio::task::spawn_blocking(move || {
+                        pump(input, |c| in_tx.blocking_send(c.into()).is_ok())
+                    });
+                }
+                let ctx = api::Ctx::local(store.clone(), node.clone());
+                tokio::spawn(api::run(ctx, request, in_rx, tx));
+            }
+        }
+        Ok(rx)
+    }
+
+    /// Stops the short-lived node, if any.
+    pub(crate) async fn close(self) {
+        if let Self::Local {
+            node: Some(node), ..
+        } = self
+        {
+            node.shutdown().await;
+        }
+    }
+}
+
+/// Reads `input` in chunks until its end, which is marked by an empty chunk.
+fn pump(mut input: Box<dyn Read + Send>, mut send: impl FnMut(Vec<u8>) -> bool) {
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match input.read(&mut buf) {
+            Ok(0) => {
+                send(Vec::new());
+                return;
+            }
+            Ok(n) => {
+                if !send(buf[..n].to_vec()) {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            // Dropping the sender tells the reader the input was cut off.
+            Err(_) => return,
+        }
+    }
+}
+
+/// Starts a node for this data directory, on `listen` or on the port it
+/// used last time.
+pub(crate) async fn start_node(
+    data_dir: &Path,
+    store: Store,
+    listen: Option<SocketAddr>,
+) -> anyhow::Result<Node> {
+    let port_file = data_dir.join("port");
+    let default_port = std::fs::read_to_string(&port_file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let node = Node::spawn(
+        NodeConfig {
+            key_path: data_dir.join("node.key"),
+            listen,
+            default_port,
+            limits: Limits::default(),
+        },
+        store,
+    )
+    .await
+    .context("starting the node")?;
+    let port = node.bound_addr().port();
+    if listen.is_none() && port != default_port {
+        // Best effort: a stable port keeps tickets and peers' memories valid.
+        let _ = std::fs::write(&port_file, format!("{port}\n"));
+    }
+    Ok(node)
+}

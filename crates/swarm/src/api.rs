@@ -1,0 +1,313 @@
+//! The commands a node carries out for the CLI, whether it runs as a daemon
+//! (the control socket calls this) or was started for one command.
+
+use std::io::Read;
+
+use bytes::Bytes;
+use p2pfs_proto::{BlobTicket, Hash, NodeAddr, PeerAddr};
+use p2pfs_store::{BlobState, Store, StoreError, USER_PIN};
+use tokio::sync::{mpsc, watch};
+
+use crate::{
+    Node, SwarmError, Target,
+    control::{AddItem, Request, Response, Status},
+};
+
+/// Bytes per `Data` response.
+const DATA_CHUNK: usize = 256 * 1024;
+
+/// What a command runs against.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    store: Store,
+    node: Option<Node>,
+    daemon: bool,
+}
+
+impl Ctx {
+    /// A daemon's node.
+    pub fn daemon(node: Node) -> Self {
+        Self {
+            store: node.store().clone(),
+            node: Some(node),
+            daemon: true,
+        }
+    }
+
+    /// A store opened for one command, with a node if the command needs the
+    /// network.
+    pub fn local(store: Store, node: Option<Node>) -> Self {
+        Self {
+            store,
+            node,
+            daemon: false,
+        }
+    }
+
+    fn node(&self) -> Result<&Node, SwarmError> {
+        self.node
+            .as_ref()
+            .ok_or_else(|| SwarmError::Setup("this command needs a running node".into()))
+    }
+}
+
+/// Whether `request` needs the network (a node) rather than just the store.
+pub fn needs_node(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::Fetch { .. } | Request::Status | Request::Ticket { .. }
+    )
+}
+
+/// Runs `request`, sending its responses to `out`, ending with `Done` or
+/// `Error`. `input` carries the bytes of an add from standard input.
+pub async fn run(
+    ctx: Ctx,
+    request: Request,
+    input: mpsc::Receiver<Bytes>,
+    out: mpsc::Sender<Response>,
+) {
+    let last = match execute(&ctx, request, input, &out).await {
+        Ok(()) => Response::Done,
+        Err(e) => Response::Error(e.to_string()),
+    };
+    let _ = out.send(last).await;
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, SwarmError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| SwarmError::Setup(format!("worker failed: {e}")))?
+        .map_err(SwarmError::from)
+}
+
+async fn execute(
+    ctx: &Ctx,
+    request: Request,
+    input: mpsc::Receiver<Bytes>,
+    out: &mpsc::Sender<Response>,
+) -> Result<(), SwarmError> {
+    let store = ctx.store.clone();
+    let send = |r: Response| async { out.send(r).await.map_err(|_| SwarmError::Shutdown) };
+    match request {
+        Request::Add { items, pin } => {
+            let pin = pin.then_some(USER_PIN);
+            let mut input = Some(input);
+            for (index, item) in items.into_iter().enumerate() {
+                let index = index as u32;
+                let store = store.clone();
+                let result = match item {
+                    AddItem::Path(path) => {
+                        blocking(move || store.import_file(&path, pin).map(|r| (r.hash, r.size)))
+                            .await
+                    }
+                    AddItem::Stdin => {
+                        let Some(rx) = input.take() else {
+                            send(Response::ItemFailed {
+                                index,
+                                message: "standard input can be added once".into(),
+                            })
+                            .await?;
+                            continue;
+                        };
+                        blocking(move || {
+                            store
+                                .import_reader(InputReader::new(rx), "standard input", pin)
+                                .map(|r| (r.hash, r.size))
+                        })
+                        .await
+                    }
+                };
+                match result {
+                    Ok((hash, size)) => send(Response::Added { index, hash, size }).await?,
+                    // A full disk stops the whole command.
+                    Err(e @ SwarmError::Store(StoreError::NoSpace { .. })) => return Err(e),
+                    Err(e) => {
+                        send(Response::ItemFailed {
+                            index,
+                            message: e.to_string(),
+                        })
+                        .await?
+                    }
+                }
+            }
+        }
+        Request::Cat { hash } => {
+            let out = out.clone();
+            blocking(move || {
+                let reader = store.reader(&hash)?;
+                let mut offset = 0;
+                let mut buf = vec![0u8; DATA_CHUNK];
+                loop {
+                    let n = reader
+                        .read_at(offset, &mut buf)
+                        .map_err(|e| StoreError::Invalid(format!("reading {hash}: {e}")))?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    offset += n as u64;
+                    if out
+                        .blocking_send(Response::Data(buf[..n].to_vec()))
+                        .is_err()
+                    {
+                        return Ok(());
+                    }
+                }
+            })
+            .await?;
+        }
+        Request::List => send(Response::Blobs(blocking(move || store.list()).await?)).await?,
+        Request::Pin { hashes } => {
+            for hash in hashes {
+                let s = store.clone();
+                let present = blocking(move || s.pin(&hash, USER_PIN)).await?;
+                send(Response::Pinned { hash, present }).await?;
+            }
+        }
+        Request::Unpin { hashes } => {
+            for hash in hashes {
+                let s = store.clone();
+                let existed = blocking(move || s.unpin(&hash, USER_PIN)).await?;
+                send(Response::Unpinned { hash, existed }).await?;
+            }
+        }
+        Request::Gc => send(Response::Gc(blocking(move || store.gc()).await?)).await?,
+        Request::Verify { hashes } => {
+            let hashes = if hashes.is_empty() {
+                let s = store.clone();
+                blocking(move || s.list())
+                    .await?
+                    .into_iter()
+                    .map(|b| b.hash)
+                    .collect()
+            } else {
+                hashes
+            };
+            for hash in hashes {
+                let s = store.clone();
+                let error =
+                    blocking(move || Ok(s.verify(&hash).err().map(|e| e.to_string()))).await?;
+                send(Response::Verified { hash, error }).await?;
+            }
+        }
+        Request::Status => {
+            let node = ctx.node()?;
+            let blobs = blocking(move || store.list()).await?;
+            send(Response::Status(Status {
+                node: node.id(),
+                addrs: node.addrs(),
+                peers: node.peers(),
+                blobs: blobs.len(),
+                complete: blobs
+                    .iter()
+                    .filter(|b| b.state == BlobState::Complete)
+                    .count(),
+                bytes: blobs.iter().map(|b| b.present).sum(),
+                daemon: ctx.daemon,
+            }))
+            .await?;
+        }
+        Request::Fetch {
+            hash,
+            providers,
+            peers,
+            pin,
+        } => {
+            let node = ctx.node()?;
+            let targets = targets(providers, peers);
+            let (tx, mut rx) = watch::channel(crate::FetchProgress::default());
+            let forward = {
+                let out = out.clone();
+                tokio::spawn(async move {
+                    while rx.changed().await.is_ok() {
+                        let p = rx.borrow_and_update().clone();
+                        if out.send(Response::Progress(p)).await.is_err() {
+                            break;
+                        }
+                    }
+                })
+            };
+            if pin {
+                // Pinned first, so GC spares the download while it runs.
+                let s = store.clone();
+                blocking(move || s.pin(&hash, USER_PIN)).await?;
+            }
+            let result = node.fetch(hash, targets, Some(tx)).await;
+            forward.abort();
+            send(Response::Fetched(result?)).await?;
+        }
+        Request::Ticket { hash, name } => {
+            let node = ctx.node()?;
+            let s = store.clone();
+            if blocking(move || s.info(&hash)).await?.is_none() {
+                return Err(StoreError::NotFound(hash).into());
+            }
+            let ticket = BlobTicket::new(hash, name, vec![node.node_addr()]);
+            send(Response::Ticket(ticket.to_string())).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Dial targets from ticket providers and `--peer` addresses.
+pub fn targets(providers: Vec<NodeAddr>, peers: Vec<PeerAddr>) -> Vec<Target> {
+    let mut out: Vec<Target> = providers.into_iter().map(Target::from).collect();
+    out.extend(peers.into_iter().map(Target::from));
+    out
+}
+
+/// Hash of a fetch target: a hash, or a ticket's.
+pub fn parse_target(s: &str) -> Result<(Hash, Option<BlobTicket>), String> {
+    if let Ok(h) = s.parse::<Hash>() {
+        return Ok((h, None));
+    }
+    match s.parse::<BlobTicket>() {
+        Ok(t) => Ok((t.hash, Some(t))),
+        Err(p2pfs_proto::ticket::TicketError::Prefix) => Err(format!(
+            "{s:?} is neither a hash (64 hexadecimal characters) nor a ticket"
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Reads the bytes of an add from standard input as they arrive.
+struct InputReader {
+    rx: mpsc::Receiver<Bytes>,
+    cur: Bytes,
+    done: bool,
+}
+
+impl InputReader {
+    fn new(rx: mpsc::Receiver<Bytes>) -> Self {
+        Self {
+            rx,
+            cur: Bytes::new(),
+            done: false,
+        }
+    }
+}
+
+impl Read for InputReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.cur.is_empty() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.rx.blocking_recv() {
+                Some(b) if b.is_empty() => self.done = true,
+                Some(b) => self.cur = b,
+                None => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "standard input was cut off",
+                    ));
+                }
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur.split_to(n));
+        Ok(n)
+    }
+}

@@ -1,0 +1,176 @@
+//! The local control socket: how CLI commands reach a running node.
+//!
+//! A node started by `p2pfs daemon` (or `p2pfs mount`) listens on the Unix
+//! socket `control.sock` in its data directory (mode 0600). A client sends
+//! one [`Request`] frame, then, for an add from standard input, [`Input`]
+//! frames; the node answers with [`Response`] frames ending with
+//! [`Response::Done`] or [`Response::Error`]. Frames are the codec's
+//! (length-prefixed postcard). This protocol is local and unversioned: the
+//! CLI and the node are the same binary.
+//!
+//! Commands are carried out by [`crate::api`], the same code that runs them
+//! in-process when no node is running.
+
+mod client;
+mod server;
+
+use std::path::PathBuf;
+
+pub use client::Client;
+use p2pfs_proto::{Hash, NodeAddr, PeerAddr};
+use p2pfs_store::{BlobInfo, GcReport};
+use serde::{Deserialize, Serialize};
+pub use server::serve;
+
+use crate::{FetchProgress, FetchStats, PeerInfo};
+
+/// The socket's file name in the data directory.
+pub const SOCKET: &str = "control.sock";
+
+/// Something to add.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum AddItem {
+    /// A file, by absolute path.
+    Path(PathBuf),
+    /// Bytes that follow as [`Input`] frames.
+    Stdin,
+}
+
+/// A command for the node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Request {
+    /// Import files; answers one `Added` or `ItemFailed` per item, in order.
+    Add {
+        /// What to add.
+        items: Vec<AddItem>,
+        /// Pin under the user pin.
+        pin: bool,
+    },
+    /// Stream a blob's bytes as `Data`.
+    Cat {
+        /// The blob.
+        hash: Hash,
+    },
+    /// List blobs: one `Blobs`.
+    List,
+    /// Pin: one `Pinned` per hash.
+    Pin {
+        /// The blobs.
+        hashes: Vec<Hash>,
+    },
+    /// Unpin: one `Unpinned` per hash.
+    Unpin {
+        /// The blobs.
+        hashes: Vec<Hash>,
+    },
+    /// Collect garbage: one `Gc`.
+    Gc,
+    /// Verify: one `Verified` per blob (all if empty).
+    Verify {
+        /// The blobs.
+        hashes: Vec<Hash>,
+    },
+    /// Node status: one `Status`.
+    Status,
+    /// Download into the store: `Progress` now and then, one `Fetched`.
+    Fetch {
+        /// The blob.
+        hash: Hash,
+        /// Providers from a ticket.
+        providers: Vec<NodeAddr>,
+        /// Providers from `--peer`.
+        peers: Vec<PeerAddr>,
+        /// Pin the blob under the user pin.
+        pin: bool,
+    },
+    /// A ticket for a blob: one `Ticket`.
+    Ticket {
+        /// The blob.
+        hash: Hash,
+        /// A file name to suggest.
+        name: Option<String>,
+    },
+}
+
+/// Bytes of an [`AddItem::Stdin`]; an empty chunk ends them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Input(pub Vec<u8>);
+
+/// The node's status.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    /// The node id.
+    pub node: p2pfs_proto::NodeId,
+    /// Addresses it can be reached at.
+    pub addrs: Vec<std::net::SocketAddr>,
+    /// Peers with a live connection.
+    pub peers: Vec<PeerInfo>,
+    /// Blobs in the store.
+    pub blobs: usize,
+    /// Of which complete.
+    pub complete: usize,
+    /// Bytes present in the store.
+    pub bytes: u64,
+    /// Whether this node runs as a daemon (false: started for this command).
+    pub daemon: bool,
+}
+
+/// An answer (or part of one).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Response {
+    /// Item `index` of an add was imported.
+    Added {
+        /// Its position in the request.
+        index: u32,
+        /// Its hash.
+        hash: Hash,
+        /// Its size.
+        size: u64,
+    },
+    /// Item `index` of a multi-item command failed; the others go on.
+    ItemFailed {
+        /// Its position in the request.
+        index: u32,
+        /// Why.
+        message: String,
+    },
+    /// Blob bytes.
+    Data(Vec<u8>),
+    /// The blob list.
+    Blobs(Vec<BlobInfo>),
+    /// A pin result.
+    Pinned {
+        /// The blob.
+        hash: Hash,
+        /// Whether it is in the store.
+        present: bool,
+    },
+    /// An unpin result.
+    Unpinned {
+        /// The blob.
+        hash: Hash,
+        /// Whether the pin existed.
+        existed: bool,
+    },
+    /// What GC removed.
+    Gc(GcReport),
+    /// A verification result.
+    Verified {
+        /// The blob.
+        hash: Hash,
+        /// Why it failed, if it did.
+        error: Option<String>,
+    },
+    /// The node's status.
+    Status(Status),
+    /// Download progress.
+    Progress(FetchProgress),
+    /// A finished download.
+    Fetched(FetchStats),
+    /// A ticket.
+    Ticket(String),
+    /// The command failed as a whole.
+    Error(String),
+    /// The command is complete.
+    Done,
+}
