@@ -87,4 +87,25 @@ mod tests {
         assert!("abc@127.0.0.1:1".parse::<PeerAddr>().is_err());
         assert!("127.0.0.1".parse::<PeerAddr>().is_err());
     }
+
+    #[test]
+    fn node_addr_golden_bytes() {
+        // docs/protocol.md §6.1: id, then a sequence of socket addresses.
+        let a = NodeAddr {
+            id: NodeId::from_bytes([7; 32]),
+            addrs: vec![
+                "10.0.0.1:4433".parse().unwrap(),
+                "[::1]:300".parse().unwrap(),
+            ],
+        };
+        let bytes = crate::codec::encode(&a).unwrap();
+        let mut want = vec![7u8; 32];
+        want.push(2);
+        want.extend([0, 10, 0, 0, 1, 0xd1, 0x22]);
+        want.push(1);
+        want.extend(std::net::Ipv6Addr::LOCALHOST.octets());
+        want.extend([0xac, 0x02]);
+        assert_eq!(bytes, want);
+        assert_eq!(crate::codec::decode::<NodeAddr>(&bytes).unwrap(), a);
+    }
 }

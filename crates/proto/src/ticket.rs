@@ -151,4 +151,17 @@ mod tests {
             assert!(!valid_name(bad), "{bad:?}");
         }
     }
+
+    #[test]
+    fn golden_text() {
+        // docs/protocol.md §6.2: "blob" + base32 of
+        // version 0, hash, Some("a"), no providers.
+        let t = BlobTicket::new(Hash::from_bytes([0; 32]), Some("a".into()), vec![]);
+        let mut bytes = vec![0u8];
+        bytes.extend([0; 32]);
+        bytes.extend([1, 1, b'a', 0]);
+        assert_eq!(codec::encode(&t).unwrap(), bytes);
+        let text = format!("blob{}", BASE32_NOPAD.encode(&bytes).to_ascii_lowercase());
+        assert_eq!(t.to_string(), text);
+    }
 }

@@ -12,7 +12,7 @@ use p2pfs_proto::{
     blobs::{BlobRequest, BlobResponse},
     close::Code,
 };
-use p2pfs_store::{ChunkRanges, PartialBlob, StoreError};
+use p2pfs_store::{ChunkRanges, PartialBlob, StoreError, effective_ranges};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -88,6 +88,16 @@ pub(crate) async fn get(
         BlobResponse::NotFound => return Ok(Answer::NotFound),
         BlobResponse::Data { have, ranges } => (to_chunks(&have), to_chunks(&ranges)),
     };
+    // A provider sends what was asked and has, nothing more (§5.3). While
+    // the size is unknown the store itself accepts only a size proof.
+    if let Some(size) = partial.size()
+        && !(&effective_ranges(&sent, size) - &effective_ranges(ranges, size)).is_empty()
+    {
+        let _ = recv.stop(Code::Protocol.value().into());
+        return Err(GetError::Protocol(format!(
+            "the provider announced ranges {sent:?}, not part of the request"
+        )));
+    }
     let (mut feed, reader) = bridge::reader(received);
     let ranges = sent.clone();
     let ingest = tokio::task::spawn_blocking(move || partial.ingest(&ranges, reader));
