@@ -24,6 +24,28 @@ pub fn p2pfs_bin() -> &'static Path {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "-q", "-p", "p2pfs", "--bin", "p2pfs"]);
+        // Cargo gives this test process variables describing the test
+        // crate; passed on, they change build-script fingerprints and
+        // every run would rebuild the binary. Keep only the user's settings.
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy().into_owned();
+            let user = [
+                "CARGO_HOME",
+                "CARGO_TARGET_DIR",
+                "CARGO_BUILD_",
+                "CARGO_PROFILE_",
+                "CARGO_REGISTRIES_",
+                "CARGO_NET_",
+                "CARGO_HTTP_",
+                "CARGO_TERM_",
+                "CARGO_INCREMENTAL",
+            ]
+            .iter()
+            .any(|p| k.starts_with(p));
+            if k.starts_with("CARGO_") && !user {
+                cmd.env_remove(&k);
+            }
+        }
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
@@ -196,5 +218,127 @@ impl Tmpfs {
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// A `p2pfs daemon` process for one test, killed on drop.
+#[derive(Debug)]
+pub struct Daemon {
+    child: std::process::Child,
+    data_dir: PathBuf,
+    /// Its node id (text form).
+    pub id: String,
+    /// The address it listens on.
+    pub addr: std::net::SocketAddr,
+}
+
+impl Daemon {
+    /// Starts `p2pfs --data-dir DATA daemon --listen 127.0.0.1:0 EXTRA...`
+    /// and waits (up to a minute) until its control socket answers.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        std::fs::create_dir_all(data_dir).unwrap();
+        let log = std::fs::File::create(data_dir.join("daemon.log")).unwrap();
+        let child = Command::new(p2pfs_bin())
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["daemon", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawning p2pfs daemon");
+        let mut d = Self {
+            child,
+            data_dir: data_dir.to_path_buf(),
+            id: String::new(),
+            addr: "0.0.0.0:0".parse().unwrap(),
+        };
+        let status = wait_for(Duration::from_secs(60), "the daemon to answer", || {
+            if let Some(s) = d.child.try_wait().unwrap() {
+                panic!("the daemon exited ({s}): {}", d.log());
+            }
+            // Only once the control socket accepts: before that, `status`
+            // would open the store itself and race the daemon for it.
+            std::os::unix::net::UnixStream::connect(d.data_dir.join("control.sock")).ok()?;
+            let out = p2pfs(&d.data_dir, &["status", "--json"]);
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            (v["daemon"] == true).then_some(v)
+        });
+        d.id = status["node"].as_str().unwrap().to_string();
+        d.addr = status["addrs"][0].as_str().unwrap().parse().unwrap();
+        d
+    }
+
+    /// `NODEID@IP:PORT`, for `--peer`.
+    pub fn peer(&self) -> String {
+        format!("{}@{}", self.id, self.addr)
+    }
+
+    /// Its data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// What it wrote on stderr.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Its `status --json`.
+    pub fn status(&self) -> serde_json::Value {
+        let out = p2pfs(&self.data_dir, &["status", "--json"]);
+        serde_json::from_slice(&out.stdout).expect("status --json prints JSON")
+    }
+
+    /// Kills it with SIGKILL: no goodbye to its peers.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stops it with SIGTERM and returns its exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        signal(self.child.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon ignored SIGTERM: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends a signal (`TERM`, `KILL`, …) to a process this test started.
+pub fn signal(pid: u32, name: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+/// Polls `f` every 20 ms until it returns `Some`, panicking after
+/// `timeout` with `what` in the message.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -3,33 +3,46 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-use p2pfs_proto::Hash;
-use p2pfs_store::Store;
-use p2pfs_swarm::{Limits, Node, NodeConfig, Target};
-use p2pfs_tests::temp_dir;
+use p2pfs_proto::{Hash, NodeId, blobs, close::Code};
+use p2pfs_store::{Options, Store};
+use p2pfs_swarm::{Limits, Node, NodeConfig, Target, identity::SecretKey, tls};
+use p2pfs_tests::{Daemon, temp_dir};
 
 struct TestNode {
     node: Node,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 async fn node() -> TestNode {
+    node_with(Limits::default(), Options::default()).await
+}
+
+async fn node_with(limits: Limits, options: Options) -> TestNode {
     let dir = temp_dir();
-    let store = Store::open(dir.path().join("store")).unwrap();
+    let store = Store::open_with(dir.path().join("store"), options).unwrap();
     let node = Node::spawn(
         NodeConfig {
             key_path: dir.path().join("node.key"),
             listen: Some("127.0.0.1:0".parse().unwrap()),
             default_port: 0,
-            limits: Limits::default(),
+            limits,
         },
         store,
     )
     .await
     .unwrap();
-    TestNode { node, _dir: dir }
+    TestNode { node, dir }
+}
+
+/// Limits with short timeouts, so tests about stalls finish quickly.
+fn quick_limits() -> Limits {
+    Limits {
+        request_timeout: Duration::from_secs(1),
+        stall_timeout: Duration::from_secs(2),
+        ..Limits::default()
+    }
 }
 
 fn target(n: &Node) -> Target {
@@ -84,4 +97,291 @@ async fn boundary_sizes_round_trip() {
     }
     a.node.shutdown().await;
     b.node.shutdown().await;
+}
+
+/// Fetches with a deadline.
+async fn fetch(
+    n: &Node,
+    hash: Hash,
+    from: Vec<Target>,
+) -> Result<p2pfs_swarm::FetchStats, p2pfs_swarm::SwarmError> {
+    tokio::time::timeout(Duration::from_secs(120), n.fetch(hash, from, None))
+        .await
+        .expect("the fetch finished within its deadline")
+}
+
+/// Flips one byte in every chunk group of a blob's data file but the last.
+fn corrupt_all_but_last_group(n: &TestNode, hash: Hash, size: usize) {
+    use std::os::unix::fs::FileExt;
+    let path = n.dir.path().join("store/data").join(format!("{hash}.data"));
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let groups = size.div_ceil(16384);
+    for g in 0..groups - 1 {
+        let off = (g * 16384 + 100) as u64;
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, off).unwrap();
+        f.write_all_at(&[b[0] ^ 0x5a], off).unwrap();
+    }
+    f.sync_all().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_provider_is_dropped_and_the_file_completes_from_an_honest_one() {
+    let honest = node().await;
+    // A provider that serves its data without re-checking it, from a data
+    // file with flipped bytes: what a malicious or broken peer sends.
+    let evil = node_with(
+        Limits::default(),
+        Options {
+            validate_uploads: false,
+            ..Options::default()
+        },
+    )
+    .await;
+    let fetcher = node_with(quick_limits(), Options::default()).await;
+    let size = (6 << 20) + 777;
+    let data = random(size);
+    let hash = import(&honest.node, &data).await;
+    assert_eq!(import(&evil.node, &data).await, hash);
+    corrupt_all_but_last_group(&evil, hash, size);
+
+    // The evil node alone: the download fails, naming bad data.
+    let lone = node_with(quick_limits(), Options::default()).await;
+    let err = fetch(&lone.node, hash, vec![target(&evil.node)])
+        .await
+        .expect_err("nothing but corrupt data is on offer");
+    assert!(err.to_string().contains("bad data"), "{err}");
+    lone.node.shutdown().await;
+
+    // With an honest provider too, the file completes, and the evil one is
+    // disconnected after its first bad group.
+    let stats = fetch(
+        &fetcher.node,
+        hash,
+        vec![target(&evil.node), target(&honest.node)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(read(&fetcher.node, hash).await, data);
+    let honest_bytes = stats
+        .providers
+        .iter()
+        .find(|p| p.0 == honest.node.id())
+        .map(|p| p.1);
+    assert!(honest_bytes.unwrap_or(0) > (5 << 20), "{stats:?}");
+    let peers: Vec<NodeId> = fetcher.node.peers().iter().map(|p| p.id).collect();
+    assert!(
+        !peers.contains(&evil.node.id()),
+        "the corrupt provider was never caught and dropped: {peers:?}"
+    );
+    for n in [honest, evil, fetcher] {
+        n.node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_node_id_is_refused_at_the_handshake() {
+    let a = node().await;
+    let b = node().await;
+    let imposter = NodeId::from_bytes([42; 32]);
+    let err = b
+        .node
+        .dial(
+            &Target {
+                id: Some(imposter),
+                addrs: vec![a.node.bound_addr()],
+            },
+            blobs::ALPN,
+        )
+        .await
+        .expect_err("a node with another key must be refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&a.node.id().to_string()) && msg.contains(&imposter.to_string()),
+        "{msg}"
+    );
+    assert!(b.node.peers().is_empty());
+    // The right id, or none, connects.
+    assert_eq!(
+        b.node.dial(&target(&a.node), blobs::ALPN).await.unwrap(),
+        a.node.id()
+    );
+    let anonymous = Target {
+        id: None,
+        addrs: vec![a.node.bound_addr()],
+    };
+    assert_eq!(
+        b.node.dial(&anonymous, blobs::ALPN).await.unwrap(),
+        a.node.id()
+    );
+    a.node.shutdown().await;
+    b.node.shutdown().await;
+}
+
+/// A raw QUIC connection with a fresh identity, for speaking the protocol
+/// badly on purpose.
+async fn raw_connect(to: &Node, alpn: &[u8]) -> Result<quinn::Connection, String> {
+    let key = SecretKey::generate().unwrap();
+    let tls = tls::client_config(&key, alpn).unwrap();
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(tls)).unwrap();
+    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    let connecting = ep
+        .connect(to.bound_addr(), &to.id().to_string())
+        .map_err(|e| e.to_string())?;
+    connecting.await.map_err(|e| e.to_string())
+}
+
+/// The close code a connection ended with, waiting up to 10 s.
+async fn close_code(c: &quinn::Connection) -> Option<u64> {
+    match tokio::time::timeout(Duration::from_secs(10), c.closed()).await {
+        Ok(quinn::ConnectionError::ApplicationClosed(a)) => Some(a.error_code.into_inner()),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_oversized_and_stalling_peers_cost_only_themselves() {
+    let a = node_with(quick_limits(), Options::default()).await;
+    let data = random(3 << 20);
+    let hash = import(&a.node, &data).await;
+
+    // An unknown protocol fails the handshake.
+    assert!(raw_connect(&a.node, b"p2pfs/nope/1").await.is_err());
+
+    // Garbage in a frame: protocol error, connection closed.
+    let c = raw_connect(&a.node, blobs::ALPN).await.unwrap();
+    let (mut send, _recv) = c.open_bi().await.unwrap();
+    send.write_all(&[3, 0, 0, 0, 0xff, 0xff, 0xff])
+        .await
+        .unwrap();
+    send.finish().unwrap();
+    assert_eq!(close_code(&c).await, Some(Code::Protocol.value().into()));
+
+    // A frame claiming 512 MiB: refused before anything is allocated.
+    let c = raw_connect(&a.node, blobs::ALPN).await.unwrap();
+    let (mut send, _recv) = c.open_bi().await.unwrap();
+    send.write_all(&(512u32 << 20).to_le_bytes()).await.unwrap();
+    assert_eq!(close_code(&c).await, Some(Code::Protocol.value().into()));
+
+    // A peer that opens every stream it may and says nothing, and another
+    // that asks for data and never reads it.
+    let mute = raw_connect(&a.node, blobs::ALPN).await.unwrap();
+    let mut mute_streams = Vec::new();
+    for _ in 0..Limits::default().max_streams_per_connection {
+        let (mut s, r) = mute.open_bi().await.unwrap();
+        s.write_all(&[]).await.unwrap();
+        // A stream exists for the peer once something is sent on it.
+        s.write_all(&[1]).await.unwrap();
+        mute_streams.push((s, r));
+    }
+    let staller = raw_connect(&a.node, blobs::ALPN).await.unwrap();
+    let request = p2pfs_proto::codec::encode_frame(&blobs::BlobRequest::Get {
+        hash,
+        ranges: p2pfs_proto::RangeSpec::all(),
+    })
+    .unwrap();
+    let mut stalled = Vec::new();
+    for _ in 0..16 {
+        let (mut s, r) = staller.open_bi().await.unwrap();
+        s.write_all(&request).await.unwrap();
+        s.finish().unwrap();
+        stalled.push(r);
+    }
+
+    // Meanwhile an honest peer is served in full, with the data verified.
+    let b = node().await;
+    fetch(&b.node, hash, vec![target(&a.node)]).await.unwrap();
+    assert_eq!(read(&b.node, hash).await, data);
+
+    // The mute streams are reset for taking too long to ask.
+    for (_, mut r) in mute_streams.drain(..3) {
+        let got = tokio::time::timeout(Duration::from_secs(10), r.read_to_end(1 << 20)).await;
+        assert!(
+            matches!(got, Ok(Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(c)))) if c.into_inner() == u64::from(Code::Timeout.value())),
+            "{got:?}"
+        );
+    }
+    // The node still serves a fresh request after all of that.
+    let c = b.node.dial(&target(&a.node), blobs::ALPN).await.unwrap();
+    assert_eq!(c, a.node.id());
+    let again = node().await;
+    fetch(&again.node, hash, vec![target(&a.node)])
+        .await
+        .unwrap();
+    drop(stalled);
+    for n in [a, b, again] {
+        n.node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_killed_mid_transfer_is_replaced_by_the_others() {
+    use p2pfs_tests::{ok, p2pfs, random_file};
+    let root = temp_dir();
+    let size: u64 = 48 << 20;
+    let file = root.path().join("big.bin");
+    random_file(&file, size, 7);
+    let mut daemons = Vec::new();
+    for name in ["a", "b"] {
+        let dir = root.path().join(name);
+        ok(&p2pfs(&dir, &["add", file.to_str().unwrap()]));
+        // Slow uploads, so the kill lands in the middle of the transfer.
+        daemons.push(Daemon::start(&dir, &["--max-upload-rate", "12M"]));
+    }
+    let hash: Hash = p2pfs_tests::blake3_file(&file).parse().unwrap();
+    let fetcher = node_with(quick_limits(), Options::default()).await;
+    let targets: Vec<Target> = daemons
+        .iter()
+        .map(|d| Target {
+            id: Some(d.id.parse().unwrap()),
+            addrs: vec![d.addr],
+        })
+        .collect();
+    let (tx, mut rx) = tokio::sync::watch::channel(Default::default());
+    let f = fetcher.node.clone();
+    let job = tokio::spawn(async move { f.fetch(hash, targets, Some(tx)).await });
+    // Kill the first provider (SIGKILL: no close, its streams just stop)
+    // once a sixth of the blob is here.
+    let present_at_kill = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            rx.changed().await.unwrap();
+            let p: p2pfs_swarm::FetchProgress = rx.borrow().clone();
+            if p.present >= size / 6 {
+                return p.present;
+            }
+        }
+    })
+    .await
+    .expect("the download made progress");
+    daemons[0].kill9();
+    assert!(present_at_kill < size, "the kill came after the download");
+    let stats = tokio::time::timeout(Duration::from_secs(120), job)
+        .await
+        .expect("the download finished after losing a provider")
+        .unwrap()
+        .unwrap();
+    let mut got = Vec::new();
+    let store = fetcher.node.store().clone();
+    tokio::task::spawn_blocking(move || {
+        store.reader(&hash).unwrap().copy_to(&mut got).map(|_| got)
+    })
+    .await
+    .unwrap()
+    .map(|got| assert_eq!(Hash::of(&got), hash))
+    .unwrap();
+    let from = |d: &Daemon| {
+        let id: NodeId = d.id.parse().unwrap();
+        stats
+            .providers
+            .iter()
+            .find(|p| p.0 == id)
+            .map_or(0, |p| p.1)
+    };
+    assert!(from(&daemons[0]) > 0 && from(&daemons[1]) > 0, "{stats:?}");
+    fetcher.node.shutdown().await;
 }

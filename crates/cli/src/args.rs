@@ -74,6 +74,10 @@ pub(crate) enum Command {
         /// A peer to connect to at start: IP:PORT or NODEID@IP:PORT (repeatable)
         #[arg(long = "peer", value_name = "ADDR")]
         peers: Vec<PeerAddr>,
+        /// Most bytes per second to upload to all peers together
+        /// (suffixes K, M, G are powers of 1024: `20M`) [default: no limit]
+        #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+        max_upload_rate: Option<u64>,
     },
     /// Show the node's id, addresses, peers and store
     Status {
@@ -108,4 +112,52 @@ pub(crate) enum Command {
         #[arg(value_name = "HASH")]
         hashes: Vec<Hash>,
     },
+}
+
+/// Parses a byte rate: digits with an optional K, M or G suffix (powers of
+/// 1024, an optional trailing `B` or `/s` allowed).
+pub(crate) fn parse_rate(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let t = t.strip_suffix("/s").unwrap_or(t);
+    let t = t
+        .strip_suffix(['B', 'b'])
+        .filter(|r| r.ends_with(|c: char| c.is_ascii_alphabetic()))
+        .unwrap_or(t);
+    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, ""),
+    };
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KI" => 10,
+        "M" | "MI" => 20,
+        "G" | "GI" => 30,
+        _ => return Err(format!("unknown unit {unit:?} (use K, M or G)")),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a rate like 500K or 20M"))?;
+    match n.checked_mul(1 << shift) {
+        Some(0) => Err("the rate must be above zero".into()),
+        Some(v) => Ok(v),
+        None => Err(format!("{s:?} is too large")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("1000"), Ok(1000));
+        assert_eq!(parse_rate("20M"), Ok(20 << 20));
+        assert_eq!(parse_rate("500k"), Ok(500 << 10));
+        assert_eq!(parse_rate("1G/s"), Ok(1 << 30));
+        assert_eq!(parse_rate("2MiB"), Ok(2 << 20));
+        assert_eq!(parse_rate("3MB"), Ok(3 << 20));
+        for bad in ["", "M", "0", "1T", "x1", "-5", "99999999999999999G"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -15,6 +15,7 @@ mod session;
 use std::{io, process::ExitCode};
 
 use clap::Parser;
+use p2pfs_swarm::Limits;
 
 use crate::{
     args::{Cli, Command},
@@ -69,8 +70,17 @@ fn main() -> ExitCode {
 /// Runs a command; `Ok(false)` means it reported partial failure itself.
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     let data_dir = config::data_dir(cli.data_dir.as_deref())?;
-    if let Command::Daemon { listen, peers } = cli.command {
-        cmd::daemon::run(&data_dir, listen, peers).await?;
+    if let Command::Daemon {
+        listen,
+        peers,
+        max_upload_rate,
+    } = cli.command
+    {
+        let limits = Limits {
+            max_upload_rate,
+            ..Limits::default()
+        };
+        cmd::daemon::run(&data_dir, listen, peers, limits).await?;
         return Ok(true);
     }
     let needs_node = matches!(

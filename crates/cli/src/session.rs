@@ -37,7 +37,7 @@ impl Session {
         }
         let store = config::open_store(data_dir)?;
         let node = if needs_node {
-            Some(start_node(data_dir, store.clone(), None).await?)
+            Some(start_node(data_dir, store.clone(), None, Limits::default()).await?)
         } else {
             None
         };
@@ -146,6 +146,7 @@ pub(crate) async fn start_node(
     data_dir: &Path,
     store: Store,
     listen: Option<SocketAddr>,
+    limits: Limits,
 ) -> anyhow::Result<Node> {
     let port_file = data_dir.join("port");
     let default_port = std::fs::read_to_string(&port_file)
@@ -157,7 +158,7 @@ pub(crate) async fn start_node(
             key_path: data_dir.join("node.key"),
             listen,
             default_port,
-            limits: Limits::default(),
+            limits,
         },
         store,
     )

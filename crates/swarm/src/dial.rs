@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 
 use crate::{
     error::SwarmError,
-    tls::{node_id_of, server_name},
+    tls::{node_id_of, server_name, with_witness},
 };
 
 /// Whom to dial: a node (if its id is known) at some addresses.
@@ -71,7 +71,8 @@ type Key = (NodeId, &'static [u8]);
 #[derive(Debug)]
 pub(crate) struct Pool {
     endpoint: quinn::Endpoint,
-    clients: HashMap<&'static [u8], quinn::ClientConfig>,
+    clients: HashMap<&'static [u8], rustls::ClientConfig>,
+    transport: Arc<quinn::TransportConfig>,
     conns: Arc<Mutex<HashMap<Key, Conn>>>,
     /// One dial at a time per destination.
     dialing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -89,11 +90,13 @@ pub(crate) fn peer_id(conn: &quinn::Connection) -> Option<NodeId> {
 impl Pool {
     pub(crate) fn new(
         endpoint: quinn::Endpoint,
-        clients: HashMap<&'static [u8], quinn::ClientConfig>,
+        clients: HashMap<&'static [u8], rustls::ClientConfig>,
+        transport: Arc<quinn::TransportConfig>,
     ) -> Self {
         Self {
             endpoint,
             clients,
+            transport,
             conns: Arc::new(Mutex::new(HashMap::new())),
             dialing: Mutex::new(HashMap::new()),
         }
@@ -144,11 +147,12 @@ impl Pool {
                 "no address to dial for {target}"
             )));
         };
-        let cfg = self
+        let tls = self
             .clients
             .get(alpn)
-            .cloned()
             .ok_or_else(|| SwarmError::Setup("unknown protocol".into()))?;
+        let (tls, impostor) = with_witness(tls);
+        let cfg = crate::endpoint::client_config(tls, self.transport.clone())?;
         let name = server_name(target.id);
         let mut attempts = JoinSet::new();
         for (i, addr) in target.addrs.iter().copied().enumerate() {
@@ -187,6 +191,13 @@ impl Pool {
                 Ok(Err(e)) => last = e,
                 Err(_) => {}
             }
+        }
+        if let (Some(expected), Some(actual)) = (target.id, impostor.get()) {
+            return Err(SwarmError::WrongNode {
+                addr: last.0,
+                expected,
+                actual: *actual,
+            });
         }
         Err(SwarmError::Connect {
             addr: last.0,

@@ -113,12 +113,12 @@ pub(crate) fn server_config(
 /// Client-side settings on top of TLS.
 pub(crate) fn client_config(
     tls: rustls::ClientConfig,
-    limits: &Limits,
+    transport: Arc<quinn::TransportConfig>,
 ) -> Result<quinn::ClientConfig, SwarmError> {
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| SwarmError::Setup(e.to_string()))?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
-    cfg.transport_config(Arc::new(transport_config(limits)));
+    cfg.transport_config(transport);
     Ok(cfg)
 }
 

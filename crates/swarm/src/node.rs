@@ -21,7 +21,10 @@ use crate::{
     error::SwarmError,
     identity::SecretKey,
     router, tls,
-    transfer::download::{self, FetchProgress, FetchStats},
+    transfer::{
+        download::{self, FetchProgress, FetchStats},
+        rate::RateLimit,
+    },
 };
 
 /// Every ALPN the node speaks.
@@ -47,6 +50,8 @@ pub struct Limits {
     pub max_uploads: usize,
     /// Uploads running at once for one peer.
     pub max_uploads_per_peer: usize,
+    /// Bytes per second sent to all peers together (`None`: no limit).
+    pub max_upload_rate: Option<u64>,
 }
 
 impl Default for Limits {
@@ -60,6 +65,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(30),
             max_uploads: 32,
             max_uploads_per_peer: 8,
+            max_upload_rate: None,
         }
     }
 }
@@ -107,6 +113,7 @@ pub(crate) struct Inner {
     pub(crate) cancel: CancellationToken,
     pub(crate) tasks: TaskTracker,
     pub(crate) uploads: Arc<Semaphore>,
+    pub(crate) upload_rate: Option<RateLimit>,
     pub(crate) inbound_per_ip: Mutex<HashMap<IpAddr, usize>>,
 }
 
@@ -120,21 +127,20 @@ impl Node {
         let server = endpoint::server_config(tls::server_config(&key, ALPNS)?, &limits)?;
         let mut clients = HashMap::new();
         for alpn in ALPNS {
-            clients.insert(
-                *alpn,
-                endpoint::client_config(tls::client_config(&key, alpn)?, &limits)?,
-            );
+            clients.insert(*alpn, tls::client_config(&key, alpn)?);
         }
+        let transport = Arc::new(endpoint::transport_config(&limits));
         let socket = endpoint::bind(config.listen, config.default_port)?;
         let endpoint = endpoint::endpoint(socket, server)?;
         let node = Self {
             inner: Arc::new(Inner {
                 key,
                 id,
-                pool: Pool::new(endpoint.clone(), clients),
+                pool: Pool::new(endpoint.clone(), clients, transport),
                 endpoint,
                 store,
                 uploads: Arc::new(Semaphore::new(limits.max_uploads)),
+                upload_rate: limits.max_upload_rate.map(RateLimit::new),
                 limits,
                 cancel: CancellationToken::new(),
                 tasks: TaskTracker::new(),

@@ -9,7 +9,7 @@
 //! any other key. A dialer that does not (`--peer IP:PORT`) sends
 //! [`ANY_NODE`] and learns the id from the handshake.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use p2pfs_proto::NodeId;
 use rustls::{
@@ -82,7 +82,7 @@ pub fn server_config(key: &SecretKey, alpns: &[&[u8]]) -> Result<rustls::ServerC
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| SwarmError::Setup(e.to_string()))?
-        .with_client_cert_verifier(Arc::new(PeerVerifier))
+        .with_client_cert_verifier(Arc::new(PeerVerifier::default()))
         .with_single_cert(vec![cert], der)
         .map_err(|e| SwarmError::Setup(e.to_string()))?;
     cfg.alpn_protocols = alpns.iter().map(|a| a.to_vec()).collect();
@@ -96,7 +96,7 @@ pub fn client_config(key: &SecretKey, alpn: &[u8]) -> Result<rustls::ClientConfi
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| SwarmError::Setup(e.to_string()))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PeerVerifier))
+        .with_custom_certificate_verifier(Arc::new(PeerVerifier::default()))
         .with_client_auth_cert(vec![cert], der)
         .map_err(|e| SwarmError::Setup(e.to_string()))?;
     cfg.alpn_protocols = vec![alpn.to_vec()];
@@ -105,8 +105,26 @@ pub fn client_config(key: &SecretKey, alpn: &[u8]) -> Result<rustls::ClientConfi
 
 /// Accepts any single Ed25519 certificate whose key matches the expected
 /// node (if one is expected), and checks handshake signatures against it.
-#[derive(Debug)]
-struct PeerVerifier;
+#[derive(Debug, Default)]
+struct PeerVerifier {
+    /// Where a dial records the key of a node that was not the one named
+    /// in the server name, to report it.
+    impostor: Option<Arc<OnceLock<NodeId>>>,
+}
+
+/// A copy of `cfg` for one dial, and where it records the id of a peer
+/// that turns out to be another node than the one dialed.
+pub(crate) fn with_witness(
+    cfg: &rustls::ClientConfig,
+) -> (rustls::ClientConfig, Arc<OnceLock<NodeId>>) {
+    let seen = Arc::new(OnceLock::new());
+    let mut cfg = cfg.clone();
+    cfg.dangerous()
+        .set_certificate_verifier(Arc::new(PeerVerifier {
+            impostor: Some(seen.clone()),
+        }));
+    (cfg, seen)
+}
 
 /// The peer presented a key other than the one dialed.
 #[derive(Debug)]
@@ -149,6 +167,9 @@ impl ServerCertVerifier for PeerVerifier {
             && let Ok(expected) = name.as_ref().parse::<NodeId>()
             && expected != actual
         {
+            if let Some(w) = &self.impostor {
+                let _ = w.set(actual);
+            }
             return Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::Other(rustls::OtherError(Arc::new(WrongNode {
                     expected,

@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::Path};
 
 use anyhow::Context;
 use p2pfs_proto::{PeerAddr, blobs};
-use p2pfs_swarm::control;
+use p2pfs_swarm::{Limits, control};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
@@ -15,6 +15,7 @@ pub(crate) async fn run(
     data_dir: &Path,
     listen: Option<SocketAddr>,
     peers: Vec<PeerAddr>,
+    limits: Limits,
 ) -> anyhow::Result<()> {
     let socket = data_dir.join(control::SOCKET);
     if control::Client::connect(&socket).await.is_some() {
@@ -24,7 +25,7 @@ pub(crate) async fn run(
         );
     }
     let store = config::open_store(data_dir)?;
-    let node = session::start_node(data_dir, store, listen).await?;
+    let node = session::start_node(data_dir, store, listen, limits).await?;
     let cancel = CancellationToken::new();
     let control = {
         let (node, cancel, socket) = (node.clone(), cancel.clone(), socket.clone());

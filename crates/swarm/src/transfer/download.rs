@@ -86,14 +86,17 @@ pub(crate) async fn run(
             providers: Vec::new(),
         });
     }
-    let mut conns = connect_all(node, &providers).await;
+    let (mut conns, failures) = connect_all(node, &providers).await;
     if conns.is_empty() {
         return Err(SwarmError::Unavailable {
             hash,
             reason: if providers.is_empty() {
                 "no provider is known (give one with --peer or a ticket)".into()
             } else {
-                "could not connect to any provider".into()
+                format!(
+                    "could not connect to any provider ({})",
+                    failures.join("; ")
+                )
             },
         });
     }
@@ -106,6 +109,7 @@ pub(crate) async fn run(
         hash,
         reason: "no provider could prove the blob's size".into(),
     })?;
+    let present = partial.have().map(|h| to_groups(&h)).unwrap_or_default();
     let mut driver = Driver {
         node: node.clone(),
         hash,
@@ -113,7 +117,7 @@ pub(crate) async fn run(
         conns: conns.iter().map(|c| (c.peer, c.clone())).collect(),
         sched: Scheduler::new(
             p2pfs_proto::chunk::groups(size),
-            Groups::empty(),
+            present,
             scheduler::Config {
                 stall,
                 ..Default::default()
@@ -123,14 +127,6 @@ pub(crate) async fn run(
         progress,
         size,
     };
-    driver.sched = Scheduler::new(
-        p2pfs_proto::chunk::groups(size),
-        driver.present(),
-        scheduler::Config {
-            stall,
-            ..Default::default()
-        },
-    );
     for c in &conns {
         driver.sched.add_peer(c.peer);
         if let Some(h) = haves.remove(&c.peer) {
@@ -160,8 +156,8 @@ pub(crate) async fn run(
 }
 
 /// Connects to every provider at once; returns those that answered, one
-/// per node.
-async fn connect_all(node: &Node, providers: &[Target]) -> Vec<Conn> {
+/// per node, and why the others did not.
+async fn connect_all(node: &Node, providers: &[Target]) -> (Vec<Conn>, Vec<String>) {
     let mut set = tokio::task::JoinSet::new();
     for t in providers
         .iter()
@@ -172,16 +168,20 @@ async fn connect_all(node: &Node, providers: &[Target]) -> Vec<Conn> {
         set.spawn(async move { (node.connect(&t, blobs::ALPN).await, t) });
     }
     let mut conns: Vec<Conn> = Vec::new();
+    let mut failures = Vec::new();
     while let Some(r) = set.join_next().await {
         match r {
             Ok((Ok(c), _)) if c.peer != node.id() && !conns.iter().any(|o| o.peer == c.peer) => {
                 conns.push(c);
             }
-            Ok((Err(e), t)) => tracing::info!(provider = %t, "cannot use provider: {e}"),
+            Ok((Err(e), t)) => {
+                tracing::info!(provider = %t, "cannot use provider: {e}");
+                failures.push(e.to_string());
+            }
             _ => {}
         }
     }
-    conns
+    (conns, failures)
 }
 
 /// Asks providers in turn for the last chunk group until one proves the
@@ -372,10 +372,13 @@ impl Driver {
     }
 
     fn outcome(&mut self, o: Outcome, now: Instant) {
-        if self.running.remove(&o.id).is_none() {
+        let Some(running) = self.running.remove(&o.id) else {
             // Cancelled earlier: the scheduler has forgotten it.
             return;
-        }
+        };
+        // The last bytes since the previous tick count too.
+        self.sched
+            .progress(o.id, running.received.load(Ordering::Relaxed), now);
         let present = self.present();
         let actions = match o.result {
             Ok(Answer::Sent { have, .. }) => {
@@ -457,7 +460,7 @@ impl Driver {
         }
         let parts: Vec<String> = dropped
             .iter()
-            .map(|(p, d)| format!("{} {d:?}", p.fmt_short()))
+            .map(|(p, d)| format!("{} {d}", p.fmt_short()))
             .collect();
         format!("every provider failed ({})", parts.join(", "))
     }

@@ -7,12 +7,14 @@
 //! - `scheduler`: which ranges to ask of which provider, as a state
 //!   machine fed with events and the time (no I/O).
 //! - `download`: the async driver that runs the scheduler's decisions.
+//! - `rate`: the node-wide upload rate limit.
 //! - `bridge`: byte channels between async QUIC streams and the store's
 //!   blocking readers and writers.
 
 mod bridge;
 pub mod download;
 pub(crate) mod provider;
+pub(crate) mod rate;
 pub(crate) mod request;
 pub mod scheduler;
 

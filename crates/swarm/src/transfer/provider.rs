@@ -4,7 +4,8 @@
 //! Limits: the stream count per connection is capped by QUIC; a request
 //! must arrive within `request_timeout`; uploads take a permit from a
 //! node-wide and a per-peer semaphore (so one peer cannot occupy them all);
-//! a write that makes no progress for `stall_timeout` ends the stream. A
+//! a write that makes no progress for `stall_timeout` ends the stream;
+//! uploads share the node's rate limit, if it has one. A
 //! malformed or oversized request closes the connection with a protocol
 //! error; the node goes on serving everyone else.
 
@@ -142,20 +143,32 @@ async fn get(
         })
     });
     let stall = node.inner.limits.stall_timeout;
-    while let Some(chunk) = chunks.recv().await {
-        match tokio::time::timeout(stall, send.write_chunk(chunk)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                drop(chunks);
-                let _ = encode.await;
-                return Err(UploadError::Stream(e.to_string()));
-            }
-            Err(_) => {
-                drop(chunks);
-                let _ = encode.await;
-                return Err(UploadError::Stalled(stall));
-            }
+    let mut batch: Vec<bytes::Bytes> = Vec::with_capacity(8);
+    let sent = loop {
+        let Some(first) = chunks.recv().await else {
+            break Ok(());
+        };
+        batch.push(first);
+        while batch.len() < batch.capacity()
+            && let Ok(c) = chunks.try_recv()
+        {
+            batch.push(c);
         }
+        if let Some(rate) = &node.inner.upload_rate {
+            rate.wait(batch.iter().map(|c| c.len()).sum()).await;
+        }
+        // One timer per batch: a peer that reads nothing for `stall` ends
+        // the upload.
+        match tokio::time::timeout(stall, send.write_all_chunks(&mut batch)).await {
+            Ok(Ok(())) => batch.clear(),
+            Ok(Err(e)) => break Err(UploadError::Stream(e.to_string())),
+            Err(_) => break Err(UploadError::Stalled(stall)),
+        }
+    };
+    if let Err(e) = sent {
+        drop(chunks);
+        let _ = encode.await;
+        return Err(e);
     }
     match encode.await {
         Ok(Ok(_)) => {}

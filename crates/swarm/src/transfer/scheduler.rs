@@ -109,6 +109,17 @@ pub enum Dropped {
     NotFound,
 }
 
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Failures => "failed repeatedly",
+            Self::BadData => "sent bad data",
+            Self::Protocol => "broke the protocol",
+            Self::NotFound => "does not have it",
+        })
+    }
+}
+
 #[derive(Debug)]
 struct Peer {
     /// What it has; `None` until it says (assumed: everything).

@@ -1,0 +1,176 @@
+//! `p2pfs daemon` and the commands that talk to it: real processes, real
+//! QUIC between them on 127.0.0.1, the control socket in the data dir.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use p2pfs_tests::{Daemon, blake3_file, fails, ok, p2pfs, random_file, temp_dir, wait_for};
+
+#[test]
+fn a_daemon_serves_add_share_fetch_and_status() {
+    let root = temp_dir();
+    let file = root.path().join("photo.jpg");
+    random_file(&file, (3 << 20) + 11, 1);
+    let hash = blake3_file(&file);
+    let a_dir = root.path().join("a");
+    let mut a = Daemon::start(&a_dir, &[]);
+    let f = file.to_str().unwrap();
+
+    // Through the control socket: stdout is exactly b3sum's line.
+    assert_eq!(ok(&p2pfs(&a_dir, &["add", f])), format!("{hash}  {f}\n"));
+    let ticket = ok(&p2pfs(&a_dir, &["share", f]));
+    assert!(
+        ticket.starts_with("blob") && ticket.lines().count() == 1,
+        "{ticket}"
+    );
+    let with_ticket = ok(&p2pfs(&a_dir, &["add", "--ticket", f]));
+    let lines: Vec<&str> = with_ticket.lines().collect();
+    assert_eq!(lines[0], format!("{hash}  {f}"));
+    assert!(lines[1].starts_with("blob"), "{with_ticket}");
+    let status = a.status();
+    assert_eq!(status["daemon"], true);
+    assert_eq!(status["node"], a.id.as_str());
+
+    // A ticket is enough; the file gets the ticket's name; nothing but
+    // the file is written when not on a terminal.
+    let b_dir = root.path().join("b");
+    let out_dir = root.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let mut cmd = Command::new(p2pfs_tests::p2pfs_bin());
+    cmd.current_dir(&out_dir)
+        .arg("--data-dir")
+        .arg(&b_dir)
+        .args(["fetch", ticket.trim()]);
+    let out = p2pfs_tests::run(cmd, None, Duration::from_secs(120));
+    assert_eq!(ok(&out), "");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(blake3_file(&out_dir.join("photo.jpg")), hash);
+
+    // A hash and a peer, to standard output.
+    let c_dir = root.path().join("c");
+    let out = p2pfs(&c_dir, &["fetch", &hash, "--peer", &a.peer(), "-o", "-"]);
+    assert_eq!(blake3::hash(&out.stdout).to_hex().as_str(), hash);
+
+    // Errors a user makes are one clear line.
+    let d_dir = root.path().join("d");
+    let wrong = format!("{}@{}", "a".repeat(52), a.addr);
+    let line = fails(&p2pfs(
+        &d_dir,
+        &["fetch", &hash, "--peer", &wrong, "-o", "-"],
+    ));
+    assert!(line.contains(&a.id), "{line}");
+    let line = fails(&p2pfs(&d_dir, &["fetch", &hash, "-o", "-"]));
+    assert!(line.contains("no provider"), "{line}");
+    fails(&p2pfs(&d_dir, &["fetch", "blobnotaticket"]));
+
+    // A fetch run by another daemon keeps its connection: both list the
+    // other as a peer.
+    let e = Daemon::start(&root.path().join("e"), &[]);
+    let copy = root.path().join("copy");
+    ok(&p2pfs(
+        e.data_dir(),
+        &[
+            "fetch",
+            &hash,
+            "--peer",
+            &a.peer(),
+            "-o",
+            copy.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(blake3_file(&copy), hash);
+    let peers = |d: &Daemon| -> Vec<String> {
+        d.status()["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(peers(&e).contains(&a.id));
+    wait_for(Duration::from_secs(10), "A to list E", || {
+        peers(&a).contains(&e.id).then_some(())
+    });
+
+    // SIGTERM stops it cleanly, and the store is usable without it.
+    assert!(a.terminate().success(), "{}", a.log());
+    assert!(!a_dir.join("control.sock").exists());
+    assert!(ok(&p2pfs(&a_dir, &["ls"])).contains(&hash[..16]));
+}
+
+#[test]
+fn a_fetch_whose_node_is_killed_resumes_where_it_stopped() {
+    let root = temp_dir();
+    let size: u64 = 96 << 20;
+    let file = root.path().join("big.bin");
+    random_file(&file, size, 2);
+    let hash = blake3_file(&file);
+    let a_dir = root.path().join("a");
+    ok(&p2pfs(&a_dir, &["add", file.to_str().unwrap()]));
+    let a = Daemon::start(&a_dir, &["--max-upload-rate", "16M"]);
+
+    // The fetcher is a daemon; the fetch command asks it over its socket.
+    let b_dir = root.path().join("b");
+    let mut b = Daemon::start(&b_dir, &[]);
+    let out = root.path().join("out.bin");
+    let mut fetch = Command::new(p2pfs_tests::p2pfs_bin())
+        .arg("--data-dir")
+        .arg(&b_dir)
+        .args(["fetch", &hash, "--peer", &a.peer(), "-o"])
+        .arg(&out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill -9 the fetching node once a third of the blob is committed.
+    let committed = wait_for(Duration::from_secs(120), "a third to be committed", || {
+        let v: serde_json::Value =
+            serde_json::from_slice(&p2pfs(&b_dir, &["ls", "--json"]).stdout).ok()?;
+        let present =
+            v.as_array()?.iter().find(|b| b["hash"] == hash.as_str())?["present"].as_u64()?;
+        (present >= size / 3).then_some(present)
+    });
+    b.kill9();
+    let _ = fetch.kill();
+    let _ = fetch.wait();
+    assert!(committed < size, "the kill came after the download");
+
+    // Restarted, it fetches only what is missing.
+    let b = Daemon::start(&b_dir, &[]);
+    let out2 = root.path().join("out2.bin");
+    let done = p2pfs(
+        &b_dir,
+        &[
+            "fetch",
+            &hash,
+            "--peer",
+            &a.peer(),
+            "-v",
+            "-o",
+            out2.to_str().unwrap(),
+        ],
+    );
+    ok(&done);
+    assert_eq!(blake3_file(&out2), hash);
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    let received: u64 = stderr
+        .lines()
+        .filter_map(|l| l.trim().strip_suffix(" bytes"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(received > 0, "{stderr}");
+    assert!(
+        received <= size - committed + (4 << 20),
+        "fetched {received} bytes again though {committed} were stored: {stderr}"
+    );
+    drop(b);
+}
