@@ -12,28 +12,21 @@ pub(crate) async fn pin(
     hashes: &[Hash],
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let mut rx = session
-        .call(
-            Request::Pin {
-                hashes: hashes.to_vec(),
+    let request = Request::Pin {
+        hashes: hashes.to_vec(),
+    };
+    run(session, request, out, |r| match r {
+        Response::Pinned { hash, present } => Some((
+            hash,
+            if present {
+                "pinned"
+            } else {
+                "pinned (not in the local store yet)"
             },
-            None,
-        )
-        .await?;
-    loop {
-        match cmd::next(&mut rx).await? {
-            Response::Pinned { hash, present } => {
-                let note = if present {
-                    "pinned"
-                } else {
-                    "pinned (not in the local store yet)"
-                };
-                output::line(out, &format!("{hash}  {note}"))?;
-            }
-            Response::Done => return Ok(()),
-            _ => {}
-        }
-    }
+        )),
+        _ => None,
+    })
+    .await
 }
 
 pub(crate) async fn unpin(
@@ -41,26 +34,39 @@ pub(crate) async fn unpin(
     hashes: &[Hash],
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let mut rx = session
-        .call(
-            Request::Unpin {
-                hashes: hashes.to_vec(),
+    let request = Request::Unpin {
+        hashes: hashes.to_vec(),
+    };
+    run(session, request, out, |r| match r {
+        Response::Unpinned { hash, existed } => Some((
+            hash,
+            if existed {
+                "unpinned"
+            } else {
+                "was not pinned"
             },
-            None,
-        )
-        .await?;
+        )),
+        _ => None,
+    })
+    .await
+}
+
+/// Sends `request` and prints `HASH  NOTE` for each answer `line` maps.
+async fn run(
+    session: &Session,
+    request: Request,
+    out: &mut impl Write,
+    line: impl Fn(Response) -> Option<(Hash, &'static str)>,
+) -> anyhow::Result<()> {
+    let mut rx = session.call(request, None).await?;
     loop {
         match cmd::next(&mut rx).await? {
-            Response::Unpinned { hash, existed } => {
-                let note = if existed {
-                    "unpinned"
-                } else {
-                    "was not pinned"
-                };
-                output::line(out, &format!("{hash}  {note}"))?;
-            }
             Response::Done => return Ok(()),
-            _ => {}
+            r => {
+                if let Some((hash, note)) = line(r) {
+                    output::line(out, &format!("{hash}  {note}"))?;
+                }
+            }
         }
     }
 }
