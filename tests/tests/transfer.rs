@@ -385,3 +385,33 @@ async fn a_provider_killed_mid_transfer_is_replaced_by_the_others() {
     assert!(from(&daemons[0]) > 0 && from(&daemons[1]) > 0, "{stats:?}");
     fetcher.node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_per_address_limit_are_refused() {
+    let a = node_with(
+        Limits {
+            max_connections_per_ip: 2,
+            ..quick_limits()
+        },
+        Options::default(),
+    )
+    .await;
+    let first = raw_connect(&a.node, blobs::ALPN).await.unwrap();
+    let _second = raw_connect(&a.node, blobs::ALPN).await.unwrap();
+    let third = raw_connect(&a.node, blobs::ALPN).await;
+    assert!(third.is_err(), "a third connection from one address got in");
+    // A slot frees when a connection closes.
+    first.close(0u32.into(), b"bye");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if raw_connect(&a.node, blobs::ALPN).await.is_ok() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slot never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.node.shutdown().await;
+}

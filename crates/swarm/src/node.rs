@@ -34,7 +34,7 @@ pub(crate) const ALPNS: &[&[u8]] = &[blobs::ALPN];
 /// or starve the others.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Connections in all.
+    /// Inbound connections in all.
     pub max_connections: usize,
     /// Inbound connections from one IP address.
     pub max_connections_per_ip: usize,

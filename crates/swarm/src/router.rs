@@ -52,8 +52,15 @@ async fn admit(node: Node, incoming: quinn::Incoming) {
     let ip = remote.ip().to_canonical();
     let slot = {
         let mut m = crate::lock(&node.inner.inbound_per_ip);
+        let limits = &node.inner.limits;
+        if m.values().sum::<usize>() >= limits.max_connections {
+            drop(m);
+            tracing::debug!(%remote, "refusing connection: too many connections");
+            incoming.refuse();
+            return;
+        }
         let n = m.entry(ip).or_insert(0);
-        if *n >= node.inner.limits.max_connections_per_ip {
+        if *n >= limits.max_connections_per_ip {
             drop(m);
             tracing::debug!(%remote, "refusing connection: too many from this address");
             incoming.refuse();
