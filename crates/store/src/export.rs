@@ -249,11 +249,28 @@ impl Store {
 
     /// Like [`Store::encode_ranges`], handing the stream to `sink` in
     /// chunks of about 256 KiB that can be sent without copying.
+    ///
+    /// With [`Options::validate_uploads`](crate::Options), each range is
+    /// checked the first time it is sent after the store opens; ranges sent
+    /// before are not hashed again (a seeder serving one blob to many peers
+    /// pays one BLAKE3 pass, not one per peer).
     pub fn encode_chunks(
         &self,
         hash: &Hash,
         ranges: &ChunkRanges,
         sink: &mut dyn FnMut(Bytes) -> io::Result<()>,
+    ) -> Result<ChunkRanges, StoreError> {
+        self.encode_checked(hash, ranges, sink, false)
+    }
+
+    /// [`Store::encode_chunks`]; `always_check` validates even ranges
+    /// checked before (for `verify`).
+    fn encode_checked(
+        &self,
+        hash: &Hash,
+        ranges: &ChunkRanges,
+        sink: &mut dyn FnMut(Bytes) -> io::Result<()>,
+        always_check: bool,
     ) -> Result<ChunkRanges, StoreError> {
         let live = self.live_partial(hash);
         let view = live.as_ref().and_then(|l| l.serving_view());
@@ -303,7 +320,8 @@ impl Store {
             outboard: &outboard,
             data: &data,
         };
-        let validate = self.inner.opts.validate_uploads;
+        let validate = always_check
+            || (self.inner.opts.validate_uploads && !self.inner.checked.contains(hash, &send));
         stream::encode((*hash).into(), tree, &send, &source, validate, sink).map_err(
             |e| match e {
                 stream::EncodeError::Corrupt(what) => {
@@ -316,6 +334,9 @@ impl Store {
                 stream::EncodeError::Sink(source) => peer_gone(source),
             },
         )?;
+        if validate {
+            self.inner.checked.insert(*hash, &send);
+        }
         Ok(send)
     }
 
@@ -327,7 +348,7 @@ impl Store {
             Err(StoreError::Incomplete { size, .. }) => {
                 let (_, have) = self.have(hash)?.ok_or(StoreError::NotFound(*hash))?;
                 // Re-encoding validates every present group and its parents.
-                self.encode_ranges(hash, &have, io::sink())
+                self.encode_checked(hash, &have, &mut |_| Ok(()), true)
                     .map_err(|e| match e {
                         StoreError::NotPresent { .. } => StoreError::Corrupt(format!(
                             "{hash}: the {size}-byte blob's have-map is inconsistent"
@@ -490,4 +511,33 @@ pub(crate) fn present_bytes(set: &GroupSet, size: u64) -> u64 {
             (end * CHUNK_GROUP_SIZE).min(size) - (start * CHUNK_GROUP_SIZE).min(size)
         })
         .sum()
+}
+
+/// Most blobs [`Checked`] remembers; past that it starts over.
+const MAX_CHECKED: usize = 4096;
+
+/// The ranges of blobs that uploads have checked against their hash since
+/// the store opened.
+#[derive(Debug, Default)]
+pub(crate) struct Checked(std::sync::Mutex<std::collections::HashMap<Hash, ChunkRanges>>);
+
+impl Checked {
+    fn contains(&self, hash: &Hash, ranges: &ChunkRanges) -> bool {
+        crate::lock(&self.0)
+            .get(hash)
+            .is_some_and(|c| ranges.is_subset(c))
+    }
+
+    fn insert(&self, hash: Hash, ranges: &ChunkRanges) {
+        let mut m = crate::lock(&self.0);
+        if m.len() >= MAX_CHECKED && !m.contains_key(&hash) {
+            m.clear();
+        }
+        *m.entry(hash).or_default() |= ranges.clone();
+    }
+
+    /// Forgets a blob (it was removed).
+    pub(crate) fn forget(&self, hash: &Hash) {
+        crate::lock(&self.0).remove(hash);
+    }
 }

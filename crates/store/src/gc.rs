@@ -117,6 +117,9 @@ impl Store {
         }
         txn.commit().db()?;
         crash::point("gc.committed");
+        for (hash, _) in &report.removed {
+            self.inner.checked.forget(hash);
+        }
         for hash in files {
             // Still under the lock: an import that protects the hash after
             // this point renames its own file into place afterwards.

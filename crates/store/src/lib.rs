@@ -93,6 +93,8 @@ pub(crate) struct Inner {
     live: Mutex<Live>,
     /// Signalled when a download's last handle is gone (see `Store::partial`).
     live_changed: Condvar,
+    /// What uploads have already checked against the hash.
+    checked: export::Checked,
 }
 
 /// What the store knows only in memory: which hashes are being written or
@@ -149,6 +151,7 @@ impl Store {
                 opts,
                 live: Mutex::new(Live::default()),
                 live_changed: Condvar::new(),
+                checked: export::Checked::default(),
             }),
         };
         store.check_format()?;

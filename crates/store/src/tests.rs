@@ -730,3 +730,47 @@ fn a_damaged_data_file_is_our_fault_not_the_peers() {
     assert!(!err.is_peer_fault(), "{err}");
     assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
 }
+
+#[test]
+fn uploads_check_a_range_once_and_verify_always_checks() {
+    use std::os::unix::fs::FileExt;
+    let (dir, store) = temp_store();
+    let data = random(6 * G);
+    let hash = store.import_bytes(&data, None).unwrap().hash;
+    let path = dir.path().join("data").join(format!("{hash}.data"));
+    let flip = |at: u64| {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let mut b = [0u8];
+        f.read_exact_at(&mut b, at).unwrap();
+        f.write_all_at(&[b[0] ^ 1], at).unwrap();
+    };
+    // Group 4 is damaged before anything was sent: the first upload of it
+    // is refused.
+    flip(4 * G as u64 + 5);
+    let err = store
+        .encode_ranges(&hash, &groups(4..5), std::io::sink())
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+    // Groups 0..2 are checked when first sent; damage after that is
+    // found by `verify`, which checks everything every time.
+    store
+        .encode_ranges(&hash, &groups(0..2), std::io::sink())
+        .unwrap();
+    flip(100);
+    assert!(
+        store
+            .encode_ranges(&hash, &groups(0..2), std::io::sink())
+            .is_ok()
+    );
+    assert!(matches!(store.verify(&hash), Err(StoreError::Corrupt(_))));
+    // A range not checked yet is checked.
+    assert!(
+        store
+            .encode_ranges(&hash, &groups(0..3), std::io::sink())
+            .is_err()
+    );
+}

@@ -52,7 +52,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             piece_groups: 256,
-            max_inflight: 4,
+            max_inflight: 2,
             stall: Duration::from_secs(15),
             max_failures: 3,
             retry_after: Duration::from_secs(1),
