@@ -244,11 +244,13 @@ impl Store {
         ranges: &ChunkRanges,
         mut w: W,
     ) -> Result<ChunkRanges, StoreError> {
-        self.encode_chunks(hash, ranges, &mut |b| w.write_all(&b))
+        self.encode_chunks(hash, ranges, &mut |v| {
+            v.iter().try_for_each(|b| w.write_all(b))
+        })
     }
 
     /// Like [`Store::encode_ranges`], handing the stream to `sink` in
-    /// chunks of about 256 KiB that can be sent without copying.
+    /// batches of about 256 KiB of [`Bytes`] that can be sent without copying.
     ///
     /// With [`Options::validate_uploads`](crate::Options), each range is
     /// checked the first time it is sent after the store opens; ranges sent
@@ -258,7 +260,7 @@ impl Store {
         &self,
         hash: &Hash,
         ranges: &ChunkRanges,
-        sink: &mut dyn FnMut(Bytes) -> io::Result<()>,
+        sink: &mut dyn FnMut(Vec<Bytes>) -> io::Result<()>,
     ) -> Result<ChunkRanges, StoreError> {
         self.encode_checked(hash, ranges, sink, false)
     }
@@ -269,7 +271,7 @@ impl Store {
         &self,
         hash: &Hash,
         ranges: &ChunkRanges,
-        sink: &mut dyn FnMut(Bytes) -> io::Result<()>,
+        sink: &mut dyn FnMut(Vec<Bytes>) -> io::Result<()>,
         always_check: bool,
     ) -> Result<ChunkRanges, StoreError> {
         let live = self.live_partial(hash);
@@ -310,7 +312,7 @@ impl Store {
             hash: *hash,
             source,
         };
-        sink(Bytes::copy_from_slice(&size.to_le_bytes())).map_err(peer_gone)?;
+        sink(vec![Bytes::copy_from_slice(&size.to_le_bytes())]).map_err(peer_gone)?;
         let reopen = || self.outboard_table();
         let mut outboard = DbOutboard::new(*hash, tree, self.outboard_table()?, &reopen);
         if let Some(l) = &live {

@@ -27,10 +27,8 @@ use p2pfs_proto::chunk::CHUNK_GROUP_SIZE;
 /// groups written at a time when decoding.
 pub(crate) const WINDOW: usize = 1 << 20;
 
-/// Bytes per chunk handed to the network when encoding. Below glibc's
-/// mmap threshold, so chunk buffers come from the heap and are reused
-/// instead of being mapped (and page-faulted in) afresh each time.
-pub(crate) const OUT_CHUNK: usize = 96 * 1024;
+/// Bytes per batch handed to the network when encoding.
+pub(crate) const OUT_BATCH: usize = 256 * 1024;
 
 /// The chaining value of a run of chunks starting at `start_chunk`.
 pub(crate) fn subtree_cv(start_chunk: u64, data: &[u8], is_root: bool) -> blake3::Hash {
@@ -85,15 +83,19 @@ pub(crate) fn encode(
     ranges: &ChunkRangesRef,
     src: &dyn Source,
     validate: bool,
-    sink: &mut dyn FnMut(Bytes) -> io::Result<()>,
+    sink: &mut dyn FnMut(Vec<Bytes>) -> io::Result<()>,
 ) -> Result<(), EncodeError> {
     let size = tree.size();
-    let mut out = BytesMut::with_capacity(OUT_CHUNK + CHUNK_GROUP_SIZE as usize);
+    // Output: runs of hash pairs copied into `pairs`, and groups as slices
+    // of the read window (no copy), handed over in batches.
+    let mut batch: Vec<Bytes> = Vec::new();
+    let mut batched = 0usize;
+    let mut pairs = BytesMut::new();
     let mut stack = vec![root];
-    // The read-ahead window: bytes [window_start, window_start + window.len()),
-    // in a buffer this thread keeps between calls (no fresh pages to fault in).
-    let mut window = WINDOW_BUF.with(|b| std::mem::take(&mut *b.borrow_mut()));
-    window.clear();
+    // The read-ahead window: bytes [window_start, window_start + window.len()).
+    // Each refill is a fresh buffer: the previous one lives on in the slices
+    // the network still holds.
+    let mut window = Bytes::new();
     let mut window_start = 0u64;
     // A range reaching the last chunk becomes open-ended, as bao-tree
     // expects: otherwise the last group would be split into chunks.
@@ -124,7 +126,11 @@ pub(crate) fn encode(
                         stack.push(l);
                     }
                 }
-                out.extend_from_slice(&pair);
+                if pairs.capacity() - pairs.len() < 64 {
+                    pairs.reserve(64 * 64);
+                }
+                pairs.extend_from_slice(&pair);
+                batched += 64;
             }
             BaoChunk::Leaf {
                 start_chunk,
@@ -138,43 +144,53 @@ pub(crate) fn encode(
                     // Refill the window up to the end of this range.
                     let range_end = containing_range_end(ranges, start_chunk).min(size);
                     let want = (range_end.saturating_sub(offset) as usize).clamp(len, WINDOW);
-                    window.resize(want, 0);
-                    src.read_exact_at(offset, &mut window)
+                    let mut buf = BytesMut::zeroed(want);
+                    src.read_exact_at(offset, &mut buf)
                         .map_err(|e| match e.kind() {
                             io::ErrorKind::UnexpectedEof => EncodeError::Corrupt(format!(
                                 "data is shorter than its size (at byte {offset})"
                             )),
                             _ => EncodeError::Read(e),
                         })?;
+                    window = buf.freeze();
                     window_start = offset;
                 }
                 let at = (offset - window_start) as usize;
-                let data = &window[at..at + len];
+                let data = window.slice(at..at + len);
                 if validate {
                     let expected = stack.pop().unwrap_or(blake3::Hash::from_bytes([0; 32]));
-                    if subtree_cv(start_chunk.0, data, is_root) != expected {
+                    if subtree_cv(start_chunk.0, &data, is_root) != expected {
                         return Err(EncodeError::Corrupt(format!(
                             "data is damaged at byte {offset}"
                         )));
                     }
                 }
-                out.extend_from_slice(data);
+                if !pairs.is_empty() {
+                    batch.push(pairs.split().freeze());
+                }
+                batch.push(data);
+                batched += len;
             }
         }
-        if out.len() >= OUT_CHUNK {
-            sink(out.split().freeze()).map_err(EncodeError::Sink)?;
-            out.reserve(OUT_CHUNK + CHUNK_GROUP_SIZE as usize);
+        if batched >= OUT_BATCH {
+            if !pairs.is_empty() {
+                batch.push(pairs.split().freeze());
+            }
+            sink(std::mem::take(&mut batch)).map_err(EncodeError::Sink)?;
+            batched = 0;
         }
     }
-    if !out.is_empty() {
-        sink(out.freeze()).map_err(EncodeError::Sink)?;
+    if !pairs.is_empty() {
+        batch.push(pairs.split().freeze());
     }
-    WINDOW_BUF.with(|b| *b.borrow_mut() = window);
+    if !batch.is_empty() {
+        sink(batch).map_err(EncodeError::Sink)?;
+    }
     Ok(())
 }
 
 thread_local! {
-    /// Encode windows and decode batches, kept per thread between calls.
+    /// Decode batches, kept per thread between calls.
     static WINDOW_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -376,8 +392,10 @@ mod tests {
             // buffers kept between calls must not leak into the output.
             for validate in [false, true, false, true] {
                 let mut got = Vec::new();
-                encode(root, tree, &ranges, &src, validate, &mut |b| {
-                    got.extend_from_slice(&b);
+                encode(root, tree, &ranges, &src, validate, &mut |v| {
+                    for b in v {
+                        got.extend_from_slice(&b);
+                    }
                     Ok(())
                 })
                 .unwrap_or_else(|e| panic!("size {size} validate {validate}: {e:?}"));

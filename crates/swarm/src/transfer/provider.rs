@@ -132,8 +132,9 @@ async fn get(
     frame::write(send, &response)
         .await
         .map_err(|e| UploadError::Stream(e.to_string()))?;
-    // The store encodes on a blocking thread; chunks come back here.
-    let (tx, mut chunks) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+    // The store encodes on a blocking thread; batches of chunks come back
+    // here.
+    let (tx, mut batches) = tokio::sync::mpsc::channel::<Vec<bytes::Bytes>>(4);
     let store = node.store().clone();
     let encode = tokio::task::spawn_blocking(move || {
         store.encode_chunks(&hash, &sent, &mut |b| {
@@ -143,30 +144,23 @@ async fn get(
         })
     });
     let stall = node.inner.limits.stall_timeout;
-    let mut batch: Vec<bytes::Bytes> = Vec::with_capacity(8);
     let sent = loop {
-        let Some(first) = chunks.recv().await else {
+        let Some(mut batch) = batches.recv().await else {
             break Ok(());
         };
-        batch.push(first);
-        while batch.len() < batch.capacity()
-            && let Ok(c) = chunks.try_recv()
-        {
-            batch.push(c);
-        }
         if let Some(rate) = &node.inner.upload_rate {
             rate.wait(batch.iter().map(|c| c.len()).sum()).await;
         }
         // One timer per batch: a peer that reads nothing for `stall` ends
         // the upload.
         match tokio::time::timeout(stall, send.write_all_chunks(&mut batch)).await {
-            Ok(Ok(())) => batch.clear(),
+            Ok(Ok(())) => {}
             Ok(Err(e)) => break Err(UploadError::Stream(e.to_string())),
             Err(_) => break Err(UploadError::Stalled(stall)),
         }
     };
     if let Err(e) = sent {
-        drop(chunks);
+        drop(batches);
         let _ = encode.await;
         return Err(e);
     }
