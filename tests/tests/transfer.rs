@@ -274,7 +274,6 @@ async fn malformed_oversized_and_stalling_peers_cost_only_themselves() {
     let mut mute_streams = Vec::new();
     for _ in 0..Limits::default().max_streams_per_connection {
         let (mut s, r) = mute.open_bi().await.unwrap();
-        s.write_all(&[]).await.unwrap();
         // A stream exists for the peer once something is sent on it.
         s.write_all(&[1]).await.unwrap();
         mute_streams.push((s, r));
