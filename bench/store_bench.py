@@ -9,6 +9,9 @@ noisy, so only ratios taken in the same run mean anything.
 """
 import json, os, shutil, statistics as S, subprocess, sys, time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import make, sh  # noqa: E402
+
 P2PFS, WORK = sys.argv[1], sys.argv[2]
 ROUNDS = int(sys.argv[3]) if len(sys.argv) > 3 else 5
 GIB = 1 << 30
@@ -16,18 +19,6 @@ SRC = os.path.join(WORK, "src-1g.bin")
 BIG = os.path.join(WORK, "src-4g.bin")
 STORE = os.path.join(WORK, "data")
 COPY = os.path.join(WORK, "copy.bin")
-
-
-def sh(cmd, **kw):
-    return subprocess.run(cmd, shell=True, check=True, **kw)
-
-
-def make(path, size):
-    if not os.path.exists(path) or os.path.getsize(path) != size:
-        # AES-CTR keystream: incompressible, fast, deterministic.
-        sh(f"openssl enc -aes-128-ctr -nosalt -pass pass:p2pfs -pbkdf2 -in /dev/zero 2>/dev/null"
-           f" | head -c {size} > {path} || true")
-        assert os.path.getsize(path) == size, path
 
 
 def timed(cmd):

@@ -14,6 +14,9 @@ per round), and CPU seconds per GiB of both ends.
 """
 import json, os, re, shutil, signal, statistics as S, subprocess, sys, time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import make, sh  # noqa: E402
+
 P2PFS, SHARED, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
 ROUNDS = int(sys.argv[4]) if len(sys.argv) > 4 else 5
 GIB = 1 << 30
@@ -21,16 +24,6 @@ CLK = os.sysconf("SC_CLK_TCK")
 SRC = os.path.join(WORK, "src-1g.bin")
 BIG = os.path.join(WORK, "src-4g.bin")
 PY = "/usr/bin/python3"
-
-
-def sh(cmd, **kw):
-    return subprocess.run(cmd, shell=True, check=True, **kw)
-
-
-def make(path, size):
-    if not os.path.exists(path) or os.path.getsize(path) != size:
-        sh(f"openssl enc -aes-128-ctr -nosalt -pass pass:p2pfs -pbkdf2 -in /dev/zero 2>/dev/null"
-           f" | head -c {size} > {path} || true")
 
 
 def cpu(pid):

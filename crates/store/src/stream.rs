@@ -54,6 +54,41 @@ pub(crate) fn parent_cv(pair: &[u8; 64], is_root: bool) -> blake3::Hash {
     }
 }
 
+/// The chaining values still to be checked, in pre-order: the state of a
+/// walk over the tree that verifies each pair and group against the root.
+struct Expected(Vec<blake3::Hash>);
+
+impl Expected {
+    fn new(root: blake3::Hash) -> Self {
+        Self(vec![root])
+    }
+
+    fn pop(&mut self) -> blake3::Hash {
+        self.0.pop().unwrap_or(blake3::Hash::from_bytes([0; 32]))
+    }
+
+    /// Checks a parent's hash pair; if it matches, the children the walk
+    /// will visit are expected next.
+    fn parent(&mut self, pair: &[u8; 64], is_root: bool, left: bool, right: bool) -> bool {
+        if parent_cv(pair, is_root) != self.pop() {
+            return false;
+        }
+        let (l, r) = crate::outboard::split_pair(pair);
+        if right {
+            self.0.push(r);
+        }
+        if left {
+            self.0.push(l);
+        }
+        true
+    }
+
+    /// Checks a group's bytes.
+    fn leaf(&mut self, start_chunk: u64, data: &[u8], is_root: bool) -> bool {
+        subtree_cv(start_chunk, data, is_root) == self.pop()
+    }
+}
+
 /// Where an encoder gets hash pairs and bytes.
 pub(crate) trait Source {
     /// The hash pair of `node` (zeros if unknown).
@@ -91,7 +126,7 @@ pub(crate) fn encode(
     let mut batch: Vec<Bytes> = Vec::new();
     let mut batched = 0usize;
     let mut pairs = BytesMut::new();
-    let mut stack = vec![root];
+    let mut expected = Expected::new(root);
     // The read-ahead window: bytes [window_start, window_start + window.len()).
     // Each refill is a fresh buffer: the previous one lives on in the slices
     // the network still holds.
@@ -110,21 +145,11 @@ pub(crate) fn encode(
                 ..
             } => {
                 let pair = src.pair(node).map_err(EncodeError::Read)?;
-                if validate {
-                    let expected = stack.pop().unwrap_or(blake3::Hash::from_bytes([0; 32]));
-                    if parent_cv(&pair, is_root) != expected {
-                        let start = node.chunk_range().start.to_bytes();
-                        return Err(EncodeError::Corrupt(format!(
-                            "outboard is damaged near byte {start}"
-                        )));
-                    }
-                    let (l, r) = crate::outboard::split_pair(&pair);
-                    if right {
-                        stack.push(r);
-                    }
-                    if left {
-                        stack.push(l);
-                    }
+                if validate && !expected.parent(&pair, is_root, left, right) {
+                    let start = node.chunk_range().start.to_bytes();
+                    return Err(EncodeError::Corrupt(format!(
+                        "outboard is damaged near byte {start}"
+                    )));
                 }
                 if pairs.capacity() - pairs.len() < 64 {
                     pairs.reserve(64 * 64);
@@ -157,13 +182,10 @@ pub(crate) fn encode(
                 }
                 let at = (offset - window_start) as usize;
                 let data = window.slice(at..at + len);
-                if validate {
-                    let expected = stack.pop().unwrap_or(blake3::Hash::from_bytes([0; 32]));
-                    if subtree_cv(start_chunk.0, &data, is_root) != expected {
-                        return Err(EncodeError::Corrupt(format!(
-                            "data is damaged at byte {offset}"
-                        )));
-                    }
+                if validate && !expected.leaf(start_chunk.0, &data, is_root) {
+                    return Err(EncodeError::Corrupt(format!(
+                        "data is damaged at byte {offset}"
+                    )));
                 }
                 if !pairs.is_empty() {
                     batch.push(pairs.split().freeze());
@@ -238,7 +260,7 @@ pub(crate) fn decode(
     mut reader: impl Read,
     sink: &mut dyn Sink,
 ) -> Result<(), DecodeError> {
-    let mut stack = vec![root];
+    let mut expected = Expected::new(root);
     let mut buf = WINDOW_BUF.with(|b| std::mem::take(&mut *b.borrow_mut()));
     // Zeroed once per thread; `len` says how much is in use.
     buf.resize(WINDOW, 0);
@@ -261,21 +283,13 @@ pub(crate) fn decode(
                 } => {
                     let mut pair = [0u8; 64];
                     reader.read_exact(&mut pair).map_err(stream_error)?;
-                    let expected = stack.pop().unwrap_or(blake3::Hash::from_bytes([0; 32]));
-                    if parent_cv(&pair, is_root) != expected {
+                    if !expected.parent(&pair, is_root, left, right) {
                         let r = node.chunk_range();
                         return Err(DecodeError::Verification(format!(
                             "hash pair for bytes {}..{} does not match",
                             r.start.to_bytes(),
                             r.end.to_bytes()
                         )));
-                    }
-                    let (l, r) = crate::outboard::split_pair(&pair);
-                    if right {
-                        stack.push(r);
-                    }
-                    if left {
-                        stack.push(l);
                     }
                     sink.pair(node, pair).map_err(DecodeError::Sink)?;
                 }
@@ -300,8 +314,7 @@ pub(crate) fn decode(
                         )));
                     };
                     reader.read_exact(slot).map_err(stream_error)?;
-                    let expected = stack.pop().unwrap_or(blake3::Hash::from_bytes([0; 32]));
-                    if subtree_cv(start_chunk.0, slot, is_root) != expected {
+                    if !expected.leaf(start_chunk.0, slot, is_root) {
                         return Err(DecodeError::Verification(format!(
                             "chunk group at byte {offset} does not match"
                         )));

@@ -141,6 +141,13 @@ impl std::fmt::Display for WrongNode {
 
 impl std::error::Error for WrongNode {}
 
+/// QUIC runs on TLS 1.3 only.
+fn refuse_tls12() -> Result<HandshakeSignatureValid, rustls::Error> {
+    Err(rustls::Error::PeerIncompatible(
+        rustls::PeerIncompatible::Tls13RequiredForQuic,
+    ))
+}
+
 fn check_chain(
     end_entity: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
@@ -186,9 +193,7 @@ impl ServerCertVerifier for PeerVerifier {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls13RequiredForQuic,
-        ))
+        refuse_tls12()
     }
 
     fn verify_tls13_signature(
@@ -201,7 +206,7 @@ impl ServerCertVerifier for PeerVerifier {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        vec![SignatureScheme::ED25519]
+        ED25519_ONLY.supported_schemes()
     }
 }
 
@@ -226,9 +231,7 @@ impl ClientCertVerifier for PeerVerifier {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls13RequiredForQuic,
-        ))
+        refuse_tls12()
     }
 
     fn verify_tls13_signature(
@@ -241,7 +244,7 @@ impl ClientCertVerifier for PeerVerifier {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        vec![SignatureScheme::ED25519]
+        ED25519_ONLY.supported_schemes()
     }
 }
 

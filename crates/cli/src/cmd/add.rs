@@ -113,16 +113,16 @@ pub(crate) async fn share(
         items: vec![AddItem::Path(abs)],
         pin: true,
     };
-    let mut rx = session.call(request, None).await?;
     let mut hash = None;
-    loop {
-        match cmd::next(&mut rx).await? {
+    cmd::each(session, request, |r| {
+        match r {
             Response::Added { hash: h, .. } => hash = Some(h),
             Response::ItemFailed { message, .. } => bail!("{}: {message}", path.display()),
-            Response::Done => break,
             _ => {}
         }
-    }
+        Ok(())
+    })
+    .await?;
     let hash = hash.context("the node added nothing")?;
     let name = path
         .file_name()
@@ -139,15 +139,14 @@ pub(crate) async fn ticket(
     hash: Hash,
     name: Option<String>,
 ) -> anyhow::Result<String> {
-    let mut rx = session.call(Request::Ticket { hash, name }, None).await?;
     let mut ticket = None;
-    loop {
-        match cmd::next(&mut rx).await? {
-            Response::Ticket(t) => ticket = Some(t),
-            Response::Done => break,
-            _ => {}
+    cmd::each(session, Request::Ticket { hash, name }, |r| {
+        if let Response::Ticket(t) = r {
+            ticket = Some(t);
         }
-    }
+        Ok(())
+    })
+    .await?;
     ticket.context("the node returned no ticket")
 }
 

@@ -34,14 +34,12 @@ pub(crate) async fn write_blob(
             .with_context(|| format!("writing blob {hash}"))?;
         return Ok(());
     }
-    let mut rx = session.call(Request::Cat { hash }, None).await?;
-    loop {
-        match cmd::next(&mut rx).await? {
-            Response::Data(bytes) => out
-                .write_all(&bytes)
-                .with_context(|| format!("writing blob {hash}"))?,
-            Response::Done => return Ok(()),
-            _ => {}
+    cmd::each(session, Request::Cat { hash }, |r| {
+        if let Response::Data(bytes) = r {
+            out.write_all(&bytes)
+                .with_context(|| format!("writing blob {hash}"))?;
         }
-    }
+        Ok(())
+    })
+    .await
 }

@@ -7,15 +7,14 @@ use p2pfs_swarm::control::{Request, Response};
 use crate::{cmd, output, session::Session};
 
 pub(crate) async fn run(session: &Session, json: bool, out: &mut impl Write) -> anyhow::Result<()> {
-    let mut rx = session.call(Request::Gc, None).await?;
     let mut report = None;
-    loop {
-        match cmd::next(&mut rx).await? {
-            Response::Gc(r) => report = Some(r),
-            Response::Done => break,
-            _ => {}
+    cmd::each(session, Request::Gc, |r| {
+        if let Response::Gc(r) = r {
+            report = Some(r);
         }
-    }
+        Ok(())
+    })
+    .await?;
     let report = report.unwrap_or_default();
     if json {
         return output::json(out, &report);

@@ -8,15 +8,14 @@ use p2pfs_swarm::control::{Request, Response};
 use crate::{cmd, output, session::Session};
 
 pub(crate) async fn run(session: &Session, json: bool, out: &mut impl Write) -> anyhow::Result<()> {
-    let mut rx = session.call(Request::List, None).await?;
     let mut blobs = Vec::new();
-    loop {
-        match cmd::next(&mut rx).await? {
-            Response::Blobs(b) => blobs = b,
-            Response::Done => break,
-            _ => {}
+    cmd::each(session, Request::List, |r| {
+        if let Response::Blobs(b) = r {
+            blobs = b;
         }
-    }
+        Ok(())
+    })
+    .await?;
     if json {
         return output::json(out, &blobs);
     }

@@ -11,8 +11,26 @@ pub(crate) mod status;
 pub(crate) mod verify;
 
 use anyhow::anyhow;
-use p2pfs_swarm::control::Response;
+use p2pfs_swarm::control::{Request, Response};
 use tokio::sync::mpsc;
+
+use crate::session::Session;
+
+/// Sends `request` and hands every response to `f` until the command is
+/// done (an error response ends it with that error).
+pub(crate) async fn each(
+    session: &Session,
+    request: Request,
+    mut f: impl FnMut(Response) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut rx = session.call(request, None).await?;
+    loop {
+        match next(&mut rx).await? {
+            Response::Done => return Ok(()),
+            r => f(r)?,
+        }
+    }
+}
 
 /// The next response, or an error if the command failed or the stream ended.
 pub(crate) async fn next(rx: &mut mpsc::Receiver<Response>) -> anyhow::Result<Response> {

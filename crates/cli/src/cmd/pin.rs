@@ -58,15 +58,11 @@ async fn run(
     out: &mut impl Write,
     line: impl Fn(Response) -> Option<(Hash, &'static str)>,
 ) -> anyhow::Result<()> {
-    let mut rx = session.call(request, None).await?;
-    loop {
-        match cmd::next(&mut rx).await? {
-            Response::Done => return Ok(()),
-            r => {
-                if let Some((hash, note)) = line(r) {
-                    output::line(out, &format!("{hash}  {note}"))?;
-                }
-            }
+    cmd::each(session, request, |r| {
+        if let Some((hash, note)) = line(r) {
+            output::line(out, &format!("{hash}  {note}"))?;
         }
-    }
+        Ok(())
+    })
+    .await
 }

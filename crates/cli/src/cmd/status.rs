@@ -7,15 +7,14 @@ use p2pfs_swarm::control::{Request, Response};
 use crate::{cmd, output, session::Session};
 
 pub(crate) async fn run(session: &Session, json: bool, out: &mut impl Write) -> anyhow::Result<()> {
-    let mut rx = session.call(Request::Status, None).await?;
     let mut status = None;
-    loop {
-        match cmd::next(&mut rx).await? {
-            Response::Status(s) => status = Some(s),
-            Response::Done => break,
-            _ => {}
+    cmd::each(session, Request::Status, |r| {
+        if let Response::Status(s) = r {
+            status = Some(s);
         }
-    }
+        Ok(())
+    })
+    .await?;
     let Some(s) = status else {
         anyhow::bail!("the node returned no status");
     };

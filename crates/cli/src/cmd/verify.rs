@@ -13,17 +13,12 @@ pub(crate) async fn run(
     hashes: &[Hash],
     out: &mut impl Write,
 ) -> anyhow::Result<bool> {
-    let mut rx = session
-        .call(
-            Request::Verify {
-                hashes: hashes.to_vec(),
-            },
-            None,
-        )
-        .await?;
+    let request = Request::Verify {
+        hashes: hashes.to_vec(),
+    };
     let mut ok = true;
-    loop {
-        match cmd::next(&mut rx).await? {
+    cmd::each(session, request, |r| {
+        match r {
             Response::Verified { hash, error: None } => output::line(out, &format!("{hash}  OK"))?,
             Response::Verified {
                 hash,
@@ -32,8 +27,10 @@ pub(crate) async fn run(
                 ok = false;
                 output::line(out, &format!("{hash}  FAILED: {e}"))?;
             }
-            Response::Done => return Ok(ok),
             _ => {}
         }
-    }
+        Ok(())
+    })
+    .await?;
+    Ok(ok)
 }

@@ -109,7 +109,7 @@ pub(crate) async fn run(
         hash,
         reason: "no provider could prove the blob's size".into(),
     })?;
-    let present = partial.have().map(|h| to_groups(&h)).unwrap_or_default();
+    let present = present_groups(&partial);
     let mut driver = Driver {
         node: node.clone(),
         hash,
@@ -252,6 +252,11 @@ async fn prove_size(
     }
 }
 
+/// The groups a partial blob holds.
+fn present_groups(partial: &PartialBlob) -> Groups {
+    partial.have().map(|h| to_groups(&h)).unwrap_or_default()
+}
+
 /// The groups covered by chunk ranges (a partial last group counts).
 fn to_groups(r: &ChunkRanges) -> Groups {
     let b = r.boundaries();
@@ -295,10 +300,7 @@ struct Driver {
 impl Driver {
     /// The groups the store has now.
     fn present(&self) -> Groups {
-        self.partial
-            .have()
-            .map(|h| to_groups(&h))
-            .unwrap_or_default()
+        present_groups(&self.partial)
     }
 
     async fn run(&mut self) -> Result<(), SwarmError> {
