@@ -12,6 +12,7 @@ mod ranges;
 mod stream;
 mod tables;
 mod tree;
+mod window;
 
 #[cfg(test)]
 mod tests;

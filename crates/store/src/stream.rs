@@ -23,9 +23,11 @@ use blake3::hazmat::{HasherExt, Mode, merge_subtrees_non_root, merge_subtrees_ro
 use bytes::{Bytes, BytesMut};
 use p2pfs_proto::chunk::CHUNK_GROUP_SIZE;
 
+use crate::window;
+
 /// Bytes read from the blob at a time when encoding; bytes of verified
 /// groups written at a time when decoding.
-pub(crate) const WINDOW: usize = 1 << 20;
+pub(crate) const WINDOW: usize = window::SIZE;
 
 /// Bytes per batch handed to the network when encoding.
 pub(crate) const OUT_BATCH: usize = 256 * 1024;
@@ -128,8 +130,8 @@ pub(crate) fn encode(
     let mut pairs = BytesMut::new();
     let mut expected = Expected::new(root);
     // The read-ahead window: bytes [window_start, window_start + window.len()).
-    // Each refill is a fresh buffer: the previous one lives on in the slices
-    // the network still holds.
+    // Each refill takes another buffer: the previous one lives on in the
+    // slices the network still holds, and is recycled when they are dropped.
     let mut window = Bytes::new();
     let mut window_start = 0u64;
     // A range reaching the last chunk becomes open-ended, as bao-tree
@@ -169,15 +171,14 @@ pub(crate) fn encode(
                     // Refill the window up to the end of this range.
                     let range_end = containing_range_end(ranges, start_chunk).min(size);
                     let want = (range_end.saturating_sub(offset) as usize).clamp(len, WINDOW);
-                    let mut buf = BytesMut::zeroed(want);
-                    src.read_exact_at(offset, &mut buf)
+                    window = window::POOL
+                        .read(want, |buf| src.read_exact_at(offset, buf))
                         .map_err(|e| match e.kind() {
                             io::ErrorKind::UnexpectedEof => EncodeError::Corrupt(format!(
                                 "data is shorter than its size (at byte {offset})"
                             )),
                             _ => EncodeError::Read(e),
                         })?;
-                    window = buf.freeze();
                     window_start = offset;
                 }
                 let at = (offset - window_start) as usize;

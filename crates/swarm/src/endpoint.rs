@@ -9,9 +9,18 @@ use std::{
 
 use crate::{Limits, error::SwarmError};
 
+/// The largest UDP payload the node sends or accepts. Path MTU discovery
+/// climbs to it where the path allows (loopback, jumbo-frame LANs) and stays
+/// at the usual ~1452 bytes elsewhere. Ten of these (quinn's segmentation
+/// offload batch) must fit one 64 KiB UDP send, so the bound is below 6.5 KB.
+pub(crate) const MAX_UDP_PAYLOAD: u16 = 6000;
+
 /// Transport parameters shared by both directions of every connection.
 pub(crate) fn transport_config(limits: &Limits) -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
+    let mut mtu = quinn::MtuDiscoveryConfig::default();
+    mtu.upper_bound(MAX_UDP_PAYLOAD);
+    t.mtu_discovery_config(Some(mtu));
     t.max_concurrent_bidi_streams(limits.max_streams_per_connection.into())
         .max_concurrent_uni_streams(0u32.into())
         // Windows that keep a fast link busy; memory is bounded per
@@ -63,13 +72,12 @@ pub(crate) fn endpoint(
 ) -> Result<quinn::Endpoint, SwarmError> {
     let runtime = quinn::default_runtime()
         .ok_or_else(|| SwarmError::Setup("no async runtime for QUIC".into()))?;
-    quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        Some(server),
-        socket,
-        runtime,
-    )
-    .map_err(|e| SwarmError::io("starting the QUIC endpoint", e))
+    let mut config = quinn::EndpointConfig::default();
+    config
+        .max_udp_payload_size(MAX_UDP_PAYLOAD)
+        .map_err(|e| SwarmError::Setup(format!("UDP payload size: {e}")))?;
+    quinn::Endpoint::new(config, Some(server), socket, runtime)
+        .map_err(|e| SwarmError::io("starting the QUIC endpoint", e))
 }
 
 /// The addresses peers can reach the endpoint at: the bound address, or
