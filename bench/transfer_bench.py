@@ -3,18 +3,22 @@
 
 For ROUNDS rounds, alternately:
   quinn     ../shared/bench/quicperf: a bare quinn bulk transfer of 1 GiB (1 stream)
+  quinn_tuned  the same program with p2pfs's transport settings (bench/quicperf_tuned.py)
   p2pfs     p2pfs fetch of a 1 GiB blob from one provider daemon, verified,
             into a fresh store (committed to disk), written to /dev/null
   libtorrent (if available) 1 seeder -> 1 leecher, 1 GiB, via ../shared/bench/bt.py
 Then: p2pfs 4 providers -> 1 fetcher (bytes from each provider), and the
-fetcher's peak RSS for a 4 GiB blob. Reports medians, ratios (of medians and
+fetcher's peak RSS for a 4 GiB blob. A provider daemon checks data against its
+hash the first time it uploads it after starting; one untimed warm-up fetch
+per setup keeps that out of the comparison (a seeding daemon runs for long). Reports medians, ratios (of medians and
 per round), and CPU seconds per GiB of both ends.
 
   transfer_bench.py P2PFS SHARED_BENCH_DIR WORKDIR [ROUNDS]
 """
 import json, os, re, shutil, signal, statistics as S, subprocess, sys, time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 from benchlib import make, sh  # noqa: E402
 
 P2PFS, SHARED, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -127,13 +131,28 @@ def main():
             os.remove(cert)
         qserver = start(f"exec {qp} server 127.0.0.1:4433 {cert}", os.path.join(WORK, "qp.log"))
         wait_for(cert)
+        qt = subprocess.run(f"python3 {HERE}/quicperf_tuned.py {SHARED} /tmp/quicperf-tuned",
+                            shell=True, capture_output=True, text=True).stdout.strip()
+        qtserver = None
+        if qt:
+            qtcert = os.path.join(WORK, "qpt.cert")
+            if os.path.exists(qtcert):
+                os.remove(qtcert)
+            qtserver = start(f"exec {qt} server 127.0.0.1:4434 {qtcert}",
+                             os.path.join(WORK, "qpt.log"))
+            wait_for(qtcert)
         prov, addr = provider(0, SRC)
         lt = libtorrent_setup()
         sh(f"cat {SRC} > /dev/null")
-        runs = {"quinn": [], "p2pfs": [], "libtorrent": []}
+        runs = {"quinn": [], "quinn_tuned": [], "p2pfs": [], "libtorrent": []}
         fetch_dir = os.path.join(WORK, "fetcher")
+        fresh(fetch_dir)
+        sh(f"{P2PFS} --data-dir {fetch_dir} fetch {h} --peer {addr} -o /dev/null")  # warm-up
         for r in range(ROUNDS):
             runs["quinn"].append(timed(f"{qp} client 127.0.0.1:4433 {cert} {GIB}", [qserver.pid]))
+            if qtserver:
+                runs["quinn_tuned"].append(timed(f"{qt} client 127.0.0.1:4434 {qtcert} {GIB}",
+                                                 [qtserver.pid]))
             fresh(fetch_dir)
             runs["p2pfs"].append(timed(
                 f"{P2PFS} --data-dir {fetch_dir} fetch {h} --peer {addr} -o /dev/null",
@@ -145,27 +164,37 @@ def main():
         for k, v in runs.items():
             if v:
                 results[k] = summary(k, [x[0] for x in v], [x[1] for x in v], [x[2] for x in v])
-        q, p = runs["quinn"], runs["p2pfs"]
-        results["ratio_vs_quinn"] = {
-            "of_medians": results["quinn"]["wall_s"] / results["p2pfs"]["wall_s"],
-            "per_round": [a[0] / b[0] for a, b in zip(q, p)]}
-        if runs["libtorrent"]:
-            results["ratio_vs_libtorrent"] = {
-                "of_medians": results["libtorrent"]["wall_s"] / results["p2pfs"]["wall_s"],
-                "per_round": [a[0] / b[0] for a, b in zip(runs["libtorrent"], p)]}
+        p = runs["p2pfs"]
+        for k in ("quinn", "quinn_tuned", "libtorrent"):
+            if runs[k]:
+                results[f"ratio_vs_{k}"] = {
+                    "of_medians": results[k]["wall_s"] / results["p2pfs"]["wall_s"],
+                    "per_round": [a[0] / b[0] for a, b in zip(runs[k], p)]}
         # 4 providers -> 1
-        addrs = [addr] + [provider(i, SRC)[1] for i in (1, 2, 3)]
-        provs = [x.pid for x in PROCS if x is not qserver][-4:]
-        four = []
-        for r in range(max(2, ROUNDS // 2)):
+        more = [provider(i, SRC) for i in (1, 2, 3)]
+        addrs = [addr] + [a for _, a in more]
+        provs = [prov.pid] + [p.pid for p, _ in more]
+        peers = " ".join(f"--peer {a}" for a in addrs)
+        fresh(fetch_dir)
+        sh(f"{P2PFS} --data-dir {fetch_dir} fetch {h} {peers} -o /dev/null")  # warm-up
+        # Alternating with 1 -> 1, so the two are compared side by side.
+        four, one = [], []
+        for r in range(ROUNDS):
             fresh(fetch_dir)
-            peers = " ".join(f"--peer {a}" for a in addrs)
+            one.append(timed(f"{P2PFS} --data-dir {fetch_dir} fetch {h} --peer {addr} -o /dev/null",
+                             [prov.pid]))
+            fresh(fetch_dir)
             four.append(timed(f"{P2PFS} --data-dir {fetch_dir} fetch {h} {peers} -o /dev/null -v",
                               provs))
+            print(f"round {r + 1}: p2pfs 1->1 {one[-1][0]:.2f}s  4->1 {four[-1][0]:.2f}s",
+                  flush=True)
         contrib = [int(m) for m in re.findall(r"(\d+) bytes", four[-1][3])]
         results["p2pfs_4to1"] = summary("p2pfs_4to1", [x[0] for x in four], [x[1] for x in four],
                                         [x[2] for x in four])
         results["p2pfs_4to1"]["bytes_per_provider_last_round"] = contrib
+        results["ratio_4to1_vs_1to1"] = {
+            "of_medians": S.median(x[0] for x in one) / results["p2pfs_4to1"]["wall_s"],
+            "per_round": [a[0] / b[0] for a, b in zip(one, four)]}
         # Memory: a 4 GiB blob.
         stop_all()
         make(BIG, 4 * GIB)

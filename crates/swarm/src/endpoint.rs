@@ -65,11 +65,30 @@ pub(crate) fn bind(listen: Option<SocketAddr>, default_port: u16) -> Result<UdpS
     Err(SwarmError::io(format!("listening on {addr}"), e))
 }
 
+/// The socket buffer sizes asked for. The kernel's default (about 200 KiB)
+/// holds only a few dozen large packets: a burst that arrives while the
+/// node is busy overflows it, and QUIC reads the drops as congestion. The
+/// kernel caps the request at `net.core.rmem_max` / `wmem_max`.
+const SOCKET_BUFFER: usize = 8 << 20;
+
+/// Asks for [`SOCKET_BUFFER`]-sized socket buffers (best effort).
+fn grow_buffers(socket: &UdpSocket) {
+    let s = socket2::SockRef::from(socket);
+    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+    tracing::debug!(
+        recv = ?s.recv_buffer_size(),
+        send = ?s.send_buffer_size(),
+        "UDP socket buffers"
+    );
+}
+
 /// Builds the endpoint on `socket`.
 pub(crate) fn endpoint(
     socket: UdpSocket,
     server: quinn::ServerConfig,
 ) -> Result<quinn::Endpoint, SwarmError> {
+    grow_buffers(&socket);
     let runtime = quinn::default_runtime()
         .ok_or_else(|| SwarmError::Setup("no async runtime for QUIC".into()))?;
     let mut config = quinn::EndpointConfig::default();
