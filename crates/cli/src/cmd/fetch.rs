@@ -65,15 +65,14 @@ pub(crate) async fn run(
             report(Path::new("standard output"));
         }
         Output::File(path) => {
+            // Like cp, the copy is left to the kernel to write back (no
+            // fsync): the store's copy is the durable one, and fetching
+            // again rewrites this file from it at once.
             let mut f = std::fs::File::create(&path)
                 .with_context(|| format!("creating {}", path.display()))?;
             cmd::cat::write_blob(session, hash, &mut f)
                 .await
                 .with_context(|| format!("writing {}", path.display()))?;
-            if f.metadata().is_ok_and(|m| m.is_file()) {
-                f.sync_all()
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
             report(&path);
         }
     }
