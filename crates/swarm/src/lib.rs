@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod control;
+pub mod dht;
 mod dial;
 mod endpoint;
 mod error;
