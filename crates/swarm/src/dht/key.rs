@@ -81,10 +81,11 @@ impl fmt::Debug for Key {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn key(first: u8, last: u8) -> Key {
+    /// A key with the given first and last bytes, zeros between.
+    pub(crate) fn key(first: u8, last: u8) -> Key {
         let mut k = [0u8; 32];
         k[0] = first;
         k[31] = last;

@@ -309,13 +309,7 @@ impl<A: Located + Clone> RoutingTable<A> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn key(first: u8, last: u8) -> Key {
-        let mut k = [0u8; 32];
-        k[0] = first;
-        k[31] = last;
-        Key(k)
-    }
+    use crate::dht::key::tests::key;
 
     fn small() -> TableConfig {
         TableConfig {
