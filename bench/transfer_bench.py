@@ -3,14 +3,15 @@
 
 For ROUNDS rounds, alternately:
   quinn     ../shared/bench/quicperf: a bare quinn bulk transfer of 1 GiB (1 stream)
-  quinn_tuned  the same program with p2pfs's transport settings (bench/quicperf_tuned.py)
+  quinn_tuned  the same program with p2pfs's transport settings (bench/quicperf_build.py)
   p2pfs     p2pfs fetch of a 1 GiB blob from one provider daemon, verified,
             into a fresh store (committed to disk), written to /dev/null
   libtorrent (if available) 1 seeder -> 1 leecher, 1 GiB, via ../shared/bench/bt.py
 Then: p2pfs 4 providers -> 1 fetcher (bytes from each provider), and the
 fetcher's peak RSS for a 4 GiB blob. A provider daemon checks data against its
 hash the first time it uploads it after starting; one untimed warm-up fetch
-per setup keeps that out of the comparison (a seeding daemon runs for long). Reports medians, ratios (of medians and
+per setup keeps that out of the comparison (a seeding daemon runs for long).
+Reports medians, ratios (of medians and
 per round), and CPU seconds per GiB of both ends.
 
   transfer_bench.py P2PFS SHARED_BENCH_DIR WORKDIR [ROUNDS]
@@ -105,6 +106,12 @@ def fresh(d):
     sh("sync")
 
 
+def quicperf(out, *flags):
+    """Builds ../shared/bench/quicperf (bench/quicperf_build.py); its path, or "" if skipped."""
+    return subprocess.run([sys.executable, os.path.join(HERE, "quicperf_build.py"), SHARED, out,
+                           *flags], check=True, capture_output=True, text=True).stdout.strip()
+
+
 def summary(name, walls, clients, servers, nbytes=GIB):
     w = S.median(walls)
     return {"name": name, "wall_s": w, "MBps": nbytes / w / 1e6,
@@ -119,20 +126,14 @@ def main():
                        text=True).stdout.strip()
     results = {}
     try:
-        # quinn baseline
-        qp = "/tmp/quicperf-build/target/release/quicperf"
-        if not os.path.exists(qp):
-            shutil.rmtree("/tmp/quicperf-build", ignore_errors=True)
-            shutil.copytree(os.path.join(SHARED, "quicperf"), "/tmp/quicperf-build")
-            sh("chmod -R u+w /tmp/quicperf-build && cd /tmp/quicperf-build && "
-               "CARGO_TARGET_DIR=/tmp/quicperf-build/target cargo build --release -q")
+        # quinn baselines: as shipped, and with p2pfs's transport settings
+        qp = quicperf("/tmp/quicperf-build")
         cert = os.path.join(WORK, "qp.cert")
         if os.path.exists(cert):
             os.remove(cert)
         qserver = start(f"exec {qp} server 127.0.0.1:4433 {cert}", os.path.join(WORK, "qp.log"))
         wait_for(cert)
-        qt = subprocess.run(f"python3 {HERE}/quicperf_tuned.py {SHARED} /tmp/quicperf-tuned",
-                            shell=True, capture_output=True, text=True).stdout.strip()
+        qt = quicperf("/tmp/quicperf-tuned", "--tuned")
         qtserver = None
         if qt:
             qtcert = os.path.join(WORK, "qpt.cert")

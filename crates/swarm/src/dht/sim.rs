@@ -201,7 +201,6 @@ impl Sim {
                 Kind::Honest
             };
         }
-        let mut rtt = RttEstimator::default();
         let mut sim = Self {
             cfg,
             rng,
@@ -210,9 +209,9 @@ impl Sim {
             rtt: RttEstimator::default(),
         };
         for _ in 0..16 {
-            rtt.sample(sim.round_trip());
+            let d = sim.round_trip();
+            sim.rtt.sample(d);
         }
-        sim.rtt = rtt;
         sim
     }
 

@@ -295,15 +295,6 @@ impl<A: Located + Clone> RoutingTable<A> {
     pub fn entries(&self) -> impl Iterator<Item = &Entry<A>> {
         self.buckets.iter().rev().flat_map(|b| b.entries.iter())
     }
-
-    /// Indices of buckets holding at least one entry.
-    pub fn bucket_sizes(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        self.buckets
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| !b.entries.is_empty())
-            .map(|(i, b)| (i, b.entries.len()))
-    }
 }
 
 #[cfg(test)]

@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
-"""Builds ../shared/bench/quicperf a second time with p2pfs's transport settings, so the
-benchmark can also compare p2pfs with a bare quinn transfer configured the same way:
-path MTU discovery up to 6000-byte UDP payloads and 8 MiB socket buffers (see
-crates/swarm/src/endpoint.rs). The shared source is patched in a copy; if it no longer has
-the expected shape, this says so and the tuned baseline is skipped.
+"""Builds ../shared/bench/quicperf (a bare quinn bulk transfer) in OUT_DIR, as shipped or,
+with --tuned, with p2pfs's transport settings, so the benchmark can also compare p2pfs with
+quinn configured the same way: path MTU discovery up to 6000-byte UDP payloads and 8 MiB
+socket buffers (see crates/swarm/src/endpoint.rs). The tuned build patches a copy of the
+source; if it no longer has the expected shape, this says so and prints nothing.
 
-  quicperf_tuned.py SHARED_BENCH_DIR OUT_DIR   (prints the binary's path, or nothing)
+  quicperf_build.py SHARED_BENCH_DIR OUT_DIR [--tuned]   (prints the binary's path)
 """
 import os, shutil, subprocess, sys
 
 SHARED, OUT = sys.argv[1], sys.argv[2]
+TUNED = "--tuned" in sys.argv[3:]
 
 PATCHES = [
     ("    t.send_window(64 << 20);\n",
@@ -43,22 +44,29 @@ def main():
     shutil.rmtree(OUT, ignore_errors=True)
     shutil.copytree(os.path.join(SHARED, "quicperf"), OUT)
     subprocess.run(f"chmod -R u+w {OUT}", shell=True, check=True)
+    if TUNED and not tune():
+        return
+    subprocess.run(f"cd {OUT} && CARGO_TARGET_DIR={OUT}/target cargo build --release -q",
+                   shell=True, check=True)
+    print(binary)
+
+
+def tune():
+    """Patches the copy in OUT; false if the source is not as expected."""
     src = os.path.join(OUT, "src", "main.rs")
     text = open(src).read()
     for old, new in PATCHES:
         if text.count(old) != 1:
             print(f"quicperf source changed ({old.strip()[:40]!r} not found once): "
                   "tuned baseline skipped", file=sys.stderr)
-            return
+            return False
         text = text.replace(old, new)
     open(src, "w").write(text)
     # socket2 joins [dependencies], the table before [profile.release].
     toml_path = os.path.join(OUT, "Cargo.toml")
     head, sep, tail = open(toml_path).read().partition("[profile.release]")
     open(toml_path, "w").write(head.rstrip("\n") + '\nsocket2 = "0.6"\n\n' + sep + tail)
-    subprocess.run(f"cd {OUT} && CARGO_TARGET_DIR={OUT}/target cargo build --release -q",
-                   shell=True, check=True)
-    print(binary)
+    return True
 
 
 if __name__ == "__main__":
