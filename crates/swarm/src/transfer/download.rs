@@ -124,6 +124,7 @@ pub(crate) async fn run(
             },
         ),
         running: HashMap::new(),
+        tally: HashMap::new(),
         progress,
         size,
     };
@@ -134,8 +135,9 @@ pub(crate) async fn run(
         }
     }
     let result = driver.run().await;
-    for (_, r) in driver.running.drain() {
-        r.cancel.cancel();
+    let ids: Vec<u64> = driver.running.keys().copied().collect();
+    for id in ids {
+        driver.retire(id);
     }
     let partial = driver.partial.clone();
     tokio::task::spawn_blocking(move || partial.flush())
@@ -145,7 +147,7 @@ pub(crate) async fn run(
     let providers: Vec<(NodeId, u64)> = driver
         .conns
         .keys()
-        .map(|p| (*p, driver.sched.received_from(p)))
+        .map(|p| (*p, driver.tally.get(p).copied().unwrap_or(0)))
         .collect();
     Ok(FetchStats {
         size,
@@ -276,6 +278,7 @@ fn to_chunks(groups: &std::ops::Range<u64>) -> ChunkRanges {
 }
 
 struct Running {
+    peer: NodeId,
     cancel: CancellationToken,
     received: Arc<AtomicU64>,
 }
@@ -293,6 +296,9 @@ struct Driver {
     conns: HashMap<NodeId, Conn>,
     sched: Scheduler<NodeId>,
     running: HashMap<u64, Running>,
+    /// Bytes received from each provider by requests that have ended; the
+    /// scheduler forgets a request when it cancels it, this does not.
+    tally: HashMap<NodeId, u64>,
     progress: Option<watch::Sender<FetchProgress>>,
     size: u64,
 }
@@ -350,6 +356,7 @@ impl Driver {
                     self.running.insert(
                         id,
                         Running {
+                            peer,
                             cancel: cancel.clone(),
                             received: received.clone(),
                         },
@@ -365,16 +372,14 @@ impl Driver {
                     });
                 }
                 Action::Cancel { id } => {
-                    if let Some(r) = self.running.remove(&id) {
-                        r.cancel.cancel();
-                    }
+                    self.retire(id);
                 }
             }
         }
     }
 
     fn outcome(&mut self, o: Outcome, now: Instant) {
-        let Some(running) = self.running.remove(&o.id) else {
+        let Some(running) = self.retire(o.id) else {
             // Cancelled earlier: the scheduler has forgotten it.
             return;
         };
@@ -422,12 +427,19 @@ impl Driver {
             }
         };
         for a in actions {
-            if let Action::Cancel { id } = a
-                && let Some(r) = self.running.remove(&id)
-            {
-                r.cancel.cancel();
+            if let Action::Cancel { id } = a {
+                self.retire(id);
             }
         }
+    }
+
+    /// Ends request `id`: cancels it (a no-op once it has finished) and
+    /// adds what it received to its provider's tally.
+    fn retire(&mut self, id: u64) -> Option<Running> {
+        let r = self.running.remove(&id)?;
+        r.cancel.cancel();
+        *self.tally.entry(r.peer).or_default() += r.received.load(Ordering::Relaxed);
+        Some(r)
     }
 
     fn present_bytes(&self) -> u64 {
