@@ -57,6 +57,7 @@ pub(crate) enum Command {
         #[arg(short, long, value_name = "PATH")]
         output: Option<PathBuf>,
         /// A peer to fetch from: IP:PORT or NODEID@IP:PORT (repeatable)
+        /// [default: the providers the DHT finds]
         #[arg(long = "peer", value_name = "ADDR")]
         peers: Vec<PeerAddr>,
         /// Do not pin the downloaded blob
@@ -71,13 +72,17 @@ pub(crate) enum Command {
         /// Address to listen on (UDP) [default: all interfaces, the port used last time]
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
-        /// A peer to connect to at start: IP:PORT or NODEID@IP:PORT (repeatable)
+        /// A node to join the network through: IP:PORT or NODEID@IP:PORT
+        /// (repeatable; nodes from the last run and the LAN are used too)
         #[arg(long = "peer", value_name = "ADDR")]
         peers: Vec<PeerAddr>,
         /// Most bytes per second to upload to all peers together
         /// (suffixes K, M, G are powers of 1024: `20M`) [default: no limit]
         #[arg(long, value_name = "RATE", value_parser = parse_rate)]
         max_upload_rate: Option<u64>,
+        /// Do not look for (or announce this node to) nodes on the LAN
+        #[arg(long)]
+        no_lan: bool,
     },
     /// Show the node's id, addresses, peers and store
     Status {

@@ -74,13 +74,14 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         listen,
         peers,
         max_upload_rate,
+        no_lan,
     } = cli.command
     {
         let limits = Limits {
             max_upload_rate,
             ..Limits::default()
         };
-        cmd::daemon::run(&data_dir, listen, peers, limits).await?;
+        cmd::daemon::run(&data_dir, listen, peers, limits, !no_lan).await?;
         return Ok(true);
     }
     let needs_node = matches!(

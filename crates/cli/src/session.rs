@@ -13,6 +13,7 @@ use anyhow::Context;
 use p2pfs_store::Store;
 use p2pfs_swarm::{
     Limits, Node, NodeConfig, api,
+    dht::DhtConfig,
     control::{self, Client, Request, Response},
 };
 use tokio::sync::mpsc;
@@ -37,7 +38,14 @@ impl Session {
         }
         let store = config::open_store(data_dir)?;
         let node = if needs_node {
-            Some(start_node(data_dir, store.clone(), None, Limits::default()).await?)
+            // A node for one command: a DHT client, joining through the
+            // nodes its daemon remembered and the LAN.
+            let dht = DhtConfig {
+                server: false,
+                lan: true,
+                ..DhtConfig::default()
+            };
+            Some(start_node(data_dir, store.clone(), None, Limits::default(), dht).await?)
         } else {
             None
         };
@@ -147,6 +155,7 @@ pub(crate) async fn start_node(
     store: Store,
     listen: Option<SocketAddr>,
     limits: Limits,
+    dht: DhtConfig,
 ) -> anyhow::Result<Node> {
     let port_file = data_dir.join("port");
     let default_port = std::fs::read_to_string(&port_file)
@@ -159,6 +168,7 @@ pub(crate) async fn start_node(
             listen,
             default_port,
             limits,
+            dht,
         },
         store,
     )

@@ -9,6 +9,7 @@ mod ingest;
 mod outboard;
 mod partial;
 mod ranges;
+mod records;
 mod stream;
 mod tables;
 mod tree;
@@ -34,6 +35,7 @@ pub use import::Imported;
 pub use ingest::{IngestReport, PartialBlob};
 use p2pfs_proto::{Hash, chunk::CHUNK_GROUP_LOG};
 pub use ranges::effective_ranges;
+pub use records::ProviderRecord;
 use redb::{ReadableDatabase, ReadableTable};
 
 use crate::{
@@ -193,6 +195,8 @@ impl Store {
             txn.open_table(tables::OUTBOARD).db()?;
             txn.open_table(tables::HAVE).db()?;
             txn.open_table(tables::PINS).db()?;
+            txn.open_table(tables::PROVIDERS).db()?;
+            txn.open_table(tables::NODES).db()?;
         }
         txn.commit().db()
     }

@@ -12,6 +12,8 @@
 //! | `have_v1` | hash | the chunk groups a partial blob has, as range boundaries |
 //! | `pins_v1` | (hash, pin name) | `()` |
 //! | `store_v1` | key | format version and other store-wide values |
+//! | `providers_v1` | (hash, node id) | DHT provider record: addresses, expiry (postcard) |
+//! | `nodes_v1` | node id | addresses of a node remembered from the last run (postcard) |
 
 use p2pfs_proto::codec;
 use range_collections::RangeSet2;
@@ -39,6 +41,9 @@ pub(crate) const OUTBOARD: TableDefinition<'_, (&HashKey, u64), &[u8]> =
     TableDefinition::new("outboard_v1");
 pub(crate) const HAVE: TableDefinition<'_, &HashKey, &[u8]> = TableDefinition::new("have_v1");
 pub(crate) const PINS: TableDefinition<'_, (&HashKey, &str), ()> = TableDefinition::new("pins_v1");
+pub(crate) const PROVIDERS: TableDefinition<'_, (&HashKey, &HashKey), &[u8]> =
+    TableDefinition::new("providers_v1");
+pub(crate) const NODES: TableDefinition<'_, &HashKey, &[u8]> = TableDefinition::new("nodes_v1");
 pub(crate) const STORE: TableDefinition<'_, &str, u64> = TableDefinition::new("store_v1");
 
 /// Key in `store_v1` holding [`FORMAT_VERSION`].

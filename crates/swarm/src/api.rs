@@ -121,7 +121,12 @@ async fn execute(
                     }
                 };
                 match result {
-                    Ok((hash, size)) => send(Response::Added { index, hash, size }).await?,
+                    Ok((hash, size)) => {
+                        if let Some(node) = &ctx.node {
+                            node.provide(hash);
+                        }
+                        send(Response::Added { index, hash, size }).await?
+                    }
                     // A full disk stops the whole command.
                     Err(e @ SwarmError::Store(StoreError::NoSpace { .. })) => return Err(e),
                     Err(e) => {
@@ -194,6 +199,10 @@ async fn execute(
         }
         Request::Status => {
             let node = ctx.node()?;
+            if !ctx.daemon {
+                // A node started for this command: show what it joined.
+                node.wait_joined().await;
+            }
             let blobs = blocking(move || store.list()).await?;
             send(Response::Status(Status {
                 node: node.id(),
@@ -206,6 +215,7 @@ async fn execute(
                     .count(),
                 bytes: blobs.iter().map(|b| b.present).sum(),
                 daemon: ctx.daemon,
+                dht: node.dht_status(),
             }))
             .await?;
         }
@@ -216,7 +226,14 @@ async fn execute(
             pin,
         } => {
             let node = ctx.node()?;
-            let targets = targets(providers, peers);
+            let mut targets = targets(providers, peers);
+            if targets.is_empty() {
+                targets = dht_providers(node, hash).await?;
+            } else if ctx.daemon {
+                // Whoever we were told of may know the network too.
+                let (n, seeds) = (node.clone(), targets.clone());
+                tokio::spawn(async move { n.join(seeds).await });
+            }
             let (tx, mut rx) = watch::channel(crate::FetchProgress::default());
             let forward = {
                 let out = out.clone();
@@ -249,6 +266,26 @@ async fn execute(
         }
     }
     Ok(())
+}
+
+/// The providers of `hash` the DHT knows, or why there are none.
+async fn dht_providers(node: &Node, hash: Hash) -> Result<Vec<Target>, SwarmError> {
+    let found = node.find_providers(hash).await?;
+    if found.is_empty() {
+        let known = node.dht_status().table;
+        let reason = if known == 0 {
+            "no peers: this node knows no other node (give one with --peer, \
+             use a ticket, or start `p2pfs daemon --peer ADDR`)"
+                .to_string()
+        } else {
+            format!(
+                "no provider found in the DHT (asked the network through {known} known node{})",
+                if known == 1 { "" } else { "s" }
+            )
+        };
+        return Err(SwarmError::Unavailable { hash, reason });
+    }
+    Ok(found.into_iter().map(Target::from).collect())
 }
 
 /// Dial targets from ticket providers and `--peer` addresses.

@@ -19,9 +19,20 @@ pub(crate) enum FrameError {
 pub(crate) async fn read<T: DeserializeOwned>(
     recv: &mut quinn::RecvStream,
 ) -> Result<T, FrameError> {
+    read_max(recv, codec::MAX_MESSAGE_SIZE).await
+}
+
+/// Reads one frame of at most `max` bytes and decodes it.
+pub(crate) async fn read_max<T: DeserializeOwned>(
+    recv: &mut quinn::RecvStream,
+    max: usize,
+) -> Result<T, FrameError> {
     let mut header = [0u8; FRAME_HEADER_SIZE];
     recv.read_exact(&mut header).await?;
     let len = codec::frame_len(header)?;
+    if len > max {
+        return Err(CodecError::TooLarge { size: len }.into());
+    }
     let mut body = vec![0u8; len];
     recv.read_exact(&mut body).await?;
     Ok(codec::decode(&body)?)

@@ -16,6 +16,10 @@ use tokio::sync::{Semaphore, watch};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
+    dht::{
+        DhtConfig,
+        runtime::{self, Dht},
+    },
     dial::{Conn, Pool, Target},
     endpoint,
     error::SwarmError,
@@ -28,7 +32,7 @@ use crate::{
 };
 
 /// Every ALPN the node speaks.
-pub(crate) const ALPNS: &[&[u8]] = &[blobs::ALPN];
+pub(crate) const ALPNS: &[&[u8]] = &[blobs::ALPN, p2pfs_proto::dht::ALPN];
 
 /// What a node allows its peers, so that none can cost it unbounded memory
 /// or starve the others.
@@ -81,6 +85,8 @@ pub struct NodeConfig {
     pub default_port: u16,
     /// Limits on what peers may do.
     pub limits: Limits,
+    /// How the node takes part in the DHT.
+    pub dht: DhtConfig,
 }
 
 /// A peer with a live connection.
@@ -115,6 +121,7 @@ pub(crate) struct Inner {
     pub(crate) uploads: Arc<Semaphore>,
     pub(crate) upload_rate: Option<RateLimit>,
     pub(crate) inbound_per_ip: Mutex<HashMap<IpAddr, usize>>,
+    pub(crate) dht: Dht,
 }
 
 impl Node {
@@ -132,6 +139,8 @@ impl Node {
         let transport = Arc::new(endpoint::transport_config(&limits));
         let socket = endpoint::bind(config.listen, config.default_port)?;
         let endpoint = endpoint::endpoint(socket, server)?;
+        let lan = config.dht.lan;
+        let dht = Dht::new(id, &store, config.dht)?;
         let node = Self {
             inner: Arc::new(Inner {
                 key,
@@ -145,9 +154,14 @@ impl Node {
                 cancel: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 inbound_per_ip: Mutex::new(HashMap::new()),
+                dht,
             }),
         };
         node.inner.tasks.spawn(router::accept_loop(node.clone()));
+        node.inner.tasks.spawn(runtime::run(node.clone()));
+        if lan {
+            node.inner.tasks.spawn(crate::dht::lan::run(node.clone()));
+        }
         tracing::info!(node = %id, addr = ?node.bound_addr(), "node started");
         Ok(node)
     }
@@ -242,7 +256,9 @@ impl Node {
         providers: Vec<Target>,
         progress: Option<watch::Sender<FetchProgress>>,
     ) -> Result<FetchStats, SwarmError> {
-        download::run(self, hash, providers, progress).await
+        let stats = download::run(self, hash, providers, progress).await?;
+        self.provide(hash);
+        Ok(stats)
     }
 
     /// Stops serving and closes every connection, then waits (briefly) for

@@ -120,5 +120,7 @@ async fn admit(node: Node, incoming: quinn::Incoming) {
 pub(crate) async fn serve(node: Node, conn: Conn, alpn: &'static [u8]) {
     if alpn == blobs::ALPN {
         provider::serve(node, conn).await;
+    } else if alpn == p2pfs_proto::dht::ALPN {
+        crate::dht::service::serve(node, conn).await;
     }
 }

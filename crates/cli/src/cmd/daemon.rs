@@ -4,8 +4,8 @@
 use std::{net::SocketAddr, path::Path};
 
 use anyhow::Context;
-use p2pfs_proto::{PeerAddr, blobs};
-use p2pfs_swarm::{Limits, control};
+use p2pfs_proto::{PeerAddr, dht};
+use p2pfs_swarm::{Limits, Target, control, dht::DhtConfig};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
@@ -16,6 +16,7 @@ pub(crate) async fn run(
     listen: Option<SocketAddr>,
     peers: Vec<PeerAddr>,
     limits: Limits,
+    lan: bool,
 ) -> anyhow::Result<()> {
     let socket = data_dir.join(control::SOCKET);
     if control::Client::connect(&socket).await.is_some() {
@@ -25,7 +26,13 @@ pub(crate) async fn run(
         );
     }
     let store = config::open_store(data_dir)?;
-    let node = session::start_node(data_dir, store, listen, limits).await?;
+    let dht = DhtConfig {
+        server: true,
+        bootstrap: peers.iter().map(|p| Target::from(*p)).collect(),
+        lan,
+        ..DhtConfig::default()
+    };
+    let node = session::start_node(data_dir, store, listen, limits, dht).await?;
     let cancel = CancellationToken::new();
     let control = {
         let (node, cancel, socket) = (node.clone(), cancel.clone(), socket.clone());
@@ -37,7 +44,7 @@ pub(crate) async fn run(
     for peer in peers {
         let node = node.clone();
         tokio::spawn(async move {
-            match node.dial(&peer.into(), blobs::ALPN).await {
+            match node.dial(&peer.into(), dht::ALPN).await {
                 Ok(id) => tracing::info!(%peer, node = %id, "connected to peer"),
                 Err(e) => eprintln!("warning: peer {peer}: {e}"),
             }

@@ -45,6 +45,35 @@ pub(crate) async fn run(session: &Session, json: bool, out: &mut impl Write) -> 
             output::human_bytes(s.bytes)
         ),
     )?;
+    let d = &s.dht;
+    if d.table == 0 {
+        output::line(
+            out,
+            "dht        no peers: this node knows no other node \
+             (join with `p2pfs daemon --peer ADDR`, a ticket, or a node on the LAN)",
+        )?;
+    } else {
+        output::line(
+            out,
+            &format!(
+                "dht        {} node{} in the routing table",
+                d.table,
+                if d.table == 1 { "" } else { "s" }
+            ),
+        )?;
+    }
+    if d.server {
+        output::line(
+            out,
+            &format!(
+                "providers  {} record{} held for others, {} blob{} announced",
+                d.records,
+                if d.records == 1 { "" } else { "s" },
+                d.announced,
+                if d.announced == 1 { "" } else { "s" }
+            ),
+        )?;
+    }
     if s.peers.is_empty() {
         output::line(out, "peers      none connected")?;
     } else {

@@ -113,6 +113,8 @@ pub struct Status {
     pub bytes: u64,
     /// Whether this node runs as a daemon (false: started for this command).
     pub daemon: bool,
+    /// The DHT: routing table size, records held.
+    pub dht: crate::dht::DhtStatus,
 }
 
 /// An answer (or part of one).

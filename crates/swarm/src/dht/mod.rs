@@ -9,14 +9,27 @@
 //! - [`lookup`]: the iterative lookup state machine;
 //! - [`rtt`]: adaptive request timeouts;
 //! - [`sim`]: a deterministic simulated network of thousands of nodes.
+//!
+//! The I/O around it (ALPN `p2pfs/dht/1`, docs/protocol.md §7):
+//! - `rpc`: asking a node one query; `service`: answering queries;
+//! - `records`: provider records kept in the store, with their limits;
+//! - `runtime`: the table and lookups in a running node, joining,
+//!   announcing and upkeep; `lan`: the LAN multicast beacon.
 
 pub mod key;
+pub(crate) mod lan;
 pub mod lookup;
+pub mod records;
+pub(crate) mod rpc;
 pub mod rtt;
+pub mod runtime;
+pub(crate) mod service;
 pub mod sim;
 pub mod table;
 
 pub use key::{Distance, Key};
 pub use lookup::{Lookup, LookupConfig};
+pub use records::RecordLimits;
 pub use rtt::RttEstimator;
+pub use runtime::{DhtConfig, DhtStatus};
 pub use table::{RoutingTable, Seen, TableConfig};

@@ -1,0 +1,490 @@
+//! The DHT in a running node: the routing table and records behind a lock,
+//! lookups driven over QUIC, joining, announcing, and upkeep.
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use p2pfs_proto::{
+    Hash, NodeAddr, NodeId,
+    dht::{DhtResponse, K, MAX_NODE_ADDRS, Query},
+};
+use p2pfs_store::{BlobState, Store, StoreError};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+
+use crate::{
+    Node, SwarmError, Target,
+    dht::{
+        Key, Lookup, LookupConfig, RoutingTable, RttEstimator, Seen, TableConfig,
+        records::{RecordLimits, Records},
+        rpc,
+        service::canonical,
+    },
+};
+
+/// A query not answered within this is given up whatever the estimate.
+const HARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a lookup waits for LAN nodes to answer when it knows none.
+const LAN_WAIT: Duration = Duration::from_secs(2);
+/// How often a provider announces what it has again.
+pub const REPUBLISH: Duration = Duration::from_secs(12 * 3600);
+/// How often upkeep runs (save the table, expire records, republish).
+const UPKEEP: Duration = Duration::from_secs(60);
+/// How often a random key is looked up to keep far buckets fresh.
+const REFRESH: Duration = Duration::from_secs(600);
+/// Announcements running at once.
+const ANNOUNCE_PARALLEL: usize = 4;
+/// Most blobs announced per upkeep round.
+const ANNOUNCE_PER_ROUND: usize = 256;
+
+/// How the node takes part in the DHT.
+#[derive(Debug, Clone)]
+pub struct DhtConfig {
+    /// Serve the DHT: be added to routing tables, keep records, announce
+    /// blobs, remember nodes across restarts. A node started for one
+    /// command is a client.
+    pub server: bool,
+    /// Nodes to join through (`--peer`, tickets).
+    pub bootstrap: Vec<Target>,
+    /// Find and be found by nodes on the LAN (UDP multicast).
+    pub lan: bool,
+    /// Record bounds.
+    pub records: RecordLimits,
+}
+
+impl Default for DhtConfig {
+    fn default() -> Self {
+        Self {
+            server: true,
+            bootstrap: Vec::new(),
+            lan: false,
+            records: RecordLimits::default(),
+        }
+    }
+}
+
+/// What `p2pfs status` shows of the DHT.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DhtStatus {
+    /// Whether the node serves the DHT.
+    pub server: bool,
+    /// Nodes in the routing table.
+    pub table: usize,
+    /// Provider records held for others.
+    pub records: usize,
+    /// Blobs this node announced.
+    pub announced: usize,
+}
+
+/// What a lookup found.
+#[derive(Debug, Default)]
+pub(crate) struct Found {
+    pub(crate) closest: Vec<(Key, Vec<SocketAddr>)>,
+    pub(crate) providers: Vec<NodeAddr>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Dht {
+    pub(crate) server: bool,
+    epoch: Instant,
+    table: Mutex<RoutingTable<Vec<SocketAddr>>>,
+    rtt: Mutex<Rtts>,
+    pub(crate) records: Arc<Records>,
+    announced: Mutex<HashMap<Hash, Instant>>,
+    checking: Mutex<HashSet<Key>>,
+    pub(crate) config: DhtConfig,
+    /// Set once the first join attempt is over.
+    joined: tokio::sync::watch::Sender<bool>,
+}
+
+#[derive(Debug, Default)]
+struct Rtts {
+    all: RttEstimator,
+    per_node: HashMap<Key, RttEstimator>,
+}
+
+impl Rtts {
+    fn timeout(&self, k: &Key) -> Duration {
+        match self.per_node.get(k) {
+            Some(e) => e.timeout(),
+            // A first query also dials: a handshake round trip more.
+            None => (self.all.timeout() * 2).min(Duration::from_secs(2)),
+        }
+    }
+
+    fn sample(&mut self, k: Key, rtt: Duration) {
+        self.all.sample(rtt);
+        if self.per_node.len() >= 4096 && !self.per_node.contains_key(&k) {
+            self.per_node.clear();
+        }
+        self.per_node.entry(k).or_default().sample(rtt);
+    }
+}
+
+impl Dht {
+    pub(crate) fn new(me: NodeId, store: &Store, config: DhtConfig) -> Result<Self, StoreError> {
+        let records = Records::open(store.clone(), config.records.clone())?;
+        Ok(Self {
+            server: config.server,
+            epoch: Instant::now(),
+            table: Mutex::new(RoutingTable::new(Key::from(me), TableConfig::default())),
+            rtt: Mutex::new(Rtts::default()),
+            records: Arc::new(records),
+            announced: Mutex::new(HashMap::new()),
+            checking: Mutex::new(HashSet::new()),
+            config,
+            joined: tokio::sync::watch::channel(false).0,
+        })
+    }
+
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    pub(crate) fn closest(&self, target: &Key, n: usize) -> Vec<(Key, Vec<SocketAddr>)> {
+        crate::lock(&self.table).closest(target, n)
+    }
+
+    fn table_len(&self) -> usize {
+        crate::lock(&self.table).len()
+    }
+
+    /// `peer` reached us directly from `addr` (it asked with `server`
+    /// set, or answered us): it may enter the table. A full bucket pings
+    /// its least recently seen entry first (docs/protocol.md §7.5).
+    pub(crate) fn contacted(&self, node: &Node, peer: NodeId, addr: SocketAddr) {
+        let seen = crate::lock(&self.table).seen(Key::from(peer), vec![canonical(addr)], self.now());
+        if let Seen::Full { check } = seen {
+            if !crate::lock(&self.checking).insert(check) {
+                return;
+            }
+            let addrs = self
+                .closest(&check, 1)
+                .into_iter()
+                .find(|(k, _)| *k == check)
+                .map(|(_, a)| a)
+                .unwrap_or_default();
+            let node = node.clone();
+            node.inner.tasks.clone().spawn(async move {
+                let target = Target {
+                    id: Some(NodeId::from_bytes(check.0)),
+                    addrs,
+                };
+                let alive = tokio::time::timeout(HARD_TIMEOUT, rpc::ask(&node, &target, Query::Ping))
+                    .await
+                    .is_ok_and(|r| r.is_ok());
+                let dht = &node.inner.dht;
+                {
+                    let mut t = crate::lock(&dht.table);
+                    if alive {
+                        t.seen(check, target.addrs, dht.now());
+                    } else {
+                        t.failed(&check);
+                    }
+                }
+                crate::lock(&dht.checking).remove(&check);
+            });
+        }
+    }
+
+    pub(crate) fn status(&self) -> DhtStatus {
+        DhtStatus {
+            server: self.server,
+            table: self.table_len(),
+            records: self.records.len(),
+            announced: crate::lock(&self.announced).len(),
+        }
+    }
+}
+
+/// Runs one iterative lookup of `target` (docs/protocol.md §7.6): for
+/// nodes, or, with `providers`, for the providers of that hash.
+pub(crate) async fn lookup(node: &Node, target: Key, providers: Option<Hash>) -> Found {
+    let dht = &node.inner.dht;
+    let me = Key::from(node.id());
+    let seeds = dht.closest(&target, K);
+    let mut l = Lookup::new(target, LookupConfig::default(), seeds);
+    let query = match providers {
+        Some(hash) => Query::GetProviders { hash },
+        None => Query::FindNode { target: target.0 },
+    };
+    let start = tokio::time::Instant::now();
+    let mut tasks = JoinSet::new();
+    let mut found: HashMap<NodeId, NodeAddr> = HashMap::new();
+    loop {
+        let sends = {
+            let rtt = crate::lock(&dht.rtt);
+            l.poll(start.elapsed(), |k| rtt.timeout(k))
+        };
+        for (key, addrs) in sends {
+            let (n, q) = (node.clone(), query.clone());
+            tasks.spawn(async move {
+                let target = Target {
+                    id: Some(NodeId::from_bytes(key.0)),
+                    addrs,
+                };
+                let r = tokio::time::timeout(HARD_TIMEOUT, rpc::ask(&n, &target, q)).await;
+                (key, r)
+            });
+        }
+        if l.is_finished() {
+            break;
+        }
+        let wake = l.next_deadline().map(|d| start + d);
+        if tasks.is_empty() && wake.is_none() {
+            break;
+        }
+        let far = start + HARD_TIMEOUT * 6;
+        tokio::select! {
+            _ = node.inner.cancel.cancelled() => break,
+            joined = tasks.join_next(), if !tasks.is_empty() => {
+                let Some(Ok((key, result))) = joined else { continue };
+                match result {
+                    Ok(Ok(answer)) => {
+                        crate::lock(&dht.rtt).sample(key, answer.rtt);
+                        dht.contacted(node, answer.peer, answer.addr);
+                        let closer = match answer.response {
+                            DhtResponse::Nodes { closer } => closer,
+                            DhtResponse::Providers { providers, closer } => {
+                                for p in providers {
+                                    found.entry(p.id).or_insert(p);
+                                }
+                                closer
+                            }
+                            _ => Vec::new(),
+                        };
+                        let closer = closer
+                            .into_iter()
+                            .map(|n| (Key::from(n.id), n.addrs))
+                            .filter(|(k, _)| *k != me);
+                        l.on_answer(&key, closer);
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(node = ?key, "DHT query failed: {e}");
+                        l.on_failure(&key);
+                        crate::lock(&dht.table).failed(&key);
+                    }
+                    Err(_) => {
+                        l.on_failure(&key);
+                        crate::lock(&dht.table).failed(&key);
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(wake.unwrap_or(far)) => {}
+        }
+    }
+    Found {
+        closest: l.closest(),
+        providers: found.into_values().collect(),
+    }
+}
+
+impl Node {
+    /// Finds the providers of `hash` through the DHT (and the records this
+    /// node holds itself).
+    pub async fn find_providers(&self, hash: Hash) -> Result<Vec<NodeAddr>, SwarmError> {
+        self.wait_joined().await;
+        if self.inner.dht.config.lan {
+            // Nodes on the LAN answer a new node's beacon within moments.
+            let deadline = Instant::now() + LAN_WAIT;
+            while self.inner.dht.table_len() == 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        let records = self.inner.dht.records.clone();
+        let mut providers = tokio::task::spawn_blocking(move || records.get(&hash))
+            .await
+            .map_err(|e| SwarmError::Setup(e.to_string()))??;
+        let found = lookup(self, Key::from(hash), Some(hash)).await;
+        for p in found.providers {
+            if !providers.iter().any(|q| q.id == p.id) {
+                providers.push(p);
+            }
+        }
+        providers.retain(|p| p.id != self.id());
+        Ok(providers)
+    }
+
+    /// Announces that this node provides `hash`: a lookup of the hash,
+    /// then `ADD_PROVIDER` to the k closest nodes. Returns how many stored
+    /// the record.
+    pub async fn announce(&self, hash: Hash) -> usize {
+        self.wait_joined().await;
+        let found = lookup(self, Key::from(hash), None).await;
+        let mut addrs = self.addrs();
+        addrs.truncate(MAX_NODE_ADDRS);
+        let mut tasks = JoinSet::new();
+        for (key, a) in found.closest {
+            let (n, addrs) = (self.clone(), addrs.clone());
+            tasks.spawn(async move {
+                let target = Target {
+                    id: Some(NodeId::from_bytes(key.0)),
+                    addrs: a,
+                };
+                let q = Query::AddProvider { hash, addrs };
+                matches!(
+                    tokio::time::timeout(HARD_TIMEOUT, rpc::ask(&n, &target, q)).await,
+                    Ok(Ok(rpc::Answer {
+                        response: DhtResponse::Stored { .. },
+                        ..
+                    }))
+                )
+            });
+        }
+        let mut stored = 0;
+        while let Some(r) = tasks.join_next().await {
+            stored += usize::from(r.unwrap_or(false));
+        }
+        crate::lock(&self.inner.dht.announced).insert(hash, Instant::now());
+        tracing::debug!(%hash, stored, "announced");
+        stored
+    }
+
+    /// Announces `hash` in the background (a server node that just got a
+    /// blob).
+    pub fn provide(&self, hash: Hash) {
+        if !self.inner.dht.server {
+            return;
+        }
+        let node = self.clone();
+        self.inner.tasks.spawn(async move {
+            node.announce(hash).await;
+        });
+    }
+
+    /// Pings `seeds` over the DHT protocol (which adds those that answer to
+    /// the routing table), then looks up this node's own id to fill the
+    /// table. Returns the table's size.
+    pub async fn join(&self, seeds: Vec<Target>) -> usize {
+        let mut tasks = JoinSet::new();
+        for t in seeds {
+            let n = self.clone();
+            tasks.spawn(async move {
+                let r = tokio::time::timeout(HARD_TIMEOUT, rpc::ask(&n, &t, Query::Ping)).await;
+                match r {
+                    Ok(Ok(a)) => n.inner.dht.contacted(&n, a.peer, a.addr),
+                    Ok(Err(e)) => tracing::debug!(peer = %t, "DHT seed: {e}"),
+                    Err(_) => tracing::debug!(peer = %t, "DHT seed: no answer"),
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        if self.inner.dht.table_len() > 0 {
+            lookup(self, Key::from(self.id()), None).await;
+            // A far key too, so the far buckets fill as well.
+            lookup(self, Key(fastrand_key()), None).await;
+        }
+        self.inner.dht.table_len()
+    }
+
+    /// What the DHT knows, for `p2pfs status`.
+    pub fn dht_status(&self) -> DhtStatus {
+        self.inner.dht.status()
+    }
+
+    /// Waits (briefly) for the first join to finish.
+    pub async fn wait_joined(&self) {
+        let mut rx = self.inner.dht.joined.subscribe();
+        let _ = tokio::time::timeout(HARD_TIMEOUT, rx.wait_for(|j| *j)).await;
+    }
+}
+
+fn fastrand_key() -> [u8; 32] {
+    let mut k = [0u8; 32];
+    fastrand::fill(&mut k);
+    k
+}
+
+/// The DHT's background work: join through the configured seeds and the
+/// nodes remembered from the last run; then, for a server, save the table,
+/// expire records, republish and refresh, until shutdown.
+pub(crate) async fn run(node: Node) {
+    let dht = &node.inner.dht;
+    let mut seeds = dht.config.bootstrap.clone();
+    let store = node.store().clone();
+    if let Ok(Ok(saved)) = tokio::task::spawn_blocking(move || store.load_nodes()).await {
+        seeds.extend(saved.into_iter().map(|(id, addrs)| Target {
+            id: Some(id),
+            addrs,
+        }));
+    }
+    let size = node.join(seeds.clone()).await;
+    dht.joined.send_replace(true);
+    tracing::info!(nodes = size, "joined the DHT");
+    if !dht.server {
+        return;
+    }
+    let mut upkeep = tokio::time::interval(UPKEEP);
+    let mut last_refresh = Instant::now();
+    loop {
+        tokio::select! {
+            _ = node.inner.cancel.cancelled() => break,
+            _ = upkeep.tick() => {}
+        }
+        if dht.table_len() == 0 && !seeds.is_empty() {
+            node.join(seeds.clone()).await;
+        } else if last_refresh.elapsed() >= REFRESH {
+            last_refresh = Instant::now();
+            lookup(&node, Key(fastrand_key()), None).await;
+        }
+        save_and_expire(&node).await;
+        republish(&node).await;
+    }
+    save_and_expire(&node).await;
+}
+
+async fn save_and_expire(node: &Node) {
+    let dht = &node.inner.dht;
+    let nodes: Vec<(NodeId, Vec<SocketAddr>)> = crate::lock(&dht.table)
+        .entries()
+        .map(|e| (NodeId::from_bytes(e.key.0), e.addr.clone()))
+        .collect();
+    let (store, records) = (node.store().clone(), dht.records.clone());
+    let done = tokio::task::spawn_blocking(move || {
+        // An empty table is not saved over the nodes of a better run.
+        if !nodes.is_empty() {
+            store.save_nodes(&nodes)?;
+        }
+        records.expire()
+    })
+    .await;
+    match done {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!("DHT upkeep: {e}"),
+        Err(e) => tracing::warn!("DHT upkeep: {e}"),
+    }
+}
+
+/// Announces the complete blobs not announced within [`REPUBLISH`].
+async fn republish(node: &Node) {
+    if node.inner.dht.table_len() == 0 {
+        return;
+    }
+    let store = node.store().clone();
+    let Ok(Ok(blobs)) = tokio::task::spawn_blocking(move || store.list()).await else {
+        return;
+    };
+    let due: Vec<Hash> = {
+        let announced = crate::lock(&node.inner.dht.announced);
+        blobs
+            .into_iter()
+            .filter(|b| b.state == BlobState::Complete)
+            .filter(|b| announced.get(&b.hash).is_none_or(|t| t.elapsed() >= REPUBLISH))
+            .map(|b| b.hash)
+            .take(ANNOUNCE_PER_ROUND)
+            .collect()
+    };
+    let mut tasks = JoinSet::new();
+    for hash in due {
+        while tasks.len() >= ANNOUNCE_PARALLEL {
+            tasks.join_next().await;
+        }
+        let n = node.clone();
+        tasks.spawn(async move { n.announce(hash).await });
+    }
+    while tasks.join_next().await.is_some() {}
+}

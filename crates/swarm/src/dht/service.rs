@@ -1,0 +1,203 @@
+//! Answering DHT queries (docs/protocol.md §7.4): one task per stream,
+//! rate-limited per connection, every answer bounded.
+
+use std::{net::SocketAddr, time::Instant};
+
+use p2pfs_proto::{
+    NodeAddr, NodeId,
+    close::Code,
+    dht::{DhtRequest, DhtResponse, K, MAX_DHT_MESSAGE, MAX_NODE_ADDRS, Query, Refusal},
+};
+
+use crate::{Node, dial::Conn, dht::Key, frame};
+
+/// Queries per second a connection may send, sustained.
+pub(crate) const QUERY_RATE: f64 = 20.0;
+/// Queries a connection may send in a burst.
+pub(crate) const QUERY_BURST: f64 = 50.0;
+
+/// A token bucket.
+#[derive(Debug)]
+pub(crate) struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    pub(crate) fn new(now: Instant) -> Self {
+        Self {
+            tokens: QUERY_BURST,
+            last: now,
+        }
+    }
+
+    /// Takes a token if there is one.
+    pub(crate) fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * QUERY_RATE).min(QUERY_BURST);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Serves the queries a peer sends on `conn` until it closes.
+pub(crate) async fn serve(node: Node, conn: Conn) {
+    let mut bucket = Bucket::new(Instant::now());
+    loop {
+        let stream = tokio::select! {
+            _ = node.inner.cancel.cancelled() => return,
+            s = conn.conn.accept_bi() => s,
+        };
+        let Ok((send, recv)) = stream else {
+            return;
+        };
+        let allowed = bucket.take(Instant::now());
+        let (n, c) = (node.clone(), conn.clone());
+        node.inner
+            .tasks
+            .spawn(async move { handle(n, c, send, recv, allowed).await });
+    }
+}
+
+async fn handle(
+    node: Node,
+    conn: Conn,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    allowed: bool,
+) {
+    let timeout = node.inner.limits.request_timeout;
+    let read = tokio::time::timeout(timeout, frame::read_max(&mut recv, MAX_DHT_MESSAGE)).await;
+    let request: DhtRequest = match read {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            tracing::debug!(peer = %conn.peer, "bad DHT query: {e}");
+            let _ = recv.stop(Code::Protocol.value().into());
+            let _ = send.reset(Code::Protocol.value().into());
+            return;
+        }
+        Err(_) => {
+            let _ = recv.stop(Code::Timeout.value().into());
+            let _ = send.reset(Code::Timeout.value().into());
+            return;
+        }
+    };
+    let observed = canonical(conn.addr);
+    let response = if !allowed {
+        DhtResponse::Refused {
+            reason: Refusal::RateLimited,
+        }
+    } else if request.check().is_err() {
+        DhtResponse::Refused {
+            reason: Refusal::Invalid,
+        }
+    } else {
+        if request.server {
+            node.inner.dht.contacted(&node, conn.peer, observed);
+        }
+        answer(&node, conn.peer, observed, request.query).await
+    };
+    if frame::write(&mut send, &response).await.is_ok() {
+        let _ = send.finish();
+    }
+}
+
+async fn answer(node: &Node, peer: NodeId, observed: SocketAddr, query: Query) -> DhtResponse {
+    let dht = &node.inner.dht;
+    match query {
+        Query::Ping => DhtResponse::Pong { observed },
+        Query::FindNode { target } => DhtResponse::Nodes {
+            closer: closest(node, &Key(target), peer),
+        },
+        Query::GetProviders { hash } => {
+            let records = dht.records.clone();
+            let providers = tokio::task::spawn_blocking(move || records.get(&hash))
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+                .unwrap_or_default();
+            DhtResponse::Providers {
+                providers,
+                closer: closest(node, &Key::from(hash), peer),
+            }
+        }
+        Query::AddProvider { hash, addrs } => {
+            let mut all = vec![observed];
+            for a in addrs {
+                let a = canonical(a);
+                if !all.contains(&a) {
+                    all.push(a);
+                }
+            }
+            all.truncate(MAX_NODE_ADDRS);
+            let records = dht.records.clone();
+            let stored = tokio::task::spawn_blocking(move || records.add(&hash, peer, all)).await;
+            match stored {
+                Ok(Ok(Ok(ttl_secs))) => DhtResponse::Stored { ttl_secs },
+                Ok(Ok(Err(reason))) => DhtResponse::Refused { reason },
+                Ok(Err(e)) => {
+                    tracing::warn!("storing a provider record: {e}");
+                    DhtResponse::Refused {
+                        reason: Refusal::Full,
+                    }
+                }
+                Err(_) => DhtResponse::Refused {
+                    reason: Refusal::Full,
+                },
+            }
+        }
+    }
+}
+
+/// The nodes closest to `target` this node knows, never `asker`.
+fn closest(node: &Node, target: &Key, asker: NodeId) -> Vec<NodeAddr> {
+    let asker = Key::from(asker);
+    node.inner
+        .dht
+        .closest(target, K + 1)
+        .into_iter()
+        .filter(|(k, a)| *k != asker && !a.is_empty())
+        .take(K)
+        .map(|(k, mut addrs)| {
+            addrs.truncate(MAX_NODE_ADDRS);
+            NodeAddr {
+                id: NodeId::from_bytes(k.0),
+                addrs,
+            }
+        })
+        .collect()
+}
+
+/// An address as peers should dial it: IPv4-mapped IPv6 shown as IPv4.
+pub(crate) fn canonical(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(a.ip().to_canonical(), a.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn the_bucket_allows_a_burst_then_the_rate() {
+        let t0 = Instant::now();
+        let mut b = Bucket::new(t0);
+        let burst = (0..100).filter(|_| b.take(t0)).count();
+        assert_eq!(burst, QUERY_BURST as usize);
+        let later = t0 + Duration::from_secs(1);
+        let more = (0..100).filter(|_| b.take(later)).count();
+        assert_eq!(more, QUERY_RATE as usize);
+    }
+
+    #[test]
+    fn mapped_addresses_are_canonical() {
+        let a: SocketAddr = "[::ffff:10.0.0.1]:5".parse().unwrap();
+        assert_eq!(canonical(a), "10.0.0.1:5".parse().unwrap());
+    }
+}
