@@ -28,6 +28,7 @@ async fn node_with(limits: Limits, options: Options) -> TestNode {
             listen: Some("127.0.0.1:0".parse().unwrap()),
             default_port: 0,
             limits,
+            dht: Default::default(),
         },
         store,
     )

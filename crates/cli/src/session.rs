@@ -13,8 +13,8 @@ use anyhow::Context;
 use p2pfs_store::Store;
 use p2pfs_swarm::{
     Limits, Node, NodeConfig, api,
-    dht::DhtConfig,
     control::{self, Client, Request, Response},
+    dht::DhtConfig,
 };
 use tokio::sync::mpsc;
 

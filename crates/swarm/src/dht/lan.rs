@@ -135,7 +135,11 @@ async fn greet(node: Node, b: LanBeacon, ip: IpAddr) {
         id: Some(b.node),
         addrs: vec![SocketAddr::new(ip, b.port)],
     };
-    let answer = tokio::time::timeout(Duration::from_secs(5), rpc::ask(&node, &target, Query::Ping)).await;
+    let answer = tokio::time::timeout(
+        Duration::from_secs(5),
+        rpc::ask(&node, &target, Query::Ping),
+    )
+    .await;
     let Ok(Ok(a)) = answer else {
         tracing::debug!(peer = %target, "LAN node did not answer");
         return;

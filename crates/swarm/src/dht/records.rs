@@ -93,7 +93,11 @@ impl Records {
     ) -> Result<Result<u32, Refusal>, StoreError> {
         addrs.truncate(MAX_NODE_ADDRS);
         let now = unix_now();
-        let renewal = self.store.providers(hash, 0)?.iter().any(|r| r.node == node);
+        let renewal = self
+            .store
+            .providers(hash, 0)?
+            .iter()
+            .any(|r| r.node == node);
         if !renewal {
             let c = crate::lock(&self.counts);
             if c.total >= self.limits.total
@@ -108,7 +112,10 @@ impl Records {
             addrs,
             expires: now + ttl,
         };
-        if !self.store.put_provider(hash, &record, self.limits.per_key)? {
+        if !self
+            .store
+            .put_provider(hash, &record, self.limits.per_key)?
+        {
             return Ok(Err(Refusal::Full));
         }
         if !renewal {

@@ -157,7 +157,8 @@ impl Dht {
     /// set, or answered us): it may enter the table. A full bucket pings
     /// its least recently seen entry first (docs/protocol.md §7.5).
     pub(crate) fn contacted(&self, node: &Node, peer: NodeId, addr: SocketAddr) {
-        let seen = crate::lock(&self.table).seen(Key::from(peer), vec![canonical(addr)], self.now());
+        let seen =
+            crate::lock(&self.table).seen(Key::from(peer), vec![canonical(addr)], self.now());
         if let Seen::Full { check } = seen {
             if !crate::lock(&self.checking).insert(check) {
                 return;
@@ -174,9 +175,10 @@ impl Dht {
                     id: Some(NodeId::from_bytes(check.0)),
                     addrs,
                 };
-                let alive = tokio::time::timeout(HARD_TIMEOUT, rpc::ask(&node, &target, Query::Ping))
-                    .await
-                    .is_ok_and(|r| r.is_ok());
+                let alive =
+                    tokio::time::timeout(HARD_TIMEOUT, rpc::ask(&node, &target, Query::Ping))
+                        .await
+                        .is_ok_and(|r| r.is_ok());
                 let dht = &node.inner.dht;
                 {
                     let mut t = crate::lock(&dht.table);
@@ -473,7 +475,11 @@ async fn republish(node: &Node) {
         blobs
             .into_iter()
             .filter(|b| b.state == BlobState::Complete)
-            .filter(|b| announced.get(&b.hash).is_none_or(|t| t.elapsed() >= REPUBLISH))
+            .filter(|b| {
+                announced
+                    .get(&b.hash)
+                    .is_none_or(|t| t.elapsed() >= REPUBLISH)
+            })
             .map(|b| b.hash)
             .take(ANNOUNCE_PER_ROUND)
             .collect()

@@ -9,7 +9,7 @@ use p2pfs_proto::{
     dht::{DhtRequest, DhtResponse, K, MAX_DHT_MESSAGE, MAX_NODE_ADDRS, Query, Refusal},
 };
 
-use crate::{Node, dial::Conn, dht::Key, frame};
+use crate::{Node, dht::Key, dial::Conn, frame};
 
 /// Queries per second a connection may send, sustained.
 pub(crate) const QUERY_RATE: f64 = 20.0;
