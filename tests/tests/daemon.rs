@@ -67,8 +67,9 @@ fn a_daemon_serves_add_share_fetch_and_status() {
         &["fetch", &hash, "--peer", &wrong, "-o", "-"],
     ));
     assert!(line.contains(&a.id), "{line}");
+    // With no peer and no DHT node known, the error says so.
     let line = fails(&p2pfs(&d_dir, &["fetch", &hash, "-o", "-"]));
-    assert!(line.contains("no provider"), "{line}");
+    assert!(line.contains("no peers"), "{line}");
     fails(&p2pfs(&d_dir, &["fetch", "blobnotaticket"]));
 
     // A fetch run by another daemon keeps its connection: both list the
