@@ -236,12 +236,26 @@ impl Daemon {
     /// Starts `p2pfs --data-dir DATA daemon --listen 127.0.0.1:0 EXTRA...`
     /// and waits (up to a minute) until its control socket answers.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_in(None, data_dir, "127.0.0.1:0", extra)
+    }
+
+    /// Starts `p2pfs --data-dir DATA daemon --listen LISTEN EXTRA...`, in
+    /// network namespace `netns` if given.
+    pub fn start_in(netns: Option<&str>, data_dir: &Path, listen: &str, extra: &[&str]) -> Self {
         std::fs::create_dir_all(data_dir).unwrap();
         let log = std::fs::File::create(data_dir.join("daemon.log")).unwrap();
-        let child = Command::new(p2pfs_bin())
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(p2pfs_bin());
+                c
+            }
+            None => Command::new(p2pfs_bin()),
+        };
+        let child = cmd
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["daemon", "--listen", "127.0.0.1:0"])
+            .args(["daemon", "--listen", listen])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -340,5 +354,63 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Network namespaces for one test, joined by a bridge (in a namespace of
+/// its own, so the host's network is never touched); deleted on drop.
+#[derive(Debug)]
+pub struct Lan {
+    /// The hosts' namespace names, in order.
+    pub hosts: Vec<String>,
+    bridge: String,
+}
+
+impl Lan {
+    /// `n` hosts at 10.(200 + tag).0.(i+1)/24 on one bridge. `tag` keeps
+    /// concurrent tests apart (names and subnets).
+    pub fn new(tag: u8, n: usize) -> Self {
+        require_root();
+        let pid = std::process::id();
+        let bridge = format!("p2pfs-br-{pid}-{tag}");
+        let lan = Self {
+            hosts: (0..n).map(|i| format!("p2pfs-h{i}-{pid}-{tag}")).collect(),
+            bridge,
+        };
+        let ip = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().expect("running ip");
+            assert!(
+                out.status.success(),
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let br = lan.bridge.as_str();
+        ip(&["netns", "add", br]);
+        ip(&["-n", br, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", br, "link", "set", "br0", "up"]);
+        for (i, h) in lan.hosts.iter().enumerate() {
+            ip(&["netns", "add", h]);
+            let (inner, outer) = (format!("veth{i}"), format!("port{i}"));
+            ip(&[
+                "-n", h, "link", "add", &inner, "type", "veth", "peer", "name", &outer, "netns", br,
+            ]);
+            ip(&["-n", br, "link", "set", &outer, "master", "br0"]);
+            ip(&["-n", br, "link", "set", &outer, "up"]);
+            let addr = format!("10.{}.0.{}/24", 200 + u32::from(tag), i + 1);
+            ip(&["-n", h, "addr", "add", &addr, "dev", &inner]);
+            ip(&["-n", h, "link", "set", &inner, "up"]);
+            ip(&["-n", h, "link", "set", "lo", "up"]);
+        }
+        lan
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        for ns in self.hosts.iter().chain([&self.bridge]) {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
     }
 }
