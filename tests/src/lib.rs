@@ -3,6 +3,8 @@
 //! unmount.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+pub mod inproc;
+
 use std::{
     io::Write,
     path::{Path, PathBuf},

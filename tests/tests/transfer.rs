@@ -3,39 +3,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use p2pfs_proto::{Hash, NodeId, blobs, close::Code};
-use p2pfs_store::{Options, Store};
-use p2pfs_swarm::{Limits, Node, NodeConfig, Target, identity::SecretKey, tls};
-use p2pfs_tests::{Daemon, temp_dir};
-
-struct TestNode {
-    node: Node,
-    dir: tempfile::TempDir,
-}
-
-async fn node() -> TestNode {
-    node_with(Limits::default(), Options::default()).await
-}
-
-async fn node_with(limits: Limits, options: Options) -> TestNode {
-    let dir = temp_dir();
-    let store = Store::open_with(dir.path().join("store"), options).unwrap();
-    let node = Node::spawn(
-        NodeConfig {
-            key_path: dir.path().join("node.key"),
-            listen: Some("127.0.0.1:0".parse().unwrap()),
-            default_port: 0,
-            limits,
-            dht: Default::default(),
-        },
-        store,
-    )
-    .await
-    .unwrap();
-    TestNode { node, dir }
-}
+use p2pfs_store::Options;
+use p2pfs_swarm::{Limits, Node, Target};
+use p2pfs_tests::{
+    Daemon,
+    inproc::{TestNode, close_code, node, node_with, raw_connect},
+    temp_dir,
+};
 
 /// Limits with short timeouts, so tests about stalls finish quickly.
 fn quick_limits() -> Limits {
@@ -221,28 +198,6 @@ async fn a_wrong_node_id_is_refused_at_the_handshake() {
     );
     a.node.shutdown().await;
     b.node.shutdown().await;
-}
-
-/// A raw QUIC connection with a fresh identity, for speaking the protocol
-/// badly on purpose.
-async fn raw_connect(to: &Node, alpn: &[u8]) -> Result<quinn::Connection, String> {
-    let key = SecretKey::generate().unwrap();
-    let tls = tls::client_config(&key, alpn).unwrap();
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(tls)).unwrap();
-    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
-    let connecting = ep
-        .connect(to.bound_addr(), &to.id().to_string())
-        .map_err(|e| e.to_string())?;
-    connecting.await.map_err(|e| e.to_string())
-}
-
-/// The close code a connection ended with, waiting up to 10 s.
-async fn close_code(c: &quinn::Connection) -> Option<u64> {
-    match tokio::time::timeout(Duration::from_secs(10), c.closed()).await {
-        Ok(quinn::ConnectionError::ApplicationClosed(a)) => Some(a.error_code.into_inner()),
-        _ => None,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

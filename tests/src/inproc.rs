@@ -1,0 +1,69 @@
+//! In-process nodes for tests that drive the swarm API directly.
+
+use std::{sync::Arc, time::Duration};
+
+use p2pfs_store::{Options, Store};
+use p2pfs_swarm::{Limits, Node, NodeConfig, identity::SecretKey, tls};
+
+use crate::temp_dir;
+
+/// A node and its directory, removed on drop.
+#[derive(Debug)]
+pub struct TestNode {
+    pub node: Node,
+    pub dir: tempfile::TempDir,
+}
+
+/// A node on 127.0.0.1 with default limits and store options.
+pub async fn node() -> TestNode {
+    node_with(Limits::default(), Options::default()).await
+}
+
+/// A node on 127.0.0.1 (a DHT server that knows no one).
+pub async fn node_with(limits: Limits, options: Options) -> TestNode {
+    let dir = temp_dir();
+    let store = Store::open_with(dir.path().join("store"), options).unwrap();
+    let node = Node::spawn(
+        NodeConfig {
+            key_path: dir.path().join("node.key"),
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            default_port: 0,
+            limits,
+            dht: Default::default(),
+        },
+        store,
+    )
+    .await
+    .unwrap();
+    TestNode { node, dir }
+}
+
+/// A raw QUIC connection with a fresh identity, for speaking the protocol
+/// badly on purpose.
+pub async fn raw_connect(to: &Node, alpn: &[u8]) -> Result<quinn::Connection, String> {
+    raw_connect_as(&SecretKey::generate().unwrap(), to, alpn).await
+}
+
+/// A raw QUIC connection with identity `key`.
+pub async fn raw_connect_as(
+    key: &SecretKey,
+    to: &Node,
+    alpn: &[u8],
+) -> Result<quinn::Connection, String> {
+    let tls = tls::client_config(key, alpn).unwrap();
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(tls)).unwrap();
+    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    let connecting = ep
+        .connect(to.bound_addr(), &to.id().to_string())
+        .map_err(|e| e.to_string())?;
+    connecting.await.map_err(|e| e.to_string())
+}
+
+/// The close code a connection ended with, waiting up to 10 s.
+pub async fn close_code(c: &quinn::Connection) -> Option<u64> {
+    match tokio::time::timeout(Duration::from_secs(10), c.closed()).await {
+        Ok(quinn::ConnectionError::ApplicationClosed(a)) => Some(a.error_code.into_inner()),
+        _ => None,
+    }
+}
