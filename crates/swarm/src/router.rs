@@ -116,6 +116,18 @@ async fn admit(node: Node, incoming: quinn::Incoming) {
     drop(slot);
 }
 
+/// The next stream the peer opens on `conn`; `None` once the connection
+/// closes or the node stops.
+pub(crate) async fn next_stream(
+    node: &Node,
+    conn: &Conn,
+) -> Option<(quinn::SendStream, quinn::RecvStream)> {
+    tokio::select! {
+        _ = node.inner.cancel.cancelled() => None,
+        s = conn.conn.accept_bi() => s.ok(),
+    }
+}
+
 /// Runs the protocol of a connection (either direction) until it closes.
 pub(crate) async fn serve(node: Node, conn: Conn, alpn: &'static [u8]) {
     if alpn == blobs::ALPN {

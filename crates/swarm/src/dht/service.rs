@@ -48,14 +48,7 @@ impl Bucket {
 /// Serves the queries a peer sends on `conn` until it closes.
 pub(crate) async fn serve(node: Node, conn: Conn) {
     let mut bucket = Bucket::new(Instant::now());
-    loop {
-        let stream = tokio::select! {
-            _ = node.inner.cancel.cancelled() => return,
-            s = conn.conn.accept_bi() => s,
-        };
-        let Ok((send, recv)) = stream else {
-            return;
-        };
+    while let Some((send, recv)) = crate::router::next_stream(&node, &conn).await {
         let allowed = bucket.take(Instant::now());
         let (n, c) = (node.clone(), conn.clone());
         node.inner

@@ -29,14 +29,7 @@ use crate::{
 /// Serves requests on `conn` until it closes or the node stops.
 pub(crate) async fn serve(node: Node, conn: Conn) {
     let per_peer = Arc::new(Semaphore::new(node.inner.limits.max_uploads_per_peer));
-    loop {
-        let stream = tokio::select! {
-            _ = node.inner.cancel.cancelled() => return,
-            s = conn.conn.accept_bi() => s,
-        };
-        let Ok((send, recv)) = stream else {
-            return;
-        };
+    while let Some((send, recv)) = crate::router::next_stream(&node, &conn).await {
         let (node2, conn2, per_peer) = (node.clone(), conn.clone(), per_peer.clone());
         node.inner
             .tasks
