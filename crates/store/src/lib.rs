@@ -35,7 +35,7 @@ pub use import::Imported;
 pub use ingest::{IngestReport, PartialBlob};
 use p2pfs_proto::{Hash, chunk::CHUNK_GROUP_LOG};
 pub use ranges::effective_ranges;
-pub use records::ProviderRecord;
+pub use records::{ProviderRecord, PutProvider};
 use redb::{ReadableDatabase, ReadableTable};
 
 use crate::{

@@ -30,6 +30,21 @@ pub struct ProviderRecord {
     pub expires: u64,
 }
 
+/// What [`Store::put_provider`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutProvider {
+    /// The node's record for the hash existed and was replaced.
+    Renewed,
+    /// A new record; `evicted` is the node whose record made room.
+    Added {
+        /// The node whose record was removed, if one was.
+        evicted: Option<NodeId>,
+    },
+    /// Not stored: the hash has its fill of longer-lived records, or a new
+    /// record was not admitted.
+    Refused,
+}
+
 /// The stored value of a provider record (the key holds hash and node).
 #[derive(Serialize, Deserialize)]
 struct ProviderValue {
@@ -44,13 +59,15 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
 impl Store {
     /// Stores (or renews) `record` for `hash`, keeping at most `per_key`
     /// records for the hash: when full, the record expiring first makes
-    /// room, unless it outlives the new one. Returns whether it was stored.
+    /// room, unless it outlives the new one. A record that is not a
+    /// renewal is refused unless `admit_new`.
     pub fn put_provider(
         &self,
         hash: &Hash,
         record: &ProviderRecord,
         per_key: usize,
-    ) -> Result<bool, StoreError> {
+        admit_new: bool,
+    ) -> Result<PutProvider, StoreError> {
         let value = codec::encode(&ProviderValue {
             addrs: record.addrs.clone(),
             expires: record.expires,
@@ -59,12 +76,14 @@ impl Store {
         let mut txn = self.inner.db.begin_write().db()?;
         txn.set_durability(redb::Durability::None)
             .map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let stored = {
+        let outcome = {
             let mut t = txn.open_table(tables::PROVIDERS).db()?;
             let key = (hash.as_bytes(), record.node.as_bytes());
-            let exists = t.get(key).db()?.is_some();
-            let mut evict = None;
-            if !exists {
+            let outcome = if t.get(key).db()?.is_some() {
+                PutProvider::Renewed
+            } else if !admit_new {
+                return Ok(PutProvider::Refused);
+            } else {
                 let mut count = 0;
                 let mut soonest: Option<(u64, HashKey)> = None;
                 for item in t
@@ -80,21 +99,21 @@ impl Store {
                         soonest = Some((expires, *k.value().1));
                     }
                 }
-                if count >= per_key {
-                    match soonest {
-                        Some((e, node)) if e <= record.expires => evict = Some(node),
-                        _ => return Ok(false),
+                let evicted = match soonest {
+                    _ if count < per_key => None,
+                    Some((e, node)) if e <= record.expires => {
+                        t.remove((hash.as_bytes(), &node)).db()?;
+                        Some(NodeId::from_bytes(node))
                     }
-                }
-            }
-            if let Some(node) = evict {
-                t.remove((hash.as_bytes(), &node)).db()?;
-            }
+                    _ => return Ok(PutProvider::Refused),
+                };
+                PutProvider::Added { evicted }
+            };
             t.insert(key, value.as_slice()).db()?;
-            true
+            outcome
         };
         txn.commit().db()?;
-        Ok(stored)
+        Ok(outcome)
     }
 
     /// The unexpired provider records of `hash` (at `now`, Unix seconds).
@@ -213,11 +232,20 @@ mod tests {
         let other = Hash::from_bytes([2; 32]);
         {
             let s = Store::open(dir.path()).unwrap();
-            assert!(s.put_provider(&h, &rec(1, 100), 2).unwrap());
-            assert!(s.put_provider(&h, &rec(2, 200), 2).unwrap());
-            assert!(s.put_provider(&other, &rec(1, 100), 2).unwrap());
+            let added = PutProvider::Added { evicted: None };
+            assert_eq!(s.put_provider(&h, &rec(1, 100), 2, true).unwrap(), added);
+            assert_eq!(s.put_provider(&h, &rec(2, 200), 2, true).unwrap(), added);
+            assert_eq!(
+                s.put_provider(&other, &rec(1, 100), 2, true).unwrap(),
+                added
+            );
             // Full: a newcomer living longer replaces the soonest to expire…
-            assert!(s.put_provider(&h, &rec(3, 300), 2).unwrap());
+            assert_eq!(
+                s.put_provider(&h, &rec(3, 300), 2, true).unwrap(),
+                PutProvider::Added {
+                    evicted: Some(NodeId::from_bytes([1; 32]))
+                }
+            );
             let nodes: Vec<u8> = s
                 .providers(&h, 0)
                 .unwrap()
@@ -225,9 +253,20 @@ mod tests {
                 .map(|r| r.node.as_bytes()[0])
                 .collect();
             assert_eq!(nodes, [2, 3]);
-            // …one expiring sooner than all is refused; a renewal is not.
-            assert!(!s.put_provider(&h, &rec(4, 50), 2).unwrap());
-            assert!(s.put_provider(&h, &rec(2, 400), 2).unwrap());
+            // …one expiring sooner than all is refused, as is one not
+            // admitted; a renewal is not.
+            assert_eq!(
+                s.put_provider(&h, &rec(4, 50), 2, true).unwrap(),
+                PutProvider::Refused
+            );
+            assert_eq!(
+                s.put_provider(&other, &rec(4, 500), 2, false).unwrap(),
+                PutProvider::Refused
+            );
+            assert_eq!(
+                s.put_provider(&h, &rec(2, 400), 2, false).unwrap(),
+                PutProvider::Renewed
+            );
             assert_eq!(s.providers(&h, 250).unwrap().len(), 2);
             assert_eq!(s.providers(&h, 350).unwrap().len(), 1);
             s.save_nodes(&[(NodeId::from_bytes([9; 32]), rec(9, 0).addrs)])

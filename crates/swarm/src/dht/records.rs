@@ -13,7 +13,7 @@ use p2pfs_proto::{
     Hash, NodeAddr, NodeId,
     dht::{K, MAX_NODE_ADDRS, Refusal},
 };
-use p2pfs_store::{ProviderRecord, Store, StoreError};
+use p2pfs_store::{ProviderRecord, PutProvider, Store, StoreError};
 
 /// Bounds on the records a node keeps.
 #[derive(Debug, Clone)]
@@ -64,10 +64,24 @@ impl Counts {
     fn from_keys(keys: &[(Hash, NodeId)]) -> Self {
         let mut c = Self::default();
         for (_, n) in keys {
-            *c.per_node.entry(*n).or_default() += 1;
+            c.add(*n);
         }
-        c.total = keys.len();
         c
+    }
+
+    fn add(&mut self, node: NodeId) {
+        *self.per_node.entry(node).or_default() += 1;
+        self.total += 1;
+    }
+
+    fn remove(&mut self, node: NodeId) {
+        if let Some(n) = self.per_node.get_mut(&node) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_node.remove(&node);
+            }
+            self.total -= 1;
+        }
     }
 }
 
@@ -92,38 +106,30 @@ impl Records {
         mut addrs: Vec<SocketAddr>,
     ) -> Result<Result<u32, Refusal>, StoreError> {
         addrs.truncate(MAX_NODE_ADDRS);
-        let now = unix_now();
-        let renewal = self
-            .store
-            .providers(hash, 0)?
-            .iter()
-            .any(|r| r.node == node);
-        if !renewal {
+        let admit_new = {
             let c = crate::lock(&self.counts);
-            if c.total >= self.limits.total
-                || c.per_node.get(&node).copied().unwrap_or(0) >= self.limits.per_node
-            {
-                return Ok(Err(Refusal::Full));
-            }
-        }
+            c.total < self.limits.total
+                && c.per_node.get(&node).copied().unwrap_or(0) < self.limits.per_node
+        };
         let ttl = self.limits.ttl.as_secs();
         let record = ProviderRecord {
             node,
             addrs,
-            expires: now + ttl,
+            expires: unix_now() + ttl,
         };
-        if !self
+        match self
             .store
-            .put_provider(hash, &record, self.limits.per_key)?
+            .put_provider(hash, &record, self.limits.per_key, admit_new)?
         {
-            return Ok(Err(Refusal::Full));
-        }
-        if !renewal {
-            // A record evicted to make room stays counted until the next
-            // expiry pass recounts: the counts only ever overestimate.
-            let mut c = crate::lock(&self.counts);
-            *c.per_node.entry(node).or_default() += 1;
-            c.total += 1;
+            PutProvider::Refused => return Ok(Err(Refusal::Full)),
+            PutProvider::Renewed => {}
+            PutProvider::Added { evicted } => {
+                let mut c = crate::lock(&self.counts);
+                c.add(node);
+                if let Some(gone) = evicted {
+                    c.remove(gone);
+                }
+            }
         }
         Ok(Ok(u32::try_from(ttl).unwrap_or(u32::MAX)))
     }
