@@ -49,10 +49,10 @@ async fn bad_queries_cost_only_the_asker() {
     let DhtResponse::Pong { observed } = ask(&c, Query::Ping).await else {
         panic!("no pong");
     };
-    assert_eq!(observed, c.local_ip().map_or(observed, |_| observed));
-    assert_eq!(
-        observed.port(),
-        c.remote_address().port().max(observed.port())
+    // The asker's own address, as the answerer saw it.
+    assert!(
+        observed.ip().is_loopback() && observed.port() != 0 && observed != c.remote_address(),
+        "{observed}"
     );
 
     // Too many addresses in an announcement.

@@ -33,7 +33,6 @@ fn interfaces(bound: SocketAddr) -> Vec<Ipv4Addr> {
         _ => if_addrs::get_if_addrs()
             .unwrap_or_default()
             .into_iter()
-            .filter(|i| !i.is_loopback())
             .filter_map(|i| match i.ip() {
                 IpAddr::V4(v4) => Some(v4),
                 IpAddr::V6(_) => None,
@@ -84,7 +83,7 @@ pub(crate) async fn run(node: Node) {
     let beacon = LanBeacon {
         node: node.id(),
         port: node.bound_addr().port(),
-        server: node.inner.dht.server,
+        server: node.inner.dht.config.server,
     }
     .to_datagram();
     let group = SocketAddrV4::new(Ipv4Addr::from(LAN_GROUP_V4), LAN_PORT);

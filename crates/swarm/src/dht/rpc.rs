@@ -30,7 +30,7 @@ pub(crate) async fn ask(node: &Node, target: &Target, query: Query) -> Result<An
     let started = Instant::now();
     let (mut send, mut recv) = conn.conn.open_bi().await.map_err(|e| fail(e.to_string()))?;
     let request = DhtRequest {
-        server: node.inner.dht.server,
+        server: node.inner.dht.config.server,
         query,
     };
     frame::write(&mut send, &request)

@@ -89,7 +89,6 @@ pub(crate) struct Found {
 
 #[derive(Debug)]
 pub(crate) struct Dht {
-    pub(crate) server: bool,
     epoch: Instant,
     table: Mutex<RoutingTable<Vec<SocketAddr>>>,
     rtt: Mutex<Rtts>,
@@ -129,7 +128,6 @@ impl Dht {
     pub(crate) fn new(me: NodeId, store: &Store, config: DhtConfig) -> Result<Self, StoreError> {
         let records = Records::open(store.clone(), config.records.clone())?;
         Ok(Self {
-            server: config.server,
             epoch: Instant::now(),
             table: Mutex::new(RoutingTable::new(Key::from(me), TableConfig::default())),
             rtt: Mutex::new(Rtts::default()),
@@ -195,7 +193,7 @@ impl Dht {
 
     pub(crate) fn status(&self) -> DhtStatus {
         DhtStatus {
-            server: self.server,
+            server: self.config.server,
             table: self.table_len(),
             records: self.records.len(),
             announced: crate::lock(&self.announced).len(),
@@ -265,12 +263,10 @@ pub(crate) async fn lookup(node: &Node, target: Key, providers: Option<Hash>) ->
                             .filter(|(k, _)| *k != me);
                         l.on_answer(&key, closer);
                     }
-                    Ok(Err(e)) => {
-                        tracing::debug!(node = ?key, "DHT query failed: {e}");
-                        l.on_failure(&key);
-                        crate::lock(&dht.table).failed(&key);
-                    }
-                    Err(_) => {
+                    failed => {
+                        if let Ok(Err(e)) = failed {
+                            tracing::debug!(node = ?key, "DHT query failed: {e}");
+                        }
                         l.on_failure(&key);
                         crate::lock(&dht.table).failed(&key);
                     }
@@ -347,9 +343,12 @@ impl Node {
     }
 
     /// Announces `hash` in the background (a server node that just got a
-    /// blob).
+    /// blob), unless it was announced within [`REPUBLISH`].
     pub fn provide(&self, hash: Hash) {
-        if !self.inner.dht.server {
+        let recent = crate::lock(&self.inner.dht.announced)
+            .get(&hash)
+            .is_some_and(|t| t.elapsed() < REPUBLISH);
+        if !self.inner.dht.config.server || recent {
             return;
         }
         let node = self.clone();
@@ -417,7 +416,7 @@ pub(crate) async fn run(node: Node) {
     let size = node.join(seeds.clone()).await;
     dht.joined.send_replace(true);
     tracing::info!(nodes = size, "joined the DHT");
-    if !dht.server {
+    if !dht.config.server {
         return;
     }
     let mut upkeep = tokio::time::interval(UPKEEP);

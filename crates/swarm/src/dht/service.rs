@@ -109,11 +109,14 @@ async fn answer(node: &Node, peer: NodeId, observed: SocketAddr, query: Query) -
         },
         Query::GetProviders { hash } => {
             let records = dht.records.clone();
-            let providers = tokio::task::spawn_blocking(move || records.get(&hash))
-                .await
-                .ok()
-                .and_then(|r| r.ok())
-                .unwrap_or_default();
+            let read = tokio::task::spawn_blocking(move || records.get(&hash)).await;
+            let providers = read
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+                .unwrap_or_else(|e| {
+                    tracing::warn!("reading provider records: {e}");
+                    Vec::new()
+                });
             DhtResponse::Providers {
                 providers,
                 closer: closest(node, &Key::from(hash), peer),
