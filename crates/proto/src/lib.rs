@@ -3,7 +3,7 @@
 //! This crate is the vocabulary of the protocol: the content [`Hash`], the
 //! identities [`NodeId`] and [`RoomId`], peer addresses and tickets, the
 //! chunking constants of the verified-streaming tree ([`chunk`]), the blob
-//! protocol's messages ([`blobs`]), the DHT's ([`dht`]), the close codes ([`close`]), and the one
+//! protocol's messages ([`blobs`]), the DHT's ([`dht`]), rooms' tickets, log entries and sync ([`room`]), the close codes ([`close`]), and the one
 //! place where values are turned into bytes and back ([`codec`], postcard
 //! with a hard size limit).
 //!
@@ -20,10 +20,12 @@ pub mod dht;
 mod hash;
 mod id;
 mod ranges;
+pub mod room;
 pub mod ticket;
 
 pub use addr::{MAX_ADDRS, NodeAddr, ParsePeerAddrError, PeerAddr};
 pub use hash::Hash;
 pub use id::{NodeId, ParseIdError, RoomId};
 pub use ranges::{MAX_BOUNDARIES, RangeSpec, RangeSpecError};
+pub use room::{RoomSecret, RoomTicket};
 pub use ticket::BlobTicket;

@@ -10,6 +10,7 @@ mod outboard;
 mod partial;
 mod ranges;
 mod records;
+mod rooms;
 mod stream;
 mod tables;
 mod tree;
@@ -36,6 +37,7 @@ pub use ingest::{IngestReport, PartialBlob};
 use p2pfs_proto::{Hash, chunk::CHUNK_GROUP_LOG};
 pub use ranges::effective_ranges;
 pub use records::{ProviderRecord, PutProvider};
+pub use rooms::{RoomInfo, RoomTxn};
 use redb::{ReadableDatabase, ReadableTable};
 
 use crate::{
@@ -197,6 +199,13 @@ impl Store {
             txn.open_table(tables::PINS).db()?;
             txn.open_table(tables::PROVIDERS).db()?;
             txn.open_table(tables::NODES).db()?;
+            txn.open_table(tables::ROOMS).db()?;
+            txn.open_table(tables::ROOM_ENTRIES).db()?;
+            txn.open_table(tables::ROOM_LOG).db()?;
+            txn.open_table(tables::ROOM_SEQ).db()?;
+            txn.open_table(tables::ROOM_AUTHORS).db()?;
+            txn.open_table(tables::ROOM_HEADS).db()?;
+            txn.open_table(tables::ROOM_VIEW).db()?;
         }
         txn.commit().db()
     }

@@ -14,6 +14,16 @@
 //! | `store_v1` | key | format version and other store-wide values |
 //! | `providers_v1` | (hash, node id) | DHT provider record: addresses, expiry (postcard) |
 //! | `nodes_v1` | node id | addresses of a node remembered from the last run (postcard) |
+//! | `rooms_v1` | room id | the room's secret, local name, ticket nodes (postcard) |
+//! | `room_entries_v1` | (room, entry hash) | local log index, encoded entry |
+//! | `room_log_v1` | (room, local index) | entry hash: the log in the order it was accepted |
+//! | `room_seq_v1` | (room, author, seq) | entry hash and local index |
+//! | `room_authors_v1` | (room, author) | how many of the author's entries the log has |
+//! | `room_heads_v1` | (room, entry hash) | `()`: entries no other entry links to yet |
+//! | `room_view_v1` | (room, view key) | materialized views, rebuilt from the log when dropped |
+//!
+//! The `room_view_v1` table holds only derived data: deleting it (or any
+//! room's part of it) and reopening rebuilds it from `room_log_v1`.
 
 use p2pfs_proto::codec;
 use range_collections::RangeSet2;
@@ -44,6 +54,19 @@ pub(crate) const PINS: TableDefinition<'_, (&HashKey, &str), ()> = TableDefiniti
 pub(crate) const PROVIDERS: TableDefinition<'_, (&HashKey, &HashKey), &[u8]> =
     TableDefinition::new("providers_v1");
 pub(crate) const NODES: TableDefinition<'_, &HashKey, &[u8]> = TableDefinition::new("nodes_v1");
+pub(crate) const ROOMS: TableDefinition<'_, &HashKey, &[u8]> = TableDefinition::new("rooms_v1");
+pub(crate) const ROOM_ENTRIES: TableDefinition<'_, (&HashKey, &HashKey), (u64, &[u8])> =
+    TableDefinition::new("room_entries_v1");
+pub(crate) const ROOM_LOG: TableDefinition<'_, (&HashKey, u64), &HashKey> =
+    TableDefinition::new("room_log_v1");
+pub(crate) const ROOM_SEQ: TableDefinition<'_, (&HashKey, &HashKey, u64), (&HashKey, u64)> =
+    TableDefinition::new("room_seq_v1");
+pub(crate) const ROOM_AUTHORS: TableDefinition<'_, (&HashKey, &HashKey), u64> =
+    TableDefinition::new("room_authors_v1");
+pub(crate) const ROOM_HEADS: TableDefinition<'_, (&HashKey, &HashKey), ()> =
+    TableDefinition::new("room_heads_v1");
+pub(crate) const ROOM_VIEW: TableDefinition<'_, (&HashKey, &[u8]), &[u8]> =
+    TableDefinition::new("room_view_v1");
 pub(crate) const STORE: TableDefinition<'_, &str, u64> = TableDefinition::new("store_v1");
 
 /// Key in `store_v1` holding [`FORMAT_VERSION`].

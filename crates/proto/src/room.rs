@@ -1,0 +1,615 @@
+//! Rooms: the secret and what is derived from it, tickets, the signed log
+//! entries, and the sync protocol's messages (docs/protocol.md §8).
+//!
+//! A room is a random 32-byte [`RoomSecret`]. Everything else comes from
+//! it through BLAKE3 `derive_key` with fixed contexts: the public
+//! [`RoomId`], the key members prove membership with, and the DHT key under
+//! which members announce themselves. Knowing the secret is being a member.
+//!
+//! The room's state is a merkle DAG of [`Entry`]s: each is signed by its
+//! author, carries a tag proving the author knows the room key, and links
+//! to the entries its author had seen (the heads). Each author's entries
+//! form a chain numbered from 0 (`seq`), so a member's knowledge of the
+//! log is summarised by one number per author (the sync [`Have`]).
+//!
+//! Checks that need no state (sizes, paths, text) are here
+//! ([`EntryBody::check`]); signatures are verified by the network layer,
+//! which holds the Ed25519 code.
+
+use std::{fmt, str::FromStr};
+
+use data_encoding::BASE32_NOPAD;
+use serde::{Deserialize, Serialize};
+
+use crate::{Hash, NodeAddr, NodeId, RoomId, codec, ticket::valid_name};
+
+/// ALPN of the room sync protocol.
+pub const ALPN: &[u8] = b"p2pfs/room/1";
+
+/// Most bytes of an encoded [`Entry`].
+pub const MAX_ENTRY: usize = 8 * 1024;
+/// Most bytes of a chat line.
+pub const MAX_TEXT: usize = 4096;
+/// Most bytes of a file path in a room.
+pub const MAX_PATH: usize = 1024;
+/// Most components of a path.
+pub const MAX_DEPTH: usize = 32;
+/// Most parents an entry links to.
+pub const MAX_PARENTS: usize = 32;
+/// Most entries a put, delete or mkdir replaces.
+pub const MAX_REPLACES: usize = 32;
+/// Most bytes of a display or room name.
+pub const MAX_NAME: usize = 64;
+/// Most authors in a [`Have`].
+pub const MAX_AUTHORS: usize = 4096;
+/// Most addresses in a [`SyncMsg::Peers`].
+pub const MAX_PEERS: usize = 32;
+/// Most bytes of one sync frame.
+pub const MAX_SYNC_FRAME: usize = 256 * 1024;
+/// The name of the chat view in a room's directory; no file may take it.
+pub const CHAT_FILE: &str = "chat.log";
+
+const CONTEXT_ID: &str = "p2pfs 2026 room id v1";
+const CONTEXT_AUTH: &str = "p2pfs 2026 room auth v1";
+const CONTEXT_DHT: &str = "p2pfs 2026 room dht v1";
+/// Prefix of the bytes an entry's signature covers.
+pub const ENTRY_DOMAIN: &[u8; 20] = b"p2pfs room entry v1\0";
+/// Prefix of the membership proof bound to a QUIC connection.
+pub const PROOF_DOMAIN: &[u8; 20] = b"p2pfs room proof v1\0";
+/// The TLS exporter label for membership proofs (RFC 8446 §7.5).
+pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-p2pfs-room-v1";
+
+/// A room's secret: whoever has it is a member.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomSecret(pub [u8; 32]);
+
+impl fmt::Debug for RoomSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RoomSecret({})", self.id().fmt_short())
+    }
+}
+
+impl RoomSecret {
+    /// The room's public identifier.
+    pub fn id(&self) -> RoomId {
+        RoomId::from_bytes(blake3::derive_key(CONTEXT_ID, &self.0))
+    }
+
+    /// The key members prove membership with.
+    pub fn auth_key(&self) -> [u8; 32] {
+        blake3::derive_key(CONTEXT_AUTH, &self.0)
+    }
+
+    /// The DHT key under which members announce themselves.
+    pub fn dht_key(&self) -> Hash {
+        Hash::from_bytes(blake3::derive_key(CONTEXT_DHT, &self.0))
+    }
+
+    /// The tag proving that `author` knows the room key.
+    pub fn member_tag(&self, author: &NodeId) -> [u8; 32] {
+        *blake3::keyed_hash(&self.auth_key(), author.as_bytes()).as_bytes()
+    }
+
+    /// The proof of membership on a connection: `exporter` is the TLS
+    /// exporter value of that connection, `dialer` whether the prover
+    /// opened it (so a proof cannot be reflected back).
+    pub fn connection_proof(&self, exporter: &[u8; 32], dialer: bool) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_keyed(&self.auth_key());
+        h.update(PROOF_DOMAIN);
+        h.update(&[u8::from(dialer)]);
+        h.update(exporter);
+        *h.finalize().as_bytes()
+    }
+}
+
+/// An Ed25519 signature (64 bytes on the wire, no length prefix).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Signature(pub [u8; 64]);
+
+impl fmt::Debug for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Signature({:02x}{:02x}…)", self.0[0], self.0[1])
+    }
+}
+
+impl Serialize for Signature {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (a, b) = self.0.split_at(32);
+        let mut lo = [0u8; 32];
+        let mut hi = [0u8; 32];
+        lo.copy_from_slice(a);
+        hi.copy_from_slice(b);
+        (lo, hi).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Signature {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (lo, hi) = <([u8; 32], [u8; 32])>::deserialize(d)?;
+        let mut out = [0u8; 64];
+        out[..32].copy_from_slice(&lo);
+        out[32..].copy_from_slice(&hi);
+        Ok(Self(out))
+    }
+}
+
+/// One signed event in a room's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The postcard encoding of an [`EntryBody`]: the bytes that are
+    /// signed and hashed are these, so re-encoding never changes them.
+    pub body: Vec<u8>,
+    /// The author's signature over [`signed_message`]`(room, body)`.
+    pub sig: Signature,
+}
+
+/// What an entry says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryBody {
+    /// Who wrote it.
+    pub author: NodeId,
+    /// Its position in the author's chain, from 0.
+    pub seq: u64,
+    /// Entries the author had seen (the heads), by entry hash; when `seq >
+    /// 0`, the author's entry `seq - 1` is one of them.
+    pub parents: Vec<Hash>,
+    /// The author's clock, in milliseconds since the Unix epoch.
+    pub time: u64,
+    /// [`RoomSecret::member_tag`] of the author.
+    pub member: [u8; 32],
+    /// The event.
+    pub op: Op,
+}
+
+/// The events of a room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// A chat line.
+    Chat {
+        /// One line of UTF-8, no line breaks.
+        text: String,
+    },
+    /// A file at `path` with content `hash`.
+    Put {
+        /// Where, `/`-separated, relative to the room.
+        path: String,
+        /// The content.
+        hash: Hash,
+        /// Its size in bytes.
+        size: u64,
+        /// Whether it is executable.
+        exec: bool,
+        /// Its modification time, in milliseconds since the Unix epoch.
+        mtime: u64,
+        /// The entries for this path this one replaces.
+        replaces: Vec<Hash>,
+    },
+    /// Removes what is at `path`.
+    Delete {
+        /// Where.
+        path: String,
+        /// The entries for this path this one removes.
+        replaces: Vec<Hash>,
+    },
+    /// A directory at `path`.
+    Mkdir {
+        /// Where.
+        path: String,
+        /// The entries for this path this one replaces.
+        replaces: Vec<Hash>,
+    },
+    /// Room metadata.
+    Meta(Meta),
+}
+
+/// Metadata entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Meta {
+    /// The author's display name in this room.
+    MemberName(String),
+    /// The room's suggested name.
+    RoomName(String),
+}
+
+impl Op {
+    /// The path a file-tree event is about.
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            Op::Put { path, .. } | Op::Delete { path, .. } | Op::Mkdir { path, .. } => Some(path),
+            Op::Chat { .. } | Op::Meta(_) => None,
+        }
+    }
+
+    /// The entries a file-tree event replaces.
+    pub fn replaces(&self) -> &[Hash] {
+        match self {
+            Op::Put { replaces, .. } | Op::Delete { replaces, .. } | Op::Mkdir { replaces, .. } => {
+                replaces
+            }
+            Op::Chat { .. } | Op::Meta(_) => &[],
+        }
+    }
+}
+
+/// Why an entry is invalid on its own.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    /// Too many bytes.
+    #[error("entry of {0} bytes is over the limit of {MAX_ENTRY}")]
+    TooLarge(usize),
+    /// The body does not decode.
+    #[error("entry does not decode: {0}")]
+    Decode(String),
+    /// A field is out of bounds.
+    #[error("invalid entry: {0}")]
+    Invalid(String),
+    /// The membership tag is wrong: the author does not know the room key.
+    #[error("entry by {0} is not from a member of this room")]
+    NotMember(String),
+    /// The signature does not verify.
+    #[error("entry by {0} has a bad signature")]
+    BadSignature(String),
+}
+
+impl EntryBody {
+    /// Checks the bounds of every field (not the signature or the tag).
+    pub fn check(&self) -> Result<(), EntryError> {
+        let bad = |s: String| Err(EntryError::Invalid(s));
+        if self.parents.len() > MAX_PARENTS {
+            return bad(format!("{} parents", self.parents.len()));
+        }
+        if self.seq > 0 && self.parents.is_empty() {
+            return bad("no parents after the author's first entry".into());
+        }
+        if self.op.replaces().len() > MAX_REPLACES {
+            return bad(format!("replaces {} entries", self.op.replaces().len()));
+        }
+        match &self.op {
+            Op::Chat { text } => {
+                if text.len() > MAX_TEXT || text.contains(['\n', '\r']) {
+                    return bad("chat text too long or with a line break".into());
+                }
+            }
+            Op::Put { path, .. } | Op::Delete { path, .. } | Op::Mkdir { path, .. } => {
+                check_path(path).map_err(EntryError::Invalid)?
+            }
+            Op::Meta(Meta::MemberName(n) | Meta::RoomName(n)) => {
+                if !valid_display_name(n) {
+                    return bad(format!("unusable name {n:?}"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `n` can be a display or room name: 1 to [`MAX_NAME`] bytes,
+/// no control characters, usable as a directory name.
+pub fn valid_display_name(n: &str) -> bool {
+    n.len() <= MAX_NAME && valid_name(n) && !n.chars().any(char::is_control)
+}
+
+/// Checks a room path: `/`-separated names, no empty, `.` or `..`
+/// component, at most [`MAX_PATH`] bytes and [`MAX_DEPTH`] components, and
+/// not the chat file.
+pub fn check_path(path: &str) -> Result<(), String> {
+    if path.len() > MAX_PATH {
+        return Err(format!("path of {} bytes is too long", path.len()));
+    }
+    if path == CHAT_FILE {
+        return Err(format!("{CHAT_FILE} is the room's chat"));
+    }
+    let mut depth = 0;
+    for part in path.split('/') {
+        depth += 1;
+        if !valid_name(part) || part.chars().any(char::is_control) {
+            return Err(format!("unusable path {path:?}"));
+        }
+    }
+    if depth > MAX_DEPTH {
+        return Err(format!("path {path:?} is nested too deeply"));
+    }
+    Ok(())
+}
+
+/// The bytes an entry's signature covers and whose BLAKE3 hash is the
+/// entry's hash: [`ENTRY_DOMAIN`], the room id, the body.
+pub fn signed_message(room: &RoomId, body: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(ENTRY_DOMAIN.len() + 32 + body.len());
+    m.extend_from_slice(ENTRY_DOMAIN);
+    m.extend_from_slice(room.as_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+impl Entry {
+    /// The entry's hash in `room`.
+    pub fn hash(&self, room: &RoomId) -> Hash {
+        Hash::of(&signed_message(room, &self.body))
+    }
+
+    /// Decodes an entry from its encoding, checking its size and bounds.
+    pub fn decode(bytes: &[u8]) -> Result<(Entry, EntryBody), EntryError> {
+        if bytes.len() > MAX_ENTRY {
+            return Err(EntryError::TooLarge(bytes.len()));
+        }
+        let e: Entry = codec::decode(bytes).map_err(|e| EntryError::Decode(e.to_string()))?;
+        let body = e.body()?;
+        Ok((e, body))
+    }
+
+    /// Decodes and checks the body.
+    pub fn body(&self) -> Result<EntryBody, EntryError> {
+        let b: EntryBody =
+            codec::decode(&self.body).map_err(|e| EntryError::Decode(e.to_string()))?;
+        b.check()?;
+        Ok(b)
+    }
+
+    /// The encoding (what the log stores and sync sends).
+    pub fn encode(&self) -> Result<Vec<u8>, EntryError> {
+        let bytes = codec::encode(self).map_err(|e| EntryError::Decode(e.to_string()))?;
+        if bytes.len() > MAX_ENTRY {
+            return Err(EntryError::TooLarge(bytes.len()));
+        }
+        Ok(bytes)
+    }
+}
+
+/// What a member has of a room's log: for each author, how many of its
+/// entries (so the next `seq` it lacks).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Have(pub Vec<(NodeId, u64)>);
+
+/// The first message on a room stream, from the dialer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// [`RoomSecret::connection_proof`] with `dialer = true`.
+    pub proof: [u8; 32],
+}
+
+/// The answer to a [`Hello`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Welcome {
+    /// The proof matched one of the answerer's rooms; here is its own
+    /// ([`RoomSecret::connection_proof`] with `dialer = false`).
+    Member {
+        /// The answerer's proof.
+        proof: [u8; 32],
+    },
+    /// The proof matched no room the answerer is in.
+    Unknown,
+}
+
+/// The messages both members send once the stream is authenticated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncMsg {
+    /// What the sender has; the receiver answers with the entries the
+    /// sender lacks (as [`SyncMsg::Entries`]), then [`SyncMsg::Synced`].
+    Have(Have),
+    /// Entries, parents before children, each an encoded [`Entry`].
+    Entries(Vec<Vec<u8>>),
+    /// Every entry the last `Have` lacked has been sent.
+    Synced,
+    /// Members the sender knows how to reach.
+    Peers(Vec<NodeAddr>),
+}
+
+impl SyncMsg {
+    /// Checks the bounds of a received message.
+    pub fn check(&self) -> Result<(), String> {
+        match self {
+            SyncMsg::Have(h) if h.0.len() > MAX_AUTHORS => Err("too many authors".into()),
+            SyncMsg::Entries(v) if v.iter().any(|e| e.len() > MAX_ENTRY) => {
+                Err("an entry is too large".into())
+            }
+            SyncMsg::Peers(p)
+                if p.len() > MAX_PEERS || p.iter().any(|a| a.addrs.len() > crate::MAX_ADDRS) =>
+            {
+                Err("too many peers".into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Most member addresses a ticket carries.
+pub const MAX_TICKET_NODES: usize = 8;
+
+/// A room ticket: the secret, a suggested name and some members, as one
+/// copy-paste string: `p2pfs1` followed by the lowercase base32 (no
+/// padding) of this struct's postcard encoding.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomTicket {
+    version: u8,
+    /// The room's secret.
+    pub secret: RoomSecret,
+    /// The suggested name.
+    pub name: String,
+    /// Members to reach first.
+    pub nodes: Vec<NodeAddr>,
+}
+
+impl fmt::Debug for RoomTicket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RoomTicket({}, {:?})", self.secret.id().fmt_short(), self.name)
+    }
+}
+
+/// Why a string is not a room ticket.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoomTicketError {
+    /// It does not start with `p2pfs1`.
+    #[error("not a room ticket (it should start with \"{}\")", RoomTicket::PREFIX)]
+    Prefix,
+    /// The base32 or its content is invalid.
+    #[error("damaged room ticket: {0}")]
+    Invalid(String),
+}
+
+impl RoomTicket {
+    /// The text prefix.
+    pub const PREFIX: &'static str = "p2pfs1";
+
+    /// A ticket for a room.
+    pub fn new(secret: RoomSecret, name: String, mut nodes: Vec<NodeAddr>) -> Self {
+        nodes.truncate(MAX_TICKET_NODES);
+        Self {
+            version: 0,
+            secret,
+            name,
+            nodes,
+        }
+    }
+}
+
+impl fmt::Display for RoomTicket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bytes = codec::encode(self).map_err(|_| fmt::Error)?;
+        write!(
+            f,
+            "{}{}",
+            Self::PREFIX,
+            BASE32_NOPAD.encode(&bytes).to_ascii_lowercase()
+        )
+    }
+}
+
+impl FromStr for RoomTicket {
+    type Err = RoomTicketError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let body = s
+            .trim()
+            .strip_prefix(Self::PREFIX)
+            .ok_or(RoomTicketError::Prefix)?;
+        let bytes = BASE32_NOPAD
+            .decode(body.to_ascii_uppercase().as_bytes())
+            .map_err(|e| RoomTicketError::Invalid(e.to_string()))?;
+        let t: Self =
+            codec::decode(&bytes).map_err(|e| RoomTicketError::Invalid(e.to_string()))?;
+        if t.version != 0 {
+            return Err(RoomTicketError::Invalid(format!(
+                "format version {} is newer than this p2pfs",
+                t.version
+            )));
+        }
+        if !valid_display_name(&t.name) {
+            return Err(RoomTicketError::Invalid(format!(
+                "unusable room name {:?}",
+                t.name
+            )));
+        }
+        if t.nodes.len() > MAX_TICKET_NODES || t.nodes.iter().any(|n| n.addrs.len() > crate::MAX_ADDRS)
+        {
+            return Err(RoomTicketError::Invalid("too many nodes or addresses".into()));
+        }
+        Ok(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(op: Op) -> EntryBody {
+        EntryBody {
+            author: NodeId::from_bytes([1; 32]),
+            seq: 0,
+            parents: vec![],
+            time: 1,
+            member: [0; 32],
+            op,
+        }
+    }
+
+    #[test]
+    fn derivations_differ_and_are_stable() {
+        let s = RoomSecret([7; 32]);
+        let id = s.id();
+        assert_ne!(id.as_bytes(), &s.auth_key());
+        assert_ne!(s.dht_key().as_bytes(), &s.auth_key());
+        assert_eq!(s.id(), RoomSecret([7; 32]).id());
+        let x = [3u8; 32];
+        assert_ne!(s.connection_proof(&x, true), s.connection_proof(&x, false));
+        assert_ne!(
+            s.member_tag(&NodeId::from_bytes([1; 32])),
+            s.member_tag(&NodeId::from_bytes([2; 32]))
+        );
+    }
+
+    #[test]
+    fn tickets_round_trip_and_reject_damage() {
+        let t = RoomTicket::new(
+            RoomSecret([5; 32]),
+            "team".into(),
+            vec![NodeAddr {
+                id: NodeId::from_bytes([9; 32]),
+                addrs: vec!["127.0.0.1:4000".parse().unwrap()],
+            }],
+        );
+        let s = t.to_string();
+        assert!(s.starts_with("p2pfs1"));
+        assert_eq!(s.parse::<RoomTicket>().unwrap(), t);
+        assert_eq!("blobabc".parse::<RoomTicket>(), Err(RoomTicketError::Prefix));
+        assert!(s[..s.len() - 4].parse::<RoomTicket>().is_err());
+        let evil = RoomTicket::new(RoomSecret([5; 32]), "../x".into(), vec![]);
+        assert!(evil.to_string().parse::<RoomTicket>().is_err());
+    }
+
+    #[test]
+    fn golden_entry_bytes() {
+        // docs/protocol.md §8.3: a chat entry's body.
+        let b = body(Op::Chat { text: "hi".into() });
+        let mut want = vec![];
+        want.extend([1u8; 32]); // author
+        want.extend([0, 0, 1]); // seq 0, no parents, time 1
+        want.extend([0u8; 32]); // member tag
+        want.extend([0, 2, b'h', b'i']); // Op::Chat "hi"
+        assert_eq!(codec::encode(&b).unwrap(), want);
+        let sig = Signature([4; 64]);
+        let e = Entry {
+            body: want.clone(),
+            sig,
+        };
+        let enc = e.encode().unwrap();
+        assert_eq!(enc.len(), 1 + want.len() + 64);
+        assert_eq!(Entry::decode(&enc).unwrap().1, b);
+    }
+
+    #[test]
+    fn bounds() {
+        let ok = |op| body(op).check().is_ok();
+        assert!(ok(Op::Chat { text: "x".repeat(MAX_TEXT) }));
+        assert!(!ok(Op::Chat { text: "x".repeat(MAX_TEXT + 1) }));
+        assert!(!ok(Op::Chat { text: "a\nb".into() }));
+        let put = |p: &str| Op::Delete {
+            path: p.into(),
+            replaces: vec![],
+        };
+        assert!(ok(put("a/b/c.txt")));
+        for bad in ["", "/a", "a/", "a//b", "./a", "a/../b", "chat.log", "a\u{7}"] {
+            assert!(!ok(put(bad)), "{bad:?}");
+        }
+        assert!(ok(put("sub/chat.log")));
+        assert!(ok(put(&vec!["a"; MAX_DEPTH].join("/"))));
+        assert!(!ok(put(&vec!["a"; MAX_DEPTH + 1].join("/"))));
+        let mut b = body(Op::Chat { text: "x".into() });
+        b.seq = 1;
+        assert!(b.check().is_err(), "a later entry must have parents");
+        assert!(!ok(Op::Meta(Meta::MemberName("".into()))));
+        assert!(ok(Op::Meta(Meta::MemberName("Ana María".into()))));
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        let mut rng = fastrand::Rng::with_seed(5);
+        for _ in 0..20_000 {
+            let n = rng.usize(0..300);
+            let bytes: Vec<u8> = (0..n).map(|_| rng.u8(..)).collect();
+            let _ = Entry::decode(&bytes);
+            let _ = codec::decode::<SyncMsg>(&bytes).map(|m| m.check());
+            let _ = codec::decode::<Welcome>(&bytes);
+        }
+    }
+}
