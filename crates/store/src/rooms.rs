@@ -412,19 +412,7 @@ impl RoomTxn<'_> {
     }
 
     /// Removes every view value of this room.
-    pub fn have(
-    t: &impl ReadableTable<(&'static HashKey, &'static HashKey), u64>,
-    r: &HashKey,
-) -> Result<Vec<(NodeId, u64)>, StoreError> {
-    let mut out = Vec::new();
-    for item in t.range((r, &[0u8; 32])..=(r, &[0xff; 32])).db()? {
-        let (k, v) = item.db()?;
-        out.push((NodeId::from_bytes(*k.value().1), v.value()));
-    }
-    Ok(out)
-}
-
-fn clear_views(&mut self) -> Result<(), StoreError> {
+    pub fn clear_views(&mut self) -> Result<(), StoreError> {
         let r = self.room;
         clear_views(&mut self.view, &r)
     }
