@@ -30,6 +30,7 @@ pub async fn node_with(limits: Limits, options: Options) -> TestNode {
             default_port: 0,
             limits,
             dht: Default::default(),
+            display_name: None,
         },
         store,
     )

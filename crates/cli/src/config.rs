@@ -23,3 +23,17 @@ pub(crate) fn open_store(data_dir: &Path) -> anyhow::Result<p2pfs_store::Store> 
     p2pfs_store::Store::open(data_dir.join("store"))
         .with_context(|| format!("opening the store in {}", data_dir.display()))
 }
+
+/// The display name saved in the data directory (`p2pfs daemon --name`),
+/// or `P2PFS_NAME`; `None` for the host name.
+pub(crate) fn display_name(data_dir: &Path) -> Option<String> {
+    if let Ok(n) = std::env::var("P2PFS_NAME")
+        && p2pfs_proto::room::valid_display_name(n.trim())
+    {
+        return Some(n.trim().to_string());
+    }
+    std::fs::read_to_string(data_dir.join("name"))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| p2pfs_proto::room::valid_display_name(s))
+}

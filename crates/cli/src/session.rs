@@ -169,6 +169,7 @@ pub(crate) async fn start_node(
             default_port,
             limits,
             dht,
+            display_name: config::display_name(data_dir),
         },
         store,
     )

@@ -432,7 +432,12 @@ pub struct RoomTicket {
 
 impl fmt::Debug for RoomTicket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RoomTicket({}, {:?})", self.secret.id().fmt_short(), self.name)
+        write!(
+            f,
+            "RoomTicket({}, {:?})",
+            self.secret.id().fmt_short(),
+            self.name
+        )
     }
 }
 
@@ -486,8 +491,7 @@ impl FromStr for RoomTicket {
         let bytes = BASE32_NOPAD
             .decode(body.to_ascii_uppercase().as_bytes())
             .map_err(|e| RoomTicketError::Invalid(e.to_string()))?;
-        let t: Self =
-            codec::decode(&bytes).map_err(|e| RoomTicketError::Invalid(e.to_string()))?;
+        let t: Self = codec::decode(&bytes).map_err(|e| RoomTicketError::Invalid(e.to_string()))?;
         if t.version != 0 {
             return Err(RoomTicketError::Invalid(format!(
                 "format version {} is newer than this p2pfs",
@@ -500,9 +504,12 @@ impl FromStr for RoomTicket {
                 t.name
             )));
         }
-        if t.nodes.len() > MAX_TICKET_NODES || t.nodes.iter().any(|n| n.addrs.len() > crate::MAX_ADDRS)
+        if t.nodes.len() > MAX_TICKET_NODES
+            || t.nodes.iter().any(|n| n.addrs.len() > crate::MAX_ADDRS)
         {
-            return Err(RoomTicketError::Invalid("too many nodes or addresses".into()));
+            return Err(RoomTicketError::Invalid(
+                "too many nodes or addresses".into(),
+            ));
         }
         Ok(t)
     }
@@ -551,7 +558,10 @@ mod tests {
         let s = t.to_string();
         assert!(s.starts_with("p2pfs1"));
         assert_eq!(s.parse::<RoomTicket>().unwrap(), t);
-        assert_eq!("blobabc".parse::<RoomTicket>(), Err(RoomTicketError::Prefix));
+        assert_eq!(
+            "blobabc".parse::<RoomTicket>(),
+            Err(RoomTicketError::Prefix)
+        );
         assert!(s[..s.len() - 4].parse::<RoomTicket>().is_err());
         let evil = RoomTicket::new(RoomSecret([5; 32]), "../x".into(), vec![]);
         assert!(evil.to_string().parse::<RoomTicket>().is_err());
@@ -580,15 +590,23 @@ mod tests {
     #[test]
     fn bounds() {
         let ok = |op| body(op).check().is_ok();
-        assert!(ok(Op::Chat { text: "x".repeat(MAX_TEXT) }));
-        assert!(!ok(Op::Chat { text: "x".repeat(MAX_TEXT + 1) }));
-        assert!(!ok(Op::Chat { text: "a\nb".into() }));
+        assert!(ok(Op::Chat {
+            text: "x".repeat(MAX_TEXT)
+        }));
+        assert!(!ok(Op::Chat {
+            text: "x".repeat(MAX_TEXT + 1)
+        }));
+        assert!(!ok(Op::Chat {
+            text: "a\nb".into()
+        }));
         let put = |p: &str| Op::Delete {
             path: p.into(),
             replaces: vec![],
         };
         assert!(ok(put("a/b/c.txt")));
-        for bad in ["", "/a", "a/", "a//b", "./a", "a/../b", "chat.log", "a\u{7}"] {
+        for bad in [
+            "", "/a", "a/", "a//b", "./a", "a/../b", "chat.log", "a\u{7}",
+        ] {
             assert!(!ok(put(bad)), "{bad:?}");
         }
         assert!(ok(put("sub/chat.log")));

@@ -37,8 +37,8 @@ pub use ingest::{IngestReport, PartialBlob};
 use p2pfs_proto::{Hash, chunk::CHUNK_GROUP_LOG};
 pub use ranges::effective_ranges;
 pub use records::{ProviderRecord, PutProvider};
-pub use rooms::{RoomInfo, RoomTxn};
 use redb::{ReadableDatabase, ReadableTable};
+pub use rooms::{RoomInfo, RoomTxn};
 
 use crate::{
     error::{DbContext, IoContext},

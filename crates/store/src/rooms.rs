@@ -190,7 +190,9 @@ impl Store {
     pub fn room_view_get(&self, room: &RoomId, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.begin_read()?;
         let t = txn.open_table(tables::ROOM_VIEW).db()?;
-        Ok(t.get((room.as_bytes(), key)).db()?.map(|v| v.value().to_vec()))
+        Ok(t.get((room.as_bytes(), key))
+            .db()?
+            .map(|v| v.value().to_vec()))
     }
 
     /// Drops every view of every room (they are rebuilt from the logs).
@@ -268,7 +270,11 @@ impl std::fmt::Debug for RoomTxn<'_> {
 impl RoomTxn<'_> {
     /// Whether the log has the entry `hash`.
     pub fn contains(&self, hash: &Hash) -> Result<bool, StoreError> {
-        Ok(self.entries.get((&self.room, hash.as_bytes())).db()?.is_some())
+        Ok(self
+            .entries
+            .get((&self.room, hash.as_bytes()))
+            .db()?
+            .is_some())
     }
 
     /// The encoded entry `hash`, with its local index.

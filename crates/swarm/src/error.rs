@@ -73,6 +73,9 @@ pub enum SwarmError {
         /// Why, in a sentence.
         reason: String,
     },
+    /// A room operation was refused.
+    #[error("{0}")]
+    Room(String),
     /// The node is shutting down.
     #[error("the node is shutting down")]
     Shutdown,

@@ -9,6 +9,7 @@
 //! - [`transfer`]: the blob protocol: serving ranges (`provider`), asking
 //!   for them (`request`), and downloading a blob from many providers
 //!   (`scheduler`, a state machine without I/O, driven by `download`).
+//! - [`room`]: rooms: the signed log, its views, sync between members.
 //! - [`Node`]: owns all of it; cheap to clone, shut down explicitly.
 //! - [`control`] and [`api`]: the local control socket through which CLI
 //!   commands reach a running node, and the commands themselves.
@@ -22,6 +23,7 @@ mod error;
 mod frame;
 pub mod identity;
 mod node;
+pub mod room;
 mod router;
 pub mod tls;
 pub mod transfer;

@@ -32,7 +32,7 @@ use crate::{
 };
 
 /// Every ALPN the node speaks.
-pub(crate) const ALPNS: &[&[u8]] = &[blobs::ALPN, p2pfs_proto::dht::ALPN];
+pub(crate) const ALPNS: &[&[u8]] = &[blobs::ALPN, p2pfs_proto::dht::ALPN, p2pfs_proto::room::ALPN];
 
 /// What a node allows its peers, so that none can cost it unbounded memory
 /// or starve the others.
@@ -87,6 +87,8 @@ pub struct NodeConfig {
     pub limits: Limits,
     /// How the node takes part in the DHT.
     pub dht: DhtConfig,
+    /// The name shown for this node in rooms (`None`: the host name).
+    pub display_name: Option<String>,
 }
 
 /// A peer with a live connection.
@@ -122,6 +124,7 @@ pub(crate) struct Inner {
     pub(crate) upload_rate: Option<RateLimit>,
     pub(crate) inbound_per_ip: Mutex<HashMap<IpAddr, usize>>,
     pub(crate) dht: Dht,
+    pub(crate) rooms: crate::room::Rooms,
 }
 
 impl Node {
@@ -155,12 +158,19 @@ impl Node {
                 tasks: TaskTracker::new(),
                 inbound_per_ip: Mutex::new(HashMap::new()),
                 dht,
+                rooms: crate::room::Rooms::new(
+                    config.display_name.unwrap_or_else(crate::room::host_name),
+                ),
             }),
         };
         node.inner.tasks.spawn(router::accept_loop(node.clone()));
         node.inner.tasks.spawn(runtime::run(node.clone()));
         if lan {
             node.inner.tasks.spawn(crate::dht::lan::run(node.clone()));
+        }
+        if let Err(e) = node.start_rooms().await {
+            node.shutdown().await;
+            return Err(e);
         }
         tracing::info!(node = %id, addr = ?node.bound_addr(), "node started");
         Ok(node)

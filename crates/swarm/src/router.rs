@@ -134,5 +134,7 @@ pub(crate) async fn serve(node: Node, conn: Conn, alpn: &'static [u8]) {
         provider::serve(node, conn).await;
     } else if alpn == p2pfs_proto::dht::ALPN {
         crate::dht::service::serve(node, conn).await;
+    } else if alpn == p2pfs_proto::room::ALPN {
+        crate::room::sync::serve(node, conn).await;
     }
 }

@@ -353,7 +353,14 @@ impl Node {
         }
         let node = self.clone();
         self.inner.tasks.spawn(async move {
-            node.announce(hash).await;
+            // Room blobs are never announced under their hash.
+            let n = node.clone();
+            if tokio::task::spawn_blocking(move || n.is_public(&hash))
+                .await
+                .unwrap_or(false)
+            {
+                node.announce(hash).await;
+            }
         });
     }
 
@@ -465,8 +472,16 @@ async fn republish(node: &Node) {
     if node.inner.dht.table_len() == 0 {
         return;
     }
-    let store = node.store().clone();
-    let Ok(Ok(blobs)) = tokio::task::spawn_blocking(move || store.list()).await else {
+    let n = node.clone();
+    let Ok(Ok(blobs)) = tokio::task::spawn_blocking(move || {
+        n.store().list().map(|list| {
+            list.into_iter()
+                .filter(|b| n.is_public(&b.hash))
+                .collect::<Vec<_>>()
+        })
+    })
+    .await
+    else {
         return;
     };
     let due: Vec<Hash> = {

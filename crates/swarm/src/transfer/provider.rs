@@ -71,7 +71,7 @@ async fn handle(
             let Ok(_permit) = node.inner.uploads.clone().acquire_owned().await else {
                 return;
             };
-            if let Err(e) = get(&node, &mut send, hash, &ranges).await {
+            if let Err(e) = get(&node, conn.peer, &mut send, hash, &ranges).await {
                 tracing::debug!(peer = %conn.peer, %hash, "upload ended: {e}");
                 let _ = send.reset(e.code().value().into());
             }
@@ -102,14 +102,21 @@ impl UploadError {
 
 async fn get(
     node: &Node,
+    peer: p2pfs_proto::NodeId,
     send: &mut quinn::SendStream,
     hash: Hash,
     ranges: &RangeSpec,
 ) -> Result<(), UploadError> {
-    let store = node.store().clone();
-    let have = tokio::task::spawn_blocking(move || store.have(&hash))
-        .await
-        .map_err(|e| UploadError::Stream(e.to_string()))??;
+    let n = node.clone();
+    // A blob only reachable through a room is, to anyone else, not here.
+    let have = tokio::task::spawn_blocking(move || {
+        if !n.may_serve(&peer, &hash)? {
+            return Ok(None);
+        }
+        n.store().have(&hash)
+    })
+    .await
+    .map_err(|e| UploadError::Stream(e.to_string()))??;
     let Some((size, have)) = have else {
         frame::write(send, &BlobResponse::NotFound)
             .await

@@ -1,0 +1,283 @@
+//! A room's log in the store: accepting checked entries (each after its
+//! parents, each author's chain without gaps or forks), writing this
+//! node's own entries, and keeping the views in step, all in the same
+//! transaction as the log.
+
+use p2pfs_proto::{
+    Hash, RoomId, RoomSecret,
+    room::{Entry, MAX_PARENTS, Op},
+};
+use p2pfs_store::{RoomTxn, Store, StoreError};
+
+use super::{
+    entry::{self, Verified},
+    view::{self, Kv, ViewError},
+};
+use crate::identity::SecretKey;
+
+impl Kv for RoomTxn<'_> {
+    type Error = StoreError;
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.view_get(key)
+    }
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.view_put(key, value)
+    }
+    fn remove(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        self.view_remove(key)
+    }
+}
+
+fn view_err(e: ViewError<StoreError>) -> StoreError {
+    match e {
+        ViewError::Storage(e) => e,
+        ViewError::Corrupt(s) => StoreError::Corrupt(s),
+    }
+}
+
+/// What became of a batch of entries.
+#[derive(Debug, Default)]
+pub(crate) struct Accepted {
+    /// Entries new to the log, in the order they were added.
+    pub(crate) new: Vec<Verified>,
+    /// Entries whose parents (or earlier entries of their author) are not
+    /// in the log yet.
+    pub(crate) pending: Vec<Verified>,
+    /// Entries refused, and why.
+    pub(crate) rejected: Vec<(Hash, String)>,
+}
+
+enum Check {
+    Ready,
+    Duplicate,
+    Pending,
+    Reject(String),
+}
+
+fn check(t: &RoomTxn<'_>, e: &Verified) -> Result<Check, StoreError> {
+    if t.contains(&e.hash)? {
+        return Ok(Check::Duplicate);
+    }
+    let b = &e.body;
+    let next = t.next_seq(&b.author)?;
+    if b.seq < next {
+        return Ok(Check::Reject(format!(
+            "{} signed two different entries number {}",
+            b.author.fmt_short(),
+            b.seq
+        )));
+    }
+    if b.seq > next {
+        return Ok(Check::Pending);
+    }
+    for p in &b.parents {
+        if !t.contains(p)? {
+            return Ok(Check::Pending);
+        }
+    }
+    if b.seq > 0 {
+        let prev = t.by_seq(&b.author, b.seq - 1)?;
+        if !prev.is_some_and(|p| b.parents.contains(&p)) {
+            return Ok(Check::Reject(format!(
+                "entry {} of {} does not link to the author's previous entry",
+                b.seq,
+                b.author.fmt_short()
+            )));
+        }
+    }
+    Ok(Check::Ready)
+}
+
+fn append(t: &mut RoomTxn<'_>, e: &Verified) -> Result<(), StoreError> {
+    let b = &e.body;
+    let index = t.append(&e.hash, &b.author, b.seq, &b.parents, &e.bytes)?;
+    view::apply(t, index, &e.hash, b).map_err(view_err)
+}
+
+/// Adds the entries to `room`'s log in one transaction, each once its
+/// parents are in. Entries must have been checked with [`entry::verify`].
+pub(crate) fn accept(
+    store: &Store,
+    room: &RoomId,
+    entries: Vec<Verified>,
+) -> Result<Accepted, StoreError> {
+    store.room_write(room, |t| {
+        let mut out = Accepted::default();
+        let mut queue = entries;
+        loop {
+            let mut progress = false;
+            let mut waiting = Vec::new();
+            for e in queue {
+                match check(t, &e)? {
+                    Check::Ready => {
+                        append(t, &e)?;
+                        out.new.push(e);
+                        progress = true;
+                    }
+                    Check::Duplicate => {}
+                    Check::Pending => waiting.push(e),
+                    Check::Reject(why) => out.rejected.push((e.hash, why)),
+                }
+            }
+            queue = waiting;
+            if !progress || queue.is_empty() {
+                break;
+            }
+        }
+        out.pending = queue;
+        Ok(out)
+    })
+}
+
+/// Writes, signs and adds an entry by this node.
+pub(crate) fn author(
+    store: &Store,
+    key: &SecretKey,
+    secret: &RoomSecret,
+    op: Op,
+) -> Result<Verified, StoreError> {
+    let me = key.public();
+    store.room_write(&secret.id(), |t| {
+        let seq = t.next_seq(&me)?;
+        let prev = if seq > 0 {
+            t.by_seq(&me, seq - 1)?
+        } else {
+            None
+        };
+        let mut parents = t.heads()?;
+        parents.sort();
+        if let Some(p) = prev
+            && !parents.contains(&p)
+        {
+            parents.insert(0, p);
+        }
+        if parents.len() > MAX_PARENTS {
+            // Keep our own previous entry; the other heads are merged by
+            // a later entry.
+            let own: Vec<Hash> = prev.into_iter().collect();
+            let mut rest: Vec<Hash> = parents.into_iter().filter(|h| Some(*h) != prev).collect();
+            rest.truncate(MAX_PARENTS - own.len());
+            parents = own.into_iter().chain(rest).collect();
+        }
+        let e = entry::sign(key, secret, seq, parents, now_ms(), op)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        append(t, &e)?;
+        Ok(e)
+    })
+}
+
+/// Applies to the views the log entries they have not seen (all of them
+/// after the views were dropped). Returns how many.
+pub(crate) fn catch_up_views(store: &Store, room: &RoomId) -> Result<u64, StoreError> {
+    let mut total = 0;
+    loop {
+        let n = store.room_write(room, |t| {
+            let from = view::state(t).map_err(view_err)?.applied;
+            let mut n = 0;
+            while n < 4096 {
+                let Some((hash, bytes)) = t.at(from + n)? else {
+                    break;
+                };
+                let (_, body) = Entry::decode(&bytes)
+                    .map_err(|e| StoreError::Corrupt(format!("room log entry {hash}: {e}")))?;
+                view::apply(t, from + n, &hash, &body).map_err(view_err)?;
+                n += 1;
+            }
+            Ok(n)
+        })?;
+        total += n;
+        if n < 4096 {
+            return Ok(total);
+        }
+    }
+}
+
+/// The time now in milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use p2pfs_proto::room::Meta;
+
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, Store, RoomSecret) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        (dir, store, RoomSecret([9; 32]))
+    }
+
+    fn chat(text: &str) -> Op {
+        Op::Chat { text: text.into() }
+    }
+
+    #[test]
+    fn entries_wait_for_their_parents_and_forks_are_refused() {
+        let (_d, a_store, s) = setup();
+        let (_d2, b_store, _) = setup();
+        let room = s.id();
+        let ka = SecretKey::generate().unwrap();
+        let e0 = author(&a_store, &ka, &s, Op::Meta(Meta::MemberName("a".into()))).unwrap();
+        let e1 = author(&a_store, &ka, &s, chat("one")).unwrap();
+        let e2 = author(&a_store, &ka, &s, chat("two")).unwrap();
+        assert_eq!(e2.body.parents, vec![e1.hash]);
+        // Out of order: e2 and e1 wait for e0, then all go in.
+        let r = accept(&b_store, &room, vec![e2.clone(), e1.clone()]).unwrap();
+        assert!(r.new.is_empty());
+        assert_eq!(r.pending.len(), 2);
+        let r = accept(&b_store, &room, vec![e0.clone(), e2.clone(), e1.clone()]).unwrap();
+        assert_eq!(r.new.len(), 3);
+        let r = accept(&b_store, &room, vec![e1.clone()]).unwrap();
+        assert!(r.new.is_empty() && r.pending.is_empty() && r.rejected.is_empty());
+        // A second entry number 1 by the same author is a fork.
+        let fork = entry::sign(&ka, &s, 1, vec![e0.hash], now_ms(), chat("fork")).unwrap();
+        let r = accept(&b_store, &room, vec![fork]).unwrap();
+        assert_eq!(r.rejected.len(), 1);
+        // An entry that skips its author's previous entry is refused.
+        let skip = entry::sign(&ka, &s, 3, vec![e0.hash], now_ms(), chat("skip")).unwrap();
+        let r = accept(&b_store, &room, vec![skip]).unwrap();
+        assert_eq!(r.rejected.len(), 1);
+        assert_eq!(
+            a_store.room_entries_after(&room, &[], 100).unwrap(),
+            b_store.room_entries_after(&room, &[], 100).unwrap()
+        );
+    }
+
+    #[test]
+    fn views_rebuild_identically_from_the_log() {
+        let (_d, store, s) = setup();
+        let room = s.id();
+        let k = SecretKey::generate().unwrap();
+        for i in 0..50 {
+            let op = if i % 3 == 0 {
+                Op::Put {
+                    path: format!("dir/f{i}"),
+                    hash: Hash::of(&[i]),
+                    size: 1,
+                    exec: false,
+                    mtime: 0,
+                    replaces: vec![],
+                }
+            } else {
+                chat(&format!("line {i}"))
+            };
+            author(&store, &k, &s, op).unwrap();
+        }
+        let before = store.room_view_range(&room, b"", None, usize::MAX).unwrap();
+        store.drop_room_views().unwrap();
+        assert!(
+            store
+                .room_view_range(&room, b"", None, 10)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(catch_up_views(&store, &room).unwrap(), 50);
+        let after = store.room_view_range(&room, b"", None, usize::MAX).unwrap();
+        assert_eq!(before, after);
+        assert_eq!(catch_up_views(&store, &room).unwrap(), 0);
+    }
+}

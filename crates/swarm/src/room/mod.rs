@@ -1,0 +1,646 @@
+//! Rooms: groups of members sharing a file tree and a chat, with no server.
+//!
+//! - `entry`: signing and verifying log entries.
+//! - `log`: the room's log in the store; accepting entries after their
+//!   parents; this node's own entries.
+//! - `view`: the file tree and the chat, derived from the log.
+//! - `sync`: the room protocol between two members (proof of membership
+//!   bound to the connection, then reconciliation and live pushes).
+//! - `runtime`: per room, finding members (ticket, learned addresses,
+//!   the DHT under the room's key) and keeping sessions with them.
+//! - `query`: reading rooms from the store, with or without a node.
+//!
+//! Privacy: only peers that proved membership get anything of a room, and
+//! blobs that are only reachable through a room are served to members only
+//! and never announced in the public DHT ([`Node::may_serve`]).
+
+pub(crate) mod entry;
+pub(crate) mod log;
+pub mod query;
+pub(crate) mod runtime;
+pub(crate) mod sync;
+pub(crate) mod view;
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    net::SocketAddr,
+    path::Path,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use p2pfs_proto::{
+    Hash, NodeAddr, NodeId, RoomId, RoomSecret, RoomTicket,
+    room::{Meta, Op, check_path, valid_display_name},
+};
+use p2pfs_store::{RoomInfo, StoreError, USER_PIN};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+pub use self::view::{FileEntry, FileKind};
+use self::{entry::Verified, sync::Out};
+use crate::{Node, SwarmError, Target};
+
+/// Most entries kept waiting for their parents, per room.
+const MAX_PENDING: usize = 10_000;
+/// How long an entry may wait for its parents.
+const PENDING_TTL: Duration = Duration::from_secs(120);
+
+/// The pin name under which a room keeps its blobs.
+pub fn pin_name(room: &RoomId) -> String {
+    format!("room:{room}")
+}
+
+/// Every room of a node.
+#[derive(Debug, Default)]
+pub(crate) struct Rooms {
+    rooms: Mutex<HashMap<RoomId, Arc<Room>>>,
+    /// This node's display name.
+    pub(crate) display: Mutex<String>,
+}
+
+/// A room this node is in, while the node runs.
+#[derive(Debug)]
+pub struct Room {
+    pub(crate) secret: RoomSecret,
+    pub(crate) id: RoomId,
+    pub(crate) name: Mutex<String>,
+    /// Members and where to reach them.
+    pub(crate) nodes: Mutex<BTreeMap<NodeId, Vec<SocketAddr>>>,
+    /// Live sessions, by member.
+    pub(crate) sessions: Mutex<HashMap<NodeId, sync::Handle>>,
+    /// Peers that proved membership while this node runs.
+    pub(crate) members: Mutex<HashSet<NodeId>>,
+    /// Entries waiting for their parents.
+    pub(crate) pending: Mutex<Vec<(Instant, Verified)>>,
+    /// Bumped whenever the log grows.
+    pub(crate) changed: watch::Sender<u64>,
+    /// Bumped whenever a session finishes a reconciliation.
+    pub(crate) synced: watch::Sender<u64>,
+    /// Wakes the runtime (a new address to dial).
+    pub(crate) wake: tokio::sync::Notify,
+    pub(crate) cancel: CancellationToken,
+    /// Bytes of sync messages received (for the figures).
+    pub(crate) bytes_in: AtomicU64,
+}
+
+impl Room {
+    /// The room id.
+    pub fn id(&self) -> RoomId {
+        self.id
+    }
+
+    /// The local name.
+    pub fn name(&self) -> String {
+        crate::lock(&self.name).clone()
+    }
+
+    fn new(info: &RoomInfo, cancel: CancellationToken) -> Self {
+        let mut nodes = BTreeMap::new();
+        for n in &info.nodes {
+            nodes.insert(n.id, n.addrs.clone());
+        }
+        Self {
+            id: info.secret.id(),
+            secret: info.secret.clone(),
+            name: Mutex::new(info.name.clone()),
+            nodes: Mutex::new(nodes),
+            sessions: Mutex::new(HashMap::new()),
+            members: Mutex::new(HashSet::new()),
+            pending: Mutex::new(Vec::new()),
+            changed: watch::Sender::new(0),
+            synced: watch::Sender::new(0),
+            wake: tokio::sync::Notify::new(),
+            cancel,
+            bytes_in: AtomicU64::new(0),
+        }
+    }
+
+    /// Sends new entries to every session but `except`'s.
+    pub(crate) fn broadcast(&self, entries: &[Verified], except: Option<NodeId>) {
+        if entries.is_empty() {
+            return;
+        }
+        self.changed.send_modify(|n| *n += entries.len() as u64);
+        let msg = Arc::new(p2pfs_proto::room::SyncMsg::Entries(
+            entries.iter().map(|e| e.bytes.clone()).collect(),
+        ));
+        let sessions = crate::lock(&self.sessions);
+        for (peer, s) in sessions.iter() {
+            if Some(*peer) != except && s.tx.try_send(Out::Shared(msg.clone())).is_err() {
+                // A member too slow to take pushes reconciles on reconnect.
+                s.cancel.cancel();
+            }
+        }
+    }
+
+    /// Remembers where a member can be reached.
+    pub(crate) fn learn(&self, node: NodeId, addrs: Vec<SocketAddr>) {
+        if addrs.is_empty() {
+            return;
+        }
+        let mut nodes = crate::lock(&self.nodes);
+        let new = nodes.get(&node) != Some(&addrs);
+        nodes.insert(node, addrs);
+        drop(nodes);
+        if new {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Members with a live session.
+    pub(crate) fn online(&self) -> Vec<NodeId> {
+        crate::lock(&self.sessions).keys().copied().collect()
+    }
+}
+
+/// A room as `p2pfs room list` shows it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RoomSummary {
+    /// The local name.
+    pub name: String,
+    /// The room id.
+    pub id: RoomId,
+    /// Entries in the log.
+    pub entries: u64,
+    /// Members that wrote to the log.
+    pub members: usize,
+    /// Files in the tree.
+    pub files: usize,
+    /// Members with a live session (none without a running node).
+    pub online: usize,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, SwarmError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| SwarmError::Setup(format!("worker failed: {e}")))?
+        .map_err(SwarmError::from)
+}
+
+fn now_secs() -> u64 {
+    log::now_ms() / 1000
+}
+
+/// The host name, the default display name.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| valid_display_name(s))
+        .unwrap_or_else(|| "p2pfs".into())
+}
+
+impl Node {
+    /// Starts the rooms in the store (at node start).
+    pub(crate) async fn start_rooms(&self) -> Result<(), SwarmError> {
+        let store = self.store().clone();
+        let infos = blocking(move || store.rooms()).await?;
+        for info in infos {
+            self.start_room(&info).await?;
+        }
+        Ok(())
+    }
+
+    async fn start_room(&self, info: &RoomInfo) -> Result<Arc<Room>, SwarmError> {
+        let id = info.secret.id();
+        let (store, rid) = (self.store().clone(), id);
+        let rebuilt = blocking(move || log::catch_up_views(&store, &rid)).await?;
+        if rebuilt > 0 {
+            tracing::info!(room = %info.name, entries = rebuilt, "room views rebuilt from the log");
+        }
+        let room = Arc::new(Room::new(info, self.inner.cancel.child_token()));
+        {
+            let (store, rid) = (self.store().clone(), id);
+            let authors = blocking(move || store.room_have(&rid)).await?;
+            crate::lock(&room.members).extend(authors.into_iter().map(|(a, _)| a));
+        }
+        crate::lock(&self.inner.rooms.rooms).insert(id, room.clone());
+        self.inner
+            .tasks
+            .spawn(runtime::run(self.clone(), room.clone()));
+        Ok(room)
+    }
+
+    pub(crate) fn room(&self, id: &RoomId) -> Option<Arc<Room>> {
+        crate::lock(&self.inner.rooms.rooms).get(id).cloned()
+    }
+
+    pub(crate) fn all_rooms(&self) -> Vec<Arc<Room>> {
+        crate::lock(&self.inner.rooms.rooms)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Finds a room by local name, id or id prefix.
+    pub async fn find_room(&self, name: &str) -> Result<Arc<Room>, SwarmError> {
+        let store = self.store().clone();
+        let n = name.to_string();
+        let info = blocking(move || query::find(&store, &n)).await?;
+        self.room(&info.secret.id())
+            .ok_or_else(|| SwarmError::Room(format!("room {name:?} is not running")))
+    }
+
+    /// This node's display name in rooms.
+    pub fn display_name(&self) -> String {
+        crate::lock(&self.inner.rooms.display).clone()
+    }
+
+    /// Creates a room named `name`; returns its ticket.
+    pub async fn create_room(&self, name: &str) -> Result<RoomTicket, SwarmError> {
+        if !valid_display_name(name) {
+            return Err(SwarmError::Room(format!(
+                "{name:?} cannot be a room name (1 to 64 bytes, no `/`, not `.` or `..`)"
+            )));
+        }
+        self.check_name_free(name).await?;
+        let mut seed = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
+            .map_err(|_| SwarmError::Setup("the system random generator failed".into()))?;
+        let info = RoomInfo {
+            secret: RoomSecret(seed),
+            name: name.to_string(),
+            nodes: vec![],
+            joined: now_secs(),
+        };
+        let store = self.store().clone();
+        let i = info.clone();
+        blocking(move || store.put_room(&i)).await?;
+        let room = self.start_room(&info).await?;
+        self.post(&room, Op::Meta(Meta::RoomName(name.to_string())))
+            .await?;
+        self.post(&room, Op::Meta(Meta::MemberName(self.display_name())))
+            .await?;
+        Ok(self.room_ticket(&room))
+    }
+
+    async fn check_name_free(&self, name: &str) -> Result<(), SwarmError> {
+        let store = self.store().clone();
+        let rooms = blocking(move || store.rooms()).await?;
+        if rooms.iter().any(|r| r.name == name) {
+            return Err(SwarmError::Room(format!(
+                "there is already a room named {name:?} (choose another with --name)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Joins the room of `ticket` under `name` (default: the ticket's).
+    /// Returns the local name.
+    pub async fn join_room(
+        &self,
+        ticket: &RoomTicket,
+        name: Option<&str>,
+    ) -> Result<String, SwarmError> {
+        let id = ticket.secret.id();
+        if let Some(r) = self.room(&id) {
+            return Err(SwarmError::Room(format!(
+                "this node is already in that room, as {:?}",
+                crate::lock(&r.name)
+            )));
+        }
+        let name = name.unwrap_or(&ticket.name).to_string();
+        if !valid_display_name(&name) {
+            return Err(SwarmError::Room(format!("{name:?} cannot be a room name")));
+        }
+        self.check_name_free(&name).await?;
+        let info = RoomInfo {
+            secret: ticket.secret.clone(),
+            name: name.clone(),
+            nodes: ticket
+                .nodes
+                .iter()
+                .filter(|n| n.id != self.id())
+                .cloned()
+                .collect(),
+            joined: now_secs(),
+        };
+        let store = self.store().clone();
+        let i = info.clone();
+        blocking(move || store.put_room(&i)).await?;
+        let room = self.start_room(&info).await?;
+        self.post(&room, Op::Meta(Meta::MemberName(self.display_name())))
+            .await?;
+        Ok(name)
+    }
+
+    /// Leaves a room: stops syncing it and forgets its log, views and pins.
+    pub async fn leave_room(&self, room: &Arc<Room>) -> Result<(), SwarmError> {
+        room.cancel.cancel();
+        crate::lock(&self.inner.rooms.rooms).remove(&room.id);
+        let (store, id) = (self.store().clone(), room.id);
+        blocking(move || {
+            let pin = pin_name(&id);
+            for (k, _) in store.room_view_range(&id, view::BLOBS, None, usize::MAX)? {
+                if let Ok(b) = <[u8; 32]>::try_from(&k[view::BLOBS.len()..]) {
+                    store.unpin(&Hash::from_bytes(b), &pin)?;
+                }
+            }
+            store.remove_room(&id)
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// A ticket for `room`, naming this node and the members online.
+    pub fn room_ticket(&self, room: &Room) -> RoomTicket {
+        let mut nodes = vec![self.node_addr()];
+        let known = crate::lock(&room.nodes);
+        for peer in room.online() {
+            if let Some(addrs) = known.get(&peer) {
+                nodes.push(NodeAddr {
+                    id: peer,
+                    addrs: addrs.clone(),
+                });
+            }
+        }
+        RoomTicket::new(room.secret.clone(), crate::lock(&room.name).clone(), nodes)
+    }
+
+    /// Writes an entry to `room` and pushes it to the members online.
+    pub(crate) async fn post(&self, room: &Room, op: Op) -> Result<Hash, SwarmError> {
+        let (store, secret) = (self.store().clone(), room.secret.clone());
+        let node = self.clone();
+        let e =
+            tokio::task::spawn_blocking(move || log::author(&store, &node.inner.key, &secret, op))
+                .await
+                .map_err(|e| SwarmError::Setup(format!("worker failed: {e}")))??;
+        let hash = e.hash;
+        room.broadcast(&[e], None);
+        Ok(hash)
+    }
+
+    /// Posts chat lines (one message per line; empty lines are skipped).
+    pub async fn chat(&self, room: &Room, text: &str) -> Result<usize, SwarmError> {
+        let mut n = 0;
+        for line in text.lines() {
+            let line = line.trim_end_matches('\r');
+            if line.is_empty() {
+                continue;
+            }
+            if line.len() > p2pfs_proto::room::MAX_TEXT {
+                return Err(SwarmError::Room(format!(
+                    "a chat line is at most {} bytes",
+                    p2pfs_proto::room::MAX_TEXT
+                )));
+            }
+            self.post(
+                room,
+                Op::Chat {
+                    text: line.to_string(),
+                },
+            )
+            .await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The live entries at `path`, which a new entry for it replaces.
+    async fn live_at(&self, room: &Room, path: &str) -> Result<Vec<Hash>, SwarmError> {
+        let (store, id, p) = (self.store().clone(), room.id, path.to_string());
+        let live = blocking(move || query::live(&store, &id, &p)).await?;
+        Ok(live.into_iter().map(|l| l.entry).collect())
+    }
+
+    /// Publishes the file at `file` (an absolute path) in `room` as `path`.
+    pub async fn room_put(
+        &self,
+        room: &Room,
+        file: &Path,
+        path: &str,
+    ) -> Result<(Hash, u64), SwarmError> {
+        check_path(path).map_err(SwarmError::Room)?;
+        let meta = std::fs::metadata(file)
+            .map_err(|e| SwarmError::io(format!("reading {}", file.display()), e))?;
+        if !meta.is_file() {
+            return Err(SwarmError::Room(format!(
+                "{} is not a file",
+                file.display()
+            )));
+        }
+        let (store, f, pin) = (self.store().clone(), file.to_path_buf(), pin_name(&room.id));
+        let imported = blocking(move || store.import_file(&f, Some(&pin))).await?;
+        use std::os::unix::fs::PermissionsExt;
+        let exec = meta.permissions().mode() & 0o111 != 0;
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis() as u64);
+        let replaces = self.live_at(room, path).await?;
+        self.post(
+            room,
+            Op::Put {
+                path: path.to_string(),
+                hash: imported.hash,
+                size: imported.size,
+                exec,
+                mtime,
+                replaces,
+            },
+        )
+        .await?;
+        Ok((imported.hash, imported.size))
+    }
+
+    /// Removes `path` from `room`'s tree.
+    pub async fn room_delete(&self, room: &Room, path: &str) -> Result<(), SwarmError> {
+        check_path(path).map_err(SwarmError::Room)?;
+        let replaces = self.live_at(room, path).await?;
+        if replaces.is_empty() {
+            return Err(SwarmError::Room(format!("no file {path:?} in the room")));
+        }
+        self.post(
+            room,
+            Op::Delete {
+                path: path.to_string(),
+                replaces,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Makes the file `path` of `room` complete in the store, fetching it
+    /// from the members that have it. Returns its hash.
+    pub async fn room_fetch(&self, room: &Room, path: &str) -> Result<Hash, SwarmError> {
+        let (store, id, p) = (self.store().clone(), room.id, path.to_string());
+        let file = blocking(move || query::file(&store, &id, &p)).await?;
+        let Some(FileEntry {
+            kind: FileKind::File { hash, author, .. },
+            ..
+        }) = file
+        else {
+            return Err(SwarmError::Room(format!("no file {path:?} in the room")));
+        };
+        let (store, pin) = (self.store().clone(), pin_name(&room.id));
+        let complete = blocking(move || {
+            store.pin(&hash, &pin)?;
+            Ok(store
+                .info(&hash)?
+                .is_some_and(|i| i.state == p2pfs_store::BlobState::Complete))
+        })
+        .await?;
+        if complete {
+            return Ok(hash);
+        }
+        let mut targets: Vec<Target> = Vec::new();
+        let known = crate::lock(&room.nodes).clone();
+        // The author first, then the members online, then the others.
+        let mut order: Vec<NodeId> = vec![author];
+        order.extend(room.online());
+        order.extend(known.keys().copied());
+        let mut seen = HashSet::new();
+        for id in order {
+            if id == self.id() || !seen.insert(id) {
+                continue;
+            }
+            let addrs = known.get(&id).cloned().unwrap_or_default();
+            if addrs.is_empty() && !room.online().contains(&id) {
+                continue;
+            }
+            targets.push(Target {
+                id: Some(id),
+                addrs,
+            });
+        }
+        if targets.is_empty() {
+            return Err(SwarmError::Unavailable {
+                hash,
+                reason: "no member of the room is known to be reachable".into(),
+            });
+        }
+        crate::transfer::download::run(self, hash, targets, None).await?;
+        Ok(hash)
+    }
+
+    /// Waits until every member online has the entries written so far
+    /// (or `timeout`). Returns how many members confirmed.
+    pub async fn room_flush(&self, room: &Room, timeout: Duration) -> usize {
+        let handles: Vec<sync::Handle> = crate::lock(&room.sessions).values().cloned().collect();
+        let mut waits = Vec::new();
+        for h in handles {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if h.tx.send(Out::Flush(tx)).await.is_ok() {
+                waits.push(rx);
+            }
+        }
+        let all = futures_join(waits);
+        tokio::time::timeout(timeout, all).await.unwrap_or(0)
+    }
+
+    /// Waits until a first member is connected and reconciled (or
+    /// `timeout`); false if none was.
+    pub async fn room_wait_synced(&self, room: &Room, timeout: Duration) -> bool {
+        let mut rx = room.synced.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|n| *n > 0))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// A receiver that changes whenever `room`'s log grows.
+    pub fn room_changes(&self, room: &Room) -> watch::Receiver<u64> {
+        room.changed.subscribe()
+    }
+
+    /// Rooms with their live session counts.
+    pub async fn room_summaries(&self) -> Result<Vec<RoomSummary>, SwarmError> {
+        let store = self.store().clone();
+        let mut list = blocking(move || query::summaries(&store)).await?;
+        for s in &mut list {
+            if let Some(r) = self.room(&s.id) {
+                s.online = r.online().len();
+            }
+        }
+        Ok(list)
+    }
+
+    /// Whether `peer` may download `hash`: yes unless the blob is only
+    /// reachable through rooms `peer` is not a member of. Blocking (reads
+    /// the store).
+    pub(crate) fn may_serve(&self, peer: &NodeId, hash: &Hash) -> Result<bool, StoreError> {
+        let store = self.store();
+        let mut in_rooms = Vec::new();
+        for room in self.all_rooms() {
+            if store
+                .room_view_get(&room.id, &view::blob_key(hash))?
+                .is_some()
+            {
+                if crate::lock(&room.members).contains(peer) {
+                    return Ok(true);
+                }
+                in_rooms.push(room.id);
+            }
+        }
+        if in_rooms.is_empty() {
+            return Ok(true);
+        }
+        Ok(store.pins(hash)?.iter().any(|p| p == USER_PIN))
+    }
+
+    /// Whether `hash` may be announced in the public DHT. Blocking.
+    pub(crate) fn is_public(&self, hash: &Hash) -> bool {
+        let store = self.store();
+        let in_room = self.all_rooms().iter().any(|r| {
+            store
+                .room_view_get(&r.id, &view::blob_key(hash))
+                .map_or(true, |v| v.is_some())
+        });
+        !in_room
+            || store
+                .pins(hash)
+                .is_ok_and(|p| p.iter().any(|p| p == USER_PIN))
+    }
+}
+
+/// Waits for every oneshot; returns how many answered.
+async fn futures_join(waits: Vec<tokio::sync::oneshot::Receiver<()>>) -> usize {
+    let mut n = 0;
+    for w in waits {
+        if w.await.is_ok() {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Keeps the number of pending entries bounded and drops stale ones.
+pub(crate) fn trim_pending(pending: &mut Vec<(Instant, Verified)>) {
+    pending.retain(|(t, _)| t.elapsed() < PENDING_TTL);
+    if pending.len() > MAX_PENDING {
+        let extra = pending.len() - MAX_PENDING;
+        pending.drain(..extra);
+    }
+}
+
+/// Used by sync: where a learned member address list goes.
+pub(crate) fn learn_all(room: &Room, peers: Vec<NodeAddr>, me: NodeId) {
+    for p in peers {
+        if p.id != me {
+            room.learn(p.id, p.addrs);
+        }
+    }
+}
+
+impl Rooms {
+    /// Rooms with a display name.
+    pub(crate) fn new(display: String) -> Self {
+        Self {
+            rooms: Mutex::new(HashMap::new()),
+            display: Mutex::new(display),
+        }
+    }
+}
+
+/// Counter of sync bytes received in `room` (figures).
+pub fn bytes_received(node: &Node, room: &RoomId) -> u64 {
+    node.room(room)
+        .map_or(0, |r| r.bytes_in.load(Ordering::Relaxed))
+}

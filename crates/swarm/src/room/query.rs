@@ -1,0 +1,105 @@
+//! Reading rooms from the store: what `p2pfs room list`, `room ls` and
+//! `chat` show. Works on a store with no node running.
+
+use p2pfs_proto::{Hash, RoomId, codec};
+use p2pfs_store::{RoomInfo, Store, StoreError};
+
+use super::{
+    RoomSummary,
+    view::{self, ChatLine, FileEntry, LiveOp},
+};
+
+/// Finds a room by local name, room id, or a prefix of the id.
+pub fn find(store: &Store, name: &str) -> Result<RoomInfo, StoreError> {
+    let rooms = store.rooms()?;
+    if let Some(r) = rooms.iter().find(|r| r.name == name) {
+        return Ok(r.clone());
+    }
+    let by_id: Vec<&RoomInfo> = rooms
+        .iter()
+        .filter(|r| name.len() >= 6 && r.secret.id().to_string().starts_with(name))
+        .collect();
+    match by_id.as_slice() {
+        [one] => Ok((*one).clone()),
+        _ => Err(StoreError::Invalid(format!(
+            "no room named {name:?} (see `p2pfs room list`)"
+        ))),
+    }
+}
+
+/// Every room with its counts (`online` is left at 0).
+pub fn summaries(store: &Store) -> Result<Vec<RoomSummary>, StoreError> {
+    let mut out = Vec::new();
+    for info in store.rooms()? {
+        let id = info.secret.id();
+        let have = store.room_have(&id)?;
+        out.push(RoomSummary {
+            name: info.name.clone(),
+            id,
+            entries: have.iter().map(|(_, n)| n).sum(),
+            members: have.len(),
+            files: ls(store, &id)?
+                .iter()
+                .filter(|f| matches!(f.kind, view::FileKind::File { .. }))
+                .count(),
+            online: 0,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(v: &[u8]) -> Result<T, StoreError> {
+    codec::decode(v).map_err(|e| StoreError::Corrupt(format!("room view: {e}")))
+}
+
+/// The room's tree: files and directories, sorted by path.
+pub fn ls(store: &Store, room: &RoomId) -> Result<Vec<FileEntry>, StoreError> {
+    let mut paths = Vec::new();
+    for (k, v) in store.room_view_range(room, view::TREE, None, usize::MAX)? {
+        let path = String::from_utf8_lossy(&k[view::TREE.len()..]).into_owned();
+        paths.push((path, decode::<Vec<LiveOp>>(&v)?));
+    }
+    Ok(view::listing(paths))
+}
+
+/// The entry shown at `path` (a conflict copy's name works too).
+pub fn file(store: &Store, room: &RoomId, path: &str) -> Result<Option<FileEntry>, StoreError> {
+    Ok(ls(store, room)?.into_iter().find(|f| f.path == path))
+}
+
+/// The live entries of `path` (what a new entry for it replaces).
+pub(crate) fn live(store: &Store, room: &RoomId, path: &str) -> Result<Vec<LiveOp>, StoreError> {
+    let mut key = view::TREE.to_vec();
+    key.extend_from_slice(path.as_bytes());
+    match store.room_view_get(room, &key)? {
+        Some(v) => decode(&v),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Chat lines from line `from` on (at most `limit`), each with its newline.
+pub fn chat(
+    store: &Store,
+    room: &RoomId,
+    from: u64,
+    limit: usize,
+) -> Result<Vec<String>, StoreError> {
+    let start = view::chat_key(from);
+    let mut out = Vec::new();
+    let first = store.room_view_get(room, &start)?;
+    if let Some(v) = first {
+        out.push(decode::<ChatLine>(&v)?.text);
+    } else {
+        return Ok(out);
+    }
+    for (_, v) in store.room_view_range(room, view::CHAT, Some(&start), limit.saturating_sub(1))? {
+        out.push(decode::<ChatLine>(&v)?.text);
+    }
+    Ok(out)
+}
+
+/// Whether `hash` is a blob some put in `room` refers to.
+pub fn refers_to(store: &Store, room: &RoomId, hash: &Hash) -> Result<bool, StoreError> {
+    Ok(store.room_view_get(room, &view::blob_key(hash))?.is_some())
+}

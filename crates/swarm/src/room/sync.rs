@@ -1,0 +1,450 @@
+//! The room protocol between two members (docs/protocol.md §8.5).
+//!
+//! On a connection with ALPN `p2pfs/room/1`, the dialer opens one
+//! bidirectional stream per room and sends a [`Hello`] carrying a proof of
+//! membership bound to this connection's TLS exporter; the answerer finds
+//! the room whose key makes the same proof and answers with its own
+//! ([`Welcome::Member`]), or [`Welcome::Unknown`]. Neither side learns
+//! which room the other asked about unless both are members.
+//!
+//! Then both sides run the same session: each sends [`SyncMsg::Have`] (how
+//! many entries of each author it has) and the members it knows; each
+//! answers a `Have` with the entries the other lacks, parents first, then
+//! [`SyncMsg::Synced`]. Entries written or received later are pushed at
+//! once. A `Have` is answered after everything before it on the stream has
+//! been taken in, so a `Synced` reply confirms that the other side has
+//! every entry sent before the `Have` (how a short-lived node makes sure
+//! its writes reached a member before it exits).
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use p2pfs_proto::{
+    NodeAddr, NodeId,
+    close::Code,
+    codec,
+    room::{EXPORTER_LABEL, Have, Hello, MAX_SYNC_FRAME, SyncMsg, Welcome},
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::{Room, entry, log};
+use crate::{
+    Node, SwarmError, Target,
+    dial::Conn,
+    frame::{self, FrameError},
+};
+
+/// Most bytes of a `Hello` or `Welcome` frame.
+const MAX_HANDSHAKE: usize = 256;
+/// Messages queued for a session before it counts as too slow.
+const QUEUE: usize = 1024;
+/// Entries a member may send that fail verification before it is dropped.
+const MAX_INVALID: usize = 64;
+
+/// What a session's writer sends.
+#[derive(Debug)]
+pub(crate) enum Out {
+    /// A message for this session only.
+    Msg(SyncMsg),
+    /// A message shared by every session (pushes).
+    Shared(Arc<SyncMsg>),
+    /// Our `Have`; the oneshot fires when its `Synced` reply arrives.
+    Flush(oneshot::Sender<()>),
+    /// Our `Have`, reply not awaited.
+    Have,
+}
+
+/// A live session, as the room sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct Handle {
+    pub(crate) tx: mpsc::Sender<Out>,
+    pub(crate) cancel: CancellationToken,
+    /// Who opened the connection: of two sessions between the same members,
+    /// the one dialed by the lower id stays.
+    dialer: NodeId,
+    serial: u64,
+}
+
+static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn exporter(conn: &Conn) -> Result<[u8; 32], SwarmError> {
+    let mut out = [0u8; 32];
+    conn.conn
+        .export_keying_material(&mut out, EXPORTER_LABEL, b"")
+        .map_err(|_| SwarmError::Setup("TLS exporter unavailable".into()))?;
+    Ok(out)
+}
+
+fn proto_err(peer: NodeId, reason: impl Into<String>) -> SwarmError {
+    SwarmError::Protocol {
+        peer,
+        reason: reason.into(),
+    }
+}
+
+/// Dials `target` for `room` and runs the session until it ends.
+pub(crate) async fn dial(node: &Node, room: Arc<Room>, target: &Target) -> Result<(), SwarmError> {
+    let conn = node.connect(target, p2pfs_proto::room::ALPN).await?;
+    let peer = conn.peer;
+    if peer == node.id() {
+        return Err(SwarmError::Room("that address is this node".into()));
+    }
+    let (mut send, mut recv) = conn.conn.open_bi().await.map_err(|e| SwarmError::Peer {
+        peer,
+        reason: e.to_string(),
+    })?;
+    let x = exporter(&conn)?;
+    frame::write(
+        &mut send,
+        &Hello {
+            proof: room.secret.connection_proof(&x, true),
+        },
+    )
+    .await
+    .map_err(|e| SwarmError::io("sending hello", e))?;
+    let timeout = node.inner.limits.request_timeout;
+    let welcome = tokio::time::timeout(
+        timeout,
+        frame::read_max::<Welcome>(&mut recv, MAX_HANDSHAKE),
+    )
+    .await
+    .map_err(|_| proto_err(peer, "no answer to the room hello"))?
+    .map_err(|e| proto_err(peer, format!("room hello: {e}")))?;
+    match welcome {
+        Welcome::Member { proof } if proof == room.secret.connection_proof(&x, false) => {}
+        Welcome::Member { .. } => return Err(proto_err(peer, "a wrong proof of membership")),
+        Welcome::Unknown => {
+            return Err(SwarmError::Room(format!(
+                "{} is not a member of this room",
+                peer.fmt_short()
+            )));
+        }
+    }
+    room.learn(peer, target.addrs.clone());
+    session(node.clone(), room, conn, send, recv, node.id()).await;
+    Ok(())
+}
+
+/// Serves room streams a peer opens on `conn`.
+pub(crate) async fn serve(node: Node, conn: Conn) {
+    while let Some((send, recv)) = crate::router::next_stream(&node, &conn).await {
+        let (n, c) = (node.clone(), conn.clone());
+        node.inner
+            .tasks
+            .spawn(async move { answer(n, c, send, recv).await });
+    }
+}
+
+async fn answer(node: Node, conn: Conn, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+    let timeout = node.inner.limits.request_timeout;
+    let hello =
+        match tokio::time::timeout(timeout, frame::read_max::<Hello>(&mut recv, MAX_HANDSHAKE))
+            .await
+        {
+            Ok(Ok(h)) => h,
+            Ok(Err(FrameError::Codec(e))) => {
+                tracing::debug!(peer = %conn.peer, "malformed room hello: {e}");
+                let _ = send.reset(Code::Protocol.value().into());
+                return;
+            }
+            _ => {
+                let _ = send.reset(Code::Timeout.value().into());
+                return;
+            }
+        };
+    let Ok(x) = exporter(&conn) else {
+        return;
+    };
+    let room = node
+        .all_rooms()
+        .into_iter()
+        .find(|r| r.secret.connection_proof(&x, true) == hello.proof);
+    let Some(room) = room else {
+        tracing::debug!(peer = %conn.peer, "room hello for no room of ours");
+        let _ = frame::write(&mut send, &Welcome::Unknown).await;
+        let _ = send.finish();
+        return;
+    };
+    let proof = room.secret.connection_proof(&x, false);
+    if frame::write(&mut send, &Welcome::Member { proof })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    room.learn(conn.peer, vec![conn.addr]);
+    let dialer = conn.peer;
+    session(node, room, conn, send, recv, dialer).await;
+}
+
+/// Registers the session; false if a better one between the same members
+/// exists.
+fn register(room: &Room, peer: NodeId, h: &Handle) -> bool {
+    let mut sessions = crate::lock(&room.sessions);
+    if let Some(old) = sessions.get(&peer)
+        && old.dialer < h.dialer
+    {
+        return false;
+    }
+    if let Some(old) = sessions.insert(peer, h.clone()) {
+        old.cancel.cancel();
+    }
+    true
+}
+
+async fn session(
+    node: Node,
+    room: Arc<Room>,
+    conn: Conn,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    dialer: NodeId,
+) {
+    let peer = conn.peer;
+    crate::lock(&room.members).insert(peer);
+    let (tx, mut rx) = mpsc::channel::<Out>(QUEUE);
+    let cancel = room.cancel.child_token();
+    let handle = Handle {
+        tx: tx.clone(),
+        cancel: cancel.clone(),
+        dialer,
+        serial: SERIAL.fetch_add(1, Ordering::Relaxed),
+    };
+    if !register(&room, peer, &handle) {
+        tracing::debug!(%peer, "a session with this member exists");
+        let _ = send.finish();
+        return;
+    }
+    tracing::debug!(room = %room.id.fmt_short(), %peer, "room session started");
+    // Replies to our `Have`s, in order.
+    let replies: Arc<Mutex<VecDeque<Option<oneshot::Sender<()>>>>> = Arc::default();
+    let _ = tx.try_send(Out::Have);
+    let peers: Vec<NodeAddr> = crate::lock(&room.nodes)
+        .iter()
+        .filter(|(id, _)| **id != peer)
+        .take(p2pfs_proto::room::MAX_PEERS - 1)
+        .map(|(id, addrs)| NodeAddr {
+            id: *id,
+            addrs: addrs.clone(),
+        })
+        .chain(std::iter::once(node.node_addr()))
+        .collect();
+    let _ = tx.try_send(Out::Msg(SyncMsg::Peers(peers)));
+
+    let writer = {
+        let (node, room, replies, cancel) =
+            (node.clone(), room.clone(), replies.clone(), cancel.clone());
+        async move {
+            loop {
+                let out = tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    o = rx.recv() => match o { Some(o) => o, None => break },
+                };
+                let result = match out {
+                    Out::Msg(m) => frame::write(&mut send, &m).await,
+                    Out::Shared(m) => frame::write(&mut send, &*m).await,
+                    Out::Flush(_) | Out::Have => {
+                        let waiter = match out {
+                            Out::Flush(w) => Some(w),
+                            _ => None,
+                        };
+                        let (store, id) = (node.store().clone(), room.id);
+                        let have =
+                            match tokio::task::spawn_blocking(move || store.room_have(&id)).await {
+                                Ok(Ok(h)) => h,
+                                _ => break,
+                            };
+                        crate::lock(&replies).push_back(waiter);
+                        frame::write(&mut send, &SyncMsg::Have(Have(have))).await
+                    }
+                };
+                if result.is_err() {
+                    break;
+                }
+            }
+            let _ = send.finish();
+            cancel.cancel();
+        }
+    };
+    let reader = read_loop(&node, &room, peer, &mut recv, &tx, &replies);
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        r = reader => if let Err(e) = r {
+            tracing::debug!(room = %room.id.fmt_short(), %peer, "room session: {e}");
+            if matches!(e, SwarmError::Protocol { .. }) {
+                conn.conn.close(Code::Protocol.value().into(), b"room protocol violation");
+            }
+        },
+        _ = writer => {}
+    }
+    cancel.cancel();
+    let mut sessions = crate::lock(&room.sessions);
+    if sessions
+        .get(&peer)
+        .is_some_and(|h| h.serial == handle.serial)
+    {
+        sessions.remove(&peer);
+    }
+    drop(sessions);
+    tracing::debug!(room = %room.id.fmt_short(), %peer, "room session ended");
+}
+
+/// Reads one frame; returns the message and its size.
+async fn read_msg(
+    recv: &mut quinn::RecvStream,
+    peer: NodeId,
+) -> Result<(SyncMsg, usize), SwarmError> {
+    let mut header = [0u8; codec::FRAME_HEADER_SIZE];
+    recv.read_exact(&mut header)
+        .await
+        .map_err(|e| SwarmError::Peer {
+            peer,
+            reason: e.to_string(),
+        })?;
+    let len = codec::frame_len(header).map_err(|e| proto_err(peer, e.to_string()))?;
+    if len > MAX_SYNC_FRAME {
+        return Err(proto_err(peer, format!("a room frame of {len} bytes")));
+    }
+    let mut body = vec![0u8; len];
+    recv.read_exact(&mut body)
+        .await
+        .map_err(|e| SwarmError::Peer {
+            peer,
+            reason: e.to_string(),
+        })?;
+    let m: SyncMsg = codec::decode(&body).map_err(|e| proto_err(peer, e.to_string()))?;
+    m.check().map_err(|e| proto_err(peer, e))?;
+    Ok((m, len + codec::FRAME_HEADER_SIZE))
+}
+
+async fn read_loop(
+    node: &Node,
+    room: &Arc<Room>,
+    peer: NodeId,
+    recv: &mut quinn::RecvStream,
+    tx: &mpsc::Sender<Out>,
+    replies: &Mutex<VecDeque<Option<oneshot::Sender<()>>>>,
+) -> Result<(), SwarmError> {
+    let mut invalid = 0usize;
+    let mut last_resync = Instant::now();
+    loop {
+        let (msg, size) = read_msg(recv, peer).await?;
+        room.bytes_in.fetch_add(size as u64, Ordering::Relaxed);
+        match msg {
+            SyncMsg::Have(have) => {
+                let (store, id) = (node.store().clone(), room.id);
+                let entries = tokio::task::spawn_blocking(move || {
+                    store.room_entries_after(&id, &have.0, usize::MAX)
+                })
+                .await
+                .map_err(|e| SwarmError::Setup(e.to_string()))??;
+                let mut batch = Vec::new();
+                let mut bytes = 0;
+                for e in entries {
+                    if bytes + e.len() + 8 > MAX_SYNC_FRAME - 64 {
+                        send(tx, SyncMsg::Entries(std::mem::take(&mut batch))).await?;
+                        bytes = 0;
+                    }
+                    bytes += e.len() + 8;
+                    batch.push(e);
+                }
+                if !batch.is_empty() {
+                    send(tx, SyncMsg::Entries(batch)).await?;
+                }
+                send(tx, SyncMsg::Synced).await?;
+            }
+            SyncMsg::Entries(list) => {
+                let (bad, waiting) = take_in(node, room, peer, list).await?;
+                invalid += bad;
+                if invalid > MAX_INVALID {
+                    return Err(proto_err(peer, format!("{invalid} invalid room entries")));
+                }
+                // Entries waiting for parents this member should have: ask
+                // it again (not more than every few seconds).
+                if waiting && last_resync.elapsed() > Duration::from_secs(3) {
+                    last_resync = Instant::now();
+                    let _ = tx.try_send(Out::Have);
+                }
+            }
+            SyncMsg::Synced => {
+                let waiter = crate::lock(replies).pop_front().flatten();
+                if let Some(w) = waiter {
+                    let _ = w.send(());
+                }
+                room.synced.send_modify(|n| *n += 1);
+            }
+            SyncMsg::Peers(list) => super::learn_all(room, list, node.id()),
+        }
+    }
+}
+
+async fn send(tx: &mpsc::Sender<Out>, m: SyncMsg) -> Result<(), SwarmError> {
+    tx.send(Out::Msg(m)).await.map_err(|_| SwarmError::Shutdown)
+}
+
+/// Verifies and accepts entries from `peer`, with those waiting for their
+/// parents; pushes the new ones to the other members. Returns how many
+/// failed verification and whether some wait for parents.
+pub(crate) async fn take_in(
+    node: &Node,
+    room: &Arc<Room>,
+    peer: NodeId,
+    list: Vec<Vec<u8>>,
+) -> Result<(usize, bool), SwarmError> {
+    let (secret, id) = (room.secret.clone(), room.id);
+    let (verified, bad) = tokio::task::spawn_blocking(move || {
+        let mut ok = Vec::with_capacity(list.len());
+        let mut bad = 0;
+        for bytes in list {
+            match entry::verify(&secret, &id, bytes) {
+                Ok(v) => ok.push(v),
+                Err(e) => {
+                    tracing::warn!(room = %id.fmt_short(), %peer, "refused a room entry: {e}");
+                    bad += 1;
+                }
+            }
+        }
+        (ok, bad)
+    })
+    .await
+    .map_err(|e| SwarmError::Setup(e.to_string()))?;
+    let mut since: HashMap<p2pfs_proto::Hash, Instant> = HashMap::new();
+    let mut batch = verified;
+    {
+        let mut pending = crate::lock(&room.pending);
+        for (t, v) in pending.drain(..) {
+            since.insert(v.hash, t);
+            batch.push(v);
+        }
+    }
+    let (store, rid) = (node.store().clone(), room.id);
+    let accepted = tokio::task::spawn_blocking(move || log::accept(&store, &rid, batch))
+        .await
+        .map_err(|e| SwarmError::Setup(e.to_string()))??;
+    for (hash, why) in &accepted.rejected {
+        tracing::warn!(room = %room.id.fmt_short(), %peer, %hash, "refused a room entry: {why}");
+    }
+    let waiting = !accepted.pending.is_empty();
+    {
+        let mut pending = crate::lock(&room.pending);
+        for v in accepted.pending {
+            let t = since.get(&v.hash).copied().unwrap_or_else(Instant::now);
+            pending.push((t, v));
+        }
+        super::trim_pending(&mut pending);
+    }
+    if !accepted.new.is_empty() {
+        {
+            let mut members = crate::lock(&room.members);
+            for e in &accepted.new {
+                members.insert(e.body.author);
+            }
+        }
+        room.broadcast(&accepted.new, Some(peer));
+    }
+    Ok((bad + accepted.rejected.len(), waiting))
+}

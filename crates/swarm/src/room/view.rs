@@ -1,0 +1,582 @@
+//! The views of a room, derived from its log (the kappa architecture): the
+//! file tree, the chat, the members' names, the blobs the room refers to.
+//!
+//! [`apply`] folds one entry into the views; entries are applied in the
+//! order the log accepted them, which puts every entry after its parents.
+//! The views live in a key-value space ([`Kv`]: the store's `room_view_v1`
+//! in a node, a map in tests) and hold nothing that is not derived from the
+//! log, so they can be dropped and rebuilt at any time.
+//!
+//! The file tree is a multi-value register per path (hyperkv's): each put,
+//! delete or mkdir names the entries for its path that it replaces, and the
+//! live entries of a path are those no entry for that path replaces. That
+//! set does not depend on the order entries arrive in, so every member that
+//! has the same entries shows the same tree. [`listing`] turns the live
+//! entries into names: several live puts (made concurrently) are all
+//! kept, the winner under the path and the others as
+//! `PATH.conflict-<short author id>`; a put beats a concurrent delete.
+//!
+//! Keys: `s` the [`ViewState`]; `t/PATH` the live entries of a path;
+//! `x/HASH` the path of an entry that was replaced; `c/N` (N big-endian)
+//! chat line N; `n/AUTHOR` a member's display name; `b/HASH` a blob the
+//! room refers to; `r` the room's name.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use p2pfs_proto::{
+    Hash, NodeId, codec,
+    room::{EntryBody, Meta, Op},
+};
+use serde::{Deserialize, Serialize};
+
+/// Where views are kept.
+pub(crate) trait Kv {
+    /// The error of the underlying storage.
+    type Error;
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Self::Error>;
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), Self::Error>;
+    fn remove(&mut self, key: &[u8]) -> Result<(), Self::Error>;
+}
+
+/// How far the views have read the log, and the size of the chat.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ViewState {
+    /// The local index of the next entry to apply.
+    pub(crate) applied: u64,
+    /// Lines in the chat.
+    pub(crate) chat_lines: u64,
+    /// Bytes in the rendered chat.
+    pub(crate) chat_bytes: u64,
+}
+
+/// A live entry of a path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct LiveOp {
+    pub(crate) entry: Hash,
+    pub(crate) author: NodeId,
+    pub(crate) time: u64,
+    pub(crate) kind: LiveKind,
+}
+
+/// What a live entry says is at its path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum LiveKind {
+    File {
+        hash: Hash,
+        size: u64,
+        exec: bool,
+        mtime: u64,
+    },
+    Dir,
+    Deleted,
+}
+
+/// A chat line as stored: where it starts in the rendered chat, and its
+/// text with the final newline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ChatLine {
+    pub(crate) offset: u64,
+    pub(crate) text: String,
+}
+
+pub(crate) const STATE: &[u8] = b"s";
+pub(crate) const TREE: &[u8] = b"t/";
+pub(crate) const CHAT: &[u8] = b"c/";
+pub(crate) const NAMES: &[u8] = b"n/";
+pub(crate) const BLOBS: &[u8] = b"b/";
+const DEAD: &[u8] = b"x/";
+const ROOM_NAME: &[u8] = b"r";
+
+fn key(prefix: &[u8], rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + rest.len());
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(rest);
+    k
+}
+
+/// The key of chat line `n`.
+pub(crate) fn chat_key(n: u64) -> Vec<u8> {
+    key(CHAT, &n.to_be_bytes())
+}
+
+/// The key of a blob's reference.
+pub(crate) fn blob_key(hash: &Hash) -> Vec<u8> {
+    key(BLOBS, hash.as_bytes())
+}
+
+/// Errors of applying an entry: the storage's, or undecodable view data.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ViewError<E> {
+    #[error("{0}")]
+    Storage(E),
+    #[error("damaged room view ({0}): drop the views to rebuild them")]
+    Corrupt(String),
+}
+
+fn decode<T: serde::de::DeserializeOwned, E>(bytes: &[u8]) -> Result<T, ViewError<E>> {
+    codec::decode(bytes).map_err(|e| ViewError::Corrupt(e.to_string()))
+}
+
+fn encode<T: Serialize + ?Sized, E>(v: &T) -> Result<Vec<u8>, ViewError<E>> {
+    codec::encode(v).map_err(|e| ViewError::Corrupt(e.to_string()))
+}
+
+/// The views' progress.
+pub(crate) fn state<K: Kv>(kv: &K) -> Result<ViewState, ViewError<K::Error>> {
+    match kv.get(STATE).map_err(ViewError::Storage)? {
+        Some(b) => decode(&b),
+        None => Ok(ViewState::default()),
+    }
+}
+
+/// A member's display name, or its short id.
+pub(crate) fn display_name<K: Kv>(kv: &K, author: &NodeId) -> Result<String, ViewError<K::Error>> {
+    Ok(
+        match kv
+            .get(&key(NAMES, author.as_bytes()))
+            .map_err(ViewError::Storage)?
+        {
+            Some(b) => String::from_utf8_lossy(&b).into_owned(),
+            None => author.fmt_short(),
+        },
+    )
+}
+
+/// Folds the entry at local index `index` into the views. Entries must be
+/// applied in log order; one already applied is skipped.
+pub(crate) fn apply<K: Kv>(
+    kv: &mut K,
+    index: u64,
+    hash: &Hash,
+    body: &EntryBody,
+) -> Result<(), ViewError<K::Error>> {
+    let mut st = state(kv)?;
+    if index != st.applied {
+        return if index < st.applied {
+            Ok(())
+        } else {
+            Err(ViewError::Corrupt(format!(
+                "entry {index} applied before entry {}",
+                st.applied
+            )))
+        };
+    }
+    let s = ViewError::Storage;
+    match &body.op {
+        Op::Chat { text } => {
+            let line = format!(
+                "{} {}: {}\n",
+                rfc3339(body.time),
+                display_name(kv, &body.author)?,
+                text
+            );
+            let stored = ChatLine {
+                offset: st.chat_bytes,
+                text: line,
+            };
+            kv.put(&chat_key(st.chat_lines), &encode(&stored)?)
+                .map_err(s)?;
+            st.chat_lines += 1;
+            st.chat_bytes += stored.text.len() as u64;
+        }
+        Op::Meta(Meta::MemberName(n)) => kv
+            .put(&key(NAMES, body.author.as_bytes()), n.as_bytes())
+            .map_err(s)?,
+        Op::Meta(Meta::RoomName(n)) => kv.put(ROOM_NAME, n.as_bytes()).map_err(s)?,
+        Op::Put { path, .. } | Op::Delete { path, .. } | Op::Mkdir { path, .. } => {
+            let tkey = key(TREE, path.as_bytes());
+            let mut live: Vec<LiveOp> = match kv.get(&tkey).map_err(s)? {
+                Some(b) => decode(&b)?,
+                None => Vec::new(),
+            };
+            for r in body.op.replaces() {
+                kv.put(&key(DEAD, r.as_bytes()), path.as_bytes())
+                    .map_err(s)?;
+                live.retain(|l| l.entry != *r);
+            }
+            let dead = kv
+                .get(&key(DEAD, hash.as_bytes()))
+                .map_err(s)?
+                .is_some_and(|p| p == path.as_bytes());
+            if !dead {
+                let kind = match &body.op {
+                    Op::Put {
+                        hash,
+                        size,
+                        exec,
+                        mtime,
+                        ..
+                    } => {
+                        kv.put(&blob_key(hash), &[]).map_err(s)?;
+                        LiveKind::File {
+                            hash: *hash,
+                            size: *size,
+                            exec: *exec,
+                            mtime: *mtime,
+                        }
+                    }
+                    Op::Mkdir { .. } => LiveKind::Dir,
+                    _ => LiveKind::Deleted,
+                };
+                live.push(LiveOp {
+                    entry: *hash,
+                    author: body.author,
+                    time: body.time,
+                    kind,
+                });
+                live.sort_by(|a, b| a.entry.cmp(&b.entry));
+            }
+            if live.is_empty() {
+                kv.remove(&tkey).map_err(s)?;
+            } else {
+                kv.put(&tkey, &encode(&live)?).map_err(s)?;
+            }
+        }
+    }
+    st.applied += 1;
+    kv.put(STATE, &encode(&st)?).map_err(s)?;
+    Ok(())
+}
+
+/// A file or directory in a room's tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Its path in the room.
+    pub path: String,
+    /// What it is.
+    pub kind: FileKind,
+}
+
+/// A file's content, or a directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileKind {
+    /// A file.
+    File {
+        /// Its content.
+        hash: Hash,
+        /// Its size.
+        size: u64,
+        /// Whether it is executable.
+        exec: bool,
+        /// Modification time, ms since the Unix epoch.
+        mtime: u64,
+        /// Who put it.
+        author: NodeId,
+        /// The entry that put it (what a replacing entry names).
+        entry: Hash,
+    },
+    /// A directory.
+    Dir,
+}
+
+/// The tree shown for a room, from each path's live entries (in any
+/// order): names sorted, directories implied by the files in them.
+pub(crate) fn listing(paths: impl IntoIterator<Item = (String, Vec<LiveOp>)>) -> Vec<FileEntry> {
+    let mut files: BTreeMap<String, Vec<LiveOp>> = BTreeMap::new();
+    let mut dirs: BTreeSet<String> = BTreeSet::new();
+    for (path, live) in paths {
+        let (puts, rest): (Vec<LiveOp>, Vec<LiveOp>) = live
+            .into_iter()
+            .partition(|l| matches!(l.kind, LiveKind::File { .. }));
+        let shown = !puts.is_empty() || rest.iter().any(|l| l.kind == LiveKind::Dir);
+        if rest.iter().any(|l| l.kind == LiveKind::Dir) {
+            dirs.insert(path.clone());
+        }
+        if shown {
+            let mut p = path.as_str();
+            while let Some((parent, _)) = p.rsplit_once('/') {
+                dirs.insert(parent.to_string());
+                p = parent;
+            }
+        }
+        if !puts.is_empty() {
+            files.insert(path, puts);
+        }
+    }
+    let mut out: BTreeMap<String, FileKind> = BTreeMap::new();
+    for d in &dirs {
+        out.insert(d.clone(), FileKind::Dir);
+    }
+    let mut conflicts = Vec::new();
+    for (path, mut puts) in files {
+        // The winner: the latest, then the greatest author, then entry.
+        puts.sort_by(|a, b| (b.time, b.author, b.entry).cmp(&(a.time, a.author, a.entry)));
+        for (i, p) in puts.into_iter().enumerate() {
+            let LiveKind::File {
+                hash,
+                size,
+                exec,
+                mtime,
+            } = p.kind
+            else {
+                continue;
+            };
+            let kind = FileKind::File {
+                hash,
+                size,
+                exec,
+                mtime,
+                author: p.author,
+                entry: p.entry,
+            };
+            if i == 0 && !dirs.contains(&path) {
+                out.insert(path.clone(), kind);
+            } else {
+                conflicts.push((format!("{path}.conflict-{}", p.author.fmt_short()), kind));
+            }
+        }
+    }
+    // A conflict copy never hides a real name.
+    for (name, kind) in conflicts {
+        out.entry(name).or_insert(kind);
+    }
+    out.into_iter()
+        .map(|(path, kind)| FileEntry { path, kind })
+        .collect()
+}
+
+/// `ms` since the Unix epoch as an RFC 3339 UTC time to the second.
+pub(crate) fn rfc3339(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::convert::Infallible;
+
+    use super::*;
+
+    /// Views in memory.
+    #[derive(Debug, Default, Clone, PartialEq, Eq)]
+    pub(crate) struct MapKv(pub(crate) BTreeMap<Vec<u8>, Vec<u8>>);
+
+    impl Kv for MapKv {
+        type Error = Infallible;
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Infallible> {
+            Ok(self.0.get(key).cloned())
+        }
+        fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), Infallible> {
+            self.0.insert(key.to_vec(), value.to_vec());
+            Ok(())
+        }
+        fn remove(&mut self, key: &[u8]) -> Result<(), Infallible> {
+            self.0.remove(key);
+            Ok(())
+        }
+    }
+
+    impl MapKv {
+        pub(crate) fn listing(&self) -> Vec<FileEntry> {
+            listing(self.0.iter().filter_map(|(k, v)| {
+                let path = k.strip_prefix(TREE)?;
+                Some((
+                    String::from_utf8(path.to_vec()).ok()?,
+                    codec::decode(v).ok()?,
+                ))
+            }))
+        }
+
+        pub(crate) fn chat(&self) -> String {
+            self.0
+                .iter()
+                .filter(|(k, _)| k.starts_with(CHAT))
+                .map(|(_, v)| codec::decode::<ChatLine>(v).unwrap().text)
+                .collect()
+        }
+    }
+
+    fn author(n: u8) -> NodeId {
+        NodeId::from_bytes([n; 32])
+    }
+
+    fn entry(n: u8, a: u8, time: u64, op: Op) -> (Hash, EntryBody) {
+        (
+            Hash::of(&[n]),
+            EntryBody {
+                author: author(a),
+                seq: 0,
+                parents: vec![],
+                time,
+                member: [0; 32],
+                op,
+            },
+        )
+    }
+
+    fn put(path: &str, content: &[u8], replaces: Vec<Hash>) -> Op {
+        Op::Put {
+            path: path.into(),
+            hash: Hash::of(content),
+            size: content.len() as u64,
+            exec: false,
+            mtime: 0,
+            replaces,
+        }
+    }
+
+    fn run(entries: &[(Hash, EntryBody)]) -> MapKv {
+        let mut kv = MapKv::default();
+        for (i, (h, b)) in entries.iter().enumerate() {
+            apply(&mut kv, i as u64, h, b).unwrap();
+        }
+        kv
+    }
+
+    fn names(kv: &MapKv) -> Vec<String> {
+        kv.listing().into_iter().map(|f| f.path).collect()
+    }
+
+    #[test]
+    fn concurrent_puts_keep_both_and_a_put_beats_a_delete() {
+        let e0 = entry(0, 1, 10, put("a.txt", b"one", vec![]));
+        let h0 = e0.0;
+        // Two members replace e0 without seeing each other.
+        let e1 = entry(1, 1, 20, put("a.txt", b"two", vec![h0]));
+        let e2 = entry(2, 2, 30, put("a.txt", b"three", vec![h0]));
+        let e3 = entry(
+            3,
+            3,
+            40,
+            Op::Delete {
+                path: "a.txt".into(),
+                replaces: vec![h0],
+            },
+        );
+        let orders = [
+            vec![e0.clone(), e1.clone(), e2.clone(), e3.clone()],
+            vec![e0.clone(), e3.clone(), e2.clone(), e1.clone()],
+            // A replacing entry may arrive before the one it replaces
+            // (another author's chain): the result is the same.
+            vec![e2.clone(), e3.clone(), e0.clone(), e1.clone()],
+        ];
+        let mut results = vec![];
+        for o in &orders {
+            let kv = run(o);
+            results.push(kv.listing());
+        }
+        assert_eq!(results[0], results[1]);
+        assert_eq!(results[0], results[2]);
+        let n = names(&run(&orders[0]));
+        assert_eq!(
+            n,
+            vec![
+                "a.txt".to_string(),
+                format!("a.txt.conflict-{}", author(1).fmt_short())
+            ]
+        );
+        // The later put (time 30) keeps the name.
+        let l = run(&orders[0]).listing();
+        assert!(matches!(l[0].kind, FileKind::File { hash, .. } if hash == Hash::of(b"three")));
+        // Resolving: a put replacing both leaves one file.
+        let e4 = entry(4, 1, 50, put("a.txt", b"merged", vec![e1.0, e2.0, e3.0]));
+        let mut all = orders[0].clone();
+        all.push(e4);
+        assert_eq!(names(&run(&all)), vec!["a.txt".to_string()]);
+    }
+
+    #[test]
+    fn deletes_dirs_and_nesting() {
+        let e0 = entry(0, 1, 1, put("d/x/f", b"f", vec![]));
+        let e1 = entry(
+            1,
+            1,
+            2,
+            Op::Mkdir {
+                path: "empty".into(),
+                replaces: vec![],
+            },
+        );
+        let kv = run(&[e0.clone(), e1.clone()]);
+        assert_eq!(names(&kv), vec!["d", "d/x", "d/x/f", "empty"]);
+        let e2 = entry(
+            2,
+            1,
+            3,
+            Op::Delete {
+                path: "d/x/f".into(),
+                replaces: vec![e0.0],
+            },
+        );
+        let e3 = entry(
+            3,
+            1,
+            4,
+            Op::Delete {
+                path: "empty".into(),
+                replaces: vec![e1.0],
+            },
+        );
+        let kv = run(&[e0, e1, e2, e3]);
+        assert!(names(&kv).is_empty());
+        // A replace naming an entry of another path changes nothing there.
+        let a = entry(5, 1, 1, put("a", b"a", vec![]));
+        let b = entry(
+            6,
+            2,
+            2,
+            Op::Delete {
+                path: "b".into(),
+                replaces: vec![a.0],
+            },
+        );
+        assert_eq!(names(&run(&[a.clone(), b.clone()])), vec!["a"]);
+        assert_eq!(names(&run(&[b, a])), vec!["a"]);
+    }
+
+    #[test]
+    fn chat_renders_names_in_log_order() {
+        let e0 = entry(0, 1, 0, Op::Meta(Meta::MemberName("ana".into())));
+        let e1 = entry(
+            1,
+            1,
+            1_700_000_000_000,
+            Op::Chat {
+                text: "hello".into(),
+            },
+        );
+        let e2 = entry(
+            2,
+            2,
+            1_700_000_001_000,
+            Op::Chat {
+                text: "hi ana".into(),
+            },
+        );
+        let kv = run(&[e0, e1, e2]);
+        assert_eq!(
+            kv.chat(),
+            format!(
+                "2023-11-14T22:13:20Z ana: hello\n2023-11-14T22:13:21Z {}: hi ana\n",
+                author(2).fmt_short()
+            )
+        );
+        let st = state(&kv).unwrap();
+        assert_eq!(st.chat_lines, 2);
+        assert_eq!(st.chat_bytes, kv.chat().len() as u64);
+    }
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_219_199_000), "2026-11-20T23:59:59Z");
+    }
+}
