@@ -3,6 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Parser, Subcommand};
+
 use p2pfs_proto::{Hash, PeerAddr};
 
 /// p2pfs: share files with content addressing, verified chunk by chunk.
@@ -83,6 +84,25 @@ pub(crate) enum Command {
         /// Do not look for (or announce this node to) nodes on the LAN
         #[arg(long)]
         no_lan: bool,
+        /// Your display name in rooms, saved for later runs [default: the host name]
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+    },
+    /// Rooms: groups sharing files and a chat, joined with a ticket
+    Room {
+        #[command(subcommand)]
+        command: RoomCommand,
+    },
+    /// Post to a room's chat, or print it
+    Chat {
+        /// The room (its name, or its id)
+        room: String,
+        /// The message (one message per line; `-` reads standard input)
+        /// [default: print the chat]
+        text: Option<String>,
+        /// Keep printing new messages as they arrive
+        #[arg(short, long)]
+        follow: bool,
     },
     /// Show the node's id, addresses, peers and store
     Status {
@@ -116,6 +136,73 @@ pub(crate) enum Command {
     Verify {
         #[arg(value_name = "HASH")]
         hashes: Vec<Hash>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RoomCommand {
+    /// Create a room and print its ticket (give it to the people to invite)
+    Create {
+        /// The room's name
+        name: String,
+    },
+    /// Join a room with a ticket
+    Join {
+        /// The ticket (`p2pfs1…`)
+        ticket: String,
+        /// The name to give the room here [default: the ticket's]
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+    },
+    /// List the rooms this node is in
+    List {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a ticket for a room
+    Ticket {
+        /// The room
+        room: String,
+    },
+    /// Leave a room: stop syncing it and forget its files and chat here
+    Leave {
+        /// The room
+        room: String,
+    },
+    /// Publish a file in a room; prints `HASH  NAME`
+    Put {
+        /// The room
+        room: String,
+        /// The file
+        path: PathBuf,
+        /// Its path in the room [default: the file's name]
+        name: Option<String>,
+    },
+    /// Read a file of a room (fetched from the members that have it)
+    Get {
+        /// The room
+        room: String,
+        /// Its path in the room
+        name: String,
+        /// Where to write it [default: standard output]
+        #[arg(short, long, value_name = "PATH")]
+        output: Option<PathBuf>,
+    },
+    /// Remove a file from a room
+    Rm {
+        /// The room
+        room: String,
+        /// Its path in the room
+        name: String,
+    },
+    /// List a room's files: path, size, hash, author
+    Ls {
+        /// The room
+        room: String,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
     },
 }
 

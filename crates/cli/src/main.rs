@@ -14,11 +14,12 @@ mod session;
 
 use std::{io, process::ExitCode};
 
+use anyhow::Context;
 use clap::Parser;
 use p2pfs_swarm::Limits;
 
 use crate::{
-    args::{Cli, Command},
+    args::{Cli, Command, RoomCommand},
     session::Session,
 };
 
@@ -75,8 +76,17 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         peers,
         max_upload_rate,
         no_lan,
+        name,
     } = cli.command
     {
+        if let Some(name) = name {
+            if !p2pfs_proto::room::valid_display_name(&name) {
+                anyhow::bail!("{name:?} cannot be a display name (1 to 64 bytes, no `/`)");
+            }
+            std::fs::create_dir_all(&data_dir)
+                .and_then(|()| std::fs::write(data_dir.join("name"), format!("{name}\n")))
+                .context("saving the display name")?;
+        }
         let limits = Limits {
             max_upload_rate,
             ..Limits::default()
@@ -86,7 +96,11 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     }
     let needs_node = matches!(
         cli.command,
-        Command::Fetch { .. } | Command::Status { .. } | Command::Share { .. }
+        Command::Fetch { .. }
+            | Command::Status { .. }
+            | Command::Share { .. }
+            | Command::Room { .. }
+            | Command::Chat { .. }
     ) || matches!(cli.command, Command::Add { ticket: true, .. });
     let session = Session::open(&data_dir, needs_node).await?;
     let result = dispatch(&session, cli.command).await;
@@ -134,7 +148,34 @@ async fn dispatch(session: &Session, command: Command) -> anyhow::Result<bool> {
             .map(|()| true),
         Command::Gc { json } => cmd::gc::run(session, json, &mut out).await.map(|()| true),
         Command::Verify { hashes } => cmd::verify::run(session, &hashes, &mut out).await,
+        Command::Room { command } => room(session, command, &mut out).await.map(|()| true),
+        Command::Chat { room, text, follow } => {
+            cmd::room::chat(session, &room, text, follow, &mut out)
+                .await
+                .map(|()| true)
+        }
         Command::Daemon { .. } => Ok(true),
+    }
+}
+
+async fn room(
+    session: &Session,
+    command: RoomCommand,
+    out: &mut impl io::Write,
+) -> anyhow::Result<()> {
+    use cmd::room;
+    match command {
+        RoomCommand::Create { name } => room::create(session, &name, out).await,
+        RoomCommand::Join { ticket, name } => room::join(session, &ticket, name, out).await,
+        RoomCommand::List { json } => room::list(session, json, out).await,
+        RoomCommand::Ticket { room } => room::ticket(session, &room, out).await,
+        RoomCommand::Leave { room } => room::leave(session, &room).await,
+        RoomCommand::Put { room, path, name } => room::put(session, &room, &path, name, out).await,
+        RoomCommand::Get { room, name, output } => {
+            room::get(session, &room, &name, output, out).await
+        }
+        RoomCommand::Rm { room, name } => room::rm(session, &room, &name).await,
+        RoomCommand::Ls { room, json } => room::ls(session, &room, json, out).await,
     }
 }
 

@@ -7,6 +7,7 @@ pub(crate) mod fetch;
 pub(crate) mod gc;
 pub(crate) mod ls;
 pub(crate) mod pin;
+pub(crate) mod room;
 pub(crate) mod status;
 pub(crate) mod verify;
 

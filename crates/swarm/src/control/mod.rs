@@ -83,12 +83,85 @@ pub enum Request {
         /// Pin the blob under the user pin.
         pin: bool,
     },
+    /// A room command.
+    Room(RoomRequest),
     /// A ticket for a blob: one `Ticket`.
     Ticket {
         /// The blob.
         hash: Hash,
         /// A file name to suggest.
         name: Option<String>,
+    },
+}
+
+/// A room command.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum RoomRequest {
+    /// Create a room: one `Ticket`.
+    Create {
+        /// Its name.
+        name: String,
+    },
+    /// Join with a ticket: one `Joined`.
+    Join {
+        /// The ticket.
+        ticket: String,
+        /// The local name (default: the ticket's).
+        name: Option<String>,
+    },
+    /// The rooms: one `Rooms`.
+    List,
+    /// A ticket for a room: one `Ticket`.
+    Ticket {
+        /// The room.
+        room: String,
+    },
+    /// Leave a room.
+    Leave {
+        /// The room.
+        room: String,
+    },
+    /// Publish a file: one `Added`.
+    Put {
+        /// The room.
+        room: String,
+        /// The file, by absolute path.
+        file: PathBuf,
+        /// Its path in the room.
+        path: String,
+    },
+    /// Read a file: `Data`.
+    Get {
+        /// The room.
+        room: String,
+        /// Its path in the room.
+        path: String,
+    },
+    /// Remove a file.
+    Rm {
+        /// The room.
+        room: String,
+        /// Its path in the room.
+        path: String,
+    },
+    /// The file tree: one `Files`.
+    Ls {
+        /// The room.
+        room: String,
+    },
+    /// Post chat lines.
+    Chat {
+        /// The room.
+        room: String,
+        /// The text (one message per line).
+        text: String,
+    },
+    /// The chat: `ChatLines`, then more as they arrive with `follow`.
+    ChatLog {
+        /// The room.
+        room: String,
+        /// Keep sending new lines.
+        follow: bool,
     },
 }
 
@@ -171,6 +244,16 @@ pub enum Response {
     Fetched(FetchStats),
     /// A ticket.
     Ticket(String),
+    /// The local name of a joined room.
+    Joined(String),
+    /// The rooms.
+    Rooms(Vec<crate::room::RoomSummary>),
+    /// A room's tree.
+    Files(Vec<crate::room::FileEntry>),
+    /// Chat lines, each with its newline.
+    ChatLines(Vec<String>),
+    /// A warning for the user; the command goes on.
+    Warning(String),
     /// The command failed as a whole.
     Error(String),
     /// The command is complete.

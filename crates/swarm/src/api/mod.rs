@@ -1,6 +1,8 @@
 //! The commands a node carries out for the CLI, whether it runs as a daemon
 //! (the control socket calls this) or was started for one command.
 
+mod room;
+
 use std::io::Read;
 
 use bytes::Bytes;
@@ -44,7 +46,7 @@ impl Ctx {
         }
     }
 
-    fn node(&self) -> Result<&Node, SwarmError> {
+    pub(crate) fn node(&self) -> Result<&Node, SwarmError> {
         self.node
             .as_ref()
             .ok_or_else(|| SwarmError::Setup("this command needs a running node".into()))
@@ -55,7 +57,7 @@ impl Ctx {
 pub fn needs_node(request: &Request) -> bool {
     matches!(
         request,
-        Request::Fetch { .. } | Request::Status | Request::Ticket { .. }
+        Request::Fetch { .. } | Request::Status | Request::Ticket { .. } | Request::Room(_)
     )
 }
 
@@ -74,7 +76,7 @@ pub async fn run(
     let _ = out.send(last).await;
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, SwarmError> {
     tokio::task::spawn_blocking(f)
@@ -139,30 +141,7 @@ async fn execute(
                 }
             }
         }
-        Request::Cat { hash } => {
-            let out = out.clone();
-            blocking(move || {
-                let reader = store.reader(&hash)?;
-                let mut offset = 0;
-                let mut buf = vec![0u8; DATA_CHUNK];
-                loop {
-                    let n = reader
-                        .read_at(offset, &mut buf)
-                        .map_err(|e| StoreError::Invalid(format!("reading {hash}: {e}")))?;
-                    if n == 0 {
-                        return Ok(());
-                    }
-                    offset += n as u64;
-                    if out
-                        .blocking_send(Response::Data(buf[..n].to_vec()))
-                        .is_err()
-                    {
-                        return Ok(());
-                    }
-                }
-            })
-            .await?;
-        }
+        Request::Cat { hash } => send_blob(store, hash, out).await?,
         Request::List => send(Response::Blobs(blocking(move || store.list()).await?)).await?,
         Request::Pin { hashes } => {
             for hash in hashes {
@@ -255,6 +234,7 @@ async fn execute(
             forward.abort();
             send(Response::Fetched(result?)).await?;
         }
+        Request::Room(r) => room::execute(ctx, r, out).await?,
         Request::Ticket { hash, name } => {
             let node = ctx.node()?;
             let s = store.clone();
@@ -266,6 +246,36 @@ async fn execute(
         }
     }
     Ok(())
+}
+
+/// Streams a blob's bytes as `Data` responses.
+pub(crate) async fn send_blob(
+    store: Store,
+    hash: Hash,
+    out: &mpsc::Sender<Response>,
+) -> Result<(), SwarmError> {
+    let out = out.clone();
+    blocking(move || {
+        let reader = store.reader(&hash)?;
+        let mut offset = 0;
+        let mut buf = vec![0u8; DATA_CHUNK];
+        loop {
+            let n = reader
+                .read_at(offset, &mut buf)
+                .map_err(|e| StoreError::Invalid(format!("reading {hash}: {e}")))?;
+            if n == 0 {
+                return Ok(());
+            }
+            offset += n as u64;
+            if out
+                .blocking_send(Response::Data(buf[..n].to_vec()))
+                .is_err()
+            {
+                return Ok(());
+            }
+        }
+    })
+    .await
 }
 
 /// The providers of `hash` the DHT knows, or why there are none.

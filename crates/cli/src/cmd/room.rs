@@ -1,0 +1,285 @@
+//! `p2pfs room …` and `p2pfs chat`: rooms from the command line.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, bail};
+use p2pfs_swarm::{
+    control::{Request, Response, RoomRequest},
+    room::FileKind,
+};
+
+use crate::{cmd, output, session::Session};
+
+/// Sends a room request; warnings go to stderr, the rest to `f`.
+async fn call(
+    session: &Session,
+    request: RoomRequest,
+    mut f: impl FnMut(Response) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    cmd::each(session, Request::Room(request), |r| match r {
+        Response::Warning(w) => {
+            eprintln!("warning: {w}");
+            Ok(())
+        }
+        r => f(r),
+    })
+    .await
+}
+
+/// Prints the ticket of a new room.
+pub(crate) async fn create(
+    session: &Session,
+    name: &str,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    call(session, RoomRequest::Create { name: name.into() }, |r| {
+        if let Response::Ticket(t) = r {
+            output::line(out, &t)?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+pub(crate) async fn join(
+    session: &Session,
+    ticket: &str,
+    name: Option<String>,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let request = RoomRequest::Join {
+        ticket: ticket.trim().into(),
+        name,
+    };
+    call(session, request, |r| {
+        if let Response::Joined(n) = r {
+            output::line(out, &format!("joined room {n}"))?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+pub(crate) async fn list(
+    session: &Session,
+    json: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let mut rooms = Vec::new();
+    call(session, RoomRequest::List, |r| {
+        if let Response::Rooms(v) = r {
+            rooms = v;
+        }
+        Ok(())
+    })
+    .await?;
+    if json {
+        return output::json(out, &rooms);
+    }
+    for r in &rooms {
+        output::line(
+            out,
+            &format!(
+                "{}  {}  members {}  online {}  files {}  entries {}",
+                r.name,
+                r.id.fmt_short(),
+                r.members,
+                r.online,
+                r.files,
+                r.entries
+            ),
+        )?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn ticket(
+    session: &Session,
+    room: &str,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    call(session, RoomRequest::Ticket { room: room.into() }, |r| {
+        if let Response::Ticket(t) = r {
+            output::line(out, &t)?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+pub(crate) async fn leave(session: &Session, room: &str) -> anyhow::Result<()> {
+    call(
+        session,
+        RoomRequest::Leave { room: room.into() },
+        |_| Ok(()),
+    )
+    .await
+}
+
+pub(crate) async fn put(
+    session: &Session,
+    room: &str,
+    file: &Path,
+    name: Option<String>,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let abs = std::path::absolute(file).with_context(|| format!("{}", file.display()))?;
+    let path = match name {
+        Some(n) => n.trim_matches('/').to_string(),
+        None => match file.file_name() {
+            Some(n) => n.to_string_lossy().into_owned(),
+            None => bail!("{} has no file name; give one", file.display()),
+        },
+    };
+    let request = RoomRequest::Put {
+        room: room.into(),
+        file: abs,
+        path: path.clone(),
+    };
+    call(session, request, |r| {
+        if let Response::Added { hash, .. } = r {
+            output::line(out, &format!("{hash}  {path}"))?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+pub(crate) async fn get(
+    session: &Session,
+    room: &str,
+    path: &str,
+    output: Option<PathBuf>,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let request = RoomRequest::Get {
+        room: room.into(),
+        path: path.trim_matches('/').into(),
+    };
+    let dest = output.filter(|p| p != Path::new("-"));
+    // Written beside the destination, renamed into place once complete.
+    let partial = dest.as_ref().map(|d| {
+        let mut p = d.clone().into_os_string();
+        p.push(".p2pfs-partial");
+        PathBuf::from(p)
+    });
+    let mut file = match &partial {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => None,
+    };
+    let result = call(session, request, |r| {
+        if let Response::Data(bytes) = r {
+            match &mut file {
+                Some(f) => f.write_all(&bytes).context("writing the output file")?,
+                None => out
+                    .write_all(&bytes)
+                    .context("writing to standard output")?,
+            }
+        }
+        Ok(())
+    })
+    .await;
+    match (file, partial, dest) {
+        (Some(mut f), Some(partial), Some(dest)) => {
+            let done = result.and_then(|()| f.flush().context("writing the output file"));
+            drop(f);
+            if done.is_err() {
+                let _ = std::fs::remove_file(&partial);
+                return done;
+            }
+            std::fs::rename(&partial, &dest).with_context(|| format!("writing {}", dest.display()))
+        }
+        _ => {
+            result?;
+            out.flush().context("writing to standard output")
+        }
+    }
+}
+
+pub(crate) async fn rm(session: &Session, room: &str, path: &str) -> anyhow::Result<()> {
+    let request = RoomRequest::Rm {
+        room: room.into(),
+        path: path.trim_matches('/').into(),
+    };
+    call(session, request, |_| Ok(())).await
+}
+
+pub(crate) async fn ls(
+    session: &Session,
+    room: &str,
+    json: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let mut files = Vec::new();
+    call(session, RoomRequest::Ls { room: room.into() }, |r| {
+        if let Response::Files(f) = r {
+            files = f;
+        }
+        Ok(())
+    })
+    .await?;
+    if json {
+        return output::json(out, &files);
+    }
+    for f in &files {
+        let line = match &f.kind {
+            FileKind::File {
+                hash, size, author, ..
+            } => format!("{}  {size}  {hash}  {}", f.path, author.fmt_short()),
+            FileKind::Dir => format!("{}/  -  -  -", f.path),
+        };
+        output::line(out, &line)?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn chat(
+    session: &Session,
+    room: &str,
+    text: Option<String>,
+    follow: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    if let Some(text) = text {
+        let text = if text == "-" {
+            std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+        } else {
+            text
+        };
+        call(
+            session,
+            RoomRequest::Chat {
+                room: room.into(),
+                text,
+            },
+            |_| Ok(()),
+        )
+        .await?;
+        if !follow {
+            return Ok(());
+        }
+    }
+    call(
+        session,
+        RoomRequest::ChatLog {
+            room: room.into(),
+            follow,
+        },
+        |r| {
+            if let Response::ChatLines(lines) = r {
+                for l in lines {
+                    out.write_all(l.as_bytes())
+                        .context("writing to standard output")?;
+                }
+                out.flush().context("writing to standard output")?;
+            }
+            Ok(())
+        },
+    )
+    .await
+}

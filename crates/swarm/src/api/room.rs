@@ -1,0 +1,182 @@
+//! The room commands.
+
+use std::{sync::Arc, time::Duration};
+
+use p2pfs_proto::RoomTicket;
+use tokio::sync::mpsc;
+
+use super::{Ctx, send_blob};
+use crate::{
+    Node, SwarmError,
+    control::{Response, RoomRequest},
+    room::{Room, query},
+};
+
+/// How long a node started for one command waits to reach a member.
+const ONE_OFF_WAIT: Duration = Duration::from_secs(5);
+/// How long it waits for members to confirm its writes.
+const FLUSH_WAIT: Duration = Duration::from_secs(10);
+/// Chat lines per `ChatLines` response.
+const CHAT_BATCH: usize = 1000;
+
+pub(super) async fn execute(
+    ctx: &Ctx,
+    request: RoomRequest,
+    out: &mpsc::Sender<Response>,
+) -> Result<(), SwarmError> {
+    let node = ctx.node()?;
+    let send = |r: Response| async { out.send(r).await.map_err(|_| SwarmError::Shutdown) };
+    match request {
+        RoomRequest::Create { name } => {
+            let ticket = node.create_room(&name).await?;
+            send(Response::Ticket(ticket.to_string())).await?;
+        }
+        RoomRequest::Join { ticket, name } => {
+            let t: RoomTicket = ticket
+                .parse()
+                .map_err(|e: p2pfs_proto::room::RoomTicketError| SwarmError::Room(e.to_string()))?;
+            let name = node.join_room(&t, name.as_deref()).await?;
+            let room = node.find_room(&name).await?;
+            if !ctx.daemon {
+                reach(node, &room, out).await?;
+                flush(node, &room, out).await?;
+            }
+            send(Response::Joined(name)).await?;
+        }
+        RoomRequest::List => send(Response::Rooms(node.room_summaries().await?)).await?,
+        RoomRequest::Ticket { room } => {
+            let room = node.find_room(&room).await?;
+            send(Response::Ticket(node.room_ticket(&room).to_string())).await?;
+        }
+        RoomRequest::Leave { room } => {
+            let room = node.find_room(&room).await?;
+            node.leave_room(&room).await?;
+        }
+        RoomRequest::Put { room, file, path } => {
+            let room = node.find_room(&room).await?;
+            if !ctx.daemon {
+                // Learn the latest tree first, so the put replaces it.
+                reach(node, &room, out).await?;
+            }
+            let (hash, size) = node.room_put(&room, &file, &path).await?;
+            if !ctx.daemon {
+                flush(node, &room, out).await?;
+            }
+            send(Response::Added {
+                index: 0,
+                hash,
+                size,
+            })
+            .await?;
+        }
+        RoomRequest::Rm { room, path } => {
+            let room = node.find_room(&room).await?;
+            if !ctx.daemon {
+                reach(node, &room, out).await?;
+            }
+            node.room_delete(&room, &path).await?;
+            if !ctx.daemon {
+                flush(node, &room, out).await?;
+            }
+        }
+        RoomRequest::Get { room, path } => {
+            let room = node.find_room(&room).await?;
+            if !ctx.daemon {
+                reach(node, &room, out).await?;
+            }
+            let hash = node.room_fetch(&room, &path).await?;
+            send_blob(node.store().clone(), hash, out).await?;
+        }
+        RoomRequest::Ls { room } => {
+            let room = node.find_room(&room).await?;
+            if !ctx.daemon {
+                reach(node, &room, out).await?;
+            }
+            let (store, id) = (node.store().clone(), room.id());
+            let files = super::blocking(move || query::ls(&store, &id)).await?;
+            send(Response::Files(files)).await?;
+        }
+        RoomRequest::Chat { room, text } => {
+            let room = node.find_room(&room).await?;
+            if !ctx.daemon {
+                reach(node, &room, out).await?;
+            }
+            if node.chat(&room, &text).await? == 0 {
+                return Err(SwarmError::Room(
+                    "nothing to post: the text is empty".into(),
+                ));
+            }
+            if !ctx.daemon {
+                flush(node, &room, out).await?;
+            }
+        }
+        RoomRequest::ChatLog { room, follow } => {
+            let room = node.find_room(&room).await?;
+            if !ctx.daemon {
+                reach(node, &room, out).await?;
+            }
+            chat_log(node, &room, follow, out).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A node started for one command: wait (briefly) for a member, so the
+/// command sees the room as the members do.
+async fn reach(node: &Node, room: &Room, out: &mpsc::Sender<Response>) -> Result<(), SwarmError> {
+    if !node.room_wait_synced(room, ONE_OFF_WAIT).await {
+        out.send(Response::Warning(format!(
+            "no member of room {:?} could be reached; showing what this node has",
+            room.name()
+        )))
+        .await
+        .map_err(|_| SwarmError::Shutdown)?;
+    }
+    Ok(())
+}
+
+/// A node started for one command: wait until the members online have
+/// what it wrote.
+async fn flush(node: &Node, room: &Room, out: &mpsc::Sender<Response>) -> Result<(), SwarmError> {
+    if node.room_flush(room, FLUSH_WAIT).await == 0 {
+        out.send(Response::Warning(format!(
+            "no member of room {:?} confirmed the change; it is saved here and \
+             will be sent when this node next meets a member (or run `p2pfs daemon`)",
+            room.name()
+        )))
+        .await
+        .map_err(|_| SwarmError::Shutdown)?;
+    }
+    Ok(())
+}
+
+async fn chat_log(
+    node: &Node,
+    room: &Arc<Room>,
+    follow: bool,
+    out: &mpsc::Sender<Response>,
+) -> Result<(), SwarmError> {
+    let mut changes = node.room_changes(room);
+    let mut next = 0u64;
+    loop {
+        changes.borrow_and_update();
+        loop {
+            let (store, id) = (node.store().clone(), room.id());
+            let lines = super::blocking(move || query::chat(&store, &id, next, CHAT_BATCH)).await?;
+            if lines.is_empty() {
+                break;
+            }
+            next += lines.len() as u64;
+            out.send(Response::ChatLines(lines))
+                .await
+                .map_err(|_| SwarmError::Shutdown)?;
+        }
+        if !follow {
+            return Ok(());
+        }
+        tokio::select! {
+            r = changes.changed() => if r.is_err() { return Ok(()) },
+            _ = out.closed() => return Ok(()),
+        }
+    }
+}
