@@ -106,7 +106,14 @@ fn members_converge_both_ways_and_an_outsider_gets_nothing() {
     for member in [&a, &b] {
         let e = fails(&p2pfs(
             c.data_dir(),
-            &["fetch", &h1, "--peer", &member.peer(), "-o", out.to_str().unwrap()],
+            &[
+                "fetch",
+                &h1,
+                "--peer",
+                &member.peer(),
+                "-o",
+                out.to_str().unwrap(),
+            ],
         ));
         assert!(e.contains("does not have it"), "{e}");
     }
@@ -114,15 +121,15 @@ fn members_converge_both_ways_and_an_outsider_gets_nothing() {
     // …and with a ticket of its own making for a room at those addresses
     // (any secret but the room's), no entry and no member list.
     let forged = forged_ticket(&a);
-    ok(&p2pfs(c.data_dir(), &["room", "join", &forged, "--name", "spy"]));
+    ok(&p2pfs(
+        c.data_dir(),
+        &["room", "join", &forged, "--name", "spy"],
+    ));
     std::thread::sleep(Duration::from_secs(3));
     assert!(paths(&ls(&c, "spy")).is_empty());
     assert_eq!(chat(&c, "spy"), "");
-    let rooms: serde_json::Value = serde_json::from_str(&ok(&p2pfs(
-        c.data_dir(),
-        &["room", "list", "--json"],
-    )))
-    .unwrap();
+    let rooms: serde_json::Value =
+        serde_json::from_str(&ok(&p2pfs(c.data_dir(), &["room", "list", "--json"]))).unwrap();
     assert_eq!(rooms[0]["online"], 0);
     assert_eq!(rooms[0]["members"], 1, "only the outsider itself");
     let log = a.log();
@@ -204,7 +211,10 @@ fn a_partition_heals_with_both_sides_writes_kept_and_views_rebuild() {
     got.sort();
     assert_eq!(got, want);
     let chat_b = chat(&b, "team");
-    assert!(chat_b.starts_with(&b_alone), "B's chat only grew:\n{chat_b}");
+    assert!(
+        chat_b.starts_with(&b_alone),
+        "B's chat only grew:\n{chat_b}"
+    );
     assert!(chat_b.contains("alice: a alone"), "{chat_b}");
 
     // Views dropped and rebuilt from the log give the same result.
