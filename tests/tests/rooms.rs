@@ -3,6 +3,8 @@
 //! nothing, a partition heals with both sides' writes kept, and the views
 //! rebuild identically from the log.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::{path::Path, time::Duration};
 
 use p2pfs_tests::{Daemon, blake3_file, fails, ok, p2pfs, random_file, temp_dir, wait_for};

@@ -38,7 +38,7 @@ use p2pfs_proto::{Hash, chunk::CHUNK_GROUP_LOG};
 pub use ranges::effective_ranges;
 pub use records::{ProviderRecord, PutProvider};
 use redb::{ReadableDatabase, ReadableTable};
-pub use rooms::{RoomInfo, RoomTxn};
+pub use rooms::{RoomInfo, RoomTxn, ViewPair};
 
 use crate::{
     error::{DbContext, IoContext},

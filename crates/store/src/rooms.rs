@@ -34,6 +34,9 @@ pub struct RoomInfo {
     pub joined: u64,
 }
 
+/// A view key and its value.
+pub type ViewPair = (Vec<u8>, Vec<u8>);
+
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
 }
@@ -180,7 +183,7 @@ impl Store {
         prefix: &[u8],
         start: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<Vec<ViewPair>, StoreError> {
         let txn = self.begin_read()?;
         let t = txn.open_table(tables::ROOM_VIEW).db()?;
         view_range(&t, room.as_bytes(), prefix, start, limit)
@@ -210,7 +213,7 @@ fn view_range(
     prefix: &[u8],
     start: Option<&[u8]>,
     limit: usize,
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+) -> Result<Vec<ViewPair>, StoreError> {
     let lo = match start {
         Some(s) => Bound::Excluded((room, s)),
         None => Bound::Included((room, prefix)),
@@ -413,7 +416,7 @@ impl RoomTxn<'_> {
         prefix: &[u8],
         start: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<Vec<ViewPair>, StoreError> {
         view_range(&self.view, &self.room, prefix, start, limit)
     }
 

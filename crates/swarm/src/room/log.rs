@@ -130,14 +130,40 @@ pub(crate) fn accept(
 }
 
 /// Writes, signs and adds an entry by this node.
+#[cfg(test)]
 pub(crate) fn author(
     store: &Store,
     key: &SecretKey,
     secret: &RoomSecret,
     op: Op,
 ) -> Result<Verified, StoreError> {
-    let me = key.public();
+    let mut v = author_all(store, key, secret, vec![op])?;
+    v.pop()
+        .ok_or_else(|| StoreError::Invalid("no entry written".into()))
+}
+
+/// Writes, signs and adds entries by this node, in one transaction.
+pub(crate) fn author_all(
+    store: &Store,
+    key: &SecretKey,
+    secret: &RoomSecret,
+    ops: Vec<Op>,
+) -> Result<Vec<Verified>, StoreError> {
     store.room_write(&secret.id(), |t| {
+        ops.into_iter()
+            .map(|op| author_in(t, key, secret, op))
+            .collect()
+    })
+}
+
+fn author_in(
+    t: &mut RoomTxn<'_>,
+    key: &SecretKey,
+    secret: &RoomSecret,
+    op: Op,
+) -> Result<Verified, StoreError> {
+    let me = key.public();
+    {
         let seq = t.next_seq(&me)?;
         let prev = if seq > 0 {
             t.by_seq(&me, seq - 1)?
@@ -163,7 +189,7 @@ pub(crate) fn author(
             .map_err(|e| StoreError::Invalid(e.to_string()))?;
         append(t, &e)?;
         Ok(e)
-    })
+    }
 }
 
 /// Applies to the views the log entries they have not seen (all of them

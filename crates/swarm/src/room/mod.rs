@@ -85,6 +85,11 @@ pub struct Room {
     pub(crate) cancel: CancellationToken,
     /// Bytes of sync messages received (for the figures).
     pub(crate) bytes_in: AtomicU64,
+    /// Bumped when a member or a new address is learned.
+    pub(crate) nodes_version: AtomicU64,
+    /// Set on joining: this node's earlier entries (from before it left)
+    /// may come back through sync, so its first write waits for one.
+    pub(crate) sync_before_write: std::sync::atomic::AtomicBool,
 }
 
 impl Room {
@@ -116,6 +121,8 @@ impl Room {
             wake: tokio::sync::Notify::new(),
             cancel,
             bytes_in: AtomicU64::new(0),
+            nodes_version: AtomicU64::new(0),
+            sync_before_write: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -125,14 +132,23 @@ impl Room {
             return;
         }
         self.changed.send_modify(|n| *n += entries.len() as u64);
-        let msg = Arc::new(p2pfs_proto::room::SyncMsg::Entries(
-            entries.iter().map(|e| e.bytes.clone()).collect(),
-        ));
+        let msgs: Vec<Arc<p2pfs_proto::room::SyncMsg>> =
+            sync::batches(entries.iter().map(|e| e.bytes.clone()))
+                .into_iter()
+                .map(Arc::new)
+                .collect();
         let sessions = crate::lock(&self.sessions);
         for (peer, s) in sessions.iter() {
-            if Some(*peer) != except && s.tx.try_send(Out::Shared(msg.clone())).is_err() {
-                // A member too slow to take pushes reconciles on reconnect.
-                s.cancel.cancel();
+            if Some(*peer) == except {
+                continue;
+            }
+            for m in &msgs {
+                if s.tx.try_send(Out::Shared(m.clone())).is_err() {
+                    // A member too slow to take pushes reconciles on
+                    // reconnect.
+                    s.cancel.cancel();
+                    break;
+                }
             }
         }
     }
@@ -147,12 +163,43 @@ impl Room {
         nodes.insert(node, addrs);
         drop(nodes);
         if new {
+            self.nodes_version.fetch_add(1, Ordering::Relaxed);
             self.wake.notify_one();
         }
     }
 
+    /// The members this node knows how to reach (and itself), for a
+    /// `Peers` message to `to`.
+    pub(crate) fn peers_for(&self, to: NodeId, me: NodeAddr) -> Vec<NodeAddr> {
+        let my_id = me.id;
+        crate::lock(&self.nodes)
+            .iter()
+            .filter(|(id, _)| **id != to && **id != my_id)
+            .take(p2pfs_proto::room::MAX_PEERS - 1)
+            .map(|(id, addrs)| NodeAddr {
+                id: *id,
+                addrs: addrs.iter().take(p2pfs_proto::MAX_ADDRS).copied().collect(),
+            })
+            .chain(std::iter::once(me))
+            .collect()
+    }
+
+    /// Tells every session of the members this node knows (when it
+    /// learned new ones), so that members meet each other.
+    pub(crate) fn gossip(&self, me: &NodeAddr) {
+        let sessions: Vec<(NodeId, sync::Handle)> = crate::lock(&self.sessions)
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        for (peer, h) in sessions {
+            let _ = h.tx.try_send(Out::Msg(p2pfs_proto::room::SyncMsg::Peers(
+                self.peers_for(peer, me.clone()),
+            )));
+        }
+    }
+
     /// Members with a live session.
-    pub(crate) fn online(&self) -> Vec<NodeId> {
+    pub fn online(&self) -> Vec<NodeId> {
         crate::lock(&self.sessions).keys().copied().collect()
     }
 }
@@ -229,6 +276,11 @@ impl Node {
 
     pub(crate) fn room(&self, id: &RoomId) -> Option<Arc<Room>> {
         crate::lock(&self.inner.rooms.rooms).get(id).cloned()
+    }
+
+    /// The running room with this id, if this node is in it.
+    pub fn find_room_now(&self, id: &RoomId) -> Option<Arc<Room>> {
+        self.room(id)
     }
 
     pub(crate) fn all_rooms(&self) -> Vec<Arc<Room>> {
@@ -325,6 +377,7 @@ impl Node {
         let i = info.clone();
         blocking(move || store.put_room(&i)).await?;
         let room = self.start_room(&info).await?;
+        room.sync_before_write.store(true, Ordering::Relaxed);
         self.post(&room, Op::Meta(Meta::MemberName(self.display_name())))
             .await?;
         Ok(name)
@@ -365,20 +418,38 @@ impl Node {
 
     /// Writes an entry to `room` and pushes it to the members online.
     pub(crate) async fn post(&self, room: &Room, op: Op) -> Result<Hash, SwarmError> {
+        let hashes = self.post_all(room, vec![op]).await?;
+        hashes
+            .last()
+            .copied()
+            .ok_or_else(|| SwarmError::Room("no entry written".into()))
+    }
+
+    /// Writes entries to `room` in one transaction and pushes them.
+    pub(crate) async fn post_all(
+        &self,
+        room: &Room,
+        ops: Vec<Op>,
+    ) -> Result<Vec<Hash>, SwarmError> {
+        if room.sync_before_write.swap(false, Ordering::Relaxed) {
+            // A member that left and joined again continues its chain
+            // rather than forking it.
+            self.room_wait_synced(room, Duration::from_secs(5)).await;
+        }
         let (store, secret) = (self.store().clone(), room.secret.clone());
         let node = self.clone();
-        let e =
-            tokio::task::spawn_blocking(move || log::author(&store, &node.inner.key, &secret, op))
-                .await
-                .map_err(|e| SwarmError::Setup(format!("worker failed: {e}")))??;
-        let hash = e.hash;
-        room.broadcast(&[e], None);
-        Ok(hash)
+        let entries = tokio::task::spawn_blocking(move || {
+            log::author_all(&store, &node.inner.key, &secret, ops)
+        })
+        .await
+        .map_err(|e| SwarmError::Setup(format!("worker failed: {e}")))??;
+        room.broadcast(&entries, None);
+        Ok(entries.iter().map(|e| e.hash).collect())
     }
 
     /// Posts chat lines (one message per line; empty lines are skipped).
     pub async fn chat(&self, room: &Room, text: &str) -> Result<usize, SwarmError> {
-        let mut n = 0;
+        let mut ops = Vec::new();
         for line in text.lines() {
             let line = line.trim_end_matches('\r');
             if line.is_empty() {
@@ -390,14 +461,17 @@ impl Node {
                     p2pfs_proto::room::MAX_TEXT
                 )));
             }
-            self.post(
-                room,
-                Op::Chat {
-                    text: line.to_string(),
-                },
-            )
-            .await?;
-            n += 1;
+            ops.push(Op::Chat {
+                text: line.to_string(),
+            });
+        }
+        let n = ops.len();
+        // Large posts in transactions of a few thousand lines.
+        let mut rest = ops;
+        while !rest.is_empty() {
+            let tail = rest.split_off(rest.len().min(4096));
+            self.post_all(room, rest).await?;
+            rest = tail;
         }
         Ok(n)
     }
@@ -643,4 +717,34 @@ impl Rooms {
 pub fn bytes_received(node: &Node, room: &RoomId) -> u64 {
     node.room(room)
         .map_or(0, |r| r.bytes_in.load(Ordering::Relaxed))
+}
+
+/// Checks an encoded entry for the room of `secret` (bounds, membership
+/// tag, signature) and returns its hash. For tools, fuzzing and figures;
+/// the node checks entries the same way.
+pub fn verify_entry(
+    secret: &RoomSecret,
+    bytes: Vec<u8>,
+) -> Result<Hash, p2pfs_proto::room::EntryError> {
+    entry::verify(secret, &secret.id(), bytes).map(|v| v.hash)
+}
+
+/// Signs a chat entry (for tools and figures): `seq` in the author's
+/// chain, after `parents`.
+pub fn sign_chat(
+    key: &crate::identity::SecretKey,
+    secret: &RoomSecret,
+    seq: u64,
+    parents: Vec<Hash>,
+    text: &str,
+) -> Result<(Hash, Vec<u8>), p2pfs_proto::room::EntryError> {
+    let e = entry::sign(
+        key,
+        secret,
+        seq,
+        parents,
+        log::now_ms(),
+        Op::Chat { text: text.into() },
+    )?;
+    Ok((e.hash, e.bytes))
 }

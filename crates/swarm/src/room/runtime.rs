@@ -40,7 +40,18 @@ pub(crate) async fn run(node: Node, room: Arc<Room>) {
     let mut last_lookup: Option<Instant> = None;
     let mut last_save = Instant::now();
     let mut saved: Vec<NodeAddr> = Vec::new();
+    let mut gossiped = 0u64;
+    let mut last_gossip = Instant::now();
     loop {
+        // New members or addresses: tell the others (at most every second).
+        let version = room
+            .nodes_version
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if version != gossiped && last_gossip.elapsed() >= Duration::from_secs(1) {
+            gossiped = version;
+            last_gossip = Instant::now();
+            room.gossip(&node.node_addr());
+        }
         while let Ok((peer, ok)) = done_rx.try_recv() {
             crate::lock(&active).remove(&peer);
             let next = if ok {

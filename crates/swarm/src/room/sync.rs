@@ -1,4 +1,4 @@
-//! The room protocol between two members (docs/protocol.md §8.5).
+//! The room protocol between two members (docs/protocol.md §8.6).
 //!
 //! On a connection with ALPN `p2pfs/room/1`, the dialer opens one
 //! bidirectional stream per room and sends a [`Hello`] carrying a proof of
@@ -23,7 +23,7 @@ use std::{
 };
 
 use p2pfs_proto::{
-    NodeAddr, NodeId,
+    NodeId,
     close::Code,
     codec,
     room::{EXPORTER_LABEL, Have, Hello, MAX_SYNC_FRAME, SyncMsg, Welcome},
@@ -223,17 +223,9 @@ async fn session(
     // Replies to our `Have`s, in order.
     let replies: Arc<Mutex<VecDeque<Option<oneshot::Sender<()>>>>> = Arc::default();
     let _ = tx.try_send(Out::Have);
-    let peers: Vec<NodeAddr> = crate::lock(&room.nodes)
-        .iter()
-        .filter(|(id, _)| **id != peer)
-        .take(p2pfs_proto::room::MAX_PEERS - 1)
-        .map(|(id, addrs)| NodeAddr {
-            id: *id,
-            addrs: addrs.clone(),
-        })
-        .chain(std::iter::once(node.node_addr()))
-        .collect();
-    let _ = tx.try_send(Out::Msg(SyncMsg::Peers(peers)));
+    let _ = tx.try_send(Out::Msg(SyncMsg::Peers(
+        room.peers_for(peer, node.node_addr()),
+    )));
 
     let writer = {
         let (node, room, replies, cancel) =
@@ -253,11 +245,14 @@ async fn session(
                             _ => None,
                         };
                         let (store, id) = (node.store().clone(), room.id);
-                        let have =
+                        let mut have =
                             match tokio::task::spawn_blocking(move || store.room_have(&id)).await {
                                 Ok(Ok(h)) => h,
                                 _ => break,
                             };
+                        // Beyond the limit, the other side sends those
+                        // authors' entries again; duplicates are ignored.
+                        have.truncate(p2pfs_proto::room::MAX_AUTHORS);
                         crate::lock(&replies).push_back(waiter);
                         frame::write(&mut send, &SyncMsg::Have(Have(have))).await
                     }
@@ -342,18 +337,8 @@ async fn read_loop(
                 })
                 .await
                 .map_err(|e| SwarmError::Setup(e.to_string()))??;
-                let mut batch = Vec::new();
-                let mut bytes = 0;
-                for e in entries {
-                    if bytes + e.len() + 8 > MAX_SYNC_FRAME - 64 {
-                        send(tx, SyncMsg::Entries(std::mem::take(&mut batch))).await?;
-                        bytes = 0;
-                    }
-                    bytes += e.len() + 8;
-                    batch.push(e);
-                }
-                if !batch.is_empty() {
-                    send(tx, SyncMsg::Entries(batch)).await?;
+                for m in batches(entries) {
+                    send(tx, m).await?;
                 }
                 send(tx, SyncMsg::Synced).await?;
             }
@@ -380,6 +365,26 @@ async fn read_loop(
             SyncMsg::Peers(list) => super::learn_all(room, list, node.id()),
         }
     }
+}
+
+/// Entries as `Entries` messages that each fit a sync frame.
+pub(crate) fn batches(entries: impl IntoIterator<Item = Vec<u8>>) -> Vec<SyncMsg> {
+    let mut out = Vec::new();
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    for e in entries {
+        // Each entry costs its bytes and a length prefix of at most 3.
+        if bytes + e.len() + 3 > MAX_SYNC_FRAME - 16 && !batch.is_empty() {
+            out.push(SyncMsg::Entries(std::mem::take(&mut batch)));
+            bytes = 0;
+        }
+        bytes += e.len() + 3;
+        batch.push(e);
+    }
+    if !batch.is_empty() {
+        out.push(SyncMsg::Entries(batch));
+    }
+    out
 }
 
 async fn send(tx: &mpsc::Sender<Out>, m: SyncMsg) -> Result<(), SwarmError> {
@@ -446,5 +451,7 @@ pub(crate) async fn take_in(
         }
         room.broadcast(&accepted.new, Some(peer));
     }
-    Ok((bad + accepted.rejected.len(), waiting))
+    // Only what this member sent counts against it: rejected entries may
+    // have come from the pending pool, filled by other sessions.
+    Ok((bad, waiting))
 }

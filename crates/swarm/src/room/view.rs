@@ -17,7 +17,7 @@
 //! `PATH.conflict-<short author id>`; a put beats a concurrent delete.
 //!
 //! Keys: `s` the [`ViewState`]; `t/PATH` the live entries of a path;
-//! `x/HASH` the path of an entry that was replaced; `c/N` (N big-endian)
+//! `x/HASH PATH` an entry replaced by an entry for that path; `c/N` (N big-endian)
 //! chat line N; `n/AUTHOR` a member's display name; `b/HASH` a blob the
 //! room refers to; `r` the room's name.
 
@@ -189,15 +189,20 @@ pub(crate) fn apply<K: Kv>(
                 Some(b) => decode(&b)?,
                 None => Vec::new(),
             };
+            let dead_key = |h: &Hash| {
+                let mut k = key(DEAD, h.as_bytes());
+                k.extend_from_slice(path.as_bytes());
+                k
+            };
             for r in body.op.replaces() {
-                kv.put(&key(DEAD, r.as_bytes()), path.as_bytes())
-                    .map_err(s)?;
+                kv.put(&dead_key(r), &[]).map_err(s)?;
                 live.retain(|l| l.entry != *r);
             }
-            let dead = kv
-                .get(&key(DEAD, hash.as_bytes()))
-                .map_err(s)?
-                .is_some_and(|p| p == path.as_bytes());
+            if let Op::Put { hash, .. } = &body.op {
+                // Every blob a put names belongs to the room, live or not.
+                kv.put(&blob_key(hash), &[]).map_err(s)?;
+            }
+            let dead = kv.get(&dead_key(hash)).map_err(s)?.is_some();
             if !dead {
                 let kind = match &body.op {
                     Op::Put {
@@ -206,15 +211,12 @@ pub(crate) fn apply<K: Kv>(
                         exec,
                         mtime,
                         ..
-                    } => {
-                        kv.put(&blob_key(hash), &[]).map_err(s)?;
-                        LiveKind::File {
-                            hash: *hash,
-                            size: *size,
-                            exec: *exec,
-                            mtime: *mtime,
-                        }
-                    }
+                    } => LiveKind::File {
+                        hash: *hash,
+                        size: *size,
+                        exec: *exec,
+                        mtime: *mtime,
+                    },
                     Op::Mkdir { .. } => LiveKind::Dir,
                     _ => LiveKind::Deleted,
                 };
@@ -224,7 +226,7 @@ pub(crate) fn apply<K: Kv>(
                     time: body.time,
                     kind,
                 });
-                live.sort_by(|a, b| a.entry.cmp(&b.entry));
+                live.sort_by_key(|a| a.entry);
             }
             if live.is_empty() {
                 kv.remove(&tkey).map_err(s)?;
@@ -300,7 +302,7 @@ pub(crate) fn listing(paths: impl IntoIterator<Item = (String, Vec<LiveOp>)>) ->
     let mut conflicts = Vec::new();
     for (path, mut puts) in files {
         // The winner: the latest, then the greatest author, then entry.
-        puts.sort_by(|a, b| (b.time, b.author, b.entry).cmp(&(a.time, a.author, a.entry)));
+        puts.sort_by_key(|p| std::cmp::Reverse((p.time, p.author, p.entry)));
         for (i, p) in puts.into_iter().enumerate() {
             let LiveKind::File {
                 hash,
