@@ -18,7 +18,6 @@
 
 use std::{fmt, str::FromStr};
 
-use data_encoding::BASE32_NOPAD;
 use serde::{Deserialize, Serialize};
 
 use crate::{Hash, NodeAddr, NodeId, RoomId, codec, ticket::valid_name};
@@ -470,13 +469,7 @@ impl RoomTicket {
 
 impl fmt::Display for RoomTicket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let bytes = codec::encode(self).map_err(|_| fmt::Error)?;
-        write!(
-            f,
-            "{}{}",
-            Self::PREFIX,
-            BASE32_NOPAD.encode(&bytes).to_ascii_lowercase()
-        )
+        crate::ticket::write_text(f, Self::PREFIX, self)
     }
 }
 
@@ -484,14 +477,9 @@ impl FromStr for RoomTicket {
     type Err = RoomTicketError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let body = s
-            .trim()
-            .strip_prefix(Self::PREFIX)
+        let t: Self = crate::ticket::read_text(s, Self::PREFIX)
+            .map_err(RoomTicketError::Invalid)?
             .ok_or(RoomTicketError::Prefix)?;
-        let bytes = BASE32_NOPAD
-            .decode(body.to_ascii_uppercase().as_bytes())
-            .map_err(|e| RoomTicketError::Invalid(e.to_string()))?;
-        let t: Self = codec::decode(&bytes).map_err(|e| RoomTicketError::Invalid(e.to_string()))?;
         if t.version != 0 {
             return Err(RoomTicketError::Invalid(format!(
                 "format version {} is newer than this p2pfs",

@@ -84,15 +84,39 @@ pub fn valid_name(name: &str) -> bool {
         && !name.contains(['/', '\0'])
 }
 
+/// Writes `value` as a ticket: `prefix`, then the lowercase base32 (no
+/// padding) of its postcard encoding.
+pub(crate) fn write_text<T: Serialize>(
+    f: &mut fmt::Formatter<'_>,
+    prefix: &str,
+    value: &T,
+) -> fmt::Result {
+    let bytes = codec::encode(value).map_err(|_| fmt::Error)?;
+    write!(
+        f,
+        "{prefix}{}",
+        BASE32_NOPAD.encode(&bytes).to_ascii_lowercase()
+    )
+}
+
+/// Reads a ticket written by [`write_text`]: `Ok(None)` if the prefix is
+/// missing, `Err` if the rest does not decode.
+pub(crate) fn read_text<T: serde::de::DeserializeOwned>(
+    s: &str,
+    prefix: &str,
+) -> Result<Option<T>, String> {
+    let Some(body) = s.trim().strip_prefix(prefix) else {
+        return Ok(None);
+    };
+    let bytes = BASE32_NOPAD
+        .decode(body.to_ascii_uppercase().as_bytes())
+        .map_err(|e| e.to_string())?;
+    codec::decode(&bytes).map(Some).map_err(|e| e.to_string())
+}
+
 impl fmt::Display for BlobTicket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let bytes = codec::encode(self).map_err(|_| fmt::Error)?;
-        write!(
-            f,
-            "{}{}",
-            Self::PREFIX,
-            BASE32_NOPAD.encode(&bytes).to_ascii_lowercase()
-        )
+        write_text(f, Self::PREFIX, self)
     }
 }
 
@@ -100,14 +124,9 @@ impl FromStr for BlobTicket {
     type Err = TicketError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let body = s
-            .trim()
-            .strip_prefix(Self::PREFIX)
+        let t: Self = read_text(s, Self::PREFIX)
+            .map_err(TicketError::Invalid)?
             .ok_or(TicketError::Prefix)?;
-        let bytes = BASE32_NOPAD
-            .decode(body.to_ascii_uppercase().as_bytes())
-            .map_err(|e| TicketError::Invalid(e.to_string()))?;
-        let t: Self = codec::decode(&bytes).map_err(|e| TicketError::Invalid(e.to_string()))?;
         t.check()?;
         Ok(t)
     }

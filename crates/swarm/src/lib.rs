@@ -36,6 +36,16 @@ pub use node::{Limits, Node, NodeConfig, PeerInfo};
 pub use p2pfs_store as store;
 pub use transfer::download::{FetchProgress, FetchStats};
 
+/// Runs store work on a blocking thread.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, p2pfs_store::StoreError> + Send + 'static,
+) -> Result<T, SwarmError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| SwarmError::Setup(format!("worker failed: {e}")))?
+        .map_err(SwarmError::from)
+}
+
 /// Locks a mutex, recovering from poisoning (every critical section leaves
 /// its data consistent).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

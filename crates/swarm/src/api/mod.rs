@@ -76,14 +76,7 @@ pub async fn run(
     let _ = out.send(last).await;
 }
 
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, SwarmError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| SwarmError::Setup(format!("worker failed: {e}")))?
-        .map_err(SwarmError::from)
-}
+pub(crate) use crate::blocking;
 
 async fn execute(
     ctx: &Ctx,

@@ -42,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::view::{FileEntry, FileKind};
 use self::{entry::Verified, sync::Out};
-use crate::{Node, SwarmError, Target};
+use crate::{Node, SwarmError, Target, blocking};
 
 /// Most entries kept waiting for their parents, per room.
 const MAX_PENDING: usize = 10_000;
@@ -219,15 +219,6 @@ pub struct RoomSummary {
     pub files: usize,
     /// Members with a live session (none without a running node).
     pub online: usize,
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, SwarmError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| SwarmError::Setup(format!("worker failed: {e}")))?
-        .map_err(SwarmError::from)
 }
 
 fn now_secs() -> u64 {
