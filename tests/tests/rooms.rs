@@ -72,6 +72,26 @@ fn members_converge_both_ways_and_an_outsider_gets_nothing() {
     let again = fails(&p2pfs(b.data_dir(), &["room", "join", ticket]));
     assert!(again.contains("already in that room"), "{again}");
 
+    // B follows the chat, as `tail -f` would.
+    let mut follow = std::process::Command::new(p2pfs_tests::p2pfs_bin())
+        .arg("--data-dir")
+        .arg(b.data_dir())
+        .args(["chat", "team", "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, followed) = std::sync::mpsc::channel::<String>();
+    let stdout = follow.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
     // Chat both ways.
     ok(&p2pfs(a.data_dir(), &["chat", "team", "hello from alice"]));
     ok(&p2pfs(b.data_dir(), &["chat", "team", "hello from bob"]));
@@ -87,6 +107,16 @@ fn members_converge_both_ways_and_an_outsider_gets_nothing() {
 
     let tree = ls(&a, "team");
     assert_eq!(paths(&tree), vec!["big.bin", "docs", "docs/notes.txt"]);
+    // The follower printed both messages as they arrived, and goes on.
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        seen.push(followed.recv_timeout(SYNC).expect("a followed chat line"));
+    }
+    ok(&p2pfs(a.data_dir(), &["chat", "team", "one more"]));
+    let more = followed.recv_timeout(SYNC).expect("a new chat line");
+    assert!(more.ends_with(" alice: one more"), "{more}");
+    let _ = follow.kill();
+    let _ = follow.wait();
     let chat_a = chat(&a, "team");
     assert!(chat_a.contains(" alice: hello from alice\n"), "{chat_a}");
     assert!(chat_a.contains(" bob: hello from bob\n"), "{chat_a}");
@@ -136,6 +166,15 @@ fn members_converge_both_ways_and_an_outsider_gets_nothing() {
     assert_eq!(rooms[0]["members"], 1, "only the outsider itself");
     let log = a.log();
     assert!(!log.contains("panicked"), "{log}");
+
+    // A ticket from B works like A's; leaving forgets the room.
+    let t2 = ok(&p2pfs(b.data_dir(), &["room", "ticket", "team"]));
+    assert!(t2.trim().parse::<p2pfs_proto::RoomTicket>().is_ok(), "{t2}");
+    ok(&p2pfs(b.data_dir(), &["room", "leave", "team"]));
+    let left = ok(&p2pfs(b.data_dir(), &["room", "list"]));
+    assert!(!left.contains("team"), "{left}");
+    let e = fails(&p2pfs(b.data_dir(), &["room", "ls", "team"]));
+    assert!(e.contains("no room named"), "{e}");
 }
 
 /// A ticket with a random secret naming member `a`'s address.
