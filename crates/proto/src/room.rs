@@ -534,6 +534,41 @@ mod tests {
     }
 
     #[test]
+    fn derivation_vectors_of_the_protocol_document() {
+        // docs/protocol.md §8.1, secret 07×32.
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let s = RoomSecret([7; 32]);
+        assert_eq!(
+            hex(s.id().as_bytes()),
+            "94dcd2a6a94c3c4617b16495c6d563062241d1f5cba842bb6c0b1d947e88671d"
+        );
+        assert_eq!(
+            s.id().to_string(),
+            "stonfjvjjq6emf5rmsk4nvldayredupvzouefo3mbmozi7uim4oq"
+        );
+        assert_eq!(
+            hex(&s.auth_key()),
+            "f67804e72968ea965d51257c642bc9958633da324a8c27e08c994c462b8bf7f2"
+        );
+        assert_eq!(
+            hex(s.dht_key().as_bytes()),
+            "2f5a0cf52798e9e2e6dafdba8d7d21d9d1256df0e9bf6a32a4e81fda8c96f4ac"
+        );
+        assert_eq!(
+            hex(&s.member_tag(&NodeId::from_bytes([1; 32]))),
+            "e98bdad6e9dd2970e1bb4c97c97e9261be40541a2f0e6432343877cf3040ed0a"
+        );
+        assert_eq!(
+            hex(&s.connection_proof(&[3; 32], true)),
+            "47ec3aee1974ff125885a7f4e9cebc6e3247aa2319c671ebafc300e5671cbf23"
+        );
+        assert_eq!(
+            hex(&s.connection_proof(&[3; 32], false)),
+            "a25e6a65cb8a335778c43ef658d31eee4a71c971a42d867ea1656a0187cce3a4"
+        );
+    }
+
+    #[test]
     fn tickets_round_trip_and_reject_damage() {
         let t = RoomTicket::new(
             RoomSecret([5; 32]),
