@@ -44,6 +44,8 @@ const MAX_HANDSHAKE: usize = 256;
 const QUEUE: usize = 1024;
 /// Entries a member may send that fail verification before it is dropped.
 const MAX_INVALID: usize = 64;
+/// Entries read from the store per round when answering a `Have`.
+const ANSWER_ROUND: usize = 4096;
 
 /// What a session's writer sends.
 #[derive(Debug)]
@@ -331,14 +333,30 @@ async fn read_loop(
         room.bytes_in.fetch_add(size as u64, Ordering::Relaxed);
         match msg {
             SyncMsg::Have(have) => {
-                let (store, id) = (node.store().clone(), room.id);
-                let entries = tokio::task::spawn_blocking(move || {
-                    store.room_entries_after(&id, &have.0, usize::MAX)
-                })
-                .await
-                .map_err(|e| SwarmError::Setup(e.to_string()))??;
-                for m in batches(entries) {
-                    send(tx, m).await?;
+                // In rounds, so a long log never sits in memory at once:
+                // each round's entries advance the other side's counts.
+                let mut counts: HashMap<NodeId, u64> = have.0.into_iter().collect();
+                loop {
+                    let (store, id) = (node.store().clone(), room.id);
+                    let h: Vec<(NodeId, u64)> = counts.iter().map(|(a, n)| (*a, *n)).collect();
+                    let entries = tokio::task::spawn_blocking(move || {
+                        store.room_entries_after(&id, &h, ANSWER_ROUND)
+                    })
+                    .await
+                    .map_err(|e| SwarmError::Setup(e.to_string()))??;
+                    let full = entries.len() == ANSWER_ROUND;
+                    for e in &entries {
+                        if let Ok((_, b)) = p2pfs_proto::room::Entry::decode(e) {
+                            let n = counts.entry(b.author).or_insert(0);
+                            *n = (*n).max(b.seq + 1);
+                        }
+                    }
+                    for m in batches(entries) {
+                        send(tx, m).await?;
+                    }
+                    if !full {
+                        break;
+                    }
                 }
                 send(tx, SyncMsg::Synced).await?;
             }
@@ -391,6 +409,60 @@ async fn send(tx: &mpsc::Sender<Out>, m: SyncMsg) -> Result<(), SwarmError> {
     tx.send(Out::Msg(m)).await.map_err(|_| SwarmError::Shutdown)
 }
 
+/// Verifies entries on every core (in order); returns those that passed
+/// and how many did not.
+fn verify_all(
+    secret: &p2pfs_proto::RoomSecret,
+    id: &p2pfs_proto::RoomId,
+    peer: NodeId,
+    list: Vec<Vec<u8>>,
+) -> (Vec<entry::Verified>, usize) {
+    let one = |chunk: Vec<Vec<u8>>| {
+        let mut ok = Vec::with_capacity(chunk.len());
+        let mut bad = 0;
+        for bytes in chunk {
+            match entry::verify(secret, id, bytes) {
+                Ok(v) => ok.push(v),
+                Err(e) => {
+                    tracing::warn!(room = %id.fmt_short(), %peer, "refused a room entry: {e}");
+                    bad += 1;
+                }
+            }
+        }
+        (ok, bad)
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads == 1 || list.len() < 64 {
+        return one(list);
+    }
+    let per = list.len().div_ceil(threads);
+    let mut chunks = Vec::new();
+    let mut rest = list;
+    while !rest.is_empty() {
+        let tail = rest.split_off(rest.len().min(per));
+        chunks.push(rest);
+        rest = tail;
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|c| s.spawn(move || one(c)))
+            .collect();
+        let mut ok = Vec::new();
+        let mut bad = 0;
+        for h in handles {
+            match h.join() {
+                Ok((o, b)) => {
+                    ok.extend(o);
+                    bad += b;
+                }
+                Err(_) => bad += 1,
+            }
+        }
+        (ok, bad)
+    })
+}
+
 /// Verifies and accepts entries from `peer`, with those waiting for their
 /// parents; pushes the new ones to the other members. Returns how many
 /// failed verification and whether some wait for parents.
@@ -401,22 +473,9 @@ pub(crate) async fn take_in(
     list: Vec<Vec<u8>>,
 ) -> Result<(usize, bool), SwarmError> {
     let (secret, id) = (room.secret.clone(), room.id);
-    let (verified, bad) = tokio::task::spawn_blocking(move || {
-        let mut ok = Vec::with_capacity(list.len());
-        let mut bad = 0;
-        for bytes in list {
-            match entry::verify(&secret, &id, bytes) {
-                Ok(v) => ok.push(v),
-                Err(e) => {
-                    tracing::warn!(room = %id.fmt_short(), %peer, "refused a room entry: {e}");
-                    bad += 1;
-                }
-            }
-        }
-        (ok, bad)
-    })
-    .await
-    .map_err(|e| SwarmError::Setup(e.to_string()))?;
+    let (verified, bad) = tokio::task::spawn_blocking(move || verify_all(&secret, &id, peer, list))
+        .await
+        .map_err(|e| SwarmError::Setup(e.to_string()))?;
     let mut since: HashMap<p2pfs_proto::Hash, Instant> = HashMap::new();
     let mut batch = verified;
     {
