@@ -198,6 +198,29 @@ impl Store {
             .map(|v| v.value().to_vec()))
     }
 
+    /// The rooms whose views hold `key` (one read transaction).
+    pub fn rooms_referring(&self, key: &[u8]) -> Result<Vec<RoomId>, StoreError> {
+        let txn = self.begin_read()?;
+        let rooms = txn.open_table(tables::ROOMS).db()?;
+        let view = txn.open_table(tables::ROOM_VIEW).db()?;
+        let mut out = Vec::new();
+        for item in rooms.iter().db()? {
+            let (k, _) = item.db()?;
+            let id = *k.value();
+            if view.get((&id, key)).db()?.is_some() {
+                out.push(RoomId::from_bytes(id));
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many entries `room`'s log has.
+    pub fn room_len(&self, room: &RoomId) -> Result<u64, StoreError> {
+        let txn = self.begin_read()?;
+        let log = txn.open_table(tables::ROOM_LOG).db()?;
+        log_len(&log, room.as_bytes())
+    }
+
     /// Drops every view of every room (they are rebuilt from the logs).
     pub fn drop_room_views(&self) -> Result<(), StoreError> {
         let txn = self.begin_write()?;
@@ -228,6 +251,18 @@ fn view_range(
         out.push((key.to_vec(), v.value().to_vec()));
     }
     Ok(out)
+}
+
+fn log_len(
+    t: &impl ReadableTable<(&'static HashKey, u64), &'static HashKey>,
+    r: &HashKey,
+) -> Result<u64, StoreError> {
+    Ok(t.range((r, 0)..=(r, u64::MAX))
+        .db()?
+        .next_back()
+        .transpose()
+        .db()?
+        .map_or(0, |(k, _)| k.value().1 + 1))
 }
 
 fn have(
@@ -322,15 +357,7 @@ impl RoomTxn<'_> {
 
     /// How many entries the log has (the next local index).
     pub fn len(&self) -> Result<u64, StoreError> {
-        let r = &self.room;
-        Ok(self
-            .log
-            .range((r, 0)..=(r, u64::MAX))
-            .db()?
-            .next_back()
-            .transpose()
-            .db()?
-            .map_or(0, |(k, _)| k.value().1 + 1))
+        log_len(&self.log, &self.room)
     }
 
     /// Whether the log is empty.

@@ -163,38 +163,36 @@ fn author_in(
     op: Op,
 ) -> Result<Verified, StoreError> {
     let me = key.public();
-    {
-        let seq = t.next_seq(&me)?;
-        let prev = if seq > 0 {
-            t.by_seq(&me, seq - 1)?
-        } else {
-            None
-        };
-        let mut parents = t.heads()?;
-        parents.sort();
-        if let Some(p) = prev
-            && !parents.contains(&p)
-        {
-            parents.insert(0, p);
-        }
-        if parents.len() > MAX_PARENTS {
-            // Keep our own previous entry; the other heads are merged by
-            // a later entry.
-            let own: Vec<Hash> = prev.into_iter().collect();
-            let mut rest: Vec<Hash> = parents.into_iter().filter(|h| Some(*h) != prev).collect();
-            rest.truncate(MAX_PARENTS - own.len());
-            parents = own.into_iter().chain(rest).collect();
-        }
-        let e = entry::sign(key, secret, seq, parents, now_ms(), op)
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
-        append(t, &e)?;
-        Ok(e)
-    }
+    let seq = t.next_seq(&me)?;
+    let prev = if seq > 0 {
+        t.by_seq(&me, seq - 1)?
+    } else {
+        None
+    };
+    // Our own previous entry first, then the other heads; heads left out
+    // beyond the limit are merged by a later entry.
+    let mut heads = t.heads()?;
+    heads.sort();
+    let mut parents: Vec<Hash> = prev.into_iter().collect();
+    parents.extend(heads.into_iter().filter(|h| Some(*h) != prev));
+    parents.truncate(MAX_PARENTS);
+    let e = entry::sign(key, secret, seq, parents, now_ms(), op)
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    append(t, &e)?;
+    Ok(e)
 }
 
 /// Applies to the views the log entries they have not seen (all of them
 /// after the views were dropped). Returns how many.
 pub(crate) fn catch_up_views(store: &Store, room: &RoomId) -> Result<u64, StoreError> {
+    // Read first: views that are up to date cost no write at start-up.
+    let applied = match store.room_view_get(room, view::STATE)? {
+        Some(b) => p2pfs_proto::codec::decode::<view::ViewState>(&b).map_or(0, |s| s.applied),
+        None => 0,
+    };
+    if applied >= store.room_len(room)? {
+        return Ok(0);
+    }
     let mut total = 0;
     loop {
         let n = store.room_write(room, |t| {

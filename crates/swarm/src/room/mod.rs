@@ -168,6 +168,13 @@ impl Room {
         }
     }
 
+    /// Remembers the members of a `Peers` message (all but `me`).
+    pub(crate) fn learn_all(&self, peers: Vec<NodeAddr>, me: NodeId) {
+        for p in peers.into_iter().filter(|p| p.id != me) {
+            self.learn(p.id, p.addrs);
+        }
+    }
+
     /// The members this node knows how to reach (and itself), for a
     /// `Peers` message to `to`.
     pub(crate) fn peers_for(&self, to: NodeId, me: NodeAddr) -> Vec<NodeAddr> {
@@ -283,11 +290,20 @@ impl Node {
 
     /// Finds a room by local name, id or id prefix.
     pub async fn find_room(&self, name: &str) -> Result<Arc<Room>, SwarmError> {
-        let store = self.store().clone();
-        let n = name.to_string();
-        let info = blocking(move || query::find(&store, &n)).await?;
-        self.room(&info.secret.id())
-            .ok_or_else(|| SwarmError::Room(format!("room {name:?} is not running")))
+        let rooms = self.all_rooms();
+        if let Some(r) = rooms.iter().find(|r| r.name() == name) {
+            return Ok(r.clone());
+        }
+        let by_id: Vec<&Arc<Room>> = rooms
+            .iter()
+            .filter(|r| name.len() >= 6 && r.id.to_string().starts_with(name))
+            .collect();
+        match by_id.as_slice() {
+            [one] => Ok((*one).clone()),
+            _ => Err(SwarmError::Room(format!(
+                "no room named {name:?} (see `p2pfs room list`)"
+            ))),
+        }
     }
 
     /// This node's display name in rooms.
@@ -302,7 +318,7 @@ impl Node {
                 "{name:?} cannot be a room name (1 to 64 bytes, no `/`, not `.` or `..`)"
             )));
         }
-        self.check_name_free(name).await?;
+        self.check_name_free(name)?;
         let mut seed = [0u8; 32];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
             .map_err(|_| SwarmError::Setup("the system random generator failed".into()))?;
@@ -323,10 +339,8 @@ impl Node {
         Ok(self.room_ticket(&room))
     }
 
-    async fn check_name_free(&self, name: &str) -> Result<(), SwarmError> {
-        let store = self.store().clone();
-        let rooms = blocking(move || store.rooms()).await?;
-        if rooms.iter().any(|r| r.name == name) {
+    fn check_name_free(&self, name: &str) -> Result<(), SwarmError> {
+        if self.all_rooms().iter().any(|r| r.name() == name) {
             return Err(SwarmError::Room(format!(
                 "there is already a room named {name:?} (choose another with --name)"
             )));
@@ -352,7 +366,7 @@ impl Node {
         if !valid_display_name(&name) {
             return Err(SwarmError::Room(format!("{name:?} cannot be a room name")));
         }
-        self.check_name_free(&name).await?;
+        self.check_name_free(&name)?;
         let info = RoomInfo {
             secret: ticket.secret.clone(),
             name: name.clone(),
@@ -558,9 +572,10 @@ impl Node {
         }
         let mut targets: Vec<Target> = Vec::new();
         let known = crate::lock(&room.nodes).clone();
+        let online = room.online();
         // The author first, then the members online, then the others.
         let mut order: Vec<NodeId> = vec![author];
-        order.extend(room.online());
+        order.extend(online.iter().copied());
         order.extend(known.keys().copied());
         let mut seen = HashSet::new();
         for id in order {
@@ -568,7 +583,7 @@ impl Node {
                 continue;
             }
             let addrs = known.get(&id).cloned().unwrap_or_default();
-            if addrs.is_empty() && !room.online().contains(&id) {
+            if addrs.is_empty() && !online.contains(&id) {
                 continue;
             }
             targets.push(Target {
@@ -589,16 +604,23 @@ impl Node {
     /// Waits until every member online has the entries written so far
     /// (or `timeout`). Returns how many members confirmed.
     pub async fn room_flush(&self, room: &Room, timeout: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + timeout;
         let handles: Vec<sync::Handle> = crate::lock(&room.sessions).values().cloned().collect();
         let mut waits = Vec::new();
         for h in handles {
             let (tx, rx) = tokio::sync::oneshot::channel();
-            if h.tx.send(Out::Flush(tx)).await.is_ok() {
+            if h.tx.send(Out::Have(Some(tx))).await.is_ok() {
                 waits.push(rx);
             }
         }
-        let all = futures_join(waits);
-        tokio::time::timeout(timeout, all).await.unwrap_or(0)
+        // Each member counts if it confirms before the one deadline.
+        let mut confirmed = 0;
+        for w in waits {
+            if let Ok(Ok(())) = tokio::time::timeout_at(deadline, w).await {
+                confirmed += 1;
+            }
+        }
+        confirmed
     }
 
     /// Waits until a first member is connected and reconciled (or
@@ -631,49 +653,26 @@ impl Node {
     /// reachable through rooms `peer` is not a member of. Blocking (reads
     /// the store).
     pub(crate) fn may_serve(&self, peer: &NodeId, hash: &Hash) -> Result<bool, StoreError> {
-        let store = self.store();
-        let mut in_rooms = Vec::new();
-        for room in self.all_rooms() {
-            if store
-                .room_view_get(&room.id, &view::blob_key(hash))?
-                .is_some()
-            {
-                if crate::lock(&room.members).contains(peer) {
-                    return Ok(true);
-                }
-                in_rooms.push(room.id);
-            }
-        }
-        if in_rooms.is_empty() {
-            return Ok(true);
-        }
-        Ok(store.pins(hash)?.iter().any(|p| p == USER_PIN))
+        let rooms = self.store().rooms_referring(&view::blob_key(hash))?;
+        Ok(rooms.is_empty()
+            || rooms.iter().any(|id| {
+                self.room(id)
+                    .is_some_and(|r| crate::lock(&r.members).contains(peer))
+            })
+            || self.store().pins(hash)?.iter().any(|p| p == USER_PIN))
     }
 
-    /// Whether `hash` may be announced in the public DHT. Blocking.
+    /// Whether `hash` may be announced in the public DHT: no room refers
+    /// to it, or the user pinned it. Blocking.
     pub(crate) fn is_public(&self, hash: &Hash) -> bool {
         let store = self.store();
-        let in_room = self.all_rooms().iter().any(|r| {
-            store
-                .room_view_get(&r.id, &view::blob_key(hash))
-                .map_or(true, |v| v.is_some())
-        });
-        !in_room
+        store
+            .rooms_referring(&view::blob_key(hash))
+            .is_ok_and(|r| r.is_empty())
             || store
                 .pins(hash)
                 .is_ok_and(|p| p.iter().any(|p| p == USER_PIN))
     }
-}
-
-/// Waits for every oneshot; returns how many answered.
-async fn futures_join(waits: Vec<tokio::sync::oneshot::Receiver<()>>) -> usize {
-    let mut n = 0;
-    for w in waits {
-        if w.await.is_ok() {
-            n += 1;
-        }
-    }
-    n
 }
 
 /// Keeps the number of pending entries bounded and drops stale ones.
@@ -682,15 +681,6 @@ pub(crate) fn trim_pending(pending: &mut Vec<(Instant, Verified)>) {
     if pending.len() > MAX_PENDING {
         let extra = pending.len() - MAX_PENDING;
         pending.drain(..extra);
-    }
-}
-
-/// Used by sync: where a learned member address list goes.
-pub(crate) fn learn_all(room: &Room, peers: Vec<NodeAddr>, me: NodeId) {
-    for p in peers {
-        if p.id != me {
-            room.learn(p.id, p.addrs);
-        }
     }
 }
 

@@ -1,31 +1,13 @@
 //! Reading rooms from the store: what `p2pfs room list`, `room ls` and
 //! `chat` show. Works on a store with no node running.
 
-use p2pfs_proto::{Hash, RoomId, codec};
-use p2pfs_store::{RoomInfo, Store, StoreError};
+use p2pfs_proto::{RoomId, codec};
+use p2pfs_store::{Store, StoreError};
 
 use super::{
     RoomSummary,
     view::{self, ChatLine, FileEntry, LiveOp},
 };
-
-/// Finds a room by local name, room id, or a prefix of the id.
-pub fn find(store: &Store, name: &str) -> Result<RoomInfo, StoreError> {
-    let rooms = store.rooms()?;
-    if let Some(r) = rooms.iter().find(|r| r.name == name) {
-        return Ok(r.clone());
-    }
-    let by_id: Vec<&RoomInfo> = rooms
-        .iter()
-        .filter(|r| name.len() >= 6 && r.secret.id().to_string().starts_with(name))
-        .collect();
-    match by_id.as_slice() {
-        [one] => Ok((*one).clone()),
-        _ => Err(StoreError::Invalid(format!(
-            "no room named {name:?} (see `p2pfs room list`)"
-        ))),
-    }
-}
 
 /// Every room with its counts (`online` is left at 0).
 pub fn summaries(store: &Store) -> Result<Vec<RoomSummary>, StoreError> {
@@ -97,9 +79,4 @@ pub fn chat(
         out.push(decode::<ChatLine>(&v)?.text);
     }
     Ok(out)
-}
-
-/// Whether `hash` is a blob some put in `room` refers to.
-pub fn refers_to(store: &Store, room: &RoomId, hash: &Hash) -> Result<bool, StoreError> {
-    Ok(store.room_view_get(room, &view::blob_key(hash))?.is_some())
 }

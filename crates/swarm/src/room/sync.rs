@@ -54,10 +54,9 @@ pub(crate) enum Out {
     Msg(SyncMsg),
     /// A message shared by every session (pushes).
     Shared(Arc<SyncMsg>),
-    /// Our `Have`; the oneshot fires when its `Synced` reply arrives.
-    Flush(oneshot::Sender<()>),
-    /// Our `Have`, reply not awaited.
-    Have,
+    /// Our `Have`; the oneshot, if any, fires when its `Synced` reply
+    /// arrives.
+    Have(Option<oneshot::Sender<()>>),
 }
 
 /// A live session, as the room sees it.
@@ -224,7 +223,7 @@ async fn session(
     tracing::debug!(room = %room.id.fmt_short(), %peer, "room session started");
     // Replies to our `Have`s, in order.
     let replies: Arc<Mutex<VecDeque<Option<oneshot::Sender<()>>>>> = Arc::default();
-    let _ = tx.try_send(Out::Have);
+    let _ = tx.try_send(Out::Have(None));
     let _ = tx.try_send(Out::Msg(SyncMsg::Peers(
         room.peers_for(peer, node.node_addr()),
     )));
@@ -241,11 +240,7 @@ async fn session(
                 let result = match out {
                     Out::Msg(m) => frame::write(&mut send, &m).await,
                     Out::Shared(m) => frame::write(&mut send, &*m).await,
-                    Out::Flush(_) | Out::Have => {
-                        let waiter = match out {
-                            Out::Flush(w) => Some(w),
-                            _ => None,
-                        };
+                    Out::Have(waiter) => {
                         let (store, id) = (node.store().clone(), room.id);
                         let mut have =
                             match tokio::task::spawn_blocking(move || store.room_have(&id)).await {
@@ -370,7 +365,7 @@ async fn read_loop(
                 // it again (not more than every few seconds).
                 if waiting && last_resync.elapsed() > Duration::from_secs(3) {
                     last_resync = Instant::now();
-                    let _ = tx.try_send(Out::Have);
+                    let _ = tx.try_send(Out::Have(None));
                 }
             }
             SyncMsg::Synced => {
@@ -380,7 +375,7 @@ async fn read_loop(
                 }
                 room.synced.send_modify(|n| *n += 1);
             }
-            SyncMsg::Peers(list) => super::learn_all(room, list, node.id()),
+            SyncMsg::Peers(list) => room.learn_all(list, node.id()),
         }
     }
 }
