@@ -70,23 +70,19 @@ pub(crate) enum Command {
     },
     /// Run a node in the foreground: serve peers and the other commands
     Daemon {
-        /// Address to listen on (UDP) [default: all interfaces, the port used last time]
-        #[arg(long, value_name = "ADDR")]
-        listen: Option<SocketAddr>,
-        /// A node to join the network through: IP:PORT or NODEID@IP:PORT
-        /// (repeatable; nodes from the last run and the LAN are used too)
-        #[arg(long = "peer", value_name = "ADDR")]
-        peers: Vec<PeerAddr>,
-        /// Most bytes per second to upload to all peers together
-        /// (suffixes K, M, G are powers of 1024: `20M`) [default: no limit]
-        #[arg(long, value_name = "RATE", value_parser = parse_rate)]
-        max_upload_rate: Option<u64>,
-        /// Do not look for (or announce this node to) nodes on the LAN
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Mount the rooms as a filesystem at MOUNTPOINT and run the node
+    /// (in the foreground until Ctrl-C, SIGTERM or `umount`)
+    Mount {
+        /// An empty directory to mount on
+        mountpoint: PathBuf,
+        /// Run in the background once mounted (output goes to DATA/mount.log)
         #[arg(long)]
-        no_lan: bool,
-        /// Your display name in rooms, saved for later runs [default: the host name]
-        #[arg(long, value_name = "NAME")]
-        name: Option<String>,
+        daemon: bool,
+        #[command(flatten)]
+        node: NodeArgs,
     },
     /// Rooms: groups sharing files and a chat, joined with a ticket
     Room {
@@ -137,6 +133,28 @@ pub(crate) enum Command {
         #[arg(value_name = "HASH")]
         hashes: Vec<Hash>,
     },
+}
+
+/// How a long-running node (`daemon`, `mount`) starts.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct NodeArgs {
+    /// Address to listen on (UDP) [default: all interfaces, the port used last time]
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) listen: Option<SocketAddr>,
+    /// A node to join the network through: IP:PORT or NODEID@IP:PORT
+    /// (repeatable; nodes from the last run and the LAN are used too)
+    #[arg(long = "peer", value_name = "ADDR")]
+    pub(crate) peers: Vec<PeerAddr>,
+    /// Most bytes per second to upload to all peers together
+    /// (suffixes K, M, G are powers of 1024: `20M`) [default: no limit]
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub(crate) max_upload_rate: Option<u64>,
+    /// Do not look for (or announce this node to) nodes on the LAN
+    #[arg(long)]
+    pub(crate) no_lan: bool,
+    /// Your display name in rooms, saved for later runs [default: the host name]
+    #[arg(long, value_name = "NAME")]
+    pub(crate) name: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

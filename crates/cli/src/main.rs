@@ -14,9 +14,7 @@ mod session;
 
 use std::{io, process::ExitCode};
 
-use anyhow::Context;
 use clap::Parser;
-use p2pfs_swarm::Limits;
 
 use crate::{
     args::{Cli, Command, RoomCommand},
@@ -71,28 +69,26 @@ fn main() -> ExitCode {
 /// Runs a command; `Ok(false)` means it reported partial failure itself.
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     let data_dir = config::data_dir(cli.data_dir.as_deref())?;
-    if let Command::Daemon {
-        listen,
-        peers,
-        max_upload_rate,
-        no_lan,
-        name,
-    } = cli.command
-    {
-        if let Some(name) = name {
-            if !p2pfs_proto::room::valid_display_name(&name) {
-                anyhow::bail!("{name:?} cannot be a display name (1 to 64 bytes, no `/`)");
-            }
-            std::fs::create_dir_all(&data_dir)
-                .and_then(|()| std::fs::write(data_dir.join("name"), format!("{name}\n")))
-                .context("saving the display name")?;
+    match cli.command {
+        Command::Daemon { node } => {
+            cmd::daemon::run(&data_dir, node, None).await?;
+            return Ok(true);
         }
-        let limits = Limits {
-            max_upload_rate,
-            ..Limits::default()
-        };
-        cmd::daemon::run(&data_dir, listen, peers, limits, !no_lan).await?;
-        return Ok(true);
+        Command::Mount {
+            mountpoint,
+            daemon: true,
+            ..
+        } => {
+            cmd::mount::background(&data_dir, &mountpoint).await?;
+            return Ok(true);
+        }
+        Command::Mount {
+            mountpoint, node, ..
+        } => {
+            cmd::daemon::run(&data_dir, node, Some(&mountpoint)).await?;
+            return Ok(true);
+        }
+        _ => {}
     }
     let needs_node = matches!(
         cli.command,
@@ -154,7 +150,7 @@ async fn dispatch(session: &Session, command: Command) -> anyhow::Result<bool> {
                 .await
                 .map(|()| true)
         }
-        Command::Daemon { .. } => Ok(true),
+        Command::Daemon { .. } | Command::Mount { .. } => Ok(true),
     }
 }
 

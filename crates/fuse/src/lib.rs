@@ -1,8 +1,55 @@
 //! The p2pfs FUSE filesystem: each room a directory, `cp` publishes, reads
 //! fetch verified chunk groups on demand, `chat.log` is the room's chat.
 //!
-//! Built on the network layer ([`p2pfs_swarm`]); its modules land with the
-//! mount issue. Today it only re-exports the layer below so the dependency
-//! chain cli → fuse → swarm → store → proto is in place.
+//! The mount shows `ROOM/…` for every room the node is in: the room's tree
+//! (from its log's view) and `chat.log`. Modules follow the requests:
+//! `dir` (names: lookup, mkdir, rename…), `file` (open, read, write,
+//! publish at close), `fetch` (on-demand reads with read-ahead), `chat`,
+//! `xattr`; `fs` holds the shared state, `inode` and `tree` what it is
+//! made of, `kernel` routes fuser's calls, `watch` invalidates the kernel's
+//! caches when rooms change, `mount` mounts.
 
+mod chat;
+mod dir;
+mod fetch;
+mod file;
+mod fs;
+mod inode;
+mod kernel;
+mod mount;
+mod tree;
+mod watch;
+mod xattr;
+
+pub use mount::{Mount, is_mounted, mount};
 pub use p2pfs_swarm as swarm;
+
+/// Why mounting failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FuseError {
+    /// The mount point cannot be used.
+    #[error("{0}")]
+    Mountpoint(String),
+    /// Mounting as a normal user needs the setuid helper.
+    #[error(
+        "mounting as a normal user needs fusermount3, which is missing \
+         (install the fuse3 package: apt-get install fuse3), or mount as root"
+    )]
+    NoFusermount,
+    /// Something else.
+    #[error("{0}")]
+    Setup(String),
+    /// An I/O error.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl FuseError {
+    pub(crate) fn io(context: String, source: std::io::Error) -> Self {
+        Self::Io { context, source }
+    }
+}

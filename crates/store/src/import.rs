@@ -133,7 +133,14 @@ impl Store {
         }
         let hash = hasher.finalize(&mut pairs);
         outboard.append(&pairs, self)?;
-        self.commit_import(hash, data, outboard, pin)
+        let staged = match data {
+            Data::Mem(bytes) => Staged::Mem(bytes),
+            Data::File(f) => {
+                let (size, file) = f.finish()?;
+                Staged::File { file, size }
+            }
+        };
+        self.commit_import(hash, staged, outboard, pin)
     }
 
     fn temp_data_file(&self) -> Result<DataFile, StoreError> {
@@ -145,21 +152,18 @@ impl Store {
     }
 
     /// Makes an imported blob durable and visible (steps 2 and 3 above).
-    fn commit_import(
+    pub(crate) fn commit_import(
         &self,
         hash: Hash,
-        data: Data,
+        staged: Staged,
         outboard: Spool,
         pin: Option<&str>,
     ) -> Result<Imported, StoreError> {
         let temp_pin = self.temp_pin(hash);
-        let (size, file) = match data {
-            Data::Mem(bytes) => (bytes.len() as u64, Err(bytes)),
+        let (size, file) = match staged {
+            Staged::Mem(bytes) => (bytes.len() as u64, Err(bytes)),
             // Written and fsynced before the transaction that makes it visible.
-            Data::File(f) => {
-                let (size, file) = f.finish()?;
-                (size, Ok(file))
-            }
+            Staged::File { file, size } => (size, Ok(file)),
         };
         let txn = self.begin_write()?;
         let new = {
@@ -223,6 +227,13 @@ impl Store {
             temp_pin,
         })
     }
+}
+
+/// The bytes of a blob ready to commit: small enough to be inlined, or a
+/// fsynced file in `tmp/`.
+pub(crate) enum Staged {
+    Mem(Vec<u8>),
+    File { file: NamedTempFile, size: u64 },
 }
 
 /// Where imported bytes go: memory while the blob is small enough to be
@@ -390,7 +401,7 @@ fn write_loop(
 /// The outboard of a blob being imported: in memory while small, spilled to
 /// a temporary file beyond [`OUTBOARD_IN_MEMORY`].
 #[derive(Default)]
-enum Spool {
+pub(crate) enum Spool {
     #[default]
     Empty,
     Mem(Vec<u8>),
@@ -398,7 +409,7 @@ enum Spool {
 }
 
 impl Spool {
-    fn append(&mut self, bytes: &[u8], store: &Store) -> Result<(), StoreError> {
+    pub(crate) fn append(&mut self, bytes: &[u8], store: &Store) -> Result<(), StoreError> {
         if bytes.is_empty() {
             return Ok(());
         }

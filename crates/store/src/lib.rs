@@ -1,6 +1,7 @@
 #![doc = include_str!("../DESIGN.md")]
 
 pub mod crash;
+mod draft;
 mod error;
 mod export;
 mod gc;
@@ -29,6 +30,7 @@ use std::{
 
 use bao_tree::BlockSize;
 pub use bao_tree::{ChunkNum, ChunkRanges};
+pub use draft::Draft;
 pub use error::StoreError;
 pub use export::{BlobInfo, BlobReader, BlobState};
 pub use gc::{GcReport, USER_PIN};

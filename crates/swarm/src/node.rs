@@ -266,7 +266,7 @@ impl Node {
         providers: Vec<Target>,
         progress: Option<watch::Sender<FetchProgress>>,
     ) -> Result<FetchStats, SwarmError> {
-        let stats = download::run(self, hash, providers, progress).await?;
+        let stats = download::run(self, hash, providers, None, progress).await?;
         self.provide(hash);
         Ok(stats)
     }

@@ -1,23 +1,34 @@
-//! `p2pfs daemon`: run a node in the foreground until Ctrl-C or SIGTERM,
-//! serving peers and the CLI (through the control socket).
+//! `p2pfs daemon` and `p2pfs mount`: run a node in the foreground until
+//! Ctrl-C or SIGTERM, serving peers and the CLI (through the control
+//! socket), with the rooms mounted as a filesystem for `mount` (which also
+//! ends when the filesystem is unmounted).
 
-use std::{net::SocketAddr, path::Path};
+use std::{path::Path, time::Duration};
 
 use anyhow::Context;
-use p2pfs_proto::{PeerAddr, dht};
+use p2pfs_proto::dht;
 use p2pfs_swarm::{Limits, Target, control, dht::DhtConfig};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-use crate::{config, session};
+use crate::{args::NodeArgs, config, session};
+
+/// How often a mount is checked for having been unmounted from outside.
+const MOUNT_CHECK: Duration = Duration::from_millis(200);
 
 pub(crate) async fn run(
     data_dir: &Path,
-    listen: Option<SocketAddr>,
-    peers: Vec<PeerAddr>,
-    limits: Limits,
-    lan: bool,
+    args: NodeArgs,
+    mountpoint: Option<&Path>,
 ) -> anyhow::Result<()> {
+    if let Some(name) = &args.name {
+        if !p2pfs_proto::room::valid_display_name(name) {
+            anyhow::bail!("{name:?} cannot be a display name (1 to 64 bytes, no `/`)");
+        }
+        std::fs::create_dir_all(data_dir)
+            .and_then(|()| std::fs::write(data_dir.join("name"), format!("{name}\n")))
+            .context("saving the display name")?;
+    }
     let socket = data_dir.join(control::SOCKET);
     if control::Client::connect(&socket).await.is_some() {
         anyhow::bail!(
@@ -28,11 +39,25 @@ pub(crate) async fn run(
     let store = config::open_store(data_dir)?;
     let dht = DhtConfig {
         server: true,
-        bootstrap: peers.iter().map(|p| Target::from(*p)).collect(),
-        lan,
+        bootstrap: args.peers.iter().map(|p| Target::from(*p)).collect(),
+        lan: !args.no_lan,
         ..DhtConfig::default()
     };
-    let node = session::start_node(data_dir, store, listen, limits, dht).await?;
+    let limits = Limits {
+        max_upload_rate: args.max_upload_rate,
+        ..Limits::default()
+    };
+    let node = session::start_node(data_dir, store, args.listen, limits, dht).await?;
+    let mount = match mountpoint {
+        Some(m) => match p2pfs_fuse::mount(node.clone(), m) {
+            Ok(mount) => Some(mount),
+            Err(e) => {
+                node.shutdown().await;
+                return Err(e).context("mounting");
+            }
+        },
+        None => None,
+    };
     let cancel = CancellationToken::new();
     let control = {
         let (node, cancel, socket) = (node.clone(), cancel.clone(), socket.clone());
@@ -41,7 +66,10 @@ pub(crate) async fn run(
     let addrs: Vec<String> = node.addrs().iter().map(|a| a.to_string()).collect();
     eprintln!("p2pfs node {}", node.id());
     eprintln!("listening on {}", addrs.join(", "));
-    for peer in peers {
+    if let Some(m) = &mount {
+        eprintln!("rooms mounted at {}", m.mountpoint().display());
+    }
+    for peer in args.peers {
         let node = node.clone();
         tokio::spawn(async move {
             match node.dial(&peer.into(), dht::ALPN).await {
@@ -51,12 +79,33 @@ pub(crate) async fn run(
         });
     }
     let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+    let unmounted = async {
+        let Some(m) = &mount else {
+            return std::future::pending::<()>().await;
+        };
+        let mut tick = tokio::time::interval(MOUNT_CHECK);
+        while m.is_mounted() {
+            tick.tick().await;
+        }
+    };
     let stopped = tokio::select! {
         _ = tokio::signal::ctrl_c() => Ok(()),
         _ = term.recv() => Ok(()),
+        () = unmounted => {
+            eprintln!("the filesystem was unmounted");
+            Ok(())
+        }
         r = control => r.context("control socket task").and_then(|r| r.context("control socket")),
     };
     eprintln!("shutting down");
+    if let Some(m) = mount {
+        // Unmounting waits for the kernel's threads: not on the runtime.
+        match tokio::task::spawn_blocking(move || m.unmount()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("warning: {e}"),
+            Err(e) => eprintln!("warning: unmounting: {e}"),
+        }
+    }
     cancel.cancel();
     node.shutdown().await;
     stopped

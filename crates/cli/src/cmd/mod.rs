@@ -6,6 +6,7 @@ pub(crate) mod daemon;
 pub(crate) mod fetch;
 pub(crate) mod gc;
 pub(crate) mod ls;
+pub(crate) mod mount;
 pub(crate) mod pin;
 pub(crate) mod room;
 pub(crate) mod status;

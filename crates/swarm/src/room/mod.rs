@@ -60,6 +60,38 @@ pub(crate) struct Rooms {
     rooms: Mutex<HashMap<RoomId, Arc<Room>>>,
     /// This node's display name.
     pub(crate) display: Mutex<String>,
+    /// Bumped whenever a room starts or is left.
+    set_changed: watch::Sender<u64>,
+}
+
+/// A change to a room's tree, for [`Node::room_apply`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// `path` now holds this content (replacing what it held).
+    Put {
+        /// The path in the room.
+        path: String,
+        /// The content.
+        hash: Hash,
+        /// Its size.
+        size: u64,
+        /// Whether it is executable.
+        exec: bool,
+        /// Modification time, ms since the Unix epoch.
+        mtime: u64,
+    },
+    /// `path` is removed: every live entry there, or `only` these.
+    Delete {
+        /// The path in the room.
+        path: String,
+        /// The entries to remove (a conflict copy); all if `None`.
+        only: Option<Vec<Hash>>,
+    },
+    /// `path` is a directory (kept even when empty).
+    Mkdir {
+        /// The path in the room.
+        path: String,
+    },
 }
 
 /// A room this node is in, while the node runs.
@@ -266,6 +298,7 @@ impl Node {
             crate::lock(&room.members).extend(authors.into_iter().map(|(a, _)| a));
         }
         crate::lock(&self.inner.rooms.rooms).insert(id, room.clone());
+        self.inner.rooms.set_changed.send_modify(|n| *n += 1);
         self.inner
             .tasks
             .spawn(runtime::run(self.clone(), room.clone()));
@@ -281,7 +314,13 @@ impl Node {
         self.room(id)
     }
 
-    pub(crate) fn all_rooms(&self) -> Vec<Arc<Room>> {
+    /// A receiver that changes whenever a room starts or is left.
+    pub fn room_set_changes(&self) -> watch::Receiver<u64> {
+        self.inner.rooms.set_changed.subscribe()
+    }
+
+    /// The rooms this node is in.
+    pub fn all_rooms(&self) -> Vec<Arc<Room>> {
         crate::lock(&self.inner.rooms.rooms)
             .values()
             .cloned()
@@ -392,6 +431,7 @@ impl Node {
     pub async fn leave_room(&self, room: &Arc<Room>) -> Result<(), SwarmError> {
         room.cancel.cancel();
         crate::lock(&self.inner.rooms.rooms).remove(&room.id);
+        self.inner.rooms.set_changed.send_modify(|n| *n += 1);
         let (store, id) = (self.store().clone(), room.id);
         blocking(move || {
             let pin = pin_name(&id);
@@ -529,6 +569,52 @@ impl Node {
         Ok((imported.hash, imported.size))
     }
 
+    /// Applies tree changes to `room` as entries written in one
+    /// transaction (the mount's writes, renames and deletes).
+    pub async fn room_apply(&self, room: &Room, changes: Vec<Change>) -> Result<(), SwarmError> {
+        let mut ops = Vec::with_capacity(changes.len());
+        for c in changes {
+            let path = match &c {
+                Change::Put { path, .. } | Change::Delete { path, .. } | Change::Mkdir { path } => {
+                    path.clone()
+                }
+            };
+            check_path(&path).map_err(SwarmError::Room)?;
+            let replaces = match &c {
+                Change::Delete {
+                    only: Some(entries),
+                    ..
+                } => entries.clone(),
+                _ => self.live_at(room, &path).await?,
+            };
+            ops.push(match c {
+                Change::Put {
+                    path,
+                    hash,
+                    size,
+                    exec,
+                    mtime,
+                } => Op::Put {
+                    path,
+                    hash,
+                    size,
+                    exec,
+                    mtime,
+                    replaces,
+                },
+                Change::Delete { path, .. } if !replaces.is_empty() => {
+                    Op::Delete { path, replaces }
+                }
+                Change::Delete { .. } => continue,
+                Change::Mkdir { path } => Op::Mkdir { path, replaces },
+            });
+        }
+        if !ops.is_empty() {
+            self.post_all(room, ops).await?;
+        }
+        Ok(())
+    }
+
     /// Removes `path` from `room`'s tree.
     pub async fn room_delete(&self, room: &Room, path: &str) -> Result<(), SwarmError> {
         check_path(path).map_err(SwarmError::Room)?;
@@ -570,6 +656,33 @@ impl Node {
         if complete {
             return Ok(hash);
         }
+        let targets = self.room_providers(room, author, hash)?;
+        crate::transfer::download::run(self, hash, targets, None, None).await?;
+        Ok(hash)
+    }
+
+    /// Fetches the chunk groups of `hash` covering the bytes `want` from
+    /// the members of `room` (`author` first), into the store.
+    pub async fn room_fetch_range(
+        &self,
+        room: &Room,
+        hash: Hash,
+        author: NodeId,
+        want: std::ops::Range<u64>,
+    ) -> Result<(), SwarmError> {
+        let targets = self.room_providers(room, author, hash)?;
+        crate::transfer::download::run(self, hash, targets, Some(want), None).await?;
+        Ok(())
+    }
+
+    /// Where to fetch a room file from: its author first, then the
+    /// members online, then the others with a known address.
+    fn room_providers(
+        &self,
+        room: &Room,
+        author: NodeId,
+        hash: Hash,
+    ) -> Result<Vec<Target>, SwarmError> {
         let mut targets: Vec<Target> = Vec::new();
         let known = crate::lock(&room.nodes).clone();
         let online = room.online();
@@ -597,8 +710,7 @@ impl Node {
                 reason: "no member of the room is known to be reachable".into(),
             });
         }
-        crate::transfer::download::run(self, hash, targets, None).await?;
-        Ok(hash)
+        Ok(targets)
     }
 
     /// Waits until every member online has the entries written so far
@@ -690,6 +802,7 @@ impl Rooms {
         Self {
             rooms: Mutex::new(HashMap::new()),
             display: Mutex::new(display),
+            set_changed: watch::Sender::new(0),
         }
     }
 }

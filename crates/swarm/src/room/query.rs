@@ -1,7 +1,7 @@
 //! Reading rooms from the store: what `p2pfs room list`, `room ls` and
 //! `chat` show. Works on a store with no node running.
 
-use p2pfs_proto::{RoomId, codec};
+use p2pfs_proto::{Hash, RoomId, codec};
 use p2pfs_store::{Store, StoreError};
 
 use super::{
@@ -78,5 +78,75 @@ pub fn chat(
     for (_, v) in store.room_view_range(room, view::CHAT, Some(&start), limit.saturating_sub(1))? {
         out.push(decode::<ChatLine>(&v)?.text);
     }
+    Ok(out)
+}
+
+/// The hashes of the entries live at `path` (what a change there replaces).
+pub fn live_entries(store: &Store, room: &RoomId, path: &str) -> Result<Vec<Hash>, StoreError> {
+    Ok(live(store, room, path)?
+        .into_iter()
+        .map(|l| l.entry)
+        .collect())
+}
+
+/// The size of the rendered chat (`chat.log`) in bytes.
+pub fn chat_size(store: &Store, room: &RoomId) -> Result<u64, StoreError> {
+    match store.room_view_get(room, view::STATE)? {
+        Some(v) => Ok(decode::<view::ViewState>(&v)?.chat_bytes),
+        None => Ok(0),
+    }
+}
+
+/// Up to `len` bytes of the rendered chat from byte `offset`.
+pub fn chat_read(
+    store: &Store,
+    room: &RoomId,
+    offset: u64,
+    len: usize,
+) -> Result<Vec<u8>, StoreError> {
+    let lines = match store.room_view_get(room, view::STATE)? {
+        Some(v) => decode::<view::ViewState>(&v)?.chat_lines,
+        None => 0,
+    };
+    let line = |n: u64| -> Result<Option<ChatLine>, StoreError> {
+        store
+            .room_view_get(room, &view::chat_key(n))?
+            .map(|v| decode::<ChatLine>(&v))
+            .transpose()
+    };
+    // The last line starting at or before `offset`.
+    let (mut lo, mut hi) = (0u64, lines);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        match line(mid)? {
+            Some(l) if l.offset <= offset => lo = mid,
+            Some(_) => hi = mid,
+            None => return Err(StoreError::Corrupt(format!("chat line {mid} is missing"))),
+        }
+    }
+    let mut out = Vec::with_capacity(len.min(1 << 20));
+    let Some(first) = line(lo)? else {
+        return Ok(out);
+    };
+    let skip = offset.saturating_sub(first.offset) as usize;
+    let mut text = first.text.into_bytes();
+    if skip >= text.len() {
+        // At or past the end of the last line.
+        if lo + 1 >= lines {
+            return Ok(out);
+        }
+        text.clear();
+    }
+    out.extend_from_slice(&text[skip.min(text.len())..]);
+    let start = view::chat_key(lo + 1);
+    if out.len() < len && lo + 1 < lines {
+        for (_, v) in store.room_view_range(room, view::CHAT, Some(&start), len / 16 + 2)? {
+            out.extend_from_slice(decode::<ChatLine>(&v)?.text.as_bytes());
+            if out.len() >= len {
+                break;
+            }
+        }
+    }
+    out.truncate(len);
     Ok(out)
 }

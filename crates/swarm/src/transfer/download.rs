@@ -65,11 +65,13 @@ pub struct FetchStats {
     pub providers: Vec<(NodeId, u64)>,
 }
 
-/// Downloads `hash` from `providers`; see the module docs.
+/// Downloads `hash` from `providers`; see the module docs. With `want`,
+/// only the chunk groups covering those bytes are fetched.
 pub(crate) async fn run(
     node: &Node,
     hash: Hash,
     providers: Vec<Target>,
+    want: Option<std::ops::Range<u64>>,
     progress: Option<watch::Sender<FetchProgress>>,
 ) -> Result<FetchStats, SwarmError> {
     let started = Instant::now();
@@ -109,14 +111,22 @@ pub(crate) async fn run(
         hash,
         reason: "no provider could prove the blob's size".into(),
     })?;
-    let present = present_groups(&partial);
+    let total = p2pfs_proto::chunk::groups(size);
+    let mut present = present_groups(&partial);
+    if let Some(want) = want {
+        // Groups outside the wanted bytes count as done.
+        let g = p2pfs_proto::chunk::CHUNK_GROUP_SIZE;
+        let wanted =
+            Groups::from(want.start / g..want.end.min(size).div_ceil(g).max(want.start / g));
+        present |= &Groups::from(0..total) - &wanted;
+    }
     let mut driver = Driver {
         node: node.clone(),
         hash,
         partial,
         conns: conns.iter().map(|c| (c.peer, c.clone())).collect(),
         sched: Scheduler::new(
-            p2pfs_proto::chunk::groups(size),
+            total,
             present,
             scheduler::Config {
                 stall,

@@ -1,0 +1,524 @@
+//! Names: lookups, listings, and the operations that change a room's tree
+//! (`mkdir`, `rmdir`, `unlink`, `rename`, `create`). Each change is written
+//! to the room's log as entries in one transaction, before the reply.
+
+use std::{ffi::OsStr, sync::Arc};
+
+use fuser::{
+    Errno, FileHandle, FileType, FopenFlags, INodeNo, RenameFlags, ReplyCreate, ReplyEmpty,
+    ReplyEntry,
+};
+use p2pfs_proto::{
+    RoomId,
+    room::{CHAT_FILE, check_path},
+};
+use p2pfs_swarm::room::{Change, query};
+
+use crate::{
+    file::{Handle, WriteFile, millis},
+    fs::{Found, Fs, TTL, lock, store_errno, swarm_errno},
+    inode::{Place, join},
+    tree::{FileInfo, Item, Tree},
+};
+
+/// The name as UTF-8, or EINVAL (room paths are UTF-8).
+pub(crate) fn utf8(name: &OsStr) -> Result<&str, Errno> {
+    name.to_str().ok_or(Errno::EINVAL)
+}
+
+/// A path a change may name: valid in a room, or why not.
+fn valid(path: &str) -> Result<(), Errno> {
+    check_path(path).map_err(|_| {
+        if path.len() > p2pfs_proto::room::MAX_PATH {
+            Errno::ENAMETOOLONG
+        } else {
+            Errno::EINVAL
+        }
+    })
+}
+
+impl Fs {
+    /// The room and directory path of a directory inode.
+    fn dir_of(&self, parent: INodeNo) -> Result<(RoomId, String), Errno> {
+        let place = self.place(parent)?;
+        match &place {
+            Place::Room(r) => Ok((*r, String::new())),
+            Place::Path(r, p) => match self.find(r, p)? {
+                Some(Found::Dir) => Ok((*r, p.clone())),
+                Some(_) => Err(Errno::ENOTDIR),
+                None => Err(Errno::ENOENT),
+            },
+            Place::Chat(_) => Err(Errno::ENOTDIR),
+            Place::Root => Err(Errno::EPERM),
+        }
+    }
+
+    pub(crate) fn lookup_name(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+    ) -> Result<fuser::FileAttr, Errno> {
+        let name = utf8(name).map_err(|_| Errno::ENOENT)?;
+        let place = match self.place(parent)? {
+            Place::Root => Place::Room(self.room_named(name).ok_or(Errno::ENOENT)?.id()),
+            Place::Room(r) if name == CHAT_FILE => Place::Chat(r),
+            Place::Chat(_) => return Err(Errno::ENOTDIR),
+            p => {
+                let (r, dir) = (p.room().ok_or(Errno::ENOENT)?, p.dir_path().unwrap_or(""));
+                let path = join(dir, name);
+                if self.find(&r, &path)?.is_none() {
+                    return Err(Errno::ENOENT);
+                }
+                Place::Path(r, path)
+            }
+        };
+        let ino = self.ino(place.clone());
+        self.attr_of(ino, &place)
+    }
+
+    /// The entries of a directory, for `opendir`.
+    pub(crate) fn list(&self, ino: INodeNo) -> Result<Vec<(INodeNo, FileType, String)>, Errno> {
+        let place = self.place(ino)?;
+        let mut out = vec![
+            (ino, FileType::Directory, ".".to_string()),
+            (
+                INodeNo(crate::inode::ROOT),
+                FileType::Directory,
+                "..".to_string(),
+            ),
+        ];
+        match &place {
+            Place::Root => {
+                let mut rooms = self.node.all_rooms();
+                rooms.sort_by_key(|r| r.name());
+                for r in rooms {
+                    let n = self.ino(Place::Room(r.id()));
+                    out.push((n, FileType::Directory, r.name()));
+                }
+            }
+            Place::Chat(_) => return Err(Errno::ENOTDIR),
+            Place::Room(r) | Place::Path(r, _) => {
+                let dir = place.dir_path().unwrap_or("").to_string();
+                if !dir.is_empty() {
+                    match self.find(r, &dir)? {
+                        Some(Found::Dir) => {}
+                        Some(_) => return Err(Errno::ENOTDIR),
+                        None => return Err(Errno::ENOENT),
+                    }
+                } else {
+                    let n = self.ino(Place::Chat(*r));
+                    out.push((n, FileType::RegularFile, CHAT_FILE.to_string()));
+                }
+                let tree = self.tree(r)?;
+                let mut names: std::collections::BTreeMap<String, FileType> = tree
+                    .children(&dir)
+                    .map(|(name, item)| {
+                        let kind = match item {
+                            Item::Dir => FileType::Directory,
+                            Item::File(_) => FileType::RegularFile,
+                        };
+                        (name.to_string(), kind)
+                    })
+                    .collect();
+                // Files being written here, and directories they are in.
+                let prefix = if dir.is_empty() {
+                    String::new()
+                } else {
+                    format!("{dir}/")
+                };
+                for (dr, p) in lock(&self.drafts).keys() {
+                    if dr != r || !p.starts_with(&prefix) {
+                        continue;
+                    }
+                    let rest = &p[prefix.len()..];
+                    match rest.split_once('/') {
+                        Some((d, _)) => names.insert(d.to_string(), FileType::Directory),
+                        None => names.insert(rest.to_string(), FileType::RegularFile),
+                    };
+                }
+                for (name, kind) in names {
+                    let n = self.ino(Place::Path(*r, join(&dir, &name)));
+                    out.push((n, kind, name));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn mkdir_name(self: &Arc<Self>, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let name = match utf8(name) {
+            Ok(n) => n.to_string(),
+            Err(e) => return reply.error(e),
+        };
+        let fs = self.clone();
+        if let Ok(Place::Root) = self.place(parent) {
+            if self.room_named(&name).is_some() {
+                return reply.error(Errno::EEXIST);
+            }
+            self.rt.spawn(async move {
+                if let Err(e) = fs.node.create_room(&name).await {
+                    tracing::warn!("creating room {name:?}: {e}");
+                    return reply.error(Errno::EINVAL);
+                }
+                match fs.room_named(&name) {
+                    Some(r) => {
+                        let place = Place::Room(r.id());
+                        let ino = fs.ino(place.clone());
+                        match fs.attr_of(ino, &place) {
+                            Ok(a) => reply.entry(&TTL, &a, fuser::Generation(0)),
+                            Err(e) => reply.error(e),
+                        }
+                    }
+                    None => reply.error(Errno::EIO),
+                }
+            });
+            return;
+        }
+        let (room, dir) = match self.dir_of(parent) {
+            Ok(d) => d,
+            Err(e) => return reply.error(e),
+        };
+        let path = join(&dir, &name);
+        if let Err(e) = valid(&path) {
+            return reply.error(e);
+        }
+        match self.find(&room, &path) {
+            Ok(Some(_)) => return reply.error(Errno::EEXIST),
+            Ok(None) => {}
+            Err(e) => return reply.error(e),
+        }
+        self.rt.spawn(async move {
+            match fs
+                .apply(room, vec![Change::Mkdir { path: path.clone() }])
+                .await
+            {
+                Ok(()) => {
+                    let place = Place::Path(room, path);
+                    let ino = fs.ino(place.clone());
+                    match fs.attr_of(ino, &place) {
+                        Ok(a) => reply.entry(&TTL, &a, fuser::Generation(0)),
+                        Err(e) => reply.error(e),
+                    }
+                }
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    pub(crate) fn rmdir_name(self: &Arc<Self>, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = match utf8(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        if let Ok(Place::Root) = self.place(parent) {
+            // A room always holds its chat.log; `p2pfs room leave` leaves it.
+            return reply.error(if self.room_named(name).is_some() {
+                Errno::ENOTEMPTY
+            } else {
+                Errno::ENOENT
+            });
+        }
+        let (room, dir) = match self.dir_of(parent) {
+            Ok(d) => d,
+            Err(e) => return reply.error(e),
+        };
+        if dir.is_empty() && name == CHAT_FILE {
+            return reply.error(Errno::ENOTDIR);
+        }
+        let path = join(&dir, name);
+        let tree = match self.find(&room, &path) {
+            Ok(Some(Found::Dir)) => match self.tree(&room) {
+                Ok(t) => t,
+                Err(e) => return reply.error(e),
+            },
+            Ok(Some(_)) => return reply.error(Errno::ENOTDIR),
+            Ok(None) => return reply.error(Errno::ENOENT),
+            Err(e) => return reply.error(e),
+        };
+        if tree.has_children(&path) || self.has_drafts_under(&room, &path) {
+            return reply.error(Errno::ENOTEMPTY);
+        }
+        let fs = self.clone();
+        self.rt.spawn(async move {
+            let change = Change::Delete { path, only: None };
+            match fs.apply(room, vec![change]).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    pub(crate) fn unlink_name(self: &Arc<Self>, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = match utf8(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        let (room, dir) = match self.dir_of(parent) {
+            Ok(d) => d,
+            Err(e) => return reply.error(e),
+        };
+        if dir.is_empty() && name == CHAT_FILE {
+            return reply.error(Errno::EPERM);
+        }
+        let path = join(&dir, name);
+        // A file being written is dropped: it is never published.
+        let draft = lock(&self.drafts).remove(&(room, path.clone()));
+        if let Some(d) = &draft {
+            d.unlink();
+        }
+        let tree = match self.tree(&room) {
+            Ok(t) => t,
+            Err(e) => return reply.error(e),
+        };
+        let changes = match tree.get(&path) {
+            Some(Item::File(f)) => match self.delete_changes(&room, &tree, &path, f) {
+                Ok(c) => c,
+                Err(e) => return reply.error(e),
+            },
+            Some(Item::Dir) => return reply.error(Errno::EISDIR),
+            None if draft.is_some() => return reply.ok(),
+            None => return reply.error(Errno::ENOENT),
+        };
+        let fs = self.clone();
+        self.rt.spawn(async move {
+            match fs.apply(room, changes).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    /// The changes that remove the file shown at `path`, as on a disk: a
+    /// conflict copy alone; the winner alone, its conflict copies staying
+    /// under their names (published there as files of their own).
+    fn delete_changes(
+        &self,
+        room: &RoomId,
+        tree: &Tree,
+        path: &str,
+        file: &FileInfo,
+    ) -> Result<Vec<Change>, Errno> {
+        let live =
+            query::live_entries(self.node.store(), room, path).map_err(|e| store_errno(&e))?;
+        if !live.contains(&file.entry) {
+            // A conflict copy: remove only its entry, at the real path.
+            let real = path.rsplit_once(".conflict-").map_or(path, |(p, _)| p);
+            return Ok(vec![Change::Delete {
+                path: real.to_string(),
+                only: Some(vec![file.entry]),
+            }]);
+        }
+        let mut changes = vec![Change::Delete {
+            path: path.to_string(),
+            only: None,
+        }];
+        let prefix = format!("{path}.conflict-");
+        for (name, item) in tree.items.range(prefix.clone()..) {
+            if !name.starts_with(&prefix) {
+                break;
+            }
+            if let Item::File(c) = item
+                && live.contains(&c.entry)
+            {
+                changes.push(put_change(name.clone(), c));
+            }
+        }
+        Ok(changes)
+    }
+
+    pub(crate) fn rename_name(
+        self: &Arc<Self>,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        match self.rename_changes(parent, name, newparent, newname, flags) {
+            Ok((room, from, to, changes)) => {
+                let fs = self.clone();
+                self.rt.spawn(async move {
+                    match fs.apply(room, changes).await {
+                        Ok(()) => {
+                            lock(&fs.inodes).rename(room, &from, &to);
+                            reply.ok();
+                        }
+                        Err(e) => reply.error(e),
+                    }
+                });
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    /// Checks a rename like a disk would, moves drafts, and returns the
+    /// changes that move the published files.
+    fn rename_changes(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+    ) -> Result<(RoomId, String, String, Vec<Change>), Errno> {
+        if flags.contains(RenameFlags::RENAME_EXCHANGE)
+            || flags.contains(RenameFlags::RENAME_WHITEOUT)
+        {
+            return Err(Errno::EINVAL);
+        }
+        let (name, newname) = (utf8(name)?, utf8(newname)?);
+        if matches!(self.place(parent)?, Place::Root)
+            || matches!(self.place(newparent)?, Place::Root)
+        {
+            // Room directories are named with `p2pfs room join --name`.
+            return Err(Errno::EPERM);
+        }
+        let (room, dir) = self.dir_of(parent)?;
+        let (room2, newdir) = self.dir_of(newparent)?;
+        if room != room2 {
+            return Err(Errno::EXDEV);
+        }
+        if (dir.is_empty() && name == CHAT_FILE) || (newdir.is_empty() && newname == CHAT_FILE) {
+            return Err(Errno::EPERM);
+        }
+        let (from, to) = (join(&dir, name), join(&newdir, newname));
+        valid(&to)?;
+        let src = self.find(&room, &from)?.ok_or(Errno::ENOENT)?;
+        if from == to {
+            return Ok((room, from, to, Vec::new()));
+        }
+        if to.starts_with(&format!("{from}/")) {
+            return Err(Errno::EINVAL);
+        }
+        let tree = self.tree(&room)?;
+        let dst = self.find(&room, &to)?;
+        if dst.is_some() && flags.contains(RenameFlags::RENAME_NOREPLACE) {
+            return Err(Errno::EEXIST);
+        }
+        let src_is_dir = matches!(src, Found::Dir);
+        match (&dst, src_is_dir) {
+            (Some(Found::Dir), false) => return Err(Errno::EISDIR),
+            (Some(Found::Dir), true)
+                if tree.has_children(&to) || self.has_drafts_under(&room, &to) =>
+            {
+                return Err(Errno::ENOTEMPTY);
+            }
+            (Some(Found::File(_) | Found::Draft(_)), true) => return Err(Errno::ENOTDIR),
+            _ => {}
+        }
+        let mut changes = Vec::new();
+        if src_is_dir {
+            changes.push(Change::Mkdir { path: to.clone() });
+            changes.push(Change::Delete {
+                path: from.clone(),
+                only: None,
+            });
+            let prefix = format!("{from}/");
+            for (p, item) in tree.items.range(prefix.clone()..) {
+                if !p.starts_with(&prefix) {
+                    break;
+                }
+                let new = format!("{to}/{}", &p[prefix.len()..]);
+                changes.push(match item {
+                    Item::Dir => Change::Mkdir { path: new },
+                    Item::File(f) => put_change(new, f),
+                });
+                changes.push(Change::Delete {
+                    path: p.clone(),
+                    only: None,
+                });
+            }
+        } else if let Some(Item::File(f)) = tree.get(&from) {
+            let mut moved = self.delete_changes(&room, &tree, &from, f)?;
+            changes.push(put_change(to.clone(), f));
+            changes.append(&mut moved);
+        }
+        // Drafts move with their names; one at the destination is replaced.
+        let mut drafts = lock(&self.drafts);
+        if let Some(old) = drafts.remove(&(room, to.clone())) {
+            old.unlink();
+        }
+        let prefix = format!("{from}/");
+        let keys: Vec<(RoomId, String)> = drafts
+            .keys()
+            .filter(|(r, p)| *r == room && (*p == from || p.starts_with(&prefix)))
+            .cloned()
+            .collect();
+        for key in keys {
+            if let Some(d) = drafts.remove(&key) {
+                let new = format!("{to}{}", &key.1[from.len()..]);
+                d.set_path(new.clone());
+                drafts.insert((room, new), d);
+            }
+        }
+        Ok((room, from, to, changes))
+    }
+
+    pub(crate) fn create_file(
+        self: &Arc<Self>,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        reply: ReplyCreate,
+    ) {
+        let result = (|| {
+            let name = utf8(name)?;
+            let (room, dir) = self.dir_of(parent)?;
+            if dir.is_empty() && name == CHAT_FILE {
+                return Err(Errno::EEXIST);
+            }
+            let path = join(&dir, name);
+            valid(&path)?;
+            if let Some(Found::Dir) = self.find(&room, &path)? {
+                return Err(Errno::EISDIR);
+            }
+            let draft = self.node.store().draft().map_err(|e| store_errno(&e))?;
+            let wf = Arc::new(WriteFile::new(room, path.clone(), draft, mode & 0o111 != 0));
+            if let Some(old) = lock(&self.drafts).insert((room, path.clone()), wf.clone()) {
+                old.unlink();
+            }
+            let place = Place::Path(room, path);
+            let ino = self.ino(place.clone());
+            let attr = self.attr_of(ino, &place)?;
+            let fh = self.handles.add(Handle::Write(wf));
+            Ok((attr, fh))
+        })();
+        match result {
+            Ok((attr, fh)) => reply.created(
+                &TTL,
+                &attr,
+                fuser::Generation(0),
+                FileHandle(fh),
+                FopenFlags::empty(),
+            ),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    /// Writes tree changes to the room's log.
+    pub(crate) async fn apply(&self, room: RoomId, changes: Vec<Change>) -> Result<(), Errno> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let r = self.room(&room)?;
+        self.node.room_apply(&r, changes).await.map_err(|e| {
+            tracing::warn!("changing room {}: {e}", r.name());
+            match e {
+                p2pfs_swarm::SwarmError::Room(_) => Errno::EINVAL,
+                e => swarm_errno(&e),
+            }
+        })
+    }
+}
+
+/// A put of `file`'s content at `path`.
+pub(crate) fn put_change(path: String, file: &FileInfo) -> Change {
+    Change::Put {
+        path,
+        hash: file.hash,
+        size: file.size,
+        exec: file.exec,
+        mtime: millis(file.mtime),
+    }
+}

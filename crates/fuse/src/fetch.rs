@@ -1,0 +1,190 @@
+//! Reading files other members published: only the chunk groups a read
+//! touches are fetched, verified, into the store, in windows of
+//! [`WINDOW`] bytes; sequential reads also fetch up to [`MAX_AHEAD`]
+//! bytes ahead, doubling as the pattern holds (adaptive read-ahead). A
+//! window in flight is shared by every reader that needs it. Reads wait on
+//! tokio tasks, never on the kernel's thread.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use fuser::Errno;
+use p2pfs_proto::{Hash, RoomId};
+use p2pfs_swarm::store::StoreError;
+use tokio::sync::watch;
+
+use crate::{
+    fs::{Fs, lock, store_errno},
+    tree::FileInfo,
+};
+
+/// Bytes fetched per window (512 chunk groups).
+pub(crate) const WINDOW: u64 = 8 << 20;
+/// The most a sequential reader fetches ahead of what it reads.
+pub(crate) const MAX_AHEAD: u64 = 32 << 20;
+/// A read waits this long for its data, then fails with EIO.
+pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Reads this close to where the last one ended count as sequential (the
+/// kernel's read-ahead sends several at once, not always in order).
+const SEQUENTIAL_SLACK: u64 = 4 << 20;
+
+/// Windows in flight: `Some(true)` once fetched, `Some(false)` if the
+/// fetch failed.
+#[derive(Debug, Default)]
+pub(crate) struct Fetches {
+    windows: std::sync::Mutex<HashMap<(Hash, u64), watch::Receiver<Option<bool>>>>,
+}
+
+/// A reader's access pattern, for read-ahead.
+#[derive(Debug, Default)]
+pub(crate) struct Pattern {
+    next: u64,
+    ahead: u64,
+    /// Windows up to here were started by this reader already.
+    started_to: u64,
+}
+
+impl Pattern {
+    /// Records a read; returns how far ahead of it to fetch.
+    pub(crate) fn read(&mut self, offset: u64, len: u64) -> u64 {
+        let sequential = offset == 0 || offset.abs_diff(self.next) <= SEQUENTIAL_SLACK;
+        self.ahead = if sequential {
+            (self.ahead * 2).clamp(WINDOW, MAX_AHEAD)
+        } else {
+            0
+        };
+        self.next = self.next.max(offset + len);
+        if !sequential {
+            self.next = offset + len;
+            self.started_to = 0;
+        }
+        self.ahead
+    }
+
+    /// The windows not yet started for bytes up to `end`; marks them.
+    fn claim(&mut self, from: u64, end: u64) -> std::ops::Range<u64> {
+        let first = (from / WINDOW).max(self.started_to);
+        let last = end.div_ceil(WINDOW);
+        self.started_to = self.started_to.max(last);
+        first..last.max(first)
+    }
+}
+
+impl Fs {
+    /// Starts fetching window `w` of `file` unless it is in flight.
+    fn window(
+        self: &Arc<Self>,
+        room: RoomId,
+        file: &FileInfo,
+        w: u64,
+    ) -> watch::Receiver<Option<bool>> {
+        let key = (file.hash, w);
+        let mut windows = lock(&self.fetches.windows);
+        if let Some(rx) = windows.get(&key) {
+            return rx.clone();
+        }
+        let (tx, rx) = watch::channel(None);
+        windows.insert(key, rx.clone());
+        drop(windows);
+        let (fs, hash, author) = (self.clone(), file.hash, file.author);
+        let range = w * WINDOW..(w + 1) * WINDOW;
+        self.rt.spawn(async move {
+            let ok = match fs.room(&room) {
+                Ok(r) => match fs.node.room_fetch_range(&r, hash, author, range).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(%hash, window = w, "fetching for a read: {e}");
+                        false
+                    }
+                },
+                Err(_) => false,
+            };
+            lock(&fs.fetches.windows).remove(&key);
+            let _ = tx.send(Some(ok));
+        });
+        rx
+    }
+
+    /// Starts the windows ahead of a sequential reader (not waiting).
+    pub(crate) fn prefetch(
+        self: &Arc<Self>,
+        room: RoomId,
+        file: &FileInfo,
+        pattern: &mut Pattern,
+        from: u64,
+        ahead: u64,
+    ) {
+        if ahead == 0 || from >= file.size {
+            return;
+        }
+        let end = from.saturating_add(ahead).min(file.size);
+        for w in pattern.claim(from, end) {
+            self.window(room, file, w);
+        }
+    }
+
+    /// Reads `len` bytes at `offset` of a file whose bytes are not all
+    /// here: fetches the windows that hold them (and `ahead` more bytes),
+    /// waits for them, then reads from the store.
+    pub(crate) async fn read_remote(
+        self: Arc<Self>,
+        room: RoomId,
+        file: FileInfo,
+        offset: u64,
+        len: u32,
+    ) -> Result<Vec<u8>, Errno> {
+        let end = offset.saturating_add(u64::from(len)).min(file.size);
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        let deadline = tokio::time::Instant::now() + READ_TIMEOUT;
+        let mut attempts = 0;
+        loop {
+            let waits: Vec<_> = (offset / WINDOW..end.div_ceil(WINDOW))
+                .map(|w| self.window(room, &file, w))
+                .collect();
+            for mut rx in waits {
+                match tokio::time::timeout_at(deadline, rx.wait_for(|v| v.is_some())).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(_)) => return Err(Errno::EIO),
+                    Err(_) => {
+                        tracing::warn!(hash = %file.hash, offset, "no member sent the bytes in time");
+                        return Err(Errno::EIO);
+                    }
+                }
+            }
+            let mut buf = vec![0u8; (end - offset) as usize];
+            match self.node.store().read_at(&file.hash, offset, &mut buf) {
+                Ok(n) => {
+                    buf.truncate(n);
+                    return Ok(buf);
+                }
+                // A window failed (or raced with a commit): one more try,
+                // then the read fails.
+                Err(StoreError::NotPresent { .. }) if attempts == 0 => attempts += 1,
+                Err(StoreError::NotPresent { .. }) => return Err(Errno::EIO),
+                Err(e) => return Err(store_errno(&e)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_ahead_grows_on_sequential_reads_and_stops_on_random_ones() {
+        let mut p = Pattern::default();
+        assert_eq!(p.read(0, 1 << 20), WINDOW);
+        assert_eq!(p.read(1 << 20, 1 << 20), 2 * WINDOW);
+        assert_eq!(p.read(2 << 20, 1 << 20), 4 * WINDOW);
+        assert_eq!(p.read(3 << 20, 1 << 20), MAX_AHEAD);
+        assert_eq!(p.read(900 << 20, 1 << 20), 0);
+        assert_eq!(p.read(901 << 20, 1 << 20), WINDOW);
+        // Windows are claimed once.
+        let mut p = Pattern::default();
+        assert_eq!(p.claim(0, WINDOW * 3), 0..3);
+        assert_eq!(p.claim(WINDOW, WINDOW * 4), 3..4);
+        assert_eq!(p.claim(WINDOW, WINDOW * 4), 4..4);
+    }
+}

@@ -1,0 +1,642 @@
+//! File contents: open handles, reads (local or fetched), and writes that
+//! publish.
+//!
+//! A file opened for writing becomes a [`WriteFile`]: a store draft that
+//! takes the writes (hashed as they arrive) and stands in for the path
+//! while it is open, so this member sees its own bytes at once. When the
+//! last writer flushes (`close`), the draft is committed to the store and
+//! a put entry is written to the room's log: the file is published when
+//! `close` returns. A draft renamed before close is published under its
+//! new name; one deleted before close is never published.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime},
+};
+
+use fuser::{Errno, FileType, FopenFlags, INodeNo, ReplyData, ReplyEmpty, ReplyWrite};
+use p2pfs_proto::{Hash, RoomId};
+use p2pfs_swarm::{
+    room::Change,
+    store::{BlobReader, Draft, Store, StoreError},
+};
+
+use crate::{
+    chat::ChatHandle,
+    fetch::Pattern,
+    fs::{Found, Fs, lock, store_errno, swarm_errno},
+    inode::Place,
+    tree::FileInfo,
+};
+
+/// Open handles by number.
+#[derive(Debug, Default)]
+pub(crate) struct Handles {
+    next: AtomicU64,
+    map: Mutex<HashMap<u64, Arc<Handle>>>,
+}
+
+impl Handles {
+    pub(crate) fn add(&self, h: Handle) -> u64 {
+        let fh = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        lock(&self.map).insert(fh, Arc::new(h));
+        fh
+    }
+
+    pub(crate) fn get(&self, fh: u64) -> Result<Arc<Handle>, Errno> {
+        lock(&self.map).get(&fh).cloned().ok_or(Errno::EBADF)
+    }
+
+    pub(crate) fn remove(&self, fh: u64) -> Option<Arc<Handle>> {
+        lock(&self.map).remove(&fh)
+    }
+}
+
+/// What an open handle reads and writes.
+#[derive(Debug)]
+pub(crate) enum Handle {
+    /// A published file, read-only.
+    Blob(BlobHandle),
+    /// A file open for writing (or a draft opened for reading).
+    Write(Arc<WriteFile>),
+    /// A room's `chat.log`.
+    Chat(ChatHandle),
+    /// A directory listing, taken at `opendir`.
+    Dir(Vec<(INodeNo, FileType, String)>),
+}
+
+/// A published file open for reading.
+#[derive(Debug)]
+pub(crate) struct BlobHandle {
+    pub(crate) room: RoomId,
+    pub(crate) file: FileInfo,
+    /// Set once the blob is complete here: reads then go straight to it.
+    reader: OnceLock<BlobReader>,
+    pattern: Mutex<Pattern>,
+}
+
+impl BlobHandle {
+    pub(crate) fn new(room: RoomId, file: FileInfo) -> Self {
+        Self {
+            room,
+            file,
+            reader: OnceLock::new(),
+            pattern: Mutex::new(Pattern::default()),
+        }
+    }
+}
+
+/// A file being written; see the module docs.
+#[derive(Debug)]
+pub(crate) struct WriteFile {
+    pub(crate) room: RoomId,
+    state: Mutex<WriteState>,
+}
+
+#[derive(Debug)]
+struct WriteState {
+    /// Its path in the room now (renames move it).
+    path: String,
+    /// The bytes, once written to (or truncated).
+    draft: Option<Draft>,
+    /// The published content the draft starts from, if any.
+    base: Option<(Hash, u64)>,
+    /// Changed since published.
+    dirty: bool,
+    /// Deleted: never published.
+    unlinked: bool,
+    exec: bool,
+    mtime: SystemTime,
+    /// Open handles.
+    opens: usize,
+}
+
+/// A file ready to publish.
+struct Publish {
+    room: RoomId,
+    change: Change,
+}
+
+impl WriteFile {
+    /// A new empty file at `path`.
+    pub(crate) fn new(room: RoomId, path: String, draft: Draft, exec: bool) -> Self {
+        Self {
+            room,
+            state: Mutex::new(WriteState {
+                path,
+                draft: Some(draft),
+                base: None,
+                dirty: true,
+                unlinked: false,
+                exec,
+                mtime: SystemTime::now(),
+                opens: 1,
+            }),
+        }
+    }
+
+    /// A published file opened for writing: the draft is made from its
+    /// content (which must be here) at the first write.
+    pub(crate) fn from_published(room: RoomId, path: String, file: &FileInfo) -> Self {
+        Self {
+            room,
+            state: Mutex::new(WriteState {
+                path,
+                draft: None,
+                base: Some((file.hash, file.size)),
+                dirty: false,
+                unlinked: false,
+                exec: file.exec,
+                mtime: file.mtime,
+                opens: 1,
+            }),
+        }
+    }
+
+    /// Size, executable bit and mtime.
+    pub(crate) fn stat(&self) -> (u64, bool, SystemTime) {
+        let st = lock(&self.state);
+        let size = match (&st.draft, st.base) {
+            (Some(d), _) => d.len(),
+            (None, Some((_, size))) => size,
+            (None, None) => 0,
+        };
+        (size, st.exec, st.mtime)
+    }
+
+    /// The published content, if the file has not changed since.
+    pub(crate) fn published(&self) -> Option<Hash> {
+        let st = lock(&self.state);
+        (!st.dirty).then_some(st.base.map(|b| b.0)).flatten()
+    }
+
+    pub(crate) fn path(&self) -> String {
+        lock(&self.state).path.clone()
+    }
+
+    pub(crate) fn set_path(&self, path: String) {
+        lock(&self.state).path = path;
+    }
+
+    pub(crate) fn unlink(&self) {
+        lock(&self.state).unlinked = true;
+    }
+
+    pub(crate) fn opened(&self) {
+        lock(&self.state).opens += 1;
+    }
+
+    /// One handle closed; returns how many remain.
+    pub(crate) fn closed(&self) -> usize {
+        let mut st = lock(&self.state);
+        st.opens = st.opens.saturating_sub(1);
+        st.opens
+    }
+
+    fn draft<'a>(st: &'a mut WriteState, store: &Store) -> Result<&'a mut Draft, StoreError> {
+        if st.draft.is_none() {
+            st.draft = Some(match st.base {
+                Some((hash, _)) => store.draft_from(&hash)?,
+                None => store.draft()?,
+            });
+        }
+        match st.draft.as_mut() {
+            Some(d) => Ok(d),
+            None => Err(StoreError::Corrupt("draft vanished".into())),
+        }
+    }
+
+    pub(crate) fn write(&self, store: &Store, offset: u64, data: &[u8]) -> Result<(), StoreError> {
+        let mut st = lock(&self.state);
+        Self::draft(&mut st, store)?.write_at(offset, data)?;
+        st.dirty = true;
+        st.mtime = SystemTime::now();
+        Ok(())
+    }
+
+    pub(crate) fn read(
+        &self,
+        store: &Store,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, StoreError> {
+        let st = lock(&self.state);
+        match (&st.draft, st.base) {
+            (Some(d), _) => d.read_at(offset, buf),
+            (None, Some((hash, _))) => store.read_at(&hash, offset, buf),
+            (None, None) => Ok(0),
+        }
+    }
+
+    pub(crate) fn set_len(&self, store: &Store, len: u64) -> Result<(), StoreError> {
+        let mut st = lock(&self.state);
+        if len == 0 && st.draft.is_none() {
+            st.draft = Some(store.draft()?);
+        } else {
+            Self::draft(&mut st, store)?.set_len(len)?;
+        }
+        st.dirty = true;
+        st.mtime = SystemTime::now();
+        Ok(())
+    }
+
+    pub(crate) fn set_meta(&self, exec: Option<bool>, mtime: Option<SystemTime>) {
+        let mut st = lock(&self.state);
+        if let Some(e) = exec
+            && e != st.exec
+        {
+            st.exec = e;
+            st.dirty = true;
+        }
+        if let Some(t) = mtime {
+            st.mtime = t;
+            st.dirty = true;
+        }
+    }
+
+    /// Commits the draft if the file changed (blocking: hashing catch-up,
+    /// fsync, one store transaction); returns the entry to write.
+    fn commit(&self, store: &Store, pin: &str) -> Result<Option<Publish>, StoreError> {
+        let mut st = lock(&self.state);
+        if !st.dirty || st.unlinked {
+            return Ok(None);
+        }
+        let (hash, size) = match st.draft.take() {
+            Some(d) => {
+                let imported = d.commit(Some(pin))?;
+                (imported.hash, imported.size)
+            }
+            None => match st.base {
+                Some(b) => b,
+                None => {
+                    let imported = store.draft()?.commit(Some(pin))?;
+                    (imported.hash, imported.size)
+                }
+            },
+        };
+        st.base = Some((hash, size));
+        st.dirty = false;
+        let mtime = st
+            .mtime
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Ok(Some(Publish {
+            room: self.room,
+            change: Change::Put {
+                path: st.path.clone(),
+                hash,
+                size,
+                exec: st.exec,
+                mtime,
+            },
+        }))
+    }
+}
+
+impl Fs {
+    /// Publishes `file` if it changed: commits it to the store, then
+    /// writes its put entry to the room's log.
+    pub(crate) async fn publish(self: Arc<Self>, file: Arc<WriteFile>) -> Result<(), Errno> {
+        let store = self.node.store().clone();
+        let pin = p2pfs_swarm::room::pin_name(&file.room);
+        let f = file.clone();
+        let publish = tokio::task::spawn_blocking(move || f.commit(&store, &pin))
+            .await
+            .map_err(|_| Errno::EIO)?
+            .map_err(|e| {
+                tracing::warn!("publishing {}: {e}", file.path());
+                store_errno(&e)
+            })?;
+        let Some(p) = publish else {
+            return Ok(());
+        };
+        let room = self.room(&p.room)?;
+        self.node
+            .room_apply(&room, vec![p.change])
+            .await
+            .map_err(|e| {
+                tracing::warn!("publishing {}: {e}", file.path());
+                swarm_errno(&e)
+            })
+    }
+
+    /// `flush` (each `close`) of a file open for writing: publishes.
+    pub(crate) fn flush_file(self: &Arc<Self>, file: Arc<WriteFile>, reply: ReplyEmpty) {
+        let fs = self.clone();
+        self.rt.spawn(async move {
+            match fs.publish(file).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    /// `release` of a file handle (the last close of an open file).
+    pub(crate) fn release_file(self: &Arc<Self>, file: Arc<WriteFile>, reply: ReplyEmpty) {
+        let fs = self.clone();
+        self.rt.spawn(async move {
+            let result = fs.clone().publish(file.clone()).await;
+            if file.closed() == 0 {
+                let key = (file.room, file.path());
+                let mut drafts = lock(&fs.drafts);
+                if drafts.get(&key).is_some_and(|d| Arc::ptr_eq(d, &file)) {
+                    drafts.remove(&key);
+                }
+            }
+            match result {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    /// `read` of a published file: from the store if the bytes are here,
+    /// else fetched on a task.
+    pub(crate) fn read_blob(
+        self: &Arc<Self>,
+        h: &BlobHandle,
+        offset: u64,
+        size: u32,
+        reply: ReplyData,
+    ) {
+        let store = self.node.store();
+        if let Some(r) = h.reader.get() {
+            return reply_read(reply, r, size, h.file.size, offset);
+        }
+        if let Ok(r) = store.reader(&h.file.hash) {
+            let r = h.reader.get_or_init(|| r);
+            return reply_read(reply, r, size, h.file.size, offset);
+        }
+        let ahead = lock(&h.pattern).read(offset, u64::from(size));
+        let end = offset.saturating_add(u64::from(size)).min(h.file.size);
+        let mut buf = vec![0u8; end.saturating_sub(offset) as usize];
+        match store.read_at(&h.file.hash, offset, &mut buf) {
+            Ok(n) => {
+                buf.truncate(n);
+                reply.data(&buf);
+                let mut p = lock(&h.pattern);
+                self.prefetch(h.room, &h.file, &mut p, end, ahead);
+            }
+            Err(StoreError::NotPresent { .. } | StoreError::NotFound(_)) => {
+                {
+                    let mut p = lock(&h.pattern);
+                    self.prefetch(h.room, &h.file, &mut p, end, ahead);
+                }
+                let fs = self.clone();
+                let (room, file) = (h.room, h.file.clone());
+                self.rt.spawn(async move {
+                    match fs.read_remote(room, file, offset, size).await {
+                        Ok(data) => reply.data(&data),
+                        Err(e) => reply.error(e),
+                    }
+                });
+            }
+            Err(e) => reply.error(store_errno(&e)),
+        }
+    }
+
+    /// `write` to a file open for writing (local disk work, done here).
+    pub(crate) fn write_file(&self, file: &WriteFile, offset: u64, data: &[u8], reply: ReplyWrite) {
+        match file.write(self.node.store(), offset, data) {
+            Ok(()) => reply.written(data.len() as u32),
+            Err(e) => {
+                tracing::warn!("writing {}: {e}", file.path());
+                reply.error(store_errno(&e));
+            }
+        }
+    }
+
+    /// Opens a published file for writing: its content must be here, so
+    /// it is fetched first (on a task) unless the open truncates it.
+    pub(crate) fn open_published_for_write(
+        self: &Arc<Self>,
+        room: RoomId,
+        path: String,
+        file: FileInfo,
+        truncate: bool,
+        reply: fuser::ReplyOpen,
+    ) {
+        let fs = self.clone();
+        self.rt.spawn(async move {
+            if !truncate {
+                let r = match fs.room(&room) {
+                    Ok(r) => r,
+                    Err(e) => return reply.error(e),
+                };
+                if let Err(e) = fs.node.room_fetch(&r, &path).await {
+                    tracing::warn!("opening {path} to change it: {e}");
+                    return reply.error(swarm_errno(&e));
+                }
+            }
+            let wf = Arc::new(WriteFile::from_published(room, path.clone(), &file));
+            if truncate && let Err(e) = wf.set_len(fs.node.store(), 0) {
+                return reply.error(store_errno(&e));
+            }
+            let wf = {
+                let mut drafts = lock(&fs.drafts);
+                match drafts.get(&(room, path.clone())) {
+                    // Someone opened it for writing meanwhile: share theirs.
+                    Some(existing) => {
+                        existing.opened();
+                        existing.clone()
+                    }
+                    None => {
+                        drafts.insert((room, path), wf.clone());
+                        wf
+                    }
+                }
+            };
+            let fh = fs.handles.add(Handle::Write(wf));
+            reply.opened(fuser::FileHandle(fh), FopenFlags::empty());
+        });
+    }
+}
+
+/// Reads up to `size` bytes at `offset` of a complete blob of `len` bytes
+/// and replies.
+fn reply_read(reply: ReplyData, r: &BlobReader, size: u32, len: u64, offset: u64) {
+    let n = u64::from(size).min(len.saturating_sub(offset)) as usize;
+    let mut buf = vec![0u8; n];
+    let mut done = 0;
+    while done < n {
+        match r.read_at(offset + done as u64, &mut buf[done..]) {
+            Ok(0) => break,
+            Ok(k) => done += k,
+            Err(e) => return reply.error(Errno::from(e)),
+        }
+    }
+    buf.truncate(done);
+    reply.data(&buf);
+}
+
+/// Milliseconds since the epoch.
+pub(crate) fn millis(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as u64
+}
+
+/// `open(2)` flags the mount looks at.
+pub(crate) mod oflags {
+    use rustix::fs::OFlags;
+    pub(crate) const TRUNC: i32 = OFlags::TRUNC.bits() as i32;
+    pub(crate) const APPEND: i32 = OFlags::APPEND.bits() as i32;
+    pub(crate) const ACCMODE: i32 = 0o3;
+    pub(crate) const RDONLY: i32 = 0;
+}
+
+impl Fs {
+    /// `open` of a file.
+    pub(crate) fn open_ino(self: &Arc<Self>, ino: INodeNo, flags: i32, reply: fuser::ReplyOpen) {
+        let writable = flags & oflags::ACCMODE != oflags::RDONLY;
+        let truncate = writable && flags & oflags::TRUNC != 0;
+        let place = match self.place(ino) {
+            Ok(p) => p,
+            Err(e) => return reply.error(e),
+        };
+        match place {
+            Place::Root | Place::Room(_) => reply.error(Errno::EISDIR),
+            Place::Chat(room) => {
+                if truncate {
+                    return reply.error(Errno::EPERM);
+                }
+                let h = ChatHandle::new(room, flags & oflags::APPEND != 0);
+                let fh = self.handles.add(Handle::Chat(h));
+                reply.opened(fuser::FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
+            }
+            Place::Path(room, path) => match self.find(&room, &path) {
+                Ok(Some(Found::Draft(d))) => {
+                    d.opened();
+                    if truncate && let Err(e) = d.set_len(self.node.store(), 0) {
+                        d.closed();
+                        return reply.error(store_errno(&e));
+                    }
+                    let fh = self.handles.add(Handle::Write(d));
+                    reply.opened(fuser::FileHandle(fh), FopenFlags::empty());
+                }
+                Ok(Some(Found::File(f))) if writable => {
+                    self.open_published_for_write(room, path, f, truncate, reply);
+                }
+                Ok(Some(Found::File(f))) => {
+                    // The kernel may keep cached pages if the content is the
+                    // one it cached them for.
+                    let same = lock(&self.cached).insert(ino.0, f.hash) == Some(f.hash);
+                    let fh = self.handles.add(Handle::Blob(BlobHandle::new(room, f)));
+                    let flags = if same {
+                        FopenFlags::FOPEN_KEEP_CACHE
+                    } else {
+                        FopenFlags::empty()
+                    };
+                    reply.opened(fuser::FileHandle(fh), flags);
+                }
+                Ok(Some(Found::Dir)) => reply.error(Errno::EISDIR),
+                Ok(None) => reply.error(Errno::ENOENT),
+                Err(e) => reply.error(e),
+            },
+        }
+    }
+
+    /// `setattr`: size, executable bit and mtime of files (owners and
+    /// other mode bits are not kept: accepted and ignored, as on vfat).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn setattr_ino(
+        self: &Arc<Self>,
+        ino: INodeNo,
+        mode: Option<u32>,
+        size: Option<u64>,
+        mtime: Option<fuser::TimeOrNow>,
+        fh: Option<fuser::FileHandle>,
+        reply: fuser::ReplyAttr,
+    ) {
+        let place = match self.place(ino) {
+            Ok(p) => p,
+            Err(e) => return reply.error(e),
+        };
+        let mtime = mtime.map(|t| match t {
+            fuser::TimeOrNow::SpecificTime(t) => t,
+            fuser::TimeOrNow::Now => SystemTime::now(),
+        });
+        let exec = mode.map(|m| m & 0o111 != 0);
+        let (room, path) = match place {
+            Place::Chat(r) => {
+                let current =
+                    p2pfs_swarm::room::query::chat_size(self.node.store(), &r).unwrap_or(0);
+                if size.is_some_and(|s| s != current) {
+                    return reply.error(Errno::EPERM);
+                }
+                return self.reply_attr(ino, reply);
+            }
+            Place::Path(r, p) => (r, p),
+            _ => return self.reply_attr(ino, reply),
+        };
+        // A file open for writing: the change goes into its draft and is
+        // published at close.
+        let open = fh
+            .and_then(|fh| self.handles.get(fh.0).ok())
+            .and_then(|h| match &*h {
+                Handle::Write(wf) => Some(wf.clone()),
+                _ => None,
+            })
+            .or_else(|| lock(&self.drafts).get(&(room, path.clone())).cloned());
+        if let Some(wf) = open {
+            if let Some(len) = size
+                && let Err(e) = wf.set_len(self.node.store(), len)
+            {
+                return reply.error(store_errno(&e));
+            }
+            wf.set_meta(exec, mtime);
+            return self.reply_attr(ino, reply);
+        }
+        let file = match self.find(&room, &path) {
+            Ok(Some(Found::File(f))) => f,
+            Ok(Some(_)) => return self.reply_attr(ino, reply),
+            Ok(None) => return reply.error(Errno::ENOENT),
+            Err(e) => return reply.error(e),
+        };
+        if size.is_none_or(|s| s == file.size)
+            && exec.is_none_or(|e| e == file.exec)
+            && mtime.is_none_or(|t| millis(t) == millis(file.mtime))
+        {
+            return self.reply_attr(ino, reply);
+        }
+        // A closed file: changed and published now.
+        let fs = self.clone();
+        self.rt.spawn(async move {
+            let wf = Arc::new(WriteFile::from_published(room, path.clone(), &file));
+            if let Some(len) = size.filter(|s| *s != file.size) {
+                if len > 0 {
+                    let r = match fs.room(&room) {
+                        Ok(r) => r,
+                        Err(e) => return reply.error(e),
+                    };
+                    if let Err(e) = fs.node.room_fetch(&r, &path).await {
+                        return reply.error(swarm_errno(&e));
+                    }
+                }
+                if let Err(e) = wf.set_len(fs.node.store(), len) {
+                    return reply.error(store_errno(&e));
+                }
+            }
+            wf.set_meta(exec, mtime);
+            if let Err(e) = fs.clone().publish(wf).await {
+                return reply.error(e);
+            }
+            fs.reply_attr(ino, reply);
+        });
+    }
+
+    pub(crate) fn reply_attr(&self, ino: INodeNo, reply: fuser::ReplyAttr) {
+        let place = match self.place(ino) {
+            Ok(p) => p,
+            Err(e) => return reply.error(e),
+        };
+        match self.attr_of(ino, &place) {
+            Ok(a) => reply.attr(&crate::fs::ttl(&place), &a),
+            Err(e) => reply.error(e),
+        }
+    }
+}

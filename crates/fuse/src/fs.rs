@@ -1,0 +1,254 @@
+//! The filesystem's state and how a place becomes attributes: the part
+//! every operation shares. The operations themselves are in `dir.rs`
+//! (names), `file.rs` (contents), `chat.rs`, `xattr.rs`; `kernel.rs` is
+//! the `fuser::Filesystem` glue that calls them.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, SystemTime},
+};
+
+use fuser::{Errno, FileAttr, FileType, INodeNo};
+use p2pfs_proto::RoomId;
+use p2pfs_swarm::{Node, SwarmError, room::Room, store::StoreError};
+
+use crate::{
+    fetch::Fetches,
+    file::{Handles, WriteFile},
+    inode::{Inodes, Place},
+    tree::{Cached, FileInfo, Item, Tree},
+};
+
+/// How long the kernel may keep names and attributes of files and
+/// directories (changes also invalidate them at once, see `watch.rs`).
+pub(crate) const TTL: Duration = Duration::from_secs(1);
+/// `stat` block size: tools size their buffers from it (`cp` reads and
+/// writes in blocks this large).
+pub(crate) const BLKSIZE: u32 = 1 << 20;
+
+/// Everything the mount knows.
+#[derive(Debug)]
+pub(crate) struct Fs {
+    pub(crate) node: Node,
+    pub(crate) rt: tokio::runtime::Handle,
+    pub(crate) inodes: Mutex<Inodes>,
+    trees: Mutex<HashMap<RoomId, Cached>>,
+    /// Files being written, by room and path, until published and closed.
+    pub(crate) drafts: Mutex<HashMap<(RoomId, String), Arc<WriteFile>>>,
+    pub(crate) handles: Handles,
+    /// The content the kernel may have cached pages of, by inode.
+    pub(crate) cached: Mutex<HashMap<u64, p2pfs_proto::Hash>>,
+    pub(crate) fetches: Fetches,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) started: SystemTime,
+}
+
+/// How long the kernel may keep the attributes of `place`: not at all for
+/// `chat.log`, whose size grows as messages arrive.
+pub(crate) fn ttl(place: &Place) -> Duration {
+    match place {
+        Place::Chat(_) => Duration::ZERO,
+        _ => TTL,
+    }
+}
+
+/// What a place in a room holds right now.
+#[derive(Debug, Clone)]
+pub(crate) enum Found {
+    Dir,
+    File(FileInfo),
+    /// A file being written here (not yet published, or changed since).
+    Draft(Arc<WriteFile>),
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The errno for a store error.
+pub(crate) fn store_errno(e: &StoreError) -> Errno {
+    match e {
+        StoreError::NoSpace { .. } => Errno::ENOSPC,
+        StoreError::NotFound(_) => Errno::ENOENT,
+        StoreError::Io { source, .. } => source.raw_os_error().map_or(Errno::EIO, Errno::from_i32),
+        _ => Errno::EIO,
+    }
+}
+
+/// The errno for a node error.
+pub(crate) fn swarm_errno(e: &SwarmError) -> Errno {
+    match e {
+        SwarmError::Store(s) => store_errno(s),
+        _ => Errno::EIO,
+    }
+}
+
+impl Fs {
+    pub(crate) fn new(node: Node, rt: tokio::runtime::Handle) -> Self {
+        Self {
+            node,
+            rt,
+            inodes: Mutex::new(Inodes::default()),
+            trees: Mutex::new(HashMap::new()),
+            drafts: Mutex::new(HashMap::new()),
+            handles: Handles::default(),
+            cached: Mutex::new(HashMap::new()),
+            fetches: Fetches::default(),
+            uid: rustix::process::getuid().as_raw(),
+            gid: rustix::process::getgid().as_raw(),
+            started: SystemTime::now(),
+        }
+    }
+
+    pub(crate) fn place(&self, ino: INodeNo) -> Result<Place, Errno> {
+        lock(&self.inodes).place(ino.0).ok_or(Errno::ENOENT)
+    }
+
+    pub(crate) fn ino(&self, place: Place) -> INodeNo {
+        INodeNo(lock(&self.inodes).ino(place))
+    }
+
+    pub(crate) fn room(&self, id: &RoomId) -> Result<Arc<Room>, Errno> {
+        self.node.find_room_now(id).ok_or(Errno::ENOENT)
+    }
+
+    /// The room whose directory is called `name`.
+    pub(crate) fn room_named(&self, name: &str) -> Option<Arc<Room>> {
+        self.node.all_rooms().into_iter().find(|r| r.name() == name)
+    }
+
+    /// The room's current tree.
+    pub(crate) fn tree(&self, room: &RoomId) -> Result<Arc<Tree>, Errno> {
+        self.tree_refreshed(room).map(|(t, _)| t)
+    }
+
+    /// The room's current tree, and the one before if it was just rebuilt.
+    pub(crate) fn tree_refreshed(
+        &self,
+        room: &RoomId,
+    ) -> Result<(Arc<Tree>, Option<Arc<Tree>>), Errno> {
+        let mut trees = lock(&self.trees);
+        let errno = |e: StoreError| {
+            tracing::warn!(%room, "reading the room's tree: {e}");
+            store_errno(&e)
+        };
+        if let Some(c) = trees.get_mut(room) {
+            let old = c.tree.clone();
+            let rebuilt = c.refresh(&self.node, room).map_err(errno)?;
+            return Ok((c.tree.clone(), rebuilt.then_some(old)));
+        }
+        let c = Cached::load(&self.node, room).map_err(errno)?;
+        let t = c.tree.clone();
+        trees.insert(*room, c);
+        Ok((t, None))
+    }
+
+    /// Forgets a room's cached tree (it was left).
+    pub(crate) fn forget_room(&self, room: &RoomId) {
+        lock(&self.trees).remove(room);
+        lock(&self.inodes).forget_room(room);
+        lock(&self.drafts).retain(|(r, _), _| r != room);
+    }
+
+    /// What `path` in `room` holds: a draft first, then the tree.
+    pub(crate) fn find(&self, room: &RoomId, path: &str) -> Result<Option<Found>, Errno> {
+        if path.is_empty() {
+            return Ok(Some(Found::Dir));
+        }
+        if let Some(d) = lock(&self.drafts).get(&(*room, path.to_string())) {
+            return Ok(Some(Found::Draft(d.clone())));
+        }
+        let tree = self.tree(room)?;
+        Ok(match tree.get(path) {
+            Some(Item::Dir) => Some(Found::Dir),
+            Some(Item::File(f)) => Some(Found::File(f.clone())),
+            None => self.has_drafts_under(room, path).then_some(Found::Dir),
+        })
+    }
+
+    /// Whether a draft is being written somewhere under directory `dir`
+    /// (which then exists here even if the tree does not have it yet).
+    pub(crate) fn has_drafts_under(&self, room: &RoomId, dir: &str) -> bool {
+        let prefix = format!("{dir}/");
+        lock(&self.drafts)
+            .keys()
+            .any(|(r, p)| r == room && p.starts_with(&prefix))
+    }
+
+    pub(crate) fn attr_of(&self, ino: INodeNo, place: &Place) -> Result<FileAttr, Errno> {
+        match place {
+            Place::Root => Ok(self.dir_attr(ino, self.started)),
+            Place::Room(r) => {
+                self.room(r)?;
+                let t = self.tree(r)?;
+                Ok(self.dir_attr(ino, t.built))
+            }
+            Place::Chat(r) => {
+                self.room(r)?;
+                let size = p2pfs_swarm::room::query::chat_size(self.node.store(), r)
+                    .map_err(|e| store_errno(&e))?;
+                let t = self.tree(r)?;
+                Ok(self.file_attr(ino, size, 0o644, t.built))
+            }
+            Place::Path(r, p) => match self.find(r, p)? {
+                None => Err(Errno::ENOENT),
+                Some(Found::Dir) => Ok(self.dir_attr(ino, self.tree(r)?.built)),
+                Some(Found::File(f)) => {
+                    Ok(self.file_attr(ino, f.size, if f.exec { 0o755 } else { 0o644 }, f.mtime))
+                }
+                Some(Found::Draft(d)) => {
+                    let (size, exec, mtime) = d.stat();
+                    Ok(self.file_attr(ino, size, if exec { 0o755 } else { 0o644 }, mtime))
+                }
+            },
+        }
+    }
+
+    pub(crate) fn dir_attr(&self, ino: INodeNo, mtime: SystemTime) -> FileAttr {
+        FileAttr {
+            ino,
+            size: 4096,
+            blocks: 8,
+            atime: mtime,
+            mtime,
+            ctime: mtime,
+            crtime: mtime,
+            kind: FileType::Directory,
+            perm: 0o755,
+            nlink: 2,
+            uid: self.uid,
+            gid: self.gid,
+            rdev: 0,
+            blksize: BLKSIZE,
+            flags: 0,
+        }
+    }
+
+    pub(crate) fn file_attr(
+        &self,
+        ino: INodeNo,
+        size: u64,
+        perm: u16,
+        mtime: SystemTime,
+    ) -> FileAttr {
+        FileAttr {
+            ino,
+            size,
+            blocks: size.div_ceil(512),
+            atime: mtime,
+            mtime,
+            ctime: mtime,
+            crtime: mtime,
+            kind: FileType::RegularFile,
+            perm,
+            nlink: 1,
+            uid: self.uid,
+            gid: self.gid,
+            rdev: 0,
+            blksize: BLKSIZE,
+            flags: 0,
+        }
+    }
+}

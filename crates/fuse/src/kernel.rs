@@ -1,0 +1,307 @@
+//! The `fuser::Filesystem` glue: each kernel request goes to the
+//! operation that handles it. Local work (the store, the page cache) is
+//! done on the calling thread; anything that may wait on the network or on
+//! a room write hands its reply to a tokio task.
+
+use std::{ffi::OsStr, io, sync::Arc, time::Duration};
+
+use fuser::{
+    Errno, FileHandle, Filesystem, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags,
+    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
+    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+
+use crate::{
+    file::Handle,
+    fs::{Fs, ttl},
+};
+
+/// Bytes per read and write request (the kernel's `max_pages` follows).
+pub(crate) const MAX_IO: u32 = 1 << 20;
+
+/// The filesystem as fuser sees it.
+#[derive(Debug)]
+pub(crate) struct Kernel(pub(crate) Arc<Fs>);
+
+impl Filesystem for Kernel {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        if let Err(max) = config.set_max_write(MAX_IO) {
+            let _ = config.set_max_write(max);
+        }
+        if let Err(max) = config.set_max_readahead(MAX_IO) {
+            let _ = config.set_max_readahead(max);
+        }
+        for cap in [InitFlags::FUSE_MAX_PAGES, InitFlags::FUSE_PARALLEL_DIROPS] {
+            let _ = config.add_capabilities(cap);
+        }
+        let _ = config.set_max_background(64);
+        let _ = config.set_congestion_threshold(48);
+        let _ = config.set_time_granularity(Duration::from_millis(1));
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match self.0.lookup_name(parent, name) {
+            Ok(attr) => {
+                let ttl = self.0.place(attr.ino).map_or(Duration::ZERO, |p| ttl(&p));
+                reply.entry(&ttl, &attr, fuser::Generation(0));
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.0.reply_attr(ino, reply);
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<std::time::SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<std::time::SystemTime>,
+        _chgtime: Option<std::time::SystemTime>,
+        _bkuptime: Option<std::time::SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        self.0.setattr_ino(ino, mode, size, mtime, fh, reply);
+    }
+
+    fn mkdir(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        self.0.mkdir_name(parent, name, reply);
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.0.unlink_name(parent, name, reply);
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.0.rmdir_name(parent, name, reply);
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.0
+            .rename_name(parent, name, newparent, newname, flags, reply);
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.0.open_ino(ino, flags.0, reply);
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let h = match self.0.handles.get(fh.0) {
+            Ok(h) => h,
+            Err(e) => return reply.error(e),
+        };
+        match &*h {
+            Handle::Blob(b) => self.0.read_blob(b, offset, size, reply),
+            Handle::Write(wf) => {
+                let mut buf = vec![0u8; size as usize];
+                match wf.read(self.0.node.store(), offset, &mut buf) {
+                    Ok(n) => {
+                        buf.truncate(n);
+                        reply.data(&buf);
+                    }
+                    Err(e) => reply.error(crate::fs::store_errno(&e)),
+                }
+            }
+            Handle::Chat(c) => self.0.read_chat(&c.room, offset, size, reply),
+            Handle::Dir(_) => reply.error(Errno::EISDIR),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let h = match self.0.handles.get(fh.0) {
+            Ok(h) => h,
+            Err(e) => return reply.error(e),
+        };
+        match &*h {
+            Handle::Write(wf) => self.0.write_file(wf, offset, data, reply),
+            Handle::Chat(c) => self.0.write_chat(c, offset, data, reply),
+            Handle::Blob(_) | Handle::Dir(_) => reply.error(Errno::EBADF),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        let h = match self.0.handles.get(fh.0) {
+            Ok(h) => h,
+            Err(e) => return reply.error(e),
+        };
+        match &*h {
+            Handle::Write(wf) => self.0.flush_file(wf.clone(), reply),
+            Handle::Chat(c) => self.0.flush_chat(c, reply),
+            Handle::Blob(_) | Handle::Dir(_) => reply.ok(),
+        }
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.flush(_req, ino, fh, LockOwner(0), reply);
+        let _ = datasync;
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        let Some(h) = self.0.handles.remove(fh.0) else {
+            return reply.error(Errno::EBADF);
+        };
+        match &*h {
+            Handle::Write(wf) => self.0.release_file(wf.clone(), reply),
+            Handle::Chat(c) => self.0.flush_chat(c, reply),
+            Handle::Blob(_) | Handle::Dir(_) => reply.ok(),
+        }
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.0.list(ino) {
+            Ok(entries) => {
+                let fh = self.0.handles.add(Handle::Dir(entries));
+                reply.opened(FileHandle(fh), fuser::FopenFlags::empty());
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let h = match self.0.handles.get(fh.0) {
+            Ok(h) => h,
+            Err(e) => return reply.error(e),
+        };
+        let Handle::Dir(entries) = &*h else {
+            return reply.error(Errno::ENOTDIR);
+        };
+        for (i, (ino, kind, name)) in entries.iter().enumerate().skip(offset as usize) {
+            if reply.add(*ino, i as u64 + 1, *kind, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.0.handles.remove(fh.0);
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        match rustix::fs::statvfs(self.0.node.store().path()) {
+            Ok(s) => reply.statfs(
+                s.f_blocks,
+                s.f_bfree,
+                s.f_bavail,
+                s.f_files,
+                s.f_ffree,
+                s.f_bsize as u32,
+                p2pfs_proto::room::MAX_PATH as u32,
+                s.f_frsize as u32,
+            ),
+            Err(e) => reply.error(Errno::from_i32(e.raw_os_error())),
+        }
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        self.0.getxattr_of(ino, name, size, reply);
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.0.listxattr_of(ino, size, reply);
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
+        reply.ok();
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        self.0.create_file(parent, name, mode, reply);
+    }
+}
