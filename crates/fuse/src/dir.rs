@@ -240,6 +240,8 @@ impl Fs {
         }
         let fs = self.clone();
         self.rt.spawn(async move {
+            let room_lock = fs.room_lock(&room);
+            let _tree = room_lock.lock().await;
             let change = Change::Delete { path, only: None };
             match fs.apply(room, vec![change]).await {
                 Ok(()) => reply.ok(),
@@ -261,26 +263,28 @@ impl Fs {
             return reply.error(Errno::EPERM);
         }
         let path = join(&dir, name);
-        // A file being written is dropped: it is never published.
-        let draft = lock(&self.drafts).remove(&(room, path.clone()));
-        if let Some(d) = &draft {
-            d.unlink();
-        }
-        let tree = match self.tree(&room) {
-            Ok(t) => t,
-            Err(e) => return reply.error(e),
-        };
-        let changes = match tree.get(&path) {
-            Some(Item::File(f)) => match self.delete_changes(&room, &tree, &path, f) {
-                Ok(c) => c,
-                Err(e) => return reply.error(e),
-            },
-            Some(Item::Dir) => return reply.error(Errno::EISDIR),
-            None if draft.is_some() => return reply.ok(),
-            None => return reply.error(Errno::ENOENT),
-        };
         let fs = self.clone();
         self.rt.spawn(async move {
+            let room_lock = fs.room_lock(&room);
+            let _tree = room_lock.lock().await;
+            // A file being written is dropped: it is never published.
+            let draft = lock(&fs.drafts).remove(&(room, path.clone()));
+            if let Some(d) = &draft {
+                d.unlink();
+            }
+            let tree = match fs.tree(&room) {
+                Ok(t) => t,
+                Err(e) => return reply.error(e),
+            };
+            let changes = match tree.get(&path) {
+                Some(Item::File(f)) => match fs.delete_changes(&room, &tree, &path, f) {
+                    Ok(c) => c,
+                    Err(e) => return reply.error(e),
+                },
+                Some(Item::Dir) => return reply.error(Errno::EISDIR),
+                None if draft.is_some() => return reply.ok(),
+                None => return reply.error(Errno::ENOENT),
+            };
             match fs.apply(room, changes).await {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(e),
@@ -335,21 +339,26 @@ impl Fs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        match self.rename_changes(parent, name, newparent, newname, flags) {
-            Ok((room, from, to, changes)) => {
-                let fs = self.clone();
-                self.rt.spawn(async move {
-                    match fs.apply(room, changes).await {
-                        Ok(()) => {
-                            lock(&fs.inodes).rename(room, &from, &to);
-                            reply.ok();
-                        }
-                        Err(e) => reply.error(e),
+        let room = match self.place(parent).map(|p| p.room()) {
+            Ok(Some(r)) => r,
+            Ok(None) => return reply.error(Errno::EPERM),
+            Err(e) => return reply.error(e),
+        };
+        let (fs, name, newname) = (self.clone(), name.to_owned(), newname.to_owned());
+        self.rt.spawn(async move {
+            let room_lock = fs.room_lock(&room);
+            let _tree = room_lock.lock().await;
+            match fs.rename_changes(parent, &name, newparent, &newname, flags) {
+                Ok((room, from, to, changes)) => match fs.apply(room, changes).await {
+                    Ok(()) => {
+                        lock(&fs.inodes).rename(room, &from, &to);
+                        reply.ok();
                     }
-                });
+                    Err(e) => reply.error(e),
+                },
+                Err(e) => reply.error(e),
             }
-            Err(e) => reply.error(e),
-        }
+        });
     }
 
     /// Checks a rename like a disk would, moves drafts, and returns the

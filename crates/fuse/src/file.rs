@@ -301,6 +301,8 @@ impl Fs {
     /// Publishes `file` if it changed: commits it to the store, then
     /// writes its put entry to the room's log.
     pub(crate) async fn publish(self: Arc<Self>, file: Arc<WriteFile>) -> Result<(), Errno> {
+        let room_lock = self.room_lock(&file.room);
+        let _tree = room_lock.lock().await;
         let store = self.node.store().clone();
         let pin = p2pfs_swarm::room::pin_name(&file.room);
         let f = file.clone();

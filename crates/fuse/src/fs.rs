@@ -37,6 +37,9 @@ pub(crate) struct Fs {
     /// Files being written, by room and path, until published and closed.
     pub(crate) drafts: Mutex<HashMap<(RoomId, String), Arc<WriteFile>>>,
     pub(crate) handles: Handles,
+    /// Per room: held while a change to its tree is worked out and
+    /// written (publish, rename, unlink…), so they happen one at a time.
+    room_locks: Mutex<HashMap<RoomId, Arc<tokio::sync::Mutex<()>>>>,
     /// The content the kernel may have cached pages of, by inode.
     pub(crate) cached: Mutex<HashMap<u64, p2pfs_proto::Hash>>,
     pub(crate) fetches: Fetches,
@@ -95,11 +98,17 @@ impl Fs {
             drafts: Mutex::new(HashMap::new()),
             handles: Handles::default(),
             cached: Mutex::new(HashMap::new()),
+            room_locks: Mutex::new(HashMap::new()),
             fetches: Fetches::default(),
             uid: rustix::process::getuid().as_raw(),
             gid: rustix::process::getgid().as_raw(),
             started: SystemTime::now(),
         }
+    }
+
+    /// The lock that orders changes to `room`'s tree.
+    pub(crate) fn room_lock(&self, room: &RoomId) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.room_locks).entry(*room).or_default().clone()
     }
 
     pub(crate) fn place(&self, ino: INodeNo) -> Result<Place, Errno> {

@@ -122,6 +122,9 @@ pub struct Room {
     /// Set on joining: this node's earlier entries (from before it left)
     /// may come back through sync, so its first write waits for one.
     pub(crate) sync_before_write: std::sync::atomic::AtomicBool,
+    /// Held from reading what a tree change replaces until it is written,
+    /// so two changes of one path never miss each other.
+    pub(crate) tree_lock: tokio::sync::Mutex<()>,
 }
 
 impl Room {
@@ -155,6 +158,7 @@ impl Room {
             bytes_in: AtomicU64::new(0),
             nodes_version: AtomicU64::new(0),
             sync_before_write: std::sync::atomic::AtomicBool::new(false),
+            tree_lock: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -553,6 +557,7 @@ impl Node {
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_millis() as u64);
+        let _tree = room.tree_lock.lock().await;
         let replaces = self.live_at(room, path).await?;
         self.post(
             room,
@@ -572,6 +577,7 @@ impl Node {
     /// Applies tree changes to `room` as entries written in one
     /// transaction (the mount's writes, renames and deletes).
     pub async fn room_apply(&self, room: &Room, changes: Vec<Change>) -> Result<(), SwarmError> {
+        let _tree = room.tree_lock.lock().await;
         let mut ops = Vec::with_capacity(changes.len());
         for c in changes {
             let path = match &c {
@@ -618,6 +624,7 @@ impl Node {
     /// Removes `path` from `room`'s tree.
     pub async fn room_delete(&self, room: &Room, path: &str) -> Result<(), SwarmError> {
         check_path(path).map_err(SwarmError::Room)?;
+        let _tree = room.tree_lock.lock().await;
         let replaces = self.live_at(room, path).await?;
         if replaces.is_empty() {
             return Err(SwarmError::Room(format!("no file {path:?} in the room")));
