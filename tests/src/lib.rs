@@ -223,11 +223,14 @@ impl Drop for Tmpfs {
     }
 }
 
-/// A `p2pfs daemon` process for one test, killed on drop.
+/// A `p2pfs daemon` (or `p2pfs mount`) process for one test, stopped on
+/// drop (a mount is unmounted).
 #[derive(Debug)]
 pub struct Daemon {
     child: std::process::Child,
     data_dir: PathBuf,
+    /// Where its rooms are mounted (`p2pfs mount`).
+    mountpoint: Option<PathBuf>,
     /// Its node id (text form).
     pub id: String,
     /// The address it listens on.
@@ -244,6 +247,51 @@ impl Daemon {
     /// Starts `p2pfs --data-dir DATA daemon --listen LISTEN EXTRA...`, in
     /// network namespace `netns` if given.
     pub fn start_in(netns: Option<&str>, data_dir: &Path, listen: &str, extra: &[&str]) -> Self {
+        Self::spawn(
+            netns,
+            data_dir,
+            &["daemon", "--listen", listen],
+            extra,
+            None,
+        )
+    }
+
+    /// Starts `p2pfs --data-dir DATA mount MOUNTPOINT --listen 127.0.0.1:0
+    /// --no-lan EXTRA...` (creating the mount point) and waits until the
+    /// filesystem is mounted and the control socket answers.
+    pub fn mount(data_dir: &Path, mountpoint: &Path, extra: &[&str]) -> Self {
+        require_root();
+        std::fs::create_dir_all(mountpoint).unwrap();
+        let mnt = mountpoint.to_str().unwrap();
+        let d = Self::spawn(
+            None,
+            data_dir,
+            &["mount", mnt, "--listen", "127.0.0.1:0", "--no-lan"],
+            extra,
+            Some(mountpoint),
+        );
+        wait_for(
+            Duration::from_secs(30),
+            "the filesystem to be mounted",
+            || is_p2pfs_mount(mountpoint).then_some(()),
+        );
+        d
+    }
+
+    /// Where its rooms are mounted.
+    pub fn mountpoint(&self) -> &Path {
+        self.mountpoint
+            .as_deref()
+            .expect("started with Daemon::mount")
+    }
+
+    fn spawn(
+        netns: Option<&str>,
+        data_dir: &Path,
+        args: &[&str],
+        extra: &[&str],
+        mountpoint: Option<&Path>,
+    ) -> Self {
         std::fs::create_dir_all(data_dir).unwrap();
         let log = std::fs::File::create(data_dir.join("daemon.log")).unwrap();
         let mut cmd = match netns {
@@ -257,7 +305,7 @@ impl Daemon {
         let child = cmd
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["daemon", "--listen", listen])
+            .args(args)
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -267,6 +315,7 @@ impl Daemon {
         let mut d = Self {
             child,
             data_dir: data_dir.to_path_buf(),
+            mountpoint: mountpoint.map(Path::to_path_buf),
             id: String::new(),
             addr: "0.0.0.0:0".parse().unwrap(),
         };
@@ -333,9 +382,50 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        if let Some(m) = &self.mountpoint {
+            // SIGTERM unmounts; a dead mount left by a killed process is
+            // detached by hand (a live one is another process's).
+            if self.child.try_wait().ok().flatten().is_none() {
+                signal(self.child.id(), "TERM");
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while Instant::now() < deadline && self.child.try_wait().ok().flatten().is_none() {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            if is_mount_point(m) && std::fs::metadata(m).is_err() {
+                let _ = Command::new("umount").arg("-l").arg(m).status();
+            }
+            return;
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether a p2pfs filesystem is mounted at `path` (and answers).
+pub fn is_p2pfs_mount(path: &Path) -> bool {
+    mount_type(path).is_some_and(|t| t == "fuse p2pfs" || t == "fuse.p2pfs p2pfs")
+        && std::fs::metadata(path).is_ok()
+}
+
+/// Whether anything (even a dead FUSE mount) is mounted at `path`.
+pub fn is_mount_point(path: &Path) -> bool {
+    mount_type(path).is_some()
+}
+
+fn mount_type(path: &Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let want = path.to_str()?;
+    info.lines().rev().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        if f.get(4)? != &want {
+            return None;
+        }
+        let dash = f.iter().position(|x| *x == "-")?;
+        Some(format!("{} {}", f.get(dash + 1)?, f.get(dash + 2)?))
+    })
 }
 
 /// Sends a signal (`TERM`, `KILL`, …) to a process this test started.

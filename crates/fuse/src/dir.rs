@@ -469,6 +469,7 @@ impl Fs {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
+        pid: u32,
         reply: ReplyCreate,
     ) {
         let result = (|| {
@@ -483,7 +484,13 @@ impl Fs {
                 return Err(Errno::EISDIR);
             }
             let draft = self.node.store().draft().map_err(|e| store_errno(&e))?;
-            let wf = Arc::new(WriteFile::new(room, path.clone(), draft, mode & 0o111 != 0));
+            let wf = Arc::new(WriteFile::new(
+                room,
+                path.clone(),
+                draft,
+                mode & 0o111 != 0,
+                pid,
+            ));
             if let Some(old) = lock(&self.drafts).insert((room, path.clone()), wf.clone()) {
                 old.unlink();
             }

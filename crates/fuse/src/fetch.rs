@@ -1,9 +1,11 @@
 //! Reading files other members published: only the chunk groups a read
-//! touches are fetched, verified, into the store, in windows of
-//! [`WINDOW`] bytes; sequential reads also fetch up to [`MAX_AHEAD`]
-//! bytes ahead, doubling as the pattern holds (adaptive read-ahead). A
-//! window in flight is shared by every reader that needs it. Reads wait on
-//! tokio tasks, never on the kernel's thread.
+//! touches are fetched, verified, into the store. A read that finds its
+//! bytes missing fetches them in [`DEMAND`]-sized windows (small, so the
+//! first byte comes soon); sequential reads also fetch up to [`MAX_AHEAD`]
+//! bytes ahead in [`WINDOW`]-sized windows, doubling as the pattern holds
+//! (adaptive read-ahead), and later reads wait on those. A window in flight
+//! is shared by every reader that needs it. Reads wait on tokio tasks,
+//! never on the kernel's thread.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -17,8 +19,10 @@ use crate::{
     tree::FileInfo,
 };
 
-/// Bytes fetched per window (512 chunk groups).
+/// Bytes fetched per read-ahead window (512 chunk groups).
 pub(crate) const WINDOW: u64 = 8 << 20;
+/// Bytes fetched per window for a read that waits (64 chunk groups).
+pub(crate) const DEMAND: u64 = 1 << 20;
 /// The most a sequential reader fetches ahead of what it reads.
 pub(crate) const MAX_AHEAD: u64 = 32 << 20;
 /// A read waits this long for its data, then fails with EIO.
@@ -27,11 +31,14 @@ pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// kernel's read-ahead sends several at once, not always in order).
 const SEQUENTIAL_SLACK: u64 = 4 << 20;
 
+/// A window: the blob, the window size, its number.
+type WindowKey = (Hash, u64, u64);
+
 /// Windows in flight: `Some(true)` once fetched, `Some(false)` if the
 /// fetch failed.
 #[derive(Debug, Default)]
 pub(crate) struct Fetches {
-    windows: std::sync::Mutex<HashMap<(Hash, u64), watch::Receiver<Option<bool>>>>,
+    windows: std::sync::Mutex<HashMap<WindowKey, watch::Receiver<Option<bool>>>>,
 }
 
 /// A reader's access pattern, for read-ahead.
@@ -70,14 +77,29 @@ impl Pattern {
 }
 
 impl Fs {
-    /// Starts fetching window `w` of `file` unless it is in flight.
+    /// The window of `size` bytes number `w` of `file`, if in flight.
+    fn in_flight(
+        &self,
+        file: &FileInfo,
+        size: u64,
+        w: u64,
+    ) -> Option<watch::Receiver<Option<bool>>> {
+        lock(&self.fetches.windows)
+            .get(&(file.hash, size, w))
+            .cloned()
+    }
+
+    /// Starts fetching the window of `size` bytes number `w` of `file`
+    /// (from byte `from` on, if that is inside it) unless it is in flight.
     fn window(
         self: &Arc<Self>,
         room: RoomId,
         file: &FileInfo,
+        size: u64,
         w: u64,
+        from: u64,
     ) -> watch::Receiver<Option<bool>> {
-        let key = (file.hash, w);
+        let key = (file.hash, size, w);
         let mut windows = lock(&self.fetches.windows);
         if let Some(rx) = windows.get(&key) {
             return rx.clone();
@@ -86,7 +108,7 @@ impl Fs {
         windows.insert(key, rx.clone());
         drop(windows);
         let (fs, hash, author) = (self.clone(), file.hash, file.author);
-        let range = w * WINDOW..(w + 1) * WINDOW;
+        let range = (w * size).max(from)..(w + 1) * size;
         self.rt.spawn(async move {
             let ok = match fs.room(&room) {
                 Ok(r) => match fs.node.room_fetch_range(&r, hash, author, range).await {
@@ -118,7 +140,7 @@ impl Fs {
         }
         let end = from.saturating_add(ahead).min(file.size);
         for w in pattern.claim(from, end) {
-            self.window(room, file, w);
+            self.window(room, file, WINDOW, w, from);
         }
     }
 
@@ -139,8 +161,12 @@ impl Fs {
         let deadline = tokio::time::Instant::now() + READ_TIMEOUT;
         let mut attempts = 0;
         loop {
-            let waits: Vec<_> = (offset / WINDOW..end.div_ceil(WINDOW))
-                .map(|w| self.window(room, &file, w))
+            // A read-ahead window in flight, else a small one of our own.
+            let waits: Vec<_> = (offset / DEMAND..end.div_ceil(DEMAND))
+                .map(|d| {
+                    self.in_flight(&file, WINDOW, d * DEMAND / WINDOW)
+                        .unwrap_or_else(|| self.window(room, &file, DEMAND, d, 0))
+                })
                 .collect();
             for mut rx in waits {
                 match tokio::time::timeout_at(deadline, rx.wait_for(|v| v.is_some())).await {
@@ -160,8 +186,12 @@ impl Fs {
                 }
                 // A window failed (or raced with a commit): one more try,
                 // then the read fails.
-                Err(StoreError::NotPresent { .. }) if attempts == 0 => attempts += 1,
-                Err(StoreError::NotPresent { .. }) => return Err(Errno::EIO),
+                Err(StoreError::NotPresent { .. } | StoreError::NotFound(_)) if attempts == 0 => {
+                    attempts += 1
+                }
+                Err(StoreError::NotPresent { .. } | StoreError::NotFound(_)) => {
+                    return Err(Errno::EIO);
+                }
                 Err(e) => return Err(store_errno(&e)),
             }
         }

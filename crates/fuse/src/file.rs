@@ -113,6 +113,25 @@ struct WriteState {
     mtime: SystemTime,
     /// Open handles.
     opens: usize,
+    /// Processes that changed it since it was published: a `close` by one
+    /// of them publishes. (A forked child closing its copy of the
+    /// descriptor must not publish a half-written file.)
+    writers: Vec<u32>,
+}
+
+/// The most writer processes remembered per file.
+const MAX_WRITERS: usize = 16;
+
+impl WriteState {
+    fn changed_by(&mut self, pid: u32) {
+        self.dirty = true;
+        if !self.writers.contains(&pid) {
+            if self.writers.len() >= MAX_WRITERS {
+                self.writers.remove(0);
+            }
+            self.writers.push(pid);
+        }
+    }
 }
 
 /// A file ready to publish.
@@ -123,7 +142,7 @@ struct Publish {
 
 impl WriteFile {
     /// A new empty file at `path`.
-    pub(crate) fn new(room: RoomId, path: String, draft: Draft, exec: bool) -> Self {
+    pub(crate) fn new(room: RoomId, path: String, draft: Draft, exec: bool, pid: u32) -> Self {
         Self {
             room,
             state: Mutex::new(WriteState {
@@ -135,6 +154,7 @@ impl WriteFile {
                 exec,
                 mtime: SystemTime::now(),
                 opens: 1,
+                writers: vec![pid],
             }),
         }
     }
@@ -153,6 +173,7 @@ impl WriteFile {
                 exec: file.exec,
                 mtime: file.mtime,
                 opens: 1,
+                writers: Vec::new(),
             }),
         }
     }
@@ -210,10 +231,16 @@ impl WriteFile {
         }
     }
 
-    pub(crate) fn write(&self, store: &Store, offset: u64, data: &[u8]) -> Result<(), StoreError> {
+    pub(crate) fn write(
+        &self,
+        store: &Store,
+        offset: u64,
+        data: &[u8],
+        pid: u32,
+    ) -> Result<(), StoreError> {
         let mut st = lock(&self.state);
         Self::draft(&mut st, store)?.write_at(offset, data)?;
-        st.dirty = true;
+        st.changed_by(pid);
         st.mtime = SystemTime::now();
         Ok(())
     }
@@ -232,30 +259,36 @@ impl WriteFile {
         }
     }
 
-    pub(crate) fn set_len(&self, store: &Store, len: u64) -> Result<(), StoreError> {
+    pub(crate) fn set_len(&self, store: &Store, len: u64, pid: u32) -> Result<(), StoreError> {
         let mut st = lock(&self.state);
         if len == 0 && st.draft.is_none() {
             st.draft = Some(store.draft()?);
         } else {
             Self::draft(&mut st, store)?.set_len(len)?;
         }
-        st.dirty = true;
+        st.changed_by(pid);
         st.mtime = SystemTime::now();
         Ok(())
     }
 
-    pub(crate) fn set_meta(&self, exec: Option<bool>, mtime: Option<SystemTime>) {
+    pub(crate) fn set_meta(&self, exec: Option<bool>, mtime: Option<SystemTime>, pid: u32) {
         let mut st = lock(&self.state);
         if let Some(e) = exec
             && e != st.exec
         {
             st.exec = e;
-            st.dirty = true;
+            st.changed_by(pid);
         }
         if let Some(t) = mtime {
             st.mtime = t;
-            st.dirty = true;
+            st.changed_by(pid);
         }
+    }
+
+    /// Whether process `pid` changed the file since it was published.
+    pub(crate) fn changed_by(&self, pid: u32) -> bool {
+        let st = lock(&self.state);
+        st.dirty && st.writers.contains(&pid)
     }
 
     /// Commits the draft if the file changed (blocking: hashing catch-up,
@@ -280,6 +313,7 @@ impl WriteFile {
         };
         st.base = Some((hash, size));
         st.dirty = false;
+        st.writers.clear();
         let mtime = st
             .mtime
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -326,8 +360,12 @@ impl Fs {
             })
     }
 
-    /// `flush` (each `close`) of a file open for writing: publishes.
-    pub(crate) fn flush_file(self: &Arc<Self>, file: Arc<WriteFile>, reply: ReplyEmpty) {
+    /// `flush` (each `close`) of a file open for writing: publishes if
+    /// the closing process changed it.
+    pub(crate) fn flush_file(self: &Arc<Self>, file: Arc<WriteFile>, pid: u32, reply: ReplyEmpty) {
+        if !file.changed_by(pid) {
+            return reply.ok();
+        }
         let fs = self.clone();
         self.rt.spawn(async move {
             match fs.publish(file).await {
@@ -385,8 +423,10 @@ impl Fs {
             }
             Err(StoreError::NotPresent { .. } | StoreError::NotFound(_)) => {
                 {
+                    // Read-ahead starts after this read's own bytes.
                     let mut p = lock(&h.pattern);
-                    self.prefetch(h.room, &h.file, &mut p, end, ahead);
+                    let from = end.div_ceil(crate::fetch::DEMAND) * crate::fetch::DEMAND;
+                    self.prefetch(h.room, &h.file, &mut p, from, ahead);
                 }
                 let fs = self.clone();
                 let (room, file) = (h.room, h.file.clone());
@@ -402,8 +442,15 @@ impl Fs {
     }
 
     /// `write` to a file open for writing (local disk work, done here).
-    pub(crate) fn write_file(&self, file: &WriteFile, offset: u64, data: &[u8], reply: ReplyWrite) {
-        match file.write(self.node.store(), offset, data) {
+    pub(crate) fn write_file(
+        &self,
+        file: &WriteFile,
+        offset: u64,
+        data: &[u8],
+        pid: u32,
+        reply: ReplyWrite,
+    ) {
+        match file.write(self.node.store(), offset, data, pid) {
             Ok(()) => reply.written(data.len() as u32),
             Err(e) => {
                 tracing::warn!("writing {}: {e}", file.path());
@@ -420,6 +467,7 @@ impl Fs {
         path: String,
         file: FileInfo,
         truncate: bool,
+        pid: u32,
         reply: fuser::ReplyOpen,
     ) {
         let fs = self.clone();
@@ -435,7 +483,7 @@ impl Fs {
                 }
             }
             let wf = Arc::new(WriteFile::from_published(room, path.clone(), &file));
-            if truncate && let Err(e) = wf.set_len(fs.node.store(), 0) {
+            if truncate && let Err(e) = wf.set_len(fs.node.store(), 0, pid) {
                 return reply.error(store_errno(&e));
             }
             let wf = {
@@ -493,7 +541,13 @@ pub(crate) mod oflags {
 
 impl Fs {
     /// `open` of a file.
-    pub(crate) fn open_ino(self: &Arc<Self>, ino: INodeNo, flags: i32, reply: fuser::ReplyOpen) {
+    pub(crate) fn open_ino(
+        self: &Arc<Self>,
+        ino: INodeNo,
+        flags: i32,
+        pid: u32,
+        reply: fuser::ReplyOpen,
+    ) {
         let writable = flags & oflags::ACCMODE != oflags::RDONLY;
         let truncate = writable && flags & oflags::TRUNC != 0;
         let place = match self.place(ino) {
@@ -513,7 +567,7 @@ impl Fs {
             Place::Path(room, path) => match self.find(&room, &path) {
                 Ok(Some(Found::Draft(d))) => {
                     d.opened();
-                    if truncate && let Err(e) = d.set_len(self.node.store(), 0) {
+                    if truncate && let Err(e) = d.set_len(self.node.store(), 0, pid) {
                         d.closed();
                         return reply.error(store_errno(&e));
                     }
@@ -521,7 +575,7 @@ impl Fs {
                     reply.opened(fuser::FileHandle(fh), FopenFlags::empty());
                 }
                 Ok(Some(Found::File(f))) if writable => {
-                    self.open_published_for_write(room, path, f, truncate, reply);
+                    self.open_published_for_write(room, path, f, truncate, pid, reply);
                 }
                 Ok(Some(Found::File(f))) => {
                     // The kernel may keep cached pages if the content is the
@@ -552,6 +606,7 @@ impl Fs {
         size: Option<u64>,
         mtime: Option<fuser::TimeOrNow>,
         fh: Option<fuser::FileHandle>,
+        pid: u32,
         reply: fuser::ReplyAttr,
     ) {
         let place = match self.place(ino) {
@@ -586,11 +641,11 @@ impl Fs {
             .or_else(|| lock(&self.drafts).get(&(room, path.clone())).cloned());
         if let Some(wf) = open {
             if let Some(len) = size
-                && let Err(e) = wf.set_len(self.node.store(), len)
+                && let Err(e) = wf.set_len(self.node.store(), len, pid)
             {
                 return reply.error(store_errno(&e));
             }
-            wf.set_meta(exec, mtime);
+            wf.set_meta(exec, mtime, pid);
             return self.reply_attr(ino, reply);
         }
         let file = match self.find(&room, &path) {
@@ -619,11 +674,11 @@ impl Fs {
                         return reply.error(swarm_errno(&e));
                     }
                 }
-                if let Err(e) = wf.set_len(fs.node.store(), len) {
+                if let Err(e) = wf.set_len(fs.node.store(), len, pid) {
                     return reply.error(store_errno(&e));
                 }
             }
-            wf.set_meta(exec, mtime);
+            wf.set_meta(exec, mtime, pid);
             if let Err(e) = fs.clone().publish(wf).await {
                 return reply.error(e);
             }

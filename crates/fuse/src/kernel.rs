@@ -56,7 +56,7 @@ impl Filesystem for Kernel {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         _uid: Option<u32>,
@@ -72,7 +72,8 @@ impl Filesystem for Kernel {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        self.0.setattr_ino(ino, mode, size, mtime, fh, reply);
+        self.0
+            .setattr_ino(ino, mode, size, mtime, fh, req.pid(), reply);
     }
 
     fn mkdir(
@@ -109,8 +110,8 @@ impl Filesystem for Kernel {
             .rename_name(parent, name, newparent, newname, flags, reply);
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        self.0.open_ino(ino, flags.0, reply);
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.0.open_ino(ino, flags.0, req.pid(), reply);
     }
 
     fn read(
@@ -147,7 +148,7 @@ impl Filesystem for Kernel {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -162,7 +163,7 @@ impl Filesystem for Kernel {
             Err(e) => return reply.error(e),
         };
         match &*h {
-            Handle::Write(wf) => self.0.write_file(wf, offset, data, reply),
+            Handle::Write(wf) => self.0.write_file(wf, offset, data, req.pid(), reply),
             Handle::Chat(c) => self.0.write_chat(c, offset, data, reply),
             Handle::Blob(_) | Handle::Dir(_) => reply.error(Errno::EBADF),
         }
@@ -170,7 +171,7 @@ impl Filesystem for Kernel {
 
     fn flush(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         _lock_owner: LockOwner,
@@ -181,7 +182,7 @@ impl Filesystem for Kernel {
             Err(e) => return reply.error(e),
         };
         match &*h {
-            Handle::Write(wf) => self.0.flush_file(wf.clone(), reply),
+            Handle::Write(wf) => self.0.flush_file(wf.clone(), req.pid(), reply),
             Handle::Chat(c) => self.0.flush_chat(c, reply),
             Handle::Blob(_) | Handle::Dir(_) => reply.ok(),
         }
@@ -294,7 +295,7 @@ impl Filesystem for Kernel {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -302,6 +303,6 @@ impl Filesystem for Kernel {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        self.0.create_file(parent, name, mode, reply);
+        self.0.create_file(parent, name, mode, req.pid(), reply);
     }
 }

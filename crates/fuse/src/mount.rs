@@ -109,7 +109,15 @@ impl Drop for Mount {
 
 /// Checks the mount point; cleans up a stale mount left by a crash.
 fn prepare(mountpoint: &Path) -> Result<(), FuseError> {
-    match std::fs::metadata(mountpoint) {
+    // The kernel may answer `stat` of a dead mount from its cache; listing
+    // it always asks the (dead) process.
+    let probe = std::fs::metadata(mountpoint).and_then(|m| {
+        if is_mount_point(mountpoint) {
+            std::fs::read_dir(mountpoint)?;
+        }
+        Ok(m)
+    });
+    match probe {
         Err(e) if e.raw_os_error() == Some(ENOTCONN) => {
             tracing::warn!(
                 "{} is a stale mount (its process died); unmounting it",
@@ -174,7 +182,7 @@ fn unmount_stale(mountpoint: &Path) -> Result<(), FuseError> {
 
 /// Whether a p2pfs filesystem is mounted at `path`.
 pub fn is_mounted(path: &Path) -> bool {
-    mounted_type(path).is_some_and(|t| t == "fuse.p2pfs")
+    mounted_type(path).is_some_and(|t| t == "fuse p2pfs" || t == "fuse.p2pfs p2pfs")
 }
 
 /// Whether something is mounted exactly at `path`.
@@ -182,7 +190,8 @@ fn is_mount_point(path: &Path) -> bool {
     mounted_type(path).is_some()
 }
 
-/// The type of the filesystem mounted exactly at `path`, if any.
+/// The type and source (`fuse p2pfs`) of the filesystem mounted exactly
+/// at `path`, if any.
 fn mounted_type(path: &Path) -> Option<String> {
     let path = path.canonicalize().ok()?;
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
@@ -195,7 +204,11 @@ fn mounted_type(path: &Path) -> Option<String> {
         }
         // After the optional fields and the `-` separator: the type.
         let dash = fields.iter().position(|f| *f == "-")?;
-        fields.get(dash + 1).map(|t| t.to_string())
+        Some(format!(
+            "{} {}",
+            fields.get(dash + 1)?,
+            fields.get(dash + 2)?
+        ))
     })
 }
 

@@ -138,7 +138,8 @@ pub fn chat_read(
         text.clear();
     }
     out.extend_from_slice(&text[skip.min(text.len())..]);
-    let start = view::chat_key(lo + 1);
+    // The range starts after its `start` key: the lines after `lo`.
+    let start = view::chat_key(lo);
     if out.len() < len && lo + 1 < lines {
         for (_, v) in store.room_view_range(room, view::CHAT, Some(&start), len / 16 + 2)? {
             out.extend_from_slice(decode::<ChatLine>(&v)?.text.as_bytes());
@@ -149,4 +150,44 @@ pub fn chat_read(
     }
     out.truncate(len);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use p2pfs_proto::{RoomSecret, room::Op};
+    use p2pfs_store::Store;
+
+    use super::*;
+    use crate::{identity::SecretKey, room::log};
+
+    #[test]
+    fn chat_reads_at_any_offset_match_the_whole_chat() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let secret = RoomSecret([3; 32]);
+        let room = secret.id();
+        let key = SecretKey::generate().unwrap();
+        let ops = ["one", "two", "a longer third line", "4", "five ✓"]
+            .iter()
+            .map(|t| Op::Chat {
+                text: t.to_string(),
+            })
+            .collect();
+        log::author_all(&store, &key, &secret, ops).unwrap();
+        let whole: Vec<u8> = chat(&store, &room, 0, usize::MAX)
+            .unwrap()
+            .concat()
+            .into_bytes();
+        assert_eq!(chat_size(&store, &room).unwrap(), whole.len() as u64);
+        for offset in 0..=whole.len() + 2 {
+            for len in [1, 3, 17, 64, 10_000] {
+                let got = chat_read(&store, &room, offset as u64, len).unwrap();
+                let end = (offset + len).min(whole.len());
+                let want = whole.get(offset..end).unwrap_or_default();
+                assert_eq!(got, want, "offset {offset} len {len}");
+            }
+        }
+    }
 }
