@@ -251,8 +251,9 @@ impl WriteFile {
         offset: u64,
         buf: &mut [u8],
     ) -> Result<usize, StoreError> {
-        let st = lock(&self.state);
-        match (&st.draft, st.base) {
+        let mut st = lock(&self.state);
+        let base = st.base;
+        match (&mut st.draft, base) {
             (Some(d), _) => d.read_at(offset, buf),
             (None, Some((hash, _))) => store.read_at(&hash, offset, buf),
             (None, None) => Ok(0),
@@ -293,20 +294,35 @@ impl WriteFile {
 
     /// Commits the draft if the file changed (blocking: hashing catch-up,
     /// fsync, one store transaction); returns the entry to write.
-    fn commit(&self, store: &Store, pin: &str) -> Result<Option<Publish>, StoreError> {
+    fn commit(
+        &self,
+        store: &Store,
+        pin: &str,
+        durable: bool,
+    ) -> Result<Option<Publish>, StoreError> {
         let mut st = lock(&self.state);
         if !st.dirty || st.unlinked {
+            if durable && let Some((hash, _)) = st.base {
+                store.sync_blob(&hash)?;
+            }
             return Ok(None);
         }
+        let commit = |d: Draft| {
+            if durable {
+                d.commit(Some(pin))
+            } else {
+                d.commit_lazy(Some(pin))
+            }
+        };
         let (hash, size) = match st.draft.take() {
             Some(d) => {
-                let imported = d.commit(Some(pin))?;
+                let imported = commit(d)?;
                 (imported.hash, imported.size)
             }
             None => match st.base {
                 Some(b) => b,
                 None => {
-                    let imported = store.draft()?.commit(Some(pin))?;
+                    let imported = commit(store.draft()?)?;
                     (imported.hash, imported.size)
                 }
             },
@@ -332,15 +348,19 @@ impl WriteFile {
 }
 
 impl Fs {
-    /// Publishes `file` if it changed: commits it to the store, then
-    /// writes its put entry to the room's log.
-    pub(crate) async fn publish(self: Arc<Self>, file: Arc<WriteFile>) -> Result<(), Errno> {
+    /// Publishes `file` if it changed: commits it to the store (`durable`:
+    /// on disk, for `fsync`), then writes its put entry to the room's log.
+    pub(crate) async fn publish(
+        self: Arc<Self>,
+        file: Arc<WriteFile>,
+        durable: bool,
+    ) -> Result<(), Errno> {
         let room_lock = self.room_lock(&file.room);
         let _tree = room_lock.lock().await;
         let store = self.node.store().clone();
         let pin = p2pfs_swarm::room::pin_name(&file.room);
         let f = file.clone();
-        let publish = tokio::task::spawn_blocking(move || f.commit(&store, &pin))
+        let publish = tokio::task::spawn_blocking(move || f.commit(&store, &pin, durable))
             .await
             .map_err(|_| Errno::EIO)?
             .map_err(|e| {
@@ -368,7 +388,18 @@ impl Fs {
         }
         let fs = self.clone();
         self.rt.spawn(async move {
-            match fs.publish(file).await {
+            match fs.publish(file, false).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    /// `fsync`: publishes, with the bytes on disk.
+    pub(crate) fn fsync_file(self: &Arc<Self>, file: Arc<WriteFile>, reply: ReplyEmpty) {
+        let fs = self.clone();
+        self.rt.spawn(async move {
+            match fs.publish(file, true).await {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(e),
             }
@@ -379,7 +410,7 @@ impl Fs {
     pub(crate) fn release_file(self: &Arc<Self>, file: Arc<WriteFile>, reply: ReplyEmpty) {
         let fs = self.clone();
         self.rt.spawn(async move {
-            let result = fs.clone().publish(file.clone()).await;
+            let result = fs.clone().publish(file.clone(), false).await;
             if file.closed() == 0 {
                 let key = (file.room, file.path());
                 let mut drafts = lock(&fs.drafts);
@@ -679,7 +710,7 @@ impl Fs {
                 }
             }
             wf.set_meta(exec, mtime, pid);
-            if let Err(e) = fs.clone().publish(wf).await {
+            if let Err(e) = fs.clone().publish(wf, false).await {
                 return reply.error(e);
             }
             fs.reply_attr(ino, reply);

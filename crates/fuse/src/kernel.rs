@@ -196,8 +196,12 @@ impl Filesystem for Kernel {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.flush(_req, ino, fh, LockOwner(0), reply);
-        let _ = datasync;
+        let _ = (ino, datasync);
+        match self.0.handles.get(fh.0).as_deref() {
+            Ok(Handle::Write(wf)) => self.0.fsync_file(wf.clone(), reply),
+            Ok(_) => reply.ok(),
+            Err(e) => reply.error(*e),
+        }
     }
 
     fn release(

@@ -1,23 +1,29 @@
 //! Files being written through the mount.
 //!
 //! A [`Draft`] is a temporary file in `tmp/` that takes writes at any
-//! offset, like a file on disk. Bytes that arrive in order (the common
-//! case: `cp`, `rsync`, an editor's save) are hashed as they arrive, so at
-//! [`Draft::commit`] the hash and outboard are ready and the file is
-//! simply moved into `data/`. Writes out of order are caught up at commit
-//! by reading the file back (from the page cache, in practice).
+//! offset, like a file on disk. Writes are handed to a thread of the
+//! draft's own, which writes them to the file and hashes the bytes that
+//! arrive in order (the common case: `cp`, `rsync`, an editor's save), so
+//! the caller (the kernel's FUSE thread) only copies the bytes and goes on,
+//! and at [`Draft::commit`] the hash and outboard are ready: the file is
+//! simply moved into `data/`. Writes that arrive slightly out of order
+//! (two kernel threads) wait in a bounded reorder buffer; beyond it, and
+//! after rewrites of hashed bytes, hashing catches up at commit by reading
+//! the file back (from the page cache, in practice).
 //!
-//! Durability is the import's (see `import.rs`): the file is fsynced
-//! before the rename, and a background thread syncs every
-//! [`WRITEBACK_STEP`] bytes so that the final fsync has little left.
-//! A draft that is dropped without commit removes its file; one left by a
-//! crash is removed when the store next opens (`tmp/` is cleared).
+//! An error of the writer thread (a full disk) is returned by the next
+//! call, and by the commit. Durability is the import's (see `import.rs`):
+//! the file is fsynced before the rename, and the writer syncs every
+//! [`WRITEBACK_STEP`] bytes on a third thread so that the final fsync has
+//! little left. A draft dropped without commit removes its file; one left
+//! by a crash is removed when the store next opens (`tmp/` is cleared).
 
 use std::{
+    collections::BTreeMap,
     fs::File,
     io,
     os::unix::fs::FileExt,
-    sync::mpsc,
+    sync::{Arc, Mutex, mpsc},
     thread::{self, JoinHandle},
 };
 
@@ -34,49 +40,103 @@ use crate::{
 /// Bytes read back per step when hashing catches up at commit.
 const CATCH_UP_BUF: usize = 1 << 20;
 /// A background fsync is started every this many bytes written.
-const WRITEBACK_STEP: u64 = 64 << 20;
+const WRITEBACK_STEP: u64 = 32 << 20;
 /// Hash pairs are moved to the outboard spool in batches of this many bytes.
 const PAIRS_BATCH: usize = 1 << 20;
+/// Writes queued for the writer thread (each up to the caller's size).
+const QUEUE: usize = 8;
+/// Bytes that may wait for an earlier write before hashing gives up on
+/// them (and catches up at commit).
+const REORDER_MAX: usize = 16 << 20;
 
 /// A file being written; see the module docs.
 pub struct Draft {
-    store: Store,
-    file: NamedTempFile,
+    /// `None` once committed.
+    file: Option<Arc<NamedTempFile>>,
     len: u64,
-    /// Covers `[0, hasher.len())` of the file, which no write has changed
-    /// since it was hashed.
-    hasher: TreeHasher,
-    pairs: Vec<u8>,
-    outboard: Spool,
-    written: u64,
-    flusher: Option<Flusher>,
+    store: Store,
+    tx: Option<mpsc::SyncSender<Job>>,
+    free: mpsc::Receiver<Vec<u8>>,
+    thread: Option<JoinHandle<Hashing>>,
+    /// The writer thread's first error.
+    failed: Arc<Mutex<Option<StoreError>>>,
 }
 
 impl std::fmt::Debug for Draft {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Draft")
             .field("len", &self.len)
-            .field("hashed", &self.hasher.len())
             .finish_non_exhaustive()
     }
 }
 
+enum Job {
+    Write(u64, Vec<u8>),
+    /// The file was cut to this length.
+    Truncated(u64),
+    /// Answered once every job before it is done.
+    Barrier(mpsc::SyncSender<()>),
+}
+
+/// What the writer thread hands back at the end.
+struct Hashing {
+    hasher: TreeHasher,
+    pairs: Vec<u8>,
+    outboard: Spool,
+    flusher: Option<Flusher>,
+}
+
 impl Store {
+    /// Makes the bytes of blob `hash` durable (after a lazy commit).
+    pub fn sync_blob(&self, hash: &Hash) -> Result<(), StoreError> {
+        let path = self.data_path(hash);
+        match File::open(&path) {
+            Ok(f) => f.sync_data().ctx(|| format!("syncing {}", path.display())),
+            // Inline blobs live in the database, which is durable.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(crate::error::io_error(
+                format!("opening {}", path.display()),
+                e,
+            )),
+        }
+    }
+
     /// A new, empty draft.
     pub fn draft(&self) -> Result<Draft, StoreError> {
         let file = tempfile::Builder::new()
             .suffix(".draft")
             .tempfile_in(&self.inner.tmp_dir)
             .ctx(|| format!("creating a file in {}", self.inner.tmp_dir.display()))?;
-        Ok(Draft {
+        let file = Arc::new(file);
+        let (tx, jobs) = mpsc::sync_channel(QUEUE);
+        let (give_back, free) = mpsc::channel();
+        let failed = Arc::new(Mutex::new(None));
+        let writer = Writer {
+            file: file.clone(),
             store: self.clone(),
-            file,
-            len: 0,
-            hasher: TreeHasher::new(),
-            pairs: Vec::new(),
-            outboard: Spool::default(),
+            hashing: Hashing {
+                hasher: TreeHasher::new(),
+                pairs: Vec::new(),
+                outboard: Spool::default(),
+                flusher: None,
+            },
+            waiting: BTreeMap::new(),
+            waiting_bytes: 0,
             written: 0,
-            flusher: None,
+            failed: failed.clone(),
+        };
+        let thread = thread::Builder::new()
+            .name("p2pfs-draft".into())
+            .spawn(move || writer.run(jobs, give_back))
+            .ctx(|| "starting a draft writer thread".into())?;
+        Ok(Draft {
+            file: Some(file),
+            len: 0,
+            store: self.clone(),
+            tx: Some(tx),
+            free,
+            thread: Some(thread),
+            failed,
         })
     }
 
@@ -100,6 +160,10 @@ impl Store {
     }
 }
 
+fn tmp_error(what: &str, e: io::Error) -> StoreError {
+    crate::error::io_error(format!("{what} a file in the store's tmp directory"), e)
+}
+
 impl Draft {
     /// The file's length.
     pub fn len(&self) -> u64 {
@@ -112,115 +176,291 @@ impl Draft {
     }
 
     /// Writes `data` at `offset`, growing the file if needed (a gap reads
-    /// as zeros).
+    /// as zeros). The bytes are copied and written by the draft's thread.
     pub fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), StoreError> {
-        self.file
-            .as_file()
-            .write_all_at(data, offset)
-            .ctx(|| "writing a file in the store's tmp directory".into())?;
-        let end = offset.saturating_add(data.len() as u64);
-        self.len = self.len.max(end);
-        let hashed = self.hasher.len();
-        if offset == hashed {
-            self.hash_more(data)?;
-        } else if offset < hashed {
-            // Hashed bytes changed: hash again from the start at commit.
-            self.restart_hash();
-        }
-        self.written += data.len() as u64;
-        if self.written >= WRITEBACK_STEP {
-            self.written = 0;
-            self.kick_writeback()?;
-        }
+        self.check()?;
+        let mut buf = self.buffer();
+        buf.clear();
+        buf.extend_from_slice(data);
+        self.send(Job::Write(offset, buf))?;
+        self.len = self.len.max(offset.saturating_add(data.len() as u64));
         Ok(())
     }
 
     /// Reads at `offset`; returns 0 at or past the end.
-    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError> {
+    pub fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError> {
+        self.wait()?;
         if offset >= self.len {
             return Ok(0);
         }
         let n = buf.len().min((self.len - offset) as usize);
-        self.file
-            .as_file()
+        self.file()?
             .read_exact_at(&mut buf[..n], offset)
-            .ctx(|| "reading a file in the store's tmp directory".into())?;
+            .map_err(|e| tmp_error("reading", e))?;
         Ok(n)
     }
 
     /// Truncates or extends the file to `len` bytes.
     pub fn set_len(&mut self, len: u64) -> Result<(), StoreError> {
-        self.file
-            .as_file()
+        self.wait()?;
+        self.file()?
             .set_len(len)
-            .ctx(|| "resizing a file in the store's tmp directory".into())?;
-        if len < self.hasher.len() {
-            self.restart_hash();
-        }
+            .map_err(|e| tmp_error("resizing", e))?;
+        self.send(Job::Truncated(len))?;
         self.len = len;
         Ok(())
     }
 
-    /// Makes the draft a blob of the store, pinned under `pin` if given.
-    pub fn commit(mut self, pin: Option<&str>) -> Result<Imported, StoreError> {
+    /// Makes the draft a blob of the store, pinned under `pin` if given,
+    /// its bytes on disk (fsynced) first.
+    pub fn commit(self, pin: Option<&str>) -> Result<Imported, StoreError> {
+        self.commit_inner(pin, true)
+    }
+
+    /// Like [`Draft::commit`] without waiting for the bytes to reach the
+    /// disk: what `close` of a file on a local disk promises. The kernel
+    /// writes them back soon after; [`Store::sync_blob`] is the `fsync`.
+    /// If the machine loses power first, the blob's bytes may be wrong on
+    /// disk: they are checked against the hash before they are ever
+    /// served, and `p2pfs verify` reports them.
+    pub fn commit_lazy(self, pin: Option<&str>) -> Result<Imported, StoreError> {
+        self.commit_inner(pin, false)
+    }
+
+    fn commit_inner(mut self, pin: Option<&str>, durable: bool) -> Result<Imported, StoreError> {
+        self.tx = None;
+        let mut h = match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(h)) => h,
+            _ => return Err(self.thread_error()),
+        };
+        self.check()?;
         // Catch up on what was written out of order.
         let mut buf = vec![0u8; CATCH_UP_BUF];
-        while self.hasher.len() < self.len {
-            let at = self.hasher.len();
+        while h.hasher.len() < self.len {
+            let at = h.hasher.len();
             let n = buf.len().min((self.len - at) as usize);
-            self.file
-                .as_file()
+            self.file()?
                 .read_exact_at(&mut buf[..n], at)
-                .ctx(|| "reading a file in the store's tmp directory".into())?;
-            self.hash_more(&buf[..n])?;
+                .map_err(|e| tmp_error("reading", e))?;
+            h.hash_more(&buf[..n], &self.store)?;
         }
-        let hasher = std::mem::replace(&mut self.hasher, TreeHasher::new());
-        let hash = hasher.finalize(&mut self.pairs);
-        let pairs = std::mem::take(&mut self.pairs);
-        let mut outboard = std::mem::take(&mut self.outboard);
-        outboard.append(&pairs, &self.store)?;
-        if let Some(f) = self.flusher.take() {
-            f.finish()?;
+        let hash = h.hasher.finalize(&mut h.pairs);
+        h.outboard.append(&h.pairs, &self.store)?;
+        if let Some(f) = h.flusher.take() {
+            if durable {
+                f.finish()?;
+            } else {
+                // Let it end on its own.
+                drop(f.kick);
+            }
         }
         let staged = if self.len <= self.store.inner.opts.inline_max {
             let mut bytes = vec![0u8; self.len as usize];
-            self.file
-                .as_file()
+            self.file()?
                 .read_exact_at(&mut bytes, 0)
-                .ctx(|| "reading a file in the store's tmp directory".into())?;
+                .map_err(|e| tmp_error("reading", e))?;
             Staged::Mem(bytes)
         } else {
-            self.file
-                .as_file()
-                .sync_data()
-                .ctx(|| "syncing a file in the store's tmp directory".into())?;
+            if durable {
+                self.file()?
+                    .sync_data()
+                    .map_err(|e| tmp_error("syncing", e))?;
+            }
+            // The writer thread has ended: this is the last handle.
+            let file = self
+                .file
+                .take()
+                .and_then(|f| Arc::try_unwrap(f).ok())
+                .ok_or_else(|| StoreError::Corrupt("a draft's file is still shared".into()))?;
             Staged::File {
-                file: self.file,
+                file,
                 size: self.len,
             }
         };
-        self.store.commit_import(hash, staged, outboard, pin)
+        self.store.commit_import(hash, staged, h.outboard, pin)
     }
 
-    fn hash_more(&mut self, data: &[u8]) -> Result<(), StoreError> {
+    fn file(&self) -> Result<&File, StoreError> {
+        match &self.file {
+            Some(f) => Ok(f.as_file()),
+            None => Err(StoreError::Corrupt("the draft was committed".into())),
+        }
+    }
+
+    /// Waits until the writer thread has done every write so far.
+    fn wait(&mut self) -> Result<(), StoreError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(Job::Barrier(tx))?;
+        rx.recv().map_err(|_| self.thread_error())?;
+        self.check()
+    }
+
+    fn send(&mut self, job: Job) -> Result<(), StoreError> {
+        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(job).is_ok());
+        if sent {
+            Ok(())
+        } else {
+            Err(self.thread_error())
+        }
+    }
+
+    /// A buffer to copy a write into: a returned one, else a new one.
+    /// (Buffers in use are bounded by the queue and the reorder buffer.)
+    fn buffer(&mut self) -> Vec<u8> {
+        self.free.try_recv().unwrap_or_default()
+    }
+
+    /// The writer thread's error, if it had one.
+    fn check(&self) -> Result<(), StoreError> {
+        match crate::lock(&self.failed).take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn thread_error(&mut self) -> StoreError {
+        self.tx = None;
+        if let Some(e) = crate::lock(&self.failed).take() {
+            return e;
+        }
+        StoreError::Io {
+            context: "writing a file in the store's tmp directory".into(),
+            source: io::Error::other("the draft's writer thread stopped"),
+        }
+    }
+}
+
+impl Drop for Draft {
+    fn drop(&mut self) {
+        // The thread holds the file too: once it has ended, the file is
+        // removed with the last handle.
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The draft's thread: writes, and hashes what arrives in order.
+struct Writer {
+    file: Arc<NamedTempFile>,
+    store: Store,
+    hashing: Hashing,
+    /// Writes ahead of the hashed bytes, waiting for the gap to fill.
+    waiting: BTreeMap<u64, Vec<u8>>,
+    waiting_bytes: usize,
+    written: u64,
+    failed: Arc<Mutex<Option<StoreError>>>,
+}
+
+impl Writer {
+    fn run(mut self, jobs: mpsc::Receiver<Job>, give_back: mpsc::Sender<Vec<u8>>) -> Hashing {
+        for job in jobs {
+            if let Err(e) = self.job(job, &give_back) {
+                let mut failed = crate::lock(&self.failed);
+                if failed.is_none() {
+                    *failed = Some(e);
+                }
+            }
+        }
+        self.hashing
+    }
+
+    fn job(&mut self, job: Job, give_back: &mpsc::Sender<Vec<u8>>) -> Result<(), StoreError> {
+        match job {
+            Job::Write(offset, buf) => {
+                self.file
+                    .as_file()
+                    .write_all_at(&buf, offset)
+                    .map_err(|e| tmp_error("writing", e))?;
+                self.written += buf.len() as u64;
+                if self.written >= WRITEBACK_STEP {
+                    self.written = 0;
+                    self.hashing.kick_writeback(&self.file)?;
+                }
+                self.hash(offset, buf, give_back)
+            }
+            Job::Truncated(len) => {
+                if len < self.hashing.hasher.len() {
+                    self.hashing.restart();
+                }
+                self.waiting.retain(|o, _| *o < len);
+                self.waiting_bytes = self.waiting.values().map(Vec::len).sum();
+                Ok(())
+            }
+            Job::Barrier(done) => {
+                let _ = done.send(());
+                Ok(())
+            }
+        }
+    }
+
+    /// Hashes `buf` if it is next, then whatever waited for it; keeps it
+    /// waiting if it is ahead; starts over if it rewrote hashed bytes.
+    fn hash(
+        &mut self,
+        offset: u64,
+        buf: Vec<u8>,
+        give_back: &mpsc::Sender<Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        let hashed = self.hashing.hasher.len();
+        if offset < hashed {
+            self.hashing.restart();
+            self.drop_waiting(give_back);
+            let _ = give_back.send(buf);
+            return Ok(());
+        }
+        if offset > hashed {
+            if self.waiting_bytes + buf.len() > REORDER_MAX {
+                // Too far ahead: hashing catches up at commit instead.
+                self.drop_waiting(give_back);
+                let _ = give_back.send(buf);
+            } else {
+                self.waiting_bytes += buf.len();
+                if let Some(old) = self.waiting.insert(offset, buf) {
+                    self.waiting_bytes -= old.len();
+                    let _ = give_back.send(old);
+                }
+            }
+            return Ok(());
+        }
+        self.hashing.hash_more(&buf, &self.store)?;
+        let _ = give_back.send(buf);
+        while let Some(next) = self.waiting.remove(&self.hashing.hasher.len()) {
+            self.waiting_bytes -= next.len();
+            self.hashing.hash_more(&next, &self.store)?;
+            let _ = give_back.send(next);
+        }
+        Ok(())
+    }
+
+    fn drop_waiting(&mut self, give_back: &mpsc::Sender<Vec<u8>>) {
+        for (_, b) in std::mem::take(&mut self.waiting) {
+            let _ = give_back.send(b);
+        }
+        self.waiting_bytes = 0;
+    }
+}
+
+impl Hashing {
+    fn hash_more(&mut self, data: &[u8], store: &Store) -> Result<(), StoreError> {
         self.hasher.update(data, &mut self.pairs);
         if self.pairs.len() >= PAIRS_BATCH {
-            self.outboard.append(&self.pairs, &self.store)?;
+            self.outboard.append(&self.pairs, store)?;
             self.pairs.clear();
         }
         Ok(())
     }
 
-    fn restart_hash(&mut self) {
+    fn restart(&mut self) {
         self.hasher = TreeHasher::new();
         self.pairs.clear();
         self.outboard = Spool::default();
     }
 
-    fn kick_writeback(&mut self) -> Result<(), StoreError> {
+    fn kick_writeback(&mut self, file: &NamedTempFile) -> Result<(), StoreError> {
         if self.flusher.is_none() {
-            let file = self
-                .file
+            let file = file
                 .as_file()
                 .try_clone()
                 .ctx(|| "duplicating a file handle".into())?;
@@ -263,7 +503,7 @@ impl Flusher {
     fn finish(self) -> Result<(), StoreError> {
         drop(self.kick);
         match self.thread.join() {
-            Ok(r) => r.ctx(|| "syncing a file in the store's tmp directory".into()),
+            Ok(r) => r.map_err(|e| tmp_error("syncing", e)),
             Err(_) => Err(StoreError::Io {
                 context: "syncing a file in the store's tmp directory".into(),
                 source: io::Error::other("the writeback thread panicked"),
@@ -286,7 +526,15 @@ mod tests {
     fn in_order_out_of_order_and_rewritten_drafts_hash_like_b3sum() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        for size in [0usize, 1, 16 * 1024, 16 * 1024 + 1, 300_000, 3 << 20] {
+        for size in [
+            0usize,
+            1,
+            16 * 1024,
+            16 * 1024 + 1,
+            300_000,
+            3 << 20,
+            20 << 20,
+        ] {
             let bytes = data(size);
             let want = Hash::from(blake3::hash(&bytes));
             // In order, in uneven pieces.
@@ -309,6 +557,14 @@ mod tests {
             }
             assert_eq!(d.len(), size as u64);
             assert_eq!(d.commit(None).unwrap().hash, want, "reversed, {size}");
+            // Pairs swapped, as two kernel threads would deliver them.
+            let mut d = store.draft().unwrap();
+            for pair in pieces.chunks(2) {
+                for (at, piece) in pair.iter().rev() {
+                    d.write_at(*at as u64, piece).unwrap();
+                }
+            }
+            assert_eq!(d.commit(None).unwrap().hash, want, "swapped, {size}");
             // Garbage first, then overwritten; then truncated and grown.
             let mut d = store.draft().unwrap();
             d.write_at(0, &vec![9u8; size + 5000]).unwrap();

@@ -218,8 +218,15 @@ impl Store {
         if new {
             tracing::debug!(%hash, size, "imported");
         }
-        // An unused temporary file (duplicate content) is removed on drop.
-        drop(file);
+        // An unused temporary file (duplicate content) is removed on drop,
+        // on a thread of its own: dropping a large file's pages takes a while.
+        if let Ok(temp) = file
+            && !new
+        {
+            let _ = std::thread::Builder::new()
+                .name("p2pfs-unlink".into())
+                .spawn(move || drop(temp));
+        }
         Ok(Imported {
             hash,
             size,
