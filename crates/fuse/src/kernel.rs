@@ -7,8 +7,8 @@ use std::{ffi::OsStr, io, sync::Arc, time::Duration};
 
 use fuser::{
     Errno, FileHandle, Filesystem, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags,
-    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
-    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
+    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::{
@@ -31,7 +31,13 @@ impl Filesystem for Kernel {
         if let Err(max) = config.set_max_readahead(MAX_IO) {
             let _ = config.set_max_readahead(max);
         }
-        for cap in [InitFlags::FUSE_MAX_PAGES, InitFlags::FUSE_PARALLEL_DIROPS] {
+        for cap in [
+            InitFlags::FUSE_MAX_PAGES,
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            // `ls -l` gets names and attributes in one request per batch.
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_READDIRPLUS_AUTO,
+        ] {
             let _ = config.add_capabilities(cap);
         }
         let _ = config.set_max_background(64);
@@ -251,6 +257,43 @@ impl Filesystem for Kernel {
         };
         for (i, (ino, kind, name)) in entries.iter().enumerate().skip(offset as usize) {
             if reply.add(*ino, i as u64 + 1, *kind, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let h = match self.0.handles.get(fh.0) {
+            Ok(h) => h,
+            Err(e) => return reply.error(e),
+        };
+        let Handle::Dir(entries) = &*h else {
+            return reply.error(Errno::ENOTDIR);
+        };
+        for (i, (ino, _, name)) in entries.iter().enumerate().skip(offset as usize) {
+            // A name gone since `opendir` is left out.
+            let Ok(place) = self.0.place(*ino) else {
+                continue;
+            };
+            let Ok(attr) = self.0.attr_of(*ino, &place) else {
+                continue;
+            };
+            if reply.add(
+                *ino,
+                i as u64 + 1,
+                name,
+                &ttl(&place),
+                &attr,
+                fuser::Generation(0),
+            ) {
                 break;
             }
         }
