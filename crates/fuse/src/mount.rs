@@ -19,6 +19,8 @@ const THREADS: usize = 2;
 
 /// `ENOTCONN`: what a FUSE mount whose process died answers.
 const ENOTCONN: i32 = 107;
+/// `EINVAL`: what unmounting something no longer mounted answers.
+const EINVAL: i32 = 22;
 
 /// A mounted filesystem; unmounted by [`Mount::unmount`] or on drop.
 #[derive(Debug)]
@@ -88,14 +90,14 @@ impl Mount {
         let Some(session) = self.session.take() else {
             return Ok(());
         };
-        if session.guard.is_finished() {
-            return session
-                .join()
-                .map_err(|e| FuseError::io("the FUSE session".into(), e));
+        let gone = session.guard.is_finished();
+        match session.umount_and_join() {
+            // Unmounted from outside already (`umount`): nothing to undo.
+            Err(e) if gone && e.raw_os_error() == Some(EINVAL) => Ok(()),
+            r => {
+                r.map_err(|e| FuseError::io(format!("unmounting {}", self.mountpoint.display()), e))
+            }
         }
-        session
-            .umount_and_join()
-            .map_err(|e| FuseError::io(format!("unmounting {}", self.mountpoint.display()), e))
     }
 }
 
