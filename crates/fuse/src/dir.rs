@@ -239,15 +239,13 @@ impl Fs {
             return reply.error(Errno::ENOTEMPTY);
         }
         let fs = self.clone();
-        self.rt.spawn(async move {
+        let work = async move {
             let room_lock = fs.room_lock(&room);
             let _tree = room_lock.lock().await;
-            let change = Change::Delete { path, only: None };
-            match fs.apply(room, vec![change]).await {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(e),
-            }
-        });
+            fs.apply(room, vec![Change::Delete { path, only: None }])
+                .await
+        };
+        self.reply_when(work, reply);
     }
 
     pub(crate) fn unlink_name(self: &Arc<Self>, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -264,7 +262,7 @@ impl Fs {
         }
         let path = join(&dir, name);
         let fs = self.clone();
-        self.rt.spawn(async move {
+        let work = async move {
             let room_lock = fs.room_lock(&room);
             let _tree = room_lock.lock().await;
             // A file being written is dropped: it is never published.
@@ -272,24 +270,16 @@ impl Fs {
             if let Some(d) = &draft {
                 d.unlink();
             }
-            let tree = match fs.tree(&room) {
-                Ok(t) => t,
-                Err(e) => return reply.error(e),
-            };
+            let tree = fs.tree(&room)?;
             let changes = match tree.get(&path) {
-                Some(Item::File(f)) => match fs.delete_changes(&room, &tree, &path, f) {
-                    Ok(c) => c,
-                    Err(e) => return reply.error(e),
-                },
-                Some(Item::Dir) => return reply.error(Errno::EISDIR),
-                None if draft.is_some() => return reply.ok(),
-                None => return reply.error(Errno::ENOENT),
+                Some(Item::File(f)) => fs.delete_changes(&room, &tree, &path, f)?,
+                Some(Item::Dir) => return Err(Errno::EISDIR),
+                None if draft.is_some() => return Ok(()),
+                None => return Err(Errno::ENOENT),
             };
-            match fs.apply(room, changes).await {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(e),
-            }
-        });
+            fs.apply(room, changes).await
+        };
+        self.reply_when(work, reply);
     }
 
     /// The changes that remove the file shown at `path`, as on a disk: a
@@ -345,20 +335,16 @@ impl Fs {
             Err(e) => return reply.error(e),
         };
         let (fs, name, newname) = (self.clone(), name.to_owned(), newname.to_owned());
-        self.rt.spawn(async move {
+        let work = async move {
             let room_lock = fs.room_lock(&room);
             let _tree = room_lock.lock().await;
-            match fs.rename_changes(parent, &name, newparent, &newname, flags) {
-                Ok((room, from, to, changes)) => match fs.apply(room, changes).await {
-                    Ok(()) => {
-                        lock(&fs.inodes).rename(room, &from, &to);
-                        reply.ok();
-                    }
-                    Err(e) => reply.error(e),
-                },
-                Err(e) => reply.error(e),
-            }
-        });
+            let (room, from, to, changes) =
+                fs.rename_changes(parent, &name, newparent, &newname, flags)?;
+            fs.apply(room, changes).await?;
+            lock(&fs.inodes).rename(room, &from, &to);
+            Ok(())
+        };
+        self.reply_when(work, reply);
     }
 
     /// Checks a rename like a disk would, moves drafts, and returns the

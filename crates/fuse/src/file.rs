@@ -386,20 +386,22 @@ impl Fs {
         if !file.changed_by(pid) {
             return reply.ok();
         }
-        let fs = self.clone();
-        self.rt.spawn(async move {
-            match fs.publish(file, false).await {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(e),
-            }
-        });
+        self.reply_when(self.clone().publish(file, false), reply);
     }
 
     /// `fsync`: publishes, with the bytes on disk.
     pub(crate) fn fsync_file(self: &Arc<Self>, file: Arc<WriteFile>, reply: ReplyEmpty) {
-        let fs = self.clone();
+        self.reply_when(self.clone().publish(file, true), reply);
+    }
+
+    /// Replies once `work` is done, from a task.
+    pub(crate) fn reply_when(
+        &self,
+        work: impl std::future::Future<Output = Result<(), Errno>> + Send + 'static,
+        reply: ReplyEmpty,
+    ) {
         self.rt.spawn(async move {
-            match fs.publish(file, true).await {
+            match work.await {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(e),
             }
