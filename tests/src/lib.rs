@@ -261,7 +261,9 @@ impl Daemon {
     /// filesystem is mounted and the control socket answers.
     pub fn mount(data_dir: &Path, mountpoint: &Path, extra: &[&str]) -> Self {
         require_root();
-        std::fs::create_dir_all(mountpoint).unwrap();
+        // A dead mount left there answers ENOTCONN, not a directory: the
+        // mount cleans it up.
+        let _ = std::fs::create_dir_all(mountpoint);
         let mnt = mountpoint.to_str().unwrap();
         let d = Self::spawn(
             None,

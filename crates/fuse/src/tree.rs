@@ -11,7 +11,7 @@ use std::{
 use p2pfs_proto::{Hash, NodeId, RoomId};
 use p2pfs_swarm::{
     Node,
-    room::{FileKind, query},
+    room::{FileEntry, FileKind, query::TreeRows},
     store::StoreError,
 };
 use tokio::sync::watch;
@@ -44,10 +44,10 @@ pub(crate) struct Tree {
 }
 
 impl Tree {
-    /// Reads the room's listing from the store.
-    pub(crate) fn load(node: &Node, room: &RoomId) -> Result<Self, StoreError> {
+    /// The tree of a room's listing.
+    fn from_listing(entries: Vec<FileEntry>) -> Self {
         let mut items = BTreeMap::new();
-        for e in query::ls(node.store(), room)? {
+        for e in entries {
             let item = match e.kind {
                 FileKind::Dir => Item::Dir,
                 FileKind::File {
@@ -68,10 +68,10 @@ impl Tree {
             };
             items.insert(e.path, item);
         }
-        Ok(Self {
+        Self {
             items,
             built: SystemTime::now(),
-        })
+        }
     }
 
     pub(crate) fn get(&self, path: &str) -> Option<&Item> {
@@ -101,34 +101,52 @@ impl Tree {
     }
 }
 
-/// The cached tree of one room and the receiver that says when it is stale.
+/// The cached tree of one room, the rows it is made from, and the
+/// receiver that says when it is stale.
 #[derive(Debug)]
 pub(crate) struct Cached {
     pub(crate) tree: Arc<Tree>,
+    rows: TreeRows,
     changes: watch::Receiver<u64>,
+    /// The log's change counter the rows are up to date with.
+    seen: u64,
 }
 
 impl Cached {
     /// Loads the tree of `room`.
     pub(crate) fn load(node: &Node, room: &RoomId) -> Result<Self, StoreError> {
-        let changes = match node.find_room_now(room) {
+        let mut changes = match node.find_room_now(room) {
             Some(r) => node.room_changes(&r),
             None => watch::channel(0).1,
         };
+        // Read the counter first: changes after it are read again later.
+        let seen = *changes.borrow_and_update();
+        let rows = TreeRows::load(node.store(), room)?;
         Ok(Self {
-            tree: Arc::new(Tree::load(node, room)?),
+            tree: Arc::new(Tree::from_listing(rows.listing())),
+            rows,
             changes,
+            seen,
         })
     }
 
-    /// The current tree: the cached one, or a new one if the log grew.
+    /// The current tree: the cached one, or a new one if the log grew
+    /// (reading only the paths that changed, when the room can tell).
     /// Returns whether it was rebuilt.
     pub(crate) fn refresh(&mut self, node: &Node, room: &RoomId) -> Result<bool, StoreError> {
         if !self.changes.has_changed().unwrap_or(false) {
             return Ok(false);
         }
-        self.changes.mark_unchanged();
-        self.tree = Arc::new(Tree::load(node, room)?);
+        let now = *self.changes.borrow_and_update();
+        let touched = node
+            .find_room_now(room)
+            .and_then(|r| node.room_touched_since(&r, self.seen));
+        match touched {
+            Some(paths) => self.rows.update(node.store(), room, paths)?,
+            None => self.rows = TreeRows::load(node.store(), room)?,
+        }
+        self.seen = now;
+        self.tree = Arc::new(Tree::from_listing(self.rows.listing()));
         Ok(true)
     }
 }

@@ -125,7 +125,22 @@ pub struct Room {
     /// Held from reading what a tree change replaces until it is written,
     /// so two changes of one path never miss each other.
     pub(crate) tree_lock: tokio::sync::Mutex<()>,
+    /// The paths recent entries changed, with the value of `changed` once
+    /// each was in (oldest first, bounded): views kept in memory update
+    /// just those paths.
+    touched: Mutex<Touched>,
 }
+
+/// See [`Room::touched`].
+#[derive(Debug, Default)]
+struct Touched {
+    paths: std::collections::VecDeque<(u64, String)>,
+    /// The newest version among the paths dropped to stay bounded.
+    dropped: u64,
+}
+
+/// The most touched paths a room remembers (older ones: reload the view).
+const MAX_TOUCHED: usize = 65_536;
 
 impl Room {
     /// The room id.
@@ -159,6 +174,7 @@ impl Room {
             nodes_version: AtomicU64::new(0),
             sync_before_write: std::sync::atomic::AtomicBool::new(false),
             tree_lock: tokio::sync::Mutex::new(()),
+            touched: Mutex::new(Touched::default()),
         }
     }
 
@@ -167,7 +183,23 @@ impl Room {
         if entries.is_empty() {
             return;
         }
-        self.changed.send_modify(|n| *n += entries.len() as u64);
+        {
+            let mut touched = crate::lock(&self.touched);
+            let version = *self.changed.borrow() + entries.len() as u64;
+            for e in entries {
+                if let Op::Put { path, .. } | Op::Delete { path, .. } | Op::Mkdir { path, .. } =
+                    &e.body.op
+                {
+                    touched.paths.push_back((version, path.clone()));
+                }
+            }
+            while touched.paths.len() > MAX_TOUCHED {
+                if let Some((v, _)) = touched.paths.pop_front() {
+                    touched.dropped = v;
+                }
+            }
+            self.changed.send_modify(|n| *n = version);
+        }
         let msgs: Vec<Arc<p2pfs_proto::room::SyncMsg>> =
             sync::batches(entries.iter().map(|e| e.bytes.clone()))
                 .into_iter()
@@ -749,6 +781,24 @@ impl Node {
         tokio::time::timeout(timeout, rx.wait_for(|n| *n > 0))
             .await
             .is_ok_and(|r| r.is_ok())
+    }
+
+    /// The paths of `room`'s tree changed since the log's change counter
+    /// (see [`Node::room_changes`]) was `since`; `None` if that is too
+    /// long ago to tell (reload the whole view then).
+    pub fn room_touched_since(&self, room: &Room, since: u64) -> Option<Vec<String>> {
+        let touched = crate::lock(&room.touched);
+        if since < touched.dropped {
+            return None;
+        }
+        Some(
+            touched
+                .paths
+                .iter()
+                .filter(|(v, _)| *v > since)
+                .map(|(_, p)| p.clone())
+                .collect(),
+        )
     }
 
     /// A receiver that changes whenever `room`'s log grows.

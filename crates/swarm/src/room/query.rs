@@ -37,12 +37,50 @@ fn decode<T: serde::de::DeserializeOwned>(v: &[u8]) -> Result<T, StoreError> {
 
 /// The room's tree: files and directories, sorted by path.
 pub fn ls(store: &Store, room: &RoomId) -> Result<Vec<FileEntry>, StoreError> {
-    let mut paths = Vec::new();
-    for (k, v) in store.room_view_range(room, view::TREE, None, usize::MAX)? {
-        let path = String::from_utf8_lossy(&k[view::TREE.len()..]).into_owned();
-        paths.push((path, decode::<Vec<LiveOp>>(&v)?));
+    Ok(view::listing(TreeRows::load(store, room)?.rows))
+}
+
+/// A room's tree rows kept in memory, so that a view of the tree can be
+/// brought up to date by reading only the paths entries changed (see
+/// [`crate::Node::room_touched_since`]) instead of the whole tree.
+#[derive(Debug, Default, Clone)]
+pub struct TreeRows {
+    rows: std::collections::BTreeMap<String, Vec<LiveOp>>,
+}
+
+impl TreeRows {
+    /// Reads every row of the room's tree.
+    pub fn load(store: &Store, room: &RoomId) -> Result<Self, StoreError> {
+        let mut rows = std::collections::BTreeMap::new();
+        for (k, v) in store.room_view_range(room, view::TREE, None, usize::MAX)? {
+            let path = String::from_utf8_lossy(&k[view::TREE.len()..]).into_owned();
+            rows.insert(path, decode::<Vec<LiveOp>>(&v)?);
+        }
+        Ok(Self { rows })
     }
-    Ok(view::listing(paths))
+
+    /// Reads the rows of `paths` again.
+    pub fn update(
+        &mut self,
+        store: &Store,
+        room: &RoomId,
+        paths: impl IntoIterator<Item = String>,
+    ) -> Result<(), StoreError> {
+        for path in paths {
+            let live = live(store, room, &path)?;
+            if live.is_empty() {
+                self.rows.remove(&path);
+            } else {
+                self.rows.insert(path, live);
+            }
+        }
+        Ok(())
+    }
+
+    /// The tree they show (what [`ls`] returns).
+    pub fn listing(&self) -> Vec<FileEntry> {
+        view::listing(self.rows.iter().map(|(k, v)| (k.clone(), v.clone())))
+    }
 }
 
 /// The entry shown at `path` (a conflict copy's name works too).
@@ -156,11 +194,62 @@ pub fn chat_read(
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use p2pfs_proto::{RoomSecret, room::Op};
+    use p2pfs_proto::{Hash, RoomSecret, room::Op};
     use p2pfs_store::Store;
 
     use super::*;
     use crate::{identity::SecretKey, room::log};
+
+    #[test]
+    fn tree_rows_updated_by_path_match_a_full_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let secret = RoomSecret([4; 32]);
+        let room = secret.id();
+        let (a, b) = (
+            SecretKey::generate().unwrap(),
+            SecretKey::generate().unwrap(),
+        );
+        let mut rows = TreeRows::load(&store, &room).unwrap();
+        let mut rng = fastrand::Rng::with_seed(11);
+        let names = ["a", "b", "d/x", "d/y", "d/e/z", "d", "d/e"];
+        for round in 0..60 {
+            let key = if rng.bool() { &a } else { &b };
+            let path = names[rng.usize(..names.len())].to_string();
+            let replaces = live_entries(&store, &room, &path).unwrap();
+            // Sometimes replace nothing: a concurrent write (a conflict).
+            let replaces = if rng.u8(..4) == 0 {
+                Vec::new()
+            } else {
+                replaces
+            };
+            let content = Hash::from_bytes([round as u8; 32]);
+            let op = match rng.u8(..4) {
+                0 => Op::Delete {
+                    path: path.clone(),
+                    replaces,
+                },
+                1 => Op::Mkdir {
+                    path: path.clone(),
+                    replaces,
+                },
+                _ => Op::Put {
+                    path: path.clone(),
+                    hash: content,
+                    size: round,
+                    exec: false,
+                    mtime: round,
+                    replaces,
+                },
+            };
+            if matches!(&op, Op::Delete { replaces, .. } if replaces.is_empty()) {
+                continue;
+            }
+            log::author_all(&store, key, &secret, vec![op]).unwrap();
+            rows.update(&store, &room, [path]).unwrap();
+            assert_eq!(rows.listing(), ls(&store, &room).unwrap(), "round {round}");
+        }
+    }
 
     #[test]
     fn chat_reads_at_any_offset_match_the_whole_chat() {
