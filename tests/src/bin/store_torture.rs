@@ -61,8 +61,11 @@ fn main() -> anyhow::Result<()> {
             8 => {
                 let list = target.list()?;
                 if let Some(b) = list.get(rng.usize(..list.len().max(1))) {
-                    target.unpin(&b.hash, "p")?;
+                    // Journaled first: killed between the two, the blob may
+                    // be unpinned (and collected by the next round) with
+                    // nothing journaled, and the check would want it.
                     writeln!(journal, "unpinned {}", b.hash)?;
+                    target.unpin(&b.hash, "p")?;
                 }
             }
             _ => {
