@@ -364,6 +364,13 @@ impl Daemon {
         let _ = self.child.wait();
     }
 
+    /// Waits (up to `timeout`) for it to exit on its own.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        wait_for(timeout, "the process to exit", || {
+            self.child.try_wait().unwrap()
+        })
+    }
+
     /// Stops it with SIGTERM and returns its exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         signal(self.child.id(), "TERM");

@@ -16,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-use p2pfs_tests::{Daemon, blake3_file, ok, p2pfs, random_file, temp_dir, wait_for};
+use p2pfs_tests::{Daemon, blake3_file, fails, ok, p2pfs, random_file, temp_dir, wait_for};
 
 const SYNC: Duration = Duration::from_secs(20);
 
@@ -377,6 +377,20 @@ fn chat_log_is_append_only_and_tail_f_follows_it() {
         fs::read_to_string(&ca).unwrap(),
         ok(&p2pfs(a.data_dir(), &["chat", "talk"]))
     );
+
+    // `p2pfs umount`: refused while a file is open there, then done; the
+    // mount's process ends on its own.
+    let mut a = a;
+    let mnt = a.mountpoint().to_str().unwrap().to_string();
+    let open = fs::File::open(&ca).unwrap();
+    let busy = fails(&p2pfs(a.data_dir(), &["umount", &mnt]));
+    assert!(busy.contains("busy"), "{busy}");
+    drop(open);
+    ok(&p2pfs(a.data_dir(), &["umount", &mnt]));
+    assert!(a.wait_exit(Duration::from_secs(20)).success());
+    assert!(!p2pfs_tests::is_mount_point(Path::new(&mnt)));
+    let again = fails(&p2pfs(a.data_dir(), &["umount", &mnt]));
+    assert!(again.contains("no p2pfs filesystem is mounted"), "{again}");
 }
 
 #[test]

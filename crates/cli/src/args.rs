@@ -84,6 +84,14 @@ pub(crate) enum Command {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// Unmount the rooms mounted at MOUNTPOINT (the mount's node then stops)
+    Umount {
+        /// Where `p2pfs mount` mounted them
+        mountpoint: PathBuf,
+        /// Unmount now even if files in it are open (it goes once they close)
+        #[arg(short, long)]
+        lazy: bool,
+    },
     /// Rooms: groups sharing files and a chat, joined with a ticket
     Room {
         #[command(subcommand)]

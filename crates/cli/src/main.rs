@@ -88,6 +88,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             cmd::daemon::run(&data_dir, node, Some(&mountpoint)).await?;
             return Ok(true);
         }
+        Command::Umount { mountpoint, lazy } => {
+            p2pfs_fuse::unmount(&mountpoint, lazy)?;
+            return Ok(true);
+        }
         _ => {}
     }
     let needs_node = matches!(
@@ -150,7 +154,7 @@ async fn dispatch(session: &Session, command: Command) -> anyhow::Result<bool> {
                 .await
                 .map(|()| true)
         }
-        Command::Daemon { .. } | Command::Mount { .. } => Ok(true),
+        Command::Daemon { .. } | Command::Mount { .. } | Command::Umount { .. } => Ok(true),
     }
 }
 

@@ -21,7 +21,7 @@ mod tree;
 mod watch;
 mod xattr;
 
-pub use mount::{Mount, is_mounted, mount};
+pub use mount::{Mount, is_mounted, mount, unmount};
 pub use p2pfs_swarm as swarm;
 
 /// Why mounting failed.

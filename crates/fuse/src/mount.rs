@@ -182,6 +182,66 @@ fn unmount_stale(mountpoint: &Path) -> Result<(), FuseError> {
     }
 }
 
+/// Unmounts the p2pfs filesystem at `path` (its process then stops); with
+/// `lazy`, even while files in it are open (it goes once they close).
+/// A dead mount (its process killed) is detached too.
+pub fn unmount(path: &Path, lazy: bool) -> Result<(), FuseError> {
+    let path = path
+        .canonicalize()
+        .or_else(|e| match e.raw_os_error() {
+            // A dead mount cannot be resolved, but its path is what it is.
+            Some(ENOTCONN) => Ok(path.to_path_buf()),
+            _ => Err(e),
+        })
+        .map_err(|e| FuseError::io(format!("finding {}", path.display()), e))?;
+    match mounted_type(&path) {
+        Some(t) if t == "fuse p2pfs" || t == "fuse.p2pfs p2pfs" => {}
+        _ => {
+            return Err(FuseError::Mountpoint(format!(
+                "no p2pfs filesystem is mounted at {}",
+                path.display()
+            )));
+        }
+    }
+    let busy = || {
+        FuseError::Mountpoint(format!(
+            "{} is busy: a process has a file open or its working directory there              (close them, or unmount with --lazy)",
+            path.display()
+        ))
+    };
+    if rustix::process::geteuid().is_root() {
+        let flags = if lazy {
+            rustix::mount::UnmountFlags::DETACH
+        } else {
+            rustix::mount::UnmountFlags::empty()
+        };
+        return rustix::mount::unmount(&path, flags).map_err(|e| {
+            if e == rustix::io::Errno::BUSY {
+                busy()
+            } else {
+                FuseError::io(format!("unmounting {}", path.display()), e.into())
+            }
+        });
+    }
+    let bin = find_fusermount().ok_or(FuseError::NoFusermount)?;
+    let out = std::process::Command::new(bin)
+        .arg(if lazy { "-uz" } else { "-u" })
+        .arg(&path)
+        .output()
+        .map_err(|e| FuseError::io("running fusermount3".into(), e))?;
+    if out.status.success() {
+        Ok(())
+    } else if String::from_utf8_lossy(&out.stderr).contains("busy") {
+        Err(busy())
+    } else {
+        Err(FuseError::Mountpoint(format!(
+            "fusermount3 could not unmount {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
 /// Whether a p2pfs filesystem is mounted at `path`.
 pub fn is_mounted(path: &Path) -> bool {
     mounted_type(path).is_some_and(|t| t == "fuse p2pfs" || t == "fuse.p2pfs p2pfs")
