@@ -33,8 +33,8 @@ impl Fs {
                 None => return Err(Errno::ENOENT),
                 Some(Found::Dir) => Vec::new(),
                 Some(Found::File(f)) => {
-                    let local = match self.node.store().have(&f.hash) {
-                        Ok(Some((size, have))) => present_bytes(&have, size),
+                    let local = match self.node.store().info(&f.hash) {
+                        Ok(Some(info)) => info.present,
                         _ => 0,
                     };
                     vec![
@@ -95,16 +95,4 @@ fn answer(reply: ReplyXattr, value: &[u8], size: u32) {
     } else {
         reply.error(Errno::ERANGE);
     }
-}
-
-/// Bytes covered by chunk ranges of a blob of `size` bytes.
-fn present_bytes(have: &p2pfs_swarm::store::ChunkRanges, size: u64) -> u64 {
-    let mut total = 0;
-    let b = have.boundaries();
-    for pair in b.chunks(2) {
-        let start = pair[0].0 * 1024;
-        let end = pair.get(1).map_or(size, |e| (e.0 * 1024).min(size));
-        total += end.saturating_sub(start.min(size));
-    }
-    total
 }

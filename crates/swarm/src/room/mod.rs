@@ -560,8 +560,7 @@ impl Node {
     /// The live entries at `path`, which a new entry for it replaces.
     async fn live_at(&self, room: &Room, path: &str) -> Result<Vec<Hash>, SwarmError> {
         let (store, id, p) = (self.store().clone(), room.id, path.to_string());
-        let live = blocking(move || query::live(&store, &id, &p)).await?;
-        Ok(live.into_iter().map(|l| l.entry).collect())
+        blocking(move || query::live_entries(&store, &id, &p)).await
     }
 
     /// Publishes the file at `file` (an absolute path) in `room` as `path`.
