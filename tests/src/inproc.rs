@@ -31,6 +31,7 @@ pub async fn node_with(limits: Limits, options: Options) -> TestNode {
             limits,
             dht: Default::default(),
             display_name: None,
+            replica: None,
         },
         store,
     )

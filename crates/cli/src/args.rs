@@ -163,6 +163,14 @@ pub(crate) struct NodeArgs {
     /// Your display name in rooms, saved for later runs [default: the host name]
     #[arg(long, value_name = "NAME")]
     pub(crate) name: Option<String>,
+    /// Most bytes of blob data to store: at the cap this node takes on no
+    /// more copies of room files, and says so (suffixes K, M, G, T) [default: no cap]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub(crate) max_storage: Option<u64>,
+    /// A room member not heard from for this long counts as gone, and the
+    /// others copy its files again (`90s`, `3m`, `1h`) [default: 3m]
+    #[arg(long, value_name = "TIME", value_parser = parse_duration)]
+    pub(crate) offline_after: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -230,13 +238,79 @@ pub(crate) enum RoomCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Set how many members keep a full copy of each file: `copies=N`
+    /// (the default is 2) or `copies=full` (every member mirrors everything)
+    Set {
+        /// The room
+        room: String,
+        /// `copies=N` or `copies=full`
+        #[arg(value_name = "copies=N|full")]
+        policy: p2pfs_proto::room::Copies,
+    },
+    /// Show each file's complete copies on the members online, flag the
+    /// files below their target, and list the members
+    Status {
+        /// The room
+        room: String,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Keep a full copy of a room file on this node, whatever the placement
+    Pin {
+        /// The room
+        room: String,
+        /// Its path in the room
+        name: String,
+    },
+    /// Stop keeping a pinned room file here (placement may still keep it)
+    Unpin {
+        /// The room
+        room: String,
+        /// Its path in the room
+        name: String,
+    },
 }
 
 /// Parses a byte rate: digits with an optional K, M or G suffix (powers of
 /// 1024, an optional trailing `B` or `/s` allowed).
 pub(crate) fn parse_rate(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let t = t.strip_suffix("/s").unwrap_or(t);
+    parse_bytes(t.strip_suffix("/s").unwrap_or(t), s, false)
+}
+
+/// Parses a size: digits with an optional K, M, G or T suffix (powers of
+/// 1024, an optional trailing `B`).
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+    parse_bytes(s.trim(), s, true)
+}
+
+/// Parses a duration: digits with an optional `s`, `m` or `h` (seconds by
+/// default, `ms` for milliseconds).
+pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a time like 90s, 3m or 1h"))?;
+    let ms = match unit {
+        "ms" => Some(n),
+        "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => return Err(format!("unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    match ms {
+        Some(0) => Err("the time must be above zero".into()),
+        Some(ms) => Ok(std::time::Duration::from_millis(ms)),
+        None => Err(format!("{s:?} is too long")),
+    }
+}
+
+fn parse_bytes(t: &str, s: &str, tera: bool) -> Result<u64, String> {
     let t = t
         .strip_suffix(['B', 'b'])
         .filter(|r| r.ends_with(|c: char| c.is_ascii_alphabetic()))
@@ -250,13 +324,14 @@ pub(crate) fn parse_rate(s: &str) -> Result<u64, String> {
         "K" | "KI" => 10,
         "M" | "MI" => 20,
         "G" | "GI" => 30,
+        "T" | "TI" if tera => 40,
         _ => return Err(format!("unknown unit {unit:?} (use K, M or G)")),
     };
     let n: u64 = digits
         .parse()
-        .map_err(|_| format!("{s:?} is not a rate like 500K or 20M"))?;
+        .map_err(|_| format!("{s:?} is not a quantity like 500K or 20M"))?;
     match n.checked_mul(1 << shift) {
-        Some(0) => Err("the rate must be above zero".into()),
+        Some(0) => Err("the quantity must be above zero".into()),
         Some(v) => Ok(v),
         None => Err(format!("{s:?} is too large")),
     }
@@ -276,6 +351,26 @@ mod tests {
         assert_eq!(parse_rate("3MB"), Ok(3 << 20));
         for bad in ["", "M", "0", "1T", "x1", "-5", "99999999999999999G"] {
             assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("10G"), Ok(10 << 30));
+        assert_eq!(parse_size("2T"), Ok(2 << 40));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert!(parse_size("1P").is_err() && parse_size("0").is_err());
+        let d = std::time::Duration::from_secs;
+        assert_eq!(parse_duration("90"), Ok(d(90)));
+        assert_eq!(parse_duration("90s"), Ok(d(90)));
+        assert_eq!(parse_duration("3m"), Ok(d(180)));
+        assert_eq!(parse_duration("1h"), Ok(d(3600)));
+        assert_eq!(
+            parse_duration("500ms"),
+            Ok(std::time::Duration::from_millis(500))
+        );
+        for bad in ["", "s", "0", "3d", "-1s", "99999999999999999h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }
 }

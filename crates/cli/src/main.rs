@@ -176,6 +176,10 @@ async fn room(
         }
         RoomCommand::Rm { room, name } => room::rm(session, &room, &name).await,
         RoomCommand::Ls { room, json } => room::ls(session, &room, json, out).await,
+        RoomCommand::Set { room, policy } => room::set(session, &room, policy).await,
+        RoomCommand::Status { room, json } => room::status(session, &room, json, out).await,
+        RoomCommand::Pin { room, name } => room::pin(session, &room, &name, true, out).await,
+        RoomCommand::Unpin { room, name } => room::pin(session, &room, &name, false, out).await,
     }
 }
 

@@ -15,6 +15,7 @@ use p2pfs_swarm::{
     Limits, Node, NodeConfig, api,
     control::{self, Client, Request, Response},
     dht::DhtConfig,
+    replica::ReplicaConfig,
 };
 use tokio::sync::mpsc;
 
@@ -45,7 +46,7 @@ impl Session {
                 lan: true,
                 ..DhtConfig::default()
             };
-            Some(start_node(data_dir, store.clone(), None, Limits::default(), dht).await?)
+            Some(start_node(data_dir, store.clone(), None, Limits::default(), dht, None).await?)
         } else {
             None
         };
@@ -156,6 +157,7 @@ pub(crate) async fn start_node(
     listen: Option<SocketAddr>,
     limits: Limits,
     dht: DhtConfig,
+    replica: Option<ReplicaConfig>,
 ) -> anyhow::Result<Node> {
     let port_file = data_dir.join("port");
     let default_port = std::fs::read_to_string(&port_file)
@@ -170,6 +172,7 @@ pub(crate) async fn start_node(
             limits,
             dht,
             display_name: config::display_name(data_dir),
+            replica,
         },
         store,
     )

@@ -1,13 +1,20 @@
 //! Extended attributes, for scripts: `user.p2pfs.hash` (what `b3sum`
 //! prints), `user.p2pfs.local` (bytes of the file in the local store),
-//! `user.p2pfs.author` (the node that published it); on a room's
+//! `user.p2pfs.author` (the node that published it), `user.p2pfs.copies`
+//! (complete copies on the members online) and `user.p2pfs.pin` (`1`:
+//! kept here whatever the placement; set it with `setfattr -n
+//! user.p2pfs.pin -v 1`, remove it or set `0` to stop); on a room's
 //! directory, `user.p2pfs.room` (its id) and `user.p2pfs.online` (members
 //! connected now).
 
-use fuser::{Errno, INodeNo, ReplyXattr};
+use std::sync::Arc;
+
+use fuser::{Errno, INodeNo, ReplyEmpty, ReplyXattr};
+use p2pfs_proto::Hash;
+use p2pfs_swarm::room::Room;
 
 use crate::{
-    fs::{Found, Fs},
+    fs::{Found, Fs, store_errno, swarm_errno},
     inode::Place,
 };
 
@@ -16,6 +23,8 @@ const LOCAL: &str = "user.p2pfs.local";
 const AUTHOR: &str = "user.p2pfs.author";
 const ROOM: &str = "user.p2pfs.room";
 const ONLINE: &str = "user.p2pfs.online";
+const COPIES: &str = "user.p2pfs.copies";
+const PIN: &str = "user.p2pfs.pin";
 
 impl Fs {
     /// Every attribute of `ino` with its value.
@@ -33,14 +42,24 @@ impl Fs {
                 None => return Err(Errno::ENOENT),
                 Some(Found::Dir) => Vec::new(),
                 Some(Found::File(f)) => {
-                    let local = match self.node.store().info(&f.hash) {
-                        Ok(Some(info)) => info.present,
-                        _ => 0,
-                    };
+                    let store = self.node.store();
+                    let info = store.info(&f.hash).map_err(|e| store_errno(&e))?;
+                    let kept = info.as_ref().map_or_else(
+                        || store.pins(&f.hash).map_err(|e| store_errno(&e)),
+                        |i| Ok(i.pins.clone()),
+                    )?;
+                    let kept = kept.contains(&p2pfs_swarm::replica::keep_pin_name(&r));
+                    let room = self.room(&r)?;
+                    let (copies, _) = self
+                        .node
+                        .room_copies(&room, f.hash, f.author)
+                        .map_err(|e| store_errno(&e))?;
                     vec![
                         (HASH, f.hash.to_string()),
-                        (LOCAL, local.to_string()),
+                        (LOCAL, info.map_or(0, |i| i.present).to_string()),
                         (AUTHOR, f.author.to_string()),
+                        (COPIES, copies.to_string()),
+                        (PIN, u8::from(kept).to_string()),
                     ]
                 }
                 Some(Found::Draft(d)) => match d.published() {
@@ -68,6 +87,64 @@ impl Fs {
             Some((_, v)) => answer(reply, v.as_bytes(), size),
             None => reply.error(Errno::NO_XATTR),
         }
+    }
+
+    /// `setxattr`: only `user.p2pfs.pin` (`1` keeps the file here, `0`
+    /// stops).
+    pub(crate) fn setxattr_of(
+        &self,
+        ino: INodeNo,
+        name: &std::ffi::OsStr,
+        value: &[u8],
+        reply: ReplyEmpty,
+    ) {
+        if name != PIN {
+            return reply.error(Errno::ENOTSUP);
+        }
+        let keep = match value.trim_ascii() {
+            b"1" | b"true" | b"yes" => true,
+            b"0" | b"false" | b"no" | b"" => false,
+            _ => return reply.error(Errno::EINVAL),
+        };
+        self.set_pin(ino, keep, reply);
+    }
+
+    /// `removexattr`: only `user.p2pfs.pin` (stops keeping the file).
+    pub(crate) fn removexattr_of(&self, ino: INodeNo, name: &std::ffi::OsStr, reply: ReplyEmpty) {
+        if name != PIN {
+            return reply.error(Errno::NO_XATTR);
+        }
+        self.set_pin(ino, false, reply);
+    }
+
+    fn set_pin(&self, ino: INodeNo, keep: bool, reply: ReplyEmpty) {
+        let (room, hash) = match self.pinnable(ino) {
+            Ok(x) => x,
+            Err(e) => return reply.error(e),
+        };
+        let node = self.node.clone();
+        self.reply_when(
+            async move {
+                node.room_keep(&room, hash, keep)
+                    .await
+                    .map_err(|e| swarm_errno(&e))
+            },
+            reply,
+        );
+    }
+
+    /// The room and content of a published file.
+    fn pinnable(&self, ino: INodeNo) -> Result<(Arc<Room>, Hash), Errno> {
+        let Place::Path(r, p) = self.place(ino)? else {
+            return Err(Errno::ENOTSUP);
+        };
+        let hash = match self.find(&r, &p)? {
+            None => return Err(Errno::ENOENT),
+            Some(Found::Dir) => return Err(Errno::ENOTSUP),
+            Some(Found::File(f)) => f.hash,
+            Some(Found::Draft(d)) => d.published().ok_or(Errno::EBUSY)?,
+        };
+        Ok((self.room(&r)?, hash))
     }
 
     pub(crate) fn listxattr_of(&self, ino: INodeNo, size: u32, reply: ReplyXattr) {

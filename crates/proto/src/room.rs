@@ -43,6 +43,12 @@ pub const MAX_NAME: usize = 64;
 pub const MAX_AUTHORS: usize = 4096;
 /// Most addresses in a [`SyncMsg::Peers`].
 pub const MAX_PEERS: usize = 32;
+/// Most hashes in one [`Status`] (`add` and `remove` together).
+pub const MAX_STATUS_HASHES: usize = 4096;
+/// Most copies a room's policy may ask for.
+pub const MAX_COPIES: u8 = 64;
+/// The policy of a room whose log sets none.
+pub const DEFAULT_COPIES: Copies = Copies::Min(2);
 /// Most bytes of one sync frame.
 pub const MAX_SYNC_FRAME: usize = 256 * 1024;
 /// The name of the chat view in a room's directory; no file may take it.
@@ -208,6 +214,47 @@ pub enum Meta {
     MemberName(String),
     /// The room's suggested name.
     RoomName(String),
+    /// How many members keep a full copy of each file. Of several such
+    /// entries, the one with the greatest `time`, then entry hash, holds.
+    Copies(Copies),
+}
+
+/// A room's replication policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Copies {
+    /// Each file on at least this many members (1 to [`MAX_COPIES`]) while
+    /// that many are online.
+    Min(u8),
+    /// Every member keeps every file.
+    Full,
+}
+
+impl std::fmt::Display for Copies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Copies::Min(n) => write!(f, "copies={n}"),
+            Copies::Full => f.write_str("copies=full"),
+        }
+    }
+}
+
+impl std::str::FromStr for Copies {
+    type Err = String;
+
+    /// `N` or `full`, with or without a leading `copies=`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let v = s.trim();
+        let v = v.strip_prefix("copies=").unwrap_or(v);
+        if v.eq_ignore_ascii_case("full") {
+            return Ok(Copies::Full);
+        }
+        match v.parse::<u8>() {
+            Ok(n) if (1..=MAX_COPIES).contains(&n) => Ok(Copies::Min(n)),
+            _ => Err(format!(
+                "{s:?}: expected copies=N (1 to {MAX_COPIES}) or copies=full"
+            )),
+        }
+    }
 }
 
 impl Op {
@@ -277,6 +324,12 @@ impl EntryBody {
                     return bad(format!("unusable name {n:?}"));
                 }
             }
+            Op::Meta(Meta::Copies(Copies::Min(n))) => {
+                if !(1..=MAX_COPIES).contains(n) {
+                    return bad(format!("a policy of {n} copies"));
+                }
+            }
+            Op::Meta(Meta::Copies(Copies::Full)) => {}
         }
         Ok(())
     }
@@ -392,6 +445,24 @@ pub enum SyncMsg {
     Synced,
     /// Members the sender knows how to reach.
     Peers(Vec<NodeAddr>),
+    /// A replica's heartbeat: it takes part in keeping the room's files,
+    /// and holds these (docs/protocol.md §8.9).
+    Status(Status),
+}
+
+/// What a replica says of itself, at the start of a session, when it
+/// changes and at every heartbeat.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// At its storage cap: takes on no new copies.
+    pub full: bool,
+    /// `add` is the whole set held (what the receiver knew is dropped);
+    /// the first status of a session has it.
+    pub reset: bool,
+    /// Blobs of the room's files it now holds complete.
+    pub add: Vec<Hash>,
+    /// Blobs it no longer holds.
+    pub remove: Vec<Hash>,
 }
 
 impl SyncMsg {
@@ -406,6 +477,9 @@ impl SyncMsg {
                 if p.len() > MAX_PEERS || p.iter().any(|a| a.addrs.len() > crate::MAX_ADDRS) =>
             {
                 Err("too many peers".into())
+            }
+            SyncMsg::Status(s) if s.add.len() + s.remove.len() > MAX_STATUS_HASHES => {
+                Err("too many hashes in a status".into())
             }
             _ => Ok(()),
         }
@@ -608,6 +682,50 @@ mod tests {
         let enc = e.encode().unwrap();
         assert_eq!(enc.len(), 1 + want.len() + 64);
         assert_eq!(Entry::decode(&enc).unwrap().1, b);
+    }
+
+    #[test]
+    fn golden_policy_and_status_bytes() {
+        // docs/protocol.md §8.3 and §8.9.
+        let enc = |op: Op| codec::encode(&op).unwrap();
+        assert_eq!(enc(Op::Meta(Meta::Copies(Copies::Min(3)))), [4, 2, 0, 3]);
+        assert_eq!(enc(Op::Meta(Meta::Copies(Copies::Full))), [4, 2, 1]);
+        let st = SyncMsg::Status(Status {
+            full: true,
+            reset: true,
+            add: vec![Hash::from_bytes([9; 32])],
+            remove: vec![],
+        });
+        let mut want = vec![4, 1, 1, 1];
+        want.extend([9u8; 32]);
+        want.push(0);
+        assert_eq!(codec::encode(&st).unwrap(), want);
+        assert_eq!(codec::decode::<SyncMsg>(&want).unwrap(), st);
+        let big = SyncMsg::Status(Status {
+            add: vec![Hash::from_bytes([1; 32]); MAX_STATUS_HASHES + 1],
+            ..Status::default()
+        });
+        assert!(big.check().is_err());
+        assert!(codec::encode(&big).unwrap().len() < MAX_SYNC_FRAME);
+    }
+
+    #[test]
+    fn copies_parse_and_print() {
+        for (s, c) in [
+            ("2", Copies::Min(2)),
+            ("copies=3", Copies::Min(3)),
+            ("full", Copies::Full),
+            ("copies=FULL", Copies::Full),
+        ] {
+            assert_eq!(s.parse::<Copies>(), Ok(c), "{s}");
+            assert_eq!(c.to_string().parse::<Copies>(), Ok(c));
+        }
+        for bad in ["0", "65", "copies=", "x", "-1", "copies=2x"] {
+            assert!(bad.parse::<Copies>().is_err(), "{bad}");
+        }
+        let ok = |c| body(Op::Meta(Meta::Copies(c))).check().is_ok();
+        assert!(ok(Copies::Min(1)) && ok(Copies::Min(MAX_COPIES)) && ok(Copies::Full));
+        assert!(!ok(Copies::Min(0)) && !ok(Copies::Min(MAX_COPIES + 1)));
     }
 
     #[test]

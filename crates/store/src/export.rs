@@ -134,6 +134,46 @@ impl Store {
         Ok(Some(blob_info(*hash, meta, &have, &pins)?))
     }
 
+    /// What the store holds of each of `hashes`, read in one transaction.
+    pub fn infos(&self, hashes: &[Hash]) -> Result<Vec<Option<BlobInfo>>, StoreError> {
+        let txn = self.begin_read()?;
+        let blobs = txn.open_table(tables::BLOBS).db()?;
+        let have = txn.open_table(tables::HAVE).db()?;
+        let pins = txn.open_table(tables::PINS).db()?;
+        let mut out = Vec::with_capacity(hashes.len());
+        for hash in hashes {
+            out.push(match blobs.get(hash.as_bytes()).db()? {
+                Some(meta) => Some(blob_info(
+                    *hash,
+                    BlobMeta::decode(meta.value())?,
+                    &have,
+                    &pins,
+                )?),
+                None => None,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Bytes of blob data the store holds: the sizes of complete blobs
+    /// and the bytes present of partial ones.
+    pub fn usage(&self) -> Result<u64, StoreError> {
+        let txn = self.begin_read()?;
+        let blobs = txn.open_table(tables::BLOBS).db()?;
+        let have = txn.open_table(tables::HAVE).db()?;
+        let mut total = 0u64;
+        for entry in blobs.iter().db()? {
+            let (k, v) = entry.db()?;
+            let meta = BlobMeta::decode(v.value())?;
+            total += if meta.is_complete() {
+                meta.size
+            } else {
+                present_bytes(&have_set(&have, &Hash::from_bytes(*k.value()))?, meta.size)
+            };
+        }
+        Ok(total)
+    }
+
     /// Every blob in the store, ordered by hash.
     pub fn list(&self) -> Result<Vec<BlobInfo>, StoreError> {
         let txn = self.begin_read()?;

@@ -70,11 +70,50 @@ impl Store {
         Ok(existed)
     }
 
+    /// Pins (`on`) or unpins every one of `hashes` under `name`, in one
+    /// transaction.
+    pub fn set_pins(&self, hashes: &[Hash], name: &str, on: bool) -> Result<(), StoreError> {
+        if name.is_empty() {
+            return Err(StoreError::Invalid("a pin needs a name".into()));
+        }
+        if hashes.is_empty() {
+            return Ok(());
+        }
+        let txn = self.begin_write()?;
+        {
+            let mut pins = txn.open_table(tables::PINS).db()?;
+            for h in hashes {
+                if on {
+                    pins.insert((h.as_bytes(), name), ()).db()?;
+                } else {
+                    pins.remove((h.as_bytes(), name)).db()?;
+                }
+            }
+        }
+        txn.commit().db()?;
+        Ok(())
+    }
+
     /// The names of the pins on `hash`.
     pub fn pins(&self, hash: &Hash) -> Result<Vec<String>, StoreError> {
         let txn = self.inner.db.begin_read().db()?;
         let pins = txn.open_table(tables::PINS).db()?;
         pin_names(&pins, hash)
+    }
+
+    /// The hashes pinned under `name` (whether or not their blobs are here).
+    pub fn pinned(&self, name: &str) -> Result<Vec<Hash>, StoreError> {
+        let txn = self.inner.db.begin_read().db()?;
+        let pins = txn.open_table(tables::PINS).db()?;
+        let mut out = Vec::new();
+        for entry in pins.iter().db()? {
+            let (k, _) = entry.db()?;
+            let (hash, n) = k.value();
+            if n == name {
+                out.push(Hash::from_bytes(*hash));
+            }
+        }
+        Ok(out)
     }
 
     /// Removes every blob that is neither pinned nor protected, and data

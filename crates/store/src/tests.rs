@@ -774,3 +774,35 @@ fn uploads_check_a_range_once_and_verify_always_checks() {
             .is_err()
     );
 }
+
+#[test]
+fn usage_infos_and_pinned_agree_with_list() {
+    let (_dir, store) = temp_store();
+    let a = store.import_bytes(&random(50_000), Some("r")).unwrap();
+    let b = store.import_bytes(&random(3 * G + 100), None).unwrap();
+    // A partial blob: its size proven and its first group only.
+    let (_src_dir, src) = temp_store();
+    let c = src.import_bytes(&random(4 * G), None).unwrap().hash;
+    let p = store.partial(c).unwrap();
+    prove_size(&src, &p, &c);
+    p.ingest(&groups(0..1), &encode(&src, &c, &groups(0..1))[..])
+        .unwrap();
+    p.flush().unwrap();
+    let listed: u64 = store.list().unwrap().iter().map(|i| i.present).sum();
+    assert_eq!(store.usage().unwrap(), listed);
+    assert!(listed >= 50_000 + (3 * G + 100) as u64 + G as u64);
+    let missing = Hash::of(b"not here");
+    let infos = store.infos(&[a.hash, missing, b.hash, c]).unwrap();
+    assert_eq!(infos[0], store.info(&a.hash).unwrap());
+    assert!(infos[1].is_none());
+    assert_eq!(infos[2], store.info(&b.hash).unwrap());
+    assert_eq!(infos[3].as_ref().unwrap().state, BlobState::Partial);
+    store.set_pins(&[missing, b.hash], "r", true).unwrap();
+    store.set_pins(&[b.hash], "r", false).unwrap();
+    store.pin(&b.hash, "other").unwrap();
+    let mut want = vec![a.hash, missing];
+    want.sort();
+    let mut got = store.pinned("r").unwrap();
+    got.sort();
+    assert_eq!(got, want);
+}

@@ -33,6 +33,7 @@ async fn spawn(dir: &Path, name: &str) -> Node {
                 ..Default::default()
             },
             display_name: Some(name.into()),
+            replica: None,
         },
         store,
     )

@@ -10,6 +10,8 @@
 //!   for them (`request`), and downloading a blob from many providers
 //!   (`scheduler`, a state machine without I/O, driven by `download`).
 //! - [`room`]: rooms: the signed log, its views, sync between members.
+//! - [`replica`]: keeping each room file on enough members, with no
+//!   coordinator.
 //! - [`Node`]: owns all of it; cheap to clone, shut down explicitly.
 //! - [`control`] and [`api`]: the local control socket through which CLI
 //!   commands reach a running node, and the commands themselves.
@@ -23,6 +25,7 @@ mod error;
 mod frame;
 pub mod identity;
 mod node;
+pub mod replica;
 pub mod room;
 mod router;
 pub mod tls;

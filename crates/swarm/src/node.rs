@@ -89,6 +89,9 @@ pub struct NodeConfig {
     pub dht: DhtConfig,
     /// The name shown for this node in rooms (`None`: the host name).
     pub display_name: Option<String>,
+    /// Take part in keeping rooms' files (a daemon or a mount); `None` for
+    /// a node started for one command.
+    pub replica: Option<crate::replica::ReplicaConfig>,
 }
 
 /// A peer with a live connection.
@@ -125,6 +128,7 @@ pub(crate) struct Inner {
     pub(crate) inbound_per_ip: Mutex<HashMap<IpAddr, usize>>,
     pub(crate) dht: Dht,
     pub(crate) rooms: crate::room::Rooms,
+    pub(crate) replica: Option<crate::replica::NodeReplica>,
 }
 
 impl Node {
@@ -161,6 +165,7 @@ impl Node {
                 rooms: crate::room::Rooms::new(
                     config.display_name.unwrap_or_else(crate::room::host_name),
                 ),
+                replica: config.replica.map(crate::replica::NodeReplica::new),
             }),
         };
         node.inner.tasks.spawn(router::accept_loop(node.clone()));

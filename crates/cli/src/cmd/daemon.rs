@@ -7,7 +7,7 @@ use std::{path::Path, time::Duration};
 
 use anyhow::Context;
 use p2pfs_proto::dht;
-use p2pfs_swarm::{Limits, Target, control, dht::DhtConfig};
+use p2pfs_swarm::{Limits, Target, control, dht::DhtConfig, replica::ReplicaConfig};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
@@ -47,7 +47,14 @@ pub(crate) async fn run(
         max_upload_rate: args.max_upload_rate,
         ..Limits::default()
     };
-    let node = session::start_node(data_dir, store, args.listen, limits, dht).await?;
+    let replica = ReplicaConfig {
+        offline_after: args
+            .offline_after
+            .unwrap_or(p2pfs_swarm::replica::DEFAULT_OFFLINE_AFTER),
+        max_storage: args.max_storage,
+    };
+    let node =
+        session::start_node(data_dir, store, args.listen, limits, dht, Some(replica)).await?;
     let mount = match mountpoint {
         Some(m) => match p2pfs_fuse::mount(node.clone(), m) {
             Ok(mount) => Some(mount),

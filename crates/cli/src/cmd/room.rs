@@ -283,3 +283,132 @@ pub(crate) async fn chat(
     )
     .await
 }
+
+pub(crate) async fn set(
+    session: &Session,
+    room: &str,
+    copies: p2pfs_proto::room::Copies,
+) -> anyhow::Result<()> {
+    let request = RoomRequest::SetCopies {
+        room: room.into(),
+        copies,
+    };
+    call(session, request, |_| Ok(())).await
+}
+
+pub(crate) async fn pin(
+    session: &Session,
+    room: &str,
+    path: &str,
+    keep: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let request = RoomRequest::Pin {
+        room: room.into(),
+        path: path.trim_matches('/').into(),
+        keep,
+    };
+    call(session, request, |r| {
+        if let Response::Added { hash, .. } = r {
+            let what = if keep { "pinned" } else { "unpinned" };
+            output::line(out, &format!("{what} {hash}  {path}"))?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+pub(crate) async fn status(
+    session: &Session,
+    room: &str,
+    json: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let mut status = None;
+    call(session, RoomRequest::Status { room: room.into() }, |r| {
+        if let Response::RoomStatus(s) = r {
+            status = Some(s);
+        }
+        Ok(())
+    })
+    .await?;
+    let Some(s) = status else {
+        bail!("the node sent no status");
+    };
+    if json {
+        return output::json(out, &s);
+    }
+    for line in status_lines(&s) {
+        output::line(out, &line)?;
+    }
+    Ok(())
+}
+
+/// `room status` for people: a summary, the members, the files.
+fn status_lines(s: &p2pfs_swarm::replica::RoomStatus) -> Vec<String> {
+    use output::human_bytes;
+    let online = s.members.iter().filter(|m| m.online).count();
+    let below = s.files.iter().filter(|f| f.below_target()).count();
+    let mut lines = vec![format!(
+        "room {}: {}, {online} of {} members online, {} files, {below} below target",
+        s.room,
+        s.policy,
+        s.members.len(),
+        s.files.len()
+    )];
+    lines.push(String::new());
+    lines.push(format!("{:<32} {:<8} {:>6}", "MEMBER", "STATE", "FILES"));
+    for m in &s.members {
+        let name = format!("{} ({})", m.name, m.id.fmt_short());
+        let state = if m.online { "online" } else { "offline" };
+        let mut notes = Vec::new();
+        if m.me {
+            notes.push("this node".to_string());
+        }
+        if m.full {
+            notes.push("at its storage cap".to_string());
+        }
+        match m.last_heard_secs {
+            Some(t) if !m.online => notes.push(format!("last heard {t} s ago")),
+            None if !m.me => notes.push("no status heard".to_string()),
+            _ => {}
+        }
+        let holds = if m.online || m.last_heard_secs.is_some() {
+            m.holds.to_string()
+        } else {
+            "-".to_string()
+        };
+        lines.push(
+            format!("{name:<32} {state:<8} {holds:>6}  {}", notes.join(", "))
+                .trim_end()
+                .to_string(),
+        );
+    }
+    lines.push(String::new());
+    lines.push(format!("{:<7} {:>10}  PATH", "COPIES", "SIZE"));
+    for f in &s.files {
+        let copies = format!("{}/{}", f.copies, f.target);
+        let flag = if f.below_target() {
+            "  below target"
+        } else {
+            ""
+        };
+        lines.push(format!(
+            "{copies:<7} {:>10}  {}{flag}",
+            human_bytes(f.size),
+            f.path
+        ));
+    }
+    lines.push(String::new());
+    let cap = s.max_storage.map_or_else(
+        || "no cap".to_string(),
+        |c| format!("cap {}", human_bytes(c)),
+    );
+    lines.push(format!(
+        "this node: {} stored ({cap}), {} fetched to keep copies; a member is offline after {} s without a status",
+        human_bytes(s.stored_bytes),
+        human_bytes(s.fetched_bytes),
+        s.offline_after_secs
+    ));
+    lines
+}

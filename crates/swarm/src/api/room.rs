@@ -16,6 +16,9 @@ use crate::{
 const ONE_OFF_WAIT: Duration = Duration::from_secs(5);
 /// How long it waits for members to confirm its writes.
 const FLUSH_WAIT: Duration = Duration::from_secs(10);
+/// How long a node started for `room status` listens for the replicas'
+/// statuses after its first sync.
+const STATUS_WAIT: Duration = Duration::from_millis(1500);
 /// Chat lines per `ChatLines` response.
 const CHAT_BATCH: usize = 1000;
 
@@ -109,6 +112,51 @@ pub(super) async fn execute(
             if !ctx.daemon {
                 flush(node, &room, out).await?;
             }
+        }
+        RoomRequest::SetCopies { room, copies } => {
+            let room = node.find_room(&room).await?;
+            if !ctx.daemon {
+                reach(node, &room, out).await?;
+            }
+            node.room_set_copies(&room, copies).await?;
+            if !ctx.daemon {
+                flush(node, &room, out).await?;
+            }
+        }
+        RoomRequest::Status { room } => {
+            let room = node.find_room(&room).await?;
+            if !ctx.daemon {
+                reach(node, &room, out).await?;
+                // The replicas' statuses follow their first sync.
+                tokio::time::sleep(STATUS_WAIT).await;
+            }
+            send(Response::RoomStatus(node.room_status(&room, None).await?)).await?;
+        }
+        RoomRequest::Pin { room, path, keep } => {
+            let room = node.find_room(&room).await?;
+            if !ctx.daemon {
+                reach(node, &room, out).await?;
+            }
+            let (store, id, p) = (node.store().clone(), room.id(), path.clone());
+            let file = super::blocking(move || query::file(&store, &id, &p)).await?;
+            let Some(crate::room::FileEntry {
+                kind: crate::room::FileKind::File { hash, size, .. },
+                ..
+            }) = file
+            else {
+                return Err(SwarmError::Room(format!("no file {path:?} in the room")));
+            };
+            node.room_keep(&room, hash, keep).await?;
+            if keep && !ctx.daemon {
+                // No replica runs here to fetch it later: fetch it now.
+                node.room_fetch(&room, &path).await?;
+            }
+            send(Response::Added {
+                index: 0,
+                hash,
+                size,
+            })
+            .await?;
         }
         RoomRequest::ChatLog { room, follow } => {
             let room = node.find_room(&room).await?;

@@ -163,6 +163,28 @@ pub enum RoomRequest {
         /// Keep sending new lines.
         follow: bool,
     },
+    /// Set the replication policy.
+    SetCopies {
+        /// The room.
+        room: String,
+        /// The policy.
+        copies: p2pfs_proto::room::Copies,
+    },
+    /// Copies of each file: one `RoomStatus`.
+    Status {
+        /// The room.
+        room: String,
+    },
+    /// Keep a file here whatever the placement (`keep`), or stop: one
+    /// `Added` naming it.
+    Pin {
+        /// The room.
+        room: String,
+        /// Its path in the room.
+        path: String,
+        /// Keep it, or stop keeping it.
+        keep: bool,
+    },
 }
 
 /// Bytes of an [`AddItem::Stdin`]; an empty chunk ends them.
@@ -252,6 +274,8 @@ pub enum Response {
     Files(Vec<crate::room::FileEntry>),
     /// Chat lines, each with its newline.
     ChatLines(Vec<String>),
+    /// A room's replication status.
+    RoomStatus(crate::replica::RoomStatus),
     /// A warning for the user; the command goes on.
     Warning(String),
     /// The command failed as a whole.

@@ -129,6 +129,8 @@ pub struct Room {
     /// each was in (oldest first, bounded): views kept in memory update
     /// just those paths.
     touched: Mutex<Touched>,
+    /// Keeping the room's files on enough members.
+    pub(crate) replica: crate::replica::RoomReplica,
 }
 
 /// See [`Room::touched`].
@@ -175,6 +177,7 @@ impl Room {
             sync_before_write: std::sync::atomic::AtomicBool::new(false),
             tree_lock: tokio::sync::Mutex::new(()),
             touched: Mutex::new(Touched::default()),
+            replica: crate::replica::RoomReplica::default(),
         }
     }
 
@@ -338,6 +341,11 @@ impl Node {
         self.inner
             .tasks
             .spawn(runtime::run(self.clone(), room.clone()));
+        if self.inner.replica.is_some() {
+            self.inner
+                .tasks
+                .spawn(crate::replica::runtime::run(self.clone(), room.clone()));
+        }
         Ok(room)
     }
 
@@ -694,7 +702,7 @@ impl Node {
         if complete {
             return Ok(hash);
         }
-        let targets = self.room_providers(room, author, hash)?;
+        let targets = self.room_providers(room, &[author], hash)?;
         crate::transfer::download::run(self, hash, targets, None, None).await?;
         Ok(hash)
     }
@@ -708,24 +716,24 @@ impl Node {
         author: NodeId,
         want: std::ops::Range<u64>,
     ) -> Result<(), SwarmError> {
-        let targets = self.room_providers(room, author, hash)?;
+        let targets = self.room_providers(room, &[author], hash)?;
         crate::transfer::download::run(self, hash, targets, Some(want), None).await?;
         Ok(())
     }
 
-    /// Where to fetch a room file from: its author first, then the
-    /// members online, then the others with a known address.
-    fn room_providers(
+    /// Where to fetch a room file from: `first` (its author, the members
+    /// known to hold it), then the members online, then the others with
+    /// a known address.
+    pub(crate) fn room_providers(
         &self,
         room: &Room,
-        author: NodeId,
+        first: &[NodeId],
         hash: Hash,
     ) -> Result<Vec<Target>, SwarmError> {
         let mut targets: Vec<Target> = Vec::new();
         let known = crate::lock(&room.nodes).clone();
         let online = room.online();
-        // The author first, then the members online, then the others.
-        let mut order: Vec<NodeId> = vec![author];
+        let mut order: Vec<NodeId> = first.to_vec();
         order.extend(online.iter().copied());
         order.extend(known.keys().copied());
         let mut seen = HashSet::new();

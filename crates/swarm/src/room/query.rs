@@ -1,7 +1,10 @@
 //! Reading rooms from the store: what `p2pfs room list`, `room ls` and
 //! `chat` show. Works on a store with no node running.
 
-use p2pfs_proto::{Hash, RoomId, codec};
+use p2pfs_proto::{
+    Hash, NodeId, RoomId, codec,
+    room::{Copies, DEFAULT_COPIES},
+};
 use p2pfs_store::{Store, StoreError};
 
 use super::{
@@ -125,6 +128,28 @@ pub fn live_entries(store: &Store, room: &RoomId, path: &str) -> Result<Vec<Hash
         .into_iter()
         .map(|l| l.entry)
         .collect())
+}
+
+/// The members that set a display name, with it.
+pub fn member_names(store: &Store, room: &RoomId) -> Result<Vec<(NodeId, String)>, StoreError> {
+    let mut out = Vec::new();
+    for (k, v) in store.room_view_range(room, view::NAMES, None, usize::MAX)? {
+        if let Ok(b) = <[u8; 32]>::try_from(&k[view::NAMES.len()..]) {
+            out.push((
+                NodeId::from_bytes(b),
+                String::from_utf8_lossy(&v).into_owned(),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// The room's replication policy ([`DEFAULT_COPIES`] if its log sets none).
+pub fn policy(store: &Store, room: &RoomId) -> Result<Copies, StoreError> {
+    match store.room_view_get(room, view::POLICY)? {
+        Some(v) => Ok(decode::<view::PolicyRow>(&v)?.copies),
+        None => Ok(DEFAULT_COPIES),
+    }
 }
 
 /// The size of the rendered chat (`chat.log`) in bytes.

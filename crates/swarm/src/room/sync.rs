@@ -227,6 +227,14 @@ async fn session(
     let _ = tx.try_send(Out::Msg(SyncMsg::Peers(
         room.peers_for(peer, node.node_addr()),
     )));
+    if let Some(rep) = &node.inner.replica {
+        node.inner.tasks.spawn(crate::replica::feed::run(
+            room.clone(),
+            tx.clone(),
+            cancel.clone(),
+            rep.config.heartbeat(),
+        ));
+    }
 
     let writer = {
         let (node, room, replies, cancel) =
@@ -376,6 +384,16 @@ async fn read_loop(
                 room.synced.send_modify(|n| *n += 1);
             }
             SyncMsg::Peers(list) => room.learn_all(list, node.id()),
+            SyncMsg::Status(s) => {
+                let offline_after = node
+                    .inner
+                    .replica
+                    .as_ref()
+                    .map_or(crate::replica::DEFAULT_OFFLINE_AFTER, |r| {
+                        r.config.offline_after
+                    });
+                room.replica.heard(peer, s, offline_after);
+            }
         }
     }
 }

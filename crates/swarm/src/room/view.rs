@@ -19,13 +19,14 @@
 //! Keys: `s` the [`ViewState`]; `t/PATH` the live entries of a path;
 //! `x/HASH PATH` an entry replaced by an entry for that path; `c/N` (N big-endian)
 //! chat line N; `n/AUTHOR` a member's display name; `b/HASH` a blob the
-//! room refers to; `r` the room's name.
+//! room refers to; `r` the room's name; `p` the replication policy that
+//! holds (the latest by time, then entry hash).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use p2pfs_proto::{
     Hash, NodeId, codec,
-    room::{EntryBody, Meta, Op},
+    room::{Copies, EntryBody, Meta, Op},
 };
 use serde::{Deserialize, Serialize};
 
@@ -86,6 +87,16 @@ pub(crate) const NAMES: &[u8] = b"n/";
 pub(crate) const BLOBS: &[u8] = b"b/";
 const DEAD: &[u8] = b"x/";
 const ROOM_NAME: &[u8] = b"r";
+pub(crate) const POLICY: &[u8] = b"p";
+
+/// The policy entry that holds: the one with the greatest time, then
+/// entry hash, so every member picks the same whatever the order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PolicyRow {
+    pub(crate) time: u64,
+    pub(crate) entry: Hash,
+    pub(crate) copies: Copies,
+}
 
 fn key(prefix: &[u8], rest: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(prefix.len() + rest.len());
@@ -183,6 +194,23 @@ pub(crate) fn apply<K: Kv>(
             .put(&key(NAMES, body.author.as_bytes()), n.as_bytes())
             .map_err(s)?,
         Op::Meta(Meta::RoomName(n)) => kv.put(ROOM_NAME, n.as_bytes()).map_err(s)?,
+        Op::Meta(Meta::Copies(copies)) => {
+            let row = PolicyRow {
+                time: body.time,
+                entry: *hash,
+                copies: *copies,
+            };
+            let newer = match kv.get(POLICY).map_err(s)? {
+                Some(b) => {
+                    let old: PolicyRow = decode(&b)?;
+                    (row.time, row.entry) > (old.time, old.entry)
+                }
+                None => true,
+            };
+            if newer {
+                kv.put(POLICY, &encode(&row)?).map_err(s)?;
+            }
+        }
         Op::Put { path, .. } | Op::Delete { path, .. } | Op::Mkdir { path, .. } => {
             let tkey = key(TREE, path.as_bytes());
             let mut live: Vec<LiveOp> = match kv.get(&tkey).map_err(s)? {
@@ -573,6 +601,31 @@ pub(crate) mod tests {
         let st = state(&kv).unwrap();
         assert_eq!(st.chat_lines, 2);
         assert_eq!(st.chat_bytes, kv.chat().len() as u64);
+    }
+
+    #[test]
+    fn the_latest_policy_holds_in_any_order() {
+        let set = |n, t, c| entry(n, 1, t, Op::Meta(Meta::Copies(c)));
+        let a = set(10, 5, Copies::Min(3));
+        let b = set(11, 7, Copies::Full);
+        let c = set(12, 7, Copies::Min(1));
+        // b and c tie on time: the greater entry hash holds.
+        let want = if b.0 > c.0 {
+            Copies::Full
+        } else {
+            Copies::Min(1)
+        };
+        let orders = [
+            vec![a.clone(), b.clone(), c.clone()],
+            vec![c.clone(), b.clone(), a.clone()],
+            vec![b.clone(), a.clone(), c.clone()],
+        ];
+        for order in orders {
+            let kv = run(&order);
+            let row: PolicyRow = codec::decode(&kv.0[POLICY]).unwrap();
+            assert_eq!(row.copies, want);
+        }
+        assert!(!run(&[]).0.contains_key(POLICY));
     }
 
     #[test]

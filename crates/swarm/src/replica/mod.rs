@@ -1,0 +1,184 @@
+//! Replication: each file of a room is kept complete on at least N
+//! members while N are online, and the count is restored when one goes
+//! away, with no coordinator (docs/protocol.md §8.9).
+//!
+//! Every replica (a node running as a daemon or a mount) sends its members
+//! a status at the start of each session, when it changes and at every
+//! heartbeat: whether it is at its storage cap and which of the room's
+//! files it holds. From the statuses it hears, its own store and the
+//! room's policy, each member computes who is responsible for each file
+//! (the same answer everywhere), fetches and pins what it is responsible
+//! for, and lets go of a copy it is no longer responsible for once the
+//! members that are hold it.
+//!
+//! - `placement`: who is responsible for a file.
+//! - `peers`: the statuses heard, and who counts as online.
+//! - `plan`: what to pin, fetch and let go of.
+//! - `feed`: sending this member's status on a session.
+//! - `runtime`: per room, gathering the inputs and carrying the plan out.
+//! - `status`: `p2pfs room status` and the xattr `user.p2pfs.copies`.
+
+pub(crate) mod feed;
+pub(crate) mod peers;
+pub(crate) mod placement;
+pub(crate) mod plan;
+pub(crate) mod runtime;
+pub(crate) mod status;
+
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use p2pfs_proto::{Hash, NodeId, RoomId, room::Status};
+use tokio::sync::{Notify, Semaphore, watch};
+
+pub use self::status::{FileCopies, MemberStatus, RoomStatus};
+
+/// How a node takes part in keeping rooms' files.
+#[derive(Debug, Clone)]
+pub struct ReplicaConfig {
+    /// A member not heard from for this long is offline for placement.
+    pub offline_after: Duration,
+    /// Most bytes of blob data the store may hold before this node takes
+    /// on no more copies (`None`: no cap).
+    pub max_storage: Option<u64>,
+}
+
+/// The offline timeout when none is set.
+pub const DEFAULT_OFFLINE_AFTER: Duration = Duration::from_secs(180);
+
+impl Default for ReplicaConfig {
+    fn default() -> Self {
+        Self {
+            offline_after: DEFAULT_OFFLINE_AFTER,
+            max_storage: None,
+        }
+    }
+}
+
+impl ReplicaConfig {
+    /// How often a replica sends its status: six per offline timeout.
+    pub fn heartbeat(&self) -> Duration {
+        (self.offline_after / 6).clamp(Duration::from_millis(100), Duration::from_secs(30))
+    }
+}
+
+/// Blobs fetched for replication at once, over all rooms.
+const FETCHES: usize = 4;
+
+/// A node's replication state, shared by its rooms.
+#[derive(Debug)]
+pub(crate) struct NodeReplica {
+    pub(crate) config: ReplicaConfig,
+    pub(crate) fetches: Arc<Semaphore>,
+    /// At the storage cap: takes on no new copies.
+    pub(crate) full: AtomicBool,
+    /// Bytes the fetches running may still add.
+    pub(crate) reserved: AtomicU64,
+    /// When the store was last collected to make room.
+    pub(crate) last_gc: Mutex<Option<Instant>>,
+}
+
+impl NodeReplica {
+    pub(crate) fn new(config: ReplicaConfig) -> Self {
+        Self {
+            config,
+            fetches: Arc::new(Semaphore::new(FETCHES)),
+            full: AtomicBool::new(false),
+            reserved: AtomicU64::new(0),
+            last_gc: Mutex::new(None),
+        }
+    }
+}
+
+/// What this member holds of a room, as its status says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Local {
+    pub(crate) holds: HashSet<Hash>,
+    pub(crate) full: bool,
+}
+
+/// A room's replication state.
+#[derive(Debug)]
+pub(crate) struct RoomReplica {
+    pub(crate) peers: Mutex<peers::Peers>,
+    /// This member's status (`None` until first computed).
+    pub(crate) local: watch::Sender<Option<Arc<Local>>>,
+    /// Wakes the runtime (a status heard, a pin changed).
+    pub(crate) wake: Notify,
+    /// Bytes fetched to keep copies (for status and figures).
+    pub(crate) fetched: AtomicU64,
+}
+
+impl Default for RoomReplica {
+    fn default() -> Self {
+        Self {
+            peers: Mutex::new(peers::Peers::default()),
+            local: watch::Sender::new(None),
+            wake: Notify::new(),
+            fetched: AtomicU64::new(0),
+        }
+    }
+}
+
+impl RoomReplica {
+    /// Takes in a status from `peer`.
+    pub(crate) fn heard(&self, peer: NodeId, status: Status, offline_after: Duration) {
+        crate::lock(&self.peers).heard(peer, status, Instant::now(), offline_after);
+        self.wake.notify_one();
+    }
+
+    /// Bytes fetched so far to keep copies.
+    pub(crate) fn fetched(&self) -> u64 {
+        self.fetched.load(Ordering::Relaxed)
+    }
+}
+
+/// The pin name under which a member keeps a room file at the user's
+/// request (`user.p2pfs.pin`), whatever the placement.
+pub fn keep_pin_name(room: &RoomId) -> String {
+    format!("room:{room}:keep")
+}
+
+impl crate::Node {
+    /// Sets `room`'s replication policy, as an entry in its log.
+    pub async fn room_set_copies(
+        &self,
+        room: &crate::room::Room,
+        copies: p2pfs_proto::room::Copies,
+    ) -> Result<(), crate::SwarmError> {
+        use p2pfs_proto::room::{Meta, Op};
+        self.post(room, Op::Meta(Meta::Copies(copies))).await?;
+        Ok(())
+    }
+
+    /// Keeps (`keep`) or stops keeping a full copy of blob `hash` of
+    /// `room` here, whatever the placement. A running replica fetches it
+    /// in the background.
+    pub async fn room_keep(
+        &self,
+        room: &crate::room::Room,
+        hash: Hash,
+        keep: bool,
+    ) -> Result<(), crate::SwarmError> {
+        let (store, name) = (self.store().clone(), keep_pin_name(&room.id));
+        crate::blocking(move || store.set_pins(&[hash], &name, keep)).await?;
+        room.replica.wake.notify_one();
+        Ok(())
+    }
+
+    /// Whether blob `hash` of `room` is kept here at the user's request.
+    pub async fn room_kept(
+        &self,
+        room: &crate::room::Room,
+        hash: Hash,
+    ) -> Result<bool, crate::SwarmError> {
+        let (store, name) = (self.store().clone(), keep_pin_name(&room.id));
+        crate::blocking(move || Ok(store.pins(&hash)?.contains(&name))).await
+    }
+}

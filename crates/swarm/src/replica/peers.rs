@@ -1,0 +1,153 @@
+//! What the other replicas of a room said of themselves, and which of them
+//! count as online for placement.
+//!
+//! A replica is online while its last status is younger than the offline
+//! timeout. One that was offline and comes back is a candidate for new
+//! files again only after it has been heard for the timeout once more, so
+//! a member that keeps dropping out moves files at most once per timeout.
+//! A member's copies count as soon as it reports them.
+
+use std::{
+    collections::{HashMap, HashSet},
+    time::{Duration, Instant},
+};
+
+use p2pfs_proto::{Hash, NodeId, room::Status};
+
+/// Most hashes remembered of one member (a room's files, with room to
+/// spare): a member cannot grow this without bound.
+const MAX_HELD: usize = 1 << 20;
+
+/// One replica as this node last heard it.
+#[derive(Debug, Clone)]
+pub(crate) struct Peer {
+    pub(crate) last_heard: Instant,
+    /// When it becomes a candidate for placement.
+    pub(crate) admitted_at: Instant,
+    pub(crate) full: bool,
+    pub(crate) holds: HashSet<Hash>,
+}
+
+impl Peer {
+    /// Whether it may be given files at `now` (if online).
+    pub(crate) fn admitted(&self, now: Instant) -> bool {
+        now >= self.admitted_at
+    }
+}
+
+/// The replicas of one room.
+#[derive(Debug, Default)]
+pub(crate) struct Peers {
+    map: HashMap<NodeId, Peer>,
+}
+
+impl Peers {
+    /// Takes in a status from `peer`, heard at `now`.
+    pub(crate) fn heard(&mut self, peer: NodeId, s: Status, now: Instant, offline_after: Duration) {
+        let p = self.map.entry(peer).or_insert_with(|| Peer {
+            last_heard: now,
+            admitted_at: now,
+            full: false,
+            holds: HashSet::new(),
+        });
+        if now.saturating_duration_since(p.last_heard) >= offline_after {
+            // Back after being offline: copies count now, new files later.
+            p.admitted_at = now + offline_after;
+        }
+        p.last_heard = now;
+        p.full = s.full;
+        if s.reset {
+            p.holds.clear();
+        }
+        for h in &s.remove {
+            p.holds.remove(h);
+        }
+        for h in s.add {
+            if p.holds.len() >= MAX_HELD {
+                break;
+            }
+            p.holds.insert(h);
+        }
+    }
+
+    /// The replicas heard from within `offline_after`.
+    pub(crate) fn online(
+        &self,
+        now: Instant,
+        offline_after: Duration,
+    ) -> impl Iterator<Item = (&NodeId, &Peer)> {
+        self.map
+            .iter()
+            .filter(move |(_, p)| now.saturating_duration_since(p.last_heard) < offline_after)
+    }
+
+    /// What is known of `peer`.
+    #[cfg(test)]
+    pub(crate) fn get(&self, peer: &NodeId) -> Option<&Peer> {
+        self.map.get(peer)
+    }
+
+    /// Every replica ever heard from while this node runs.
+    pub(crate) fn all(&self) -> impl Iterator<Item = (&NodeId, &Peer)> {
+        self.map.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(reset: bool, add: &[u8], remove: &[u8]) -> Status {
+        Status {
+            full: false,
+            reset,
+            add: add.iter().map(|n| Hash::of(&[*n])).collect(),
+            remove: remove.iter().map(|n| Hash::of(&[*n])).collect(),
+        }
+    }
+
+    #[test]
+    fn holdings_follow_resets_and_deltas() {
+        let (mut p, t0, d) = (Peers::default(), Instant::now(), Duration::from_secs(10));
+        let a = NodeId::from_bytes([1; 32]);
+        p.heard(a, st(true, &[1, 2, 3], &[]), t0, d);
+        p.heard(a, st(false, &[4], &[2]), t0, d);
+        let held = |p: &Peers| {
+            let mut v: Vec<Hash> = p.get(&a).unwrap().holds.iter().copied().collect();
+            v.sort();
+            v
+        };
+        let mut want: Vec<Hash> = [1u8, 3, 4].iter().map(|n| Hash::of(&[*n])).collect();
+        want.sort();
+        assert_eq!(held(&p), want);
+        p.heard(a, st(true, &[9], &[]), t0, d);
+        assert_eq!(held(&p), vec![Hash::of(&[9])]);
+    }
+
+    impl Peers {
+        fn candidates(&self, now: Instant, d: Duration) -> impl Iterator<Item = (&NodeId, &Peer)> {
+            self.online(now, d).filter(move |(_, p)| p.admitted(now))
+        }
+    }
+
+    #[test]
+    fn offline_after_the_timeout_and_readmitted_after_another() {
+        let (mut p, t0, d) = (Peers::default(), Instant::now(), Duration::from_secs(10));
+        let a = NodeId::from_bytes([1; 32]);
+        p.heard(a, st(true, &[], &[]), t0, d);
+        // A new member is a candidate at once.
+        assert_eq!(p.candidates(t0, d).count(), 1);
+        let s = |x| t0 + Duration::from_secs(x);
+        assert_eq!(p.online(s(9), d).count(), 1);
+        assert_eq!(p.online(s(10), d).count(), 0);
+        // Heard again within the timeout: nothing changes.
+        p.heard(a, st(false, &[], &[]), s(9), d);
+        assert_eq!(p.candidates(s(18), d).count(), 1);
+        // Back after being offline: online, a candidate only later.
+        p.heard(a, st(false, &[], &[]), s(30), d);
+        assert_eq!(p.online(s(30), d).count(), 1);
+        assert_eq!(p.candidates(s(35), d).count(), 0);
+        p.heard(a, st(false, &[], &[]), s(36), d);
+        assert_eq!(p.candidates(s(40), d).count(), 1);
+    }
+}

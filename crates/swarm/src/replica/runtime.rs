@@ -1,0 +1,322 @@
+//! Per room: gathers what placement needs (the tree, what the store holds,
+//! the statuses heard), carries the plan out (pins, lets go, publishes
+//! this member's status) and runs the fetches, a few at a time over all
+//! rooms, retrying failed ones with backoff.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use p2pfs_proto::{Hash, NodeId, RoomId, room::Copies};
+use p2pfs_store::{BlobState, Store, StoreError};
+use tokio::sync::mpsc;
+
+use super::{
+    Local, NodeReplica, keep_pin_name,
+    plan::{self, File, Held, Inputs},
+};
+use crate::{
+    Node, SwarmError, blocking,
+    room::{FileKind, Room, pin_name, query, view},
+};
+
+/// A pass waits this long after what woke it, so that a burst of
+/// statuses makes one pass.
+const DEBOUNCE: Duration = Duration::from_millis(200);
+/// First and longest wait before a failed fetch is tried again.
+const RETRY_FIRST: Duration = Duration::from_secs(2);
+const RETRY_MAX: Duration = Duration::from_secs(300);
+/// Least time between collections made to get under the storage cap.
+const GC_EVERY: Duration = Duration::from_secs(30);
+
+/// What a pass reads from the store.
+struct Gathered {
+    files: Vec<File>,
+    local: HashMap<Hash, Held>,
+    policy: Copies,
+    /// Blobs pinned for the room that its tree no longer shows.
+    orphans: Vec<Hash>,
+    /// Bytes the store holds (read only under a storage cap).
+    usage: Option<u64>,
+}
+
+/// The room's files and what the store holds of them.
+fn gather(store: &Store, room: &RoomId, usage: bool) -> Result<Gathered, StoreError> {
+    let mut files = Vec::new();
+    let mut seen = HashSet::new();
+    for e in query::ls(store, room)? {
+        if let FileKind::File {
+            hash, size, author, ..
+        } = e.kind
+            && seen.insert(hash)
+        {
+            files.push(File { hash, size, author });
+        }
+    }
+    let hashes: Vec<Hash> = files.iter().map(|f| f.hash).collect();
+    let (pin, keep) = (pin_name(room), keep_pin_name(room));
+    let mut local = HashMap::with_capacity(hashes.len());
+    for (h, info) in hashes.iter().zip(store.infos(&hashes)?) {
+        let (complete, present, pins) = match info {
+            Some(i) => (i.state == BlobState::Complete, i.present, i.pins),
+            // A pin may be set before any byte arrives.
+            None => (false, 0, store.pins(h)?),
+        };
+        local.insert(
+            *h,
+            Held {
+                complete,
+                present,
+                room_pin: pins.contains(&pin),
+                keep_pin: pins.contains(&keep),
+            },
+        );
+    }
+    let mut orphans = Vec::new();
+    for h in store.pinned(&pin)? {
+        // Only blobs a put named: a blob being published is pinned first.
+        if !seen.contains(&h) && store.room_view_get(room, &view::blob_key(&h))?.is_some() {
+            orphans.push(h);
+        }
+    }
+    Ok(Gathered {
+        files,
+        local,
+        policy: query::policy(store, room)?,
+        orphans,
+        usage: if usage { Some(store.usage()?) } else { None },
+    })
+}
+
+/// A fetch that ended.
+struct Done {
+    hash: Hash,
+    result: Result<u64, SwarmError>,
+}
+
+/// What a room's runtime remembers between passes.
+struct State {
+    /// Fetches running, with the bytes reserved for each.
+    inflight: HashMap<Hash, u64>,
+    /// Failed fetches: when to try again, and the wait after that.
+    retry: HashMap<Hash, (Instant, Duration)>,
+    /// The candidates (and their caps) at the last pass, and since when.
+    view: Vec<(NodeId, bool)>,
+    view_since: Instant,
+}
+
+impl State {
+    fn finish(&mut self, d: Done, room: &Room, rep: &NodeReplica) {
+        if let Some(r) = self.inflight.remove(&d.hash) {
+            let _ = rep
+                .reserved
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                    Some(v.saturating_sub(r))
+                });
+        }
+        match d.result {
+            Ok(received) => {
+                room.replica.fetched.fetch_add(received, Ordering::Relaxed);
+                self.retry.remove(&d.hash);
+            }
+            Err(e) => {
+                let wait = self
+                    .retry
+                    .get(&d.hash)
+                    .map_or(RETRY_FIRST, |(_, w)| (*w * 2).min(RETRY_MAX));
+                tracing::debug!(room = %room.id.fmt_short(), hash = %d.hash, "copy not fetched (again in {wait:?}): {e}");
+                self.retry.insert(d.hash, (Instant::now() + wait, wait));
+            }
+        }
+    }
+}
+
+/// Keeps `room`'s copies until the room is left or the node stops.
+pub(crate) async fn run(node: Node, room: Arc<Room>) {
+    let Some(rep) = node.inner.replica.as_ref() else {
+        return;
+    };
+    let heartbeat = rep.config.heartbeat();
+    let mut changes = room.changed.subscribe();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    let mut st = State {
+        inflight: HashMap::new(),
+        retry: HashMap::new(),
+        view: Vec::new(),
+        view_since: Instant::now(),
+    };
+    let mut last_error: Option<Instant> = None;
+    loop {
+        while let Ok(d) = done_rx.try_recv() {
+            st.finish(d, &room, rep);
+        }
+        if let Err(e) = pass(&node, &room, rep, &mut st, &done_tx).await
+            && last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(60))
+        {
+            tracing::warn!(room = %room.name(), "keeping the room's copies: {e}");
+            last_error = Some(Instant::now());
+        }
+        tokio::select! {
+            _ = room.cancel.cancelled() => break,
+            r = changes.changed() => if r.is_err() { break },
+            _ = room.replica.wake.notified() => {}
+            d = done_rx.recv() => if let Some(d) = d { st.finish(d, &room, rep) },
+            _ = tokio::time::sleep(heartbeat) => {}
+        }
+        tokio::select! {
+            _ = room.cancel.cancelled() => break,
+            _ = tokio::time::sleep(DEBOUNCE) => {}
+        }
+    }
+}
+
+/// One pass: read, plan, act.
+async fn pass(
+    node: &Node,
+    room: &Arc<Room>,
+    rep: &NodeReplica,
+    st: &mut State,
+    done_tx: &mpsc::UnboundedSender<Done>,
+) -> Result<(), SwarmError> {
+    let cap = rep.config.max_storage;
+    let (store, id) = (node.store().clone(), room.id);
+    let g = blocking(move || gather(&store, &id, cap.is_some())).await?;
+    let now = Instant::now();
+    let me = node.id();
+    let me_full = rep.full.load(Ordering::Relaxed);
+    let settle = (rep.config.heartbeat() * 2).max(Duration::from_secs(1));
+    let plan = {
+        let peers = crate::lock(&room.replica.peers);
+        let list: Vec<(NodeId, &super::peers::Peer, bool)> = peers
+            .online(now, rep.config.offline_after)
+            .filter(|(id, _)| **id != me)
+            .map(|(id, p)| (*id, p, p.admitted(now)))
+            .collect();
+        let mut view: Vec<(NodeId, bool)> = list
+            .iter()
+            .filter(|(_, _, c)| *c)
+            .map(|(id, p, _)| (*id, p.full))
+            .chain(std::iter::once((me, me_full)))
+            .collect();
+        view.sort();
+        if view != st.view {
+            st.view = view;
+            st.view_since = now;
+        }
+        plan::plan(&Inputs {
+            me,
+            me_full,
+            policy: g.policy,
+            files: &g.files,
+            local: &g.local,
+            peers: &list,
+            stable: now.saturating_duration_since(st.view_since) >= settle,
+        })
+    };
+    let mut release = plan.release;
+    release.extend(g.orphans.iter().copied());
+    if !plan.pin.is_empty() || !release.is_empty() {
+        let (store, pin, to_pin, to_free) = (
+            node.store().clone(),
+            pin_name(&room.id),
+            plan.pin.clone(),
+            release.clone(),
+        );
+        blocking(move || {
+            store.set_pins(&to_pin, &pin, true)?;
+            store.set_pins(&to_free, &pin, false)
+        })
+        .await?;
+        if !release.is_empty() {
+            tracing::debug!(room = %room.name(), n = release.len(), "let go of copies others hold");
+        }
+    }
+    let local = Local {
+        holds: g
+            .local
+            .iter()
+            .filter(|(_, h)| h.complete)
+            .map(|(k, _)| *k)
+            .collect(),
+        full: me_full,
+    };
+    room.replica.local.send_if_modified(|cur| {
+        if cur.as_deref() == Some(&local) {
+            return false;
+        }
+        *cur = Some(Arc::new(local));
+        true
+    });
+    if let (Some(cap), Some(usage)) = (cap, g.usage) {
+        let used = usage + rep.reserved.load(Ordering::Relaxed);
+        if me_full && cap.saturating_sub(used) >= cap / 10 {
+            rep.full.store(false, Ordering::Relaxed);
+            tracing::info!("below the storage cap again: taking copies");
+        }
+    }
+    for f in plan.fetch {
+        let hash = f.file.hash;
+        if st.inflight.contains_key(&hash) || st.retry.get(&hash).is_some_and(|(t, _)| *t > now) {
+            continue;
+        }
+        if let (Some(cap), Some(usage), false) = (cap, g.usage, f.kept) {
+            let used = usage + rep.reserved.load(Ordering::Relaxed);
+            if used + f.missing > cap {
+                if !rep.full.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "at the storage cap ({used} of {cap} bytes): taking no more copies; \
+                         the other members keep them"
+                    );
+                }
+                collect(node, rep);
+                continue;
+            }
+        }
+        let Ok(permit) = rep.fetches.clone().try_acquire_owned() else {
+            break;
+        };
+        rep.reserved.fetch_add(f.missing, Ordering::Relaxed);
+        st.inflight.insert(hash, f.missing);
+        let mut first = f.holders.clone();
+        first.push(f.file.author);
+        let (node2, room2, tx) = (node.clone(), room.clone(), done_tx.clone());
+        node.inner.tasks.spawn(async move {
+            let result = match node2.room_providers(&room2, &first, hash) {
+                Ok(targets) => crate::transfer::download::run(&node2, hash, targets, None, None)
+                    .await
+                    .map(|s| s.received),
+                Err(e) => Err(e),
+            };
+            drop(permit);
+            let _ = tx.send(Done { hash, result });
+        });
+    }
+    Ok(())
+}
+
+/// Collects the store's garbage (copies let go of, cached reads) to get
+/// under the storage cap, at most every [`GC_EVERY`].
+fn collect(node: &Node, rep: &NodeReplica) {
+    {
+        let mut last = crate::lock(&rep.last_gc);
+        if last.is_some_and(|t| t.elapsed() < GC_EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
+    }
+    let store = node.store().clone();
+    node.inner.tasks.spawn(async move {
+        match blocking(move || store.gc()).await {
+            Ok(r) if r.freed_bytes > 0 => {
+                tracing::info!(
+                    freed = r.freed_bytes,
+                    "collected unpinned blobs to make room"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("collecting unpinned blobs: {e}"),
+        }
+    });
+}
