@@ -42,7 +42,9 @@ pub(crate) struct Inputs<'a> {
     pub(crate) local: &'a HashMap<Hash, Held>,
     /// The other replicas online, each with whether it is a candidate.
     pub(crate) peers: &'a [(NodeId, &'a Peer, bool)],
-    /// The candidates have not changed for a while: copies may be let go.
+    /// The candidates have not changed for a while: copies may be
+    /// fetched and let go of (while members are still being heard from,
+    /// this member's view of who is responsible may be wrong).
     pub(crate) stable: bool,
 }
 
@@ -102,7 +104,7 @@ pub(crate) fn plan(input: &Inputs<'_>) -> Plan {
         if mine && !held.room_pin {
             out.pin.push(file.hash);
         }
-        if (mine || held.keep_pin) && !held.complete {
+        if ((mine && input.stable) || held.keep_pin) && !held.complete {
             out.fetch.push(Fetch {
                 file: *file,
                 missing: file.size.saturating_sub(held.present),
@@ -205,6 +207,13 @@ mod tests {
             ..input
         });
         assert!(full.pin.is_empty() && full.fetch.is_empty());
+        // While the view changes: pinned, but not fetched yet.
+        let unsettled = plan(&Inputs {
+            stable: false,
+            ..input
+        });
+        assert_eq!(unsettled.pin, vec![a.hash]);
+        assert!(unsettled.fetch.is_empty());
     }
 
     #[test]

@@ -93,6 +93,7 @@ fn gather(store: &Store, room: &RoomId, usage: bool) -> Result<Gathered, StoreEr
 /// A fetch that ended.
 struct Done {
     hash: Hash,
+    /// The bytes it added (those missing when it started).
     result: Result<u64, SwarmError>,
 }
 
@@ -279,6 +280,7 @@ async fn pass(
         };
         rep.reserved.fetch_add(f.missing, Ordering::Relaxed);
         st.inflight.insert(hash, f.missing);
+        let missing = f.missing;
         let mut first = f.holders.clone();
         first.push(f.file.author);
         let (node2, room2, tx) = (node.clone(), room.clone(), done_tx.clone());
@@ -286,7 +288,7 @@ async fn pass(
             let result = match node2.room_providers(&room2, &first, hash) {
                 Ok(targets) => crate::transfer::download::run(&node2, hash, targets, None, None)
                     .await
-                    .map(|s| s.received),
+                    .map(|_| missing),
                 Err(e) => Err(e),
             };
             drop(permit);

@@ -68,7 +68,15 @@ pub(crate) struct Handle {
     /// the one dialed by the lower id stays.
     dialer: NodeId,
     serial: u64,
+    /// The connection it runs on, and since when.
+    conn: usize,
+    started: Instant,
 }
+
+/// Two sessions started within this time of each other are a
+/// simultaneous dial; an older one on another connection is stale (the
+/// member restarted, or its old connection is dead).
+const SIMULTANEOUS: Duration = Duration::from_secs(5);
 
 static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -186,10 +194,11 @@ async fn answer(node: Node, conn: Conn, mut send: quinn::SendStream, mut recv: q
 /// exists.
 fn register(room: &Room, peer: NodeId, h: &Handle) -> bool {
     let mut sessions = crate::lock(&room.sessions);
-    if let Some(old) = sessions.get(&peer)
-        && old.dialer < h.dialer
-    {
-        return false;
+    if let Some(old) = sessions.get(&peer) {
+        let stale = old.conn != h.conn && h.started.duration_since(old.started) > SIMULTANEOUS;
+        if !stale && old.dialer < h.dialer {
+            return false;
+        }
     }
     if let Some(old) = sessions.insert(peer, h.clone()) {
         old.cancel.cancel();
@@ -214,6 +223,8 @@ async fn session(
         cancel: cancel.clone(),
         dialer,
         serial: SERIAL.fetch_add(1, Ordering::Relaxed),
+        conn: conn.conn.stable_id(),
+        started: Instant::now(),
     };
     if !register(&room, peer, &handle) {
         tracing::debug!(%peer, "a session with this member exists");
