@@ -283,7 +283,7 @@ fn full_policy_mirrors_everything_except_on_a_member_at_its_cap() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|m| m["id"] == Value::from(capped.id.clone()))
+            .find(|m| m["id"] == capped.id.as_str())
             .cloned()?;
         (s["policy"] == "Full"
             && f.len() == N
