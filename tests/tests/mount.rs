@@ -57,7 +57,12 @@ fn getfattr(path: &Path, name: &str) -> String {
         .arg(path)
         .output()
         .expect("getfattr (package attr) runs");
-    assert!(out.status.success(), "getfattr {name} {}", path.display());
+    assert!(
+        out.status.success(),
+        "getfattr {name} {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -115,6 +120,9 @@ fn the_whole_story_with_plain_tools() {
     let ra = a.mountpoint().join("team");
     fs::create_dir(&ra).unwrap();
     assert!(ra.join("chat.log").exists());
+    // One copy: B fetches only what it reads (or pins), so that partial
+    // reads can be seen.
+    ok(&p2pfs(a.data_dir(), &["room", "set", "team", "copies=1"]));
     let rb = join_room(&a, &b, "team");
 
     // cp of a file and of a tree: published when cp returns, read on B.
@@ -265,6 +273,33 @@ fn the_whole_story_with_plain_tools() {
     );
     assert_eq!(blake3_file(&remote), blake3_file(&work.join("large.bin")));
 
+    // user.p2pfs.copies counts the members online holding a file;
+    // user.p2pfs.pin keeps one here whatever the placement.
+    random_file(&work.join("kept.bin"), 2_000_000, 9);
+    sh(&format!("cp {}/kept.bin {}/", work.display(), ra.display()));
+    let kept_b = rb.join("kept.bin");
+    wait_for(SYNC, "the new file on B", || kept_b.exists().then_some(()));
+    assert_eq!(getfattr(&ra.join("kept.bin"), "user.p2pfs.copies"), "1");
+    assert_eq!(getfattr(&kept_b, "user.p2pfs.pin"), "0");
+    sh(&format!(
+        "setfattr -n user.p2pfs.pin -v 1 {}",
+        kept_b.display()
+    ));
+    assert_eq!(getfattr(&kept_b, "user.p2pfs.pin"), "1");
+    wait_for(SYNC, "the pinned file fetched and counted", || {
+        (getfattr(&kept_b, "user.p2pfs.local") == "2000000"
+            && getfattr(&ra.join("kept.bin"), "user.p2pfs.copies") == "2")
+            .then_some(())
+    });
+    sh(&format!("setfattr -x user.p2pfs.pin {}", kept_b.display()));
+    assert_eq!(getfattr(&kept_b, "user.p2pfs.pin"), "0");
+    let bad = Command::new("setfattr")
+        .args(["-n", "user.other", "-v", "1"])
+        .arg(&kept_b)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success(), "only user.p2pfs.pin can be set");
+
     // Unmount and mount again: everything is still there.
     let before = tree(&ra);
     a.terminate();
@@ -399,6 +434,8 @@ fn a_read_no_member_can_serve_fails_with_eio() {
     let mut a = Daemon::mount(&root.path().join("a"), &root.path().join("mnt-a"), &[]);
     let b = Daemon::mount(&root.path().join("b"), &root.path().join("mnt-b"), &[]);
     fs::create_dir(a.mountpoint().join("r")).unwrap();
+    // One copy: B holds nothing of its own.
+    ok(&p2pfs(a.data_dir(), &["room", "set", "r", "copies=1"]));
     let rb = join_room(&a, &b, "r");
     random_file(&a.mountpoint().join("r/only-on-a.bin"), 1 << 20, 5);
     let f = rb.join("only-on-a.bin");

@@ -42,29 +42,27 @@ impl Fs {
                 None => return Err(Errno::ENOENT),
                 Some(Found::Dir) => Vec::new(),
                 Some(Found::File(f)) => {
-                    let store = self.node.store();
-                    let info = store.info(&f.hash).map_err(|e| store_errno(&e))?;
-                    let kept = info.as_ref().map_or_else(
-                        || store.pins(&f.hash).map_err(|e| store_errno(&e)),
-                        |i| Ok(i.pins.clone()),
-                    )?;
-                    let kept = kept.contains(&p2pfs_swarm::replica::keep_pin_name(&r));
-                    let room = self.room(&r)?;
-                    let (copies, _) = self
-                        .node
-                        .room_copies(&room, f.hash, f.author)
-                        .map_err(|e| store_errno(&e))?;
+                    let (local, copies, kept) = self.replication(&r, f.hash, f.author)?;
                     vec![
                         (HASH, f.hash.to_string()),
-                        (LOCAL, info.map_or(0, |i| i.present).to_string()),
+                        (LOCAL, local.to_string()),
                         (AUTHOR, f.author.to_string()),
-                        (COPIES, copies.to_string()),
-                        (PIN, u8::from(kept).to_string()),
+                        (COPIES, copies),
+                        (PIN, kept),
                     ]
                 }
                 Some(Found::Draft(d)) => match d.published() {
-                    // Unchanged since it was published.
-                    Some(h) => vec![(HASH, h.to_string()), (LOCAL, d.stat().0.to_string())],
+                    // Unchanged since it was published (by this node).
+                    Some(h) => {
+                        let (_, copies, kept) = self.replication(&r, h, self.node.id())?;
+                        vec![
+                            (HASH, h.to_string()),
+                            (LOCAL, d.stat().0.to_string()),
+                            (AUTHOR, self.node.id().to_string()),
+                            (COPIES, copies),
+                            (PIN, kept),
+                        ]
+                    }
                     // Being written: no hash yet.
                     None => vec![(LOCAL, d.stat().0.to_string())],
                 },
@@ -87,6 +85,32 @@ impl Fs {
             Some((_, v)) => answer(reply, v.as_bytes(), size),
             None => reply.error(Errno::NO_XATTR),
         }
+    }
+
+    /// Bytes of blob `hash` here, its copies on the members online, and
+    /// whether the user keeps it here (`1` or `0`).
+    fn replication(
+        &self,
+        r: &p2pfs_proto::RoomId,
+        hash: Hash,
+        author: p2pfs_proto::NodeId,
+    ) -> Result<(u64, String, String), Errno> {
+        let store = self.node.store();
+        let info = store.info(&hash).map_err(|e| store_errno(&e))?;
+        let pins = match &info {
+            Some(i) => i.pins.clone(),
+            None => store.pins(&hash).map_err(|e| store_errno(&e))?,
+        };
+        let kept = pins.contains(&p2pfs_swarm::replica::keep_pin_name(r));
+        let (copies, _) = self
+            .node
+            .room_copies(&*self.room(r)?, hash, author)
+            .map_err(|e| store_errno(&e))?;
+        Ok((
+            info.map_or(0, |i| i.present),
+            copies.to_string(),
+            u8::from(kept).to_string(),
+        ))
     }
 
     /// `setxattr`: only `user.p2pfs.pin` (`1` keeps the file here, `0`
