@@ -89,6 +89,8 @@ try:
     BF = f"{WORK}/bindfs-mnt"
     A, B = mount("a", PORT_A), mount("b", PORT_B)
     os.mkdir(f"{A}/bench")
+    # One copy: reads on B measure fetching on demand, not a background mirror.
+    p2pfs("a", "room", "set", "bench", "copies=1")
     ticket = p2pfs("a", "room", "ticket", "bench").strip()
     p2pfs("b", "room", "join", ticket)
     wait("B in the room", lambda: os.path.exists(f"{B}/bench/chat.log"))
@@ -124,6 +126,7 @@ try:
     # 4. metadata
     os.mkdir(f"{A}/many")
     wait("the room on A", lambda: os.path.exists(f"{A}/many/chat.log"))
+    p2pfs("a", "room", "set", "many", "copies=1")
     t = time.perf_counter()
     sh(f"cd {A}/many && for i in $(seq {FILES}); do echo $i > f$i; done")
     publish = time.perf_counter() - t

@@ -16,6 +16,23 @@ const OFFLINE: &str = "3s";
 /// Long enough to notice a member gone (3 s), settle and fetch.
 const HEAL: Duration = Duration::from_secs(60);
 
+/// A directory for the test, with `work/` for the files to publish.
+fn dirs() -> (tempfile::TempDir, std::path::PathBuf) {
+    let root = temp_dir();
+    let work = root.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    (root, work)
+}
+
+/// What `s` says of the member `id`.
+fn member<'a>(s: &'a Value, id: &str) -> Option<&'a Value> {
+    s["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == id)
+}
+
 fn start(root: &Path, name: &str, extra: &[&str]) -> Daemon {
     let mut args = vec!["--no-lan", "--name", name, "--offline-after", OFFLINE];
     args.extend_from_slice(extra);
@@ -98,9 +115,7 @@ fn fetched(ds: &[&Daemon]) -> u64 {
 
 #[test]
 fn five_members_keep_two_copies_and_restore_them_as_members_die() {
-    let root = temp_dir();
-    let work = root.path().join("work");
-    std::fs::create_dir_all(&work).unwrap();
+    let (root, work) = dirs();
     let mut a = start(root.path(), "a", &[]);
     let mut b = start(root.path(), "b", &[]);
     let mut c = start(root.path(), "c", &[]);
@@ -134,15 +149,7 @@ fn five_members_keep_two_copies_and_restore_them_as_members_die() {
     // The four others share the second copies.
     let spread = others
         .iter()
-        .filter(|m| {
-            n(&status(m)["members"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|x| x["me"] == true)
-                .unwrap()["holds"])
-                > 0
-        })
+        .filter(|m| n(&member(&status(m), &m.id).unwrap()["holds"]) > 0)
         .count();
     assert!(spread >= 3, "second copies on {spread} of 4 members");
     // Every member computes the same placement.
@@ -198,9 +205,7 @@ fn five_members_keep_two_copies_and_restore_them_as_members_die() {
 
 #[test]
 fn a_flapping_member_moves_nothing_and_a_long_absence_moves_only_once() {
-    let root = temp_dir();
-    let work = root.path().join("work");
-    std::fs::create_dir_all(&work).unwrap();
+    let (root, work) = dirs();
     let a = start(root.path(), "a", &[]);
     let b = start(root.path(), "b", &[]);
     let mut c = start(root.path(), "c", &[]);
@@ -209,15 +214,8 @@ fn a_flapping_member_moves_nothing_and_a_long_absence_moves_only_once() {
     publish(&a, &work, N as u64);
     copies_are(&a, N, 2, 3);
     let before = fetched(&[&a, &b]);
-    let c_id = Value::from(c.id.clone());
-    let c_holds = |s: &Value| {
-        s["members"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["id"] == c_id)
-            .map_or(0, |m| n(&m["holds"]))
-    };
+    let c_id = c.id.clone();
+    let c_holds = |s: &Value| member(s, &c_id).map_or(0, |m| n(&m["holds"]));
     assert!(c_holds(&status(&a)) > 0, "c holds some second copies");
 
     // Three short outages (shorter than the timeout): nothing moves.
@@ -260,9 +258,7 @@ fn a_flapping_member_moves_nothing_and_a_long_absence_moves_only_once() {
 
 #[test]
 fn full_policy_mirrors_everything_except_on_a_member_at_its_cap() {
-    let root = temp_dir();
-    let work = root.path().join("work");
-    std::fs::create_dir_all(&work).unwrap();
+    let (root, work) = dirs();
     let a = start(root.path(), "a", &[]);
     let b = start(root.path(), "b", &[]);
     let c = start(root.path(), "c", &[]);
@@ -279,12 +275,7 @@ fn full_policy_mirrors_everything_except_on_a_member_at_its_cap() {
     let s = wait_for(HEAL, "the room mirrored", || {
         let s = status(&a);
         let f = files(&s);
-        let d = s["members"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["id"] == capped.id.as_str())
-            .cloned()?;
+        let d = member(&s, &capped.id)?.clone();
         (s["policy"] == "Full"
             && f.len() == N
             && f.iter()
@@ -315,9 +306,7 @@ fn full_policy_mirrors_everything_except_on_a_member_at_its_cap() {
 
 #[test]
 fn a_pin_keeps_a_file_whatever_the_placement() {
-    let root = temp_dir();
-    let work = root.path().join("work");
-    std::fs::create_dir_all(&work).unwrap();
+    let (root, work) = dirs();
     let a = start(root.path(), "a", &[]);
     let b = start(root.path(), "b", &[]);
     room(&[&a, &b]);

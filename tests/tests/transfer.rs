@@ -109,7 +109,17 @@ fn corrupt_all_but_last_group(n: &TestNode, hash: Hash, size: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_provider_is_dropped_and_the_file_completes_from_an_honest_one() {
-    let honest = node().await;
+    // The honest provider sends at 16 MiB/s: otherwise it can serve the
+    // whole file before the corrupt one's first answer arrives, which then
+    // is never checked (and the test would not see it dropped).
+    let honest = node_with(
+        Limits {
+            max_upload_rate: Some(16 << 20),
+            ..Limits::default()
+        },
+        Options::default(),
+    )
+    .await;
     // A provider that serves its data without re-checking it, from a data
     // file with flipped bytes: what a malicious or broken peer sends.
     let evil = node_with(
