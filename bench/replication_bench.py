@@ -84,6 +84,14 @@ try:
     for name in NAMES[1:]:
         p2pfs(name, "room", "join", ticket)
     wait("every member online", lambda: sum(m["online"] for m in status("a")["members"]) == MEMBERS)
+    # The transfer baseline of this run: `p2pfs fetch` of a public 256 MiB blob from a to b.
+    make(f"{WORK}/baseline.bin", 256 * MiB)
+    h = p2pfs("a", "add", f"{WORK}/baseline.bin").split()[0]
+    a_id = json.loads(p2pfs("a", "status", "--json"))["node"]
+    t = time.perf_counter()
+    subprocess.run([BIN, "--data-dir", f"{WORK}/b", "fetch", h, "--peer", f"{a_id}@127.0.0.1:{PORT0}",
+                    "-o", "-", "--no-pin"], check=True, stdout=subprocess.DEVNULL)
+    rate = 256 * MiB / (time.perf_counter() - t)
     time.sleep(2)  # the replicas' views settle
 
     t0 = time.perf_counter()
@@ -94,12 +102,12 @@ try:
     t_two = time.perf_counter() - t0
     others = NAMES[1:]
     first = wait("the fetches counted", lambda: (lambda f: f if f >= total else None)(fetched(others)), 30)
-    rate = first / max(t_two - t_put, 1e-9)
     print(f"members {MEMBERS}, files {FILES} ({total / MiB:.0f} MiB, 1 to 64 MiB), offline timeout {OFFLINE}")
+    print(f"baseline: p2pfs fetch of 256 MiB from a to b at {rate / MiB:.0f} MiB/s")
     print(f"publish (room put of every file on a): {t_put:.2f} s")
     print(f"every file with 2 copies: {t_two:.2f} s after the first put, {t_two - t_put:.2f} s after the last")
     print(f"bytes fetched for the second copies: {first / MiB:.1f} MiB for {total / MiB:.1f} MiB of files "
-          f"({first / total:.3f}x); {rate / MiB:.0f} MiB/s after the last put")
+          f"({first / total:.3f}x)")
 
     def restore(victim, label):
         survivors = [n for n in NAMES if n in started and n != victim]

@@ -281,11 +281,13 @@ async fn pass(
         rep.reserved.fetch_add(f.missing, Ordering::Relaxed);
         st.inflight.insert(hash, f.missing);
         let missing = f.missing;
-        let mut first = f.holders.clone();
-        first.push(f.file.author);
+        // Only members whose status says they hold it, and that are
+        // online: a member just gone may still have a connection that
+        // would stall the download.
+        let holders = f.holders.clone();
         let (node2, room2, tx) = (node.clone(), room.clone(), done_tx.clone());
         node.inner.tasks.spawn(async move {
-            let result = match node2.room_providers(&room2, &first, hash) {
+            let result = match node2.room_targets(&room2, &holders, hash) {
                 Ok(targets) => crate::transfer::download::run(&node2, hash, targets, None, None)
                     .await
                     .map(|_| missing),

@@ -478,12 +478,14 @@ impl Node {
         self.inner.rooms.set_changed.send_modify(|n| *n += 1);
         let (store, id) = (self.store().clone(), room.id);
         blocking(move || {
-            let pin = pin_name(&id);
+            let mut blobs = Vec::new();
             for (k, _) in store.room_view_range(&id, view::BLOBS, None, usize::MAX)? {
                 if let Ok(b) = <[u8; 32]>::try_from(&k[view::BLOBS.len()..]) {
-                    store.unpin(&Hash::from_bytes(b), &pin)?;
+                    blobs.push(Hash::from_bytes(b));
                 }
             }
+            store.set_pins(&blobs, &pin_name(&id), false)?;
+            store.set_pins(&blobs, &crate::replica::keep_pin_name(&id), false)?;
             store.remove_room(&id)
         })
         .await?;
@@ -754,6 +756,37 @@ impl Node {
             return Err(SwarmError::Unavailable {
                 hash,
                 reason: "no member of the room is known to be reachable".into(),
+            });
+        }
+        Ok(targets)
+    }
+
+    /// The members `ids` as download targets (those with a known address
+    /// or a session).
+    pub(crate) fn room_targets(
+        &self,
+        room: &Room,
+        ids: &[NodeId],
+        hash: Hash,
+    ) -> Result<Vec<Target>, SwarmError> {
+        let known = crate::lock(&room.nodes).clone();
+        let online = room.online();
+        let mut seen = HashSet::new();
+        let targets: Vec<Target> = ids
+            .iter()
+            .filter(|id| **id != self.id() && seen.insert(**id))
+            .filter_map(|id| {
+                let addrs = known.get(id).cloned().unwrap_or_default();
+                (!addrs.is_empty() || online.contains(id)).then_some(Target {
+                    id: Some(*id),
+                    addrs,
+                })
+            })
+            .collect();
+        if targets.is_empty() {
+            return Err(SwarmError::Unavailable {
+                hash,
+                reason: "no member online holds it".into(),
             });
         }
         Ok(targets)
