@@ -77,6 +77,11 @@ impl Fs {
         size: u32,
         reply: ReplyXattr,
     ) {
+        // The kernel asks for others (`security.capability` before
+        // writes): answer those without computing ours.
+        if !name.as_encoded_bytes().starts_with(b"user.p2pfs.") {
+            return reply.error(Errno::NO_XATTR);
+        }
         let all = match self.xattrs(ino) {
             Ok(a) => a,
             Err(e) => return reply.error(e),

@@ -459,7 +459,11 @@ pub struct Status {
     /// `add` is the whole set held (what the receiver knew is dropped);
     /// the first status of a session has it.
     pub reset: bool,
-    /// Blobs of the room's files it now holds complete.
+    /// The sender's heartbeat in milliseconds: the longest it lets pass
+    /// between two statuses (receivers allow three before calling it
+    /// offline, whatever their own timeout).
+    pub heartbeat_ms: u32,
+    /// Blobs of the room's files it now keeps complete (pinned).
     pub add: Vec<Hash>,
     /// Blobs it no longer holds.
     pub remove: Vec<Hash>,
@@ -693,10 +697,11 @@ mod tests {
         let st = SyncMsg::Status(Status {
             full: true,
             reset: true,
+            heartbeat_ms: 300,
             add: vec![Hash::from_bytes([9; 32])],
             remove: vec![],
         });
-        let mut want = vec![4, 1, 1, 1];
+        let mut want = vec![4, 1, 1, 0xac, 0x02, 1];
         want.extend([9u8; 32]);
         want.push(0);
         assert_eq!(codec::encode(&st).unwrap(), want);

@@ -16,7 +16,13 @@ use crate::room::{Room, sync::Out};
 /// The statuses that bring a receiver that knows `sent` up to `cur`
 /// (`first`: it knows nothing yet). Never empty: a status is also the
 /// heartbeat.
-pub(crate) fn statuses(cur: &Local, sent: &mut HashSet<Hash>, first: bool) -> Vec<Status> {
+pub(crate) fn statuses(
+    cur: &Local,
+    sent: &mut HashSet<Hash>,
+    first: bool,
+    heartbeat: Duration,
+) -> Vec<Status> {
+    let heartbeat_ms = u32::try_from(heartbeat.as_millis()).unwrap_or(u32::MAX);
     let (add, remove): (Vec<Hash>, Vec<Hash>) = if first {
         sent.clear();
         (cur.holds.iter().copied().collect(), Vec::new())
@@ -34,6 +40,7 @@ pub(crate) fn statuses(cur: &Local, sent: &mut HashSet<Hash>, first: bool) -> Ve
         let mut s = Status {
             full: cur.full,
             reset: first && out.is_empty(),
+            heartbeat_ms,
             add: Vec::new(),
             remove: Vec::new(),
         };
@@ -71,7 +78,7 @@ pub(crate) async fn run(
     loop {
         let cur = local.borrow_and_update().clone();
         if let Some(cur) = cur {
-            for s in statuses(&cur, &mut sent, first) {
+            for s in statuses(&cur, &mut sent, first, heartbeat) {
                 if tx.send(Out::Msg(SyncMsg::Status(s))).await.is_err() {
                     return;
                 }
@@ -90,6 +97,8 @@ pub(crate) async fn run(
 mod tests {
     use super::*;
 
+    const HB: Duration = Duration::from_millis(500);
+
     fn local(range: std::ops::Range<u32>, full: bool) -> Local {
         Local {
             holds: range.map(|n| Hash::of(&n.to_le_bytes())).collect(),
@@ -101,15 +110,16 @@ mod tests {
     fn first_everything_then_deltas_then_heartbeats() {
         let mut sent = HashSet::new();
         let a = local(0..10, false);
-        let s = statuses(&a, &mut sent, true);
+        let s = statuses(&a, &mut sent, true, HB);
         assert_eq!(s.len(), 1);
         assert!(s[0].reset && s[0].add.len() == 10 && s[0].remove.is_empty());
+        assert_eq!(s[0].heartbeat_ms, 500);
         let b = local(5..12, true);
-        let s = statuses(&b, &mut sent, false);
+        let s = statuses(&b, &mut sent, false, HB);
         assert_eq!(s.len(), 1);
         assert!(!s[0].reset && s[0].full);
         assert_eq!((s[0].add.len(), s[0].remove.len()), (2, 5));
-        let s = statuses(&b, &mut sent, false);
+        let s = statuses(&b, &mut sent, false, HB);
         assert_eq!(s.len(), 1);
         assert!(s[0].add.is_empty() && s[0].remove.is_empty());
     }
@@ -118,7 +128,7 @@ mod tests {
     fn large_sets_are_split_within_the_bound() {
         let mut sent = HashSet::new();
         let big = local(0..(2 * MAX_STATUS_HASHES as u32 + 5), false);
-        let s = statuses(&big, &mut sent, true);
+        let s = statuses(&big, &mut sent, true, HB);
         assert_eq!(s.len(), 3);
         assert!(s[0].reset && !s[1].reset && !s[2].reset);
         assert!(

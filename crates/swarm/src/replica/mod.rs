@@ -80,6 +80,9 @@ pub(crate) struct NodeReplica {
     pub(crate) full: AtomicBool,
     /// Bytes the fetches running may still add.
     pub(crate) reserved: AtomicU64,
+    /// The smallest fetch that did not fit since `full` was set: `full`
+    /// clears once that much (and a tenth of the cap) is free.
+    pub(crate) blocked: AtomicU64,
     /// When the store was last collected to make room.
     pub(crate) last_gc: Mutex<Option<Instant>>,
 }
@@ -91,6 +94,7 @@ impl NodeReplica {
             fetches: Arc::new(Semaphore::new(FETCHES)),
             full: AtomicBool::new(false),
             reserved: AtomicU64::new(0),
+            blocked: AtomicU64::new(0),
             last_gc: Mutex::new(None),
         }
     }
@@ -129,8 +133,9 @@ impl Default for RoomReplica {
 impl RoomReplica {
     /// Takes in a status from `peer`.
     pub(crate) fn heard(&self, peer: NodeId, status: Status, offline_after: Duration) {
-        crate::lock(&self.peers).heard(peer, status, Instant::now(), offline_after);
-        self.wake.notify_one();
+        if crate::lock(&self.peers).heard(peer, status, Instant::now(), offline_after) {
+            self.wake.notify_one();
+        }
     }
 
     /// Bytes fetched so far to keep copies.

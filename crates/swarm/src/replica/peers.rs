@@ -22,6 +22,9 @@ const MAX_HELD: usize = 1 << 20;
 #[derive(Debug, Clone)]
 pub(crate) struct Peer {
     pub(crate) last_heard: Instant,
+    /// How long it may stay silent: the offline timeout, or three of its
+    /// heartbeats if that is longer.
+    pub(crate) timeout: Duration,
     /// When it becomes a candidate for placement.
     pub(crate) admitted_at: Instant,
     pub(crate) full: bool,
@@ -29,6 +32,11 @@ pub(crate) struct Peer {
 }
 
 impl Peer {
+    /// Whether it has been heard from within its timeout.
+    pub(crate) fn is_online(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.last_heard) < self.timeout
+    }
+
     /// Whether it may be given files at `now` (if online).
     pub(crate) fn admitted(&self, now: Instant) -> bool {
         now >= self.admitted_at
@@ -42,19 +50,35 @@ pub(crate) struct Peers {
 }
 
 impl Peers {
-    /// Takes in a status from `peer`, heard at `now`.
-    pub(crate) fn heard(&mut self, peer: NodeId, s: Status, now: Instant, offline_after: Duration) {
-        let p = self.map.entry(peer).or_insert_with(|| Peer {
-            last_heard: now,
-            admitted_at: now,
-            full: false,
-            holds: HashSet::new(),
+    /// Takes in a status from `peer`, heard at `now`. Returns whether
+    /// anything placement looks at changed (a plain heartbeat: no).
+    pub(crate) fn heard(
+        &mut self,
+        peer: NodeId,
+        s: Status,
+        now: Instant,
+        offline_after: Duration,
+    ) -> bool {
+        let timeout = offline_after.max(Duration::from_millis(u64::from(s.heartbeat_ms)) * 3);
+        let mut changed = false;
+        let p = self.map.entry(peer).or_insert_with(|| {
+            changed = true;
+            Peer {
+                last_heard: now,
+                timeout,
+                admitted_at: now,
+                full: false,
+                holds: HashSet::new(),
+            }
         });
-        if now.saturating_duration_since(p.last_heard) >= offline_after {
+        if now.saturating_duration_since(p.last_heard) >= p.timeout {
             // Back after being offline: copies count now, new files later.
-            p.admitted_at = now + offline_after;
+            p.admitted_at = now + timeout;
+            changed = true;
         }
         p.last_heard = now;
+        p.timeout = timeout;
+        changed |= p.full != s.full || s.reset || !s.add.is_empty() || !s.remove.is_empty();
         p.full = s.full;
         if s.reset {
             p.holds.clear();
@@ -68,17 +92,12 @@ impl Peers {
             }
             p.holds.insert(h);
         }
+        changed
     }
 
-    /// The replicas heard from within `offline_after`.
-    pub(crate) fn online(
-        &self,
-        now: Instant,
-        offline_after: Duration,
-    ) -> impl Iterator<Item = (&NodeId, &Peer)> {
-        self.map
-            .iter()
-            .filter(move |(_, p)| now.saturating_duration_since(p.last_heard) < offline_after)
+    /// The replicas heard from recently enough.
+    pub(crate) fn online(&self, now: Instant) -> impl Iterator<Item = (&NodeId, &Peer)> {
+        self.map.iter().filter(move |(_, p)| p.is_online(now))
     }
 
     /// What is known of `peer`.
@@ -101,6 +120,7 @@ mod tests {
         Status {
             full: false,
             reset,
+            heartbeat_ms: 1000,
             add: add.iter().map(|n| Hash::of(&[*n])).collect(),
             remove: remove.iter().map(|n| Hash::of(&[*n])).collect(),
         }
@@ -125,8 +145,8 @@ mod tests {
     }
 
     impl Peers {
-        fn candidates(&self, now: Instant, d: Duration) -> impl Iterator<Item = (&NodeId, &Peer)> {
-            self.online(now, d).filter(move |(_, p)| p.admitted(now))
+        fn candidates(&self, now: Instant) -> impl Iterator<Item = (&NodeId, &Peer)> {
+            self.online(now).filter(move |(_, p)| p.admitted(now))
         }
     }
 
@@ -136,18 +156,32 @@ mod tests {
         let a = NodeId::from_bytes([1; 32]);
         p.heard(a, st(true, &[], &[]), t0, d);
         // A new member is a candidate at once.
-        assert_eq!(p.candidates(t0, d).count(), 1);
+        assert_eq!(p.candidates(t0).count(), 1);
         let s = |x| t0 + Duration::from_secs(x);
-        assert_eq!(p.online(s(9), d).count(), 1);
-        assert_eq!(p.online(s(10), d).count(), 0);
+        assert_eq!(p.online(s(9)).count(), 1);
+        assert_eq!(p.online(s(10)).count(), 0);
         // Heard again within the timeout: nothing changes.
         p.heard(a, st(false, &[], &[]), s(9), d);
-        assert_eq!(p.candidates(s(18), d).count(), 1);
+        assert_eq!(p.candidates(s(18)).count(), 1);
         // Back after being offline: online, a candidate only later.
         p.heard(a, st(false, &[], &[]), s(30), d);
-        assert_eq!(p.online(s(30), d).count(), 1);
-        assert_eq!(p.candidates(s(35), d).count(), 0);
-        p.heard(a, st(false, &[], &[]), s(36), d);
-        assert_eq!(p.candidates(s(40), d).count(), 1);
+        assert_eq!(p.online(s(30)).count(), 1);
+        assert_eq!(p.candidates(s(35)).count(), 0);
+        assert!(
+            !p.heard(a, st(false, &[], &[]), s(36), d),
+            "a plain heartbeat"
+        );
+        assert_eq!(p.candidates(s(40)).count(), 1);
+    }
+
+    #[test]
+    fn a_slow_heartbeat_gets_three_of_them_whatever_our_timeout() {
+        let (mut p, t0) = (Peers::default(), Instant::now());
+        let a = NodeId::from_bytes([1; 32]);
+        let mut slow = st(true, &[], &[]);
+        slow.heartbeat_ms = 30_000;
+        assert!(p.heard(a, slow, t0, Duration::from_secs(20)));
+        assert_eq!(p.online(t0 + Duration::from_secs(80)).count(), 1);
+        assert_eq!(p.online(t0 + Duration::from_secs(90)).count(), 0);
     }
 }

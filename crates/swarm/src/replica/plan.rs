@@ -104,16 +104,18 @@ pub(crate) fn plan(input: &Inputs<'_>) -> Plan {
         if mine && !held.room_pin {
             out.pin.push(file.hash);
         }
-        if ((mine && input.stable) || held.keep_pin) && !held.complete {
+        let holders: Vec<NodeId> = input
+            .peers
+            .iter()
+            .filter(|(_, p, _)| p.holds.contains(&file.hash))
+            .map(|(id, _, _)| *id)
+            .collect();
+        // With no member online keeping it, there is nobody to ask yet.
+        if ((mine && input.stable) || held.keep_pin) && !held.complete && !holders.is_empty() {
             out.fetch.push(Fetch {
                 file: *file,
                 missing: file.size.saturating_sub(held.present),
-                holders: input
-                    .peers
-                    .iter()
-                    .filter(|(_, p, _)| p.holds.contains(&file.hash))
-                    .map(|(id, _, _)| *id)
-                    .collect(),
+                holders,
                 kept: held.keep_pin,
             });
         }
@@ -146,6 +148,7 @@ mod tests {
     fn peer(holds: &[Hash], full: bool) -> Peer {
         Peer {
             last_heard: Instant::now(),
+            timeout: std::time::Duration::from_secs(60),
             admitted_at: Instant::now(),
             full,
             holds: holds.iter().copied().collect::<HashSet<_>>(),
@@ -201,6 +204,17 @@ mod tests {
         assert_eq!(p.fetch[0].holders, vec![id(1)]);
         assert_eq!(p.fetch[0].missing, 1000);
         assert!(p.release.is_empty());
+        // Nobody online keeps it: nothing to fetch from yet.
+        let p1_empty = peer(&[], false);
+        let nobody = [(id(1), &p1_empty, true), (id(3), &p3, true)];
+        assert!(
+            plan(&Inputs {
+                peers: &nobody,
+                ..input
+            })
+            .fetch
+            .is_empty()
+        );
         // At the storage cap: nothing new.
         let full = plan(&Inputs {
             me_full: true,

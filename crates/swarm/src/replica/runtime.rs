@@ -30,6 +30,9 @@ const RETRY_FIRST: Duration = Duration::from_secs(2);
 const RETRY_MAX: Duration = Duration::from_secs(300);
 /// Least time between collections made to get under the storage cap.
 const GC_EVERY: Duration = Duration::from_secs(30);
+/// How long a blob pinned for the room must show in no listing before it
+/// is let go of (publishing pins a blob before a put names it).
+const ORPHAN_GRACE: Duration = Duration::from_secs(10);
 
 /// What a pass reads from the store.
 struct Gathered {
@@ -97,10 +100,41 @@ struct Done {
     result: Result<u64, SwarmError>,
 }
 
+/// Bytes reserved against the storage cap for one fetch, given back when
+/// it ends however it ends.
+struct Reservation<'a> {
+    rep: &'a NodeReplica,
+    bytes: u64,
+}
+
+impl<'a> Reservation<'a> {
+    fn new(rep: &'a NodeReplica, bytes: u64) -> Self {
+        let _ = rep
+            .reserved
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_add(bytes))
+            });
+        Self { rep, bytes }
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .rep
+            .reserved
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(self.bytes))
+            });
+    }
+}
+
 /// What a room's runtime remembers between passes.
 struct State {
-    /// Fetches running, with the bytes reserved for each.
-    inflight: HashMap<Hash, u64>,
+    /// Fetches running.
+    inflight: HashSet<Hash>,
+    /// Blobs pinned for the room that no listing shows, since when.
+    orphans: HashMap<Hash, Instant>,
     /// Failed fetches: when to try again, and the wait after that.
     retry: HashMap<Hash, (Instant, Duration)>,
     /// The candidates (and their caps) at the last pass, and since when.
@@ -109,14 +143,8 @@ struct State {
 }
 
 impl State {
-    fn finish(&mut self, d: Done, room: &Room, rep: &NodeReplica) {
-        if let Some(r) = self.inflight.remove(&d.hash) {
-            let _ = rep
-                .reserved
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                    Some(v.saturating_sub(r))
-                });
-        }
+    fn finish(&mut self, d: Done, room: &Room) {
+        self.inflight.remove(&d.hash);
         match d.result {
             Ok(received) => {
                 room.replica.fetched.fetch_add(received, Ordering::Relaxed);
@@ -143,7 +171,8 @@ pub(crate) async fn run(node: Node, room: Arc<Room>) {
     let mut changes = room.changed.subscribe();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let mut st = State {
-        inflight: HashMap::new(),
+        inflight: HashSet::new(),
+        orphans: HashMap::new(),
         retry: HashMap::new(),
         view: Vec::new(),
         view_since: Instant::now(),
@@ -151,7 +180,7 @@ pub(crate) async fn run(node: Node, room: Arc<Room>) {
     let mut last_error: Option<Instant> = None;
     loop {
         while let Ok(d) = done_rx.try_recv() {
-            st.finish(d, &room, rep);
+            st.finish(d, &room);
         }
         if let Err(e) = pass(&node, &room, rep, &mut st, &done_tx).await
             && last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(60))
@@ -163,7 +192,7 @@ pub(crate) async fn run(node: Node, room: Arc<Room>) {
             _ = room.cancel.cancelled() => break,
             r = changes.changed() => if r.is_err() { break },
             _ = room.replica.wake.notified() => {}
-            d = done_rx.recv() => if let Some(d) = d { st.finish(d, &room, rep) },
+            d = done_rx.recv() => if let Some(d) = d { st.finish(d, &room) },
             _ = tokio::time::sleep(heartbeat) => {}
         }
         tokio::select! {
@@ -191,7 +220,7 @@ async fn pass(
     let plan = {
         let peers = crate::lock(&room.replica.peers);
         let list: Vec<(NodeId, &super::peers::Peer, bool)> = peers
-            .online(now, rep.config.offline_after)
+            .online(now)
             .filter(|(id, _)| **id != me)
             .map(|(id, p)| (*id, p, p.admitted(now)))
             .collect();
@@ -217,7 +246,17 @@ async fn pass(
         })
     };
     let mut release = plan.release;
-    release.extend(g.orphans.iter().copied());
+    st.orphans.retain(|h, _| g.orphans.contains(h));
+    for h in &g.orphans {
+        let since = *st.orphans.entry(*h).or_insert(now);
+        if now.saturating_duration_since(since) >= ORPHAN_GRACE {
+            release.push(*h);
+        }
+    }
+    if room.cancel.is_cancelled() {
+        // Left: `leave_room` drops the room's pins; add none back.
+        return Ok(());
+    }
     if !plan.pin.is_empty() || !release.is_empty() {
         let (store, pin, to_pin, to_free) = (
             node.store().clone(),
@@ -234,11 +273,19 @@ async fn pass(
             tracing::debug!(room = %room.name(), n = release.len(), "let go of copies others hold");
         }
     }
+    // What this member keeps: complete and pinned, as of this pass.
+    let (pinned, freed): (HashSet<Hash>, HashSet<Hash>) = (
+        plan.pin.iter().copied().collect(),
+        release.iter().copied().collect(),
+    );
     let local = Local {
         holds: g
             .local
             .iter()
-            .filter(|(_, h)| h.complete)
+            .filter(|(k, h)| {
+                h.complete
+                    && (h.keep_pin || ((h.room_pin || pinned.contains(k)) && !freed.contains(k)))
+            })
             .map(|(k, _)| *k)
             .collect(),
         full: me_full,
@@ -250,26 +297,32 @@ async fn pass(
         *cur = Some(Arc::new(local));
         true
     });
+    // (Bytes of fetches running count in `usage` as they arrive and in
+    // `reserved` until the fetch ends: an overestimate, on the safe side.)
     if let (Some(cap), Some(usage)) = (cap, g.usage) {
-        let used = usage + rep.reserved.load(Ordering::Relaxed);
-        if me_full && cap.saturating_sub(used) >= cap / 10 {
+        let free = cap.saturating_sub(usage.saturating_add(rep.reserved.load(Ordering::Relaxed)));
+        let needed = (cap / 10).max(rep.blocked.load(Ordering::Relaxed));
+        if me_full && free >= needed {
             rep.full.store(false, Ordering::Relaxed);
             tracing::info!("below the storage cap again: taking copies");
         }
     }
     for f in plan.fetch {
         let hash = f.file.hash;
-        if st.inflight.contains_key(&hash) || st.retry.get(&hash).is_some_and(|(t, _)| *t > now) {
+        if st.inflight.contains(&hash) || st.retry.get(&hash).is_some_and(|(t, _)| *t > now) {
             continue;
         }
         if let (Some(cap), Some(usage), false) = (cap, g.usage, f.kept) {
-            let used = usage + rep.reserved.load(Ordering::Relaxed);
-            if used + f.missing > cap {
+            let used = usage.saturating_add(rep.reserved.load(Ordering::Relaxed));
+            if used.saturating_add(f.missing) > cap {
                 if !rep.full.swap(true, Ordering::Relaxed) {
+                    rep.blocked.store(f.missing, Ordering::Relaxed);
                     tracing::warn!(
                         "at the storage cap ({used} of {cap} bytes): taking no more copies; \
                          the other members keep them"
                     );
+                } else {
+                    rep.blocked.fetch_min(f.missing, Ordering::Relaxed);
                 }
                 collect(node, rep);
                 continue;
@@ -278,8 +331,7 @@ async fn pass(
         let Ok(permit) = rep.fetches.clone().try_acquire_owned() else {
             break;
         };
-        rep.reserved.fetch_add(f.missing, Ordering::Relaxed);
-        st.inflight.insert(hash, f.missing);
+        st.inflight.insert(hash);
         let missing = f.missing;
         // Only members whose status says they hold it, and that are
         // online: a member just gone may still have a connection that
@@ -287,11 +339,18 @@ async fn pass(
         let holders = f.holders.clone();
         let (node2, room2, tx) = (node.clone(), room.clone(), done_tx.clone());
         node.inner.tasks.spawn(async move {
-            let result = match node2.room_targets(&room2, &holders, hash) {
-                Ok(targets) => crate::transfer::download::run(&node2, hash, targets, None, None)
-                    .await
-                    .map(|_| missing),
-                Err(e) => Err(e),
+            let Some(rep) = node2.inner.replica.as_ref() else {
+                return;
+            };
+            let _reserved = Reservation::new(rep, missing);
+            let fetch = async {
+                let targets = node2.room_targets(&room2, &holders, hash)?;
+                crate::transfer::download::run(&node2, hash, targets, None, None).await?;
+                Ok(missing)
+            };
+            let result = tokio::select! {
+                r = fetch => r,
+                _ = room2.cancel.cancelled() => Err(SwarmError::Shutdown),
             };
             drop(permit);
             let _ = tx.send(Done { hash, result });

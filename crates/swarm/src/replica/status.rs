@@ -1,4 +1,4 @@
-//! `p2pfs room status`: each file with its number of complete copies
+//! `p2pfs room status`: each file with its number of kept copies
 //! among the members online, against the number placement asks for; and
 //! the members, as this node hears them.
 
@@ -56,7 +56,7 @@ pub struct MemberStatus {
     pub online: bool,
     /// At its storage cap.
     pub full: bool,
-    /// Files of the room it holds complete (as last heard).
+    /// Files of the room it keeps (as last heard).
     pub holds: usize,
     /// Seconds since its last status, if one was heard.
     pub last_heard_secs: Option<u64>,
@@ -97,7 +97,7 @@ impl Node {
         let rep = self.inner.replica.as_ref();
         let offline_after = rep.map_or(DEFAULT_OFFLINE_AFTER, |r| r.config.offline_after);
         let (store, id) = (self.store().clone(), room.id);
-        let (files, complete, policy, names, stored) = blocking(move || {
+        let (files, kept, policy, names, stored) = blocking(move || {
             let files: Vec<(String, Hash, u64, NodeId)> = query::ls(&store, &id)?
                 .into_iter()
                 .filter_map(|e| match e.kind {
@@ -108,16 +108,16 @@ impl Node {
                 })
                 .collect();
             let hashes: Vec<Hash> = files.iter().map(|f| f.1).collect();
-            let complete: HashSet<Hash> = hashes
+            let kept: HashSet<Hash> = hashes
                 .iter()
                 .zip(store.infos(&hashes)?)
-                .filter(|(_, i)| i.as_ref().is_some_and(|i| i.state == BlobState::Complete))
+                .filter(|(_, i)| i.as_ref().is_some_and(|i| is_kept(i, &id)))
                 .map(|(h, _)| *h)
                 .collect();
             let stored = if only.is_none() { store.usage()? } else { 0 };
             Ok((
                 files,
-                complete,
+                kept,
                 query::policy(&store, &id)?,
                 query::member_names(&store, &id)?,
                 stored,
@@ -135,7 +135,7 @@ impl Node {
             if !seen.insert(hash) {
                 continue;
             }
-            let (holders, target) = view.copies(hash, author, complete.contains(&hash), policy);
+            let (holders, target) = view.copies(hash, author, kept.contains(&hash), policy);
             out_files.push(FileCopies {
                 path,
                 hash,
@@ -164,7 +164,7 @@ impl Node {
             let m = members
                 .entry(*id)
                 .or_insert_with(|| member(*id, name_of(id)));
-            m.online = now.saturating_duration_since(p.last_heard) < offline_after;
+            m.online = p.is_online(now);
             m.full = p.full;
             m.holds = p.holds.len();
             m.last_heard_secs = Some(now.saturating_duration_since(p.last_heard).as_secs());
@@ -176,7 +176,7 @@ impl Node {
         m.me = true;
         m.online = rep.is_some();
         m.full = me_full;
-        m.holds = if rep.is_some() { complete.len() } else { 0 };
+        m.holds = if rep.is_some() { kept.len() } else { 0 };
         Ok(RoomStatus {
             room: room.name(),
             policy,
@@ -202,14 +202,22 @@ impl Node {
     ) -> Result<(usize, usize), p2pfs_store::StoreError> {
         let store = self.store();
         let policy = query::policy(store, &room.id)?;
-        let mine = store
-            .info(&hash)?
-            .is_some_and(|i| i.state == BlobState::Complete);
+        let mine = store.info(&hash)?.is_some_and(|i| is_kept(&i, &room.id));
         let peers = crate::lock(&room.replica.peers);
         let (holders, target) =
             View::new(self, &peers, Instant::now()).copies(hash, author, mine, policy);
         Ok((holders.len(), target))
     }
+}
+
+/// Whether this node keeps `info`'s blob for room `id`: complete, and
+/// pinned for the room or by the user (a cached or let-go copy is not).
+pub(crate) fn is_kept(info: &p2pfs_store::BlobInfo, id: &p2pfs_proto::RoomId) -> bool {
+    info.state == BlobState::Complete
+        && info
+            .pins
+            .iter()
+            .any(|p| *p == crate::room::pin_name(id) || *p == super::keep_pin_name(id))
 }
 
 /// The replicas online as this node sees them at one instant.
@@ -225,7 +233,6 @@ struct View<'a> {
 impl<'a> View<'a> {
     fn new(node: &Node, peers: &'a super::peers::Peers, now: Instant) -> Self {
         let rep = node.inner.replica.as_ref();
-        let offline_after = rep.map_or(DEFAULT_OFFLINE_AFTER, |r| r.config.offline_after);
         let me = node.id();
         Self {
             me,
@@ -233,7 +240,7 @@ impl<'a> View<'a> {
             me_full: rep.is_some_and(|r| r.full.load(Ordering::Relaxed)),
             now,
             online: peers
-                .online(now, offline_after)
+                .online(now)
                 .filter(|(id, _)| **id != me)
                 .map(|(id, p)| (*id, p))
                 .collect(),
