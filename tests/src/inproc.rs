@@ -32,6 +32,7 @@ pub async fn node_with(limits: Limits, options: Options) -> TestNode {
             dht: Default::default(),
             display_name: None,
             replica: None,
+            link_delay: None,
         },
         store,
     )

@@ -173,6 +173,13 @@ pub(crate) async fn start_node(
             dht,
             display_name: config::display_name(data_dir),
             replica,
+            link_delay: match std::env::var("P2PFS_LINK_DELAY") {
+                Ok(v) => Some(
+                    v.parse()
+                        .map_err(|e: String| anyhow::anyhow!("P2PFS_LINK_DELAY: {e}"))?,
+                ),
+                Err(_) => None,
+            },
         },
         store,
     )

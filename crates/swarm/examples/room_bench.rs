@@ -34,6 +34,7 @@ async fn spawn(dir: &Path, name: &str) -> Node {
             },
             display_name: Some(name.into()),
             replica: None,
+            link_delay: None,
         },
         store,
     )

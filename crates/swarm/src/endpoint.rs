@@ -83,10 +83,11 @@ fn grow_buffers(socket: &UdpSocket) {
     );
 }
 
-/// Builds the endpoint on `socket`.
+/// Builds the endpoint on `socket`, delaying what it sends by `link`.
 pub(crate) fn endpoint(
     socket: UdpSocket,
     server: quinn::ServerConfig,
+    link: Option<crate::link::LinkDelay>,
 ) -> Result<quinn::Endpoint, SwarmError> {
     grow_buffers(&socket);
     let runtime = quinn::default_runtime()
@@ -95,8 +96,19 @@ pub(crate) fn endpoint(
     config
         .max_udp_payload_size(MAX_UDP_PAYLOAD)
         .map_err(|e| SwarmError::Setup(format!("UDP payload size: {e}")))?;
-    quinn::Endpoint::new(config, Some(server), socket, runtime)
-        .map_err(|e| SwarmError::io("starting the QUIC endpoint", e))
+    let err = |e| SwarmError::io("starting the QUIC endpoint", e);
+    match link {
+        None => quinn::Endpoint::new(config, Some(server), socket, runtime).map_err(err),
+        Some(link) => {
+            tracing::warn!(?link, "emulating a link delay on every datagram sent");
+            let socket = crate::link::DelayedSocket::new(
+                runtime.wrap_udp_socket(socket).map_err(err)?,
+                link,
+            );
+            quinn::Endpoint::new_with_abstract_socket(config, Some(server), socket, runtime)
+                .map_err(err)
+        }
+    }
 }
 
 /// The addresses peers can reach the endpoint at: the bound address, or

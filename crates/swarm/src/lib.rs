@@ -24,6 +24,7 @@ mod endpoint;
 mod error;
 mod frame;
 pub mod identity;
+pub mod link;
 mod node;
 pub mod replica;
 pub mod room;

@@ -92,6 +92,9 @@ pub struct NodeConfig {
     /// Take part in keeping rooms' files (a daemon or a mount); `None` for
     /// a node started for one command.
     pub replica: Option<crate::replica::ReplicaConfig>,
+    /// Delay every datagram sent (an emulated link, for tests on one
+    /// machine; see [`crate::link`]).
+    pub link_delay: Option<crate::link::LinkDelay>,
 }
 
 /// A peer with a live connection.
@@ -145,7 +148,7 @@ impl Node {
         }
         let transport = Arc::new(endpoint::transport_config(&limits));
         let socket = endpoint::bind(config.listen, config.default_port)?;
-        let endpoint = endpoint::endpoint(socket, server)?;
+        let endpoint = endpoint::endpoint(socket, server, config.link_delay)?;
         let lan = config.dht.lan;
         let dht = Dht::new(id, &store, config.dht)?;
         let node = Self {
