@@ -256,6 +256,53 @@ impl Daemon {
         )
     }
 
+    /// Starts `p2pfs --data-dir DATA mount MOUNTPOINT EXTRA...` on host
+    /// `host` of `net` (its addresses and LAN; the mount is seen by the
+    /// whole machine), with `env` set.
+    pub fn mount_on(
+        net: &Lan,
+        host: usize,
+        data_dir: &Path,
+        mountpoint: &Path,
+        extra: &[&str],
+    ) -> Self {
+        require_root();
+        let _ = std::fs::create_dir_all(mountpoint);
+        let mnt = mountpoint.to_str().unwrap();
+        let d = Self::spawn_with(
+            Some(&net.hosts[host]),
+            data_dir,
+            &["mount", mnt],
+            extra,
+            Some(mountpoint),
+            &net.env,
+        );
+        wait_for(
+            Duration::from_secs(30),
+            "the filesystem to be mounted",
+            || is_p2pfs_mount(mountpoint).then_some(()),
+        );
+        d
+    }
+
+    /// Starts `p2pfs --data-dir DATA daemon EXTRA...` on host `host` of
+    /// `net`, with the network's environment.
+    pub fn start_on(net: &Lan, host: usize, data_dir: &Path, extra: &[&str]) -> Self {
+        Self::spawn_with(
+            Some(&net.hosts[host]),
+            data_dir,
+            &["daemon"],
+            extra,
+            None,
+            &net.env,
+        )
+    }
+
+    /// Its process id (to freeze it with SIGSTOP, say).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts `p2pfs --data-dir DATA mount MOUNTPOINT --listen 127.0.0.1:0
     /// --no-lan EXTRA...` (creating the mount point) and waits until the
     /// filesystem is mounted and the control socket answers.
@@ -294,16 +341,34 @@ impl Daemon {
         extra: &[&str],
         mountpoint: Option<&Path>,
     ) -> Self {
+        Self::spawn_with(netns, data_dir, args, extra, mountpoint, &[])
+    }
+
+    fn spawn_with(
+        netns: Option<&str>,
+        data_dir: &Path,
+        args: &[&str],
+        extra: &[&str],
+        mountpoint: Option<&Path>,
+        env: &[(String, String)],
+    ) -> Self {
         std::fs::create_dir_all(data_dir).unwrap();
-        let log = std::fs::File::create(data_dir.join("daemon.log")).unwrap();
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(data_dir.join("daemon.log"))
+            .unwrap();
+        // nsenter enters the network namespace only: a mount made there is
+        // the machine's (`ip netns exec` would hide it in a mount namespace).
         let mut cmd = match netns {
             Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(p2pfs_bin());
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg(p2pfs_bin());
                 c
             }
             None => Command::new(p2pfs_bin()),
         };
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
         let child = cmd
             .arg("--data-dir")
             .arg(data_dir)
@@ -460,11 +525,17 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
 
 /// Network namespaces for one test, joined by a bridge (in a namespace of
 /// its own, so the host's network is never touched); deleted on drop.
+/// Links can lose packets, be partitioned and be rate-limited
+/// (nftables and `tbf` in each host), and delayed (the environment set
+/// with [`Lan::delay`] makes daemons delay what they send).
 #[derive(Debug)]
 pub struct Lan {
     /// The hosts' namespace names, in order.
     pub hosts: Vec<String>,
     bridge: String,
+    tag: u8,
+    /// Environment for the daemons started on it ([`Daemon::start_on`]).
+    pub env: Vec<(String, String)>,
 }
 
 impl Lan {
@@ -477,6 +548,8 @@ impl Lan {
         let lan = Self {
             hosts: (0..n).map(|i| format!("p2pfs-h{i}-{pid}-{tag}")).collect(),
             bridge,
+            tag,
+            env: Vec::new(),
         };
         let ip = |args: &[&str]| {
             let out = Command::new("ip").args(args).output().expect("running ip");
@@ -505,6 +578,130 @@ impl Lan {
             ip(&["-n", h, "link", "set", "lo", "up"]);
         }
         lan
+    }
+}
+
+impl Lan {
+    /// Host `i`'s address.
+    pub fn ip(&self, i: usize) -> String {
+        format!("10.{}.0.{}", 200 + u32::from(self.tag), i + 1)
+    }
+
+    /// Runs `nft` in host `i`.
+    fn nft(&self, i: usize, rule: &str) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.hosts[i], "nft", rule])
+            .output()
+            .expect("running nft (package nftables)");
+        assert!(
+            out.status.success(),
+            "nft {rule}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn table(&self, i: usize) {
+        self.nft(i, "add table inet p2pfs");
+        for chain in ["loss", "part"] {
+            self.nft(
+                i,
+                &format!(
+                    "add chain inet p2pfs {chain} {{ type filter hook output priority 0; policy accept; }}"
+                ),
+            );
+        }
+    }
+
+    /// Daemons started from now on delay every datagram they send by
+    /// `spec` (`25ms`, `25ms~5ms`): between two of them the round trip
+    /// is twice that.
+    pub fn delay(&mut self, spec: &str) {
+        self.env.retain(|(k, _)| k != "P2PFS_LINK_DELAY");
+        self.env.push(("P2PFS_LINK_DELAY".into(), spec.into()));
+    }
+
+    /// Host `i` drops `percent` of the packets it sends, at random.
+    pub fn loss(&self, i: usize, percent: u32) {
+        self.table(i);
+        self.nft(i, "flush chain inet p2pfs loss");
+        if percent > 0 {
+            self.nft(
+                i,
+                &format!("add rule inet p2pfs loss numgen random mod 100 < {percent} counter drop"),
+            );
+        }
+    }
+
+    /// Packets host `i` dropped as loss so far.
+    pub fn dropped(&self, i: usize) -> u64 {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.hosts[i],
+                "nft",
+                "list",
+                "chain",
+                "inet",
+                "p2pfs",
+                "loss",
+            ])
+            .output()
+            .expect("running nft");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split_whitespace()
+            .skip_while(|w| *w != "packets")
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Cuts every host of `a` off from every host of `b` (both ways).
+    pub fn partition(&self, a: &[usize], b: &[usize]) {
+        for (from, to) in [(a, b), (b, a)] {
+            for &i in from {
+                self.table(i);
+                for &j in to {
+                    self.nft(
+                        i,
+                        &format!("add rule inet p2pfs part ip daddr {} drop", self.ip(j)),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Ends every partition.
+    pub fn heal(&self) {
+        for i in 0..self.hosts.len() {
+            self.table(i);
+            self.nft(i, "flush chain inet p2pfs part");
+        }
+    }
+
+    /// Limits what host `i` sends to `rate` (`tc` syntax: `20mbit`).
+    pub fn rate(&self, i: usize, rate: &str) {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.hosts[i],
+                "tc",
+                "qdisc",
+                "replace",
+                "dev",
+            ])
+            .arg(format!("veth{i}"))
+            .args([
+                "root", "tbf", "rate", rate, "burst", "64kb", "latency", "100ms",
+            ])
+            .output()
+            .expect("running tc");
+        assert!(
+            out.status.success(),
+            "tc: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
