@@ -5,6 +5,8 @@
 //! copied in and read elsewhere, chat through `chat.log`, and a fourth host
 //! that knows nothing but its LAN fetching a public file by hash.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::{fs, time::Duration};
 
 use p2pfs_tests::{Daemon, Lan, blake3_file, ok, p2pfs, random_file, temp_dir, wait_for};
