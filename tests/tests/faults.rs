@@ -1,0 +1,231 @@
+//! Faults on the namespace network (hosts on one bridge, 20 ms round
+//! trips): a partition both halves keep writing through, then healed; a
+//! host frozen for 30 s; a node restarted on its data directory; a
+//! provider killed in the middle of a rate-limited transfer.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{path::Path, time::Duration, time::Instant};
+
+use p2pfs_tests::{Daemon, Lan, blake3_file, ok, p2pfs, random_file, signal, temp_dir, wait_for};
+use serde_json::Value;
+
+const SLOW: Duration = Duration::from_secs(90);
+
+/// Daemons on every host of a new network, listening on port 7000.
+fn daemons(net: &Lan, root: &Path, n: usize) -> Vec<Daemon> {
+    (0..n).map(|i| start(net, root, i)).collect()
+}
+
+fn start(net: &Lan, root: &Path, i: usize) -> Daemon {
+    let name = format!("n{i}");
+    Daemon::start_on(
+        net,
+        i,
+        &root.join(&name),
+        &["--name", &name, "--listen", &format!("{}:7000", net.ip(i))],
+    )
+}
+
+/// A room made on `ds[0]` and joined by the others with the ticket.
+fn room(ds: &[Daemon]) {
+    let ticket = ok(&p2pfs(ds[0].data_dir(), &["room", "create", "team"]));
+    for d in &ds[1..] {
+        ok(&p2pfs(d.data_dir(), &["room", "join", ticket.trim()]));
+    }
+}
+
+fn ls(d: &Daemon) -> Value {
+    serde_json::from_str(&ok(&p2pfs(d.data_dir(), &["room", "ls", "team", "--json"]))).unwrap()
+}
+
+fn chat(d: &Daemon) -> String {
+    ok(&p2pfs(d.data_dir(), &["chat", "team"]))
+}
+
+fn put(d: &Daemon, file: &Path, name: &str) {
+    ok(&p2pfs(
+        d.data_dir(),
+        &["room", "put", "team", file.to_str().unwrap(), name],
+    ));
+}
+
+/// Waits until every daemon lists the same tree of `files` entries and
+/// holds `lines` chat lines; returns how long that took.
+fn converged(ds: &[&Daemon], files: usize, lines: usize) -> Duration {
+    let t = Instant::now();
+    wait_for(SLOW, "the members to converge", || {
+        let first = ls(ds[0]);
+        (first.as_array().unwrap().len() == files
+            && ds.iter().all(|d| ls(d) == first)
+            && ds.iter().all(|d| chat(d).lines().count() == lines))
+        .then_some(())
+    });
+    t.elapsed()
+}
+
+#[test]
+fn a_partition_heals_and_both_halves_writes_are_kept() {
+    let mut net = Lan::new(6, 4);
+    net.delay("10ms");
+    let root = temp_dir();
+    let ds = daemons(&net, root.path(), 4);
+    room(&ds);
+    let all: Vec<&Daemon> = ds.iter().collect();
+    converged(&all, 0, 0);
+
+    net.partition(&[0, 1], &[2, 3]);
+    let work = root.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    for (i, d) in ds.iter().enumerate() {
+        let f = work.join(format!("from-{i}"));
+        random_file(&f, 50_000 + i as u64, i as u64);
+        put(d, &f, &format!("from-{i}"));
+        ok(&p2pfs(
+            d.data_dir(),
+            &["chat", "team", &format!("line from {i}")],
+        ));
+    }
+    // The same name written on both sides.
+    let (x, y) = (work.join("x"), work.join("y"));
+    std::fs::write(&x, "left side\n").unwrap();
+    std::fs::write(&y, "right side\n").unwrap();
+    put(&ds[0], &x, "shared.txt");
+    put(&ds[2], &y, "shared.txt");
+    // Each half converges on its own writes.
+    converged(&[&ds[0], &ds[1]], 3, 2);
+    converged(&[&ds[2], &ds[3]], 3, 2);
+
+    net.heal();
+    let took = converged(&all, 6, 4);
+    eprintln!("converged {took:?} after the partition healed");
+    let names: Vec<String> = ls(&ds[3])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .collect();
+    assert!(names.contains(&"shared.txt".to_string()), "{names:?}");
+    assert!(
+        names.iter().any(|n| n.starts_with("shared.txt.conflict-")),
+        "both versions kept: {names:?}"
+    );
+}
+
+#[test]
+fn a_host_frozen_for_30s_catches_up_when_resumed() {
+    let mut net = Lan::new(7, 3);
+    net.delay("10ms");
+    let root = temp_dir();
+    let ds = daemons(&net, root.path(), 3);
+    room(&ds);
+    let all: Vec<&Daemon> = ds.iter().collect();
+    converged(&all, 0, 0);
+
+    signal(ds[2].pid(), "STOP");
+    let frozen = Instant::now();
+    let work = root.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let f = work.join("while-frozen");
+    random_file(&f, 300_000, 1);
+    put(&ds[0], &f, "while-frozen");
+    ok(&p2pfs(
+        ds[0].data_dir(),
+        &["chat", "team", "posted while n2 sleeps"],
+    ));
+    // The others go on: n1 reads the new file from n0.
+    let got = work.join("got");
+    ok(&p2pfs(
+        ds[1].data_dir(),
+        &[
+            "room",
+            "get",
+            "team",
+            "while-frozen",
+            "-o",
+            got.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(blake3_file(&got), blake3_file(&f));
+    let rest = Duration::from_secs(30).saturating_sub(frozen.elapsed());
+    std::thread::sleep(rest);
+    signal(ds[2].pid(), "CONT");
+    let took = converged(&all, 1, 1);
+    eprintln!("the frozen host caught up {took:?} after it resumed");
+}
+
+#[test]
+fn a_node_restarted_on_its_data_dir_keeps_its_identity_and_catches_up() {
+    let mut net = Lan::new(8, 2);
+    net.delay("10ms");
+    let root = temp_dir();
+    let mut ds = daemons(&net, root.path(), 2);
+    room(&ds);
+    let id = ds[1].id.clone();
+    let work = root.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let f = work.join("before");
+    random_file(&f, 100_000, 1);
+    put(&ds[0], &f, "before");
+    let all: Vec<&Daemon> = ds.iter().collect();
+    converged(&all, 1, 0);
+
+    ds[1].terminate();
+    let g = work.join("during");
+    random_file(&g, 100_000, 2);
+    put(&ds[0], &g, "during");
+    ok(&p2pfs(
+        ds[0].data_dir(),
+        &["chat", "team", "while n1 was down"],
+    ));
+    ds[1] = start(&net, root.path(), 1);
+    assert_eq!(ds[1].id, id, "the same identity");
+    let all: Vec<&Daemon> = ds.iter().collect();
+    converged(&all, 2, 1);
+    let got = work.join("got");
+    ok(&p2pfs(
+        ds[1].data_dir(),
+        &["room", "get", "team", "during", "-o", got.to_str().unwrap()],
+    ));
+    assert_eq!(blake3_file(&got), blake3_file(&g));
+}
+
+#[test]
+fn a_provider_killed_mid_transfer_over_slow_links_is_replaced() {
+    let mut net = Lan::new(9, 3);
+    net.delay("10ms");
+    // 40 Mbit/s out of each provider: 24 MiB takes several seconds.
+    net.rate(0, "40mbit");
+    net.rate(1, "40mbit");
+    let root = temp_dir();
+    let mut ds = daemons(&net, root.path(), 3);
+    let file = root.path().join("blob");
+    random_file(&file, 24 << 20, 4);
+    let hash = blake3_file(&file);
+    for d in &ds[..2] {
+        ok(&p2pfs(d.data_dir(), &["add", file.to_str().unwrap()]));
+    }
+    let out = root.path().join("out");
+    let mut fetch = std::process::Command::new(p2pfs_tests::p2pfs_bin())
+        .arg("--data-dir")
+        .arg(ds[2].data_dir())
+        .args(["fetch", &hash, "-o", out.to_str().unwrap()])
+        .args(["--peer", &ds[0].peer(), "--peer", &ds[1].peer()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill the first provider once the download is under way.
+    let at = wait_for(SLOW, "the download to start", || {
+        let b = ds[2].status()["bytes"].as_u64().unwrap_or(0);
+        (b > 2 << 20).then_some(b)
+    });
+    ds[0].kill9();
+    assert!(
+        at < 20 << 20,
+        "killed mid-transfer, not after ({at} bytes in)"
+    );
+    let done = wait_for(SLOW, "the fetch to finish", || fetch.try_wait().unwrap());
+    assert!(done.success(), "the fetch failed");
+    assert_eq!(blake3_file(&out), hash);
+}
