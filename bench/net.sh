@@ -3,7 +3,7 @@
 # daemon delaying what it sends by DELAY (P2PFS_LINK_DELAY; round trip = 2 x DELAY) and every
 # host dropping LOSS % of what it sends (nftables). Measures a 256 MiB fetch against the
 # provider's bandwidth limit (tbf RATE), chat propagation p50/p99 to 4 members, and the time
-# for 4 members to converge after a partition heals. Run as root.
+# for 4 members to converge after a partition heals. Loss is on what each host receives. Run as root.
 #   bench/net.sh [DELAY] [LOSS] [RATE]     (defaults: 25ms 1 100mbit)
 set -euo pipefail
 cd "$(dirname "$0")/.."

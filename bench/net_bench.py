@@ -1,6 +1,6 @@
 """Driver of bench/net.sh (see there). Namespaces p2pfsb-* and every process it starts are
 removed or stopped at the end, by name and PID."""
-import json, os, shutil, statistics, subprocess, sys, threading, time
+import json, os, shutil, socket, statistics, subprocess, sys, threading, time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from benchlib import make  # noqa: E402
@@ -35,8 +35,8 @@ def net_up():
         sh("ip", "-n", h, "link", "set", f"veth{i}", "up")
         sh("ip", "-n", h, "link", "set", "lo", "up")
         nft(i, "add table inet p2pfs")
-        for chain in ("loss", "part"):
-            nft(i, f"add chain inet p2pfs {chain} {{ type filter hook output priority 0; policy accept; }}")
+        for chain, hook in (("loss", "input"), ("part", "output")):
+            nft(i, f"add chain inet p2pfs {chain} {{ type filter hook {hook} priority 0; policy accept; }}")
         if int(LOSS) > 0:
             nft(i, f"add rule inet p2pfs loss numgen random mod 100 < {LOSS} drop")
 
@@ -73,8 +73,21 @@ def start(i):
                           "daemon", "--listen", f"{ip_of(i)}:7000", "--name", f"n{i}"],
                          stderr=log, stdout=log, env=env)
     procs.append(p)
-    wait(f"n{i} up", lambda: subprocess.run([BIN, "--data-dir", f"{WORK}/n{i}", "status"],
-                                             capture_output=True).returncode == 0)
+    # Only once the control socket answers: `status` before that would open the store itself.
+    sock = f"{WORK}/n{i}/control.sock"
+
+    def up():
+        if not os.path.exists(sock):
+            return False
+        s = socket.socket(socket.AF_UNIX)
+        try:
+            s.connect(sock)
+            return True
+        except OSError:
+            return False
+        finally:
+            s.close()
+    wait(f"n{i} up", up)
     return p
 
 
@@ -98,7 +111,7 @@ try:
     net_up()
     for i in range(N):
         start(i)
-    print(f"{N} hosts, each sending with {DELAY} delay (round trip 2x) and {LOSS} % loss")
+    print(f"{N} hosts, each sending with {DELAY} delay (round trip 2x) and losing {LOSS} % of what it receives")
 
     # 1. A 256 MiB fetch from a provider limited to RATE.
     sh("ip", "netns", "exec", NS[0], "tc", "qdisc", "replace", "dev", "veth0", "root", "tbf",
@@ -171,7 +184,7 @@ try:
     print(f"convergence after a partition healed (2 | 3 hosts, 20 and 30 entries on each side "
           f"plus 100 before): {ms(time.perf_counter() - t)} (polled through the CLI)")
 finally:
-    for p in procs:
+    for p in reversed(procs):  # followers first: they would report their daemon gone
         p.kill()
         p.wait()
     net_down()

@@ -602,11 +602,13 @@ impl Lan {
 
     fn table(&self, i: usize) {
         self.nft(i, "add table inet p2pfs");
-        for chain in ["loss", "part"] {
+        // Loss on what arrives (the sender learns nothing, as on a real
+        // path); partitions on what leaves.
+        for (chain, hook) in [("loss", "input"), ("part", "output")] {
             self.nft(
                 i,
                 &format!(
-                    "add chain inet p2pfs {chain} {{ type filter hook output priority 0; policy accept; }}"
+                    "add chain inet p2pfs {chain} {{ type filter hook {hook} priority 0; policy accept; }}"
                 ),
             );
         }
@@ -620,7 +622,7 @@ impl Lan {
         self.env.push(("P2PFS_LINK_DELAY".into(), spec.into()));
     }
 
-    /// Host `i` drops `percent` of the packets it sends, at random.
+    /// Host `i` drops `percent` of the packets it receives, at random.
     pub fn loss(&self, i: usize, percent: u32) {
         self.table(i);
         self.nft(i, "flush chain inet p2pfs loss");

@@ -160,6 +160,12 @@ pub(crate) async fn start_node(
     replica: Option<ReplicaConfig>,
 ) -> anyhow::Result<Node> {
     let port_file = data_dir.join("port");
+    let mut limits = limits;
+    if let Ok(v) = std::env::var("P2PFS_CONGESTION") {
+        limits.congestion = v
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("P2PFS_CONGESTION: {e}"))?;
+    }
     let default_port = std::fs::read_to_string(&port_file)
         .ok()
         .and_then(|s| s.trim().parse().ok())

@@ -36,7 +36,7 @@ use std::sync::{Mutex, MutexGuard};
 
 pub use dial::Target;
 pub use error::SwarmError;
-pub use node::{Limits, Node, NodeConfig, PeerInfo};
+pub use node::{Congestion, Limits, Node, NodeConfig, PeerInfo};
 pub use p2pfs_store as store;
 pub use transfer::download::{FetchProgress, FetchStats};
 

@@ -222,8 +222,10 @@ impl AsyncUdpSocket for DelayedSocket {
         self.inner.local_addr()
     }
 
+    /// One datagram per send: each is delayed, and lost by a filter,
+    /// on its own (a GSO batch would travel, and be dropped, as one).
     fn max_transmit_segments(&self) -> usize {
-        self.inner.max_transmit_segments()
+        1
     }
 
     fn max_receive_segments(&self) -> usize {
