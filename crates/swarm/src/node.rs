@@ -64,8 +64,10 @@ pub struct Limits {
 ///
 /// BBR is the default: on a path with 50 ms round trips and 1 % random
 /// loss (`bench/net.sh`) CUBIC, which reads every loss as congestion,
-/// fetched at 0.02× a 100 Mbit/s link and BBR at 0.71×; on loopback they
-/// are within a few percent of each other. `P2PFS_CONGESTION=cubic` goes
+/// fetched at 0.02× a 100 Mbit/s link and BBR at 0.71–0.85×. On loopback
+/// BBR costs a little: `bench/transfer.sh 3` measured 0.81× a bare quinn
+/// transfer and 1.43× libtorrent with BBR, 0.89× and 1.48× with CUBIC
+/// (two runs minutes apart). `P2PFS_CONGESTION=cubic` goes
 /// back to quinn's default (BBR does not yield to other traffic the way
 /// a loss-based controller does; `--max-upload-rate` caps it).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
