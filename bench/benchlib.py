@@ -12,3 +12,32 @@ def make(path, size):
         sh(f"openssl enc -aes-128-ctr -nosalt -pass pass:p2pfs -pbkdf2 -in /dev/zero 2>/dev/null"
            f" | head -c {size} > {path} || true")
         assert os.path.getsize(path) == size, path
+
+
+def wait(what, f, timeout=300, every=0.05):
+    """Polls `f` until it returns something true (returned), or exits after `timeout` s."""
+    import time
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = f()
+        if v:
+            return v
+        time.sleep(every)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def control_up(data_dir):
+    """Whether the daemon of `data_dir` answers on its control socket. (Asking `p2pfs status`
+    before that would open the store itself and race the daemon starting for it.)"""
+    import socket
+    sock = os.path.join(data_dir, "control.sock")
+    if not os.path.exists(sock):
+        return False
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(sock)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()

@@ -1,9 +1,9 @@
 """Driver of bench/net.sh (see there). Namespaces p2pfsb-* and every process it starts are
 removed or stopped at the end, by name and PID."""
-import json, os, shutil, socket, statistics, subprocess, sys, threading, time
+import json, os, shutil, statistics, subprocess, sys, threading, time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from benchlib import make  # noqa: E402
+from benchlib import control_up, make, wait  # noqa: E402
 
 BIN, WORK, DELAY, LOSS, RATE = sys.argv[1:6]
 N = 5
@@ -73,32 +73,8 @@ def start(i):
                           "daemon", "--listen", f"{ip_of(i)}:7000", "--name", f"n{i}"],
                          stderr=log, stdout=log, env=env)
     procs.append(p)
-    # Only once the control socket answers: `status` before that would open the store itself.
-    sock = f"{WORK}/n{i}/control.sock"
-
-    def up():
-        if not os.path.exists(sock):
-            return False
-        s = socket.socket(socket.AF_UNIX)
-        try:
-            s.connect(sock)
-            return True
-        except OSError:
-            return False
-        finally:
-            s.close()
-    wait(f"n{i} up", up)
+    wait(f"n{i} up", lambda: control_up(f"{WORK}/n{i}"))
     return p
-
-
-def wait(what, f, timeout=300, every=0.05):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = f()
-        if v:
-            return v
-        time.sleep(every)
-    raise SystemExit(f"timed out waiting for {what}")
 
 
 def ms(d):

@@ -4,7 +4,7 @@ author, is killed. Every figure comes from the members' own `room status --json`
 import json, math, os, random, shutil, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from benchlib import make  # noqa: E402
+from benchlib import control_up, make, wait  # noqa: E402
 
 BIN, WORK, MEMBERS, FILES, OFFLINE = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 NAMES = [chr(ord("a") + i) for i in range(MEMBERS)]
@@ -18,25 +18,13 @@ def p2pfs(node, *args):
                           capture_output=True, text=True).stdout
 
 
-def wait(what, f, timeout=600, every=0.1):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = f()
-        if v:
-            return v
-        time.sleep(every)
-    raise SystemExit(f"timed out waiting for {what}")
-
-
 def start(name, i):
     log = open(f"{WORK}/{name}.log", "a")
     p = subprocess.Popen([BIN, "--data-dir", f"{WORK}/{name}", "daemon", "--listen",
                           f"127.0.0.1:{PORT0 + i}", "--no-lan", "--name", name,
                           "--offline-after", OFFLINE], stderr=log, stdout=log)
     started[name] = p
-    wait(f"{name} up", lambda: os.path.exists(f"{WORK}/{name}/control.sock") and
-         subprocess.run([BIN, "--data-dir", f"{WORK}/{name}", "status"],
-                        capture_output=True).returncode == 0)
+    wait(f"{name} up", lambda: control_up(f"{WORK}/{name}"))
 
 
 def status(node):

@@ -113,7 +113,8 @@ pub(crate) struct RoomReplica {
     pub(crate) peers: Mutex<peers::Peers>,
     /// This member's status (`None` until first computed).
     pub(crate) local: watch::Sender<Option<Arc<Local>>>,
-    /// Wakes the runtime (a status heard, a pin changed).
+    /// Wakes the runtime: a tree or policy entry, a status that changed
+    /// something, a pin.
     pub(crate) wake: Notify,
     /// Bytes fetched to keep copies (for status and figures).
     pub(crate) fetched: AtomicU64,

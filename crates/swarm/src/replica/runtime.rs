@@ -168,7 +168,6 @@ pub(crate) async fn run(node: Node, room: Arc<Room>) {
         return;
     };
     let heartbeat = rep.config.heartbeat();
-    let mut changes = room.changed.subscribe();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let mut st = State {
         inflight: HashSet::new(),
@@ -190,7 +189,8 @@ pub(crate) async fn run(node: Node, room: Arc<Room>) {
         }
         tokio::select! {
             _ = room.cancel.cancelled() => break,
-            r = changes.changed() => if r.is_err() { break },
+            // Woken by tree and policy entries (`Room::broadcast`), a
+            // status that changed something, or a pin.
             _ = room.replica.wake.notified() => {}
             d = done_rx.recv() => if let Some(d) = d { st.finish(d, &room) },
             _ = tokio::time::sleep(heartbeat) => {}

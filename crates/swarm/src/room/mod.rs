@@ -190,10 +190,14 @@ impl Room {
             let mut touched = crate::lock(&self.touched);
             let version = *self.changed.borrow() + entries.len() as u64;
             for e in entries {
-                if let Op::Put { path, .. } | Op::Delete { path, .. } | Op::Mkdir { path, .. } =
-                    &e.body.op
-                {
-                    touched.paths.push_back((version, path.clone()));
+                match &e.body.op {
+                    Op::Put { path, .. } | Op::Delete { path, .. } | Op::Mkdir { path, .. } => {
+                        touched.paths.push_back((version, path.clone()));
+                        self.replica.wake.notify_one();
+                    }
+                    // Placement follows the tree and the policy, not chat.
+                    Op::Meta(Meta::Copies(_)) => self.replica.wake.notify_one(),
+                    Op::Chat { .. } | Op::Meta(_) => {}
                 }
             }
             while touched.paths.len() > MAX_TOUCHED {
@@ -704,7 +708,7 @@ impl Node {
         if complete {
             return Ok(hash);
         }
-        let targets = self.room_providers(room, &[author], hash)?;
+        let targets = self.room_providers(room, author, hash)?;
         crate::transfer::download::run(self, hash, targets, None, None).await?;
         Ok(hash)
     }
@@ -718,24 +722,23 @@ impl Node {
         author: NodeId,
         want: std::ops::Range<u64>,
     ) -> Result<(), SwarmError> {
-        let targets = self.room_providers(room, &[author], hash)?;
+        let targets = self.room_providers(room, author, hash)?;
         crate::transfer::download::run(self, hash, targets, Some(want), None).await?;
         Ok(())
     }
 
-    /// Where to fetch a room file from: `first` (its author, the members
-    /// known to hold it), then the members online, then the others with
-    /// a known address.
-    pub(crate) fn room_providers(
+    /// Where to fetch a room file from: its author first, then the
+    /// members online, then the others with a known address.
+    fn room_providers(
         &self,
         room: &Room,
-        first: &[NodeId],
+        author: NodeId,
         hash: Hash,
     ) -> Result<Vec<Target>, SwarmError> {
         let mut targets: Vec<Target> = Vec::new();
         let known = crate::lock(&room.nodes).clone();
         let online = room.online();
-        let mut order: Vec<NodeId> = first.to_vec();
+        let mut order: Vec<NodeId> = vec![author];
         order.extend(online.iter().copied());
         order.extend(known.keys().copied());
         let mut seen = HashSet::new();
