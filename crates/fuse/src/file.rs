@@ -286,6 +286,11 @@ impl WriteFile {
         }
     }
 
+    /// Whether the file changed since it was published.
+    pub(crate) fn dirty(&self) -> bool {
+        lock(&self.state).dirty
+    }
+
     /// Whether process `pid` changed the file since it was published.
     pub(crate) fn changed_by(&self, pid: u32) -> bool {
         let st = lock(&self.state);
@@ -665,20 +670,32 @@ impl Fs {
         };
         // A file open for writing: the change goes into its draft and is
         // published at close.
-        let open = fh
+        let by_handle = fh
             .and_then(|fh| self.handles.get(fh.0).ok())
             .and_then(|h| match &*h {
                 Handle::Write(wf) => Some(wf.clone()),
                 _ => None,
-            })
-            .or_else(|| lock(&self.drafts).get(&(room, path.clone())).cloned());
+            });
+        let (open, by_path) = match by_handle {
+            Some(wf) => (Some(wf), false),
+            None => (lock(&self.drafts).get(&(room, path.clone())).cloned(), true),
+        };
         if let Some(wf) = open {
+            // A draft found by path with nothing left to publish has been
+            // closed, its release maybe under way: a change to it now (the
+            // `utimensat` rsync makes right after `close`, before its
+            // `rename`) is published before the reply, as for any closed
+            // file. Else it goes out with the pending close.
+            let closed = by_path && !wf.dirty();
             if let Some(len) = size
                 && let Err(e) = wf.set_len(self.node.store(), len, pid)
             {
                 return reply.error(store_errno(&e));
             }
             wf.set_meta(exec, mtime, pid);
+            if closed {
+                return self.reply_when_attr(self.clone().publish(wf, false), ino, reply);
+            }
             return self.reply_attr(ino, reply);
         }
         let file = match self.find(&room, &path) {
@@ -716,6 +733,22 @@ impl Fs {
                 return reply.error(e);
             }
             fs.reply_attr(ino, reply);
+        });
+    }
+
+    /// Replies with the attributes once `work` is done, from a task.
+    fn reply_when_attr(
+        self: &Arc<Self>,
+        work: impl std::future::Future<Output = Result<(), Errno>> + Send + 'static,
+        ino: INodeNo,
+        reply: fuser::ReplyAttr,
+    ) {
+        let fs = self.clone();
+        self.rt.spawn(async move {
+            match work.await {
+                Ok(()) => fs.reply_attr(ino, reply),
+                Err(e) => reply.error(e),
+            }
         });
     }
 
