@@ -21,6 +21,15 @@ pub async fn node() -> TestNode {
 
 /// A node on 127.0.0.1 (a DHT server that knows no one).
 pub async fn node_with(limits: Limits, options: Options) -> TestNode {
+    node_joining(limits, options, Vec::new()).await
+}
+
+/// A node on 127.0.0.1 that joins the DHT through `bootstrap`.
+pub async fn node_joining(
+    limits: Limits,
+    options: Options,
+    bootstrap: Vec<p2pfs_swarm::Target>,
+) -> TestNode {
     let dir = temp_dir();
     let store = Store::open_with(dir.path().join("store"), options).unwrap();
     let node = Node::spawn(
@@ -29,7 +38,10 @@ pub async fn node_with(limits: Limits, options: Options) -> TestNode {
             listen: Some("127.0.0.1:0".parse().unwrap()),
             default_port: 0,
             limits,
-            dht: Default::default(),
+            dht: p2pfs_swarm::dht::DhtConfig {
+                bootstrap,
+                ..Default::default()
+            },
             display_name: None,
             replica: None,
             link_delay: None,

@@ -3,6 +3,13 @@
 //! check: it opens; every complete blob verifies; every partial blob's
 //! present groups verify; and everything the child saw acknowledged
 //! (journaled after the call returned) is still there.
+//!
+//! Then the same for a whole node: a `p2pfs daemon` killed with SIGKILL
+//! while commands import files, download from another node and write to a
+//! room through it.
+//!
+//! `P2PFS_CRASH_ROUNDS` sets the rounds of each loop (`bench/crash.sh`
+//! runs a thousand).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -16,7 +23,13 @@ use p2pfs_proto::Hash;
 use p2pfs_store::{BlobState, ChunkNum, Store};
 use p2pfs_tests::temp_dir;
 
-const ROUNDS: u64 = 40;
+/// Rounds of each loop: `P2PFS_CRASH_ROUNDS`, else `default`.
+fn rounds(default: u64) -> u64 {
+    std::env::var("P2PFS_CRASH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 
 #[test]
 fn store_survives_kill_9_at_any_moment() {
@@ -27,7 +40,8 @@ fn store_survives_kill_9_at_any_moment() {
     let seed0 = fastrand::u64(..);
     let mut rng = fastrand::Rng::with_seed(seed0);
     let mut acknowledged_total = 0;
-    for round in 0..ROUNDS {
+    let rounds = rounds(40);
+    for round in 0..rounds {
         let mut child = Command::new(env!("CARGO_BIN_EXE_store_torture"))
             .arg(&target)
             .arg(&source)
@@ -51,12 +65,16 @@ fn store_survives_kill_9_at_any_moment() {
         check_all_verify(&source, seed0, round);
     }
     assert!(acknowledged_total > 0, "the child never got any work done");
+    eprintln!(
+        "store crash loop: {rounds} kills, {acknowledged_total} acknowledged facts checked, none lost"
+    );
 }
 
 #[test]
 fn store_survives_a_crash_at_every_crash_point() {
     use std::os::unix::process::ExitStatusExt;
     let seed = fastrand::u64(..);
+    let mut reached = 0;
     for point in p2pfs_store::crash::POINTS {
         let dir = temp_dir();
         let target = dir.path().join("target");
@@ -84,8 +102,13 @@ fn store_survives_a_crash_at_every_crash_point() {
             );
             check(&target, &journal, seed, round as u64);
             check_all_verify(&source, seed, round as u64);
+            reached += 1;
         }
     }
+    eprintln!(
+        "store crash points: {reached} reached ({} named points, 5 occurrences each), none lost",
+        p2pfs_store::crash::POINTS.len()
+    );
 }
 
 /// Opens a store and verifies every blob in it.
@@ -169,4 +192,237 @@ fn check(target: &std::path::Path, journal: &std::path::Path, seed: u64, round: 
         facts += 1;
     }
     facts
+}
+
+/// What the commands run against the node saw acknowledged.
+#[derive(Debug, Default)]
+struct Acked {
+    /// `add`: hash → size.
+    added: HashMap<Hash, u64>,
+    /// `fetch` (complete, pinned): hashes.
+    fetched: std::collections::HashSet<Hash>,
+    /// Downloads acknowledged in all.
+    downloads: usize,
+    /// Chat lines posted.
+    lines: Vec<String>,
+    /// `room put`: path → hash.
+    puts: HashMap<String, String>,
+}
+
+/// Runs one command against the node; `None` if it failed (the node was
+/// killed under it, as intended).
+fn try_p2pfs(data: &std::path::Path, args: &[&str]) -> Option<String> {
+    let out = p2pfs_tests::p2pfs(data, args);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn a_node_killed_while_importing_downloading_and_writing_its_room_loses_nothing() {
+    use p2pfs_tests::{Daemon, ok, p2pfs, random_file};
+    use std::sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    };
+
+    let dir = temp_dir();
+    let (pdir, vdir, work) = (
+        dir.path().join("provider"),
+        dir.path().join("victim"),
+        dir.path().join("work"),
+    );
+    std::fs::create_dir_all(&work).unwrap();
+    let seed0 = fastrand::u64(..);
+    let mut rng = fastrand::Rng::with_seed(seed0);
+    // A provider sending at 24 MiB/s: a download takes a few hundred
+    // milliseconds, so kills land in the middle of them.
+    let provider = Daemon::start(&pdir, &["--no-lan", "--max-upload-rate", "24M"]);
+    let mut blobs = Vec::new();
+    for i in 0..3 {
+        let f = work.join(format!("blob{i}"));
+        random_file(&f, 5_000_000 + i * 333_333, seed0 ^ (100 + i));
+        let line = ok(&p2pfs(&pdir, &["add", f.to_str().unwrap()]));
+        blobs.push(line.split_whitespace().next().unwrap().to_string());
+    }
+    let peer = provider.peer();
+    let acked = Arc::new(Mutex::new(Acked::default()));
+    let rounds = rounds(12);
+    let mut facts = 0;
+    let mut victim = Daemon::start(&vdir, &["--no-lan"]);
+    ok(&p2pfs(&vdir, &["room", "create", "crash"]));
+    for round in 0..rounds {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut workers = Vec::new();
+        // Imports of files up to 3 MiB.
+        workers.push({
+            let (stop, acked, vdir, work) =
+                (stop.clone(), acked.clone(), vdir.clone(), work.clone());
+            let mut rng = fastrand::Rng::with_seed(rng.u64(..));
+            std::thread::spawn(move || {
+                for i in 0.. {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let f = work.join(format!("add-{round}-{i}"));
+                    let size = rng.u64(1..3 << 20);
+                    random_file(&f, size, rng.u64(..));
+                    if let Some(out) = try_p2pfs(&vdir, &["add", f.to_str().unwrap()]) {
+                        let hash: Hash = out.split_whitespace().next().unwrap().parse().unwrap();
+                        acked.lock().unwrap().added.insert(hash, size);
+                    }
+                    let _ = std::fs::remove_file(&f);
+                }
+            })
+        });
+        // Downloads from the provider; a finished one is unpinned and
+        // collected, to be downloaded again later.
+        workers.push({
+            let (stop, acked, vdir, blobs, peer) = (
+                stop.clone(),
+                acked.clone(),
+                vdir.clone(),
+                blobs.clone(),
+                peer.clone(),
+            );
+            let mut rng = fastrand::Rng::with_seed(rng.u64(..));
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let b = &blobs[rng.usize(..blobs.len())];
+                    let hash: Hash = b.parse().unwrap();
+                    if acked.lock().unwrap().fetched.remove(&hash) {
+                        // No longer promised (from before the unpin).
+                        if try_p2pfs(&vdir, &["unpin", b]).is_none()
+                            || try_p2pfs(&vdir, &["gc"]).is_none()
+                        {
+                            continue;
+                        }
+                    }
+                    let args = ["fetch", b, "--peer", &peer, "-o", "-"];
+                    if try_p2pfs(&vdir, &args).is_some() {
+                        let mut a = acked.lock().unwrap();
+                        a.fetched.insert(hash);
+                        a.downloads += 1;
+                    }
+                }
+            })
+        });
+        // Room writes: chat lines and small files.
+        workers.push({
+            let (stop, acked, vdir, work) =
+                (stop.clone(), acked.clone(), vdir.clone(), work.clone());
+            let mut rng = fastrand::Rng::with_seed(rng.u64(..));
+            std::thread::spawn(move || {
+                for k in 0.. {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    if k % 2 == 0 {
+                        let line = format!("crash line {round}-{k}.");
+                        if try_p2pfs(&vdir, &["chat", "crash", &line]).is_some() {
+                            acked.lock().unwrap().lines.push(line);
+                        }
+                    } else {
+                        let f = work.join(format!("put-{round}-{k}"));
+                        random_file(&f, rng.u64(1..200_000), rng.u64(..));
+                        let name = format!("f-{round}-{k}");
+                        let args = ["room", "put", "crash", f.to_str().unwrap(), &name];
+                        if let Some(out) = try_p2pfs(&vdir, &args) {
+                            let hash = out.split_whitespace().next().unwrap().to_string();
+                            acked.lock().unwrap().puts.insert(name, hash);
+                        }
+                        let _ = std::fs::remove_file(&f);
+                    }
+                }
+            })
+        });
+        // A random moment, then no new command, and the kill.
+        std::thread::sleep(Duration::from_millis(rng.u64(200..2000)));
+        stop.store(true, Ordering::SeqCst);
+        victim.kill9();
+        for w in workers {
+            w.join().unwrap();
+        }
+        victim = Daemon::start(&vdir, &["--no-lan"]);
+        facts += check_node(&vdir, &acked.lock().unwrap(), seed0, round);
+    }
+    let a = acked.lock().unwrap();
+    assert!(
+        !a.added.is_empty() && !a.lines.is_empty() && !a.puts.is_empty(),
+        "the commands never got work done: {a:?}"
+    );
+    eprintln!(
+        "node crash loop: {rounds} kills, {facts} checks of acknowledged facts ({} imports, {} downloads ({} held at the end), {} chat lines, {} room files), none lost",
+        a.added.len(),
+        a.downloads,
+        a.fetched.len(),
+        a.lines.len(),
+        a.puts.len()
+    );
+    drop(victim);
+    drop(provider);
+}
+
+/// Checks the restarted node against what was acknowledged; returns how
+/// many facts it checked.
+fn check_node(data: &std::path::Path, acked: &Acked, seed: u64, round: u64) -> usize {
+    use p2pfs_tests::{ok, p2pfs};
+    let ctx = format!("seed {seed}, round {round}");
+    let out = p2pfs(data, &["verify"]);
+    assert!(
+        out.status.success(),
+        "{ctx}: a stored blob does not verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ls: serde_json::Value = serde_json::from_str(&ok(&p2pfs(data, &["ls", "--json"]))).unwrap();
+    let blobs: HashMap<String, (&str, u64)> = ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            let h = b["hash"].as_str().unwrap().to_string();
+            (
+                h,
+                (b["state"].as_str().unwrap(), b["size"].as_u64().unwrap()),
+            )
+        })
+        .collect();
+    let complete = |h: &str| blobs.get(h).map(|b| b.0) == Some("complete");
+    for (hash, size) in &acked.added {
+        let h = hash.to_string();
+        assert!(complete(&h), "{ctx}: acknowledged import {h} is lost");
+        assert_eq!(blobs[&h].1, *size, "{ctx}: {h}");
+    }
+    for hash in &acked.fetched {
+        let h = hash.to_string();
+        assert!(complete(&h), "{ctx}: acknowledged download {h} is lost");
+    }
+    let chat = ok(&p2pfs(data, &["chat", "crash"]));
+    for line in &acked.lines {
+        assert!(
+            chat.contains(line),
+            "{ctx}: acknowledged chat line {line:?} is lost"
+        );
+    }
+    let listing: serde_json::Value =
+        serde_json::from_str(&ok(&p2pfs(data, &["room", "ls", "crash", "--json"]))).unwrap();
+    let files: HashMap<&str, &str> = listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| Some((f["path"].as_str()?, f["kind"]["File"]["hash"].as_str()?)))
+        .collect();
+    for (path, hash) in &acked.puts {
+        assert_eq!(
+            files.get(path.as_str()),
+            Some(&hash.as_str()),
+            "{ctx}: acknowledged room file {path} is lost"
+        );
+        assert!(
+            complete(hash),
+            "{ctx}: the blob of room file {path} is lost"
+        );
+    }
+    acked.added.len() + acked.fetched.len() + acked.lines.len() + 2 * acked.puts.len() + 1
 }

@@ -229,3 +229,105 @@ fn a_provider_killed_mid_transfer_over_slow_links_is_replaced() {
     assert!(done.success(), "the fetch failed");
     assert_eq!(blake3_file(&out), hash);
 }
+
+#[test]
+fn a_disk_filling_up_mid_download_is_a_clear_error_and_the_download_resumes() {
+    let net = Lan::new(10, 2);
+    let root = temp_dir();
+    // The downloader's data directory on a 12 MiB filesystem.
+    let disk = p2pfs_tests::Tmpfs::mount("size=12m");
+    let provider = start(&net, root.path(), 0);
+    let downloader = Daemon::start_on(
+        &net,
+        1,
+        &disk.path().join("n1"),
+        &["--name", "n1", "--listen", &format!("{}:7000", net.ip(1))],
+    );
+    let file = root.path().join("blob");
+    random_file(&file, 20 << 20, 10);
+    let hash = blake3_file(&file);
+    // 32 Mbit/s out of the provider: the download lasts seconds.
+    net.rate(0, "32mbit");
+    ok(&p2pfs(
+        provider.data_dir(),
+        &["add", file.to_str().unwrap()],
+    ));
+    let peer = provider.peer();
+    let fetch = || {
+        p2pfs(
+            downloader.data_dir(),
+            &["fetch", &hash, "--peer", &peer, "-o", "-"],
+        )
+    };
+
+    let present = || -> u64 {
+        let ls: Value =
+            serde_json::from_str(&ok(&p2pfs(downloader.data_dir(), &["ls", "--json"]))).unwrap();
+        ls.as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["present"].as_u64().unwrap())
+            .sum()
+    };
+
+    // Too big for the disk: the store reserves a blob's space before the
+    // first byte, so this fails at once with one clear line.
+    let err = p2pfs_tests::fails(&fetch());
+    assert!(err.contains("no space left on device"), "{err}");
+    assert!(downloader.status()["daemon"].as_bool().unwrap());
+    ok(&p2pfs(downloader.data_dir(), &["verify"]));
+
+    // Room for it, then the disk fills up (another program) mid-download.
+    let resize = |size: &str| {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(disk.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    resize("26m");
+    let mut child = std::process::Command::new(p2pfs_tests::p2pfs_bin())
+        .arg("--data-dir")
+        .arg(downloader.data_dir())
+        .args(["fetch", &hash, "--peer", &peer, "-o", "-"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(SLOW, "the download to start", || {
+        (present() > 1 << 20).then_some(())
+    });
+    let filler = disk.path().join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let block = vec![7u8; 64 << 10];
+    let full = loop {
+        if let Err(e) = std::io::Write::write_all(&mut f, &block) {
+            break e;
+        }
+    };
+    assert_eq!(full.raw_os_error(), Some(28), "{full}");
+    drop(f);
+    let out = wait_for(SLOW, "the fetch to end", || child.try_wait().unwrap());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    // Either its space was reserved and it completes, or it stops with
+    // one clear line; never a panic, and the node lives on.
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    if !out.success() {
+        assert!(stderr.contains("no space left on device"), "{stderr}");
+    }
+    assert!(downloader.status()["daemon"].as_bool().unwrap());
+    // Nothing stored is corrupt.
+    ok(&p2pfs(downloader.data_dir(), &["verify"]));
+    let kept = present();
+    eprintln!("disk full mid-download: fetch {out}, {kept} bytes kept: {stderr}");
+
+    // With room again, the download resumes where it stopped.
+    std::fs::remove_file(&filler).unwrap();
+    ok(&fetch());
+    ok(&p2pfs(downloader.data_dir(), &["verify", &hash]));
+    assert_eq!(present(), 20 << 20);
+    drop(downloader);
+    drop(provider);
+}

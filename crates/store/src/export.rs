@@ -14,7 +14,7 @@ use p2pfs_proto::{
     Hash,
     chunk::{CHUNK_GROUP_SIZE, groups},
 };
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -442,12 +442,7 @@ impl Store {
     }
 
     fn outboard_table(&self) -> Result<OutboardTable, StoreError> {
-        self.inner
-            .db
-            .begin_read()
-            .db()?
-            .open_table(tables::OUTBOARD)
-            .db()
+        self.begin_read()?.open_table(tables::OUTBOARD).db()
     }
 }
 

@@ -17,7 +17,7 @@
 //! race behind iroh-blobs#247; `tests/gc_race.rs` exercises it.
 
 use p2pfs_proto::Hash;
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -96,14 +96,14 @@ impl Store {
 
     /// The names of the pins on `hash`.
     pub fn pins(&self, hash: &Hash) -> Result<Vec<String>, StoreError> {
-        let txn = self.inner.db.begin_read().db()?;
+        let txn = self.begin_read()?;
         let pins = txn.open_table(tables::PINS).db()?;
         pin_names(&pins, hash)
     }
 
     /// The hashes pinned under `name` (whether or not their blobs are here).
     pub fn pinned(&self, name: &str) -> Result<Vec<Hash>, StoreError> {
-        let txn = self.inner.db.begin_read().db()?;
+        let txn = self.begin_read()?;
         let pins = txn.open_table(tables::PINS).db()?;
         let mut out = Vec::new();
         for entry in pins.iter().db()? {
@@ -189,7 +189,7 @@ impl Store {
         let mut removed = 0;
         // Hold the protection lock across the check and the removal, as in `gc`.
         let live = self.live();
-        let txn = self.inner.db.begin_read().db()?;
+        let txn = self.begin_read()?;
         let blobs = txn.open_table(tables::BLOBS).db()?;
         for hash in candidates {
             if live.protected.contains_key(&hash) {

@@ -1,6 +1,7 @@
 #![doc = include_str!("../DESIGN.md")]
 
 pub mod crash;
+mod db;
 mod draft;
 mod error;
 mod export;
@@ -39,7 +40,7 @@ pub use ingest::{IngestReport, PartialBlob};
 use p2pfs_proto::{Hash, chunk::CHUNK_GROUP_LOG};
 pub use ranges::effective_ranges;
 pub use records::{ProviderRecord, PutProvider};
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 pub use rooms::{RoomInfo, RoomTxn, ViewPair};
 
 use crate::{
@@ -90,7 +91,7 @@ pub struct Store {
 
 #[derive(Debug)]
 pub(crate) struct Inner {
-    db: redb::Database,
+    db: db::Db,
     root: PathBuf,
     data_dir: PathBuf,
     /// The data directory, opened to fsync it after a rename.
@@ -133,16 +134,7 @@ impl Store {
                 .ctx(|| format!("creating store directory {}", d.display()))?;
         }
         let db_path = root.join("meta.redb");
-        let db = redb::Database::builder()
-            .set_cache_size(opts.db_cache_bytes)
-            .create(&db_path)
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(root.clone()),
-                redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
-                    error::io_error(format!("opening store database {}", db_path.display()), io)
-                }
-                other => StoreError::Db(other.into()),
-            })?;
+        let db = db::Db::open(db_path, opts.db_cache_bytes, &root)?;
         // We hold the database lock, so no other process is importing: any
         // file left in tmp/ belongs to an import that never committed.
         clear_dir(&tmp_dir)?;
@@ -214,13 +206,11 @@ impl Store {
 
     /// Starts a durable write transaction that recovers quickly after a crash.
     fn begin_write(&self) -> Result<redb::WriteTransaction, StoreError> {
-        let mut txn = self.inner.db.begin_write().db()?;
-        txn.set_quick_repair(true);
-        Ok(txn)
+        self.inner.db.begin_write()
     }
 
     fn begin_read(&self) -> Result<redb::ReadTransaction, StoreError> {
-        self.inner.db.begin_read().db()
+        self.inner.db.begin_read()
     }
 
     /// Path of the data file of a blob.

@@ -73,7 +73,7 @@ impl Store {
             expires: record.expires,
         })
         .map_err(|e| StoreError::Invalid(format!("provider record: {e}")))?;
-        let mut txn = self.inner.db.begin_write().db()?;
+        let mut txn = self.begin_write()?;
         txn.set_durability(redb::Durability::None)
             .map_err(|e| StoreError::Invalid(e.to_string()))?;
         let outcome = {

@@ -17,6 +17,7 @@
 //!   commands reach a running node, and the commands themselves.
 
 pub mod api;
+pub mod ban;
 pub mod control;
 pub mod dht;
 mod dial;

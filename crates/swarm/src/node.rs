@@ -164,6 +164,7 @@ pub(crate) struct Inner {
     pub(crate) uploads: Arc<Semaphore>,
     pub(crate) upload_rate: Option<RateLimit>,
     pub(crate) inbound_per_ip: Mutex<HashMap<IpAddr, usize>>,
+    pub(crate) bans: crate::ban::Bans,
     pub(crate) dht: Dht,
     pub(crate) rooms: crate::room::Rooms,
     pub(crate) replica: Option<crate::replica::NodeReplica>,
@@ -199,6 +200,7 @@ impl Node {
                 cancel: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 inbound_per_ip: Mutex::new(HashMap::new()),
+                bans: crate::ban::Bans::default(),
                 dht,
                 rooms: crate::room::Rooms::new(
                     config.display_name.unwrap_or_else(crate::room::host_name),
@@ -271,6 +273,21 @@ impl Node {
         let mut peers: Vec<PeerInfo> = seen.into_values().collect();
         peers.sort_by_key(|p| p.id);
         peers
+    }
+
+    /// Peers banned for sending data that does not verify.
+    pub fn banned(&self) -> Vec<crate::ban::BannedPeer> {
+        self.inner.bans.list(std::time::Instant::now())
+    }
+
+    /// Bans `peer` from this node's downloads (see [`crate::ban`]).
+    pub(crate) fn ban(&self, peer: NodeId, reason: String) {
+        tracing::warn!(%peer, "banned for {}: {reason}", crate::ban::BAN_FOR.as_secs());
+        self.inner.bans.ban(peer, reason, std::time::Instant::now());
+    }
+
+    pub(crate) fn is_banned(&self, peer: &NodeId) -> bool {
+        self.inner.bans.is_banned(peer, std::time::Instant::now())
     }
 
     /// A connection to `target` for `alpn` (reused if one is live). A new

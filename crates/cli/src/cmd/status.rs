@@ -91,5 +91,12 @@ pub(crate) async fn run(session: &Session, json: bool, out: &mut impl Write) -> 
             )?;
         }
     }
+    for b in &s.banned {
+        let mins = b.secs_left.div_ceil(60);
+        output::line(
+            out,
+            &format!("banned     {}  {} ({mins} min left)", b.id, b.reason),
+        )?;
+    }
     Ok(())
 }

@@ -188,6 +188,7 @@ async fn execute(
                 bytes: blobs.iter().map(|b| b.present).sum(),
                 daemon: ctx.daemon,
                 dht: node.dht_status(),
+                banned: node.banned(),
             }))
             .await?;
         }

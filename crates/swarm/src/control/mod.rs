@@ -210,6 +210,9 @@ pub struct Status {
     pub daemon: bool,
     /// The DHT: routing table size, records held.
     pub dht: crate::dht::DhtStatus,
+    /// Peers banned for sending bad data.
+    #[serde(default)]
+    pub banned: Vec<crate::ban::BannedPeer>,
 }
 
 /// An answer (or part of one).

@@ -3,7 +3,9 @@
 //!
 //! 1. Open (or join) the blob's [`PartialBlob`]; what the store already has
 //!    is not fetched again, so an interrupted download resumes.
-//! 2. Connect to every provider at once.
+//! 2. Connect to every provider at once, and start with those that answer
+//!    first (a dead address must not hold the download up); the others
+//!    join as their handshakes finish.
 //! 3. If the size is not proven, ask providers one after the other for the
 //!    last chunk group (docs/protocol.md §3.4).
 //! 4. Run the scheduler: start the requests it asks for, each on its own
@@ -38,6 +40,10 @@ use crate::{
 
 /// How often progress is sampled and published.
 const TICK: Duration = Duration::from_millis(200);
+
+/// How long after the first provider connects the download waits for
+/// more before it starts (the rest join as they connect).
+const CONNECT_GRACE: Duration = Duration::from_millis(200);
 
 /// Where a download stands, published while it runs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -88,7 +94,8 @@ pub(crate) async fn run(
             providers: Vec::new(),
         });
     }
-    let (mut conns, failures) = connect_all(node, &providers).await;
+    let mut dials = Dials::start(node, &providers);
+    let mut conns = dials.first().await;
     if conns.is_empty() {
         return Err(SwarmError::Unavailable {
             hash,
@@ -97,15 +104,22 @@ pub(crate) async fn run(
             } else {
                 format!(
                     "could not connect to any provider ({})",
-                    failures.join("; ")
+                    dials.failures.join("; ")
                 )
             },
         });
     }
     let stall = node.inner.limits.stall_timeout;
     let mut haves: HashMap<NodeId, Groups> = HashMap::new();
-    if partial.size().is_none() {
-        prove_size(hash, &partial, &mut conns, &mut haves, stall).await?;
+    while partial.size().is_none() {
+        match prove_size(node, hash, &partial, &mut conns, &mut haves, stall).await {
+            Ok(()) => break,
+            // Providers still connecting may prove it.
+            Err(e) => match dials.first().await {
+                more if more.is_empty() => return Err(e),
+                more => conns.extend(more),
+            },
+        }
     }
     let size = partial.size().ok_or_else(|| SwarmError::Unavailable {
         hash,
@@ -137,6 +151,7 @@ pub(crate) async fn run(
         tally: HashMap::new(),
         progress,
         size,
+        dials,
     };
     for c in &conns {
         driver.sched.add_peer(c.peer);
@@ -167,38 +182,91 @@ pub(crate) async fn run(
     })
 }
 
-/// Connects to every provider at once; returns those that answered, one
-/// per node, and why the others did not.
-async fn connect_all(node: &Node, providers: &[Target]) -> (Vec<Conn>, Vec<String>) {
-    let mut set = tokio::task::JoinSet::new();
-    for t in providers
-        .iter()
-        .filter(|t| t.id != Some(node.id()))
-        .cloned()
-    {
-        let node = node.clone();
-        set.spawn(async move { (node.connect(&t, blobs::ALPN).await, t) });
+/// The connections to a download's providers, dialed all at once.
+struct Dials {
+    node: Node,
+    set: tokio::task::JoinSet<(Result<Conn, SwarmError>, Target)>,
+    /// Nodes connected so far (each is used once).
+    seen: Vec<NodeId>,
+    /// Why the failed ones failed.
+    failures: Vec<String>,
+}
+
+impl Dials {
+    fn start(node: &Node, providers: &[Target]) -> Self {
+        let mut dials = Self {
+            node: node.clone(),
+            set: tokio::task::JoinSet::new(),
+            seen: vec![node.id()],
+            failures: Vec::new(),
+        };
+        for t in providers.iter().filter(|t| t.id != Some(node.id())) {
+            if let Some(id) = t.id.filter(|id| node.is_banned(id)) {
+                dials
+                    .failures
+                    .push(format!("{} is banned for sending bad data", id.fmt_short()));
+                continue;
+            }
+            let (node, t) = (node.clone(), t.clone());
+            dials
+                .set
+                .spawn(async move { (node.connect(&t, blobs::ALPN).await, t) });
+        }
+        dials
     }
-    let mut conns: Vec<Conn> = Vec::new();
-    let mut failures = Vec::new();
-    while let Some(r) = set.join_next().await {
-        match r {
-            Ok((Ok(c), _)) if c.peer != node.id() && !conns.iter().any(|o| o.peer == c.peer) => {
+
+    /// The next providers to connect: waits for one, then up to
+    /// [`CONNECT_GRACE`] for others. Empty once every dial has ended
+    /// without another provider.
+    async fn first(&mut self) -> Vec<Conn> {
+        let mut conns = Vec::new();
+        let mut deadline = None;
+        loop {
+            let next = match deadline {
+                None => self.set.join_next().await,
+                Some(d) => match tokio::time::timeout_at(d, self.set.join_next()).await {
+                    Ok(next) => next,
+                    Err(_) => return conns,
+                },
+            };
+            let Some(r) = next else { return conns };
+            if let Some(c) = self.accept(r) {
                 conns.push(c);
+                deadline.get_or_insert(tokio::time::Instant::now() + CONNECT_GRACE);
+            }
+        }
+    }
+
+    /// The outcome of one dial: a provider to use, if it is a new one.
+    fn accept(
+        &mut self,
+        r: Result<(Result<Conn, SwarmError>, Target), tokio::task::JoinError>,
+    ) -> Option<Conn> {
+        match r {
+            // Dialed by address alone.
+            Ok((Ok(c), _)) if self.node.is_banned(&c.peer) => {
+                let f = format!("{} is banned for sending bad data", c.peer.fmt_short());
+                self.failures.push(f);
+                None
+            }
+            Ok((Ok(c), _)) if !self.seen.contains(&c.peer) => {
+                self.seen.push(c.peer);
+                Some(c)
             }
             Ok((Err(e), t)) => {
                 tracing::info!(provider = %t, "cannot use provider: {e}");
-                failures.push(e.to_string());
+                self.failures.push(e.to_string());
+                None
             }
-            _ => {}
+            _ => None,
         }
     }
-    (conns, failures)
 }
 
 /// Asks providers in turn for the last chunk group until one proves the
 /// size; providers that lie or lack the blob are dropped.
 async fn prove_size(
+    node: &Node,
     hash: Hash,
     partial: &PartialBlob,
     conns: &mut Vec<Conn>,
@@ -234,6 +302,7 @@ async fn prove_size(
             Ok(Answer::NotFound) => last_error = format!("{} does not have it", c.peer.fmt_short()),
             Err(GetError::BadData(e)) => {
                 last_error = format!("{} sent bad data: {e}", c.peer.fmt_short());
+                node.ban(c.peer, format!("sent bad data for {hash}: {e}"));
                 c.conn.close(
                     Code::BadData.value().into(),
                     Code::BadData.reason().as_bytes(),
@@ -311,6 +380,8 @@ struct Driver {
     tally: HashMap<NodeId, u64>,
     progress: Option<watch::Sender<FetchProgress>>,
     size: u64,
+    /// Providers still connecting.
+    dials: Dials,
 }
 
 impl Driver {
@@ -331,7 +402,7 @@ impl Driver {
                 self.publish(&mut rate);
                 return Ok(());
             }
-            if self.sched.is_stuck(now) && self.running.is_empty() {
+            if self.sched.is_stuck(now) && self.running.is_empty() && self.dials.set.is_empty() {
                 return Err(SwarmError::Unavailable {
                     hash: self.hash,
                     reason: self.why_stuck(),
@@ -342,6 +413,12 @@ impl Driver {
                 outcome = rx.recv() => {
                     let Some(o) = outcome else { continue };
                     self.outcome(o, Instant::now());
+                }
+                Some(r) = self.dials.set.join_next(), if !self.dials.set.is_empty() => {
+                    if let Some(c) = self.dials.accept(r) {
+                        self.sched.add_peer(c.peer);
+                        self.conns.insert(c.peer, c);
+                    }
                 }
                 _ = tick.tick() => {
                     let now = Instant::now();
@@ -413,6 +490,8 @@ impl Driver {
             }
             Err(GetError::BadData(e)) => {
                 tracing::warn!(peer = %o.peer, hash = %self.hash, "provider sent bad data, disconnecting: {e}");
+                self.node
+                    .ban(o.peer, format!("sent bad data for {}: {e}", self.hash));
                 if let Some(c) = self.conns.get(&o.peer) {
                     c.conn.close(
                         Code::BadData.value().into(),
