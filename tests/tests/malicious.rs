@@ -408,3 +408,113 @@ async fn provider_records_for_absent_content_cost_one_question() {
         n.node.shutdown().await;
     }
 }
+
+/// Readers that take data a trickle at a time (slow-loris) hold an upload
+/// slot only until a write makes no progress for the stall timeout; an
+/// honest peer is served at full speed meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_loris_readers_are_cut_off_and_honest_peers_served() {
+    use p2pfs_proto::{blobs, close::Code};
+    let limits = Limits {
+        request_timeout: Duration::from_secs(1),
+        stall_timeout: Duration::from_secs(2),
+        ..Limits::default()
+    };
+    let a = node_with(limits, Options::default()).await;
+    let mut data = vec![0u8; 8 << 20];
+    fastrand::fill(&mut data);
+    let hash = import(&a.node, &data).await;
+    let request = codec::encode_frame(&blobs::BlobRequest::Get {
+        hash,
+        ranges: p2pfs_proto::RangeSpec::all(),
+    })
+    .unwrap();
+    let loris = p2pfs_tests::inproc::raw_connect(&a.node, blobs::ALPN)
+        .await
+        .unwrap();
+    let mut readers = Vec::new();
+    for _ in 0..Limits::default().max_uploads_per_peer {
+        let (mut s, mut r) = loris.open_bi().await.unwrap();
+        s.write_all(&request).await.unwrap();
+        s.finish().unwrap();
+        // 256 bytes every 100 ms: 2.5 KiB/s.
+        readers.push(tokio::spawn(async move {
+            let mut buf = [0u8; 256];
+            let started = std::time::Instant::now();
+            loop {
+                match r.read(&mut buf).await {
+                    Ok(Some(_)) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    Ok(None) => return Err("the whole blob was sent to a slow reader".to_string()),
+                    Err(e) => return Ok((e, started.elapsed())),
+                }
+                if started.elapsed() > Duration::from_secs(60) {
+                    return Err("a slow reader was never cut off".into());
+                }
+            }
+        }));
+    }
+    let b = node_with(Limits::default(), Options::default()).await;
+    let stats = tokio::time::timeout(
+        Duration::from_secs(30),
+        b.node.fetch(hash, vec![target(&a.node)], None),
+    )
+    .await
+    .expect("the honest peer is served")
+    .unwrap();
+    assert!(read(&b.node, hash).await == data);
+    for r in readers {
+        let (e, after) = r.await.unwrap().unwrap();
+        assert!(
+            matches!(&e, quinn::ReadError::Reset(c) if c.into_inner() == u64::from(Code::Timeout.value())),
+            "{e:?}"
+        );
+        assert!(after < Duration::from_secs(20), "cut off after {after:?}");
+    }
+    eprintln!("slow-loris: honest download {:?} meanwhile", stats.elapsed);
+    for n in [a, b] {
+        n.node.shutdown().await;
+    }
+}
+
+/// Truncated messages: a frame that claims more bytes than the stream
+/// carries, on each protocol a peer can reach. The connection is closed
+/// as a protocol error (or the stream dropped); the node serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_messages_cost_only_the_sender() {
+    use p2pfs_proto::blobs;
+    let a = node_with(Limits::default(), Options::default()).await;
+    let mut data = vec![0u8; 100_000];
+    fastrand::fill(&mut data);
+    let hash = import(&a.node, &data).await;
+    let whole = codec::encode_frame(&blobs::BlobRequest::Get {
+        hash,
+        ranges: p2pfs_proto::RangeSpec::all(),
+    })
+    .unwrap();
+    for alpn in [blobs::ALPN, ALPN, p2pfs_proto::room::ALPN] {
+        for cut in [1, 3, 4, whole.len() - 1] {
+            let c = p2pfs_tests::inproc::raw_connect(&a.node, alpn)
+                .await
+                .unwrap();
+            let (mut s, mut r) = c.open_bi().await.unwrap();
+            s.write_all(&whole[..cut]).await.unwrap();
+            s.finish().unwrap();
+            let got = tokio::time::timeout(Duration::from_secs(10), r.read_to_end(1 << 20)).await;
+            // No answer: the stream is reset or the connection closed.
+            assert!(
+                !matches!(got, Ok(Ok(ref b)) if !b.is_empty()),
+                "{} cut at {cut}: answered {got:?}",
+                String::from_utf8_lossy(alpn)
+            );
+        }
+    }
+    let b = node_with(Limits::default(), Options::default()).await;
+    b.node
+        .fetch(hash, vec![target(&a.node)], None)
+        .await
+        .unwrap();
+    assert!(read(&b.node, hash).await == data);
+    for n in [a, b] {
+        n.node.shutdown().await;
+    }
+}
