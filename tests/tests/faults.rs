@@ -1,7 +1,9 @@
 //! Faults on the namespace network (hosts on one bridge, 20 ms round
 //! trips): a partition both halves keep writing through, then healed; a
 //! host frozen for 30 s; a node restarted on its data directory; a
-//! provider killed in the middle of a rate-limited transfer.
+//! provider killed in the middle of a rate-limited transfer; a disk
+//! filling up mid-download; a mount process killed with SIGKILL in the
+//! middle of a write, and remounted.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -330,4 +332,87 @@ fn a_disk_filling_up_mid_download_is_a_clear_error_and_the_download_resumes() {
     assert_eq!(present(), 20 << 20);
     drop(downloader);
     drop(provider);
+}
+
+#[test]
+fn a_mount_killed_9_mid_write_is_remounted_with_nothing_acknowledged_lost() {
+    let net = Lan::new(11, 2);
+    let root = temp_dir();
+    let dir = |n: &str| root.path().join(n);
+    let mount = |i: usize, n: &str| {
+        Daemon::mount_on(
+            &net,
+            i,
+            &dir(n),
+            &dir(&format!("mnt-{n}")),
+            &["--name", n, "--listen", &format!("{}:7000", net.ip(i))],
+        )
+    };
+    let mut a = mount(0, "a");
+    let b = mount(1, "b");
+    let room = |d: &Daemon| d.mountpoint().join("team");
+    std::fs::create_dir(room(&a)).unwrap();
+    let ticket = ok(&p2pfs(a.data_dir(), &["room", "ticket", "team"]));
+    ok(&p2pfs(b.data_dir(), &["room", "join", ticket.trim()]));
+
+    // Files written through the mount one after another (each published
+    // when its close returns) and chat lines, until the kill.
+    let work = dir("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let mut written = Vec::new();
+    for i in 0..6u64 {
+        let src = work.join(format!("f{i}"));
+        random_file(&src, 300_000 * (i + 1), 20 + i);
+        std::fs::copy(&src, room(&a).join(format!("f{i}"))).unwrap();
+        written.push((format!("f{i}"), blake3_file(&src)));
+        let mut chat = std::fs::OpenOptions::new()
+            .append(true)
+            .open(room(&a).join("chat.log"))
+            .unwrap();
+        std::io::Write::write_all(&mut chat, format!("line {i}\n").as_bytes()).unwrap();
+    }
+    // A big write in flight when the mount process dies.
+    let big = work.join("big");
+    random_file(&big, 64 << 20, 30);
+    let cp = std::process::Command::new("cp")
+        .arg(&big)
+        .arg(room(&a).join("big"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    a.kill9();
+    let mut cp = cp;
+    let _ = cp.wait();
+
+    // Remounted on the same data directory: the dead mount is replaced,
+    // every acknowledged file and line is there, on both members, and the
+    // interrupted file was never published half-written.
+    let stale = std::fs::read_dir(room(&a)).map_err(|e| e.raw_os_error());
+    assert_eq!(
+        stale.err(),
+        Some(Some(107)),
+        "a dead mount answers ENOTCONN"
+    );
+    let a2 = mount(0, "a");
+    drop(a);
+    let a = a2;
+    for d in [&a, &b] {
+        for (name, hash) in &written {
+            let f = room(d).join(name);
+            wait_for(SLOW, "the files after the remount", || {
+                f.exists().then_some(())
+            });
+            assert_eq!(&blake3_file(&f), hash, "{name}");
+        }
+        let chat = std::fs::read_to_string(room(d).join("chat.log")).unwrap();
+        for i in 0..6 {
+            assert!(chat.contains(&format!("line {i}")), "{chat}");
+        }
+        let bigf = room(d).join("big");
+        if bigf.exists() {
+            assert_eq!(blake3_file(&bigf), blake3_file(&big), "a half-written file");
+        }
+    }
+    ok(&p2pfs(a.data_dir(), &["verify"]));
 }
