@@ -260,12 +260,40 @@ impl WriteFile {
         }
     }
 
-    pub(crate) fn set_len(&self, store: &Store, len: u64, pid: u32) -> Result<(), StoreError> {
+    /// `setattr` on a draft: size, executable bit and mtime changed at
+    /// once. Returns whether it had changed since it was published before
+    /// (else the caller publishes it: nothing else will).
+    pub(crate) fn change(
+        &self,
+        store: &Store,
+        len: Option<u64>,
+        exec: Option<bool>,
+        mtime: Option<SystemTime>,
+        pid: u32,
+    ) -> Result<bool, StoreError> {
         let mut st = lock(&self.state);
+        let was_dirty = st.dirty;
+        if let Some(len) = len {
+            Self::set_len_locked(&mut st, store, len, pid)?;
+        }
+        Self::set_meta_locked(&mut st, exec, mtime, pid);
+        Ok(was_dirty)
+    }
+
+    pub(crate) fn set_len(&self, store: &Store, len: u64, pid: u32) -> Result<(), StoreError> {
+        Self::set_len_locked(&mut lock(&self.state), store, len, pid)
+    }
+
+    fn set_len_locked(
+        st: &mut WriteState,
+        store: &Store,
+        len: u64,
+        pid: u32,
+    ) -> Result<(), StoreError> {
         if len == 0 && st.draft.is_none() {
             st.draft = Some(store.draft()?);
         } else {
-            Self::draft(&mut st, store)?.set_len(len)?;
+            Self::draft(st, store)?.set_len(len)?;
         }
         st.changed_by(pid);
         st.mtime = SystemTime::now();
@@ -273,7 +301,15 @@ impl WriteFile {
     }
 
     pub(crate) fn set_meta(&self, exec: Option<bool>, mtime: Option<SystemTime>, pid: u32) {
-        let mut st = lock(&self.state);
+        Self::set_meta_locked(&mut lock(&self.state), exec, mtime, pid);
+    }
+
+    fn set_meta_locked(
+        st: &mut WriteState,
+        exec: Option<bool>,
+        mtime: Option<SystemTime>,
+        pid: u32,
+    ) {
         if let Some(e) = exec
             && e != st.exec
         {
@@ -284,11 +320,6 @@ impl WriteFile {
             st.mtime = t;
             st.changed_by(pid);
         }
-    }
-
-    /// Whether the file changed since it was published.
-    pub(crate) fn dirty(&self) -> bool {
-        lock(&self.state).dirty
     }
 
     /// Whether process `pid` changed the file since it was published.
@@ -686,14 +717,11 @@ impl Fs {
             // `utimensat` rsync makes right after `close`, before its
             // `rename`) is published before the reply, as for any closed
             // file. Else it goes out with the pending close.
-            let closed = by_path && !wf.dirty();
-            if let Some(len) = size
-                && let Err(e) = wf.set_len(self.node.store(), len, pid)
-            {
-                return reply.error(store_errno(&e));
-            }
-            wf.set_meta(exec, mtime, pid);
-            if closed {
+            let was_dirty = match wf.change(self.node.store(), size, exec, mtime, pid) {
+                Ok(d) => d,
+                Err(e) => return reply.error(store_errno(&e)),
+            };
+            if by_path && !was_dirty {
                 return self.reply_when_attr(self.clone().publish(wf, false), ino, reply);
             }
             return self.reply_attr(ino, reply);

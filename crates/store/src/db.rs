@@ -3,15 +3,15 @@
 //! Once a write fails (a full disk, say), redb refuses every later
 //! transaction with "previous I/O error" until the database is closed and
 //! opened again. A node runs for weeks: so the first transaction that
-//! meets the poisoned database waits for the others to let go of it,
-//! closes it and opens it again (redb repairs it from its last commit).
-//! If that fails (the disk is still full), the next transaction tries
-//! again.
+//! meets the poisoned database closes it and opens it again (redb repairs
+//! it from its last commit). If that fails (a write transaction on the old
+//! one is still running, or the disk is still full), the call fails with a
+//! clear error and the next one tries again.
 
 use std::{
-    path::PathBuf,
+    io,
+    path::{Path, PathBuf},
     sync::{Arc, RwLock},
-    time::{Duration, Instant},
 };
 
 use crate::{
@@ -19,23 +19,24 @@ use crate::{
     error::{self, DbContext},
 };
 
-/// How long a reopen waits for transactions on the old database to end.
-const DRAIN: Duration = Duration::from_secs(5);
-
 #[derive(Debug)]
 pub(crate) struct Db {
     path: PathBuf,
     cache_bytes: usize,
+    slot: RwLock<Slot>,
+}
+
+#[derive(Debug)]
+struct Slot {
     /// `None` while a reopen failed.
-    db: RwLock<Option<Arc<redb::Database>>>,
+    db: Option<Arc<redb::Database>>,
+    /// Counts reopens: a thread that met the poisoned database reopens it
+    /// only if no other thread did since.
+    generation: u64,
 }
 
 impl Db {
-    pub(crate) fn open(
-        path: PathBuf,
-        cache_bytes: usize,
-        root: &std::path::Path,
-    ) -> Result<Self, StoreError> {
+    pub(crate) fn open(path: PathBuf, cache_bytes: usize, root: &Path) -> Result<Self, StoreError> {
         let db = open(&path, cache_bytes).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(root.to_path_buf()),
             other => db_error(&path, other),
@@ -43,7 +44,10 @@ impl Db {
         Ok(Self {
             path,
             cache_bytes,
-            db: RwLock::new(Some(Arc::new(db))),
+            slot: RwLock::new(Slot {
+                db: Some(Arc::new(db)),
+                generation: 0,
+            }),
         })
     }
 
@@ -60,71 +64,84 @@ impl Db {
         self.with(|db| db.begin_read())
     }
 
-    /// Runs `begin` on the database, reopening it first if it is poisoned
-    /// by an earlier I/O error.
+    /// Runs `begin` on the database, reopening it first if an earlier I/O
+    /// error poisoned it.
     fn with<T>(
         &self,
         begin: impl Fn(&redb::Database) -> Result<T, redb::TransactionError>,
     ) -> Result<T, StoreError> {
-        let db = self.current()?;
+        let (db, generation) = self.current()?;
         match begin(&db) {
-            Err(redb::TransactionError::Storage(redb::StorageError::PreviousIo)) => {
-                let failed = Arc::as_ptr(&db);
+            Err(redb::TransactionError::Storage(
+                redb::StorageError::PreviousIo | redb::StorageError::Corrupted(_),
+            )) => {
                 drop(db);
-                self.reopen(failed)?;
-                begin(self.current()?.as_ref()).db()
+                self.reopen(generation)?;
+                begin(&self.current()?.0).db()
             }
             other => other.db(),
         }
     }
 
-    fn current(&self) -> Result<Arc<redb::Database>, StoreError> {
-        if let Some(db) = self.db.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            return Ok(db.clone());
+    fn current(&self) -> Result<(Arc<redb::Database>, u64), StoreError> {
+        {
+            let slot = self.slot.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(db) = &slot.db {
+                return Ok((db.clone(), slot.generation));
+            }
         }
-        self.reopen(std::ptr::null())?;
-        self.db
+        let generation = self
+            .slot
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .ok_or_else(|| StoreError::Corrupt("the store database is closed".into()))
+            .generation;
+        self.reopen(generation)?;
+        let slot = self.slot.read().unwrap_or_else(|e| e.into_inner());
+        match &slot.db {
+            Some(db) => Ok((db.clone(), slot.generation)),
+            None => Err(recovering("the database could not be opened again")),
+        }
     }
 
-    /// Closes the database (if it is still the one at `failed`, or none
-    /// is open) and opens it again.
-    fn reopen(&self, failed: *const redb::Database) -> Result<(), StoreError> {
-        let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(db) = slot.as_ref() {
-            if Arc::as_ptr(db) != failed {
-                return Ok(()); // another thread did it
-            }
-            // Transactions on it fail at once; wait for them to end.
-            let deadline = Instant::now() + DRAIN;
-            while Arc::strong_count(db) > 1 {
-                if Instant::now() > deadline {
-                    return Err(StoreError::Corrupt(
-                        "the store database met an I/O error and is still in use; try again".into(),
-                    ));
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
+    /// Closes the database and opens it again, unless another thread did
+    /// since `generation`.
+    fn reopen(&self, generation: u64) -> Result<(), StoreError> {
+        let mut slot = self.slot.write().unwrap_or_else(|e| e.into_inner());
+        if slot.generation != generation && slot.db.is_some() {
+            return Ok(());
         }
-        // Closed before it is opened again: redb locks the file.
-        *slot = None;
+        // Closed before it is opened again: redb locks the file (until its
+        // last write transaction ends).
+        slot.db = None;
+        slot.generation += 1;
         tracing::warn!(path = %self.path.display(), "reopening the store database after an I/O error");
-        let db = open(&self.path, self.cache_bytes).map_err(|e| db_error(&self.path, e))?;
-        *slot = Some(Arc::new(db));
-        Ok(())
+        match open(&self.path, self.cache_bytes) {
+            Ok(db) => {
+                slot.db = Some(Arc::new(db));
+                Ok(())
+            }
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(recovering(
+                "a write on the old one is still running; try again",
+            )),
+            Err(e) => Err(db_error(&self.path, e)),
+        }
     }
 }
 
-fn open(path: &std::path::Path, cache_bytes: usize) -> Result<redb::Database, redb::DatabaseError> {
+fn recovering(why: &str) -> StoreError {
+    StoreError::Io {
+        context: "recovering the store database from an I/O error".into(),
+        source: io::Error::new(io::ErrorKind::ResourceBusy, why.to_string()),
+    }
+}
+
+fn open(path: &Path, cache_bytes: usize) -> Result<redb::Database, redb::DatabaseError> {
     redb::Database::builder()
         .set_cache_size(cache_bytes)
         .create(path)
 }
 
-fn db_error(path: &std::path::Path, e: redb::DatabaseError) -> StoreError {
+fn db_error(path: &Path, e: redb::DatabaseError) -> StoreError {
     match e {
         redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
             error::io_error(format!("opening store database {}", path.display()), io)

@@ -282,7 +282,7 @@ impl Node {
 
     /// Bans `peer` from this node's downloads (see [`crate::ban`]).
     pub(crate) fn ban(&self, peer: NodeId, reason: String) {
-        tracing::warn!(%peer, "banned for {}: {reason}", crate::ban::BAN_FOR.as_secs());
+        tracing::warn!(%peer, "banned for {} s: {reason}", crate::ban::BAN_FOR.as_secs());
         self.inner.bans.ban(peer, reason, std::time::Instant::now());
     }
 

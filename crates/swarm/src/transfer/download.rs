@@ -102,10 +102,13 @@ pub(crate) async fn run(
             reason: if providers.is_empty() {
                 "no provider is known (give one with --peer or a ticket)".into()
             } else {
-                format!(
-                    "could not connect to any provider ({})",
-                    dials.failures.join("; ")
-                )
+                match dials.failures.is_empty() {
+                    true => "no usable provider (only this node was named)".into(),
+                    false => format!(
+                        "could not connect to any provider ({})",
+                        dials.failures.join("; ")
+                    ),
+                }
             },
         });
     }
@@ -114,11 +117,16 @@ pub(crate) async fn run(
     while partial.size().is_none() {
         match prove_size(node, hash, &partial, &mut conns, &mut haves, stall).await {
             Ok(()) => break,
-            // Providers still connecting may prove it.
-            Err(e) => match dials.first().await {
-                more if more.is_empty() => return Err(e),
-                more => conns.extend(more),
-            },
+            // Providers still connecting may prove it (or a download of
+            // the same blob running beside this one).
+            Err(e @ SwarmError::Unavailable { .. }) if partial.size().is_none() => {
+                match dials.first().await {
+                    more if more.is_empty() => return Err(e),
+                    more => conns.extend(more),
+                }
+            }
+            Err(SwarmError::Unavailable { .. }) => break,
+            Err(e) => return Err(e),
         }
     }
     let size = partial.size().ok_or_else(|| SwarmError::Unavailable {
@@ -245,6 +253,10 @@ impl Dials {
         match r {
             // Dialed by address alone.
             Ok((Ok(c), _)) if self.node.is_banned(&c.peer) => {
+                c.conn.close(
+                    Code::BadData.value().into(),
+                    Code::BadData.reason().as_bytes(),
+                );
                 let f = format!("{} is banned for sending bad data", c.peer.fmt_short());
                 self.failures.push(f);
                 None
@@ -278,6 +290,9 @@ async fn prove_size(
     let mut last_error = String::from("no provider has it");
     let mut proven = false;
     for c in conns.drain(..) {
+        if node.is_banned(&c.peer) {
+            continue;
+        }
         if proven {
             keep.push(c);
             continue;
@@ -302,7 +317,7 @@ async fn prove_size(
             Ok(Answer::NotFound) => last_error = format!("{} does not have it", c.peer.fmt_short()),
             Err(GetError::BadData(e)) => {
                 last_error = format!("{} sent bad data: {e}", c.peer.fmt_short());
-                node.ban(c.peer, format!("sent bad data for {hash}: {e}"));
+                node.ban(c.peer, format!("sent bad data: {e}"));
                 c.conn.close(
                     Code::BadData.value().into(),
                     Code::BadData.reason().as_bytes(),
@@ -438,6 +453,17 @@ impl Driver {
                     let Some(conn) = self.conns.get(&peer).cloned() else {
                         continue;
                     };
+                    // Banned by another download since this one began.
+                    if self.node.is_banned(&peer) {
+                        let present = self.present();
+                        let now = Instant::now();
+                        for a in self.sched.failed(id, &present, Fault::BadData, now) {
+                            if let Action::Cancel { id } = a {
+                                self.retire(id);
+                            }
+                        }
+                        continue;
+                    }
                     let cancel = CancellationToken::new();
                     let received = Arc::new(AtomicU64::new(0));
                     self.running.insert(
@@ -490,8 +516,7 @@ impl Driver {
             }
             Err(GetError::BadData(e)) => {
                 tracing::warn!(peer = %o.peer, hash = %self.hash, "provider sent bad data, disconnecting: {e}");
-                self.node
-                    .ban(o.peer, format!("sent bad data for {}: {e}", self.hash));
+                self.node.ban(o.peer, format!("sent bad data: {e}"));
                 if let Some(c) = self.conns.get(&o.peer) {
                     c.conn.close(
                         Code::BadData.value().into(),
