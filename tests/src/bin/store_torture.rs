@@ -29,7 +29,7 @@ fn main() -> anyhow::Result<()> {
                 let mut data = vec![0u8; sizes[rng.usize(..sizes.len())]];
                 rng.fill(&mut data);
                 let r = target.import_bytes(&data, Some("p"))?;
-                writeln!(journal, "imported {} {}", r.hash, r.size)?;
+                note(&mut journal, &format!("imported {} {}", r.hash, r.size))?;
             }
             4..=7 => {
                 // Download a blob from the source store in random pieces.
@@ -54,7 +54,7 @@ fn main() -> anyhow::Result<()> {
                     if rng.bool() {
                         partial.flush()?;
                         let have: Vec<String> = ranges_to_groups(&ranges);
-                        writeln!(journal, "flushed {hash} {}", have.join(","))?;
+                        note(&mut journal, &format!("flushed {hash} {}", have.join(",")))?;
                     }
                 }
             }
@@ -64,13 +64,13 @@ fn main() -> anyhow::Result<()> {
                     // Journaled first: killed between the two, the blob may
                     // be unpinned (and collected by the next round) with
                     // nothing journaled, and the check would want it.
-                    writeln!(journal, "unpinned {}", b.hash)?;
+                    note(&mut journal, &format!("unpinned {}", b.hash))?;
                     target.unpin(&b.hash, "p")?;
                 }
             }
             _ => {
                 target.gc()?;
-                writeln!(journal, "gc")?;
+                note(&mut journal, "gc")?;
             }
         }
     }
@@ -79,6 +79,12 @@ fn main() -> anyhow::Result<()> {
 
 fn group_range(start: u64, end: u64) -> ChunkRanges {
     ChunkRanges::from(ChunkNum(start * 16)..ChunkNum(end * 16))
+}
+
+/// Appends one line to the journal in one `write` (a kill can still cut
+/// it short: the check ignores a last line without its newline).
+fn note(journal: &mut std::fs::File, line: &str) -> std::io::Result<()> {
+    journal.write_all(format!("{line}\n").as_bytes())
 }
 
 /// `start-end` group ranges, for the journal.
