@@ -53,7 +53,9 @@ case "${1:-}" in
   run)
     i=${2:?which host}; shift 2
     delay=$(cat "$state/delay" 2>/dev/null || true)
-    exec ip netns exec "$(host "$i")" env ${delay:+P2PFS_LINK_DELAY=$delay} "$@"
+    # nsenter, not `ip netns exec`: that one also unshares the mount
+    # namespace, and a p2pfs mount made there would be seen by nobody else.
+    exec nsenter --net="/run/netns/$(host "$i")" env ${delay:+P2PFS_LINK_DELAY=$delay} "$@"
     ;;
   delay) mkdir -p "$state"; echo "${2:?spec, e.g. 25ms}" > "$state/delay" ;;
   loss)
