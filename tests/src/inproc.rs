@@ -53,6 +53,35 @@ pub async fn node_joining(
     TestNode { node, dir }
 }
 
+/// How to reach `n` (its id and bound address).
+pub fn target(n: &Node) -> p2pfs_swarm::Target {
+    p2pfs_swarm::Target {
+        id: Some(n.id()),
+        addrs: vec![n.bound_addr()],
+    }
+}
+
+/// Imports `data` into `n`'s store (pinned), returning its hash.
+pub async fn import(n: &Node, data: &[u8]) -> p2pfs_proto::Hash {
+    let store = n.store().clone();
+    let data = data.to_vec();
+    tokio::task::spawn_blocking(move || store.import_bytes(&data, Some("user")).unwrap().hash)
+        .await
+        .unwrap()
+}
+
+/// The whole blob `hash` from `n`'s store.
+pub async fn read(n: &Node, hash: p2pfs_proto::Hash) -> Vec<u8> {
+    let store = n.store().clone();
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        store.reader(&hash).unwrap().copy_to(&mut out).unwrap();
+        out
+    })
+    .await
+    .unwrap()
+}
+
 /// A raw QUIC connection with a fresh identity, for speaking the protocol
 /// badly on purpose.
 pub async fn raw_connect(to: &Node, alpn: &[u8]) -> Result<quinn::Connection, String> {

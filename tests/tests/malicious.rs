@@ -16,34 +16,8 @@ use p2pfs_proto::{
     dht::{ALPN, DhtRequest, DhtResponse, Query},
 };
 use p2pfs_store::Options;
-use p2pfs_swarm::{Limits, Node, Target, identity::SecretKey, tls};
-use p2pfs_tests::inproc::{TestNode, node_joining, node_with};
-
-fn target(n: &Node) -> Target {
-    Target {
-        id: Some(n.id()),
-        addrs: vec![n.bound_addr()],
-    }
-}
-
-async fn import(n: &Node, data: &[u8]) -> Hash {
-    let store = n.store().clone();
-    let data = data.to_vec();
-    tokio::task::spawn_blocking(move || store.import_bytes(&data, Some("user")).unwrap().hash)
-        .await
-        .unwrap()
-}
-
-async fn read(n: &Node, hash: Hash) -> Vec<u8> {
-    let store = n.store().clone();
-    tokio::task::spawn_blocking(move || {
-        let mut out = Vec::new();
-        store.reader(&hash).unwrap().copy_to(&mut out).unwrap();
-        out
-    })
-    .await
-    .unwrap()
-}
+use p2pfs_swarm::{Limits, Target, identity::SecretKey, tls};
+use p2pfs_tests::inproc::{TestNode, import, node_joining, node_with, read, target};
 
 /// Flips a byte in each chunk group `g` for which `bad(g)` holds, in the
 /// blob's data file on `n` (which serves without re-checking).

@@ -10,7 +10,7 @@ use p2pfs_store::Options;
 use p2pfs_swarm::{Limits, Node, Target};
 use p2pfs_tests::{
     Daemon,
-    inproc::{TestNode, close_code, node, node_with, raw_connect},
+    inproc::{TestNode, close_code, import, node, node_with, raw_connect, read, target},
     temp_dir,
 };
 
@@ -23,36 +23,10 @@ fn quick_limits() -> Limits {
     }
 }
 
-fn target(n: &Node) -> Target {
-    Target {
-        id: Some(n.id()),
-        addrs: vec![n.bound_addr()],
-    }
-}
-
 fn random(n: usize) -> Vec<u8> {
     let mut v = vec![0u8; n];
     fastrand::fill(&mut v);
     v
-}
-
-async fn import(n: &Node, data: &[u8]) -> Hash {
-    let store = n.store().clone();
-    let data = data.to_vec();
-    tokio::task::spawn_blocking(move || store.import_bytes(&data, Some("user")).unwrap().hash)
-        .await
-        .unwrap()
-}
-
-async fn read(n: &Node, hash: Hash) -> Vec<u8> {
-    let store = n.store().clone();
-    tokio::task::spawn_blocking(move || {
-        let mut out = Vec::new();
-        store.reader(&hash).unwrap().copy_to(&mut out).unwrap();
-        out
-    })
-    .await
-    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
