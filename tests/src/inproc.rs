@@ -53,6 +53,46 @@ pub async fn node_joining(
     TestNode { node, dir }
 }
 
+/// A node that serves its data without re-checking it against the hash:
+/// with [`corrupt`], a peer that lies.
+pub async fn unchecked_node() -> TestNode {
+    node_with(
+        Limits::default(),
+        Options {
+            validate_uploads: false,
+            ..Options::default()
+        },
+    )
+    .await
+}
+
+/// Flips a byte in each chunk group `g` of blob `hash` (of `size` bytes)
+/// for which `bad(g)` holds, in `n`'s data file; returns how many.
+pub fn corrupt(
+    n: &TestNode,
+    hash: p2pfs_proto::Hash,
+    size: usize,
+    bad: impl Fn(usize) -> bool,
+) -> usize {
+    use std::os::unix::fs::FileExt;
+    let path = n.dir.path().join("store/data").join(format!("{hash}.data"));
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let mut flipped = 0;
+    for g in (0..size.div_ceil(16384)).filter(|g| bad(*g)) {
+        let off = (g * 16384 + 100).min(size - 1) as u64;
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, off).unwrap();
+        f.write_all_at(&[b[0] ^ 0xa5], off).unwrap();
+        flipped += 1;
+    }
+    f.sync_all().unwrap();
+    flipped
+}
+
 /// How to reach `n` (its id and bound address).
 pub fn target(n: &Node) -> p2pfs_swarm::Target {
     p2pfs_swarm::Target {

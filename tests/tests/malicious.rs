@@ -12,34 +12,14 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use p2pfs_proto::{
-    Hash, NodeAddr, NodeId, codec,
+    NodeAddr, NodeId, codec,
     dht::{ALPN, DhtRequest, DhtResponse, Query},
 };
 use p2pfs_store::Options;
 use p2pfs_swarm::{Limits, Target, identity::SecretKey, tls};
-use p2pfs_tests::inproc::{TestNode, import, node_joining, node_with, read, target};
-
-/// Flips a byte in each chunk group `g` for which `bad(g)` holds, in the
-/// blob's data file on `n` (which serves without re-checking).
-fn corrupt(n: &TestNode, hash: Hash, size: usize, bad: impl Fn(usize) -> bool) -> usize {
-    use std::os::unix::fs::FileExt;
-    let path = n.dir.path().join("store/data").join(format!("{hash}.data"));
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
-    let mut flipped = 0;
-    for g in (0..size.div_ceil(16384)).filter(|g| bad(*g)) {
-        let off = (g * 16384) as u64;
-        let mut b = [0u8; 1];
-        f.read_exact_at(&mut b, off).unwrap();
-        f.write_all_at(&[b[0] ^ 0xa5], off).unwrap();
-        flipped += 1;
-    }
-    f.sync_all().unwrap();
-    flipped
-}
+use p2pfs_tests::inproc::{
+    TestNode, corrupt, import, node_joining, node_with, read, target, unchecked_node,
+};
 
 fn runs() -> u64 {
     std::env::var("P2PFS_MALICE_RUNS")
@@ -73,14 +53,7 @@ async fn corrupt_chunks_ban_the_liar_and_never_an_honest_peer() {
             };
             honest.push(node_with(limits, Options::default()).await);
         }
-        let liar = node_with(
-            Limits::default(),
-            Options {
-                validate_uploads: false,
-                ..Options::default()
-            },
-        )
-        .await;
+        let liar = unchecked_node().await;
         let fetcher = node_with(
             Limits {
                 request_timeout: Duration::from_secs(2),

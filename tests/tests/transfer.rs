@@ -10,7 +10,9 @@ use p2pfs_store::Options;
 use p2pfs_swarm::{Limits, Node, Target};
 use p2pfs_tests::{
     Daemon,
-    inproc::{TestNode, close_code, import, node, node_with, raw_connect, read, target},
+    inproc::{
+        close_code, corrupt, import, node, node_with, raw_connect, read, target, unchecked_node,
+    },
     temp_dir,
 };
 
@@ -62,25 +64,6 @@ async fn fetch(
         .expect("the fetch finished within its deadline")
 }
 
-/// Flips one byte in every chunk group of a blob's data file but the last.
-fn corrupt_all_but_last_group(n: &TestNode, hash: Hash, size: usize) {
-    use std::os::unix::fs::FileExt;
-    let path = n.dir.path().join("store/data").join(format!("{hash}.data"));
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
-    let groups = size.div_ceil(16384);
-    for g in 0..groups - 1 {
-        let off = (g * 16384 + 100) as u64;
-        let mut b = [0u8; 1];
-        f.read_exact_at(&mut b, off).unwrap();
-        f.write_all_at(&[b[0] ^ 0x5a], off).unwrap();
-    }
-    f.sync_all().unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_provider_is_dropped_and_the_file_completes_from_an_honest_one() {
     // The honest provider sends at 16 MiB/s: otherwise it can serve the
@@ -96,20 +79,14 @@ async fn a_corrupt_provider_is_dropped_and_the_file_completes_from_an_honest_one
     .await;
     // A provider that serves its data without re-checking it, from a data
     // file with flipped bytes: what a malicious or broken peer sends.
-    let evil = node_with(
-        Limits::default(),
-        Options {
-            validate_uploads: false,
-            ..Options::default()
-        },
-    )
-    .await;
+    let evil = unchecked_node().await;
     let fetcher = node_with(quick_limits(), Options::default()).await;
     let size = (6 << 20) + 777;
     let data = random(size);
     let hash = import(&honest.node, &data).await;
     assert_eq!(import(&evil.node, &data).await, hash);
-    corrupt_all_but_last_group(&evil, hash, size);
+    let groups = size.div_ceil(16384);
+    corrupt(&evil, hash, size, |g| g < groups - 1);
 
     // The evil node alone: the download fails, naming bad data.
     let lone = node_with(quick_limits(), Options::default()).await;
