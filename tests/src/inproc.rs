@@ -122,6 +122,15 @@ pub async fn read(n: &Node, hash: p2pfs_proto::Hash) -> Vec<u8> {
     .unwrap()
 }
 
+/// A blob-protocol request for all of `hash`, framed, to send raw.
+pub fn get_all_frame(hash: p2pfs_proto::Hash) -> Vec<u8> {
+    p2pfs_proto::codec::encode_frame(&p2pfs_proto::blobs::BlobRequest::Get {
+        hash,
+        ranges: p2pfs_proto::RangeSpec::all(),
+    })
+    .unwrap()
+}
+
 /// A raw QUIC connection with a fresh identity, for speaking the protocol
 /// badly on purpose.
 pub async fn raw_connect(to: &Node, alpn: &[u8]) -> Result<quinn::Connection, String> {

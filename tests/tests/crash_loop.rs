@@ -16,6 +16,10 @@
 use std::{
     collections::HashMap,
     process::{Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -215,6 +219,24 @@ struct Acked {
     puts: HashMap<String, String>,
 }
 
+/// Runs `step(i, rng)` for i = 0, 1, … on a thread until `stop` is set.
+fn worker(
+    stop: &Arc<AtomicBool>,
+    seed: u64,
+    mut step: impl FnMut(u64, &mut fastrand::Rng) + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    let stop = stop.clone();
+    std::thread::spawn(move || {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        for i in 0.. {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            step(i, &mut rng);
+        }
+    })
+}
+
 /// Runs one command against the node; `None` if it failed (the node was
 /// killed under it, as intended).
 fn try_p2pfs(data: &std::path::Path, args: &[&str]) -> Option<String> {
@@ -227,11 +249,6 @@ fn try_p2pfs(data: &std::path::Path, args: &[&str]) -> Option<String> {
 #[test]
 fn a_node_killed_while_importing_downloading_and_writing_its_room_loses_nothing() {
     use p2pfs_tests::{Daemon, ok, p2pfs, random_file};
-    use std::sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    };
-
     let dir = temp_dir();
     let (pdir, work) = (dir.path().join("provider"), dir.path().join("work"));
     let victim_dir = |epoch: u64| dir.path().join(format!("victim{epoch}"));
@@ -280,83 +297,61 @@ fn a_node_killed_while_importing_downloading_and_writing_its_room_loses_nothing(
         let mut workers = Vec::new();
         // Imports of files up to 3 MiB.
         workers.push({
-            let (stop, acked, vdir, work) =
-                (stop.clone(), acked.clone(), vdir.clone(), work.clone());
-            let mut rng = fastrand::Rng::with_seed(rng.u64(..));
-            std::thread::spawn(move || {
-                for i in 0.. {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let f = work.join(format!("add-{round}-{i}"));
-                    let size = rng.u64(1..3 << 20);
-                    random_file(&f, size, rng.u64(..));
-                    if let Some(out) = try_p2pfs(&vdir, &["add", f.to_str().unwrap()]) {
-                        let hash: Hash = out.split_whitespace().next().unwrap().parse().unwrap();
-                        acked.lock().unwrap().added.insert(hash, size);
-                    }
-                    let _ = std::fs::remove_file(&f);
+            let (acked, vdir, work) = (acked.clone(), vdir.clone(), work.clone());
+            worker(&stop, rng.u64(..), move |i, rng| {
+                let f = work.join(format!("add-{round}-{i}"));
+                let size = rng.u64(1..3 << 20);
+                random_file(&f, size, rng.u64(..));
+                if let Some(out) = try_p2pfs(&vdir, &["add", f.to_str().unwrap()]) {
+                    let hash: Hash = out.split_whitespace().next().unwrap().parse().unwrap();
+                    acked.lock().unwrap().added.insert(hash, size);
                 }
+                let _ = std::fs::remove_file(&f);
             })
         });
         // Downloads from the provider; a finished one is unpinned and
         // collected, to be downloaded again later.
         workers.push({
-            let (stop, acked, vdir, blobs, peer) = (
-                stop.clone(),
-                acked.clone(),
-                vdir.clone(),
-                blobs.clone(),
-                peer.clone(),
-            );
-            let mut rng = fastrand::Rng::with_seed(rng.u64(..));
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::SeqCst) {
-                    let b = &blobs[rng.usize(..blobs.len())];
-                    let hash: Hash = b.parse().unwrap();
-                    if acked.lock().unwrap().fetched.remove(&hash) {
-                        // No longer promised (from before the unpin).
-                        if try_p2pfs(&vdir, &["unpin", b]).is_none()
-                            || try_p2pfs(&vdir, &["gc"]).is_none()
-                        {
-                            continue;
-                        }
+            let (acked, vdir, blobs, peer) =
+                (acked.clone(), vdir.clone(), blobs.clone(), peer.clone());
+            worker(&stop, rng.u64(..), move |_, rng| {
+                let b = &blobs[rng.usize(..blobs.len())];
+                let hash: Hash = b.parse().unwrap();
+                if acked.lock().unwrap().fetched.remove(&hash) {
+                    // No longer promised (from before the unpin).
+                    if try_p2pfs(&vdir, &["unpin", b]).is_none()
+                        || try_p2pfs(&vdir, &["gc"]).is_none()
+                    {
+                        return;
                     }
-                    let args = ["fetch", b, "--peer", &peer, "-o", "-"];
-                    if try_p2pfs(&vdir, &args).is_some() {
-                        let mut a = acked.lock().unwrap();
-                        a.fetched.insert(hash);
-                        a.downloads += 1;
-                    }
+                }
+                let args = ["fetch", b, "--peer", &peer, "-o", "-"];
+                if try_p2pfs(&vdir, &args).is_some() {
+                    let mut a = acked.lock().unwrap();
+                    a.fetched.insert(hash);
+                    a.downloads += 1;
                 }
             })
         });
         // Room writes: chat lines and small files.
         workers.push({
-            let (stop, acked, vdir, work) =
-                (stop.clone(), acked.clone(), vdir.clone(), work.clone());
-            let mut rng = fastrand::Rng::with_seed(rng.u64(..));
-            std::thread::spawn(move || {
-                for k in 0.. {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
+            let (acked, vdir, work) = (acked.clone(), vdir.clone(), work.clone());
+            worker(&stop, rng.u64(..), move |k, rng| {
+                if k % 2 == 0 {
+                    let line = format!("crash line {round}-{k}.");
+                    if try_p2pfs(&vdir, &["chat", "crash", &line]).is_some() {
+                        acked.lock().unwrap().lines.push(line);
                     }
-                    if k % 2 == 0 {
-                        let line = format!("crash line {round}-{k}.");
-                        if try_p2pfs(&vdir, &["chat", "crash", &line]).is_some() {
-                            acked.lock().unwrap().lines.push(line);
-                        }
-                    } else {
-                        let f = work.join(format!("put-{round}-{k}"));
-                        random_file(&f, rng.u64(1..200_000), rng.u64(..));
-                        let name = format!("f-{round}-{k}");
-                        let args = ["room", "put", "crash", f.to_str().unwrap(), &name];
-                        if let Some(out) = try_p2pfs(&vdir, &args) {
-                            let hash = out.split_whitespace().next().unwrap().to_string();
-                            acked.lock().unwrap().puts.insert(name, hash);
-                        }
-                        let _ = std::fs::remove_file(&f);
+                } else {
+                    let f = work.join(format!("put-{round}-{k}"));
+                    random_file(&f, rng.u64(1..200_000), rng.u64(..));
+                    let name = format!("f-{round}-{k}");
+                    let args = ["room", "put", "crash", f.to_str().unwrap(), &name];
+                    if let Some(out) = try_p2pfs(&vdir, &args) {
+                        let hash = out.split_whitespace().next().unwrap().to_string();
+                        acked.lock().unwrap().puts.insert(name, hash);
                     }
+                    let _ = std::fs::remove_file(&f);
                 }
             })
         });

@@ -14,6 +14,21 @@ use serde_json::Value;
 
 const SLOW: Duration = Duration::from_secs(90);
 
+/// A new network of `n` hosts with 20 ms round trips.
+fn network(tag: u8, n: usize) -> Lan {
+    let mut net = Lan::new(tag, n);
+    net.delay("10ms");
+    net
+}
+
+/// Daemons on every host of `net`, in one room, in step.
+fn members(net: &Lan, root: &Path, n: usize) -> Vec<Daemon> {
+    let ds = daemons(net, root, n);
+    room(&ds);
+    converged(&ds.iter().collect::<Vec<_>>(), 0, 0);
+    ds
+}
+
 /// Daemons on every host of a new network, listening on port 7000.
 fn daemons(net: &Lan, root: &Path, n: usize) -> Vec<Daemon> {
     (0..n).map(|i| start(net, root, i)).collect()
@@ -68,13 +83,10 @@ fn converged(ds: &[&Daemon], files: usize, lines: usize) -> Duration {
 
 #[test]
 fn a_partition_heals_and_both_halves_writes_are_kept() {
-    let mut net = Lan::new(6, 4);
-    net.delay("10ms");
+    let net = network(6, 4);
     let root = temp_dir();
-    let ds = daemons(&net, root.path(), 4);
-    room(&ds);
+    let ds = members(&net, root.path(), 4);
     let all: Vec<&Daemon> = ds.iter().collect();
-    converged(&all, 0, 0);
 
     net.partition(&[0, 1], &[2, 3]);
     let work = root.path().join("work");
@@ -116,13 +128,10 @@ fn a_partition_heals_and_both_halves_writes_are_kept() {
 
 #[test]
 fn a_host_frozen_for_30s_catches_up_when_resumed() {
-    let mut net = Lan::new(7, 3);
-    net.delay("10ms");
+    let net = network(7, 3);
     let root = temp_dir();
-    let ds = daemons(&net, root.path(), 3);
-    room(&ds);
+    let ds = members(&net, root.path(), 3);
     let all: Vec<&Daemon> = ds.iter().collect();
-    converged(&all, 0, 0);
 
     signal(ds[2].pid(), "STOP");
     let frozen = Instant::now();
@@ -158,8 +167,7 @@ fn a_host_frozen_for_30s_catches_up_when_resumed() {
 
 #[test]
 fn a_node_restarted_on_its_data_dir_keeps_its_identity_and_catches_up() {
-    let mut net = Lan::new(8, 2);
-    net.delay("10ms");
+    let net = network(8, 2);
     let root = temp_dir();
     let mut ds = daemons(&net, root.path(), 2);
     room(&ds);
@@ -194,8 +202,7 @@ fn a_node_restarted_on_its_data_dir_keeps_its_identity_and_catches_up() {
 
 #[test]
 fn a_provider_killed_mid_transfer_over_slow_links_is_replaced() {
-    let mut net = Lan::new(9, 3);
-    net.delay("10ms");
+    let net = network(9, 3);
     // 40 Mbit/s out of each provider: 24 MiB takes several seconds.
     net.rate(0, "40mbit");
     net.rate(1, "40mbit");

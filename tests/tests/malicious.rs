@@ -18,7 +18,7 @@ use p2pfs_proto::{
 use p2pfs_store::Options;
 use p2pfs_swarm::{Limits, Target, identity::SecretKey, tls};
 use p2pfs_tests::inproc::{
-    TestNode, corrupt, import, node_joining, node_with, read, target, unchecked_node,
+    TestNode, corrupt, get_all_frame, import, node_joining, node_with, read, target, unchecked_node,
 };
 
 fn runs() -> u64 {
@@ -371,11 +371,7 @@ async fn slow_loris_readers_are_cut_off_and_honest_peers_served() {
     let mut data = vec![0u8; 8 << 20];
     fastrand::fill(&mut data);
     let hash = import(&a.node, &data).await;
-    let request = codec::encode_frame(&blobs::BlobRequest::Get {
-        hash,
-        ranges: p2pfs_proto::RangeSpec::all(),
-    })
-    .unwrap();
+    let request = get_all_frame(hash);
     let loris = p2pfs_tests::inproc::raw_connect(&a.node, blobs::ALPN)
         .await
         .unwrap();
@@ -433,11 +429,7 @@ async fn truncated_messages_cost_only_the_sender() {
     let mut data = vec![0u8; 100_000];
     fastrand::fill(&mut data);
     let hash = import(&a.node, &data).await;
-    let whole = codec::encode_frame(&blobs::BlobRequest::Get {
-        hash,
-        ranges: p2pfs_proto::RangeSpec::all(),
-    })
-    .unwrap();
+    let whole = get_all_frame(hash);
     for alpn in [blobs::ALPN, ALPN, p2pfs_proto::room::ALPN] {
         for cut in [1, 3, 4, whole.len() - 1] {
             let c = p2pfs_tests::inproc::raw_connect(&a.node, alpn)

@@ -11,7 +11,8 @@ use p2pfs_swarm::{Limits, Node, Target};
 use p2pfs_tests::{
     Daemon,
     inproc::{
-        close_code, corrupt, import, node, node_with, raw_connect, read, target, unchecked_node,
+        close_code, corrupt, get_all_frame, import, node, node_with, raw_connect, read, target,
+        unchecked_node,
     },
     temp_dir,
 };
@@ -196,11 +197,7 @@ async fn malformed_oversized_and_stalling_peers_cost_only_themselves() {
         mute_streams.push((s, r));
     }
     let staller = raw_connect(&a.node, blobs::ALPN).await.unwrap();
-    let request = p2pfs_proto::codec::encode_frame(&blobs::BlobRequest::Get {
-        hash,
-        ranges: p2pfs_proto::RangeSpec::all(),
-    })
-    .unwrap();
+    let request = get_all_frame(hash);
     let mut stalled = Vec::new();
     for _ in 0..16 {
         let (mut s, r) = staller.open_bi().await.unwrap();

@@ -149,6 +149,18 @@ fn pump(mut input: Box<dyn Read + Send>, mut send: impl FnMut(Vec<u8>) -> bool) 
     }
 }
 
+/// An environment setting for experiments (`P2PFS_CONGESTION`,
+/// `P2PFS_LINK_DELAY`), if set; a bad value is an error naming it.
+fn env_parse<T: std::str::FromStr<Err = String>>(name: &str) -> anyhow::Result<Option<T>> {
+    std::env::var(name)
+        .ok()
+        .map(|v| {
+            v.parse()
+                .map_err(|e: String| anyhow::anyhow!("{name}: {e}"))
+        })
+        .transpose()
+}
+
 /// Starts a node for this data directory, on `listen` or on the port it
 /// used last time.
 pub(crate) async fn start_node(
@@ -161,10 +173,8 @@ pub(crate) async fn start_node(
 ) -> anyhow::Result<Node> {
     let port_file = data_dir.join("port");
     let mut limits = limits;
-    if let Ok(v) = std::env::var("P2PFS_CONGESTION") {
-        limits.congestion = v
-            .parse()
-            .map_err(|e: String| anyhow::anyhow!("P2PFS_CONGESTION: {e}"))?;
+    if let Some(c) = env_parse("P2PFS_CONGESTION")? {
+        limits.congestion = c;
     }
     let default_port = std::fs::read_to_string(&port_file)
         .ok()
@@ -179,13 +189,7 @@ pub(crate) async fn start_node(
             dht,
             display_name: config::display_name(data_dir),
             replica,
-            link_delay: match std::env::var("P2PFS_LINK_DELAY") {
-                Ok(v) => Some(
-                    v.parse()
-                        .map_err(|e: String| anyhow::anyhow!("P2PFS_LINK_DELAY: {e}"))?,
-                ),
-                Err(_) => None,
-            },
+            link_delay: env_parse("P2PFS_LINK_DELAY")?,
         },
         store,
     )

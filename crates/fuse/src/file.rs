@@ -260,9 +260,9 @@ impl WriteFile {
         }
     }
 
-    /// `setattr` on a draft: size, executable bit and mtime changed at
-    /// once. Returns whether it had changed since it was published before
-    /// (else the caller publishes it: nothing else will).
+    /// Size, executable bit and mtime changed at once (`setattr`, or a
+    /// truncating open). Returns whether the file had changed since it was
+    /// last published (if not, the caller publishes it: nothing else will).
     pub(crate) fn change(
         &self,
         store: &Store,
@@ -274,42 +274,14 @@ impl WriteFile {
         let mut st = lock(&self.state);
         let was_dirty = st.dirty;
         if let Some(len) = len {
-            Self::set_len_locked(&mut st, store, len, pid)?;
+            if len == 0 && st.draft.is_none() {
+                st.draft = Some(store.draft()?);
+            } else {
+                Self::draft(&mut st, store)?.set_len(len)?;
+            }
+            st.changed_by(pid);
+            st.mtime = SystemTime::now();
         }
-        Self::set_meta_locked(&mut st, exec, mtime, pid);
-        Ok(was_dirty)
-    }
-
-    pub(crate) fn set_len(&self, store: &Store, len: u64, pid: u32) -> Result<(), StoreError> {
-        Self::set_len_locked(&mut lock(&self.state), store, len, pid)
-    }
-
-    fn set_len_locked(
-        st: &mut WriteState,
-        store: &Store,
-        len: u64,
-        pid: u32,
-    ) -> Result<(), StoreError> {
-        if len == 0 && st.draft.is_none() {
-            st.draft = Some(store.draft()?);
-        } else {
-            Self::draft(st, store)?.set_len(len)?;
-        }
-        st.changed_by(pid);
-        st.mtime = SystemTime::now();
-        Ok(())
-    }
-
-    pub(crate) fn set_meta(&self, exec: Option<bool>, mtime: Option<SystemTime>, pid: u32) {
-        Self::set_meta_locked(&mut lock(&self.state), exec, mtime, pid);
-    }
-
-    fn set_meta_locked(
-        st: &mut WriteState,
-        exec: Option<bool>,
-        mtime: Option<SystemTime>,
-        pid: u32,
-    ) {
         if let Some(e) = exec
             && e != st.exec
         {
@@ -320,6 +292,7 @@ impl WriteFile {
             st.mtime = t;
             st.changed_by(pid);
         }
+        Ok(was_dirty)
     }
 
     /// Whether process `pid` changed the file since it was published.
@@ -552,7 +525,7 @@ impl Fs {
                 }
             }
             let wf = Arc::new(WriteFile::from_published(room, path.clone(), &file));
-            if truncate && let Err(e) = wf.set_len(fs.node.store(), 0, pid) {
+            if truncate && let Err(e) = wf.change(fs.node.store(), Some(0), None, None, pid) {
                 return reply.error(store_errno(&e));
             }
             let wf = {
@@ -636,7 +609,9 @@ impl Fs {
             Place::Path(room, path) => match self.find(&room, &path) {
                 Ok(Some(Found::Draft(d))) => {
                     d.opened();
-                    if truncate && let Err(e) = d.set_len(self.node.store(), 0, pid) {
+                    if truncate
+                        && let Err(e) = d.change(self.node.store(), Some(0), None, None, pid)
+                    {
                         d.closed();
                         return reply.error(store_errno(&e));
                     }
@@ -740,28 +715,21 @@ impl Fs {
         }
         // A closed file: changed and published now.
         let fs = self.clone();
-        self.rt.spawn(async move {
+        let len = size.filter(|s| *s != file.size);
+        let work = async move {
             let wf = Arc::new(WriteFile::from_published(room, path.clone(), &file));
-            if let Some(len) = size.filter(|s| *s != file.size) {
-                if len > 0 {
-                    let r = match fs.room(&room) {
-                        Ok(r) => r,
-                        Err(e) => return reply.error(e),
-                    };
-                    if let Err(e) = fs.node.room_fetch(&r, &path).await {
-                        return reply.error(swarm_errno(&e));
-                    }
-                }
-                if let Err(e) = wf.set_len(fs.node.store(), len, pid) {
-                    return reply.error(store_errno(&e));
-                }
+            if len.is_some_and(|l| l > 0) {
+                let r = fs.room(&room)?;
+                fs.node
+                    .room_fetch(&r, &path)
+                    .await
+                    .map_err(|e| swarm_errno(&e))?;
             }
-            wf.set_meta(exec, mtime, pid);
-            if let Err(e) = fs.clone().publish(wf, false).await {
-                return reply.error(e);
-            }
-            fs.reply_attr(ino, reply);
-        });
+            wf.change(fs.node.store(), len, exec, mtime, pid)
+                .map_err(|e| store_errno(&e))?;
+            fs.publish(wf, false).await
+        };
+        self.reply_when_attr(work, ino, reply);
     }
 
     /// Replies with the attributes once `work` is done, from a task.

@@ -83,19 +83,17 @@ impl Db {
         }
     }
 
+    /// The open database and its generation; if an earlier reopen
+    /// failed, it is tried again first.
     fn current(&self) -> Result<(Arc<redb::Database>, u64), StoreError> {
-        {
+        let closed = {
             let slot = self.slot.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(db) = &slot.db {
-                return Ok((db.clone(), slot.generation));
+            match &slot.db {
+                Some(db) => return Ok((db.clone(), slot.generation)),
+                None => slot.generation,
             }
-        }
-        let generation = self
-            .slot
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .generation;
-        self.reopen(generation)?;
+        };
+        self.reopen(closed)?;
         let slot = self.slot.read().unwrap_or_else(|e| e.into_inner());
         match &slot.db {
             Some(db) => Ok((db.clone(), slot.generation)),

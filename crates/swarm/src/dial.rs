@@ -65,6 +65,14 @@ pub(crate) struct Conn {
     pub(crate) since: Instant,
 }
 
+impl Conn {
+    /// Closes the connection with `code` (and its reason).
+    pub(crate) fn close_with(&self, code: p2pfs_proto::close::Code) {
+        self.conn
+            .close(code.value().into(), code.reason().as_bytes());
+    }
+}
+
 type Key = (NodeId, &'static [u8]);
 
 /// The connection table.

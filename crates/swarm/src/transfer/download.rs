@@ -210,9 +210,7 @@ impl Dials {
         };
         for t in providers.iter().filter(|t| t.id != Some(node.id())) {
             if let Some(id) = t.id.filter(|id| node.is_banned(id)) {
-                dials
-                    .failures
-                    .push(format!("{} is banned for sending bad data", id.fmt_short()));
+                dials.failures.push(banned(&id));
                 continue;
             }
             let (node, t) = (node.clone(), t.clone());
@@ -253,12 +251,8 @@ impl Dials {
         match r {
             // Dialed by address alone.
             Ok((Ok(c), _)) if self.node.is_banned(&c.peer) => {
-                c.conn.close(
-                    Code::BadData.value().into(),
-                    Code::BadData.reason().as_bytes(),
-                );
-                let f = format!("{} is banned for sending bad data", c.peer.fmt_short());
-                self.failures.push(f);
+                c.close_with(Code::BadData);
+                self.failures.push(banned(&c.peer));
                 None
             }
             Ok((Ok(c), _)) if !self.seen.contains(&c.peer) => {
@@ -273,6 +267,18 @@ impl Dials {
             _ => None,
         }
     }
+}
+
+/// Why a banned provider is not asked.
+fn banned(peer: &NodeId) -> String {
+    format!("{} is banned for sending bad data", peer.fmt_short())
+}
+
+/// A provider whose data failed verification: banned from every download,
+/// and disconnected.
+fn ban(node: &Node, c: &Conn, e: &impl std::fmt::Display) {
+    node.ban(c.peer, format!("sent bad data: {e}"));
+    c.close_with(Code::BadData);
 }
 
 /// Asks providers in turn for the last chunk group until one proves the
@@ -317,18 +323,11 @@ async fn prove_size(
             Ok(Answer::NotFound) => last_error = format!("{} does not have it", c.peer.fmt_short()),
             Err(GetError::BadData(e)) => {
                 last_error = format!("{} sent bad data: {e}", c.peer.fmt_short());
-                node.ban(c.peer, format!("sent bad data: {e}"));
-                c.conn.close(
-                    Code::BadData.value().into(),
-                    Code::BadData.reason().as_bytes(),
-                );
+                ban(node, &c, &e);
             }
             Err(GetError::Protocol(e)) => {
                 last_error = format!("{} broke the protocol: {e}", c.peer.fmt_short());
-                c.conn.close(
-                    Code::Protocol.value().into(),
-                    Code::Protocol.reason().as_bytes(),
-                );
+                c.close_with(Code::Protocol);
             }
             Err(GetError::Local(e)) => return Err(e.into()),
             Err(e) => {
@@ -516,22 +515,15 @@ impl Driver {
             }
             Err(GetError::BadData(e)) => {
                 tracing::warn!(peer = %o.peer, hash = %self.hash, "provider sent bad data, disconnecting: {e}");
-                self.node.ban(o.peer, format!("sent bad data: {e}"));
                 if let Some(c) = self.conns.get(&o.peer) {
-                    c.conn.close(
-                        Code::BadData.value().into(),
-                        Code::BadData.reason().as_bytes(),
-                    );
+                    ban(&self.node, c, &e);
                 }
                 self.sched.failed(o.id, &present, Fault::BadData, now)
             }
             Err(GetError::Protocol(e)) => {
                 tracing::warn!(peer = %o.peer, "provider broke the protocol, disconnecting: {e}");
                 if let Some(c) = self.conns.get(&o.peer) {
-                    c.conn.close(
-                        Code::Protocol.value().into(),
-                        Code::Protocol.reason().as_bytes(),
-                    );
+                    c.close_with(Code::Protocol);
                 }
                 self.sched.failed(o.id, &present, Fault::Protocol, now)
             }
