@@ -144,7 +144,12 @@ fn a_host_frozen_for_30s_catches_up_when_resumed() {
         ds[0].data_dir(),
         &["chat", "team", "posted while n2 sleeps"],
     ));
-    // The others go on: n1 reads the new file from n0.
+    // The others go on: n1 sees the new file and reads it from n0.
+    wait_for(SLOW, "n1 to list the new file", || {
+        let listed = ls(&ds[1]);
+        let has = |v: &Value| v["path"] == "while-frozen";
+        listed.as_array().unwrap().iter().any(has).then_some(())
+    });
     let got = work.join("got");
     ok(&p2pfs(
         ds[1].data_dir(),
