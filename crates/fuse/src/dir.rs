@@ -469,13 +469,18 @@ impl Fs {
             if let Some(Found::Dir) = self.find(&room, &path)? {
                 return Err(Errno::EISDIR);
             }
-            let draft = self.node.store().draft().map_err(|e| store_errno(&e))?;
+            let store = self.node.store();
+            // What the new file replaces: nothing shown here (deletes, or
+            // a version this member has not seen listed yet stays live).
+            let live = query::live_entries(store, &room, &path).map_err(|e| store_errno(&e))?;
+            let draft = store.draft().map_err(|e| store_errno(&e))?;
             let wf = Arc::new(WriteFile::new(
                 room,
                 path.clone(),
                 draft,
                 mode & 0o111 != 0,
                 pid,
+                live,
             ));
             if let Some(old) = lock(&self.drafts).insert((room, path.clone()), wf.clone()) {
                 old.unlink();
@@ -504,13 +509,17 @@ impl Fs {
             return Ok(());
         }
         let r = self.room(&room)?;
-        self.node.room_apply(&r, changes).await.map_err(|e| {
-            tracing::warn!("changing room {}: {e}", r.name());
-            match e {
-                p2pfs_swarm::SwarmError::Room(_) => Errno::EINVAL,
-                e => swarm_errno(&e),
-            }
-        })
+        self.node
+            .room_apply(&r, changes)
+            .await
+            .map(drop)
+            .map_err(|e| {
+                tracing::warn!("changing room {}: {e}", r.name());
+                match e {
+                    p2pfs_swarm::SwarmError::Room(_) => Errno::EINVAL,
+                    e => swarm_errno(&e),
+                }
+            })
     }
 }
 
@@ -522,5 +531,6 @@ pub(crate) fn put_change(path: String, file: &FileInfo) -> Change {
         size: file.size,
         exec: file.exec,
         mtime: millis(file.mtime),
+        base: None,
     }
 }

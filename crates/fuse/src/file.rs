@@ -30,7 +30,7 @@ use crate::{
     fetch::Pattern,
     fs::{Found, Fs, lock, store_errno, swarm_errno},
     inode::Place,
-    tree::FileInfo,
+    tree::{FileInfo, Item},
 };
 
 /// Open handles by number.
@@ -105,6 +105,10 @@ struct WriteState {
     draft: Option<Draft>,
     /// The published content the draft starts from, if any.
     base: Option<(Hash, u64)>,
+    /// The log entries this version replaces when published: those live
+    /// at the path when it was opened, then the entry of each publish
+    /// (`None` after a rename: whatever is live at the new path then).
+    replaces: Option<Vec<Hash>>,
     /// Changed since published.
     dirty: bool,
     /// Deleted: never published.
@@ -141,14 +145,23 @@ struct Publish {
 }
 
 impl WriteFile {
-    /// A new empty file at `path`.
-    pub(crate) fn new(room: RoomId, path: String, draft: Draft, exec: bool, pid: u32) -> Self {
+    /// A new empty file at `path`, where the entries `replaces` are live
+    /// (none shown: deletes).
+    pub(crate) fn new(
+        room: RoomId,
+        path: String,
+        draft: Draft,
+        exec: bool,
+        pid: u32,
+        replaces: Vec<Hash>,
+    ) -> Self {
         Self {
             room,
             state: Mutex::new(WriteState {
                 path,
                 draft: Some(draft),
                 base: None,
+                replaces: Some(replaces),
                 dirty: true,
                 unlinked: false,
                 exec,
@@ -160,7 +173,8 @@ impl WriteFile {
     }
 
     /// A published file opened for writing: the draft is made from its
-    /// content (which must be here) at the first write.
+    /// content (which must be here) at the first write. Publishing it
+    /// replaces that version only.
     pub(crate) fn from_published(room: RoomId, path: String, file: &FileInfo) -> Self {
         Self {
             room,
@@ -168,6 +182,7 @@ impl WriteFile {
                 path,
                 draft: None,
                 base: Some((file.hash, file.size)),
+                replaces: Some(vec![file.entry]),
                 dirty: false,
                 unlinked: false,
                 exec: file.exec,
@@ -199,8 +214,25 @@ impl WriteFile {
         lock(&self.state).path.clone()
     }
 
+    /// Moved by a rename: publishing it replaces whatever is at the new
+    /// path then (as the rename itself did).
     pub(crate) fn set_path(&self, path: String) {
-        lock(&self.state).path = path;
+        let mut st = lock(&self.state);
+        st.path = path;
+        st.replaces = None;
+    }
+
+    /// Whether it holds changes to a published version (which everyone
+    /// else still reads until it is published).
+    pub(crate) fn overwrites_published(&self) -> bool {
+        let st = lock(&self.state);
+        st.dirty && st.base.is_some()
+    }
+
+    /// Its version was published as log entry `entry`: the next publish
+    /// replaces that one.
+    fn published_as(&self, entry: Hash) {
+        lock(&self.state).replaces = Some(vec![entry]);
     }
 
     pub(crate) fn unlink(&self) {
@@ -351,6 +383,7 @@ impl WriteFile {
                 size,
                 exec: st.exec,
                 mtime,
+                base: st.replaces.clone(),
             },
         }))
     }
@@ -380,13 +413,18 @@ impl Fs {
             return Ok(());
         };
         let room = self.room(&p.room)?;
-        self.node
+        let wrote = self
+            .node
             .room_apply(&room, vec![p.change])
             .await
             .map_err(|e| {
                 tracing::warn!("publishing {}: {e}", file.path());
                 swarm_errno(&e)
-            })
+            })?;
+        if let Some(Some(entry)) = wrote.first() {
+            file.published_as(*entry);
+        }
+        Ok(())
     }
 
     /// `flush` (each `close`) of a file open for writing: publishes if
@@ -607,6 +645,19 @@ impl Fs {
                 reply.opened(fuser::FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
             }
             Place::Path(room, path) => match self.find(&room, &path) {
+                // Changes to a published file are the writer's until its
+                // close: other readers read the published version, past
+                // the kernel's cache (which the writer's pages are in).
+                Ok(Some(Found::Draft(d))) if !writable && d.overwrites_published() => {
+                    match self.tree(&room).map(|t| t.get(&path).cloned()) {
+                        Ok(Some(Item::File(f))) => {
+                            let fh = self.handles.add(Handle::Blob(BlobHandle::new(room, f)));
+                            reply.opened(fuser::FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
+                        }
+                        Ok(_) => reply.error(Errno::ENOENT),
+                        Err(e) => reply.error(e),
+                    }
+                }
                 Ok(Some(Found::Draft(d))) => {
                     d.opened();
                     if truncate

@@ -37,6 +37,10 @@ impl Filesystem for Kernel {
             // `ls -l` gets names and attributes in one request per batch.
             InitFlags::FUSE_DO_READDIRPLUS,
             InitFlags::FUSE_READDIRPLUS_AUTO,
+            // `open(O_TRUNC)` comes as one request: a separate truncation
+            // by path would look like a change to a closed file, which is
+            // published at once (an empty version for everyone).
+            InitFlags::FUSE_ATOMIC_O_TRUNC,
         ] {
             let _ = config.add_capabilities(cap);
         }

@@ -79,6 +79,11 @@ pub enum Change {
         exec: bool,
         /// Modification time, ms since the Unix epoch.
         mtime: u64,
+        /// The entries this version was made from (what was live at `path`
+        /// when the writer opened it): only those are replaced, so a
+        /// version another member published meanwhile stays, as a conflict
+        /// copy. `None`: whatever is live at `path` now.
+        base: Option<Vec<Hash>>,
     },
     /// `path` is removed: every live entry there, or `only` these.
     Delete {
@@ -620,10 +625,17 @@ impl Node {
     }
 
     /// Applies tree changes to `room` as entries written in one
-    /// transaction (the mount's writes, renames and deletes).
-    pub async fn room_apply(&self, room: &Room, changes: Vec<Change>) -> Result<(), SwarmError> {
+    /// transaction (the mount's writes, renames and deletes). Returns the
+    /// entry each change wrote, in order (`None` for a delete of nothing).
+    pub async fn room_apply(
+        &self,
+        room: &Room,
+        changes: Vec<Change>,
+    ) -> Result<Vec<Option<Hash>>, SwarmError> {
         let _tree = room.tree_lock.lock().await;
         let mut ops = Vec::with_capacity(changes.len());
+        // Whether each change became an op.
+        let mut written = Vec::with_capacity(changes.len());
         for c in changes {
             let path = match &c {
                 Change::Put { path, .. } | Change::Delete { path, .. } | Change::Mkdir { path } => {
@@ -635,16 +647,21 @@ impl Node {
                 Change::Delete {
                     only: Some(entries),
                     ..
+                }
+                | Change::Put {
+                    base: Some(entries),
+                    ..
                 } => entries.clone(),
                 _ => self.live_at(room, &path).await?,
             };
-            ops.push(match c {
+            let op = match c {
                 Change::Put {
                     path,
                     hash,
                     size,
                     exec,
                     mtime,
+                    ..
                 } => Op::Put {
                     path,
                     hash,
@@ -656,14 +673,25 @@ impl Node {
                 Change::Delete { path, .. } if !replaces.is_empty() => {
                     Op::Delete { path, replaces }
                 }
-                Change::Delete { .. } => continue,
+                Change::Delete { .. } => {
+                    written.push(false);
+                    continue;
+                }
                 Change::Mkdir { path } => Op::Mkdir { path, replaces },
-            });
+            };
+            ops.push(op);
+            written.push(true);
         }
-        if !ops.is_empty() {
-            self.post_all(room, ops).await?;
+        let mut hashes = if ops.is_empty() {
+            Vec::new()
+        } else {
+            self.post_all(room, ops).await?
         }
-        Ok(())
+        .into_iter();
+        Ok(written
+            .into_iter()
+            .map(|w| if w { hashes.next() } else { None })
+            .collect())
     }
 
     /// Removes `path` from `room`'s tree.
