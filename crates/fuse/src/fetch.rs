@@ -6,6 +6,13 @@
 //! (adaptive read-ahead), and later reads wait on those. A window in flight
 //! is shared by every reader that needs it. Reads wait on tokio tasks,
 //! never on the kernel's thread.
+//!
+//! A read waits at most [`READ_TIMEOUT`] from the moment it arrives, then
+//! fails with `EIO`; a signal to the reading process ends it at once with
+//! `EINTR`. A blob that no member could serve is remembered: later reads
+//! of its missing bytes fail at once (each starting a fetch in the
+//! background, not waited for) until one of those fetches succeeds or a
+//! member connects to the room.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -39,6 +46,9 @@ type WindowKey = (Hash, u64, u64);
 #[derive(Debug, Default)]
 pub(crate) struct Fetches {
     windows: std::sync::Mutex<HashMap<WindowKey, watch::Receiver<Option<bool>>>>,
+    /// Blobs no member could serve a read of, with the room's
+    /// [`Room::arrivals`](p2pfs_swarm::room::Room::arrivals) then.
+    unavailable: std::sync::Mutex<HashMap<Hash, u64>>,
 }
 
 /// A reader's access pattern, for read-ahead.
@@ -112,7 +122,10 @@ impl Fs {
         self.rt.spawn(async move {
             let ok = match fs.room(&room) {
                 Ok(r) => match fs.node.room_fetch_range(&r, hash, author, range).await {
-                    Ok(()) => true,
+                    Ok(()) => {
+                        lock(&fs.fetches.unavailable).remove(&hash);
+                        true
+                    }
                     Err(e) => {
                         tracing::warn!(%hash, window = w, "fetching for a read: {e}");
                         false
@@ -145,20 +158,33 @@ impl Fs {
     }
 
     /// Reads `len` bytes at `offset` of a file whose bytes are not all
-    /// here: fetches the windows that hold them (and `ahead` more bytes),
-    /// waits for them, then reads from the store.
+    /// here, for process `pid`: fetches the windows that hold them (and
+    /// `ahead` more bytes), waits for them, then reads from the store.
     pub(crate) async fn read_remote(
         self: Arc<Self>,
         room: RoomId,
         file: FileInfo,
         offset: u64,
         len: u32,
+        pid: u32,
     ) -> Result<Vec<u8>, Errno> {
         let end = offset.saturating_add(u64::from(len)).min(file.size);
         if offset >= end {
             return Ok(Vec::new());
         }
         let deadline = tokio::time::Instant::now() + READ_TIMEOUT;
+        let arrivals = self.room(&room)?.arrivals();
+        let known_unavailable = {
+            let mut u = lock(&self.fetches.unavailable);
+            match u.get(&file.hash) {
+                Some(a) if *a == arrivals => true,
+                Some(_) => {
+                    u.remove(&file.hash);
+                    false
+                }
+                None => false,
+            }
+        };
         let mut attempts = 0;
         loop {
             // A read-ahead window in flight, else a small one of our own.
@@ -168,12 +194,22 @@ impl Fs {
                         .unwrap_or_else(|| self.window(room, &file, DEMAND, d, 0))
                 })
                 .collect();
+            if known_unavailable {
+                // The fetches just started find out whether a member is back.
+                return Err(Errno::EIO);
+            }
             for mut rx in waits {
-                match tokio::time::timeout_at(deadline, rx.wait_for(|v| v.is_some())).await {
+                let fetched = tokio::time::timeout_at(deadline, rx.wait_for(|v| v.is_some()));
+                let outcome = tokio::select! {
+                    r = fetched => r,
+                    () = crate::interrupt::signalled(pid) => return Err(Errno::EINTR),
+                };
+                match outcome {
                     Ok(Ok(_)) => {}
                     Ok(Err(_)) => return Err(Errno::EIO),
                     Err(_) => {
                         tracing::warn!(hash = %file.hash, offset, "no member sent the bytes in time");
+                        lock(&self.fetches.unavailable).insert(file.hash, arrivals);
                         return Err(Errno::EIO);
                     }
                 }
@@ -190,6 +226,7 @@ impl Fs {
                     attempts += 1
                 }
                 Err(StoreError::NotPresent { .. } | StoreError::NotFound(_)) => {
+                    lock(&self.fetches.unavailable).insert(file.hash, arrivals);
                     return Err(Errno::EIO);
                 }
                 Err(e) => return Err(store_errno(&e)),

@@ -481,6 +481,7 @@ impl Fs {
         h: &BlobHandle,
         offset: u64,
         size: u32,
+        pid: u32,
         reply: ReplyData,
     ) {
         let store = self.node.store();
@@ -511,7 +512,7 @@ impl Fs {
                 let fs = self.clone();
                 let (room, file) = (h.room, h.file.clone());
                 self.rt.spawn(async move {
-                    match fs.read_remote(room, file, offset, size).await {
+                    match fs.read_remote(room, file, offset, size, pid).await {
                         Ok(data) => reply.data(&data),
                         Err(e) => reply.error(e),
                     }
@@ -557,7 +558,11 @@ impl Fs {
                     Ok(r) => r,
                     Err(e) => return reply.error(e),
                 };
-                if let Err(e) = fs.node.room_fetch(&r, &path).await {
+                let fetched = tokio::select! {
+                    r = fs.node.room_fetch(&r, &path) => r,
+                    () = crate::interrupt::signalled(pid) => return reply.error(Errno::EINTR),
+                };
+                if let Err(e) = fetched {
                     tracing::warn!("opening {path} to change it: {e}");
                     return reply.error(swarm_errno(&e));
                 }
@@ -771,10 +776,10 @@ impl Fs {
             let wf = Arc::new(WriteFile::from_published(room, path.clone(), &file));
             if len.is_some_and(|l| l > 0) {
                 let r = fs.room(&room)?;
-                fs.node
-                    .room_fetch(&r, &path)
-                    .await
-                    .map_err(|e| swarm_errno(&e))?;
+                tokio::select! {
+                    r = fs.node.room_fetch(&r, &path) => r.map_err(|e| swarm_errno(&e))?,
+                    () = crate::interrupt::signalled(pid) => return Err(Errno::EINTR),
+                };
             }
             wf.change(fs.node.store(), len, exec, mtime, pid)
                 .map_err(|e| store_errno(&e))?;

@@ -126,7 +126,7 @@ impl Filesystem for Kernel {
 
     fn read(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -140,7 +140,7 @@ impl Filesystem for Kernel {
             Err(e) => return reply.error(e),
         };
         match &*h {
-            Handle::Blob(b) => self.0.read_blob(b, offset, size, reply),
+            Handle::Blob(b) => self.0.read_blob(b, offset, size, req.pid(), reply),
             Handle::Write(wf) => {
                 let mut buf = vec![0u8; size as usize];
                 match wf.read(self.0.node.store(), offset, &mut buf) {

@@ -7,7 +7,8 @@
 //! publish at close), `fetch` (on-demand reads with read-ahead), `chat`,
 //! `xattr`; `fs` holds the shared state, `inode` and `tree` what it is
 //! made of, `kernel` routes fuser's calls, `watch` invalidates the kernel's
-//! caches when rooms change, `mount` mounts.
+//! caches when rooms change, `interrupt` ends a wait when its process gets
+//! a signal, `mount` mounts.
 
 mod chat;
 mod dir;
@@ -15,6 +16,7 @@ mod fetch;
 mod file;
 mod fs;
 mod inode;
+mod interrupt;
 mod kernel;
 mod mount;
 mod tree;

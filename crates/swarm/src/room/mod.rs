@@ -124,6 +124,8 @@ pub struct Room {
     pub(crate) bytes_in: AtomicU64,
     /// Bumped when a member or a new address is learned.
     pub(crate) nodes_version: AtomicU64,
+    /// Bumped whenever a session with a member starts.
+    pub(crate) arrivals: AtomicU64,
     /// Set on joining: this node's earlier entries (from before it left)
     /// may come back through sync, so its first write waits for one.
     pub(crate) sync_before_write: std::sync::atomic::AtomicBool,
@@ -179,6 +181,7 @@ impl Room {
             cancel,
             bytes_in: AtomicU64::new(0),
             nodes_version: AtomicU64::new(0),
+            arrivals: AtomicU64::new(0),
             sync_before_write: std::sync::atomic::AtomicBool::new(false),
             tree_lock: tokio::sync::Mutex::new(()),
             touched: Mutex::new(Touched::default()),
@@ -283,6 +286,12 @@ impl Room {
                 self.peers_for(peer, me.clone()),
             )));
         }
+    }
+
+    /// A number that grows whenever a member connects (a read that no
+    /// member could serve is worth trying again once it has).
+    pub fn arrivals(&self) -> u64 {
+        self.arrivals.load(Ordering::Relaxed)
     }
 
     /// Members with a live session.

@@ -5,7 +5,9 @@
 //! through the DHT, where every member running as a server announces
 //! itself under the room's DHT key (derived from the secret, so only
 //! members can look it up). Failed dials back off exponentially; learned
-//! addresses are saved with the room every minute.
+//! addresses are saved with the room as soon as they are learned (a node
+//! killed right after a member joined must still find it when it starts
+//! again).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -38,7 +40,7 @@ pub(crate) async fn run(node: Node, room: Arc<Room>) {
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<(NodeId, bool)>();
     let mut last_announce: Option<Instant> = None;
     let mut last_lookup: Option<Instant> = None;
-    let mut last_save = Instant::now();
+    let mut saved_version = u64::MAX;
     let mut saved: Vec<NodeAddr> = Vec::new();
     let mut gossiped = 0u64;
     let mut last_gossip = Instant::now();
@@ -125,8 +127,9 @@ pub(crate) async fn run(node: Node, room: Arc<Room>) {
                 }
             });
         }
-        if last_save.elapsed() > Duration::from_secs(60) {
-            last_save = Instant::now();
+        // (Addresses change rarely: when a member joins or moves.)
+        if version != saved_version {
+            saved_version = version;
             save(&node, &room, &mut saved).await;
         }
         tokio::select! {

@@ -203,6 +203,7 @@ fn register(room: &Room, peer: NodeId, h: &Handle) -> bool {
     if let Some(old) = sessions.insert(peer, h.clone()) {
         old.cancel.cancel();
     }
+    room.arrivals.fetch_add(1, Ordering::Relaxed);
     true
 }
 
