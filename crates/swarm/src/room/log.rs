@@ -183,13 +183,19 @@ fn author_in(
 }
 
 /// Applies to the views the log entries they have not seen (all of them
-/// after the views were dropped). Returns how many.
+/// after the views were dropped, or when they are of another format, which
+/// are dropped first). Returns how many.
 pub(crate) fn catch_up_views(store: &Store, room: &RoomId) -> Result<u64, StoreError> {
     // Read first: views that are up to date cost no write at start-up.
-    let applied = match store.room_view_get(room, view::STATE)? {
+    let mut applied = match store.room_view_get(room, view::STATE)? {
         Some(b) => p2pfs_proto::codec::decode::<view::ViewState>(&b).map_or(0, |s| s.applied),
         None => 0,
     };
+    let format = store.room_view_get(room, view::FORMAT_KEY)?;
+    if !view::is_current(format.as_deref(), applied) {
+        store.room_write(room, |t| t.clear_views())?;
+        applied = 0;
+    }
     if applied >= store.room_len(room)? {
         return Ok(0);
     }
@@ -302,6 +308,41 @@ mod tests {
         assert_eq!(catch_up_views(&store, &room).unwrap(), 50);
         let after = store.room_view_range(&room, b"", None, usize::MAX).unwrap();
         assert_eq!(before, after);
+        assert_eq!(catch_up_views(&store, &room).unwrap(), 0);
+    }
+
+    #[test]
+    fn views_of_an_older_format_are_rebuilt() {
+        let (_d, store, s) = setup();
+        let room = s.id();
+        let k = SecretKey::generate().unwrap();
+        author(&store, &k, &s, chat("\x1b[2J")).unwrap();
+        author(&store, &k, &s, chat("two")).unwrap();
+        let now = store.room_view_range(&room, b"", None, usize::MAX).unwrap();
+        // Views as the first format left them: no format key, raw text.
+        store
+            .room_write(&room, |t| {
+                t.view_remove(view::FORMAT_KEY)?;
+                let raw = view::ChatLine {
+                    offset: 0,
+                    text: "raw \x1b[2J\n".into(),
+                };
+                t.view_put(
+                    &view::chat_key(0),
+                    &p2pfs_proto::codec::encode(&raw).unwrap(),
+                )
+            })
+            .unwrap();
+        assert_eq!(catch_up_views(&store, &room).unwrap(), 2);
+        let rebuilt = store.room_view_range(&room, b"", None, usize::MAX).unwrap();
+        assert_eq!(rebuilt, now);
+        let chat = super::super::query::chat(&store, &room, 0, 10)
+            .unwrap()
+            .concat();
+        assert!(
+            chat.contains(": \\x1b[2J\n") && !chat.contains('\x1b'),
+            "{chat}"
+        );
         assert_eq!(catch_up_views(&store, &room).unwrap(), 0);
     }
 }
