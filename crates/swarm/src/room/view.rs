@@ -22,8 +22,9 @@
 //! qualified with the short id when another author has taken a name with
 //! the same key before the line was applied (the index `k/`). Applied in
 //! the same order, the same entries give the same bytes, so a rebuild
-//! shows what was shown. [`FORMAT`] changes with the rendering: views of
-//! another format are rebuilt ([`is_current`]).
+//! shows what was shown. [`FORMAT`] changes with the rendering: the chat
+//! of views of another format is rendered again ([`is_current`],
+//! [`replay_chat`]).
 //!
 //! Keys: `v` the views' [`FORMAT`]; `s` the [`ViewState`]; `t/PATH` the
 //! live entries of a path; `x/HASH PATH` an entry replaced by an entry for
@@ -95,8 +96,8 @@ pub(crate) struct ChatLine {
 
 /// The key of the views' format.
 pub(crate) const FORMAT_KEY: &[u8] = b"v";
-/// The views' format: 2 escapes chat text and names and qualifies shared
-/// names (1, unversioned, showed them raw).
+/// The format of the chat's rendering: 2 escapes chat text and names and
+/// qualifies shared names (1, unversioned, showed them raw).
 pub(crate) const FORMAT: &[u8] = b"2";
 pub(crate) const STATE: &[u8] = b"s";
 pub(crate) const TREE: &[u8] = b"t/";
@@ -215,29 +216,7 @@ pub(crate) fn apply<K: Kv>(
         kv.put(FORMAT_KEY, FORMAT).map_err(s)?;
     }
     match &body.op {
-        Op::Chat { text } => {
-            let label = chat_label(kv, &body.author)?;
-            let line = render::chat_line(body.time, &label, text);
-            let stored = ChatLine {
-                offset: st.chat_bytes,
-                text: line,
-            };
-            kv.put(&chat_key(st.chat_lines), &encode(&stored)?)
-                .map_err(s)?;
-            st.chat_lines += 1;
-            st.chat_bytes += stored.text.len() as u64;
-        }
-        Op::Meta(Meta::MemberName(n)) => {
-            kv.put(&key(NAMES, body.author.as_bytes()), n.as_bytes())
-                .map_err(s)?;
-            let mut authors = claims(kv, n)?;
-            if !authors.contains(&body.author) {
-                authors.push(body.author);
-                authors.sort();
-                let k = key(NAME_CLAIMS, render::name_key(n).as_bytes());
-                kv.put(&k, &encode(&authors)?).map_err(s)?;
-            }
-        }
+        Op::Chat { .. } | Op::Meta(Meta::MemberName(_)) => apply_chat(kv, &mut st, body)?,
         Op::Meta(Meta::RoomName(n)) => kv.put(ROOM_NAME, n.as_bytes()).map_err(s)?,
         Op::Meta(Meta::Copies(copies)) => {
             let row = PolicyRow {
@@ -311,6 +290,65 @@ pub(crate) fn apply<K: Kv>(
     st.applied += 1;
     kv.put(STATE, &encode(&st)?).map_err(s)?;
     Ok(())
+}
+
+/// The chat's part of [`apply`]: a message becomes a line, a display
+/// name is recorded (and its key taken); other entries change nothing.
+fn apply_chat<K: Kv>(
+    kv: &mut K,
+    st: &mut ViewState,
+    body: &EntryBody,
+) -> Result<(), ViewError<K::Error>> {
+    let s = ViewError::Storage;
+    match &body.op {
+        Op::Chat { text } => {
+            let label = chat_label(kv, &body.author)?;
+            let line = render::chat_line(body.time, &label, text);
+            let stored = ChatLine {
+                offset: st.chat_bytes,
+                text: line,
+            };
+            kv.put(&chat_key(st.chat_lines), &encode(&stored)?)
+                .map_err(s)?;
+            st.chat_lines += 1;
+            st.chat_bytes += stored.text.len() as u64;
+        }
+        Op::Meta(Meta::MemberName(n)) => {
+            kv.put(&key(NAMES, body.author.as_bytes()), n.as_bytes())
+                .map_err(s)?;
+            let mut authors = claims(kv, n)?;
+            if !authors.contains(&body.author) {
+                authors.push(body.author);
+                authors.sort();
+                let k = key(NAME_CLAIMS, render::name_key(n).as_bytes());
+                kv.put(&k, &encode(&authors)?).map_err(s)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The key prefixes of the chat's part of the views (lines, names, name
+/// keys): what re-rendering the chat drops and rebuilds.
+pub(crate) const CHAT_PARTS: [&[u8]; 3] = [CHAT, NAMES, NAME_CLAIMS];
+
+/// Starts re-rendering the chat, once its [`CHAT_PARTS`] are removed: an
+/// empty chat.
+pub(crate) fn reset_chat<K: Kv>(kv: &mut K) -> Result<(), ViewError<K::Error>> {
+    let mut st = state(kv)?;
+    st.chat_lines = 0;
+    st.chat_bytes = 0;
+    kv.put(STATE, &encode(&st)?).map_err(ViewError::Storage)
+}
+
+/// Re-renders the chat's part of an entry already applied, after
+/// [`reset_chat`]; the entries applied so far must be replayed in log
+/// order, and [`FORMAT`] written at the end.
+pub(crate) fn replay_chat<K: Kv>(kv: &mut K, body: &EntryBody) -> Result<(), ViewError<K::Error>> {
+    let mut st = state(kv)?;
+    apply_chat(kv, &mut st, body)?;
+    kv.put(STATE, &encode(&st)?).map_err(ViewError::Storage)
 }
 
 /// A file or directory in a room's tree.
