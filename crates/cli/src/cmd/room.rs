@@ -8,7 +8,7 @@ use std::{
 use anyhow::{Context, bail};
 use p2pfs_swarm::{
     control::{Request, Response, RoomRequest},
-    room::FileKind,
+    room::{FileKind, render},
 };
 
 use crate::{cmd, output, session::Session};
@@ -56,7 +56,7 @@ pub(crate) async fn join(
     };
     call(session, request, |r| {
         if let Response::Joined(n) = r {
-            output::line(out, &format!("joined room {n}"))?;
+            output::line(out, &format!("joined room {}", render::clean(&n)))?;
         }
         Ok(())
     })
@@ -84,7 +84,7 @@ pub(crate) async fn list(
             out,
             &format!(
                 "{}  {}  members {}  online {}  files {}  entries {}",
-                r.name,
+                render::clean(&r.name),
                 r.id.fmt_short(),
                 r.members,
                 r.online,
@@ -351,7 +351,7 @@ fn status_lines(s: &p2pfs_swarm::replica::RoomStatus) -> Vec<String> {
     let below = s.files.iter().filter(|f| f.below_target()).count();
     let mut lines = vec![format!(
         "room {}: {}, {online} of {} members online, {} files, {below} below target",
-        s.room,
+        render::clean(&s.room),
         s.policy,
         s.members.len(),
         s.files.len()
@@ -359,7 +359,7 @@ fn status_lines(s: &p2pfs_swarm::replica::RoomStatus) -> Vec<String> {
     lines.push(String::new());
     lines.push(format!("{:<32} {:<8} {:>6}", "MEMBER", "STATE", "FILES"));
     for m in &s.members {
-        let name = format!("{} ({})", m.name, m.id.fmt_short());
+        let name = format!("{} ({})", render::display_name(&m.name), m.id.fmt_short());
         let state = if m.online { "online" } else { "offline" };
         let mut notes = Vec::new();
         if m.me {

@@ -19,7 +19,8 @@ const FLUSH_WAIT: Duration = Duration::from_secs(10);
 /// How long a node started for `room status` listens for the replicas'
 /// statuses after its first sync.
 const STATUS_WAIT: Duration = Duration::from_millis(1500);
-/// Chat lines per `ChatLines` response.
+/// Chat lines per `ChatLines` response, and log entries read per batch
+/// while following.
 const CHAT_BATCH: usize = 1000;
 
 pub(super) async fn execute(
@@ -198,33 +199,48 @@ async fn flush(node: &Node, room: &Room, out: &mpsc::Sender<Response>) -> Result
     Ok(())
 }
 
+/// `p2pfs chat`: the chat in canonical order, then (with `follow`) new
+/// messages as they arrive.
 async fn chat_log(
     node: &Node,
     room: &Arc<Room>,
     follow: bool,
     out: &mpsc::Sender<Response>,
 ) -> Result<(), SwarmError> {
+    let send = |lines: Vec<String>| async {
+        out.send(Response::ChatLines(lines))
+            .await
+            .map_err(|_| SwarmError::Shutdown)
+    };
     let mut changes = node.room_changes(room);
-    let mut next = 0u64;
+    changes.borrow_and_update();
+    let (store, id) = (node.store().clone(), room.id());
+    let (mut reader, lines) = super::blocking(move || query::ChatReader::open(&store, &id)).await?;
+    for batch in lines.chunks(CHAT_BATCH) {
+        send(batch.to_vec()).await?;
+    }
+    if !follow {
+        return Ok(());
+    }
     loop {
-        changes.borrow_and_update();
-        loop {
-            let (store, id) = (node.store().clone(), room.id());
-            let lines = super::blocking(move || query::chat(&store, &id, next, CHAT_BATCH)).await?;
-            if lines.is_empty() {
-                break;
-            }
-            next += lines.len() as u64;
-            out.send(Response::ChatLines(lines))
-                .await
-                .map_err(|_| SwarmError::Shutdown)?;
-        }
-        if !follow {
-            return Ok(());
-        }
         tokio::select! {
             r = changes.changed() => if r.is_err() { return Ok(()) },
             _ = out.closed() => return Ok(()),
+        }
+        changes.borrow_and_update();
+        loop {
+            let store = node.store().clone();
+            let (r, more) = super::blocking(move || {
+                let more = reader.more(&store, CHAT_BATCH)?;
+                Ok((reader, more))
+            })
+            .await?;
+            reader = r;
+            match more {
+                None => break,
+                Some(lines) if lines.is_empty() => {}
+                Some(lines) => send(lines).await?,
+            }
         }
     }
 }

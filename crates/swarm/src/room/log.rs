@@ -183,17 +183,24 @@ fn author_in(
 }
 
 /// Applies to the views the log entries they have not seen (all of them
-/// after the views were dropped). Returns how many.
+/// after the views were dropped), after rendering the chat again if the
+/// views' chat is of another format ([`rerender_chat`]). Returns how many
+/// entries it applied or replayed.
 pub(crate) fn catch_up_views(store: &Store, room: &RoomId) -> Result<u64, StoreError> {
     // Read first: views that are up to date cost no write at start-up.
     let applied = match store.room_view_get(room, view::STATE)? {
         Some(b) => p2pfs_proto::codec::decode::<view::ViewState>(&b).map_or(0, |s| s.applied),
         None => 0,
     };
-    if applied >= store.room_len(room)? {
-        return Ok(0);
+    let format = store.room_view_get(room, view::FORMAT_KEY)?;
+    let mut replayed = 0;
+    if !view::is_current(format.as_deref(), applied) {
+        replayed = rerender_chat(store, room, applied)?;
     }
-    let mut total = 0;
+    if applied >= store.room_len(room)? {
+        return Ok(replayed);
+    }
+    let mut total = replayed;
     loop {
         let n = store.room_write(room, |t| {
             let from = view::state(t).map_err(view_err)?.applied;
@@ -214,6 +221,50 @@ pub(crate) fn catch_up_views(store: &Store, room: &RoomId) -> Result<u64, StoreE
             return Ok(total);
         }
     }
+}
+
+/// Renders the chat of views written in another format again: drops its
+/// lines and names, then replays the `applied` entries the views hold for
+/// their chat and names only, in batches. The rest of the views stays as
+/// it is throughout (the blobs the room refers to decide what this node
+/// serves and announces, so they never go missing, even for a moment). The
+/// format is written last: an interrupted run starts over at next start.
+fn rerender_chat(store: &Store, room: &RoomId, applied: u64) -> Result<u64, StoreError> {
+    store.room_write(room, |t| {
+        for prefix in view::CHAT_PARTS {
+            loop {
+                let keys = t.view_range(prefix, None, 4096)?;
+                if keys.is_empty() {
+                    break;
+                }
+                for (k, _) in keys {
+                    t.view_remove(&k)?;
+                }
+            }
+        }
+        view::reset_chat(t).map_err(view_err)
+    })?;
+    let mut from = 0;
+    while from < applied {
+        let n = store.room_write(room, |t| {
+            let mut n = 0;
+            while n < 4096 && from + n < applied {
+                let Some((hash, bytes)) = t.at(from + n)? else {
+                    return Err(StoreError::Corrupt(format!(
+                        "room views applied {applied} entries of a shorter log"
+                    )));
+                };
+                let (_, body) = Entry::decode(&bytes)
+                    .map_err(|e| StoreError::Corrupt(format!("room log entry {hash}: {e}")))?;
+                view::replay_chat(t, &body).map_err(view_err)?;
+                n += 1;
+            }
+            Ok(n)
+        })?;
+        from += n;
+    }
+    store.room_write(room, |t| t.view_put(view::FORMAT_KEY, view::FORMAT))?;
+    Ok(applied)
 }
 
 /// The time now in milliseconds since the Unix epoch.
@@ -302,6 +353,62 @@ mod tests {
         assert_eq!(catch_up_views(&store, &room).unwrap(), 50);
         let after = store.room_view_range(&room, b"", None, usize::MAX).unwrap();
         assert_eq!(before, after);
+        assert_eq!(catch_up_views(&store, &room).unwrap(), 0);
+    }
+
+    #[test]
+    fn the_chat_of_views_of_an_older_format_is_rendered_again() {
+        let (_d, store, s) = setup();
+        let room = s.id();
+        let k = SecretKey::generate().unwrap();
+        let other = SecretKey::generate().unwrap();
+        author(&store, &k, &s, Op::Meta(Meta::MemberName("ann".into()))).unwrap();
+        author(&store, &k, &s, chat("\x1b[2J")).unwrap();
+        author(&store, &other, &s, Op::Meta(Meta::MemberName("ANN".into()))).unwrap();
+        author(&store, &k, &s, chat("two")).unwrap();
+        author(
+            &store,
+            &k,
+            &s,
+            Op::Put {
+                path: "f".into(),
+                hash: Hash::of(b"f"),
+                size: 1,
+                exec: false,
+                mtime: 0,
+                replaces: vec![],
+            },
+        )
+        .unwrap();
+        author(&store, &k, &s, Op::Meta(Meta::MemberName("bo".into()))).unwrap();
+        let now = store.room_view_range(&room, b"", None, usize::MAX).unwrap();
+        // Views as the first format left them: no format key, raw text.
+        store
+            .room_write(&room, |t| {
+                t.view_remove(view::FORMAT_KEY)?;
+                for (k, _) in t.view_range(b"k/", None, usize::MAX)? {
+                    t.view_remove(&k)?;
+                }
+                let raw = view::ChatLine {
+                    offset: 0,
+                    text: "raw \x1b[2J\n".into(),
+                };
+                t.view_put(
+                    &view::chat_key(0),
+                    &p2pfs_proto::codec::encode(&raw).unwrap(),
+                )
+            })
+            .unwrap();
+        assert_eq!(catch_up_views(&store, &room).unwrap(), 6);
+        let rebuilt = store.room_view_range(&room, b"", None, usize::MAX).unwrap();
+        assert_eq!(rebuilt, now);
+        let chat = super::super::query::chat(&store, &room, 0, 10)
+            .unwrap()
+            .concat();
+        assert!(
+            chat.contains(": \\x1b[2J\n") && !chat.contains('\x1b'),
+            "{chat}"
+        );
         assert_eq!(catch_up_views(&store, &room).unwrap(), 0);
     }
 }

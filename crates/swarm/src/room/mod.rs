@@ -4,6 +4,10 @@
 //! - `log`: the room's log in the store; accepting entries after their
 //!   parents; this node's own entries.
 //! - `view`: the file tree and the chat, derived from the log.
+//! - `render`: chat text and names made safe to show, names that could
+//!   pass for another member's qualified with the short id.
+//! - `order`: one canonical order of the entries, the same on every member.
+//! - `transcript`: the chat as `p2pfs chat` prints it, in that order.
 //! - `sync`: the room protocol between two members (proof of membership
 //!   bound to the connection, then reconciliation and live pushes).
 //! - `runtime`: per room, finding members (ticket, learned addresses,
@@ -16,9 +20,12 @@
 
 pub(crate) mod entry;
 pub(crate) mod log;
+pub(crate) mod order;
 pub mod query;
+pub mod render;
 pub(crate) mod runtime;
 pub(crate) mod sync;
+pub(crate) mod transcript;
 pub(crate) mod view;
 
 use std::{

@@ -1,14 +1,17 @@
 //! Reading rooms from the store: what `p2pfs room list`, `room ls` and
 //! `chat` show. Works on a store with no node running.
 
+use std::collections::BTreeMap;
+
 use p2pfs_proto::{
     Hash, NodeId, RoomId, codec,
-    room::{Copies, DEFAULT_COPIES},
+    room::{Copies, DEFAULT_COPIES, Entry, EntryBody},
 };
 use p2pfs_store::{Store, StoreError};
 
 use super::{
     RoomSummary,
+    transcript::Transcript,
     view::{self, ChatLine, FileEntry, LiveOp},
 };
 
@@ -101,7 +104,8 @@ pub(crate) fn live(store: &Store, room: &RoomId, path: &str) -> Result<Vec<LiveO
     }
 }
 
-/// Chat lines from line `from` on (at most `limit`), each with its newline.
+/// Chat lines of `chat.log` (arrival order) from line `from` on (at most
+/// `limit`), each with its newline.
 pub fn chat(
     store: &Store,
     room: &RoomId,
@@ -120,6 +124,61 @@ pub fn chat(
         out.push(decode::<ChatLine>(&v)?.text);
     }
     Ok(out)
+}
+
+/// The chat as `p2pfs chat` prints it (see [`super::transcript`]): what
+/// the log holds in canonical order, then what arrives later.
+#[derive(Debug)]
+pub struct ChatReader {
+    room: RoomId,
+    transcript: Transcript,
+    /// How many entries of each author have been read.
+    have: BTreeMap<NodeId, u64>,
+}
+
+impl ChatReader {
+    /// Reads the whole log: the reader, and the chat so far, one line per
+    /// message (with its newline) in canonical order.
+    pub fn open(store: &Store, room: &RoomId) -> Result<(Self, Vec<String>), StoreError> {
+        let mut reader = Self {
+            room: *room,
+            transcript: Transcript::default(),
+            have: BTreeMap::new(),
+        };
+        let entries = reader.read(store, usize::MAX)?;
+        let (transcript, lines) = Transcript::new(&entries);
+        reader.transcript = transcript;
+        Ok((reader, lines))
+    }
+
+    /// Reads up to `limit` entries that arrived since the last read, in
+    /// the order they arrived: the lines they add, or `None` when there
+    /// was no new entry.
+    pub fn more(&mut self, store: &Store, limit: usize) -> Result<Option<Vec<String>>, StoreError> {
+        let entries = self.read(store, limit)?;
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(
+            entries
+                .iter()
+                .filter_map(|(_, body)| self.transcript.push(body))
+                .collect(),
+        ))
+    }
+
+    fn read(&mut self, store: &Store, limit: usize) -> Result<Vec<(Hash, EntryBody)>, StoreError> {
+        let have: Vec<(NodeId, u64)> = self.have.iter().map(|(a, n)| (*a, *n)).collect();
+        let mut out = Vec::new();
+        for bytes in store.room_entries_after(&self.room, &have, limit)? {
+            let (entry, body) = Entry::decode(&bytes)
+                .map_err(|e| StoreError::Corrupt(format!("room log entry: {e}")))?;
+            let n = self.have.entry(body.author).or_default();
+            *n = (*n).max(body.seq + 1);
+            out.push((entry.hash(&self.room), body));
+        }
+        Ok(out)
+    }
 }
 
 /// The hashes of the entries live at `path` (what a change there replaces).

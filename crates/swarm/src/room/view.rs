@@ -16,11 +16,23 @@
 //! kept, the winner under the path and the others as
 //! `PATH.conflict-<short author id>`; a put beats a concurrent delete.
 //!
-//! Keys: `s` the [`ViewState`]; `t/PATH` the live entries of a path;
-//! `x/HASH PATH` an entry replaced by an entry for that path; `c/N` (N big-endian)
-//! chat line N; `n/AUTHOR` a member's display name; `b/HASH` a blob the
-//! room refers to; `r` the room's name; `p` the replication policy that
-//! holds (the latest by time, then entry hash).
+//! The chat is rendered line by line as messages are applied, and a line
+//! once stored never changes (`chat.log` never rewrites bytes it showed):
+//! text and names are escaped and labelled by [`super::render`], a name
+//! qualified with the short id when another author has taken a name with
+//! the same key before the line was applied (the index `k/`). Applied in
+//! the same order, the same entries give the same bytes, so a rebuild
+//! shows what was shown. [`FORMAT`] changes with the rendering: the chat
+//! of views of another format is rendered again ([`is_current`],
+//! [`replay_chat`]).
+//!
+//! Keys: `v` the views' [`FORMAT`]; `s` the [`ViewState`]; `t/PATH` the
+//! live entries of a path; `x/HASH PATH` an entry replaced by an entry for
+//! that path; `c/N` (N big-endian) chat line N; `n/AUTHOR` a member's
+//! display name; `k/NAMEKEY` the authors that ever took a display name with
+//! that [`super::render::name_key`]; `b/HASH` a blob the room refers to;
+//! `r` the room's name; `p` the replication policy that holds (the latest
+//! by time, then entry hash).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -29,6 +41,8 @@ use p2pfs_proto::{
     room::{Copies, EntryBody, Meta, Op},
 };
 use serde::{Deserialize, Serialize};
+
+use super::render;
 
 /// Where views are kept.
 pub(crate) trait Kv {
@@ -80,10 +94,16 @@ pub(crate) struct ChatLine {
     pub(crate) text: String,
 }
 
+/// The key of the views' format.
+pub(crate) const FORMAT_KEY: &[u8] = b"v";
+/// The format of the chat's rendering: 2 escapes chat text and names and
+/// qualifies shared names (1, unversioned, showed them raw).
+pub(crate) const FORMAT: &[u8] = b"2";
 pub(crate) const STATE: &[u8] = b"s";
 pub(crate) const TREE: &[u8] = b"t/";
 pub(crate) const CHAT: &[u8] = b"c/";
 pub(crate) const NAMES: &[u8] = b"n/";
+const NAME_CLAIMS: &[u8] = b"k/";
 pub(crate) const BLOBS: &[u8] = b"b/";
 const DEAD: &[u8] = b"x/";
 const ROOM_NAME: &[u8] = b"r";
@@ -140,17 +160,36 @@ pub(crate) fn state<K: Kv>(kv: &K) -> Result<ViewState, ViewError<K::Error>> {
     }
 }
 
-/// A member's display name, or its short id.
-pub(crate) fn display_name<K: Kv>(kv: &K, author: &NodeId) -> Result<String, ViewError<K::Error>> {
-    Ok(
-        match kv
-            .get(&key(NAMES, author.as_bytes()))
-            .map_err(ViewError::Storage)?
-        {
-            Some(b) => String::from_utf8_lossy(&b).into_owned(),
-            None => author.fmt_short(),
-        },
-    )
+/// Whether views holding `format` (the value at [`FORMAT_KEY`]) and
+/// `applied` entries are of this code's format; views that applied
+/// nothing yet are.
+pub(crate) fn is_current(format: Option<&[u8]>, applied: u64) -> bool {
+    applied == 0 || format == Some(FORMAT)
+}
+
+/// How `author` is shown on a chat line applied now (see
+/// [`super::render::label`]).
+fn chat_label<K: Kv>(kv: &K, author: &NodeId) -> Result<String, ViewError<K::Error>> {
+    let name = kv
+        .get(&key(NAMES, author.as_bytes()))
+        .map_err(ViewError::Storage)?
+        .map(|b| String::from_utf8_lossy(&b).into_owned());
+    let shared = match &name {
+        Some(n) => claims(kv, n)?.iter().any(|a| a != author),
+        None => false,
+    };
+    Ok(render::label(name.as_deref(), author, shared))
+}
+
+/// The authors that took a name with the key of `name`.
+fn claims<K: Kv>(kv: &K, name: &str) -> Result<Vec<NodeId>, ViewError<K::Error>> {
+    match kv
+        .get(&key(NAME_CLAIMS, render::name_key(name).as_bytes()))
+        .map_err(ViewError::Storage)?
+    {
+        Some(b) => decode(&b),
+        None => Ok(Vec::new()),
+    }
 }
 
 /// Folds the entry at local index `index` into the views. Entries must be
@@ -173,26 +212,11 @@ pub(crate) fn apply<K: Kv>(
         };
     }
     let s = ViewError::Storage;
+    if index == 0 {
+        kv.put(FORMAT_KEY, FORMAT).map_err(s)?;
+    }
     match &body.op {
-        Op::Chat { text } => {
-            let line = format!(
-                "{} {}: {}\n",
-                rfc3339(body.time),
-                display_name(kv, &body.author)?,
-                text
-            );
-            let stored = ChatLine {
-                offset: st.chat_bytes,
-                text: line,
-            };
-            kv.put(&chat_key(st.chat_lines), &encode(&stored)?)
-                .map_err(s)?;
-            st.chat_lines += 1;
-            st.chat_bytes += stored.text.len() as u64;
-        }
-        Op::Meta(Meta::MemberName(n)) => kv
-            .put(&key(NAMES, body.author.as_bytes()), n.as_bytes())
-            .map_err(s)?,
+        Op::Chat { .. } | Op::Meta(Meta::MemberName(_)) => apply_chat(kv, &mut st, body)?,
         Op::Meta(Meta::RoomName(n)) => kv.put(ROOM_NAME, n.as_bytes()).map_err(s)?,
         Op::Meta(Meta::Copies(copies)) => {
             let row = PolicyRow {
@@ -266,6 +290,65 @@ pub(crate) fn apply<K: Kv>(
     st.applied += 1;
     kv.put(STATE, &encode(&st)?).map_err(s)?;
     Ok(())
+}
+
+/// The chat's part of [`apply`]: a message becomes a line, a display
+/// name is recorded (and its key taken); other entries change nothing.
+fn apply_chat<K: Kv>(
+    kv: &mut K,
+    st: &mut ViewState,
+    body: &EntryBody,
+) -> Result<(), ViewError<K::Error>> {
+    let s = ViewError::Storage;
+    match &body.op {
+        Op::Chat { text } => {
+            let label = chat_label(kv, &body.author)?;
+            let line = render::chat_line(body.time, &label, text);
+            let stored = ChatLine {
+                offset: st.chat_bytes,
+                text: line,
+            };
+            kv.put(&chat_key(st.chat_lines), &encode(&stored)?)
+                .map_err(s)?;
+            st.chat_lines += 1;
+            st.chat_bytes += stored.text.len() as u64;
+        }
+        Op::Meta(Meta::MemberName(n)) => {
+            kv.put(&key(NAMES, body.author.as_bytes()), n.as_bytes())
+                .map_err(s)?;
+            let mut authors = claims(kv, n)?;
+            if !authors.contains(&body.author) {
+                authors.push(body.author);
+                authors.sort();
+                let k = key(NAME_CLAIMS, render::name_key(n).as_bytes());
+                kv.put(&k, &encode(&authors)?).map_err(s)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The key prefixes of the chat's part of the views (lines, names, name
+/// keys): what re-rendering the chat drops and rebuilds.
+pub(crate) const CHAT_PARTS: [&[u8]; 3] = [CHAT, NAMES, NAME_CLAIMS];
+
+/// Starts re-rendering the chat, once its [`CHAT_PARTS`] are removed: an
+/// empty chat.
+pub(crate) fn reset_chat<K: Kv>(kv: &mut K) -> Result<(), ViewError<K::Error>> {
+    let mut st = state(kv)?;
+    st.chat_lines = 0;
+    st.chat_bytes = 0;
+    kv.put(STATE, &encode(&st)?).map_err(ViewError::Storage)
+}
+
+/// Re-renders the chat's part of an entry already applied, after
+/// [`reset_chat`]; the entries applied so far must be replayed in log
+/// order, and [`FORMAT`] written at the end.
+pub(crate) fn replay_chat<K: Kv>(kv: &mut K, body: &EntryBody) -> Result<(), ViewError<K::Error>> {
+    let mut st = state(kv)?;
+    apply_chat(kv, &mut st, body)?;
+    kv.put(STATE, &encode(&st)?).map_err(ViewError::Storage)
 }
 
 /// A file or directory in a room's tree.
@@ -363,29 +446,6 @@ pub(crate) fn listing(paths: impl IntoIterator<Item = (String, Vec<LiveOp>)>) ->
     out.into_iter()
         .map(|(path, kind)| FileEntry { path, kind })
         .collect()
-}
-
-/// `ms` since the Unix epoch as an RFC 3339 UTC time to the second.
-pub(crate) fn rfc3339(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 #[cfg(test)]
@@ -604,6 +664,54 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn chat_lines_are_escaped_and_shared_names_qualified_as_applied() {
+        let name = |n: u8, a: u8, s: &str| entry(n, a, 0, Op::Meta(Meta::MemberName(s.into())));
+        let say = |n: u8, a: u8, s: &str| entry(n, a, 1000, Op::Chat { text: s.into() });
+        let short = |a: u8| author(a).fmt_short();
+        let entries = [
+            name(0, 1, "alice"),
+            say(1, 1, "first \x1b[2J\x1b]0;title\x07"),
+            // Another member takes the same name (case aside).
+            name(2, 2, "Alice"),
+            say(3, 2, "\u{202e}evil\x7f\u{9b}"),
+            say(4, 1, "second"),
+            // A rename leaves the old name taken.
+            name(5, 1, "al"),
+            say(6, 2, "still"),
+            // A member named like a short id; one not named at all.
+            name(7, 3, &short(4)),
+            say(8, 3, "x"),
+            say(9, 4, "y"),
+        ];
+        let kv = run(&entries);
+        let t = "1970-01-01T00:00:01Z";
+        assert_eq!(
+            kv.chat(),
+            [
+                format!("{t} alice: first \\x1b[2J\\x1b]0;title\\x07\n"),
+                format!("{t} Alice ({}): \\u{{202e}}evil\\x7f\\u{{9b}}\n", short(2)),
+                format!("{t} alice ({}): second\n", short(1)),
+                format!("{t} Alice ({}): still\n", short(2)),
+                format!("{t} {} ({}): x\n", short(4), short(3)),
+                format!("{t} {}: y\n", short(4)),
+            ]
+            .concat()
+        );
+        // Rebuilt from the same log, the same bytes.
+        assert_eq!(run(&entries), kv);
+    }
+
+    #[test]
+    fn views_of_another_format_are_not_current() {
+        let kv = run(&[entry(0, 1, 0, Op::Chat { text: "x".into() })]);
+        assert_eq!(kv.0.get(FORMAT_KEY).map(Vec::as_slice), Some(FORMAT));
+        assert!(is_current(Some(FORMAT), 1));
+        assert!(!is_current(None, 1));
+        assert!(!is_current(Some(b"1"), 7));
+        assert!(is_current(None, 0));
+    }
+
+    #[test]
     fn the_latest_policy_holds_in_any_order() {
         let set = |n, t, c| entry(n, 1, t, Op::Meta(Meta::Copies(c)));
         let a = set(10, 5, Copies::Min(3));
@@ -626,12 +734,5 @@ pub(crate) mod tests {
             assert_eq!(row.copies, want);
         }
         assert!(!run(&[]).0.contains_key(POLICY));
-    }
-
-    #[test]
-    fn rfc3339_dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_795_219_199_000), "2026-11-20T23:59:59Z");
     }
 }
