@@ -306,7 +306,10 @@ fn the_whole_story_with_plain_tools() {
     sh(&format!("cp {}/kept.bin {}/", work.display(), ra.display()));
     let kept_b = rb.join("kept.bin");
     wait_for(SYNC, "the new file on B", || kept_b.exists().then_some(()));
-    assert_eq!(getfattr(&ra.join("kept.bin"), "user.p2pfs.copies"), "1");
+    assert_eq!(
+        getfattr(&ra.join("kept.bin"), "user.p2pfs.copies"),
+        "1 (only here)"
+    );
     assert_eq!(getfattr(&kept_b, "user.p2pfs.pin"), "0");
     sh(&format!(
         "setfattr -n user.p2pfs.pin -v 1 {}",

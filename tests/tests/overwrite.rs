@@ -232,3 +232,55 @@ fn two_members_overwriting_one_file_both_keep_their_versions() {
         });
     }
 }
+
+#[test]
+fn a_reader_closing_a_file_being_written_publishes_nothing() {
+    let p = pair();
+    let mut w = fs::File::create(p.ra.join("new")).unwrap();
+    w.write_all(&[b'x'; 40_000]).unwrap();
+    // Another process opens it to read, and closes it.
+    assert_eq!(cat(&p.ra.join("new")).len(), 40_000);
+    fs::OpenOptions::new()
+        .append(true)
+        .open(p.ra.join("chat.log"))
+        .unwrap()
+        .write_all(b"after the reader\n")
+        .unwrap();
+    wait_for(SYNC, "the chat line to reach B", || {
+        fs::read_to_string(p.rb.join("chat.log"))
+            .ok()?
+            .contains("after the reader")
+            .then_some(())
+    });
+    assert!(
+        files(&p.rb).is_empty(),
+        "published early: {:?}",
+        files(&p.rb)
+    );
+    w.write_all(&[b'y'; 10_000]).unwrap();
+    drop(w);
+    let mut want = vec![b'x'; 40_000];
+    want.extend([b'y'; 10_000]);
+    holds(&p.rb.join("new"), &want, "B to read the whole file");
+}
+
+#[test]
+fn a_truncating_open_beside_an_open_writer_empties_the_file() {
+    let p = pair();
+    fs::write(p.ra.join("f"), b"the old content, longer than the new\n").unwrap();
+    holds(
+        &p.rb.join("f"),
+        b"the old content, longer than the new\n",
+        "B to read the first version",
+    );
+    // A process holds the file open to change it; another overwrites it.
+    let held = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(p.ra.join("f"))
+        .unwrap();
+    fs::write(p.ra.join("f"), b"hi\n").unwrap();
+    drop(held);
+    assert_eq!(cat(&p.ra.join("f")), b"hi\n");
+    holds(&p.rb.join("f"), b"hi\n", "B to read the new version");
+}

@@ -171,6 +171,10 @@ pub(crate) struct NodeArgs {
     /// others copy its files again (`90s`, `3m`, `1h`) [default: 3m]
     #[arg(long, value_name = "TIME", value_parser = parse_duration)]
     pub(crate) offline_after: Option<std::time::Duration>,
+    /// On stopping, how long to wait for room files that no other member
+    /// online keeps to reach one (`0`: do not wait) [default: 60s]
+    #[arg(long, value_name = "TIME", value_parser = parse_wait)]
+    pub(crate) leave_timeout: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -287,6 +291,14 @@ pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
 
 /// Parses a duration: digits with an optional `s`, `m` or `h` (seconds by
 /// default, `ms` for milliseconds).
+/// A time like [`parse_duration`], or `0` for none.
+pub(crate) fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
+    if s.trim() == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    parse_duration(s)
+}
+
 pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let t = s.trim();
     let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {

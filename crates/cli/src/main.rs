@@ -89,7 +89,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             return Ok(true);
         }
         Command::Umount { mountpoint, lazy } => {
-            p2pfs_fuse::unmount(&mountpoint, lazy)?;
+            cmd::mount::umount(&data_dir, &mountpoint, lazy).await?;
             return Ok(true);
         }
         _ => {}

@@ -15,7 +15,7 @@ use p2pfs_proto::{
 use p2pfs_swarm::room::{Change, query};
 
 use crate::{
-    file::{Handle, WriteFile, millis},
+    file::{Handle, WriteFile, WriteHandle, millis},
     fs::{Found, Fs, TTL, lock, store_errno, swarm_errno},
     inode::{Place, join},
     tree::{FileInfo, Item, Tree},
@@ -488,7 +488,9 @@ impl Fs {
             let place = Place::Path(room, path);
             let ino = self.ino(place.clone());
             let attr = self.attr_of(ino, &place)?;
-            let fh = self.handles.add(Handle::Write(wf));
+            let fh = self
+                .handles
+                .add(Handle::Write(WriteHandle::new(wf, true, true)));
             Ok((attr, fh))
         })();
         match result {

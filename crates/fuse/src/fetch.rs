@@ -9,10 +9,11 @@
 //!
 //! A read waits at most [`READ_TIMEOUT`] from the moment it arrives, then
 //! fails with `EIO`; a signal to the reading process ends it at once with
-//! `EINTR`. A blob that no member could serve is remembered: later reads
-//! of its missing bytes fail at once (each starting a fetch in the
-//! background, not waited for) until one of those fetches succeeds or a
-//! member connects to the room.
+//! `EINTR`. A read returns as soon as its own bytes are here, whatever
+//! else its window still fetches. A blob that no member could serve (a
+//! fetch failed) is remembered: later reads of its missing bytes fail at
+//! once (each starting a fetch in the background, not waited for) until
+//! one of those fetches succeeds or a member connects to the room.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -34,6 +35,8 @@ pub(crate) const DEMAND: u64 = 1 << 20;
 pub(crate) const MAX_AHEAD: u64 = 32 << 20;
 /// A read waits this long for its data, then fails with EIO.
 pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a waiting read looks whether its bytes have arrived.
+const ARRIVAL_POLL: Duration = Duration::from_millis(20);
 /// Reads this close to where the last one ended count as sequential (the
 /// kernel's read-ahead sends several at once, not always in order).
 const SEQUENTIAL_SLACK: u64 = 4 << 20;
@@ -121,16 +124,22 @@ impl Fs {
         let range = (w * size).max(from)..(w + 1) * size;
         self.rt.spawn(async move {
             let ok = match fs.room(&room) {
-                Ok(r) => match fs.node.room_fetch_range(&r, hash, author, range).await {
-                    Ok(()) => {
-                        lock(&fs.fetches.unavailable).remove(&hash);
-                        true
+                Ok(r) => {
+                    let arrivals = r.arrivals();
+                    match fs.node.room_fetch_range(&r, hash, author, range).await {
+                        Ok(()) => {
+                            lock(&fs.fetches.unavailable).remove(&hash);
+                            true
+                        }
+                        Err(e) => {
+                            // No member could serve it (a member that came
+                            // meanwhile may: then the mark is stale).
+                            tracing::warn!(%hash, window = w, "fetching for a read: {e}");
+                            lock(&fs.fetches.unavailable).insert(hash, arrivals);
+                            false
+                        }
                     }
-                    Err(e) => {
-                        tracing::warn!(%hash, window = w, "fetching for a read: {e}");
-                        false
-                    }
-                },
+                }
                 Err(_) => false,
             };
             lock(&fs.fetches.windows).remove(&key);
@@ -185,6 +194,10 @@ impl Fs {
                 None => false,
             }
         };
+        let store = self.node.store();
+        let mut buf = vec![0u8; (end - offset) as usize];
+        let signalled = crate::interrupt::signalled(pid);
+        tokio::pin!(signalled);
         let mut attempts = 0;
         loop {
             // A read-ahead window in flight, else a small one of our own.
@@ -198,39 +211,36 @@ impl Fs {
                 // The fetches just started find out whether a member is back.
                 return Err(Errno::EIO);
             }
-            for mut rx in waits {
-                let fetched = tokio::time::timeout_at(deadline, rx.wait_for(|v| v.is_some()));
-                let outcome = tokio::select! {
-                    r = fetched => r,
-                    () = crate::interrupt::signalled(pid) => return Err(Errno::EINTR),
-                };
-                match outcome {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(_)) => return Err(Errno::EIO),
-                    Err(_) => {
+            // The read's own bytes may arrive before the rest of a window:
+            // it returns as soon as they are verified here.
+            loop {
+                match store.read_at(&file.hash, offset, &mut buf) {
+                    Ok(n) => {
+                        buf.truncate(n);
+                        return Ok(buf);
+                    }
+                    Err(StoreError::NotPresent { .. } | StoreError::NotFound(_)) => {}
+                    Err(e) => return Err(store_errno(&e)),
+                }
+                if waits.iter().all(|rx| rx.borrow().is_some()) {
+                    break;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(ARRIVAL_POLL) => {}
+                    () = tokio::time::sleep_until(deadline) => {
                         tracing::warn!(hash = %file.hash, offset, "no member sent the bytes in time");
-                        lock(&self.fetches.unavailable).insert(file.hash, arrivals);
                         return Err(Errno::EIO);
                     }
+                    () = &mut signalled => return Err(Errno::EINTR),
                 }
             }
-            let mut buf = vec![0u8; (end - offset) as usize];
-            match self.node.store().read_at(&file.hash, offset, &mut buf) {
-                Ok(n) => {
-                    buf.truncate(n);
-                    return Ok(buf);
-                }
-                // A window failed (or raced with a commit): one more try,
-                // then the read fails.
-                Err(StoreError::NotPresent { .. } | StoreError::NotFound(_)) if attempts == 0 => {
-                    attempts += 1
-                }
-                Err(StoreError::NotPresent { .. } | StoreError::NotFound(_)) => {
-                    lock(&self.fetches.unavailable).insert(file.hash, arrivals);
-                    return Err(Errno::EIO);
-                }
-                Err(e) => return Err(store_errno(&e)),
+            // Every window ended and the bytes are not all here (one
+            // failed, or raced with a commit): one more try, then the read
+            // fails.
+            if attempts > 0 {
+                return Err(Errno::EIO);
             }
+            attempts += 1;
         }
     }
 }

@@ -62,7 +62,7 @@ pub(crate) enum Handle {
     /// A published file, read-only.
     Blob(BlobHandle),
     /// A file open for writing (or a draft opened for reading).
-    Write(Arc<WriteFile>),
+    Write(WriteHandle),
     /// A room's `chat.log`.
     Chat(ChatHandle),
     /// A directory listing, taken at `opendir`.
@@ -87,6 +87,32 @@ impl BlobHandle {
             reader: OnceLock::new(),
             pattern: Mutex::new(Pattern::default()),
         }
+    }
+}
+
+/// An open handle on a file being written.
+#[derive(Debug)]
+pub(crate) struct WriteHandle {
+    pub(crate) file: Arc<WriteFile>,
+    /// Opened for writing: a read-only handle never publishes.
+    writable: bool,
+    /// Changed through this handle (written, truncated, created): its
+    /// release publishes.
+    wrote: std::sync::atomic::AtomicBool,
+}
+
+impl WriteHandle {
+    pub(crate) fn new(file: Arc<WriteFile>, writable: bool, wrote: bool) -> Self {
+        Self {
+            file,
+            writable,
+            wrote: std::sync::atomic::AtomicBool::new(wrote),
+        }
+    }
+
+    /// Marks a change made through this handle.
+    pub(crate) fn wrote(&self) {
+        self.wrote.store(true, Ordering::Relaxed);
     }
 }
 
@@ -222,11 +248,18 @@ impl WriteFile {
         st.replaces = None;
     }
 
-    /// Whether it holds changes to a published version (which everyone
-    /// else still reads until it is published).
-    pub(crate) fn overwrites_published(&self) -> bool {
+    /// Whether it holds changes to a published version that process
+    /// `pid` did not make (it reads the published version, like everyone
+    /// else, until the writer publishes).
+    pub(crate) fn hides_changes_from(&self, pid: u32) -> bool {
         let st = lock(&self.state);
-        st.dirty && st.base.is_some()
+        st.dirty && st.base.is_some() && !st.writers.contains(&pid)
+    }
+
+    /// Publishing failed after the draft was committed: the next close
+    /// (or release) publishes it again.
+    fn unpublished(&self) {
+        lock(&self.state).dirty = true;
     }
 
     /// Its version was published as log entry `entry`: the next publish
@@ -419,6 +452,7 @@ impl Fs {
             .await
             .map_err(|e| {
                 tracing::warn!("publishing {}: {e}", file.path());
+                file.unpublished();
                 swarm_errno(&e)
             })?;
         if let Some(Some(entry)) = wrote.first() {
@@ -436,9 +470,13 @@ impl Fs {
         self.reply_when(self.clone().publish(file, false), reply);
     }
 
-    /// `fsync`: publishes, with the bytes on disk.
-    pub(crate) fn fsync_file(self: &Arc<Self>, file: Arc<WriteFile>, reply: ReplyEmpty) {
-        self.reply_when(self.clone().publish(file, true), reply);
+    /// `fsync`: publishes, with the bytes on disk (of a handle open for
+    /// writing: a reader's `fsync` publishes nothing).
+    pub(crate) fn fsync_file(self: &Arc<Self>, h: &WriteHandle, reply: ReplyEmpty) {
+        if !h.writable {
+            return reply.ok();
+        }
+        self.reply_when(self.clone().publish(h.file.clone(), true), reply);
     }
 
     /// Replies once `work` is done, from a task.
@@ -455,15 +493,25 @@ impl Fs {
         });
     }
 
-    /// `release` of a file handle (the last close of an open file).
-    pub(crate) fn release_file(self: &Arc<Self>, file: Arc<WriteFile>, reply: ReplyEmpty) {
+    /// `release` of a file handle (the last close of an open file): a
+    /// handle that changed the file publishes it (its last writer may have
+    /// been another process than the one that closed it).
+    pub(crate) fn release_file(self: &Arc<Self>, h: &WriteHandle, reply: ReplyEmpty) {
         let fs = self.clone();
+        let file = h.file.clone();
+        let publish = h.wrote.load(Ordering::Relaxed);
         self.rt.spawn(async move {
-            let result = fs.clone().publish(file.clone(), false).await;
-            if file.closed() == 0 {
+            let result = if publish {
+                fs.clone().publish(file.clone(), false).await
+            } else {
+                Ok(())
+            };
+            {
+                // Under the map's lock: an open finds the draft (and counts
+                // itself) either before it is dropped or not at all.
                 let key = (file.room, file.path());
                 let mut drafts = lock(&fs.drafts);
-                if drafts.get(&key).is_some_and(|d| Arc::ptr_eq(d, &file)) {
+                if file.closed() == 0 && drafts.get(&key).is_some_and(|d| Arc::ptr_eq(d, &file)) {
                     drafts.remove(&key);
                 }
             }
@@ -525,16 +573,19 @@ impl Fs {
     /// `write` to a file open for writing (local disk work, done here).
     pub(crate) fn write_file(
         &self,
-        file: &WriteFile,
+        h: &WriteHandle,
         offset: u64,
         data: &[u8],
         pid: u32,
         reply: ReplyWrite,
     ) {
-        match file.write(self.node.store(), offset, data, pid) {
-            Ok(()) => reply.written(data.len() as u32),
+        match h.file.write(self.node.store(), offset, data, pid) {
+            Ok(()) => {
+                h.wrote();
+                reply.written(data.len() as u32)
+            }
             Err(e) => {
-                tracing::warn!("writing {}: {e}", file.path());
+                tracing::warn!("writing {}: {e}", h.file.path());
                 reply.error(store_errno(&e));
             }
         }
@@ -567,10 +618,6 @@ impl Fs {
                     return reply.error(swarm_errno(&e));
                 }
             }
-            let wf = Arc::new(WriteFile::from_published(room, path.clone(), &file));
-            if truncate && let Err(e) = wf.change(fs.node.store(), Some(0), None, None, pid) {
-                return reply.error(store_errno(&e));
-            }
             let wf = {
                 let mut drafts = lock(&fs.drafts);
                 match drafts.get(&(room, path.clone())) {
@@ -580,12 +627,21 @@ impl Fs {
                         existing.clone()
                     }
                     None => {
+                        let wf = Arc::new(WriteFile::from_published(room, path.clone(), &file));
                         drafts.insert((room, path), wf.clone());
                         wf
                     }
                 }
             };
-            let fh = fs.handles.add(Handle::Write(wf));
+            // (The kernel has emptied its copy already: the draft that
+            // stands for the file must be emptied too, whichever it is.)
+            if truncate && let Err(e) = wf.change(fs.node.store(), Some(0), None, None, pid) {
+                wf.closed();
+                return reply.error(store_errno(&e));
+            }
+            let fh = fs
+                .handles
+                .add(Handle::Write(WriteHandle::new(wf, true, truncate)));
             reply.opened(fuser::FileHandle(fh), FopenFlags::empty());
         });
     }
@@ -649,50 +705,89 @@ impl Fs {
                 let fh = self.handles.add(Handle::Chat(h));
                 reply.opened(fuser::FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
             }
-            Place::Path(room, path) => match self.find(&room, &path) {
+            Place::Path(room, path) => match self.open_draft(&room, &path, writable, pid) {
                 // Changes to a published file are the writer's until its
                 // close: other readers read the published version, past
                 // the kernel's cache (which the writer's pages are in).
-                Ok(Some(Found::Draft(d))) if !writable && d.overwrites_published() => {
-                    match self.tree(&room).map(|t| t.get(&path).cloned()) {
-                        Ok(Some(Item::File(f))) => {
-                            let fh = self.handles.add(Handle::Blob(BlobHandle::new(room, f)));
-                            reply.opened(fuser::FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
-                        }
-                        Ok(_) => reply.error(Errno::ENOENT),
-                        Err(e) => reply.error(e),
+                Some((_, false)) => match self.tree(&room).map(|t| t.get(&path).cloned()) {
+                    Ok(Some(Item::File(f))) => {
+                        let fh = self.handles.add(Handle::Blob(BlobHandle::new(room, f)));
+                        reply.opened(fuser::FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
                     }
-                }
-                Ok(Some(Found::Draft(d))) => {
-                    d.opened();
+                    Ok(_) => reply.error(Errno::ENOENT),
+                    Err(e) => reply.error(e),
+                },
+                Some((d, true)) => {
                     if truncate
                         && let Err(e) = d.change(self.node.store(), Some(0), None, None, pid)
                     {
                         d.closed();
                         return reply.error(store_errno(&e));
                     }
-                    let fh = self.handles.add(Handle::Write(d));
+                    let h = WriteHandle::new(d, writable, truncate);
+                    let fh = self.handles.add(Handle::Write(h));
                     reply.opened(fuser::FileHandle(fh), FopenFlags::empty());
                 }
-                Ok(Some(Found::File(f))) if writable => {
-                    self.open_published_for_write(room, path, f, truncate, pid, reply);
-                }
-                Ok(Some(Found::File(f))) => {
-                    // The kernel may keep cached pages if the content is the
-                    // one it cached them for.
-                    let same = lock(&self.cached).insert(ino.0, f.hash) == Some(f.hash);
-                    let fh = self.handles.add(Handle::Blob(BlobHandle::new(room, f)));
-                    let flags = if same {
-                        FopenFlags::FOPEN_KEEP_CACHE
-                    } else {
-                        FopenFlags::empty()
-                    };
-                    reply.opened(fuser::FileHandle(fh), flags);
-                }
-                Ok(Some(Found::Dir)) => reply.error(Errno::EISDIR),
-                Ok(None) => reply.error(Errno::ENOENT),
-                Err(e) => reply.error(e),
+                None => self.open_published(ino, room, path, writable, truncate, pid, reply),
             },
+        }
+    }
+
+    /// The draft at `path`, if one is being written, counted as opened
+    /// (`true`) unless `pid` is to read the published version instead
+    /// (`false`). Under the drafts' lock, so a release cannot drop it
+    /// between the lookup and the count.
+    fn open_draft(
+        &self,
+        room: &RoomId,
+        path: &str,
+        writable: bool,
+        pid: u32,
+    ) -> Option<(Arc<WriteFile>, bool)> {
+        let drafts = lock(&self.drafts);
+        let d = drafts.get(&(*room, path.to_string()))?;
+        if !writable && d.hides_changes_from(pid) {
+            return Some((d.clone(), false));
+        }
+        d.opened();
+        Some((d.clone(), true))
+    }
+
+    /// `open` of a path no draft stands for.
+    #[allow(clippy::too_many_arguments)]
+    fn open_published(
+        self: &Arc<Self>,
+        ino: INodeNo,
+        room: RoomId,
+        path: String,
+        writable: bool,
+        truncate: bool,
+        pid: u32,
+        reply: fuser::ReplyOpen,
+    ) {
+        let item = match self.tree(&room) {
+            Ok(t) => t.get(&path).cloned(),
+            Err(e) => return reply.error(e),
+        };
+        match item {
+            Some(Item::File(f)) if writable => {
+                self.open_published_for_write(room, path, f, truncate, pid, reply);
+            }
+            Some(Item::File(f)) => {
+                // The kernel may keep cached pages if the content is the
+                // one it cached them for.
+                let same = lock(&self.cached).insert(ino.0, f.hash) == Some(f.hash);
+                let fh = self.handles.add(Handle::Blob(BlobHandle::new(room, f)));
+                let flags = if same {
+                    FopenFlags::FOPEN_KEEP_CACHE
+                } else {
+                    FopenFlags::empty()
+                };
+                reply.opened(fuser::FileHandle(fh), flags);
+            }
+            Some(Item::Dir) => reply.error(Errno::EISDIR),
+            None if self.has_drafts_under(&room, &path) => reply.error(Errno::EISDIR),
+            None => reply.error(Errno::ENOENT),
         }
     }
 
@@ -735,7 +830,10 @@ impl Fs {
         let by_handle = fh
             .and_then(|fh| self.handles.get(fh.0).ok())
             .and_then(|h| match &*h {
-                Handle::Write(wf) => Some(wf.clone()),
+                Handle::Write(wh) => {
+                    wh.wrote();
+                    Some(wh.file.clone())
+                }
                 _ => None,
             });
         let (open, by_path) = match by_handle {

@@ -141,9 +141,9 @@ impl Filesystem for Kernel {
         };
         match &*h {
             Handle::Blob(b) => self.0.read_blob(b, offset, size, req.pid(), reply),
-            Handle::Write(wf) => {
+            Handle::Write(wh) => {
                 let mut buf = vec![0u8; size as usize];
-                match wf.read(self.0.node.store(), offset, &mut buf) {
+                match wh.file.read(self.0.node.store(), offset, &mut buf) {
                     Ok(n) => {
                         buf.truncate(n);
                         reply.data(&buf);
@@ -173,7 +173,7 @@ impl Filesystem for Kernel {
             Err(e) => return reply.error(e),
         };
         match &*h {
-            Handle::Write(wf) => self.0.write_file(wf, offset, data, req.pid(), reply),
+            Handle::Write(wh) => self.0.write_file(wh, offset, data, req.pid(), reply),
             Handle::Chat(c) => self.0.write_chat(c, offset, data, reply),
             Handle::Blob(_) | Handle::Dir(_) => reply.error(Errno::EBADF),
         }
@@ -192,7 +192,7 @@ impl Filesystem for Kernel {
             Err(e) => return reply.error(e),
         };
         match &*h {
-            Handle::Write(wf) => self.0.flush_file(wf.clone(), req.pid(), reply),
+            Handle::Write(wh) => self.0.flush_file(wh.file.clone(), req.pid(), reply),
             Handle::Chat(c) => self.0.flush_chat(c, reply),
             Handle::Blob(_) | Handle::Dir(_) => reply.ok(),
         }
@@ -208,7 +208,7 @@ impl Filesystem for Kernel {
     ) {
         let _ = (ino, datasync);
         match self.0.handles.get(fh.0).as_deref() {
-            Ok(Handle::Write(wf)) => self.0.fsync_file(wf.clone(), reply),
+            Ok(Handle::Write(wh)) => self.0.fsync_file(wh, reply),
             Ok(_) => reply.ok(),
             Err(e) => reply.error(*e),
         }
@@ -228,7 +228,7 @@ impl Filesystem for Kernel {
             return reply.error(Errno::EBADF);
         };
         match &*h {
-            Handle::Write(wf) => self.0.release_file(wf.clone(), reply),
+            Handle::Write(wh) => self.0.release_file(wh, reply),
             Handle::Chat(c) => self.0.flush_chat(c, reply),
             Handle::Blob(_) | Handle::Dir(_) => reply.ok(),
         }

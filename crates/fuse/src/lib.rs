@@ -23,7 +23,7 @@ mod tree;
 mod watch;
 mod xattr;
 
-pub use mount::{Mount, is_mounted, mount, unmount};
+pub use mount::{Mount, is_mounted, mount, node_of, unmount};
 pub use p2pfs_swarm as swarm;
 
 /// Why mounting failed.

@@ -311,6 +311,14 @@ fn mount_error(mountpoint: &Path, e: io::Error) -> FuseError {
     FuseError::io(format!("mounting at {}", mountpoint.display()), e)
 }
 
+/// The id of the node serving the p2pfs mount at `path` (its root's
+/// `user.p2pfs.node`), if one answers.
+pub fn node_of(path: &Path) -> Option<String> {
+    let mut buf = [0u8; 128];
+    let n = rustix::fs::getxattr(path, "user.p2pfs.node", &mut buf[..]).ok()?;
+    String::from_utf8(buf.get(..n)?.to_vec()).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,9 @@
 //! kept here whatever the placement; set it with `setfattr -n
 //! user.p2pfs.pin -v 1`, remove it or set `0` to stop); on a room's
 //! directory, `user.p2pfs.room` (its id) and `user.p2pfs.online` (members
-//! connected now).
+//! connected now); on the mount's root, `user.p2pfs.node` (the node id).
+//! `user.p2pfs.copies` reads `1 (only here)` when this node's copy is the
+//! only one on the members online.
 
 use std::sync::Arc;
 
@@ -25,12 +27,14 @@ const ROOM: &str = "user.p2pfs.room";
 const ONLINE: &str = "user.p2pfs.online";
 const COPIES: &str = "user.p2pfs.copies";
 const PIN: &str = "user.p2pfs.pin";
+const NODE: &str = "user.p2pfs.node";
 
 impl Fs {
     /// Every attribute of `ino` with its value.
     fn xattrs(&self, ino: INodeNo) -> Result<Vec<(&'static str, String)>, Errno> {
         Ok(match self.place(ino)? {
-            Place::Root | Place::Chat(_) => Vec::new(),
+            Place::Root => vec![(NODE, self.node.id().to_string())],
+            Place::Chat(_) => Vec::new(),
             Place::Room(r) => {
                 let room = self.room(&r)?;
                 vec![
@@ -107,13 +111,18 @@ impl Fs {
             None => store.pins(&hash).map_err(|e| store_errno(&e))?,
         };
         let kept = pins.contains(&p2pfs_swarm::replica::keep_pin_name(r));
-        let (copies, _) = self
+        let (copies, _, only_here) = self
             .node
             .room_copies(&*self.room(r)?, hash, author)
             .map_err(|e| store_errno(&e))?;
+        let copies = if only_here {
+            format!("{copies} (only here)")
+        } else {
+            copies.to_string()
+        };
         Ok((
             info.map_or(0, |i| i.present),
-            copies.to_string(),
+            copies,
             u8::from(kept).to_string(),
         ))
     }

@@ -448,6 +448,13 @@ pub enum SyncMsg {
     /// A replica's heartbeat: it takes part in keeping the room's files,
     /// and holds these (docs/protocol.md §8.9).
     Status(Status),
+    /// The sending replica is about to stop: it is no longer a candidate
+    /// for placement, but keeps serving what it holds until its
+    /// [`SyncMsg::Goodbye`], so the members now responsible fetch from it.
+    Leaving,
+    /// The sending replica stops now: count it offline at once (and copy
+    /// again what it kept) rather than after the offline timeout.
+    Goodbye,
 }
 
 /// What a replica says of itself, at the start of a session, when it
@@ -706,6 +713,9 @@ mod tests {
         want.push(0);
         assert_eq!(codec::encode(&st).unwrap(), want);
         assert_eq!(codec::decode::<SyncMsg>(&want).unwrap(), st);
+        assert_eq!(codec::encode(&SyncMsg::Leaving).unwrap(), [5]);
+        assert_eq!(codec::encode(&SyncMsg::Goodbye).unwrap(), [6]);
+        assert_eq!(codec::decode::<SyncMsg>(&[6]).unwrap(), SyncMsg::Goodbye);
         let big = SyncMsg::Status(Status {
             add: vec![Hash::from_bytes([1; 32]); MAX_STATUS_HASHES + 1],
             ..Status::default()

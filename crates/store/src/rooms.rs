@@ -54,6 +54,31 @@ impl Store {
         txn.commit().db()
     }
 
+    /// Replaces the members to dial first of `room`, if this node is still
+    /// in it (one transaction: a room left meanwhile stays left). Returns
+    /// whether it was.
+    pub fn set_room_nodes(&self, room: &RoomId, nodes: Vec<NodeAddr>) -> Result<bool, StoreError> {
+        let txn = self.begin_write()?;
+        let found = {
+            let mut t = txn.open_table(tables::ROOMS).db()?;
+            let old: Option<RoomInfo> = match t.get(room.as_bytes()).db()? {
+                Some(v) => Some(codec::decode(v.value()).map_err(|e| corrupt("room record", e))?),
+                None => None,
+            };
+            match old {
+                Some(mut info) => {
+                    info.nodes = nodes;
+                    let bytes = codec::encode(&info).map_err(|e| corrupt("room record", e))?;
+                    t.insert(room.as_bytes(), bytes.as_slice()).db()?;
+                    true
+                }
+                None => false,
+            }
+        };
+        txn.commit().db()?;
+        Ok(found)
+    }
+
     /// Every room this node is in.
     pub fn rooms(&self) -> Result<Vec<RoomInfo>, StoreError> {
         let txn = self.begin_read()?;
@@ -525,8 +550,17 @@ mod tests {
             t.view_put(b"k", b"v")
         })
         .unwrap();
-        assert_eq!(s.rooms().unwrap(), vec![info]);
+        assert_eq!(s.rooms().unwrap(), vec![info.clone()]);
+        let nodes = vec![NodeAddr {
+            id: NodeId::from_bytes([4; 32]),
+            addrs: vec!["127.0.0.1:9".parse().unwrap()],
+        }];
+        assert!(s.set_room_nodes(&room, nodes.clone()).unwrap());
+        assert_eq!(s.rooms().unwrap()[0].nodes, nodes);
         assert!(s.remove_room(&room).unwrap());
+        assert!(s.rooms().unwrap().is_empty());
+        // Saving addresses of a room left does not bring it back.
+        assert!(!s.set_room_nodes(&room, nodes).unwrap());
         assert!(s.rooms().unwrap().is_empty());
         assert!(s.room_entries_after(&room, &[], 10).unwrap().is_empty());
         assert!(s.room_view_get(&room, b"k").unwrap().is_none());

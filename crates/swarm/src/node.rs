@@ -335,6 +335,10 @@ impl Node {
     /// tasks to finish and peers to learn of the close.
     pub async fn shutdown(&self) {
         let inner = &self.inner;
+        if inner.replica.is_some() && !inner.cancel.is_cancelled() {
+            // The rooms' members count this replica offline at once.
+            self.goodbye().await;
+        }
         inner.cancel.cancel();
         inner.endpoint.close(
             Code::Shutdown.value().into(),

@@ -11,7 +11,9 @@ use p2pfs_swarm::{Limits, Target, control, dht::DhtConfig, replica::ReplicaConfi
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-use crate::{args::NodeArgs, config, session};
+use p2pfs_swarm::replica::LeaveProgress;
+
+use crate::{args::NodeArgs, config, output::human_bytes, session};
 
 /// How often a mount is checked for having been unmounted from outside.
 const MOUNT_CHECK: Duration = Duration::from_millis(200);
@@ -52,6 +54,9 @@ pub(crate) async fn run(
             .offline_after
             .unwrap_or(p2pfs_swarm::replica::DEFAULT_OFFLINE_AFTER),
         max_storage: args.max_storage,
+        leave_timeout: args
+            .leave_timeout
+            .unwrap_or(p2pfs_swarm::replica::DEFAULT_LEAVE_TIMEOUT),
     };
     let node =
         session::start_node(data_dir, store, args.listen, limits, dht, Some(replica)).await?;
@@ -113,7 +118,52 @@ pub(crate) async fn run(
             Err(e) => eprintln!("warning: unmounting: {e}"),
         }
     }
+    // What only this node keeps goes to other members first (a second
+    // Ctrl-C or SIGTERM stops waiting); then the node says goodbye.
+    let abort = async {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    };
+    tokio::select! {
+        () = show_leave(node.leave(None)) => {}
+        () = abort => eprintln!("stopped waiting"),
+    }
     cancel.cancel();
     node.shutdown().await;
     stopped
+}
+
+/// Prints how leaving goes (on stderr) until it is done, then the files
+/// that still have no copy but this node's.
+pub(crate) async fn show_leave(mut rx: tokio::sync::watch::Receiver<LeaveProgress>) {
+    let mut shown = None;
+    loop {
+        let p = rx.borrow_and_update().clone();
+        if p.done {
+            if !p.only_here.is_empty() {
+                eprintln!(
+                    "warning: {} room file(s) have no copy on a member online but this one:",
+                    p.only_here.len()
+                );
+                for f in &p.only_here {
+                    eprintln!("  {}/{} ({})", f.room, f.path, human_bytes(f.size));
+                }
+            }
+            return;
+        }
+        if p.waiting > 0 && shown != Some((p.waiting, p.waiting_bytes)) {
+            shown = Some((p.waiting, p.waiting_bytes));
+            eprintln!(
+                "leaving: {} file(s) ({}) that only this node keeps are being copied to \
+                 other members (Ctrl-C to stop waiting)",
+                p.waiting,
+                human_bytes(p.waiting_bytes)
+            );
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
 }

@@ -1,6 +1,8 @@
 //! `p2pfs mount --daemon`: the same command again without `--daemon`, in
 //! a new session with its output in `DATA/mount.log`; returns once the
-//! filesystem is mounted (or says why it could not be).
+//! filesystem is mounted (or says why it could not be). `p2pfs umount`:
+//! unmounts, then follows the mount's node while it hands what only it
+//! keeps to other members.
 
 use std::{
     path::Path,
@@ -9,6 +11,10 @@ use std::{
 };
 
 use anyhow::Context;
+use p2pfs_swarm::{
+    control::{self, Request, Response},
+    replica::LeaveProgress,
+};
 
 /// How long the background mount has to come up.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -71,5 +77,50 @@ pub(crate) async fn background(data_dir: &Path, mountpoint: &Path) -> anyhow::Re
         mountpoint.display(),
         child.id()
     );
+    Ok(())
+}
+
+/// `p2pfs umount`: unmounts `mountpoint`; if the node that served it is
+/// this data directory's, shows it leaving (the files only it keeps
+/// reaching other members) and returns once that is done.
+pub(crate) async fn umount(data_dir: &Path, mountpoint: &Path, lazy: bool) -> anyhow::Result<()> {
+    // Which node serves the mount (a dead mount answers nothing).
+    let node = p2pfs_fuse::node_of(mountpoint);
+    p2pfs_fuse::unmount(mountpoint, lazy)?;
+    let Some(node) = node else {
+        return Ok(());
+    };
+    let socket = data_dir.join(control::SOCKET);
+    let Some(mut client) = control::Client::connect(&socket).await else {
+        return Ok(());
+    };
+    client.send(&Request::Status).await?;
+    let serves_it =
+        matches!(client.recv().await, Ok(Response::Status(s)) if s.node.to_string() == node);
+    if !serves_it {
+        return Ok(());
+    }
+    let Some(mut client) = control::Client::connect(&socket).await else {
+        return Ok(());
+    };
+    client.send(&Request::Leave).await?;
+    let (tx, rx) = tokio::sync::watch::channel(LeaveProgress::default());
+    let shown = tokio::spawn(crate::cmd::daemon::show_leave(rx));
+    loop {
+        match client.recv().await {
+            Ok(Response::Leaving(p)) => {
+                let done = p.done;
+                tx.send_replace(p);
+                if done {
+                    break;
+                }
+            }
+            // The node stopped (or never had anything to wait for).
+            Ok(Response::Done | Response::Error(_)) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    drop(tx);
+    let _ = shown.await;
     Ok(())
 }

@@ -349,8 +349,10 @@ fn status_lines(s: &p2pfs_swarm::replica::RoomStatus) -> Vec<String> {
     use output::human_bytes;
     let online = s.members.iter().filter(|m| m.online).count();
     let below = s.files.iter().filter(|f| f.below_target()).count();
+    let alone = s.files.iter().filter(|f| f.only_here).count();
     let mut lines = vec![format!(
-        "room {}: {}, {online} of {} members online, {} files, {below} below target",
+        "room {}: {}, {online} of {} members online, {} files, {below} below target, \
+         {alone} only here",
         render::clean(&s.room),
         s.policy,
         s.members.len(),
@@ -388,7 +390,9 @@ fn status_lines(s: &p2pfs_swarm::replica::RoomStatus) -> Vec<String> {
     lines.push(format!("{:<7} {:>10}  PATH", "COPIES", "SIZE"));
     for f in &s.files {
         let copies = format!("{}/{}", f.copies, f.target);
-        let flag = if f.below_target() {
+        let flag = if f.only_here {
+            "  only here"
+        } else if f.below_target() {
             "  below target"
         } else {
             ""

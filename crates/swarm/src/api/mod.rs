@@ -229,6 +229,17 @@ async fn execute(
             send(Response::Fetched(result?)).await?;
         }
         Request::Room(r) => room::execute(ctx, r, out).await?,
+        Request::Leave => {
+            let mut rx = ctx.node()?.leave(None);
+            loop {
+                let p = rx.borrow_and_update().clone();
+                let done = p.done;
+                send(Response::Leaving(p)).await?;
+                if done || rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        }
         Request::Ticket { hash, name } => {
             let node = ctx.node()?;
             let s = store.clone();

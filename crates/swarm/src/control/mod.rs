@@ -92,6 +92,9 @@ pub enum Request {
         /// A file name to suggest.
         name: Option<String>,
     },
+    /// Start leaving (or follow the leave under way): `Leaving` as it
+    /// goes, the last one `done`.
+    Leave,
 }
 
 /// A room command.
@@ -279,6 +282,8 @@ pub enum Response {
     ChatLines(Vec<String>),
     /// A room's replication status.
     RoomStatus(crate::replica::RoomStatus),
+    /// How leaving goes.
+    Leaving(crate::replica::LeaveProgress),
     /// A warning for the user; the command goes on.
     Warning(String),
     /// The command failed as a whole.

@@ -1,5 +1,6 @@
 //! Sending this replica's status on a session: everything it holds at the
-//! start, then what changed, and at least one status per heartbeat.
+//! start, then what changed, and at least one status per heartbeat; then
+//! `Leaving` when it starts to stop, and nothing once it has said goodbye.
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
@@ -10,7 +11,7 @@ use p2pfs_proto::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::Local;
+use super::{Local, Phase};
 use crate::room::{Room, sync::Out};
 
 /// The statuses that bring a receiver that knows `sent` up to `cur`
@@ -68,6 +69,7 @@ pub(crate) async fn run(
     heartbeat: Duration,
 ) {
     let mut local = room.replica.local.subscribe();
+    let mut phase = room.replica.phase.subscribe();
     // Nothing until the runtime has looked at the store once.
     tokio::select! {
         _ = cancel.cancelled() => return,
@@ -75,7 +77,12 @@ pub(crate) async fn run(
     }
     let mut sent = HashSet::new();
     let mut first = true;
+    let mut said_leaving = false;
     loop {
+        let now = *phase.borrow_and_update();
+        if now == Phase::Gone {
+            return;
+        }
         let cur = local.borrow_and_update().clone();
         if let Some(cur) = cur {
             for s in statuses(&cur, &mut sent, first, heartbeat) {
@@ -85,9 +92,16 @@ pub(crate) async fn run(
             }
             first = false;
         }
+        if now == Phase::Leaving && !said_leaving {
+            said_leaving = true;
+            if tx.send(Out::Msg(SyncMsg::Leaving)).await.is_err() {
+                return;
+            }
+        }
         tokio::select! {
             _ = cancel.cancelled() => return,
             r = local.changed() => if r.is_err() { return },
+            r = phase.changed() => if r.is_err() { return },
             _ = tokio::time::sleep(heartbeat) => {}
         }
     }

@@ -15,10 +15,13 @@
 //! - `peers`: the statuses heard, and who counts as online.
 //! - `plan`: what to pin, fetch and let go of.
 //! - `feed`: sending this member's status on a session.
+//! - `leave`: before stopping, waiting until what only this member keeps
+//!   is kept elsewhere, then saying goodbye.
 //! - `runtime`: per room, gathering the inputs and carrying the plan out.
 //! - `status`: `p2pfs room status` and the xattr `user.p2pfs.copies`.
 
 pub(crate) mod feed;
+pub(crate) mod leave;
 pub(crate) mod peers;
 pub(crate) mod placement;
 pub(crate) mod plan;
@@ -37,7 +40,10 @@ use std::{
 use p2pfs_proto::{Hash, NodeId, RoomId, room::Status};
 use tokio::sync::{Notify, Semaphore, watch};
 
-pub use self::status::{FileCopies, MemberStatus, RoomStatus};
+pub use self::{
+    leave::{LeaveProgress, OnlyHere},
+    status::{FileCopies, MemberStatus, RoomStatus},
+};
 
 /// How a node takes part in keeping rooms' files.
 #[derive(Debug, Clone)]
@@ -47,16 +53,22 @@ pub struct ReplicaConfig {
     /// Most bytes of blob data the store may hold before this node takes
     /// on no more copies (`None`: no cap).
     pub max_storage: Option<u64>,
+    /// How long stopping waits for the files only this node keeps to
+    /// reach another member ([`crate::Node::leave`]).
+    pub leave_timeout: Duration,
 }
 
 /// The offline timeout when none is set.
 pub const DEFAULT_OFFLINE_AFTER: Duration = Duration::from_secs(180);
+/// How long stopping waits for copies when no time is set.
+pub const DEFAULT_LEAVE_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Default for ReplicaConfig {
     fn default() -> Self {
         Self {
             offline_after: DEFAULT_OFFLINE_AFTER,
             max_storage: None,
+            leave_timeout: DEFAULT_LEAVE_TIMEOUT,
         }
     }
 }
@@ -85,6 +97,8 @@ pub(crate) struct NodeReplica {
     pub(crate) blocked: AtomicU64,
     /// When the store was last collected to make room.
     pub(crate) last_gc: Mutex<Option<Instant>>,
+    /// Leaving, once started ([`crate::Node::leave`]).
+    pub(crate) leave: Mutex<Option<watch::Receiver<leave::LeaveProgress>>>,
 }
 
 impl NodeReplica {
@@ -96,6 +110,7 @@ impl NodeReplica {
             reserved: AtomicU64::new(0),
             blocked: AtomicU64::new(0),
             last_gc: Mutex::new(None),
+            leave: Mutex::new(None),
         }
     }
 }
@@ -107,12 +122,24 @@ pub(crate) struct Local {
     pub(crate) full: bool,
 }
 
+/// Where this replica is in its life, as its sessions tell the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Running,
+    /// Stopping: no longer a candidate, still serving (`SyncMsg::Leaving`).
+    Leaving,
+    /// Stopped: no more statuses (`SyncMsg::Goodbye` was sent).
+    Gone,
+}
+
 /// A room's replication state.
 #[derive(Debug)]
 pub(crate) struct RoomReplica {
     pub(crate) peers: Mutex<peers::Peers>,
     /// This member's status (`None` until first computed).
     pub(crate) local: watch::Sender<Option<Arc<Local>>>,
+    /// This member's phase.
+    pub(crate) phase: watch::Sender<Phase>,
     /// Wakes the runtime: a tree or policy entry, a status that changed
     /// something, a pin.
     pub(crate) wake: Notify,
@@ -125,6 +152,7 @@ impl Default for RoomReplica {
         Self {
             peers: Mutex::new(peers::Peers::default()),
             local: watch::Sender::new(None),
+            phase: watch::Sender::new(Phase::Running),
             wake: Notify::new(),
             fetched: AtomicU64::new(0),
         }
@@ -135,6 +163,20 @@ impl RoomReplica {
     /// Takes in a status from `peer`.
     pub(crate) fn heard(&self, peer: NodeId, status: Status, offline_after: Duration) {
         if crate::lock(&self.peers).heard(peer, status, Instant::now(), offline_after) {
+            self.wake.notify_one();
+        }
+    }
+
+    /// `peer` said it is leaving.
+    pub(crate) fn heard_leaving(&self, peer: NodeId) {
+        if crate::lock(&self.peers).leaving(peer) {
+            self.wake.notify_one();
+        }
+    }
+
+    /// `peer` said goodbye.
+    pub(crate) fn heard_goodbye(&self, peer: NodeId) {
+        if crate::lock(&self.peers).goodbye(peer, Instant::now()) {
             self.wake.notify_one();
         }
     }

@@ -6,6 +6,10 @@
 //! files again only after it has been heard for the timeout once more, so
 //! a member that keeps dropping out moves files at most once per timeout.
 //! A member's copies count as soon as it reports them.
+//!
+//! A replica that says it is leaving stays online (what it holds can still
+//! be fetched from it) but is no candidate; one that says goodbye is
+//! offline at once, until it starts a new session.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -29,17 +33,31 @@ pub(crate) struct Peer {
     pub(crate) admitted_at: Instant,
     pub(crate) full: bool,
     pub(crate) holds: HashSet<Hash>,
+    /// It said it is leaving ([`SyncMsg::Leaving`](p2pfs_proto::room::SyncMsg)).
+    pub(crate) leaving: bool,
+    /// When it said goodbye, if it did (since its last session start).
+    pub(crate) gone: Option<Instant>,
 }
 
 impl Peer {
-    /// Whether it has been heard from within its timeout.
+    /// Whether it has been heard from within its timeout (and has not said
+    /// goodbye).
     pub(crate) fn is_online(&self, now: Instant) -> bool {
-        now.saturating_duration_since(self.last_heard) < self.timeout
+        self.gone.is_none() && now.saturating_duration_since(self.last_heard) < self.timeout
     }
 
     /// Whether it may be given files at `now` (if online).
     pub(crate) fn admitted(&self, now: Instant) -> bool {
-        now >= self.admitted_at
+        !self.leaving && now >= self.admitted_at
+    }
+
+    /// Whether it is going or just went: its files are copied again at
+    /// once, without waiting for the view to settle.
+    pub(crate) fn departing(&self, now: Instant, within: Duration) -> bool {
+        match self.gone {
+            Some(t) => now.saturating_duration_since(t) < within,
+            None => self.leaving && self.is_online(now),
+        }
     }
 }
 
@@ -69,9 +87,21 @@ impl Peers {
                 admitted_at: now,
                 full: false,
                 holds: HashSet::new(),
+                leaving: false,
+                gone: None,
             }
         });
-        if now.saturating_duration_since(p.last_heard) >= p.timeout {
+        if p.gone.is_some() && !s.reset {
+            // Sent before its goodbye arrived, on the old session.
+            return false;
+        }
+        if p.gone.is_some() || (p.leaving && s.reset) {
+            // A new session: back, as after being offline.
+            p.gone = None;
+            p.leaving = false;
+            p.admitted_at = now + timeout;
+            changed = true;
+        } else if now.saturating_duration_since(p.last_heard) >= p.timeout {
             // Back after being offline: copies count now, new files later.
             p.admitted_at = now + timeout;
             changed = true;
@@ -93,6 +123,28 @@ impl Peers {
             p.holds.insert(h);
         }
         changed
+    }
+
+    /// `peer` said it is leaving. Returns whether that changed anything.
+    pub(crate) fn leaving(&mut self, peer: NodeId) -> bool {
+        match self.map.get_mut(&peer) {
+            Some(p) if !p.leaving && p.gone.is_none() => {
+                p.leaving = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// `peer` said goodbye at `now`. Returns whether that changed anything.
+    pub(crate) fn goodbye(&mut self, peer: NodeId, now: Instant) -> bool {
+        match self.map.get_mut(&peer) {
+            Some(p) if p.gone.is_none() => {
+                p.gone = Some(now);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The replicas heard from recently enough.
@@ -172,6 +224,38 @@ mod tests {
             "a plain heartbeat"
         );
         assert_eq!(p.candidates(s(40)).count(), 1);
+    }
+
+    #[test]
+    fn leaving_stops_candidacy_and_goodbye_is_offline_until_a_new_session() {
+        let (mut p, t0, d) = (Peers::default(), Instant::now(), Duration::from_secs(10));
+        let a = NodeId::from_bytes([1; 32]);
+        p.heard(a, st(true, &[1], &[]), t0, d);
+        assert!(p.leaving(a));
+        assert!(!p.leaving(a), "once");
+        assert_eq!(p.online(t0).count(), 1, "still serving");
+        assert_eq!(p.candidates(t0).count(), 0);
+        assert!(p.get(&a).unwrap().departing(t0, d));
+        // A heartbeat on the same session keeps it leaving.
+        assert!(!p.heard(a, st(false, &[], &[]), t0, d));
+        assert_eq!(p.candidates(t0).count(), 0);
+        assert!(p.goodbye(a, t0));
+        assert_eq!(p.online(t0).count(), 0);
+        assert!(!p.heard(a, st(false, &[], &[]), t0, d), "a late heartbeat");
+        assert_eq!(p.online(t0).count(), 0);
+        assert!(p.get(&a).unwrap().departing(t0 + Duration::from_secs(9), d));
+        assert!(
+            !p.get(&a)
+                .unwrap()
+                .departing(t0 + Duration::from_secs(10), d)
+        );
+        // Back with a new session: online at once, a candidate later.
+        let s = |x| t0 + Duration::from_secs(x);
+        assert!(p.heard(a, st(true, &[1], &[]), s(1), d));
+        assert_eq!(p.online(s(1)).count(), 1);
+        assert_eq!(p.candidates(s(5)).count(), 0);
+        p.heard(a, st(false, &[], &[]), s(10), d);
+        assert_eq!(p.candidates(s(11)).count(), 1);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! and what the other replicas say (no I/O: `runtime` gathers the inputs
 //! and carries the plan out).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use p2pfs_proto::{Hash, NodeId, room::Copies};
 
@@ -46,6 +46,11 @@ pub(crate) struct Inputs<'a> {
     /// fetched and let go of (while members are still being heard from,
     /// this member's view of who is responsible may be wrong).
     pub(crate) stable: bool,
+    /// Blobs whose copies are made at once, stable or not, while below
+    /// their target: files just published, and those of members leaving
+    /// or just gone (the first copies of a file never wait; only moving
+    /// copies between members does).
+    pub(crate) urgent: &'a HashSet<Hash>,
 }
 
 /// A blob to fetch.
@@ -110,8 +115,21 @@ pub(crate) fn plan(input: &Inputs<'_>) -> Plan {
             .filter(|(_, p, _)| p.holds.contains(&file.hash))
             .map(|(id, _, _)| *id)
             .collect();
+        let urgent = input.urgent.contains(&file.hash) && {
+            // Copies that stay: a member leaving still serves its copy,
+            // but it will be gone.
+            let staying = input
+                .peers
+                .iter()
+                .filter(|(_, p, _)| !p.leaving && p.holds.contains(&file.hash))
+                .count();
+            staying + usize::from(held.complete) < resp.len()
+        };
         // With no member online keeping it, there is nobody to ask yet.
-        if ((mine && input.stable) || held.keep_pin) && !held.complete && !holders.is_empty() {
+        if ((mine && (input.stable || urgent)) || held.keep_pin)
+            && !held.complete
+            && !holders.is_empty()
+        {
             out.fetch.push(Fetch {
                 file: *file,
                 missing: file.size.saturating_sub(held.present),
@@ -137,7 +155,7 @@ pub(crate) fn plan(input: &Inputs<'_>) -> Plan {
 
 #[cfg(test)]
 mod tests {
-    use std::{collections::HashSet, time::Instant};
+    use std::time::Instant;
 
     use super::*;
 
@@ -152,6 +170,8 @@ mod tests {
             admitted_at: Instant::now(),
             full,
             holds: holds.iter().copied().collect::<HashSet<_>>(),
+            leaving: false,
+            gone: None,
         }
     }
 
@@ -196,6 +216,7 @@ mod tests {
             local: &local,
             peers: &peers,
             stable: true,
+            urgent: &HashSet::new(),
         };
         let p = plan(&input);
         assert_eq!(p.pin, vec![a.hash]);
@@ -231,6 +252,60 @@ mod tests {
     }
 
     #[test]
+    fn first_copies_do_not_wait_for_the_view_to_settle() {
+        let (mine, _) = split(2);
+        let f = mine[0];
+        let files = [f];
+        let local = HashMap::new();
+        let author = peer(&[f.hash], false);
+        let p3 = peer(&[], false);
+        let peers = [(id(1), &author, true), (id(3), &p3, true)];
+        let urgent: HashSet<Hash> = [f.hash].into();
+        let input = Inputs {
+            me: id(2),
+            me_full: false,
+            policy: Copies::Min(2),
+            files: &files,
+            local: &local,
+            peers: &peers,
+            stable: false,
+            urgent: &urgent,
+        };
+        // A new file with one copy: fetched while the view still moves.
+        assert_eq!(plan(&input).fetch.len(), 1);
+        // Not new: it waits for the view to settle.
+        assert!(
+            plan(&Inputs {
+                urgent: &HashSet::new(),
+                ..input
+            })
+            .fetch
+            .is_empty()
+        );
+        // At its target already (member 3 holds it too): nothing moves.
+        let p3_holds = peer(&[f.hash], false);
+        let enough = [(id(1), &author, true), (id(3), &p3_holds, true)];
+        assert!(
+            plan(&Inputs {
+                peers: &enough,
+                ..input
+            })
+            .fetch
+            .is_empty()
+        );
+        // A holder that is leaving does not count: its copy is fetched.
+        let mut going = peer(&[f.hash], false);
+        going.leaving = true;
+        let leaving = [(id(1), &author, true), (id(3), &going, false)];
+        let p = plan(&Inputs {
+            peers: &leaving,
+            ..input
+        });
+        assert_eq!(p.fetch.len(), 1);
+        assert_eq!(p.fetch[0].holders, vec![id(1), id(3)]);
+    }
+
+    #[test]
     fn lets_go_only_once_the_responsible_members_hold_it_and_the_view_is_stable() {
         let (_, others) = split(2);
         let f = others[0];
@@ -256,6 +331,7 @@ mod tests {
                 local,
                 peers: &peers,
                 stable,
+                urgent: &HashSet::new(),
             })
             .release
         };
@@ -288,6 +364,7 @@ mod tests {
             local: &local,
             peers: &peers,
             stable: true,
+            urgent: &HashSet::new(),
         });
         assert!(p.pin.is_empty());
         assert_eq!(p.fetch.len(), 1);
@@ -313,6 +390,7 @@ mod tests {
             local: &local,
             peers: &peers,
             stable: true,
+            urgent: &HashSet::new(),
         };
         let resp = responsible_for(&input, &f);
         assert!(!resp.contains(&id(3)) && resp.len() == 2);

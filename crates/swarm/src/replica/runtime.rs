@@ -140,6 +140,11 @@ struct State {
     /// The candidates (and their caps) at the last pass, and since when.
     view: Vec<(NodeId, bool)>,
     view_since: Instant,
+    /// The blobs the listing showed at the last pass (`None` before the
+    /// first: what the store held at start is not new).
+    known: Option<HashSet<Hash>>,
+    /// Blobs published since, and when they appeared.
+    fresh: HashMap<Hash, Instant>,
 }
 
 impl State {
@@ -175,6 +180,8 @@ pub(crate) async fn run(node: Node, room: Arc<Room>) {
         retry: HashMap::new(),
         view: Vec::new(),
         view_since: Instant::now(),
+        known: None,
+        fresh: HashMap::new(),
     };
     let mut last_error: Option<Instant> = None;
     loop {
@@ -217,8 +224,23 @@ async fn pass(
     let me = node.id();
     let me_full = rep.full.load(Ordering::Relaxed);
     let settle = (rep.config.heartbeat() * 2).max(Duration::from_secs(1));
+    let window = rep.config.offline_after;
+    let current: HashSet<Hash> = g.files.iter().map(|f| f.hash).collect();
+    if let Some(known) = &st.known {
+        for h in current.difference(known) {
+            st.fresh.insert(*h, now);
+        }
+    }
+    st.fresh
+        .retain(|h, t| current.contains(h) && now.saturating_duration_since(*t) < window);
+    st.known = Some(current);
+    let running = *room.replica.phase.borrow() == super::Phase::Running;
     let plan = {
         let peers = crate::lock(&room.replica.peers);
+        let mut urgent: HashSet<Hash> = st.fresh.keys().copied().collect();
+        for (_, p) in peers.all().filter(|(_, p)| p.departing(now, window)) {
+            urgent.extend(p.holds.iter().copied());
+        }
         let list: Vec<(NodeId, &super::peers::Peer, bool)> = peers
             .online(now)
             .filter(|(id, _)| **id != me)
@@ -235,19 +257,28 @@ async fn pass(
             st.view = view;
             st.view_since = now;
         }
-        plan::plan(&Inputs {
+        let stable = now.saturating_duration_since(st.view_since) >= settle;
+        let mut plan = plan::plan(&Inputs {
             me,
             me_full,
             policy: g.policy,
             files: &g.files,
             local: &g.local,
             peers: &list,
-            stable: now.saturating_duration_since(st.view_since) >= settle,
-        })
+            stable,
+            urgent: &urgent,
+        });
+        if !running {
+            // Stopping: keep what is held for the others to copy, take
+            // on nothing new.
+            plan.fetch.clear();
+            plan.release.clear();
+        }
+        plan
     };
     let mut release = plan.release;
     st.orphans.retain(|h, _| g.orphans.contains(h));
-    for h in &g.orphans {
+    for h in g.orphans.iter().filter(|_| running) {
         let since = *st.orphans.entry(*h).or_insert(now);
         if now.saturating_duration_since(since) >= ORPHAN_GRACE {
             release.push(*h);

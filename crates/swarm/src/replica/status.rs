@@ -77,6 +77,9 @@ pub struct FileCopies {
     pub target: usize,
     /// The members online that hold it.
     pub holders: Vec<NodeId>,
+    /// This node's copy is the only one on the members online: stopping
+    /// this node now would leave the file unreadable.
+    pub only_here: bool,
 }
 
 impl FileCopies {
@@ -142,6 +145,7 @@ impl Node {
                 size,
                 copies: holders.len(),
                 target,
+                only_here: holders == [me],
                 holders,
             });
         }
@@ -192,21 +196,21 @@ impl Node {
 
 impl Node {
     /// The complete copies of blob `hash` (put by `author`) of `room` on
-    /// the members online, and how many placement asks for. Blocking
-    /// (reads the store).
+    /// the members online, how many placement asks for, and whether this
+    /// node's is the only one. Blocking (reads the store).
     pub fn room_copies(
         &self,
         room: &Room,
         hash: Hash,
         author: NodeId,
-    ) -> Result<(usize, usize), p2pfs_store::StoreError> {
+    ) -> Result<(usize, usize, bool), p2pfs_store::StoreError> {
         let store = self.store();
         let policy = query::policy(store, &room.id)?;
         let mine = store.info(&hash)?.is_some_and(|i| is_kept(&i, &room.id));
         let peers = crate::lock(&room.replica.peers);
         let (holders, target) =
             View::new(self, &peers, Instant::now()).copies(hash, author, mine, policy);
-        Ok((holders.len(), target))
+        Ok((holders.len(), target, holders == [self.id()]))
     }
 }
 

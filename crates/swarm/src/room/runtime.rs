@@ -155,12 +155,5 @@ async fn save(node: &Node, room: &Room, saved: &mut Vec<NodeAddr>) {
     }
     *saved = nodes.clone();
     let (store, id) = (node.store().clone(), room.id);
-    let _ = tokio::task::spawn_blocking(move || {
-        let Some(mut info) = store.rooms()?.into_iter().find(|r| r.secret.id() == id) else {
-            return Ok(());
-        };
-        info.nodes = nodes;
-        store.put_room(&info)
-    })
-    .await;
+    let _ = tokio::task::spawn_blocking(move || store.set_room_nodes(&id, nodes)).await;
 }

@@ -406,6 +406,8 @@ async fn read_loop(
                     });
                 room.replica.heard(peer, s, offline_after);
             }
+            SyncMsg::Leaving => room.replica.heard_leaving(peer),
+            SyncMsg::Goodbye => room.replica.heard_goodbye(peer),
         }
     }
 }

@@ -1,0 +1,205 @@
+//! Leaving: before a replica stops, what only it keeps reaches other
+//! members, and then it says goodbye.
+//!
+//! [`Node::leave`] tells every room's members that this replica is leaving
+//! (`SyncMsg::Leaving`): it is no longer a candidate, so placement gives
+//! its files to others, who fetch them from it at once. It then waits, for
+//! a bounded time, until every file it keeps is kept by another member
+//! online too (or no member online could take it). [`Node::goodbye`],
+//! called when the node shuts down, tells them it is gone
+//! (`SyncMsg::Goodbye`), so they count it offline and copy again what it
+//! kept without waiting for the offline timeout.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
+
+use p2pfs_proto::{Hash, NodeId, room::SyncMsg};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::Phase;
+use crate::{
+    Node, blocking,
+    room::{FileKind, Room, query, sync::Out},
+};
+
+/// How often the wait looks at what the members say they keep.
+const POLL: Duration = Duration::from_millis(200);
+/// How long a goodbye waits for the members online to take it in.
+const GOODBYE_WAIT: Duration = Duration::from_secs(2);
+
+/// How leaving goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaveProgress {
+    /// Files kept only here that a member online may still take.
+    pub waiting: usize,
+    /// Their bytes.
+    pub waiting_bytes: u64,
+    /// The wait is over.
+    pub done: bool,
+    /// When done: the files that still have no copy but this one.
+    pub only_here: Vec<OnlyHere>,
+}
+
+/// A file whose only copy among the members online is this node's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnlyHere {
+    /// The room's local name.
+    pub room: String,
+    /// The file's path in the room (the first, if several show it).
+    pub path: String,
+    /// Its size.
+    pub size: u64,
+}
+
+/// A room's files kept here: hash → (path, size).
+type Kept = HashMap<Hash, (String, u64)>;
+
+/// What of `kept` no other member online keeps, and whether one online
+/// could still take it (a member that is not leaving).
+fn only_here(room: &Room, me: NodeId, kept: &Kept) -> (Vec<Hash>, bool) {
+    let peers = crate::lock(&room.replica.peers);
+    let now = std::time::Instant::now();
+    let mut elsewhere: HashSet<Hash> = HashSet::new();
+    let mut takers = false;
+    for (_, p) in peers.online(now).filter(|(id, _)| **id != me) {
+        if !p.leaving {
+            takers |= !p.full;
+            elsewhere.extend(p.holds.iter().copied());
+        }
+    }
+    let alone = kept
+        .keys()
+        .filter(|h| !elsewhere.contains(h))
+        .copied()
+        .collect();
+    (alone, takers)
+}
+
+impl Node {
+    /// Starts leaving every room (once; later calls follow the same
+    /// wait): waits at most `timeout` (default: the configured
+    /// `leave_timeout`) for the files only this node keeps to reach
+    /// another member. The receiver shows how it goes and ends with
+    /// `done`. A node that is not a replica has nothing to wait for.
+    pub fn leave(&self, timeout: Option<Duration>) -> watch::Receiver<LeaveProgress> {
+        let Some(rep) = self.inner.replica.as_ref() else {
+            return watch::channel(LeaveProgress {
+                done: true,
+                ..LeaveProgress::default()
+            })
+            .1;
+        };
+        let mut slot = crate::lock(&rep.leave);
+        if let Some(rx) = slot.as_ref() {
+            return rx.clone();
+        }
+        let timeout = timeout.unwrap_or(rep.config.leave_timeout);
+        let (tx, rx) = watch::channel(LeaveProgress::default());
+        *slot = Some(rx.clone());
+        drop(slot);
+        let node = self.clone();
+        tokio::spawn(async move {
+            let last = wait_for_copies(&node, timeout, &tx).await;
+            tx.send_replace(last);
+        });
+        rx
+    }
+
+    /// Tells every room's members that this node is gone, and waits
+    /// briefly until those online have taken it in.
+    pub(crate) async fn goodbye(&self) {
+        let mut waits = tokio::task::JoinSet::new();
+        for room in self.all_rooms() {
+            if room.replica.phase.send_replace(Phase::Gone) == Phase::Gone {
+                continue;
+            }
+            let sessions: Vec<_> = crate::lock(&room.sessions).values().cloned().collect();
+            for s in sessions {
+                let _ = s.tx.try_send(Out::Msg(SyncMsg::Goodbye));
+            }
+            let node = self.clone();
+            waits.spawn(async move { node.room_flush(&room, GOODBYE_WAIT).await });
+        }
+        while waits.join_next().await.is_some() {}
+    }
+}
+
+/// The leave itself: announce, then wait until nothing kept here is
+/// kept only here (while a member online could take it) or `timeout`.
+async fn wait_for_copies(
+    node: &Node,
+    timeout: Duration,
+    tx: &watch::Sender<LeaveProgress>,
+) -> LeaveProgress {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let me = node.id();
+    let mut rooms: Vec<(Arc<Room>, Kept)> = Vec::new();
+    for room in node.all_rooms() {
+        room.replica.phase.send_if_modified(|p| {
+            let running = *p == Phase::Running;
+            if running {
+                *p = Phase::Leaving;
+            }
+            running
+        });
+        let holds: HashSet<Hash> = room
+            .replica
+            .local
+            .borrow()
+            .as_ref()
+            .map(|l| l.holds.clone())
+            .unwrap_or_default();
+        let (store, id) = (node.store().clone(), room.id);
+        let listed = blocking(move || query::ls(&store, &id))
+            .await
+            .unwrap_or_default();
+        let mut kept = Kept::new();
+        for e in listed {
+            if let FileKind::File { hash, size, .. } = e.kind
+                && holds.contains(&hash)
+            {
+                kept.entry(hash).or_insert((e.path, size));
+            }
+        }
+        rooms.push((room, kept));
+    }
+    loop {
+        let mut waiting = 0;
+        let mut waiting_bytes = 0;
+        let mut stranded = Vec::new();
+        for (room, kept) in &rooms {
+            let (alone, takers) = only_here(room, me, kept);
+            for h in alone {
+                let Some((path, size)) = kept.get(&h) else {
+                    continue;
+                };
+                if takers {
+                    waiting += 1;
+                    waiting_bytes += size;
+                }
+                stranded.push(OnlyHere {
+                    room: room.name(),
+                    path: path.clone(),
+                    size: *size,
+                });
+            }
+        }
+        let over = waiting == 0 || tokio::time::Instant::now() >= deadline;
+        stranded.sort_by(|a, b| (&a.room, &a.path).cmp(&(&b.room, &b.path)));
+        let progress = LeaveProgress {
+            waiting,
+            waiting_bytes,
+            done: over,
+            only_here: if over { stranded } else { Vec::new() },
+        };
+        if over {
+            return progress;
+        }
+        tx.send_replace(progress);
+        tokio::time::sleep(POLL).await;
+    }
+}
