@@ -232,3 +232,34 @@ fn a_goodbye_starts_the_restores_at_once() {
         stopped.elapsed()
     );
 }
+
+#[test]
+fn a_put_without_a_daemon_waits_until_a_member_keeps_the_file() {
+    let root = temp_dir();
+    let work = root.path().join("work");
+    fs::create_dir_all(&work).unwrap();
+    let b = Daemon::start(&root.path().join("b"), &["--no-lan"]);
+    let c = Daemon::start(&root.path().join("c"), &["--no-lan"]);
+    ok(&p2pfs(b.data_dir(), &["room", "create", "team"]));
+    join(&b, &[&c]);
+    all_online(&b, 2);
+    // A member with no daemon: each command runs a node of its own.
+    let a = root.path().join("a");
+    let ticket = ok(&p2pfs(b.data_dir(), &["room", "ticket", "team"]));
+    ok(&p2pfs(&a, &["room", "join", ticket.trim()]));
+    random_file(&work.join("f"), 3 << 20, 4);
+    let out = p2pfs(
+        &a,
+        &["room", "put", "team", work.join("f").to_str().unwrap()],
+    );
+    ok(&out);
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("warning"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The command is over: B and C read the file without A.
+    let want = blake3_file(&work.join("f"));
+    get(&b, "f", &root.path().join("out"), &want);
+    get(&c, "f", &root.path().join("out"), &want);
+}

@@ -16,6 +16,9 @@ use crate::{
 const ONE_OFF_WAIT: Duration = Duration::from_secs(5);
 /// How long it waits for members to confirm its writes.
 const FLUSH_WAIT: Duration = Duration::from_secs(10);
+/// How long a node started for one `room put` waits for a member to keep
+/// the file.
+const HAND_OVER_WAIT: Duration = Duration::from_secs(60);
 /// How long a node started for `room status` listens for the replicas'
 /// statuses after its first sync.
 const STATUS_WAIT: Duration = Duration::from_millis(1500);
@@ -65,6 +68,21 @@ pub(super) async fn execute(
             let (hash, size) = node.room_put(&room, &file, &path).await?;
             if !ctx.daemon {
                 flush(node, &room, out).await?;
+                // This node ends with the command: a member keeps the
+                // file before it does.
+                if !node
+                    .hand_over(&room, &[hash], HAND_OVER_WAIT)
+                    .await
+                    .is_empty()
+                {
+                    out.send(Response::Warning(format!(
+                        "no member online keeps {path:?} yet: its only copy is in this data \
+                         directory until a member fetches it from a node running here \
+                         (`p2pfs daemon`)"
+                    )))
+                    .await
+                    .map_err(|_| SwarmError::Shutdown)?;
+                }
             }
             send(Response::Added {
                 index: 0,

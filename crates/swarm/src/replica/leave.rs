@@ -9,6 +9,10 @@
 //! called when the node shuts down, tells them it is gone
 //! (`SyncMsg::Goodbye`), so they count it offline and copy again what it
 //! kept without waiting for the offline timeout.
+//!
+//! A node started for one command is no replica, yet a file it puts is
+//! kept nowhere else: [`Node::hand_over`] makes it a replica that keeps
+//! just that file and is leaving at once, until a member keeps it too.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -16,7 +20,10 @@ use std::{
     time::Duration,
 };
 
-use p2pfs_proto::{Hash, NodeId, room::SyncMsg};
+use p2pfs_proto::{
+    Hash, NodeId,
+    room::{Status, SyncMsg},
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -125,6 +132,49 @@ impl Node {
             waits.spawn(async move { node.room_flush(&room, GOODBYE_WAIT).await });
         }
         while waits.join_next().await.is_some() {}
+    }
+}
+
+impl Node {
+    /// For a node that is no replica (one started for a command): offers
+    /// `hashes` of `room` to its members as a replica that is leaving, and
+    /// waits at most `timeout` until a member online keeps each of them;
+    /// then says goodbye. Returns those still kept only here (all of them
+    /// if no member is online).
+    pub async fn hand_over(&self, room: &Room, hashes: &[Hash], timeout: Duration) -> Vec<Hash> {
+        if self.inner.replica.is_some() || hashes.is_empty() {
+            return Vec::new();
+        }
+        let sessions: Vec<_> = crate::lock(&room.sessions).values().cloned().collect();
+        if sessions.is_empty() {
+            return hashes.to_vec();
+        }
+        let heartbeat_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
+        for s in &sessions {
+            let status = Status {
+                full: false,
+                reset: true,
+                heartbeat_ms,
+                add: hashes.to_vec(),
+                remove: Vec::new(),
+            };
+            let _ = s.tx.try_send(Out::Msg(SyncMsg::Status(status)));
+            let _ = s.tx.try_send(Out::Msg(SyncMsg::Leaving));
+        }
+        let kept: Kept = hashes.iter().map(|h| (*h, (String::new(), 0))).collect();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let alone = loop {
+            let (alone, takers) = only_here(room, self.id(), &kept);
+            if alone.is_empty() || !takers || tokio::time::Instant::now() >= deadline {
+                break alone;
+            }
+            tokio::time::sleep(POLL).await;
+        };
+        for s in &sessions {
+            let _ = s.tx.try_send(Out::Msg(SyncMsg::Goodbye));
+        }
+        self.room_flush(room, GOODBYE_WAIT).await;
+        alone
     }
 }
 
