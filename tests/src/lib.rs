@@ -352,12 +352,17 @@ impl Daemon {
         mountpoint: Option<&Path>,
         env: &[(String, String)],
     ) -> Self {
-        std::fs::create_dir_all(data_dir).unwrap();
-        let log = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(data_dir.join("daemon.log"))
+        // Owner-only, as p2pfs makes its data directory: anything looser
+        // is tightened, with a warning.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(data_dir)
             .unwrap();
+        let log = std::os::unix::fs::OpenOptionsExt::mode(
+            std::fs::File::options().create(true).append(true),
+            0o600,
+        )
+        .open(data_dir.join("daemon.log"))
+        .unwrap();
         // nsenter enters the network namespace only: a mount made there is
         // the machine's (`ip netns exec` would hide it in a mount namespace).
         let mut cmd = match netns {

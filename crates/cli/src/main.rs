@@ -10,6 +10,7 @@ mod args;
 mod cmd;
 mod config;
 mod output;
+mod private;
 mod session;
 
 use std::{io, process::ExitCode};
@@ -69,6 +70,14 @@ fn main() -> ExitCode {
 /// Runs a command; `Ok(false)` means it reported partial failure itself.
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     let data_dir = config::data_dir(cli.data_dir.as_deref())?;
+    let check = match cli.command {
+        Command::Umount { .. } => None,
+        Command::Daemon { .. } | Command::Mount { daemon: false, .. } => Some(private::Check::Full),
+        _ => Some(private::Check::Quick),
+    };
+    if let Some(check) = check {
+        private::prepare(&data_dir, check)?;
+    }
     match cli.command {
         Command::Daemon { node } => {
             cmd::daemon::run(&data_dir, node, None).await?;

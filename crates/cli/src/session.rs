@@ -198,7 +198,7 @@ pub(crate) async fn start_node(
     let port = node.bound_addr().port();
     if listen.is_none() && port != default_port {
         // Best effort: a stable port keeps tickets and peers' memories valid.
-        let _ = std::fs::write(&port_file, format!("{port}\n"));
+        let _ = crate::private::write(&port_file, format!("{port}\n").as_bytes());
     }
     Ok(node)
 }

@@ -133,10 +133,20 @@ fn recovering(why: &str) -> StoreError {
     }
 }
 
+/// Opens (or creates) the database file, readable by its owner only: it
+/// holds every room's secret.
 fn open(path: &Path, cache_bytes: usize) -> Result<redb::Database, redb::DatabaseError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(crate::FILE_MODE)
+        .open(path)?;
     redb::Database::builder()
         .set_cache_size(cache_bytes)
-        .create(path)
+        .create_with_backend(redb::backends::FileBackend::new(file)?)
 }
 
 fn db_error(path: &Path, e: redb::DatabaseError) -> StoreError {

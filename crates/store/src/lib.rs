@@ -52,6 +52,12 @@ use crate::{
 /// The bao-tree block size: 16 KiB chunk groups.
 pub const BLOCK_SIZE: BlockSize = BlockSize::from_chunk_log(CHUNK_GROUP_LOG);
 
+/// Mode of every file the store creates: the database holds room
+/// secrets and chat, the data files what was shared in private rooms.
+pub const FILE_MODE: u32 = 0o600;
+/// Mode of every directory the store creates.
+pub const DIR_MODE: u32 = 0o700;
+
 /// Tunables of a [`Store`]; [`Options::default`] is what p2pfs uses.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -130,8 +136,7 @@ impl Store {
         let data_dir = root.join("data");
         let tmp_dir = root.join("tmp");
         for d in [&root, &data_dir, &tmp_dir] {
-            std::fs::create_dir_all(d)
-                .ctx(|| format!("creating store directory {}", d.display()))?;
+            create_private_dir(d)?;
         }
         let db_path = root.join("meta.redb");
         let db = db::Db::open(db_path, opts.db_cache_bytes, &root)?;
@@ -283,6 +288,17 @@ impl Drop for Protect {
 /// every critical section leaves the state consistent before it can panic.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Creates `dir` and any missing parent with [`DIR_MODE`] (whatever the
+/// umask); an existing directory is left as it is.
+fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)
+        .ctx(|| format!("creating store directory {}", dir.display()))
 }
 
 fn clear_dir(dir: &Path) -> Result<(), StoreError> {

@@ -11,7 +11,7 @@ use p2pfs_swarm::{Limits, Target, control, dht::DhtConfig, replica::ReplicaConfi
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-use crate::{args::NodeArgs, config, session};
+use crate::{args::NodeArgs, config, private, session};
 
 /// How often a mount is checked for having been unmounted from outside.
 const MOUNT_CHECK: Duration = Duration::from_millis(200);
@@ -25,8 +25,7 @@ pub(crate) async fn run(
         if !p2pfs_proto::room::valid_display_name(name) {
             anyhow::bail!("{name:?} cannot be a display name (1 to 64 bytes, no `/`)");
         }
-        std::fs::create_dir_all(data_dir)
-            .and_then(|()| std::fs::write(data_dir.join("name"), format!("{name}\n")))
+        private::write(&data_dir.join("name"), format!("{name}\n").as_bytes())
             .context("saving the display name")?;
     }
     let socket = data_dir.join(control::SOCKET);

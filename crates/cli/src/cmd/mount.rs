@@ -14,9 +14,8 @@ use anyhow::Context;
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) async fn background(data_dir: &Path, mountpoint: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(data_dir).context("creating the data directory")?;
     let log_path = data_dir.join("mount.log");
-    let log = std::fs::File::create(&log_path)
+    let log = crate::private::create(&log_path)
         .with_context(|| format!("creating {}", log_path.display()))?;
     let args: Vec<_> = std::env::args_os()
         .skip(1)
