@@ -38,7 +38,10 @@ struct Slot {
 impl Db {
     pub(crate) fn open(path: PathBuf, cache_bytes: usize, root: &Path) -> Result<Self, StoreError> {
         let db = open(&path, cache_bytes).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(root.to_path_buf()),
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
+                path: root.to_path_buf(),
+                holder: None,
+            },
             other => db_error(&path, other),
         })?;
         Ok(Self {

@@ -8,6 +8,7 @@ mod export;
 mod gc;
 mod import;
 mod ingest;
+mod lock;
 mod outboard;
 mod partial;
 mod ranges;
@@ -37,6 +38,7 @@ pub use export::{BlobInfo, BlobReader, BlobState};
 pub use gc::{GcReport, USER_PIN};
 pub use import::Imported;
 pub use ingest::{IngestReport, PartialBlob};
+pub use lock::LOCK_FILE;
 use p2pfs_proto::{Hash, chunk::CHUNK_GROUP_LOG};
 pub use ranges::effective_ranges;
 pub use records::{ProviderRecord, PutProvider};
@@ -72,6 +74,10 @@ pub struct Options {
     /// Re-check data against its hash while sending it to peers, so local
     /// corruption is reported instead of served (costs one BLAKE3 pass).
     pub validate_uploads: bool,
+    /// Who has the store open, as [`StoreError::Locked`] tells other
+    /// processes (`p2pfs add (pid 1234)`); default: the program's name and
+    /// pid.
+    pub holder: String,
 }
 
 impl Default for Options {
@@ -82,6 +88,7 @@ impl Default for Options {
             commit_bytes: 64 << 20,
             commit_interval: Duration::from_secs(2),
             validate_uploads: true,
+            holder: lock::default_holder(),
         }
     }
 }
@@ -109,6 +116,8 @@ pub(crate) struct Inner {
     live_changed: Condvar,
     /// What uploads have already checked against the hash.
     checked: export::Checked,
+    /// The lock naming this process; dropped last, after the database.
+    _holder: lock::Holder,
 }
 
 /// What the store knows only in memory: which hashes are being written or
@@ -128,7 +137,8 @@ impl Store {
 
     /// Opens the store in `dir` with the given options.
     ///
-    /// Fails with [`StoreError::Locked`] if another process has it open.
+    /// Fails with [`StoreError::Locked`] if another process (or another
+    /// `Store` of this one) has it open.
     /// Leftovers of imports interrupted by a crash (in `tmp/`) are removed;
     /// nothing else is scanned, so opening is fast whatever the store holds.
     pub fn open_with(dir: impl AsRef<Path>, opts: Options) -> Result<Self, StoreError> {
@@ -138,6 +148,7 @@ impl Store {
         for d in [&root, &data_dir, &tmp_dir] {
             create_private_dir(d)?;
         }
+        let holder = lock::take(&root, &opts.holder)?;
         let db_path = root.join("meta.redb");
         let db = db::Db::open(db_path, opts.db_cache_bytes, &root)?;
         // We hold the database lock, so no other process is importing: any
@@ -156,6 +167,7 @@ impl Store {
                 live: Mutex::new(Live::default()),
                 live_changed: Condvar::new(),
                 checked: export::Checked::default(),
+                _holder: holder,
             }),
         };
         store.check_format()?;

@@ -104,12 +104,34 @@ fn bytes_survive_reopening() {
 }
 
 #[test]
-fn a_second_process_is_refused() {
-    let (dir, _store) = temp_store();
-    assert!(matches!(
-        Store::open(dir.path()),
-        Err(StoreError::Locked(_))
-    ));
+fn a_second_process_is_refused_and_told_who_has_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        holder: "p2pfs add (pid 7)".into(),
+        ..Options::default()
+    };
+    let store = Store::open_with(dir.path(), opts).unwrap();
+    match Store::open(dir.path()) {
+        Err(e @ StoreError::Locked { .. }) => {
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "the store at {} is in use by p2pfs add (pid 7)",
+                    dir.path().display()
+                )
+            );
+        }
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    // Free again once the store is dropped; the default names the program.
+    drop(store);
+    let _store = Store::open(dir.path()).unwrap();
+    match Store::open(dir.path()) {
+        Err(StoreError::Locked {
+            holder: Some(h), ..
+        }) => assert!(h.ends_with(&format!("(pid {})", std::process::id())), "{h}"),
+        other => panic!("expected Locked, got {other:?}"),
+    }
 }
 
 #[test]
