@@ -396,7 +396,7 @@ impl Daemon {
                 panic!("the daemon exited ({s}): {}", d.log());
             }
             // Only once the control socket accepts: before that, `status`
-            // would open the store itself and race the daemon for it.
+            // would only wait for the daemon.
             std::os::unix::net::UnixStream::connect(d.data_dir.join("control.sock")).ok()?;
             let out = p2pfs(&d.data_dir, &["status", "--json"]);
             let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;

@@ -12,6 +12,7 @@ mod config;
 mod output;
 mod private;
 mod session;
+mod turns;
 
 use std::{io, process::ExitCode};
 
@@ -70,6 +71,7 @@ fn main() -> ExitCode {
 /// Runs a command; `Ok(false)` means it reported partial failure itself.
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     let data_dir = config::data_dir(cli.data_dir.as_deref())?;
+    let who = format!("p2pfs {} (pid {})", cli.command.name(), std::process::id());
     let check = match cli.command {
         Command::Umount { .. } => None,
         Command::Daemon { .. } | Command::Mount { daemon: false, .. } => Some(private::Check::Full),
@@ -80,7 +82,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     }
     match cli.command {
         Command::Daemon { node } => {
-            cmd::daemon::run(&data_dir, node, None).await?;
+            cmd::daemon::run(&data_dir, node, None, &who).await?;
             return Ok(true);
         }
         Command::Mount {
@@ -94,7 +96,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Mount {
             mountpoint, node, ..
         } => {
-            cmd::daemon::run(&data_dir, node, Some(&mountpoint)).await?;
+            cmd::daemon::run(&data_dir, node, Some(&mountpoint), &who).await?;
             return Ok(true);
         }
         Command::Umount { mountpoint, lazy } => {
@@ -111,7 +113,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             | Command::Room { .. }
             | Command::Chat { .. }
     ) || matches!(cli.command, Command::Add { ticket: true, .. });
-    let session = Session::open(&data_dir, needs_node).await?;
+    let session = Session::open(&data_dir, needs_node, &who).await?;
     let result = dispatch(&session, cli.command).await;
     session.close().await;
     result

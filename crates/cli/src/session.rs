@@ -7,6 +7,8 @@ use std::{
     io::Read,
     net::SocketAddr,
     path::{Path, PathBuf},
+    sync::Mutex,
+    time::Duration,
 };
 
 use anyhow::Context;
@@ -19,25 +21,49 @@ use p2pfs_swarm::{
 };
 use tokio::sync::mpsc;
 
-use crate::config;
+use crate::{config, turns};
+
+/// How long a command waits for its turn before saying so.
+const QUIET_WAIT: Duration = Duration::from_secs(1);
 
 /// A place to run commands.
 pub(crate) enum Session {
     /// A running node, reached through its socket.
-    Remote { socket: PathBuf },
+    Remote {
+        socket: PathBuf,
+        /// The connection made when the node was found, for the first
+        /// request: a node that stops meanwhile still serves it.
+        first: Mutex<Option<Client>>,
+    },
     /// This process.
     Local { store: Store, node: Option<Node> },
 }
 
 impl Session {
     /// Connects to the running node, or opens the store here (and starts a
-    /// node if `needs_node`).
-    pub(crate) async fn open(data_dir: &Path, needs_node: bool) -> anyhow::Result<Self> {
+    /// node if `needs_node`) for `who` (`p2pfs add (pid 1234)`), waiting
+    /// for a node that is starting or a command that has the store (see
+    /// [`turns`]).
+    pub(crate) async fn open(data_dir: &Path, needs_node: bool, who: &str) -> anyhow::Result<Self> {
         let socket = data_dir.join(control::SOCKET);
-        if Client::connect(&socket).await.is_some() {
-            return Ok(Self::Remote { socket });
-        }
-        let store = config::open_store(data_dir)?;
+        let mut wait = turns::Wait::new(QUIET_WAIT)?;
+        let store = loop {
+            if let Some(client) = Client::connect(&socket).await {
+                return Ok(Self::Remote {
+                    socket,
+                    first: Mutex::new(Some(client)),
+                });
+            }
+            if let Some(node) = turns::node_starting(data_dir) {
+                let (what, failed) = node.waiting(data_dir);
+                wait.pause(&what, failed).await?;
+                continue;
+            }
+            match turns::try_open_store(data_dir, who)? {
+                Ok(store) => break store,
+                Err(holder) => turns::store_busy(data_dir, holder, &mut wait).await?,
+            }
+        };
         let node = if needs_node {
             // A node for one command: a DHT client, joining through the
             // nodes its daemon remembered and the LAN.
@@ -70,10 +96,14 @@ impl Session {
     ) -> anyhow::Result<mpsc::Receiver<Response>> {
         let (tx, rx) = mpsc::channel(16);
         match self {
-            Self::Remote { socket } => {
-                let mut client = Client::connect(socket)
-                    .await
-                    .context("the running p2pfs node stopped answering")?;
+            Self::Remote { socket, first } => {
+                let first = first.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let mut client = match first {
+                    Some(c) => c,
+                    None => Client::connect(socket)
+                        .await
+                        .context("the running p2pfs node stopped answering")?,
+                };
                 client
                     .send(&request)
                     .await

@@ -11,16 +11,22 @@ use p2pfs_swarm::{Limits, Target, control, dht::DhtConfig, replica::ReplicaConfi
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-use crate::{args::NodeArgs, config, private, session};
+use crate::{args::NodeArgs, private, session, turns};
 
 /// How often a mount is checked for having been unmounted from outside.
 const MOUNT_CHECK: Duration = Duration::from_millis(200);
 
+/// Runs the node for `who` (`p2pfs daemon (pid 1234)`).
 pub(crate) async fn run(
     data_dir: &Path,
     args: NodeArgs,
     mountpoint: Option<&Path>,
+    who: &str,
 ) -> anyhow::Result<()> {
+    // First of all: a stop asked for at any moment from here on is a
+    // clean one (exit status 0), never the signal's default.
+    let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
     if let Some(name) = &args.name {
         if !p2pfs_proto::room::valid_display_name(name) {
             anyhow::bail!("{name:?} cannot be a display name (1 to 64 bytes, no `/`)");
@@ -28,6 +34,9 @@ pub(crate) async fn run(
         private::write(&data_dir.join("name"), format!("{name}\n").as_bytes())
             .context("saving the display name")?;
     }
+    // Held until the node has stopped: commands wait for this node rather
+    // than race it for the store, and a second node fails here.
+    let lock = turns::NodeLock::take(data_dir)?;
     let socket = data_dir.join(control::SOCKET);
     if control::Client::connect(&socket).await.is_some() {
         anyhow::bail!(
@@ -35,7 +44,14 @@ pub(crate) async fn run(
             data_dir.display()
         );
     }
-    let store = config::open_store(data_dir)?;
+    // A command that has the store finishes first; its holder is named at
+    // once (a node's start is worth a line).
+    let mut wait = turns::Wait::new(Duration::ZERO)?;
+    let store = tokio::select! {
+        store = turns::open_store(data_dir, who, &mut wait) => store?,
+        _ = term.recv() => return Ok(()),
+        _ = int.recv() => return Ok(()),
+    };
     let dht = DhtConfig {
         server: true,
         bootstrap: args.peers.iter().map(|p| Target::from(*p)).collect(),
@@ -65,10 +81,11 @@ pub(crate) async fn run(
         None => None,
     };
     let cancel = CancellationToken::new();
-    let control = {
+    let mut control = {
         let (node, cancel, socket) = (node.clone(), cancel.clone(), socket.clone());
         tokio::spawn(async move { control::serve(node, &socket, cancel).await })
     };
+    lock.say("running");
     let addrs: Vec<String> = node.addrs().iter().map(|a| a.to_string()).collect();
     eprintln!("p2pfs node {}", node.id());
     eprintln!("listening on {}", addrs.join(", "));
@@ -84,7 +101,6 @@ pub(crate) async fn run(
             }
         });
     }
-    let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
     let unmounted = async {
         let Some(m) = &mount else {
             return std::future::pending::<()>().await;
@@ -95,15 +111,22 @@ pub(crate) async fn run(
         }
     };
     let stopped = tokio::select! {
-        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = int.recv() => Ok(()),
         _ = term.recv() => Ok(()),
         () = unmounted => {
             eprintln!("the filesystem was unmounted");
             Ok(())
         }
-        r = control => r.context("control socket task").and_then(|r| r.context("control socket")),
+        r = &mut control => r.context("control socket task").and_then(|r| r.context("control socket")),
     };
     eprintln!("shutting down");
+    // In order: no new command (the socket goes), the commands already
+    // accepted finish, then the filesystem and the node stop.
+    lock.say("stopping");
+    cancel.cancel();
+    if !control.is_finished() {
+        let _ = control.await;
+    }
     if let Some(m) = mount {
         // Unmounting waits for the kernel's threads: not on the runtime.
         match tokio::task::spawn_blocking(move || m.unmount()).await {
@@ -112,7 +135,6 @@ pub(crate) async fn run(
             Err(e) => eprintln!("warning: unmounting: {e}"),
         }
     }
-    cancel.cancel();
     node.shutdown().await;
     stopped
 }
