@@ -105,10 +105,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         }
         _ => {}
     }
+    // A fetch starts its node only if the blob is not here already.
     let needs_node = matches!(
         cli.command,
-        Command::Fetch { .. }
-            | Command::Status { .. }
+        Command::Status { .. }
             | Command::Share { .. }
             | Command::Room { .. }
             | Command::Chat { .. }

@@ -19,7 +19,7 @@ use p2pfs_swarm::{
     dht::DhtConfig,
     replica::ReplicaConfig,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{OnceCell, mpsc};
 
 use crate::{config, turns};
 
@@ -35,13 +35,17 @@ pub(crate) enum Session {
         /// request: a node that stops meanwhile still serves it.
         first: Mutex<Option<Client>>,
     },
-    /// This process.
-    Local { store: Store, node: Option<Node> },
+    /// This process, with a node of its own once a request needs one.
+    Local {
+        store: Store,
+        node: OnceCell<Node>,
+        data_dir: PathBuf,
+    },
 }
 
 impl Session {
     /// Connects to the running node, or opens the store here (and starts a
-    /// node if `needs_node`) for `who` (`p2pfs add (pid 1234)`), waiting
+    /// node now if `needs_node`, else when a request needs one) for `who` (`p2pfs add (pid 1234)`), waiting
     /// for a node that is starting or a command that has the store (see
     /// [`turns`]).
     pub(crate) async fn open(data_dir: &Path, needs_node: bool, who: &str) -> anyhow::Result<Self> {
@@ -64,19 +68,40 @@ impl Session {
                 Err(holder) => turns::store_busy(data_dir, holder, &mut wait).await?,
             }
         };
-        let node = if needs_node {
-            // A node for one command: a DHT client, joining through the
-            // nodes its daemon remembered and the LAN.
-            let dht = DhtConfig {
-                server: false,
-                lan: true,
-                ..DhtConfig::default()
-            };
-            Some(start_node(data_dir, store.clone(), None, Limits::default(), dht, None).await?)
-        } else {
-            None
+        let session = Self::Local {
+            store,
+            node: OnceCell::new(),
+            data_dir: data_dir.to_path_buf(),
         };
-        Ok(Self::Local { store, node })
+        if needs_node {
+            session.local_node().await?;
+        }
+        Ok(session)
+    }
+
+    /// The node of a local session, started on first use: a node for one
+    /// command, a DHT client joining through the nodes its daemon
+    /// remembered and the LAN.
+    async fn local_node(&self) -> anyhow::Result<Option<&Node>> {
+        let Self::Local {
+            store,
+            node,
+            data_dir,
+        } = self
+        else {
+            return Ok(None);
+        };
+        let node = node
+            .get_or_try_init(|| async {
+                let dht = DhtConfig {
+                    server: false,
+                    lan: true,
+                    ..DhtConfig::default()
+                };
+                start_node(data_dir, store.clone(), None, Limits::default(), dht, None).await
+            })
+            .await?;
+        Ok(Some(node))
     }
 
     /// The store, when running in this process.
@@ -133,14 +158,19 @@ impl Session {
                     }
                 });
             }
-            Self::Local { store, node } => {
+            Self::Local { store, node, .. } => {
+                let node = if api::needs_node(&request, store).await? {
+                    self.local_node().await?.cloned()
+                } else {
+                    node.get().cloned()
+                };
                 let (in_tx, in_rx) = mpsc::channel(4);
                 if let Some(input) = input {
                     tokio::task::spawn_blocking(move || {
                         pump(input, |c| in_tx.blocking_send(c.into()).is_ok())
                     });
                 }
-                let ctx = api::Ctx::local(store.clone(), node.clone());
+                let ctx = api::Ctx::local(store.clone(), node);
                 tokio::spawn(api::run(ctx, request, in_rx, tx));
             }
         }
@@ -149,9 +179,8 @@ impl Session {
 
     /// Stops the short-lived node, if any.
     pub(crate) async fn close(self) {
-        if let Self::Local {
-            node: Some(node), ..
-        } = self
+        if let Self::Local { node, .. } = self
+            && let Some(node) = node.into_inner()
         {
             node.shutdown().await;
         }
