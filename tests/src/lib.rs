@@ -244,6 +244,27 @@ impl Daemon {
         Self::start_in(None, data_dir, "127.0.0.1:0", extra)
     }
 
+    /// Like [`Daemon::start_in`] (no namespace), with `env` set.
+    pub fn start_with_env(
+        data_dir: &Path,
+        listen: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::spawn_with(
+            None,
+            data_dir,
+            &["daemon", "--listen", listen],
+            extra,
+            None,
+            &env,
+        )
+    }
+
     /// Starts `p2pfs --data-dir DATA daemon --listen LISTEN EXTRA...`, in
     /// network namespace `netns` if given.
     pub fn start_in(netns: Option<&str>, data_dir: &Path, listen: &str, extra: &[&str]) -> Self {

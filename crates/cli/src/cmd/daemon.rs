@@ -70,6 +70,9 @@ pub(crate) async fn run(
     };
     let node =
         session::start_node(data_dir, store, args.listen, limits, dht, Some(replica)).await?;
+    // A name changed (`--name`, P2PFS_NAME) since the last run reaches
+    // the rooms joined before.
+    node.publish_name().await;
     let mount = match mountpoint {
         Some(m) => match p2pfs_fuse::mount(node.clone(), m) {
             Ok(mount) => Some(mount),
