@@ -320,3 +320,68 @@ fn daemons_start_while_commands_run() {
     let log = std::fs::read_to_string(data.join("daemon.log")).unwrap();
     assert!(!log.contains("in use"), "{log}");
 }
+
+#[test]
+fn a_stopping_daemon_finishes_its_commands_and_a_new_one_waits_for_it() {
+    let root = temp_dir();
+    let data = root.path().join("data");
+    let mut first = Daemon::start(&data, &["--no-lan"]);
+    // A command the daemon has accepted: an add whose input is still
+    // coming when the daemon is told to stop.
+    let mut add = Command::new(p2pfs_bin())
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["add", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = add.stdin.take().unwrap();
+    // More than a blob kept in the database: the import spills to a file.
+    let mut sent = vec![0u8; 100_000];
+    fastrand::fill(&mut sent);
+    std::io::Write::write_all(&mut input, &sent).unwrap();
+    wait_for(Duration::from_secs(30), "the daemon to import it", || {
+        // The import writes to a file in store/tmp/ as the bytes come.
+        let importing = std::fs::read_dir(data.join("store/tmp")).ok()?.count();
+        (importing > 0).then_some(())
+    });
+    signal(first.pid(), "TERM");
+    wait_for(Duration::from_secs(30), "the daemon to be stopping", || {
+        let state = std::fs::read_to_string(data.join("daemon.lock")).ok()?;
+        (state.trim() == "stopping").then_some(())
+    });
+    // A new daemon waits for the stopping one instead of failing.
+    let (second, second_err) = spawn_watched(
+        &data,
+        &["daemon", "--listen", "127.0.0.1:0", "--no-lan"],
+        &[],
+    );
+    let mut second = KillOnDrop(second);
+    let line = wait_line(&second_err, "waiting for");
+    assert_eq!(
+        line,
+        format!(
+            "waiting for the p2pfs node stopping for {} (pid {}) to exit",
+            data.display(),
+            first.pid()
+        )
+    );
+    // The add finishes in the stopping daemon, then it exits.
+    std::io::Write::write_all(&mut input, b"finished after").unwrap();
+    drop(input);
+    let out = add.wait_with_output().unwrap();
+    sent.extend_from_slice(b"finished after");
+    let want = blake3::hash(&sent);
+    assert_eq!(ok(&out), format!("{}  -\n", want.to_hex()));
+    assert!(first.wait_exit(Duration::from_secs(30)).success());
+    wait_line(&second_err, "listening on");
+    let listed = ok(&p2pfs(&data, &["ls"]));
+    assert!(listed.starts_with(want.to_hex().as_str()), "{listed}");
+    signal(second.0.id(), "TERM");
+    let status = wait_for(Duration::from_secs(30), "the daemon to stop", || {
+        second.0.try_wait().unwrap()
+    });
+    assert!(status.success());
+}

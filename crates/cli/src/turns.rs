@@ -56,8 +56,9 @@ pub(crate) struct NodeLock {
 }
 
 impl NodeLock {
-    /// Takes the lock, or fails at once naming the node that holds it.
-    pub(crate) fn take(data_dir: &Path) -> anyhow::Result<Self> {
+    /// Takes the lock, or fails at once naming the node that holds it;
+    /// a node that is stopping is waited for (a restart).
+    pub(crate) async fn take(data_dir: &Path, wait: &mut Wait) -> anyhow::Result<Self> {
         let path = data_dir.join(NODE_LOCK);
         let file = OpenOptions::new()
             .read(true)
@@ -67,22 +68,31 @@ impl NodeLock {
             .mode(crate::private::FILE_MODE)
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?;
-        match rustix::fs::fcntl_lock(&file, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => {
-                let lock = Self { file };
-                lock.say("starting");
-                Ok(lock)
+        loop {
+            match rustix::fs::fcntl_lock(&file, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => {
+                    let lock = Self { file };
+                    lock.say("starting");
+                    return Ok(lock);
+                }
+                Err(rustix::io::Errno::AGAIN | rustix::io::Errno::ACCESS) => {
+                    // Probing opens and closes the file: harmless, as this
+                    // process holds no lock on it yet.
+                    match node_starting(data_dir) {
+                        Some(node) if node.state == "stopping" => {
+                            let (what, failed) = node.waiting(data_dir);
+                            wait.pause(&what, failed).await?;
+                        }
+                        node => bail!(
+                            "a p2pfs node is already running or starting for {}{}",
+                            data_dir.display(),
+                            node.map(|n| format!(" (pid {})", n.pid))
+                                .unwrap_or_default()
+                        ),
+                    }
+                }
+                Err(e) => return Err(e).with_context(|| format!("locking {}", path.display())),
             }
-            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::ACCESS) => {
-                let pid = node_starting(data_dir)
-                    .map(|n| format!(" (pid {})", n.pid))
-                    .unwrap_or_default();
-                bail!(
-                    "a p2pfs node is already running or starting for {}{pid}",
-                    data_dir.display()
-                )
-            }
-            Err(e) => Err(e).with_context(|| format!("locking {}", path.display())),
         }
     }
 }
@@ -247,11 +257,20 @@ pub(crate) async fn store_busy(
 mod tests {
     use super::*;
 
+    fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
     #[test]
     fn a_second_node_lock_is_refused_and_a_probe_takes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(node_starting(dir.path()), None);
-        let _lock = NodeLock::take(dir.path()).unwrap();
+        let mut wait = Wait::new(Duration::ZERO).unwrap();
+        let _lock = block_on(NodeLock::take(dir.path(), &mut wait)).unwrap();
         // Record locks do not conflict within one process: a child
         // process probes and tries, as another command or node would.
         let exe = std::env::current_exe().unwrap();
@@ -284,7 +303,10 @@ mod tests {
         };
         assert_eq!(node_starting(dir), Some(holder.clone()));
         assert_eq!(node_starting(dir), Some(holder));
-        let err = NodeLock::take(dir).unwrap_err().to_string();
+        let mut wait = Wait::new(Duration::ZERO).unwrap();
+        let err = block_on(NodeLock::take(dir, &mut wait))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("already running or starting") && err.contains(&format!("(pid {parent})")),
             "{err}"

@@ -16,6 +16,28 @@ use crate::{args::NodeArgs, private, session, turns};
 /// How often a mount is checked for having been unmounted from outside.
 const MOUNT_CHECK: Duration = Duration::from_millis(200);
 
+/// Takes the data directory for a node: its lock (held until the node has
+/// stopped, so commands wait for this node rather than race it for the
+/// store; a second node fails here, a stopping one is waited for), then
+/// the store, once a command that has it is done. What it waits for is
+/// said at once: a node's start is worth a line.
+async fn claim(
+    data_dir: &Path,
+    socket: &Path,
+    who: &str,
+    wait: &mut turns::Wait,
+) -> anyhow::Result<(turns::NodeLock, p2pfs_store::Store)> {
+    let lock = turns::NodeLock::take(data_dir, wait).await?;
+    if control::Client::connect(socket).await.is_some() {
+        anyhow::bail!(
+            "a p2pfs node is already running for {} (its control socket answers)",
+            data_dir.display()
+        );
+    }
+    let store = turns::open_store(data_dir, who, wait).await?;
+    Ok((lock, store))
+}
+
 /// Runs the node for `who` (`p2pfs daemon (pid 1234)`).
 pub(crate) async fn run(
     data_dir: &Path,
@@ -34,21 +56,10 @@ pub(crate) async fn run(
         private::write(&data_dir.join("name"), format!("{name}\n").as_bytes())
             .context("saving the display name")?;
     }
-    // Held until the node has stopped: commands wait for this node rather
-    // than race it for the store, and a second node fails here.
-    let lock = turns::NodeLock::take(data_dir)?;
     let socket = data_dir.join(control::SOCKET);
-    if control::Client::connect(&socket).await.is_some() {
-        anyhow::bail!(
-            "a p2pfs node is already running for {} (its control socket answers)",
-            data_dir.display()
-        );
-    }
-    // A command that has the store finishes first; its holder is named at
-    // once (a node's start is worth a line).
     let mut wait = turns::Wait::new(Duration::ZERO)?;
-    let store = tokio::select! {
-        store = turns::open_store(data_dir, who, &mut wait) => store?,
+    let (lock, store) = tokio::select! {
+        claimed = claim(data_dir, &socket, who, &mut wait) => claimed?,
         _ = term.recv() => return Ok(()),
         _ = int.recv() => return Ok(()),
     };
