@@ -58,7 +58,7 @@ impl Session {
                     first: Mutex::new(Some(client)),
                 });
             }
-            if let Some(node) = turns::node_starting(data_dir) {
+            if let Some(node) = turns::node_holding(data_dir) {
                 let (what, failed) = node.waiting(data_dir);
                 wait.pause(&what, failed).await?;
                 continue;

@@ -3,10 +3,13 @@
 //!
 //! - A node (`p2pfs daemon`, `p2pfs mount`) holds a POSIX record lock on
 //!   `DIR/daemon.lock` for its whole life, taken before it opens the store.
-//!   A second node finds it held and fails at once; a command finds it
-//!   held (`F_GETLK`, which takes nothing, so a command never gets in a
+//!   The file says what the node is doing (`starting`, `running`,
+//!   `stopping`). A second node finds the lock held and fails at once, or
+//!   waits if the first is stopping (a restart); a command finds it held
+//!   (`F_GETLK`, which takes nothing, so a command never gets in a
 //!   starting node's way) and waits for the node's control socket, to run
-//!   there rather than race it for the store.
+//!   there rather than race it for the store (or, if it is stopping, for
+//!   it to exit).
 //! - The store has one owner at a time (`p2pfs_store::LOCK_FILE`, which
 //!   names its holder). Whoever finds it taken, command or node, tries
 //!   again every few milliseconds (with jitter, so commands started
@@ -78,7 +81,7 @@ impl NodeLock {
                 Err(rustix::io::Errno::AGAIN | rustix::io::Errno::ACCESS) => {
                     // Probing opens and closes the file: harmless, as this
                     // process holds no lock on it yet.
-                    match node_starting(data_dir) {
+                    match node_holding(data_dir) {
                         Some(node) if node.state == "stopping" => {
                             let (what, failed) = node.waiting(data_dir);
                             wait.pause(&what, failed).await?;
@@ -95,9 +98,7 @@ impl NodeLock {
             }
         }
     }
-}
 
-impl NodeLock {
     /// Records what the node is doing, for commands that wait for it.
     pub(crate) fn say(&self, state: &str) {
         let line = format!("{state}\n");
@@ -137,8 +138,9 @@ impl NodeHolder {
     }
 }
 
-/// The node running, starting or stopping for `data_dir`, if any.
-pub(crate) fn node_starting(data_dir: &Path) -> Option<NodeHolder> {
+/// The node running, starting or stopping for `data_dir` (holding its
+/// lock), if any.
+pub(crate) fn node_holding(data_dir: &Path) -> Option<NodeHolder> {
     let path = data_dir.join(NODE_LOCK);
     let file = File::open(&path).ok()?;
     let probe = Flock {
@@ -268,7 +270,7 @@ mod tests {
     #[test]
     fn a_second_node_lock_is_refused_and_a_probe_takes_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(node_starting(dir.path()), None);
+        assert_eq!(node_holding(dir.path()), None);
         let mut wait = Wait::new(Duration::ZERO).unwrap();
         let _lock = block_on(NodeLock::take(dir.path(), &mut wait)).unwrap();
         // Record locks do not conflict within one process: a child
@@ -301,8 +303,8 @@ mod tests {
             pid: parent,
             state: "starting".into(),
         };
-        assert_eq!(node_starting(dir), Some(holder.clone()));
-        assert_eq!(node_starting(dir), Some(holder));
+        assert_eq!(node_holding(dir), Some(holder.clone()));
+        assert_eq!(node_holding(dir), Some(holder));
         let mut wait = Wait::new(Duration::ZERO).unwrap();
         let err = block_on(NodeLock::take(dir, &mut wait))
             .unwrap_err()
