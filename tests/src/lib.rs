@@ -244,6 +244,27 @@ impl Daemon {
         Self::start_in(None, data_dir, "127.0.0.1:0", extra)
     }
 
+    /// Like [`Daemon::start_in`] (no namespace), with `env` set.
+    pub fn start_with_env(
+        data_dir: &Path,
+        listen: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::spawn_with(
+            None,
+            data_dir,
+            &["daemon", "--listen", listen],
+            extra,
+            None,
+            &env,
+        )
+    }
+
     /// Starts `p2pfs --data-dir DATA daemon --listen LISTEN EXTRA...`, in
     /// network namespace `netns` if given.
     pub fn start_in(netns: Option<&str>, data_dir: &Path, listen: &str, extra: &[&str]) -> Self {
@@ -352,12 +373,17 @@ impl Daemon {
         mountpoint: Option<&Path>,
         env: &[(String, String)],
     ) -> Self {
-        std::fs::create_dir_all(data_dir).unwrap();
-        let log = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(data_dir.join("daemon.log"))
+        // Owner-only, as p2pfs makes its data directory: anything looser
+        // is tightened, with a warning.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(data_dir)
             .unwrap();
+        let log = std::os::unix::fs::OpenOptionsExt::mode(
+            std::fs::File::options().create(true).append(true),
+            0o600,
+        )
+        .open(data_dir.join("daemon.log"))
+        .unwrap();
         // nsenter enters the network namespace only: a mount made there is
         // the machine's (`ip netns exec` would hide it in a mount namespace).
         let mut cmd = match netns {
@@ -391,7 +417,7 @@ impl Daemon {
                 panic!("the daemon exited ({s}): {}", d.log());
             }
             // Only once the control socket accepts: before that, `status`
-            // would open the store itself and race the daemon for it.
+            // would only wait for the daemon.
             std::os::unix::net::UnixStream::connect(d.data_dir.join("control.sock")).ok()?;
             let out = p2pfs(&d.data_dir, &["status", "--json"]);
             let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;

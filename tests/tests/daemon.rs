@@ -175,3 +175,32 @@ fn a_fetch_whose_node_is_killed_resumes_where_it_stopped() {
     );
     drop(b);
 }
+
+#[test]
+fn a_blob_already_here_is_written_out_with_no_network() {
+    let root = temp_dir();
+    let data = root.path().join("data");
+    let file = root.path().join("notes.txt");
+    random_file(&file, 200_000, 5);
+    let hash = ok(&p2pfs(&data, &["add", file.to_str().unwrap()]))[..64].to_string();
+    // No daemon and no peer known: no node is even started (a node makes
+    // its key and saves its port).
+    let out = root.path().join("out1");
+    ok(&p2pfs(
+        &data,
+        &["fetch", &hash, "-o", out.to_str().unwrap()],
+    ));
+    assert_eq!(blake3_file(&out), hash);
+    assert!(!data.join("node.key").exists() && !data.join("port").exists());
+    let piped = p2pfs(&data, &["fetch", &hash, "-o", "-"]);
+    assert!(piped.status.success());
+    assert_eq!(blake3::hash(&piped.stdout).to_hex().as_str(), hash);
+    // Through a daemon that knows no other node: no DHT lookup either.
+    let _d = Daemon::start(&data, &["--no-lan"]);
+    let out = root.path().join("out2");
+    ok(&p2pfs(
+        &data,
+        &["fetch", &hash, "-o", out.to_str().unwrap()],
+    ));
+    assert_eq!(blake3_file(&out), hash);
+}

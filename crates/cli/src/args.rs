@@ -276,6 +276,50 @@ pub(crate) enum RoomCommand {
     },
 }
 
+impl Command {
+    /// The command as typed (`add`, `room put`), to name this process to
+    /// others waiting for the store.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Self::Add { .. } => "add",
+            Self::Share { .. } => "share",
+            Self::Cat { .. } => "cat",
+            Self::Fetch { .. } => "fetch",
+            Self::Daemon { .. } => "daemon",
+            Self::Mount { .. } => "mount",
+            Self::Umount { .. } => "umount",
+            Self::Room { command } => command.name(),
+            Self::Chat { .. } => "chat",
+            Self::Status { .. } => "status",
+            Self::Ls { .. } => "ls",
+            Self::Pin { .. } => "pin",
+            Self::Unpin { .. } => "unpin",
+            Self::Gc { .. } => "gc",
+            Self::Verify { .. } => "verify",
+        }
+    }
+}
+
+impl RoomCommand {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Create { .. } => "room create",
+            Self::Join { .. } => "room join",
+            Self::List { .. } => "room list",
+            Self::Ticket { .. } => "room ticket",
+            Self::Leave { .. } => "room leave",
+            Self::Put { .. } => "room put",
+            Self::Get { .. } => "room get",
+            Self::Rm { .. } => "room rm",
+            Self::Ls { .. } => "room ls",
+            Self::Set { .. } => "room set",
+            Self::Status { .. } => "room status",
+            Self::Pin { .. } => "room pin",
+            Self::Unpin { .. } => "room unpin",
+        }
+    }
+}
+
 /// Parses a byte rate: digits with an optional K, M or G suffix (powers of
 /// 1024, an optional trailing `B` or `/s` allowed).
 pub(crate) fn parse_rate(s: &str) -> Result<u64, String> {

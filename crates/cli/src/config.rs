@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
 /// The data directory: the flag or `P2PFS_DATA_DIR`, else the XDG default.
 pub(crate) fn data_dir(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
@@ -16,12 +16,6 @@ pub(crate) fn data_dir(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
         Some(home) => Ok(PathBuf::from(home).join(".local/share/p2pfs")),
         None => bail!("cannot find a data directory: set --data-dir, P2PFS_DATA_DIR or HOME"),
     }
-}
-
-/// Opens the content store inside the data directory.
-pub(crate) fn open_store(data_dir: &Path) -> anyhow::Result<p2pfs_store::Store> {
-    p2pfs_store::Store::open(data_dir.join("store"))
-        .with_context(|| format!("opening the store in {}", data_dir.display()))
 }
 
 /// The display name saved in the data directory (`p2pfs daemon --name`),

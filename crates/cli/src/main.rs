@@ -10,7 +10,9 @@ mod args;
 mod cmd;
 mod config;
 mod output;
+mod private;
 mod session;
+mod turns;
 
 use std::{io, process::ExitCode};
 
@@ -69,9 +71,18 @@ fn main() -> ExitCode {
 /// Runs a command; `Ok(false)` means it reported partial failure itself.
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     let data_dir = config::data_dir(cli.data_dir.as_deref())?;
+    let who = format!("p2pfs {} (pid {})", cli.command.name(), std::process::id());
+    let check = match cli.command {
+        Command::Umount { .. } => None,
+        Command::Daemon { .. } | Command::Mount { daemon: false, .. } => Some(private::Check::Full),
+        _ => Some(private::Check::Quick),
+    };
+    if let Some(check) = check {
+        private::prepare(&data_dir, check)?;
+    }
     match cli.command {
         Command::Daemon { node } => {
-            cmd::daemon::run(&data_dir, node, None).await?;
+            cmd::daemon::run(&data_dir, node, None, &who).await?;
             return Ok(true);
         }
         Command::Mount {
@@ -85,7 +96,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Mount {
             mountpoint, node, ..
         } => {
-            cmd::daemon::run(&data_dir, node, Some(&mountpoint)).await?;
+            cmd::daemon::run(&data_dir, node, Some(&mountpoint), &who).await?;
             return Ok(true);
         }
         Command::Umount { mountpoint, lazy } => {
@@ -94,15 +105,15 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         }
         _ => {}
     }
+    // A fetch starts its node only if the blob is not here already.
     let needs_node = matches!(
         cli.command,
-        Command::Fetch { .. }
-            | Command::Status { .. }
+        Command::Status { .. }
             | Command::Share { .. }
             | Command::Room { .. }
             | Command::Chat { .. }
     ) || matches!(cli.command, Command::Add { ticket: true, .. });
-    let session = Session::open(&data_dir, needs_node).await?;
+    let session = Session::open(&data_dir, needs_node, &who).await?;
     let result = dispatch(&session, cli.command).await;
     session.close().await;
     result

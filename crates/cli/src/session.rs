@@ -7,6 +7,8 @@ use std::{
     io::Read,
     net::SocketAddr,
     path::{Path, PathBuf},
+    sync::Mutex,
+    time::Duration,
 };
 
 use anyhow::Context;
@@ -17,40 +19,89 @@ use p2pfs_swarm::{
     dht::DhtConfig,
     replica::ReplicaConfig,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{OnceCell, mpsc};
 
-use crate::config;
+use crate::{config, turns};
+
+/// How long a command waits for its turn before saying so.
+const QUIET_WAIT: Duration = Duration::from_secs(1);
 
 /// A place to run commands.
 pub(crate) enum Session {
     /// A running node, reached through its socket.
-    Remote { socket: PathBuf },
-    /// This process.
-    Local { store: Store, node: Option<Node> },
+    Remote {
+        socket: PathBuf,
+        /// The connection made when the node was found, for the first
+        /// request: a node that stops meanwhile still serves it.
+        first: Mutex<Option<Client>>,
+    },
+    /// This process, with a node of its own once a request needs one.
+    Local {
+        store: Store,
+        node: OnceCell<Node>,
+        data_dir: PathBuf,
+    },
 }
 
 impl Session {
     /// Connects to the running node, or opens the store here (and starts a
-    /// node if `needs_node`).
-    pub(crate) async fn open(data_dir: &Path, needs_node: bool) -> anyhow::Result<Self> {
+    /// node now if `needs_node`, else when a request needs one) for `who` (`p2pfs add (pid 1234)`), waiting
+    /// for a node that is starting or a command that has the store (see
+    /// [`turns`]).
+    pub(crate) async fn open(data_dir: &Path, needs_node: bool, who: &str) -> anyhow::Result<Self> {
         let socket = data_dir.join(control::SOCKET);
-        if Client::connect(&socket).await.is_some() {
-            return Ok(Self::Remote { socket });
-        }
-        let store = config::open_store(data_dir)?;
-        let node = if needs_node {
-            // A node for one command: a DHT client, joining through the
-            // nodes its daemon remembered and the LAN.
-            let dht = DhtConfig {
-                server: false,
-                lan: true,
-                ..DhtConfig::default()
-            };
-            Some(start_node(data_dir, store.clone(), None, Limits::default(), dht, None).await?)
-        } else {
-            None
+        let mut wait = turns::Wait::new(QUIET_WAIT)?;
+        let store = loop {
+            if let Some(client) = Client::connect(&socket).await {
+                return Ok(Self::Remote {
+                    socket,
+                    first: Mutex::new(Some(client)),
+                });
+            }
+            if let Some(node) = turns::node_holding(data_dir) {
+                let (what, failed) = node.waiting(data_dir);
+                wait.pause(&what, failed).await?;
+                continue;
+            }
+            match turns::try_open_store(data_dir, who)? {
+                Ok(store) => break store,
+                Err(holder) => turns::store_busy(data_dir, holder, &mut wait).await?,
+            }
         };
-        Ok(Self::Local { store, node })
+        let session = Self::Local {
+            store,
+            node: OnceCell::new(),
+            data_dir: data_dir.to_path_buf(),
+        };
+        if needs_node {
+            session.local_node().await?;
+        }
+        Ok(session)
+    }
+
+    /// The node of a local session, started on first use: a node for one
+    /// command, a DHT client joining through the nodes its daemon
+    /// remembered and the LAN.
+    async fn local_node(&self) -> anyhow::Result<Option<&Node>> {
+        let Self::Local {
+            store,
+            node,
+            data_dir,
+        } = self
+        else {
+            return Ok(None);
+        };
+        let node = node
+            .get_or_try_init(|| async {
+                let dht = DhtConfig {
+                    server: false,
+                    lan: true,
+                    ..DhtConfig::default()
+                };
+                start_node(data_dir, store.clone(), None, Limits::default(), dht, None).await
+            })
+            .await?;
+        Ok(Some(node))
     }
 
     /// The store, when running in this process.
@@ -70,10 +121,14 @@ impl Session {
     ) -> anyhow::Result<mpsc::Receiver<Response>> {
         let (tx, rx) = mpsc::channel(16);
         match self {
-            Self::Remote { socket } => {
-                let mut client = Client::connect(socket)
-                    .await
-                    .context("the running p2pfs node stopped answering")?;
+            Self::Remote { socket, first } => {
+                let first = first.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let mut client = match first {
+                    Some(c) => c,
+                    None => Client::connect(socket)
+                        .await
+                        .context("the running p2pfs node stopped answering")?,
+                };
                 client
                     .send(&request)
                     .await
@@ -103,14 +158,19 @@ impl Session {
                     }
                 });
             }
-            Self::Local { store, node } => {
+            Self::Local { store, node, .. } => {
+                let node = if api::needs_node(&request, store).await? {
+                    self.local_node().await?.cloned()
+                } else {
+                    node.get().cloned()
+                };
                 let (in_tx, in_rx) = mpsc::channel(4);
                 if let Some(input) = input {
                     tokio::task::spawn_blocking(move || {
                         pump(input, |c| in_tx.blocking_send(c.into()).is_ok())
                     });
                 }
-                let ctx = api::Ctx::local(store.clone(), node.clone());
+                let ctx = api::Ctx::local(store.clone(), node);
                 tokio::spawn(api::run(ctx, request, in_rx, tx));
             }
         }
@@ -119,9 +179,8 @@ impl Session {
 
     /// Stops the short-lived node, if any.
     pub(crate) async fn close(self) {
-        if let Self::Local {
-            node: Some(node), ..
-        } = self
+        if let Self::Local { node, .. } = self
+            && let Some(node) = node.into_inner()
         {
             node.shutdown().await;
         }
@@ -198,7 +257,7 @@ pub(crate) async fn start_node(
     let port = node.bound_addr().port();
     if listen.is_none() && port != default_port {
         // Best effort: a stable port keeps tickets and peers' memories valid.
-        let _ = std::fs::write(&port_file, format!("{port}\n"));
+        let _ = crate::private::write(&port_file, format!("{port}\n").as_bytes());
     }
     Ok(node)
 }

@@ -502,7 +502,8 @@ pub const MAX_TICKET_NODES: usize = 8;
 
 /// A room ticket: the secret, a suggested name and some members, as one
 /// copy-paste string: `p2pfs1` followed by the lowercase base32 (no
-/// padding) of this struct's postcard encoding.
+/// padding) of this struct's postcard encoding and its checksum (see
+/// [`crate::ticket`]).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomTicket {
     version: u8,
@@ -531,9 +532,27 @@ pub enum RoomTicketError {
     /// It does not start with `p2pfs1`.
     #[error("not a room ticket (it should start with \"{}\")", RoomTicket::PREFIX)]
     Prefix,
-    /// The base32 or its content is invalid.
-    #[error("damaged room ticket: {0}")]
+    /// A character was changed, lost or added on the way.
+    #[error("damaged or mistyped room ticket: {0}; copy the whole ticket again")]
+    Mistyped(String),
+    /// A ticket of format 0, which had no checksum.
+    #[error("this room ticket is from an older p2pfs (it has no checksum): ask for a new one")]
+    Outdated,
+    /// Intact, but its content is unusable.
+    #[error("invalid room ticket: {0}")]
     Invalid(String),
+}
+
+impl From<crate::ticket::TextError> for RoomTicketError {
+    fn from(e: crate::ticket::TextError) -> Self {
+        use crate::ticket::TextError;
+        match e {
+            TextError::Prefix => Self::Prefix,
+            TextError::Mistyped(m) => Self::Mistyped(m),
+            TextError::Outdated => Self::Outdated,
+            TextError::Invalid(m) => Self::Invalid(m),
+        }
+    }
 }
 
 impl RoomTicket {
@@ -544,7 +563,7 @@ impl RoomTicket {
     pub fn new(secret: RoomSecret, name: String, mut nodes: Vec<NodeAddr>) -> Self {
         nodes.truncate(MAX_TICKET_NODES);
         Self {
-            version: 0,
+            version: crate::ticket::VERSION,
             secret,
             name,
             nodes,
@@ -562,15 +581,8 @@ impl FromStr for RoomTicket {
     type Err = RoomTicketError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let t: Self = crate::ticket::read_text(s, Self::PREFIX)
-            .map_err(RoomTicketError::Invalid)?
-            .ok_or(RoomTicketError::Prefix)?;
-        if t.version != 0 {
-            return Err(RoomTicketError::Invalid(format!(
-                "format version {} is newer than this p2pfs",
-                t.version
-            )));
-        }
+        let t: Self = crate::ticket::read_text(s, Self::PREFIX)?;
+        crate::ticket::check_version(t.version).map_err(RoomTicketError::Invalid)?;
         if !valid_display_name(&t.name) {
             return Err(RoomTicketError::Invalid(format!(
                 "unusable room name {:?}",
@@ -666,13 +678,84 @@ mod tests {
         let s = t.to_string();
         assert!(s.starts_with("p2pfs1"));
         assert_eq!(s.parse::<RoomTicket>().unwrap(), t);
+        assert_eq!(format!("\t{s} \r\n").parse::<RoomTicket>().unwrap(), t);
+        assert_eq!(s.to_ascii_uppercase().parse::<RoomTicket>().unwrap(), t);
         assert_eq!(
             "blobabc".parse::<RoomTicket>(),
             Err(RoomTicketError::Prefix)
         );
         assert!(s[..s.len() - 4].parse::<RoomTicket>().is_err());
         let evil = RoomTicket::new(RoomSecret([5; 32]), "../x".into(), vec![]);
-        assert!(evil.to_string().parse::<RoomTicket>().is_err());
+        assert!(matches!(
+            evil.to_string().parse::<RoomTicket>(),
+            Err(RoomTicketError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn every_typo_of_a_ticket_is_refused_as_one() {
+        // A ticket as `p2pfs room create` prints it: this node, with an
+        // IPv4 and an IPv6 address.
+        let t = RoomTicket::new(
+            RoomSecret(*blake3::hash(b"a room").as_bytes()),
+            "team".into(),
+            vec![NodeAddr {
+                id: NodeId::from_bytes(*blake3::hash(b"a node").as_bytes()),
+                addrs: vec![
+                    "192.168.1.20:4433".parse().unwrap(),
+                    "[fe80::1]:4433".parse().unwrap(),
+                ],
+            }],
+        );
+        let s = t.to_string();
+        let typos = crate::ticket::typos(&s);
+        assert!(typos.len() > 10_000, "{}", typos.len());
+        for typo in typos {
+            match typo.parse::<RoomTicket>() {
+                Err(RoomTicketError::Mistyped(_)) => {}
+                // A change to the prefix makes it no ticket at all.
+                Err(RoomTicketError::Prefix) if !typo.starts_with(RoomTicket::PREFIX) => {}
+                other => panic!("{typo}: {other:?}"),
+            }
+        }
+        let mid = s.len() / 2;
+        let c = if &s[mid..=mid] == "q" { "r" } else { "q" };
+        let err = format!("{}{c}{}", &s[..mid], &s[mid + 1..])
+            .parse::<RoomTicket>()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("damaged or mistyped room ticket: its checksum does not match"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn golden_ticket_text() {
+        // docs/protocol.md §8.2: version 1, secret 00×32, name "a", no
+        // nodes, then the checksum.
+        let t = RoomTicket::new(RoomSecret([0; 32]), "a".into(), vec![]);
+        let mut bytes = vec![1u8];
+        bytes.extend([0; 32]);
+        bytes.extend([1, b'a', 0]);
+        assert_eq!(codec::encode(&t).unwrap(), bytes);
+        assert_eq!(
+            t.to_string(),
+            "p2pfs1aeaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaalbaao5moyh"
+        );
+        // Format 0 (no checksum) is refused with a word on what to do.
+        bytes[0] = 0;
+        let old = format!(
+            "p2pfs1{}",
+            data_encoding::BASE32_NOPAD
+                .encode(&bytes)
+                .to_ascii_lowercase()
+        );
+        assert_eq!(
+            old,
+            "p2pfs1aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaalbaa"
+        );
+        assert_eq!(old.parse::<RoomTicket>(), Err(RoomTicketError::Outdated));
     }
 
     #[test]

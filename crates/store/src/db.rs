@@ -38,7 +38,10 @@ struct Slot {
 impl Db {
     pub(crate) fn open(path: PathBuf, cache_bytes: usize, root: &Path) -> Result<Self, StoreError> {
         let db = open(&path, cache_bytes).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(root.to_path_buf()),
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
+                path: root.to_path_buf(),
+                holder: None,
+            },
             other => db_error(&path, other),
         })?;
         Ok(Self {
@@ -133,10 +136,20 @@ fn recovering(why: &str) -> StoreError {
     }
 }
 
+/// Opens (or creates) the database file, readable by its owner only: it
+/// holds every room's secret.
 fn open(path: &Path, cache_bytes: usize) -> Result<redb::Database, redb::DatabaseError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(crate::FILE_MODE)
+        .open(path)?;
     redb::Database::builder()
         .set_cache_size(cache_bytes)
-        .create(path)
+        .create_with_backend(redb::backends::FileBackend::new(file)?)
 }
 
 fn db_error(path: &Path, e: redb::DatabaseError) -> StoreError {

@@ -105,6 +105,9 @@ impl Store {
     pub fn draft(&self) -> Result<Draft, StoreError> {
         let file = tempfile::Builder::new()
             .suffix(".draft")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(
+                crate::FILE_MODE,
+            ))
             .tempfile_in(&self.inner.tmp_dir)
             .ctx(|| format!("creating a file in {}", self.inner.tmp_dir.display()))?;
         let file = Arc::new(file);

@@ -50,8 +50,17 @@ pub enum StoreError {
         source: io::Error,
     },
     /// Another process has the store open.
-    #[error("the store at {} is in use by another p2pfs process", .0.display())]
-    Locked(PathBuf),
+    #[error(
+        "the store at {} is in use by {}",
+        path.display(),
+        holder.as_deref().unwrap_or("another p2pfs process")
+    )]
+    Locked {
+        /// The store directory.
+        path: PathBuf,
+        /// Who has it, as it said when it opened the store.
+        holder: Option<String>,
+    },
     /// The store was written by a newer version of p2pfs.
     #[error("the store at {} has format version {found}; this p2pfs reads version {supported}", path.display())]
     UnsupportedFormat {

@@ -146,6 +146,9 @@ impl Store {
     fn temp_data_file(&self) -> Result<DataFile, StoreError> {
         let file = tempfile::Builder::new()
             .suffix(".data")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(
+                crate::FILE_MODE,
+            ))
             .tempfile_in(&self.inner.tmp_dir)
             .ctx(|| format!("creating a file in {}", self.inner.tmp_dir.display()))?;
         DataFile::new(file)
@@ -427,6 +430,9 @@ impl Spool {
                 if v.len() > OUTBOARD_IN_MEMORY {
                     let file = tempfile::Builder::new()
                         .suffix(".obao")
+                        .permissions(std::os::unix::fs::PermissionsExt::from_mode(
+                            crate::FILE_MODE,
+                        ))
                         .tempfile_in(&store.inner.tmp_dir)
                         .ctx(|| "creating a temporary outboard file".into())?;
                     let mut w = BufWriter::new(file);

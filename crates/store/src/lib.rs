@@ -8,6 +8,7 @@ mod export;
 mod gc;
 mod import;
 mod ingest;
+mod lock;
 mod outboard;
 mod partial;
 mod ranges;
@@ -37,6 +38,7 @@ pub use export::{BlobInfo, BlobReader, BlobState};
 pub use gc::{GcReport, USER_PIN};
 pub use import::Imported;
 pub use ingest::{IngestReport, PartialBlob};
+pub use lock::LOCK_FILE;
 use p2pfs_proto::{Hash, chunk::CHUNK_GROUP_LOG};
 pub use ranges::effective_ranges;
 pub use records::{ProviderRecord, PutProvider};
@@ -52,6 +54,12 @@ use crate::{
 /// The bao-tree block size: 16 KiB chunk groups.
 pub const BLOCK_SIZE: BlockSize = BlockSize::from_chunk_log(CHUNK_GROUP_LOG);
 
+/// Mode of every file the store creates: the database holds room
+/// secrets and chat, the data files what was shared in private rooms.
+pub const FILE_MODE: u32 = 0o600;
+/// Mode of every directory the store creates.
+pub const DIR_MODE: u32 = 0o700;
+
 /// Tunables of a [`Store`]; [`Options::default`] is what p2pfs uses.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -66,6 +74,10 @@ pub struct Options {
     /// Re-check data against its hash while sending it to peers, so local
     /// corruption is reported instead of served (costs one BLAKE3 pass).
     pub validate_uploads: bool,
+    /// Who has the store open, as [`StoreError::Locked`] tells other
+    /// processes (`p2pfs add (pid 1234)`); default: the program's name and
+    /// pid.
+    pub holder: String,
 }
 
 impl Default for Options {
@@ -76,6 +88,7 @@ impl Default for Options {
             commit_bytes: 64 << 20,
             commit_interval: Duration::from_secs(2),
             validate_uploads: true,
+            holder: lock::default_holder(),
         }
     }
 }
@@ -103,6 +116,8 @@ pub(crate) struct Inner {
     live_changed: Condvar,
     /// What uploads have already checked against the hash.
     checked: export::Checked,
+    /// The lock naming this process; dropped last, after the database.
+    _holder: lock::Holder,
 }
 
 /// What the store knows only in memory: which hashes are being written or
@@ -122,7 +137,8 @@ impl Store {
 
     /// Opens the store in `dir` with the given options.
     ///
-    /// Fails with [`StoreError::Locked`] if another process has it open.
+    /// Fails with [`StoreError::Locked`] if another process (or another
+    /// `Store` of this one) has it open.
     /// Leftovers of imports interrupted by a crash (in `tmp/`) are removed;
     /// nothing else is scanned, so opening is fast whatever the store holds.
     pub fn open_with(dir: impl AsRef<Path>, opts: Options) -> Result<Self, StoreError> {
@@ -130,9 +146,9 @@ impl Store {
         let data_dir = root.join("data");
         let tmp_dir = root.join("tmp");
         for d in [&root, &data_dir, &tmp_dir] {
-            std::fs::create_dir_all(d)
-                .ctx(|| format!("creating store directory {}", d.display()))?;
+            create_private_dir(d)?;
         }
+        let holder = lock::take(&root, &opts.holder)?;
         let db_path = root.join("meta.redb");
         let db = db::Db::open(db_path, opts.db_cache_bytes, &root)?;
         // We hold the database lock, so no other process is importing: any
@@ -151,6 +167,7 @@ impl Store {
                 live: Mutex::new(Live::default()),
                 live_changed: Condvar::new(),
                 checked: export::Checked::default(),
+                _holder: holder,
             }),
         };
         store.check_format()?;
@@ -283,6 +300,17 @@ impl Drop for Protect {
 /// every critical section leaves the state consistent before it can panic.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Creates `dir` and any missing parent with [`DIR_MODE`] (whatever the
+/// umask); an existing directory is left as it is.
+fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)
+        .ctx(|| format!("creating store directory {}", dir.display()))
 }
 
 fn clear_dir(dir: &Path) -> Result<(), StoreError> {

@@ -20,7 +20,7 @@
 use std::{
     collections::BTreeMap,
     fs::{File, OpenOptions},
-    os::unix::fs::FileExt,
+    os::unix::fs::{FileExt, OpenOptionsExt},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -267,6 +267,7 @@ impl PartialShared {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(crate::FILE_MODE)
             .open(&path)
             .ctx(|| format!("creating {}", path.display()))?;
         let file = Arc::new(file);

@@ -1,7 +1,7 @@
 //! Tests of the whole store through its public API, at the named boundary
 //! sizes, against bao-tree and BLAKE3 as references.
 
-use std::io::Cursor;
+use std::{io::Cursor, os::unix::fs::PermissionsExt};
 
 use bao_tree::ChunkNum;
 use p2pfs_proto::{Hash, chunk::CHUNK_GROUP_SIZE};
@@ -104,12 +104,34 @@ fn bytes_survive_reopening() {
 }
 
 #[test]
-fn a_second_process_is_refused() {
-    let (dir, _store) = temp_store();
-    assert!(matches!(
-        Store::open(dir.path()),
-        Err(StoreError::Locked(_))
-    ));
+fn a_second_process_is_refused_and_told_who_has_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        holder: "p2pfs add (pid 7)".into(),
+        ..Options::default()
+    };
+    let store = Store::open_with(dir.path(), opts).unwrap();
+    match Store::open(dir.path()) {
+        Err(e @ StoreError::Locked { .. }) => {
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "the store at {} is in use by p2pfs add (pid 7)",
+                    dir.path().display()
+                )
+            );
+        }
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    // Free again once the store is dropped; the default names the program.
+    drop(store);
+    let _store = Store::open(dir.path()).unwrap();
+    match Store::open(dir.path()) {
+        Err(StoreError::Locked {
+            holder: Some(h), ..
+        }) => assert!(h.ends_with(&format!("(pid {})", std::process::id())), "{h}"),
+        other => panic!("expected Locked, got {other:?}"),
+    }
 }
 
 #[test]
@@ -805,4 +827,42 @@ fn usage_infos_and_pinned_agree_with_list() {
     let mut got = store.pinned("r").unwrap();
     got.sort();
     assert_eq!(got, want);
+}
+
+#[test]
+fn every_file_is_private_to_its_owner() {
+    // Everything the store writes: the database (room secrets), blob
+    // data files, a download's data file, a draft and imports in tmp/.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("a/store");
+    let store = Store::open(&root).unwrap();
+    let (_src_dir, src) = temp_store();
+    store.import_bytes(&random(5 * G), None).unwrap();
+    let data = random(4 * G);
+    let hash = src.import_bytes(&data, None).unwrap().hash;
+    let p = store.partial(hash).unwrap();
+    prove_size(&src, &p, &hash);
+    let r = groups(1..2);
+    p.ingest(&r, &encode(&src, &hash, &r)[..]).unwrap();
+    let draft = store.draft().unwrap();
+    let mut seen = 0;
+    let mut dirs = vec![dir.path().join("a")];
+    while let Some(d) = dirs.pop() {
+        let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, DIR_MODE, "{}", d.display());
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                dirs.push(e.path());
+            } else {
+                seen += 1;
+                let mode = meta.permissions().mode() & 0o777;
+                assert_eq!(mode, FILE_MODE, "{}", e.path().display());
+            }
+        }
+    }
+    // meta.redb, two data files, the draft.
+    assert!(seen >= 4, "{seen}");
+    drop((p, draft));
 }

@@ -13,32 +13,58 @@ use tokio_util::sync::CancellationToken;
 
 use p2pfs_swarm::replica::LeaveProgress;
 
-use crate::{args::NodeArgs, config, output::human_bytes, session};
+use crate::{args::NodeArgs, output::human_bytes, private, session, turns};
 
 /// How often a mount is checked for having been unmounted from outside.
 const MOUNT_CHECK: Duration = Duration::from_millis(200);
 
-pub(crate) async fn run(
+/// Takes the data directory for a node: its lock (held until the node has
+/// stopped, so commands wait for this node rather than race it for the
+/// store; a second node fails here, a stopping one is waited for), then
+/// the store, once a command that has it is done. What it waits for is
+/// said at once: a node's start is worth a line.
+async fn claim(
     data_dir: &Path,
-    args: NodeArgs,
-    mountpoint: Option<&Path>,
-) -> anyhow::Result<()> {
-    if let Some(name) = &args.name {
-        if !p2pfs_proto::room::valid_display_name(name) {
-            anyhow::bail!("{name:?} cannot be a display name (1 to 64 bytes, no `/`)");
-        }
-        std::fs::create_dir_all(data_dir)
-            .and_then(|()| std::fs::write(data_dir.join("name"), format!("{name}\n")))
-            .context("saving the display name")?;
-    }
-    let socket = data_dir.join(control::SOCKET);
-    if control::Client::connect(&socket).await.is_some() {
+    socket: &Path,
+    who: &str,
+    wait: &mut turns::Wait,
+) -> anyhow::Result<(turns::NodeLock, p2pfs_store::Store)> {
+    let lock = turns::NodeLock::take(data_dir, wait).await?;
+    if control::Client::connect(socket).await.is_some() {
         anyhow::bail!(
             "a p2pfs node is already running for {} (its control socket answers)",
             data_dir.display()
         );
     }
-    let store = config::open_store(data_dir)?;
+    let store = turns::open_store(data_dir, who, wait).await?;
+    Ok((lock, store))
+}
+
+/// Runs the node for `who` (`p2pfs daemon (pid 1234)`).
+pub(crate) async fn run(
+    data_dir: &Path,
+    args: NodeArgs,
+    mountpoint: Option<&Path>,
+    who: &str,
+) -> anyhow::Result<()> {
+    // First of all: a stop asked for at any moment from here on is a
+    // clean one (exit status 0), never the signal's default.
+    let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
+    if let Some(name) = &args.name {
+        if !p2pfs_proto::room::valid_display_name(name) {
+            anyhow::bail!("{name:?} cannot be a display name (1 to 64 bytes, no `/`)");
+        }
+        private::write(&data_dir.join("name"), format!("{name}\n").as_bytes())
+            .context("saving the display name")?;
+    }
+    let socket = data_dir.join(control::SOCKET);
+    let mut wait = turns::Wait::new(Duration::ZERO)?;
+    let (lock, store) = tokio::select! {
+        claimed = claim(data_dir, &socket, who, &mut wait) => claimed?,
+        _ = term.recv() => return Ok(()),
+        _ = int.recv() => return Ok(()),
+    };
     let dht = DhtConfig {
         server: true,
         bootstrap: args.peers.iter().map(|p| Target::from(*p)).collect(),
@@ -60,6 +86,9 @@ pub(crate) async fn run(
     };
     let node =
         session::start_node(data_dir, store, args.listen, limits, dht, Some(replica)).await?;
+    // A name changed (`--name`, P2PFS_NAME) since the last run reaches
+    // the rooms joined before.
+    node.publish_name().await;
     let mount = match mountpoint {
         Some(m) => match p2pfs_fuse::mount(node.clone(), m) {
             Ok(mount) => Some(mount),
@@ -71,10 +100,11 @@ pub(crate) async fn run(
         None => None,
     };
     let cancel = CancellationToken::new();
-    let control = {
+    let mut control = {
         let (node, cancel, socket) = (node.clone(), cancel.clone(), socket.clone());
         tokio::spawn(async move { control::serve(node, &socket, cancel).await })
     };
+    lock.say("running");
     let addrs: Vec<String> = node.addrs().iter().map(|a| a.to_string()).collect();
     eprintln!("p2pfs node {}", node.id());
     eprintln!("listening on {}", addrs.join(", "));
@@ -90,7 +120,6 @@ pub(crate) async fn run(
             }
         });
     }
-    let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
     let unmounted = async {
         let Some(m) = &mount else {
             return std::future::pending::<()>().await;
@@ -101,13 +130,13 @@ pub(crate) async fn run(
         }
     };
     let stopped = tokio::select! {
-        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = int.recv() => Ok(()),
         _ = term.recv() => Ok(()),
         () = unmounted => {
             eprintln!("the filesystem was unmounted");
             Ok(())
         }
-        r = control => r.context("control socket task").and_then(|r| r.context("control socket")),
+        r = &mut control => r.context("control socket task").and_then(|r| r.context("control socket")),
     };
     eprintln!("shutting down");
     if let Some(m) = mount {
@@ -119,10 +148,11 @@ pub(crate) async fn run(
         }
     }
     // What only this node keeps goes to other members first (a second
-    // Ctrl-C or SIGTERM stops waiting); then the node says goodbye.
+    // Ctrl-C or SIGTERM stops waiting; `p2pfs umount` follows it through
+    // the control socket, still open); then the node says goodbye.
     let abort = async {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            _ = int.recv() => {}
             _ = term.recv() => {}
         }
     };
@@ -130,7 +160,13 @@ pub(crate) async fn run(
         () = show_leave(node.leave(None)) => {}
         () = abort => eprintln!("stopped waiting"),
     }
+    // In order: no new command (the socket goes), the commands already
+    // accepted finish, then the node stops.
+    lock.say("stopping");
     cancel.cancel();
+    if !control.is_finished() {
+        let _ = control.await;
+    }
     node.shutdown().await;
     stopped
 }

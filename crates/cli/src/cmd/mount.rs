@@ -16,13 +16,13 @@ use p2pfs_swarm::{
     replica::LeaveProgress,
 };
 
-/// How long the background mount has to come up.
+/// How long the background mount has to come up, once it has the store
+/// (it may first wait up to `turns::limit()` for a command to finish).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) async fn background(data_dir: &Path, mountpoint: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(data_dir).context("creating the data directory")?;
     let log_path = data_dir.join("mount.log");
-    let log = std::fs::File::create(&log_path)
+    let log = crate::private::create(&log_path)
         .with_context(|| format!("creating {}", log_path.display()))?;
     let args: Vec<_> = std::env::args_os()
         .skip(1)
@@ -44,7 +44,8 @@ pub(crate) async fn background(data_dir: &Path, mountpoint: &Path) -> anyhow::Re
     let mountpoint = mountpoint
         .canonicalize()
         .with_context(|| format!("{} does not exist", mountpoint.display()))?;
-    let deadline = Instant::now() + START_TIMEOUT;
+    let limit = START_TIMEOUT + crate::turns::limit()?;
+    let deadline = Instant::now() + limit;
     loop {
         if let Some(status) = child.try_wait().context("waiting for the mount")? {
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
@@ -62,7 +63,7 @@ pub(crate) async fn background(data_dir: &Path, mountpoint: &Path) -> anyhow::Re
         if Instant::now() > deadline {
             anyhow::bail!(
                 "the mount did not come up within {}s (pid {}; log: {})",
-                START_TIMEOUT.as_secs(),
+                limit.as_secs(),
                 child.id(),
                 log_path.display()
             );

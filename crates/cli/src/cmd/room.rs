@@ -6,6 +6,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
+use p2pfs_proto::RoomTicket;
 use p2pfs_swarm::{
     control::{Request, Response, RoomRequest},
     room::{FileKind, render},
@@ -50,8 +51,10 @@ pub(crate) async fn join(
     name: Option<String>,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
+    // Checked here, so a mistyped ticket joins nothing and starts nothing.
+    let ticket: RoomTicket = ticket.parse()?;
     let request = RoomRequest::Join {
-        ticket: ticket.trim().into(),
+        ticket: ticket.to_string(),
         name,
     };
     call(session, request, |r| {

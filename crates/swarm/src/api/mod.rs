@@ -53,12 +53,21 @@ impl Ctx {
     }
 }
 
-/// Whether `request` needs the network (a node) rather than just the store.
-pub fn needs_node(request: &Request) -> bool {
-    matches!(
-        request,
-        Request::Fetch { .. } | Request::Status | Request::Ticket { .. } | Request::Room(_)
-    )
+/// Whether `request` needs the network (a node) rather than just the
+/// store: a fetch of a blob the store has complete does not.
+pub async fn needs_node(request: &Request, store: &Store) -> Result<bool, SwarmError> {
+    Ok(match request {
+        Request::Fetch { hash, .. } => !have_complete(store, *hash).await?,
+        Request::Status | Request::Ticket { .. } | Request::Room(_) => true,
+        _ => false,
+    })
+}
+
+/// Whether the store has all of `hash`.
+async fn have_complete(store: &Store, hash: Hash) -> Result<bool, SwarmError> {
+    let s = store.clone();
+    let info = blocking(move || s.info(&hash)).await?;
+    Ok(info.is_some_and(|i| i.state == BlobState::Complete))
 }
 
 /// Runs `request`, sending its responses to `out`, ending with `Done` or
@@ -198,6 +207,26 @@ async fn execute(
             peers,
             pin,
         } => {
+            if have_complete(&store, hash).await? {
+                // Already here: no one to ask, and nothing to wait for.
+                let started = std::time::Instant::now();
+                let s = store.clone();
+                let size = blocking(move || {
+                    if pin {
+                        s.pin(&hash, USER_PIN)?;
+                    }
+                    Ok(s.info(&hash)?.map_or(0, |i| i.size))
+                })
+                .await?;
+                send(Response::Fetched(crate::FetchStats {
+                    size,
+                    received: 0,
+                    elapsed: started.elapsed(),
+                    providers: Vec::new(),
+                }))
+                .await?;
+                return Ok(());
+            }
             let node = ctx.node()?;
             let mut targets = targets(providers, peers);
             if targets.is_empty() {

@@ -348,6 +348,32 @@ impl Node {
         Ok(())
     }
 
+    /// Tells every room this node is in its display name, where it is not
+    /// the one this node last gave there (it changed while the node was
+    /// stopped). A daemon does this at start; a node run for one command
+    /// does not, so a name set for one command does not flip the name
+    /// back and forth in the logs.
+    pub async fn publish_name(&self) {
+        for room in self.all_rooms() {
+            if let Err(e) = self.publish_name_in(&room).await {
+                tracing::warn!(room = %room.name(), "could not post the new display name: {e}");
+            }
+        }
+    }
+
+    /// Posts this node's display name in `room` unless it is the one this
+    /// node last posted there.
+    async fn publish_name_in(&self, room: &Room) -> Result<(), SwarmError> {
+        let name = self.display_name();
+        let (store, id, me) = (self.store().clone(), room.id, self.id());
+        let last = blocking(move || query::member_name(&store, &id, &me)).await?;
+        if last.as_deref() != Some(name.as_str()) {
+            tracing::info!(room = %room.id.fmt_short(), %name, "display name changed: telling the room");
+            self.post(room, Op::Meta(Meta::MemberName(name))).await?;
+        }
+        Ok(())
+    }
+
     async fn start_room(&self, info: &RoomInfo) -> Result<Arc<Room>, SwarmError> {
         let id = info.secret.id();
         let (store, rid) = (self.store().clone(), id);

@@ -203,6 +203,19 @@ pub fn member_names(store: &Store, room: &RoomId) -> Result<Vec<(NodeId, String)
     Ok(out)
 }
 
+/// The display name `member` last set in the room, if any.
+pub fn member_name(
+    store: &Store,
+    room: &RoomId,
+    member: &NodeId,
+) -> Result<Option<String>, StoreError> {
+    let mut key = view::NAMES.to_vec();
+    key.extend_from_slice(member.as_bytes());
+    Ok(store
+        .room_view_get(room, &key)?
+        .map(|v| String::from_utf8_lossy(&v).into_owned()))
+}
+
 /// The room's replication policy ([`DEFAULT_COPIES`] if its log sets none).
 pub fn policy(store: &Store, room: &RoomId) -> Result<Copies, StoreError> {
     match store.room_view_get(room, view::POLICY)? {
