@@ -75,6 +75,11 @@ impl Conn {
 
 type Key = (NodeId, &'static [u8]);
 
+/// Two connections between the same nodes made within this time of each
+/// other are a simultaneous dial; an older one is stale (the peer
+/// restarted, or lost it).
+pub(crate) const SIMULTANEOUS: Duration = Duration::from_secs(5);
+
 /// The connection table.
 #[derive(Debug)]
 pub(crate) struct Pool {
@@ -215,11 +220,33 @@ impl Pool {
 
     /// Records a connection (dialed or accepted) and forgets it when it
     /// closes.
+    /// Remembers connection `c` for `alpn`. A peer that opens a new
+    /// connection for a protocol while we still hold a live one with it,
+    /// made well before (not a simultaneous dial, see [`SIMULTANEOUS`]),
+    /// has lost that one: it restarted, most likely, and our connections
+    /// with it for other protocols, made before, are dead too (on loopback
+    /// or a LAN, a restarted peer at the same address does not even reset
+    /// them): they are closed, so the next request dials anew instead of
+    /// waiting for their idle timeout.
     pub(crate) fn insert(&self, alpn: &'static [u8], c: Conn) {
         let key = (c.peer, alpn);
         let id = c.conn.stable_id();
         let conn = c.conn.clone();
-        crate::lock(&self.conns).insert(key, c);
+        let (peer, since) = (c.peer, c.since);
+        let mut conns = crate::lock(&self.conns);
+        let replaced = conns.insert(key, c).is_some_and(|old| {
+            old.conn.stable_id() != id
+                && old.conn.close_reason().is_none()
+                && since.saturating_duration_since(old.since) > SIMULTANEOUS
+        });
+        if replaced {
+            for ((p, a), other) in conns.iter() {
+                if *p == peer && *a != alpn && other.since < since {
+                    other.close_with(p2pfs_proto::close::Code::Ok);
+                }
+            }
+        }
+        drop(conns);
         let conns = Arc::downgrade(&self.conns);
         tokio::spawn(async move {
             conn.closed().await;

@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Room, entry, log};
 use crate::{
     Node, SwarmError, Target,
-    dial::Conn,
+    dial::{Conn, SIMULTANEOUS},
     frame::{self, FrameError},
 };
 
@@ -72,11 +72,6 @@ pub(crate) struct Handle {
     conn: usize,
     started: Instant,
 }
-
-/// Two sessions started within this time of each other are a
-/// simultaneous dial; an older one on another connection is stale (the
-/// member restarted, or its old connection is dead).
-const SIMULTANEOUS: Duration = Duration::from_secs(5);
 
 static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 

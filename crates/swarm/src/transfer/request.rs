@@ -77,7 +77,11 @@ pub(crate) async fn get(
     };
     let response = match response {
         Err(_) => {
+            // Not even a header: the connection is dead (a peer that
+            // restarted, or froze). Closed, so the next request dials anew
+            // rather than wait on it until its idle timeout.
             let _ = recv.stop(Code::Timeout.value().into());
+            conn.close_with(Code::Timeout);
             return Err(GetError::Transport(format!("no answer within {stall:?}")));
         }
         Ok(Err(FrameError::Codec(e))) => return Err(GetError::Protocol(e.to_string())),
