@@ -14,6 +14,14 @@ def make(path, size):
         assert os.path.getsize(path) == size, path
 
 
+def p2pfs_in(bin, work):
+    """A runner of `BIN --data-dir WORK/NODE ARGS...` returning its stdout (failing loudly)."""
+    def run(node, *args):
+        return subprocess.run([bin, "--data-dir", f"{work}/{node}", *args], check=True,
+                              capture_output=True, text=True).stdout
+    return run
+
+
 def wait(what, f, timeout=300, every=0.05):
     """Polls `f` until it returns something true (returned), or exits after `timeout` s."""
     import time

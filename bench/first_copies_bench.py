@@ -4,7 +4,7 @@ comes from the members' own `room status --json`."""
 import json, os, shutil, statistics, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from benchlib import control_up, make, wait  # noqa: E402
+from benchlib import control_up, make, p2pfs_in, wait  # noqa: E402
 
 BIN, WORK, MEMBERS, FILES = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 NAMES = [chr(ord("a") + i) for i in range(MEMBERS)]
@@ -15,9 +15,7 @@ MNT = f"{WORK}/mnt"
 started = {}  # name -> process (stopped by PID at the end)
 
 
-def p2pfs(node, *args):
-    return subprocess.run([BIN, "--data-dir", f"{WORK}/{node}", *args], check=True,
-                          capture_output=True, text=True).stdout
+p2pfs = p2pfs_in(BIN, WORK)
 
 
 def start(name, i):

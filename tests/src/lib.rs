@@ -348,6 +348,21 @@ impl Daemon {
         d
     }
 
+    /// Joins the room `name` of `host` (a running node) with its ticket,
+    /// and waits until the room shows in this node's mount; returns the
+    /// room's directory there.
+    pub fn join_room_of(&self, host: &Daemon, name: &str) -> PathBuf {
+        let ticket = ok(&p2pfs(host.data_dir(), &["room", "ticket", name]));
+        ok(&p2pfs(self.data_dir(), &["room", "join", ticket.trim()]));
+        let room = self.mountpoint().join(name);
+        wait_for(
+            Duration::from_secs(20),
+            "the joined room to appear in the mount",
+            || room.join("chat.log").exists().then_some(()),
+        );
+        room
+    }
+
     /// Where its rooms are mounted.
     pub fn mountpoint(&self) -> &Path {
         self.mountpoint

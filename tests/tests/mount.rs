@@ -11,7 +11,7 @@ use std::{
     fs,
     io::{BufRead, Write},
     os::unix::fs::{FileExt, MetadataExt},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Stdio},
     time::Duration,
 };
@@ -90,16 +90,6 @@ fn make_tree(dir: &Path, seed: u64) {
     }
 }
 
-fn join_room(a: &Daemon, b: &Daemon, name: &str) -> PathBuf {
-    let ticket = ok(&p2pfs(a.data_dir(), &["room", "ticket", name]));
-    ok(&p2pfs(b.data_dir(), &["room", "join", ticket.trim()]));
-    let room = b.mountpoint().join(name);
-    wait_for(SYNC, "the joined room to appear in the mount", || {
-        room.join("chat.log").exists().then_some(())
-    });
-    room
-}
-
 #[test]
 fn the_whole_story_with_plain_tools() {
     let root = temp_dir();
@@ -123,7 +113,7 @@ fn the_whole_story_with_plain_tools() {
     // One copy: B fetches only what it reads (or pins), so that partial
     // reads can be seen.
     ok(&p2pfs(a.data_dir(), &["room", "set", "team", "copies=1"]));
-    let rb = join_room(&a, &b, "team");
+    let rb = b.join_room_of(&a, "team");
 
     // cp of a file and of a tree: published when cp returns, read on B.
     random_file(&work.join("big.bin"), 3_000_000, 1);
@@ -371,7 +361,7 @@ fn chat_log_is_append_only_and_tail_f_follows_it() {
         &["--name", "bob"],
     );
     fs::create_dir(a.mountpoint().join("talk")).unwrap();
-    let rb = join_room(&a, &b, "talk");
+    let rb = b.join_room_of(&a, "talk");
     let (ca, cb) = (a.mountpoint().join("talk/chat.log"), rb.join("chat.log"));
 
     let mut tail = Command::new("tail")
@@ -466,7 +456,7 @@ fn a_read_no_member_can_serve_fails_with_eio() {
     fs::create_dir(a.mountpoint().join("r")).unwrap();
     // One copy: B holds nothing of its own.
     ok(&p2pfs(a.data_dir(), &["room", "set", "r", "copies=1"]));
-    let rb = join_room(&a, &b, "r");
+    let rb = b.join_room_of(&a, "r");
     random_file(&a.mountpoint().join("r/only-on-a.bin"), 1 << 20, 5);
     let f = rb.join("only-on-a.bin");
     wait_for(SYNC, "the file listed on B", || f.exists().then_some(()));

@@ -19,16 +19,6 @@ use p2pfs_tests::{Daemon, ok, p2pfs, temp_dir, wait_for};
 
 const SYNC: Duration = Duration::from_secs(20);
 
-fn join_room(a: &Daemon, b: &Daemon, name: &str) -> PathBuf {
-    let ticket = ok(&p2pfs(a.data_dir(), &["room", "ticket", name]));
-    ok(&p2pfs(b.data_dir(), &["room", "join", ticket.trim()]));
-    let room = b.mountpoint().join(name);
-    wait_for(SYNC, "the joined room to appear in the mount", || {
-        room.join("chat.log").exists().then_some(())
-    });
-    room
-}
-
 /// Waits until `path` holds exactly `want`.
 fn holds(path: &Path, want: &[u8], what: &str) {
     wait_for(SYNC, what, || (fs::read(path).ok()? == want).then_some(()));
@@ -65,6 +55,25 @@ struct Pair {
     rb: PathBuf,
 }
 
+impl Pair {
+    /// Posts `line` to the chat on A and waits until B shows it: what A
+    /// sent before has reached B by then.
+    fn a_to_b(&self, line: &str) {
+        fs::OpenOptions::new()
+            .append(true)
+            .open(self.ra.join("chat.log"))
+            .unwrap()
+            .write_all(format!("{line}\n").as_bytes())
+            .unwrap();
+        wait_for(SYNC, "the chat line to reach B", || {
+            fs::read_to_string(self.rb.join("chat.log"))
+                .ok()?
+                .contains(line)
+                .then_some(())
+        });
+    }
+}
+
 /// Two mounts in one room (`copies=1`, so B holds only what it reads).
 fn pair() -> Pair {
     let root = temp_dir();
@@ -81,7 +90,7 @@ fn pair() -> Pair {
     let ra = a.mountpoint().join("team");
     fs::create_dir(&ra).unwrap();
     ok(&p2pfs(a.data_dir(), &["room", "set", "team", "copies=1"]));
-    let rb = join_room(&a, &b, "team");
+    let rb = b.join_room_of(&a, "team");
     Pair {
         _root: root,
         a,
@@ -108,18 +117,7 @@ fn a_truncated_file_is_the_old_version_for_everyone_else_until_closed() {
     w.write_all(&new[..new.len() / 2]).unwrap();
     // Give B the time an empty version would take to arrive: a chat line
     // posted after the truncation must get there first.
-    fs::OpenOptions::new()
-        .append(true)
-        .open(p.ra.join("chat.log"))
-        .unwrap()
-        .write_all(b"after the truncation\n")
-        .unwrap();
-    wait_for(SYNC, "the chat line to reach B", || {
-        fs::read_to_string(p.rb.join("chat.log"))
-            .ok()?
-            .contains("after the truncation")
-            .then_some(())
-    });
+    p.a_to_b("after the truncation");
     assert_eq!(fs::read(p.rb.join("f")).unwrap(), old, "B read the draft");
     assert_eq!(cat(&p.ra.join("f")), old, "a local reader read the draft");
     let listed = ok(&p2pfs(p.b.data_dir(), &["room", "ls", "team"]));
@@ -240,18 +238,7 @@ fn a_reader_closing_a_file_being_written_publishes_nothing() {
     w.write_all(&[b'x'; 40_000]).unwrap();
     // Another process opens it to read, and closes it.
     assert_eq!(cat(&p.ra.join("new")).len(), 40_000);
-    fs::OpenOptions::new()
-        .append(true)
-        .open(p.ra.join("chat.log"))
-        .unwrap()
-        .write_all(b"after the reader\n")
-        .unwrap();
-    wait_for(SYNC, "the chat line to reach B", || {
-        fs::read_to_string(p.rb.join("chat.log"))
-            .ok()?
-            .contains("after the reader")
-            .then_some(())
-    });
+    p.a_to_b("after the reader");
     assert!(
         files(&p.rb).is_empty(),
         "published early: {:?}",

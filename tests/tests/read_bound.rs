@@ -35,12 +35,7 @@ fn pair() -> Pair {
     let ra = a.mountpoint().join("r");
     fs::create_dir(&ra).unwrap();
     ok(&p2pfs(a.data_dir(), &["room", "set", "r", "copies=1"]));
-    let ticket = ok(&p2pfs(a.data_dir(), &["room", "ticket", "r"]));
-    ok(&p2pfs(b.data_dir(), &["room", "join", ticket.trim()]));
-    let rb = b.mountpoint().join("r");
-    wait_for(SYNC, "the room on B", || {
-        rb.join("chat.log").exists().then_some(())
-    });
+    let rb = b.join_room_of(&a, "r");
     Pair {
         root,
         a,
