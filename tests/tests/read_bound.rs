@@ -3,7 +3,7 @@
 //! frozen; later reads of the same missing bytes fail at once until a
 //! holder is back; and a signal to the reading process ends its wait.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::{
     fs,
@@ -73,6 +73,7 @@ fn check_bounded(f: &Path, what: &str) {
         again < Duration::from_secs(2),
         "{what}: again after {again:?}"
     );
+    println!("{what}: EIO after {took:?}, again after {again:?}");
 }
 
 #[test]
@@ -120,6 +121,7 @@ fn a_read_of_a_frozen_holders_file_fails_in_time_and_a_signal_interrupts_it() {
     let took = sent.elapsed();
     assert!(!status.success());
     assert!(took < Duration::from_secs(3), "interrupted after {took:?}");
+    println!("a reader waiting on a frozen holder: ended {took:?} after SIGINT");
 
     check_bounded(&f, "holder frozen");
     drop(resume);
