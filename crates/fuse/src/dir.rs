@@ -511,6 +511,7 @@ impl Fs {
             return Ok(());
         }
         let r = self.room(&room)?;
+        self.note_own(&room, changes.iter().map(change_path));
         self.node
             .room_apply(&r, changes)
             .await
@@ -522,6 +523,13 @@ impl Fs {
                     e => swarm_errno(&e),
                 }
             })
+    }
+}
+
+/// The path a change is about.
+pub(crate) fn change_path(c: &Change) -> &str {
+    match c {
+        Change::Put { path, .. } | Change::Delete { path, .. } | Change::Mkdir { path } => path,
     }
 }
 

@@ -446,6 +446,7 @@ impl Fs {
             return Ok(());
         };
         let room = self.room(&p.room)?;
+        self.note_own(&p.room, [crate::dir::change_path(&p.change)]);
         let wrote = self
             .node
             .room_apply(&room, vec![p.change])

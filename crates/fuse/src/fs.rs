@@ -26,6 +26,10 @@ pub(crate) const TTL: Duration = Duration::from_secs(1);
 /// `stat` block size: tools size their buffers from it (`cp` reads and
 /// writes in blocks this large).
 pub(crate) const BLKSIZE: u32 = 1 << 20;
+/// How long a change this mount made is its own: when it comes back from
+/// the log (within this time), the kernel already shows it and is left
+/// alone.
+const OWN_WINDOW: Duration = Duration::from_secs(2);
 
 /// Everything the mount knows.
 #[derive(Debug)]
@@ -43,6 +47,8 @@ pub(crate) struct Fs {
     /// The content the kernel may have cached pages of, by inode.
     pub(crate) cached: Mutex<HashMap<u64, p2pfs_proto::Hash>>,
     pub(crate) fetches: Fetches,
+    /// Paths this mount changed lately, by room, and when.
+    own: Mutex<HashMap<(RoomId, String), std::time::Instant>>,
     pub(crate) uid: u32,
     pub(crate) gid: u32,
     pub(crate) started: SystemTime,
@@ -100,10 +106,32 @@ impl Fs {
             cached: Mutex::new(HashMap::new()),
             room_locks: Mutex::new(HashMap::new()),
             fetches: Fetches::default(),
+            own: Mutex::new(HashMap::new()),
             uid: rustix::process::getuid().as_raw(),
             gid: rustix::process::getgid().as_raw(),
             started: SystemTime::now(),
         }
+    }
+
+    /// Notes that this mount is changing `paths` of `room` (before the
+    /// change is written: the log may show it at once).
+    pub(crate) fn note_own<'a>(&self, room: &RoomId, paths: impl IntoIterator<Item = &'a str>) {
+        let now = std::time::Instant::now();
+        let mut own = lock(&self.own);
+        own.retain(|_, t| now.duration_since(*t) < OWN_WINDOW);
+        for p in paths {
+            own.insert((*room, p.to_string()), now);
+        }
+    }
+
+    /// Whether `path` of `room` was changed by this mount lately: the
+    /// kernel made that change itself, and invalidating it would throw
+    /// away what processes hold (a new directory that is someone's working
+    /// directory would show as deleted).
+    pub(crate) fn is_own(&self, room: &RoomId, path: &str) -> bool {
+        lock(&self.own)
+            .get(&(*room, path.to_string()))
+            .is_some_and(|t| t.elapsed() < OWN_WINDOW)
     }
 
     /// The lock that orders changes to `room`'s tree.

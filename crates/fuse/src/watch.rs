@@ -94,7 +94,7 @@ async fn room(fs: Arc<Fs>, notifier: Arc<Notifier>, id: RoomId, mut stop: Shutdo
         let (mut entries, mut inodes) = (Vec::new(), Vec::new());
         {
             let table = lock(&fs.inodes);
-            for path in changed {
+            for path in changed.into_iter().filter(|p| !fs.is_own(&id, p)) {
                 let (dir, name) = inode::split(&path);
                 let parent = if dir.is_empty() {
                     Place::Room(id)
