@@ -108,3 +108,52 @@ fn git_and_sqlite_work_in_fresh_directories() {
     let rows = sh(&t.rb.join("db7"), "sqlite3 new.db 'select sum(x) from t;'");
     assert_eq!(rows.trim(), "3");
 }
+
+#[test]
+fn the_room_keeps_its_shape() {
+    let t = two();
+    let data = t._a.data_dir();
+    let work = t._root.path().join("x.txt");
+    fs::write(&work, "x\n").unwrap();
+    let put = |name: &str| {
+        p2pfs_tests::p2pfs(data, &["room", "put", "team", work.to_str().unwrap(), name])
+    };
+    for bad in ["chat.log", "chat.log/x", "chat.log/x/y"] {
+        let e = p2pfs_tests::fails(&put(bad));
+        assert!(e.contains("chat.log is the room's chat"), "{bad}: {e}");
+    }
+    p2pfs_tests::ok(&put("f1"));
+    let e = p2pfs_tests::fails(&put("f1/x"));
+    assert!(e.contains("\"f1\" is a file in the room"), "{e}");
+    fs::create_dir(t.ra.join("d")).unwrap();
+    let e = p2pfs_tests::fails(&put("d"));
+    assert!(e.contains("\"d\" is a directory"), "{e}");
+    let listed = p2pfs_tests::ok(&p2pfs_tests::p2pfs(data, &["room", "ls", "team"]));
+    assert!(
+        !listed.contains("conflict") && !listed.contains("chat.log"),
+        "{listed}"
+    );
+
+    // A chat line over 4096 bytes is refused whole, however it is written.
+    use std::io::Write;
+    let chat = t.ra.join("chat.log");
+    let mut f = fs::OpenOptions::new().append(true).open(&chat).unwrap();
+    let long = "y".repeat(5000);
+    let e = f.write_all(format!("{long}\n").as_bytes()).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(90), "EMSGSIZE: {e}");
+    let mut g = fs::OpenOptions::new().append(true).open(&chat).unwrap();
+    g.write_all(&long.as_bytes()[..3000]).unwrap();
+    let e = g.write_all(&long.as_bytes()[3000..]).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(90), "EMSGSIZE in pieces: {e}");
+    drop(g);
+    f.write_all(b"short line\n").unwrap();
+    drop(f);
+    wait_for(Duration::from_secs(20), "the short line on B", || {
+        fs::read_to_string(t.rb.join("chat.log"))
+            .ok()?
+            .contains("short line")
+            .then_some(())
+    });
+    let shown = fs::read_to_string(t.rb.join("chat.log")).unwrap();
+    assert!(!shown.contains("yyy"), "nothing of the long line: {shown}");
+}

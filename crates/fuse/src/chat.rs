@@ -2,6 +2,12 @@
 //! end posts one message per line. Writes elsewhere and truncation fail
 //! with EPERM, so bytes once shown never change. Opened with direct I/O,
 //! so every read and `stat` sees new messages at once (`tail -f`).
+//!
+//! A line longer than [`MAX_TEXT`] bytes is refused whole, however its
+//! bytes arrive: the write that makes it too long fails with `EMSGSIZE`,
+//! nothing of it is posted, and what follows until its newline is dropped
+//! (those writes fail the same way). Lines that are not UTF-8 fail with
+//! `EINVAL`.
 
 use std::sync::{Arc, Mutex};
 
@@ -11,8 +17,7 @@ use p2pfs_swarm::room::query;
 
 use crate::fs::{Fs, lock, store_errno, swarm_errno};
 
-/// The most a partial line (no newline yet) may grow to.
-const MAX_PENDING: usize = p2pfs_proto::room::MAX_TEXT;
+use p2pfs_proto::room::MAX_TEXT;
 
 /// An open `chat.log`.
 #[derive(Debug)]
@@ -21,7 +26,69 @@ pub(crate) struct ChatHandle {
     /// Opened with `O_APPEND`: every write goes at the end.
     pub(crate) append: bool,
     /// Bytes of a line not ended yet.
-    pending: Mutex<Vec<u8>>,
+    pending: Mutex<Pending>,
+}
+
+/// What a handle holds of the line being written.
+#[derive(Debug, Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    /// The line being written is over the limit: dropped up to its end.
+    overlong: bool,
+}
+
+/// What a write to `chat.log` does.
+#[derive(Debug, PartialEq, Eq)]
+enum Take {
+    /// Keep the bytes (no line ended).
+    Hold,
+    /// Post these complete lines.
+    Post(Vec<u8>),
+    /// Refuse the write: a line is over the limit.
+    TooLong,
+}
+
+impl Pending {
+    /// Takes in `data`: complete lines to post, or a refusal.
+    fn take(&mut self, mut data: &[u8]) -> Take {
+        if self.overlong {
+            // The rest of a refused line: dropped up to its newline.
+            match data.iter().position(|b| *b == b'\n') {
+                Some(i) => {
+                    self.overlong = false;
+                    data = &data[i + 1..];
+                }
+                None => return Take::TooLong,
+            }
+        }
+        let mut all = std::mem::take(&mut self.bytes);
+        all.extend_from_slice(data);
+        let (complete, rest) = match all.iter().rposition(|b| *b == b'\n') {
+            Some(i) => {
+                let rest = all.split_off(i + 1);
+                (all, rest)
+            }
+            None => (Vec::new(), all),
+        };
+        let too_long = |line: &[u8]| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            line.len() > MAX_TEXT
+        };
+        if complete.split(|b| *b == b'\n').any(too_long) {
+            // (The bytes held before belonged to the refused line.)
+            return Take::TooLong;
+        }
+        if rest.len() > MAX_TEXT {
+            self.overlong = true;
+            return Take::TooLong;
+        }
+        self.bytes = rest;
+        if complete.is_empty() {
+            Take::Hold
+        } else {
+            Take::Post(complete)
+        }
+    }
 }
 
 impl ChatHandle {
@@ -29,7 +96,7 @@ impl ChatHandle {
         Self {
             room,
             append,
-            pending: Mutex::new(Vec::new()),
+            pending: Mutex::new(Pending::default()),
         }
     }
 }
@@ -56,26 +123,15 @@ impl Fs {
                 Ok(s) => s,
                 Err(e) => return reply.error(store_errno(&e)),
             };
-            let pending = lock(&h.pending).len() as u64;
+            let pending = lock(&h.pending).bytes.len() as u64;
             if offset != size + pending {
                 return reply.error(Errno::EPERM);
             }
         }
-        let text = {
-            let mut pending = lock(&h.pending);
-            pending.extend_from_slice(data);
-            match pending.iter().rposition(|b| *b == b'\n') {
-                Some(i) => {
-                    let rest = pending.split_off(i + 1);
-                    std::mem::replace(&mut *pending, rest)
-                }
-                None if pending.len() > MAX_PENDING => {
-                    let keep = pending.len() - data.len();
-                    pending.truncate(keep);
-                    return reply.error(Errno::EFBIG);
-                }
-                None => return reply.written(data.len() as u32),
-            }
+        let text = match lock(&h.pending).take(data) {
+            Take::Hold => return reply.written(data.len() as u32),
+            Take::TooLong => return reply.error(Errno::EMSGSIZE),
+            Take::Post(text) => text,
         };
         let n = data.len() as u32;
         self.post_chat(h.room, text, move |r| match r {
@@ -86,7 +142,11 @@ impl Fs {
 
     /// `flush`: a line left without its newline is posted.
     pub(crate) fn flush_chat(self: &Arc<Self>, h: &ChatHandle, reply: ReplyEmpty) {
-        let text = std::mem::take(&mut *lock(&h.pending));
+        let text = {
+            let mut p = lock(&h.pending);
+            p.overlong = false;
+            std::mem::take(&mut p.bytes)
+        };
         if text.is_empty() {
             return reply.ok();
         }
@@ -114,10 +174,41 @@ impl Fs {
             done(fs.node.chat(&r, &text).await.map(|_| ()).map_err(|e| {
                 tracing::warn!("posting to the chat: {e}");
                 match e {
-                    p2pfs_swarm::SwarmError::Room(_) => Errno::EINVAL,
+                    p2pfs_swarm::SwarmError::Room(_) => Errno::EMSGSIZE,
                     e => swarm_errno(&e),
                 }
             }));
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_over_the_limit_is_refused_whole_however_it_arrives() {
+        let long = vec![b'x'; MAX_TEXT + 1];
+        let ok = vec![b'y'; MAX_TEXT];
+        // In one write, with its newline.
+        let mut p = Pending::default();
+        assert_eq!(p.take(&[&long[..], b"\n"].concat()), Take::TooLong);
+        assert!(p.bytes.is_empty() && !p.overlong);
+        // In pieces: the piece that makes it too long fails, and so do the
+        // rest up to the newline; nothing of it is held or posted.
+        let mut p = Pending::default();
+        assert_eq!(p.take(&long[..3000]), Take::Hold);
+        assert_eq!(p.take(&long[3000..]), Take::TooLong);
+        assert!(p.bytes.is_empty());
+        assert_eq!(p.take(b"more"), Take::TooLong);
+        assert_eq!(p.take(b"end\nnext\n"), Take::Post(b"next\n".to_vec()));
+        // Exactly at the limit (a CR before the newline does not count).
+        let mut p = Pending::default();
+        let line = [&ok[..], b"\r\n"].concat();
+        assert_eq!(p.take(&line), Take::Post(line.clone()));
+        // A good line then a too-long one in one write: the write is
+        // refused whole.
+        let mut p = Pending::default();
+        assert_eq!(p.take(&[b"hi\n", &long[..], b"\n"].concat()), Take::TooLong);
     }
 }

@@ -348,7 +348,8 @@ pub fn check_path(path: &str) -> Result<(), String> {
     if path.len() > MAX_PATH {
         return Err(format!("path of {} bytes is too long", path.len()));
     }
-    if path == CHAT_FILE {
+    // The chat takes the name at the top: no file there, nor under it.
+    if path.split('/').next() == Some(CHAT_FILE) {
         return Err(format!("{CHAT_FILE} is the room's chat"));
     }
     let mut depth = 0;
@@ -844,7 +845,16 @@ mod tests {
         };
         assert!(ok(put("a/b/c.txt")));
         for bad in [
-            "", "/a", "a/", "a//b", "./a", "a/../b", "chat.log", "a\u{7}",
+            "",
+            "/a",
+            "a/",
+            "a//b",
+            "./a",
+            "a/../b",
+            "chat.log",
+            "chat.log/x",
+            "chat.log/x/y",
+            "a\u{7}",
         ] {
             assert!(!ok(put(bad)), "{bad:?}");
         }

@@ -650,6 +650,7 @@ impl Node {
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_millis() as u64);
         let _tree = room.tree_lock.lock().await;
+        self.check_shape(room, path).await?;
         let replaces = self.live_at(room, path).await?;
         self.post(
             room,
@@ -664,6 +665,31 @@ impl Node {
         )
         .await?;
         Ok((imported.hash, imported.size))
+    }
+
+    /// Checks that a file can be put at `path` as the room's tree stands:
+    /// no file where a directory of the path is, no directory at it.
+    async fn check_shape(&self, room: &Room, path: &str) -> Result<(), SwarmError> {
+        let (store, id) = (self.store().clone(), room.id);
+        let listing = blocking(move || query::ls(&store, &id)).await?;
+        let kinds: HashMap<&str, bool> = listing
+            .iter()
+            .map(|e| (e.path.as_str(), matches!(e.kind, FileKind::Dir)))
+            .collect();
+        for (i, _) in path.match_indices('/') {
+            let dir = &path[..i];
+            if kinds.get(dir) == Some(&false) {
+                return Err(SwarmError::Room(format!(
+                    "{dir:?} is a file in the room: nothing can be put under it"
+                )));
+            }
+        }
+        if kinds.get(path) == Some(&true) {
+            return Err(SwarmError::Room(format!(
+                "{path:?} is a directory in the room"
+            )));
+        }
+        Ok(())
     }
 
     /// Applies tree changes to `room` as entries written in one
