@@ -157,3 +157,61 @@ fn the_room_keeps_its_shape() {
     let shown = fs::read_to_string(t.rb.join("chat.log")).unwrap();
     assert!(!shown.contains("yyy"), "nothing of the long line: {shown}");
 }
+
+#[test]
+fn copying_tools_copy_between_rooms_without_tripping_on_attributes() {
+    let t = two();
+    let other = t.ra.parent().unwrap().join("other");
+    fs::create_dir(&other).unwrap();
+    fs::create_dir_all(t.ra.join("src/sub")).unwrap();
+    fs::write(t.ra.join("src/a.txt"), "a\n").unwrap();
+    fs::write(t.ra.join("src/sub/b.txt"), "b\n").unwrap();
+    // Attributes are answered by name, and not listed.
+    let hash = Command::new("getfattr")
+        .args(["--only-values", "-n", "user.p2pfs.hash"])
+        .arg(t.ra.join("src/a.txt"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&hash.stdout),
+        blake3::hash(b"a\n").to_hex().as_str()
+    );
+    let listed = Command::new("getfattr")
+        .args(["-d", "-m", "-"])
+        .arg(t.ra.join("src/a.txt"))
+        .output()
+        .unwrap();
+    assert!(
+        listed.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&listed.stdout)
+    );
+    // Setting one to its own value is accepted.
+    let same = Command::new("setfattr")
+        .args(["-n", "user.p2pfs.hash", "-v"])
+        .arg(blake3::hash(b"a\n").to_hex().as_str())
+        .arg(t.ra.join("src/a.txt"))
+        .status()
+        .unwrap();
+    assert!(same.success());
+    let src = t.ra.join("src");
+    sh(
+        &t.ra,
+        &format!("rsync -aX {}/ {}/rs/", src.display(), other.display()),
+    );
+    sh(
+        &t.ra,
+        &format!("cp -a {} {}/cp", src.display(), other.display()),
+    );
+    sh(
+        &t.ra,
+        &format!("mv {} {}/mv", src.display(), other.display()),
+    );
+    for d in ["rs", "cp", "mv"] {
+        assert_eq!(
+            fs::read_to_string(other.join(d).join("sub/b.txt")).unwrap(),
+            "b\n",
+            "{d}"
+        );
+    }
+}

@@ -8,6 +8,11 @@
 //! connected now); on the mount's root, `user.p2pfs.node` (the node id).
 //! `user.p2pfs.copies` reads `1 (only here)` when this node's copy is the
 //! only one on the members online.
+//!
+//! They are answered by name but not listed: copying tools (`rsync -aX`,
+//! `cp -a`, `mv` between rooms) copy what `listxattr` names, and these
+//! describe this copy, not the file. Setting one to the value it has is
+//! accepted (and changes nothing), as a copy onto the same content does.
 
 use std::sync::Arc;
 
@@ -137,7 +142,17 @@ impl Fs {
         reply: ReplyEmpty,
     ) {
         if name != PIN {
-            return reply.error(Errno::ENOTSUP);
+            // The value it already has: nothing to change.
+            let same = name.as_encoded_bytes().starts_with(b"user.p2pfs.")
+                && self.xattrs(ino).is_ok_and(|all| {
+                    all.iter()
+                        .any(|(n, v)| std::ffi::OsStr::new(n) == name && v.as_bytes() == value)
+                });
+            return if same {
+                reply.ok()
+            } else {
+                reply.error(Errno::ENOTSUP)
+            };
         }
         let keep = match value.trim_ascii() {
             b"1" | b"true" | b"yes" => true,
@@ -185,16 +200,10 @@ impl Fs {
         Ok((self.room(&r)?, hash))
     }
 
+    /// `listxattr`: none (see the module docs), for a place that exists.
     pub(crate) fn listxattr_of(&self, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        match self.xattrs(ino) {
-            Ok(all) => {
-                let mut names = Vec::new();
-                for (n, _) in all {
-                    names.extend_from_slice(n.as_bytes());
-                    names.push(0);
-                }
-                answer(reply, &names, size);
-            }
+        match self.place(ino) {
+            Ok(_) => answer(reply, &[], size),
             Err(e) => reply.error(e),
         }
     }
