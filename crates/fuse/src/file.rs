@@ -147,6 +147,23 @@ struct WriteState {
     /// of them publishes. (A forked child closing its copy of the
     /// descriptor must not publish a half-written file.)
     writers: Vec<u32>,
+    /// A version committed to the store, waiting for the room's publisher
+    /// (`crate::publish`).
+    pending: Option<Pending>,
+    /// The version the publisher is writing now (back to `pending` if
+    /// that fails).
+    inflight: Option<Pending>,
+    /// Jobs queued for it at the publisher.
+    queued: usize,
+}
+
+/// A committed version, to publish.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    hash: Hash,
+    size: u64,
+    exec: bool,
+    mtime: u64,
 }
 
 /// The most writer processes remembered per file.
@@ -162,12 +179,6 @@ impl WriteState {
             self.writers.push(pid);
         }
     }
-}
-
-/// A file ready to publish.
-struct Publish {
-    room: RoomId,
-    change: Change,
 }
 
 impl WriteFile {
@@ -194,6 +205,9 @@ impl WriteFile {
                 mtime: SystemTime::now(),
                 opens: 1,
                 writers: vec![pid],
+                pending: None,
+                inflight: None,
+                queued: 0,
             }),
         }
     }
@@ -215,6 +229,9 @@ impl WriteFile {
                 mtime: file.mtime,
                 opens: 1,
                 writers: Vec::new(),
+                pending: None,
+                inflight: None,
+                queued: 0,
             }),
         }
     }
@@ -256,16 +273,23 @@ impl WriteFile {
         st.dirty && st.base.is_some() && !st.writers.contains(&pid)
     }
 
-    /// Publishing failed after the draft was committed: the next close
-    /// (or release) publishes it again.
-    fn unpublished(&self) {
-        lock(&self.state).dirty = true;
+    /// Writing the in-flight version failed: it waits again (the next
+    /// close or release queues it), unless a newer one does.
+    pub(crate) fn unpublished(&self) {
+        let mut st = lock(&self.state);
+        if let Some(p) = st.inflight.take()
+            && st.pending.is_none()
+        {
+            st.pending = Some(p);
+        }
     }
 
     /// Its version was published as log entry `entry`: the next publish
     /// replaces that one.
-    fn published_as(&self, entry: Hash) {
-        lock(&self.state).replaces = Some(vec![entry]);
+    pub(crate) fn published_as(&self, entry: Hash) {
+        let mut st = lock(&self.state);
+        st.replaces = Some(vec![entry]);
+        st.inflight = None;
     }
 
     pub(crate) fn unlink(&self) {
@@ -367,19 +391,16 @@ impl WriteFile {
     }
 
     /// Commits the draft if the file changed (blocking: hashing catch-up,
-    /// fsync, one store transaction); returns the entry to write.
-    fn commit(
-        &self,
-        store: &Store,
-        pin: &str,
-        durable: bool,
-    ) -> Result<Option<Publish>, StoreError> {
+    /// for `durable` an fsync, one store transaction), making it the
+    /// version to publish. Returns whether a version waits to be
+    /// published (this one, or one committed before).
+    fn commit(&self, store: &Store, pin: &str, durable: bool) -> Result<bool, StoreError> {
         let mut st = lock(&self.state);
         if !st.dirty || st.unlinked {
             if durable && let Some((hash, _)) = st.base {
                 store.sync_blob(&hash)?;
             }
-            return Ok(None);
+            return Ok(!st.unlinked && (st.pending.is_some() || st.queued > 0));
         }
         let commit = |d: Draft| {
             if durable {
@@ -404,62 +425,83 @@ impl WriteFile {
         st.base = Some((hash, size));
         st.dirty = false;
         st.writers.clear();
-        let mtime = st
-            .mtime
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        Ok(Some(Publish {
-            room: self.room,
-            change: Change::Put {
-                path: st.path.clone(),
-                hash,
-                size,
-                exec: st.exec,
-                mtime,
-                base: st.replaces.clone(),
-            },
-        }))
+        st.pending = Some(Pending {
+            hash,
+            size,
+            exec: st.exec,
+            mtime: millis(st.mtime),
+        });
+        Ok(true)
+    }
+
+    /// The change that publishes the pending version, at the file's path
+    /// and over what it replaces as they are now; `None` if there is none
+    /// (or the file was deleted: it is never published).
+    pub(crate) fn take_pending(&self) -> Option<Change> {
+        let mut st = lock(&self.state);
+        let p = st.pending.take()?;
+        if st.unlinked {
+            return None;
+        }
+        st.inflight = Some(p);
+        Some(Change::Put {
+            path: st.path.clone(),
+            hash: p.hash,
+            size: p.size,
+            exec: p.exec,
+            mtime: p.mtime,
+            base: st.replaces.clone(),
+        })
+    }
+
+    /// A job for it was queued at the publisher.
+    pub(crate) fn queued(&self) {
+        lock(&self.state).queued += 1;
+    }
+
+    /// A job for it is done; returns whether nothing holds the file in the
+    /// drafts any more (no open handle, no job, no version to publish).
+    pub(crate) fn done_queued(&self) -> bool {
+        let mut st = lock(&self.state);
+        st.queued = st.queued.saturating_sub(1);
+        st.opens == 0 && st.queued == 0 && st.pending.is_none() && !st.dirty
+    }
+
+    /// Whether nothing but the drafts holds it (for a release).
+    fn idle(&self) -> bool {
+        let st = lock(&self.state);
+        st.opens == 0 && st.queued == 0 && st.pending.is_none() && !st.dirty
     }
 }
 
 impl Fs {
     /// Publishes `file` if it changed: commits it to the store (`durable`:
-    /// on disk, for `fsync`), then writes its put entry to the room's log.
+    /// on disk, for `fsync`) and queues it at the room's publisher
+    /// (`crate::publish`); `durable` waits until its entry is written.
     pub(crate) async fn publish(
         self: Arc<Self>,
         file: Arc<WriteFile>,
         durable: bool,
     ) -> Result<(), Errno> {
-        let room_lock = self.room_lock(&file.room);
-        let _tree = room_lock.lock().await;
         let store = self.node.store().clone();
         let pin = p2pfs_swarm::room::pin_name(&file.room);
         let f = file.clone();
-        let publish = tokio::task::spawn_blocking(move || f.commit(&store, &pin, durable))
+        let waiting = tokio::task::spawn_blocking(move || f.commit(&store, &pin, durable))
             .await
             .map_err(|_| Errno::EIO)?
             .map_err(|e| {
                 tracing::warn!("publishing {}: {e}", file.path());
                 store_errno(&e)
             })?;
-        let Some(p) = publish else {
+        if !waiting {
             return Ok(());
-        };
-        let room = self.room(&p.room)?;
-        self.note_own(&p.room, [crate::dir::change_path(&p.change)]);
-        let wrote = self
-            .node
-            .room_apply(&room, vec![p.change])
-            .await
-            .map_err(|e| {
-                tracing::warn!("publishing {}: {e}", file.path());
-                file.unpublished();
-                swarm_errno(&e)
-            })?;
-        if let Some(Some(entry)) = wrote.first() {
-            file.published_as(*entry);
         }
-        Ok(())
+        let written = self.queue(file);
+        if durable {
+            written.await.unwrap_or(Err(Errno::EIO))
+        } else {
+            Ok(())
+        }
     }
 
     /// `flush` (each `close`) of a file open for writing: publishes if
@@ -512,7 +554,8 @@ impl Fs {
                 // itself) either before it is dropped or not at all.
                 let key = (file.room, file.path());
                 let mut drafts = lock(&fs.drafts);
-                if file.closed() == 0 && drafts.get(&key).is_some_and(|d| Arc::ptr_eq(d, &file)) {
+                file.closed();
+                if file.idle() && drafts.get(&key).is_some_and(|d| Arc::ptr_eq(d, &file)) {
                     drafts.remove(&key);
                 }
             }

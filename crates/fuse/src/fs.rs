@@ -4,7 +4,7 @@
 //! the `fuser::Filesystem` glue that calls them.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap},
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, SystemTime},
 };
@@ -47,6 +47,7 @@ pub(crate) struct Fs {
     /// The content the kernel may have cached pages of, by inode.
     pub(crate) cached: Mutex<HashMap<u64, p2pfs_proto::Hash>>,
     pub(crate) fetches: Fetches,
+    pub(crate) publishers: crate::publish::Publishers,
     /// Paths this mount changed lately, by room, and when.
     own: Mutex<HashMap<(RoomId, String), std::time::Instant>>,
     pub(crate) uid: u32,
@@ -106,6 +107,7 @@ impl Fs {
             cached: Mutex::new(HashMap::new()),
             room_locks: Mutex::new(HashMap::new()),
             fetches: Fetches::default(),
+            publishers: crate::publish::Publishers::default(),
             own: Mutex::new(HashMap::new()),
             uid: rustix::process::getuid().as_raw(),
             gid: rustix::process::getgid().as_raw(),
@@ -158,28 +160,29 @@ impl Fs {
 
     /// The room's current tree.
     pub(crate) fn tree(&self, room: &RoomId) -> Result<Arc<Tree>, Errno> {
-        self.tree_refreshed(room).map(|(t, _)| t)
+        self.with_tree(room, |c| c.tree.clone())
     }
 
-    /// The room's current tree, and the one before if it was just rebuilt.
-    pub(crate) fn tree_refreshed(
-        &self,
-        room: &RoomId,
-    ) -> Result<(Arc<Tree>, Option<Arc<Tree>>), Errno> {
+    /// The names of `room` changed since the last call (the watcher's).
+    pub(crate) fn changed_names(&self, room: &RoomId) -> Result<BTreeSet<String>, Errno> {
+        self.with_tree(room, Cached::take_changed)
+    }
+
+    /// Runs `f` on the room's cached tree, brought up to date.
+    fn with_tree<T>(&self, room: &RoomId, f: impl FnOnce(&mut Cached) -> T) -> Result<T, Errno> {
         let mut trees = lock(&self.trees);
         let errno = |e: StoreError| {
             tracing::warn!(%room, "reading the room's tree: {e}");
             store_errno(&e)
         };
         if let Some(c) = trees.get_mut(room) {
-            let old = c.tree.clone();
-            let rebuilt = c.refresh(&self.node, room).map_err(errno)?;
-            return Ok((c.tree.clone(), rebuilt.then_some(old)));
+            c.refresh(&self.node, room).map_err(errno)?;
+            return Ok(f(c));
         }
-        let c = Cached::load(&self.node, room).map_err(errno)?;
-        let t = c.tree.clone();
+        let mut c = Cached::load(&self.node, room).map_err(errno)?;
+        let out = f(&mut c);
         trees.insert(*room, c);
-        Ok((t, None))
+        Ok(out)
     }
 
     /// Forgets a room's cached tree (it was left).
@@ -187,6 +190,7 @@ impl Fs {
         lock(&self.trees).remove(room);
         lock(&self.inodes).forget_room(room);
         lock(&self.drafts).retain(|(r, _), _| r != room);
+        self.drop_publisher(room);
     }
 
     /// What `path` in `room` holds: a draft first, then the tree.

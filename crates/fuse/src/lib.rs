@@ -5,7 +5,8 @@
 //! (from its log's view) and `chat.log`. Modules follow the requests:
 //! `dir` (names: lookup, mkdir, rename…), `file` (open, read, write,
 //! publish at close), `fetch` (on-demand reads with read-ahead), `chat`,
-//! `xattr`; `fs` holds the shared state, `inode` and `tree` what it is
+//! `xattr`; `publish` writes closed files to the room's log in batches;
+//! `fs` holds the shared state, `inode` and `tree` what it is
 //! made of, `kernel` routes fuser's calls, `watch` invalidates the kernel's
 //! caches when rooms change, `interrupt` ends a wait when its process gets
 //! a signal, `mount` mounts.
@@ -19,11 +20,12 @@ mod inode;
 mod interrupt;
 mod kernel;
 mod mount;
+mod publish;
 mod tree;
 mod watch;
 mod xattr;
 
-pub use mount::{Mount, is_mounted, mount, node_of, unmount};
+pub use mount::{Mount, Published, is_mounted, mount, node_of, unmount};
 pub use p2pfs_swarm as swarm;
 
 /// Why mounting failed.

@@ -28,6 +28,19 @@ pub struct Mount {
     session: Option<fuser::BackgroundSession>,
     stop: watch::Sender<bool>,
     mountpoint: PathBuf,
+    fs: Arc<Fs>,
+}
+
+/// What a mount has still to publish (the files closed last, queued at
+/// their rooms' publishers), to wait for before the node stops.
+#[derive(Debug, Clone)]
+pub struct Published(Arc<Fs>);
+
+impl Published {
+    /// Waits until every file closed so far is in its room's log.
+    pub async fn flush(&self) {
+        self.0.flush_all().await;
+    }
 }
 
 /// Mounts `node`'s rooms at `mountpoint`. Must be called from within a
@@ -59,11 +72,12 @@ pub fn mount(node: Node, mountpoint: &Path) -> Result<Mount, FuseError> {
             )
         })?;
     let (stop, stopped) = watch::channel(false);
-    rt.spawn(crate::watch::run(fs, session.notifier(), stopped));
+    rt.spawn(crate::watch::run(fs.clone(), session.notifier(), stopped));
     Ok(Mount {
         session: Some(session),
         stop,
         mountpoint: mountpoint.to_path_buf(),
+        fs,
     })
 }
 
@@ -71,6 +85,12 @@ impl Mount {
     /// Where it is mounted.
     pub fn mountpoint(&self) -> &Path {
         &self.mountpoint
+    }
+
+    /// A handle to wait for what it has still to publish (also after it
+    /// is unmounted).
+    pub fn published(&self) -> Published {
+        Published(self.fs.clone())
     }
 
     /// False once the kernel ended the session (`umount`, `fusermount3 -u`).

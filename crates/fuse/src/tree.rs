@@ -1,17 +1,22 @@
 //! A room's tree as the mount shows it: the room's listing (from the log's
-//! view) cached in memory, rebuilt when the log grows, with lookups and
-//! directory listings answered from the cache.
+//! view) in memory, brought up to date path by path when the log grows
+//! (only the paths the new entries touched are read again, and only the
+//! names they change are redone: see `p2pfs_swarm::room::listing`), with
+//! lookups and directory listings answered from it. Each version is a
+//! persistent map: taking one costs nothing, and the next shares all it
+//! did not change.
 
 use std::{
-    collections::BTreeMap,
+    collections::BTreeSet,
     sync::Arc,
     time::{Duration, SystemTime},
 };
 
+use imbl::OrdMap;
 use p2pfs_proto::{Hash, NodeId, RoomId};
 use p2pfs_swarm::{
     Node,
-    room::{FileEntry, FileKind, query::TreeRows},
+    room::{FileKind, listing::Listing, query},
     store::StoreError,
 };
 use tokio::sync::watch;
@@ -35,41 +40,45 @@ pub(crate) enum Item {
     File(FileInfo),
 }
 
+impl Item {
+    fn of(kind: &FileKind) -> Self {
+        match kind {
+            FileKind::Dir => Item::Dir,
+            FileKind::File {
+                hash,
+                size,
+                exec,
+                mtime,
+                author,
+                entry,
+            } => Item::File(FileInfo {
+                hash: *hash,
+                size: *size,
+                exec: *exec,
+                mtime: SystemTime::UNIX_EPOCH + Duration::from_millis(*mtime),
+                author: *author,
+                entry: *entry,
+            }),
+        }
+    }
+}
+
 /// One room's tree at one version of its log.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Tree {
-    pub(crate) items: BTreeMap<String, Item>,
+    pub(crate) items: OrdMap<String, Item>,
     /// When this version was built (the room directory's and chat's mtime).
     pub(crate) built: SystemTime,
 }
 
 impl Tree {
-    /// The tree of a room's listing.
-    fn from_listing(entries: Vec<FileEntry>) -> Self {
-        let mut items = BTreeMap::new();
-        for e in entries {
-            let item = match e.kind {
-                FileKind::Dir => Item::Dir,
-                FileKind::File {
-                    hash,
-                    size,
-                    exec,
-                    mtime,
-                    author,
-                    entry,
-                } => Item::File(FileInfo {
-                    hash,
-                    size,
-                    exec,
-                    mtime: SystemTime::UNIX_EPOCH + Duration::from_millis(mtime),
-                    author,
-                    entry,
-                }),
-            };
-            items.insert(e.path, item);
-        }
+    /// The tree of a listing.
+    fn of(listing: &Listing) -> Self {
         Self {
-            items,
+            items: listing
+                .entries()
+                .map(|e| (e.path, Item::of(&e.kind)))
+                .collect(),
             built: SystemTime::now(),
         }
     }
@@ -101,15 +110,18 @@ impl Tree {
     }
 }
 
-/// The cached tree of one room, the rows it is made from, and the
+/// The cached tree of one room, the listing it is made from, and the
 /// receiver that says when it is stale.
 #[derive(Debug)]
 pub(crate) struct Cached {
     pub(crate) tree: Arc<Tree>,
-    rows: TreeRows,
+    listing: Listing,
     changes: watch::Receiver<u64>,
-    /// The log's change counter the rows are up to date with.
+    /// The log's change counter the listing is up to date with.
     seen: u64,
+    /// Names changed since the watcher last asked (`crate::watch`), by
+    /// whichever refresh saw them.
+    unseen: BTreeSet<String>,
 }
 
 impl Cached {
@@ -121,47 +133,73 @@ impl Cached {
         };
         // Read the counter first: changes after it are read again later.
         let seen = *changes.borrow_and_update();
-        let rows = TreeRows::load(node.store(), room)?;
+        let listing = query::load_listing(node.store(), room)?;
         Ok(Self {
-            tree: Arc::new(Tree::from_listing(rows.listing())),
-            rows,
+            tree: Arc::new(Tree::of(&listing)),
+            listing,
             changes,
             seen,
+            unseen: BTreeSet::new(),
         })
     }
 
-    /// The current tree: the cached one, or a new one if the log grew
-    /// (reading only the paths that changed, when the room can tell).
-    /// Returns whether it was rebuilt.
-    pub(crate) fn refresh(&mut self, node: &Node, room: &RoomId) -> Result<bool, StoreError> {
+    /// The names changed since the last call (after a refresh).
+    pub(crate) fn take_changed(&mut self) -> BTreeSet<String> {
+        std::mem::take(&mut self.unseen)
+    }
+
+    /// Brings the tree up to date if the log grew (reading only the
+    /// paths that changed, when the room can tell), noting the names that
+    /// changed for the watcher.
+    pub(crate) fn refresh(&mut self, node: &Node, room: &RoomId) -> Result<(), StoreError> {
         if !self.changes.has_changed().unwrap_or(false) {
-            return Ok(false);
+            return Ok(());
         }
         let now = *self.changes.borrow_and_update();
         let touched = node
             .find_room_now(room)
             .and_then(|r| node.room_touched_since(&r, self.seen));
-        match touched {
-            Some(paths) => self.rows.update(node.store(), room, paths)?,
-            None => self.rows = TreeRows::load(node.store(), room)?,
-        }
         self.seen = now;
-        self.tree = Arc::new(Tree::from_listing(self.rows.listing()));
-        Ok(true)
+        let changed = match touched {
+            Some(paths) => query::update_listing(&mut self.listing, node.store(), room, paths)?,
+            None => {
+                // Too much changed to tell: everything is read again.
+                self.listing = query::load_listing(node.store(), room)?;
+                let fresh = Tree::of(&self.listing);
+                self.unseen.extend(diff(&self.tree.items, &fresh.items));
+                self.tree = Arc::new(fresh);
+                return Ok(());
+            }
+        };
+        let mut tree = (*self.tree).clone();
+        for name in &changed {
+            match self.listing.get(name) {
+                Some(kind) => {
+                    tree.items.insert(name.clone(), Item::of(kind));
+                }
+                None => {
+                    tree.items.remove(name);
+                }
+            }
+        }
+        tree.built = SystemTime::now();
+        self.tree = Arc::new(tree);
+        self.unseen.extend(changed);
+        Ok(())
     }
 }
 
 /// What changed between two trees: paths added, removed or different.
-pub(crate) fn diff(old: &Tree, new: &Tree) -> Vec<String> {
-    let mut out = Vec::new();
-    for (p, item) in &old.items {
-        if new.items.get(p) != Some(item) {
-            out.push(p.clone());
+pub(crate) fn diff(old: &OrdMap<String, Item>, new: &OrdMap<String, Item>) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (p, item) in old {
+        if new.get(p) != Some(item) {
+            out.insert(p.clone());
         }
     }
-    for p in new.items.keys() {
-        if !old.items.contains_key(p) {
-            out.push(p.clone());
+    for p in new.keys() {
+        if !old.contains_key(p) {
+            out.insert(p.clone());
         }
     }
     out
@@ -209,8 +247,7 @@ mod tests {
                 entry: Hash::from(blake3::hash(b"e")),
             }),
         );
-        let mut d = diff(&old, &new);
-        d.sort();
+        let d: Vec<String> = diff(&old.items, &new.items).into_iter().collect();
         assert_eq!(d, vec!["b", "c", "d"]);
     }
 }

@@ -87,10 +87,9 @@ async fn room(fs: Arc<Fs>, notifier: Arc<Notifier>, id: RoomId, mut stop: Shutdo
             c = changes.changed() => if c.is_err() { return },
             _ = stopped(&mut stop) => return,
         }
-        let Ok((new, Some(old))) = fs.tree_refreshed(&id) else {
+        let Ok(changed) = fs.changed_names(&id) else {
             continue;
         };
-        let changed = crate::tree::diff(&old, &new);
         let (mut entries, mut inodes) = (Vec::new(), Vec::new());
         {
             let table = lock(&fs.inodes);

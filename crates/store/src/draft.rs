@@ -223,6 +223,8 @@ impl Draft {
     /// Like [`Draft::commit`] without waiting for the bytes to reach the
     /// disk: what `close` of a file on a local disk promises. The kernel
     /// writes them back soon after; [`Store::sync_blob`] is the `fsync`.
+    /// A small blob (held in the database) is durable with the next
+    /// durable commit of the database; a crash before loses it whole.
     /// If the machine loses power first, the blob's bytes may be wrong on
     /// disk: they are checked against the hash before they are ever
     /// served, and `p2pfs verify` reports them.
@@ -280,7 +282,8 @@ impl Draft {
                 size: self.len,
             }
         };
-        self.store.commit_import(hash, staged, h.outboard, pin)
+        self.store
+            .commit_import(hash, staged, h.outboard, pin, durable)
     }
 
     fn file(&self) -> Result<&File, StoreError> {

@@ -140,7 +140,7 @@ impl Store {
                 Staged::File { file, size }
             }
         };
-        self.commit_import(hash, staged, outboard, pin)
+        self.commit_import(hash, staged, outboard, pin, true)
     }
 
     fn temp_data_file(&self) -> Result<DataFile, StoreError> {
@@ -155,12 +155,19 @@ impl Store {
     }
 
     /// Makes an imported blob durable and visible (steps 2 and 3 above).
+    /// Records an imported blob. Not `durable`, a blob held inline (in the
+    /// database) is committed without waiting for the disk: the next
+    /// durable commit of the database (any import, a room's log entry) makes
+    /// it durable too, and a crash before loses it whole. A blob in a data
+    /// file is always committed durably (its file is renamed into `data/`
+    /// first, and the database must never name a file a crash lost).
     pub(crate) fn commit_import(
         &self,
         hash: Hash,
         staged: Staged,
         outboard: Spool,
         pin: Option<&str>,
+        durable: bool,
     ) -> Result<Imported, StoreError> {
         let temp_pin = self.temp_pin(hash);
         let (size, file) = match staged {
@@ -168,7 +175,11 @@ impl Store {
             // Written and fsynced before the transaction that makes it visible.
             Staged::File { file, size } => (size, Ok(file)),
         };
-        let txn = self.begin_write()?;
+        let mut txn = self.begin_write()?;
+        if !durable && file.is_err() {
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| StoreError::Corrupt(format!("setting durability: {e}")))?;
+        }
         let new = {
             let mut blobs = txn.open_table(tables::BLOBS).db()?;
             let existing = match blobs.get(hash.as_bytes()).db()? {

@@ -140,12 +140,15 @@ pub(crate) async fn run(
     };
     eprintln!("shutting down");
     if let Some(m) = mount {
+        let published = m.published();
         // Unmounting waits for the kernel's threads: not on the runtime.
         match tokio::task::spawn_blocking(move || m.unmount()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => eprintln!("warning: {e}"),
             Err(e) => eprintln!("warning: unmounting: {e}"),
         }
+        // The files closed last are in the log before the node leaves.
+        published.flush().await;
     }
     // What only this node keeps goes to other members first (a second
     // Ctrl-C or SIGTERM stops waiting; `p2pfs umount` follows it through

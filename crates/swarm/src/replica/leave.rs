@@ -196,25 +196,25 @@ async fn wait_for_copies(
             }
             running
         });
-        let holds: HashSet<Hash> = room
-            .replica
-            .local
-            .borrow()
-            .as_ref()
-            .map(|l| l.holds.clone())
-            .unwrap_or_default();
+        // What the store keeps for the room now (the runtime's last
+        // status may not show a file published a moment ago).
         let (store, id) = (node.store().clone(), room.id);
-        let listed = blocking(move || query::ls(&store, &id))
-            .await
-            .unwrap_or_default();
-        let mut kept = Kept::new();
-        for e in listed {
-            if let FileKind::File { hash, size, .. } = e.kind
-                && holds.contains(&hash)
-            {
-                kept.entry(hash).or_insert((e.path, size));
+        let kept = blocking(move || {
+            let mut kept = Kept::new();
+            for e in query::ls(&store, &id)? {
+                if let FileKind::File { hash, size, .. } = e.kind
+                    && !kept.contains_key(&hash)
+                    && store
+                        .info(&hash)?
+                        .is_some_and(|i| super::status::is_kept(&i, &id))
+                {
+                    kept.insert(hash, (e.path, size));
+                }
             }
-        }
+            Ok(kept)
+        })
+        .await
+        .unwrap_or_default();
         rooms.push((room, kept));
     }
     loop {

@@ -4,6 +4,8 @@
 //! - `log`: the room's log in the store; accepting entries after their
 //!   parents; this node's own entries.
 //! - `view`: the file tree and the chat, derived from the log.
+//! - `listing`: a room's listing kept up to date path by path (the
+//!   mount's), at the cost of the paths that changed.
 //! - `render`: chat text and names made safe to show, names that could
 //!   pass for another member's qualified with the short id.
 //! - `order`: one canonical order of the entries, the same on every member.
@@ -19,6 +21,7 @@
 //! and never announced in the public DHT ([`Node::may_serve`]).
 
 pub(crate) mod entry;
+pub mod listing;
 pub(crate) mod log;
 pub(crate) mod order;
 pub mod query;

@@ -1,7 +1,7 @@
 //! Reading rooms from the store: what `p2pfs room list`, `room ls` and
 //! `chat` show. Works on a store with no node running.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use p2pfs_proto::{
     Hash, NodeId, RoomId, codec,
@@ -11,6 +11,7 @@ use p2pfs_store::{Store, StoreError};
 
 use super::{
     RoomSummary,
+    listing::Listing,
     transcript::Transcript,
     view::{self, ChatLine, FileEntry, LiveOp},
 };
@@ -43,50 +44,39 @@ fn decode<T: serde::de::DeserializeOwned>(v: &[u8]) -> Result<T, StoreError> {
 
 /// The room's tree: files and directories, sorted by path.
 pub fn ls(store: &Store, room: &RoomId) -> Result<Vec<FileEntry>, StoreError> {
-    Ok(view::listing(TreeRows::load(store, room)?.rows))
+    Ok(view::listing(rows(store, room)?))
 }
 
-/// A room's tree rows kept in memory, so that a view of the tree can be
-/// brought up to date by reading only the paths entries changed (see
-/// [`crate::Node::room_touched_since`]) instead of the whole tree.
-#[derive(Debug, Default, Clone)]
-pub struct TreeRows {
-    rows: std::collections::BTreeMap<String, Vec<LiveOp>>,
+/// Every row of the room's tree: each path's live entries.
+fn rows(store: &Store, room: &RoomId) -> Result<BTreeMap<String, Vec<LiveOp>>, StoreError> {
+    let mut rows = BTreeMap::new();
+    for (k, v) in store.room_view_range(room, view::TREE, None, usize::MAX)? {
+        let path = String::from_utf8_lossy(&k[view::TREE.len()..]).into_owned();
+        rows.insert(path, decode::<Vec<LiveOp>>(&v)?);
+    }
+    Ok(rows)
 }
 
-impl TreeRows {
-    /// Reads every row of the room's tree.
-    pub fn load(store: &Store, room: &RoomId) -> Result<Self, StoreError> {
-        let mut rows = std::collections::BTreeMap::new();
-        for (k, v) in store.room_view_range(room, view::TREE, None, usize::MAX)? {
-            let path = String::from_utf8_lossy(&k[view::TREE.len()..]).into_owned();
-            rows.insert(path, decode::<Vec<LiveOp>>(&v)?);
-        }
-        Ok(Self { rows })
-    }
+/// The room's listing, to keep in memory and bring up to date with
+/// [`update_listing`].
+pub fn load_listing(store: &Store, room: &RoomId) -> Result<Listing, StoreError> {
+    Ok(Listing::new(rows(store, room)?))
+}
 
-    /// Reads the rows of `paths` again.
-    pub fn update(
-        &mut self,
-        store: &Store,
-        room: &RoomId,
-        paths: impl IntoIterator<Item = String>,
-    ) -> Result<(), StoreError> {
-        for path in paths {
-            let live = live(store, room, &path)?;
-            if live.is_empty() {
-                self.rows.remove(&path);
-            } else {
-                self.rows.insert(path, live);
-            }
-        }
-        Ok(())
+/// Reads the rows of `paths` again into `listing`; returns the names
+/// whose entry appeared, changed or went.
+pub fn update_listing(
+    listing: &mut Listing,
+    store: &Store,
+    room: &RoomId,
+    paths: impl IntoIterator<Item = String>,
+) -> Result<BTreeSet<String>, StoreError> {
+    let mut rows = Vec::new();
+    for path in paths {
+        let live = live(store, room, &path)?;
+        rows.push((path, live));
     }
-
-    /// The tree they show (what [`ls`] returns).
-    pub fn listing(&self) -> Vec<FileEntry> {
-        view::listing(self.rows.iter().map(|(k, v)| (k.clone(), v.clone())))
-    }
+    Ok(listing.update(rows))
 }
 
 /// The entry shown at `path` (a conflict copy's name works too).
@@ -298,7 +288,7 @@ mod tests {
     use crate::{identity::SecretKey, room::log};
 
     #[test]
-    fn tree_rows_updated_by_path_match_a_full_reload() {
+    fn a_listing_updated_by_path_matches_a_full_reload() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let secret = RoomSecret([4; 32]);
@@ -307,7 +297,7 @@ mod tests {
             SecretKey::generate().unwrap(),
             SecretKey::generate().unwrap(),
         );
-        let mut rows = TreeRows::load(&store, &room).unwrap();
+        let mut listing = load_listing(&store, &room).unwrap();
         let mut rng = fastrand::Rng::with_seed(11);
         let names = ["a", "b", "d/x", "d/y", "d/e/z", "d", "d/e"];
         for round in 0..60 {
@@ -343,8 +333,9 @@ mod tests {
                 continue;
             }
             log::author_all(&store, key, &secret, vec![op]).unwrap();
-            rows.update(&store, &room, [path]).unwrap();
-            assert_eq!(rows.listing(), ls(&store, &room).unwrap(), "round {round}");
+            update_listing(&mut listing, &store, &room, [path]).unwrap();
+            let got: Vec<FileEntry> = listing.entries().collect();
+            assert_eq!(got, ls(&store, &room).unwrap(), "round {round}");
         }
     }
 

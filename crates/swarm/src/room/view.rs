@@ -382,6 +382,26 @@ pub enum FileKind {
     Dir,
 }
 
+/// What a live put shows (`None` for a directory or a delete).
+pub(crate) fn file_kind(p: &LiveOp) -> Option<FileKind> {
+    match p.kind {
+        LiveKind::File {
+            hash,
+            size,
+            exec,
+            mtime,
+        } => Some(FileKind::File {
+            hash,
+            size,
+            exec,
+            mtime,
+            author: p.author,
+            entry: p.entry,
+        }),
+        _ => None,
+    }
+}
+
 /// The tree shown for a room, from each path's live entries (in any
 /// order): names sorted, directories implied by the files in them.
 pub(crate) fn listing(paths: impl IntoIterator<Item = (String, Vec<LiveOp>)>) -> Vec<FileEntry> {
@@ -415,22 +435,8 @@ pub(crate) fn listing(paths: impl IntoIterator<Item = (String, Vec<LiveOp>)>) ->
         // The winner: the latest, then the greatest author, then entry.
         puts.sort_by_key(|p| std::cmp::Reverse((p.time, p.author, p.entry)));
         for (i, p) in puts.into_iter().enumerate() {
-            let LiveKind::File {
-                hash,
-                size,
-                exec,
-                mtime,
-            } = p.kind
-            else {
+            let Some(kind) = file_kind(&p) else {
                 continue;
-            };
-            let kind = FileKind::File {
-                hash,
-                size,
-                exec,
-                mtime,
-                author: p.author,
-                entry: p.entry,
             };
             if i == 0 && !dirs.contains(&path) {
                 out.insert(path.clone(), kind);
