@@ -31,6 +31,14 @@ pub(crate) const BLKSIZE: u32 = 1 << 20;
 /// alone.
 const OWN_WINDOW: Duration = Duration::from_secs(2);
 
+/// The paths this mount changed lately (see [`Fs::note_own`]).
+#[derive(Debug, Default)]
+struct Own {
+    paths: HashMap<(RoomId, String), std::time::Instant>,
+    /// When the old ones were last swept away.
+    swept: Option<std::time::Instant>,
+}
+
 /// Everything the mount knows.
 #[derive(Debug)]
 pub(crate) struct Fs {
@@ -49,7 +57,7 @@ pub(crate) struct Fs {
     pub(crate) fetches: Fetches,
     pub(crate) publishers: crate::publish::Publishers,
     /// Paths this mount changed lately, by room, and when.
-    own: Mutex<HashMap<(RoomId, String), std::time::Instant>>,
+    own: Mutex<Own>,
     pub(crate) uid: u32,
     pub(crate) gid: u32,
     pub(crate) started: SystemTime,
@@ -108,7 +116,7 @@ impl Fs {
             room_locks: Mutex::new(HashMap::new()),
             fetches: Fetches::default(),
             publishers: crate::publish::Publishers::default(),
-            own: Mutex::new(HashMap::new()),
+            own: Mutex::new(Own::default()),
             uid: rustix::process::getuid().as_raw(),
             gid: rustix::process::getgid().as_raw(),
             started: SystemTime::now(),
@@ -120,9 +128,17 @@ impl Fs {
     pub(crate) fn note_own<'a>(&self, room: &RoomId, paths: impl IntoIterator<Item = &'a str>) {
         let now = std::time::Instant::now();
         let mut own = lock(&self.own);
-        own.retain(|_, t| now.duration_since(*t) < OWN_WINDOW);
+        // (Old ones go now and then: not at every call, or a burst of
+        // closes would each walk the whole map.)
+        if own
+            .swept
+            .is_none_or(|t| now.duration_since(t) > OWN_WINDOW / 8)
+        {
+            own.swept = Some(now);
+            own.paths.retain(|_, t| now.duration_since(*t) < OWN_WINDOW);
+        }
         for p in paths {
-            own.insert((*room, p.to_string()), now);
+            own.paths.insert((*room, p.to_string()), now);
         }
     }
 
@@ -132,6 +148,7 @@ impl Fs {
     /// directory would show as deleted).
     pub(crate) fn is_own(&self, room: &RoomId, path: &str) -> bool {
         lock(&self.own)
+            .paths
             .get(&(*room, path.to_string()))
             .is_some_and(|t| t.elapsed() < OWN_WINDOW)
     }

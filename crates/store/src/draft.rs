@@ -51,7 +51,11 @@ const REORDER_MAX: usize = 16 << 20;
 
 /// A file being written; see the module docs.
 pub struct Draft {
-    /// `None` once committed.
+    /// While the draft is small (up to the store's inline size), its bytes
+    /// in memory: no file, no thread (most files people write are small,
+    /// and creating both cost more than the rest of their life).
+    mem: Option<Vec<u8>>,
+    /// `None` while in memory, and once committed.
     file: Option<Arc<NamedTempFile>>,
     len: u64,
     store: Store,
@@ -101,8 +105,24 @@ impl Store {
         }
     }
 
-    /// A new, empty draft.
+    /// A new, empty draft (in memory until it grows past the inline
+    /// size).
     pub fn draft(&self) -> Result<Draft, StoreError> {
+        let (_, free) = mpsc::channel();
+        Ok(Draft {
+            mem: Some(Vec::new()),
+            file: None,
+            len: 0,
+            store: self.clone(),
+            tx: None,
+            free,
+            thread: None,
+            failed: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// A draft in a file of `tmp/`, with its writer thread.
+    fn file_draft(&self) -> Result<Draft, StoreError> {
         let file = tempfile::Builder::new()
             .suffix(".draft")
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(
@@ -117,12 +137,7 @@ impl Store {
         let writer = Writer {
             file: file.clone(),
             store: self.clone(),
-            hashing: Hashing {
-                hasher: TreeHasher::new(),
-                pairs: Vec::new(),
-                outboard: Spool::default(),
-                flusher: None,
-            },
+            hashing: Hashing::new(),
             waiting: BTreeMap::new(),
             waiting_bytes: 0,
             written: 0,
@@ -133,6 +148,7 @@ impl Store {
             .spawn(move || writer.run(jobs, give_back))
             .ctx(|| "starting a draft writer thread".into())?;
         Ok(Draft {
+            mem: None,
             file: Some(file),
             len: 0,
             store: self.clone(),
@@ -147,7 +163,12 @@ impl Store {
     pub fn draft_from(&self, hash: &Hash) -> Result<Draft, StoreError> {
         let mut draft = self.draft()?;
         let reader = self.reader(hash)?;
-        let mut buf = vec![0u8; CATCH_UP_BUF];
+        let mut buf = vec![
+            0u8;
+            CATCH_UP_BUF
+                .min(usize::try_from(reader.size()).unwrap_or(CATCH_UP_BUF))
+                .max(1)
+        ];
         let mut offset = 0;
         loop {
             let n = reader
@@ -181,6 +202,20 @@ impl Draft {
     /// Writes `data` at `offset`, growing the file if needed (a gap reads
     /// as zeros). The bytes are copied and written by the draft's thread.
     pub fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), StoreError> {
+        let end = offset.saturating_add(data.len() as u64);
+        if end > self.store.inner.opts.inline_max {
+            self.spill()?;
+        }
+        if let Some(mem) = &mut self.mem {
+            // (Within the inline size: fits in memory and in usize.)
+            let (at, end) = (offset as usize, end as usize);
+            if mem.len() < end {
+                mem.resize(end, 0);
+            }
+            mem[at..end].copy_from_slice(data);
+            self.len = self.len.max(end as u64);
+            return Ok(());
+        }
         self.check()?;
         let mut buf = self.buffer();
         buf.clear();
@@ -192,11 +227,16 @@ impl Draft {
 
     /// Reads at `offset`; returns 0 at or past the end.
     pub fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError> {
-        self.wait()?;
         if offset >= self.len {
             return Ok(0);
         }
         let n = buf.len().min((self.len - offset) as usize);
+        if let Some(mem) = &self.mem {
+            let at = offset as usize;
+            buf[..n].copy_from_slice(&mem[at..at + n]);
+            return Ok(n);
+        }
+        self.wait()?;
         self.file()?
             .read_exact_at(&mut buf[..n], offset)
             .map_err(|e| tmp_error("reading", e))?;
@@ -205,6 +245,14 @@ impl Draft {
 
     /// Truncates or extends the file to `len` bytes.
     pub fn set_len(&mut self, len: u64) -> Result<(), StoreError> {
+        if len > self.store.inner.opts.inline_max {
+            self.spill()?;
+        }
+        if let Some(mem) = &mut self.mem {
+            mem.resize(len as usize, 0);
+            self.len = len;
+            return Ok(());
+        }
         self.wait()?;
         self.file()?
             .set_len(len)
@@ -233,15 +281,30 @@ impl Draft {
     }
 
     fn commit_inner(mut self, pin: Option<&str>, durable: bool) -> Result<Imported, StoreError> {
+        if let Some(bytes) = self.mem.take() {
+            // Small: hashed here, held inline in the database.
+            let mut h = Hashing::new();
+            h.hash_more(&bytes, &self.store)?;
+            let hash = h.hasher.finalize(&mut h.pairs);
+            h.outboard.append(&h.pairs, &self.store)?;
+            return self
+                .store
+                .commit_import(hash, Staged::Mem(bytes), h.outboard, pin, durable);
+        }
         self.tx = None;
         let mut h = match self.thread.take().map(JoinHandle::join) {
             Some(Ok(h)) => h,
             _ => return Err(self.thread_error()),
         };
         self.check()?;
-        // Catch up on what was written out of order.
-        let mut buf = vec![0u8; CATCH_UP_BUF];
+        // Catch up on what was written out of order (a buffer only then:
+        // a small file's commit must not clear a megabyte).
+        let mut buf = Vec::new();
         while h.hasher.len() < self.len {
+            if buf.is_empty() {
+                let rest = usize::try_from(self.len - h.hasher.len()).unwrap_or(CATCH_UP_BUF);
+                buf = vec![0u8; CATCH_UP_BUF.min(rest)];
+            }
             let at = h.hasher.len();
             let n = buf.len().min((self.len - at) as usize);
             self.file()?
@@ -284,6 +347,25 @@ impl Draft {
         };
         self.store
             .commit_import(hash, staged, h.outboard, pin, durable)
+    }
+
+    /// Moves a draft held in memory to a file (it grew past the inline
+    /// size).
+    fn spill(&mut self) -> Result<(), StoreError> {
+        let Some(bytes) = self.mem.take() else {
+            return Ok(());
+        };
+        let mut on_disk = self.store.file_draft()?;
+        if !bytes.is_empty() {
+            on_disk.write_at(0, &bytes)?;
+        }
+        on_disk.len = self.len;
+        if self.len > bytes.len() as u64 {
+            on_disk.set_len(self.len)?;
+        }
+        // (The in-memory draft has no file or thread to drop.)
+        std::mem::swap(self, &mut on_disk);
+        Ok(())
     }
 
     fn file(&self) -> Result<&File, StoreError> {
@@ -449,6 +531,15 @@ impl Writer {
 }
 
 impl Hashing {
+    fn new() -> Self {
+        Self {
+            hasher: TreeHasher::new(),
+            pairs: Vec::new(),
+            outboard: Spool::default(),
+            flusher: None,
+        }
+    }
+
     fn hash_more(&mut self, data: &[u8], store: &Store) -> Result<(), StoreError> {
         self.hasher.update(data, &mut self.pairs);
         if self.pairs.len() >= PAIRS_BATCH {
@@ -592,6 +683,22 @@ mod tests {
             let h = Hash::from(blake3::hash(&more));
             assert_eq!(d.commit(None).unwrap().hash, h);
         }
+        // Small at first (in memory), then past the inline size: moved to
+        // a file with what it held, a gap of zeros between.
+        let mut d = store.draft().unwrap();
+        d.write_at(0, b"head").unwrap();
+        let far = store.options().inline_max + 10;
+        d.write_at(far, b"tail").unwrap();
+        let mut want = b"head".to_vec();
+        want.resize(far as usize, 0);
+        want.extend_from_slice(b"tail");
+        let mut back = vec![0u8; want.len()];
+        assert_eq!(d.read_at(0, &mut back).unwrap(), want.len());
+        assert_eq!(back, want);
+        assert_eq!(
+            d.commit(None).unwrap().hash,
+            Hash::from(blake3::hash(&want))
+        );
         // A dropped draft leaves nothing behind.
         let mut d = store.draft().unwrap();
         d.write_at(0, b"gone").unwrap();
