@@ -271,3 +271,68 @@ fn a_truncating_open_beside_an_open_writer_empties_the_file() {
     assert_eq!(cat(&p.ra.join("f")), b"hi\n");
     holds(&p.rb.join("f"), b"hi\n", "B to read the new version");
 }
+
+#[test]
+fn quick_rewrites_and_appends_publish_the_last_version() {
+    let p = pair();
+    let mut want = String::new();
+    for i in 0..50 {
+        // Closed, then changed again before its batch may be written.
+        fs::write(p.ra.join("f"), format!("v{i}\n")).unwrap();
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .open(p.ra.join("f"))
+            .unwrap();
+        f.write_all(format!("+{i}\n").as_bytes()).unwrap();
+        drop(f);
+        want = format!("v{i}\n+{i}\n");
+        assert_eq!(
+            fs::read_to_string(p.ra.join("f")).unwrap(),
+            want,
+            "here, round {i}"
+        );
+    }
+    holds(
+        &p.rb.join("f"),
+        want.as_bytes(),
+        "B to read the last version",
+    );
+    assert_eq!(
+        files(&p.rb).len(),
+        1,
+        "no conflict copy: {:?}",
+        files(&p.rb)
+    );
+}
+
+#[test]
+fn after_a_crash_fsynced_files_are_there_and_others_whole_or_absent() {
+    let mut p = pair();
+    let mut written = Vec::new();
+    for i in 0..200 {
+        let body = format!("{i}\n").repeat(100 + i);
+        fs::write(p.ra.join(format!("c{i}")), &body).unwrap();
+        written.push((format!("c{i}"), body));
+    }
+    let synced = "synced";
+    let mut f = fs::File::create(p.ra.join(synced)).unwrap();
+    f.write_all(b"durable\n").unwrap();
+    f.sync_all().unwrap();
+    p.a.kill9();
+    drop(f);
+    let (data, mnt) = (p.a.data_dir().to_path_buf(), p.a.mountpoint().to_path_buf());
+    p.a = Daemon::mount(&data, &mnt, &["--name", "alice"]);
+    assert_eq!(fs::read(p.ra.join(synced)).unwrap(), b"durable\n");
+    let mut present = 0;
+    for (name, body) in &written {
+        match fs::read_to_string(p.ra.join(name)) {
+            Ok(got) => {
+                assert_eq!(&got, body, "{name} is whole");
+                present += 1;
+            }
+            Err(e) => assert_eq!(e.raw_os_error(), Some(2), "{name}: {e}"),
+        }
+    }
+    // Closed before the fsync, so written with or before its batch.
+    assert_eq!(present, written.len());
+}

@@ -147,19 +147,33 @@ struct WriteState {
     /// of them publishes. (A forked child closing its copy of the
     /// descriptor must not publish a half-written file.)
     writers: Vec<u32>,
-    /// A version committed to the store, waiting for the room's publisher
+    /// A closed version waiting for the room's publisher
     /// (`crate::publish`).
     pending: Option<Pending>,
     /// The version the publisher is writing now (back to `pending` if
     /// that fails).
-    inflight: Option<Pending>,
+    inflight: Option<Stored>,
     /// Jobs queued for it at the publisher.
     queued: usize,
 }
 
-/// A committed version, to publish.
+/// A closed version, to publish.
+#[derive(Debug)]
+enum Pending {
+    /// Its draft, not yet in the store: the publisher commits it (so that
+    /// `close` costs no store transaction), or the next change does.
+    Draft {
+        draft: Draft,
+        exec: bool,
+        mtime: u64,
+    },
+    /// In the store.
+    Stored(Stored),
+}
+
+/// A version in the store.
 #[derive(Debug, Clone, Copy)]
-struct Pending {
+struct Stored {
     hash: Hash,
     size: u64,
     exec: bool,
@@ -239,18 +253,23 @@ impl WriteFile {
     /// Size, executable bit and mtime.
     pub(crate) fn stat(&self) -> (u64, bool, SystemTime) {
         let st = lock(&self.state);
-        let size = match (&st.draft, st.base) {
-            (Some(d), _) => d.len(),
-            (None, Some((_, size))) => size,
-            (None, None) => 0,
+        let size = match (&st.draft, &st.pending, st.base) {
+            (Some(d), _, _) => d.len(),
+            (None, Some(Pending::Draft { draft, .. }), _) => draft.len(),
+            (None, _, Some((_, size))) => size,
+            (None, _, None) => 0,
         };
         (size, st.exec, st.mtime)
     }
 
-    /// The published content, if the file has not changed since.
+    /// The published content, if the file has not changed since (and its
+    /// hash is known: a version just closed is hashed by its commit).
     pub(crate) fn published(&self) -> Option<Hash> {
         let st = lock(&self.state);
-        (!st.dirty).then_some(st.base.map(|b| b.0)).flatten()
+        let hashed = !matches!(st.pending, Some(Pending::Draft { .. }));
+        (!st.dirty && hashed)
+            .then_some(st.base.map(|b| b.0))
+            .flatten()
     }
 
     pub(crate) fn path(&self) -> String {
@@ -280,7 +299,7 @@ impl WriteFile {
         if let Some(p) = st.inflight.take()
             && st.pending.is_none()
         {
-            st.pending = Some(p);
+            st.pending = Some(Pending::Stored(p));
         }
     }
 
@@ -307,8 +326,39 @@ impl WriteFile {
         st.opens
     }
 
-    fn draft<'a>(st: &'a mut WriteState, store: &Store) -> Result<&'a mut Draft, StoreError> {
+    /// Commits a closed version still in its draft (to the store, not
+    /// waiting for the disk unless `durable`), so that it can be read from
+    /// the store and changed.
+    fn store_closed(st: &mut WriteState, pin: &str, durable: bool) -> Result<(), StoreError> {
+        if !matches!(st.pending, Some(Pending::Draft { .. })) {
+            return Ok(());
+        }
+        if let Some(Pending::Draft { draft, exec, mtime }) = st.pending.take() {
+            let imported = if durable {
+                draft.commit(Some(pin))
+            } else {
+                draft.commit_lazy(Some(pin))
+            }?;
+            st.base = Some((imported.hash, imported.size));
+            st.pending = Some(Pending::Stored(Stored {
+                hash: imported.hash,
+                size: imported.size,
+                exec,
+                mtime,
+            }));
+        }
+        Ok(())
+    }
+
+    fn draft<'a>(
+        st: &'a mut WriteState,
+        store: &Store,
+        pin: &str,
+    ) -> Result<&'a mut Draft, StoreError> {
         if st.draft.is_none() {
+            // Changed again before the publisher took the closed version:
+            // it goes to the store first (the new draft starts from it).
+            Self::store_closed(st, pin, false)?;
             st.draft = Some(match st.base {
                 Some((hash, _)) => store.draft_from(&hash)?,
                 None => store.draft()?,
@@ -327,8 +377,9 @@ impl WriteFile {
         data: &[u8],
         pid: u32,
     ) -> Result<(), StoreError> {
+        let pin = p2pfs_swarm::room::pin_name(&self.room);
         let mut st = lock(&self.state);
-        Self::draft(&mut st, store)?.write_at(offset, data)?;
+        Self::draft(&mut st, store, &pin)?.write_at(offset, data)?;
         st.changed_by(pid);
         st.mtime = SystemTime::now();
         Ok(())
@@ -342,10 +393,12 @@ impl WriteFile {
     ) -> Result<usize, StoreError> {
         let mut st = lock(&self.state);
         let base = st.base;
-        match (&mut st.draft, base) {
-            (Some(d), _) => d.read_at(offset, buf),
-            (None, Some((hash, _))) => store.read_at(&hash, offset, buf),
-            (None, None) => Ok(0),
+        let WriteState { draft, pending, .. } = &mut *st;
+        match (draft, pending, base) {
+            (Some(d), _, _) => d.read_at(offset, buf),
+            (None, Some(Pending::Draft { draft, .. }), _) => draft.read_at(offset, buf),
+            (None, _, Some((hash, _))) => store.read_at(&hash, offset, buf),
+            (None, _, None) => Ok(0),
         }
     }
 
@@ -360,13 +413,17 @@ impl WriteFile {
         mtime: Option<SystemTime>,
         pid: u32,
     ) -> Result<bool, StoreError> {
+        let pin = p2pfs_swarm::room::pin_name(&self.room);
         let mut st = lock(&self.state);
         let was_dirty = st.dirty;
         if let Some(len) = len {
             if len == 0 && st.draft.is_none() {
+                // (A closed version still in its draft: nothing of it is
+                // needed, but it is published first, as closed.)
+                Self::store_closed(&mut st, &pin, false)?;
                 st.draft = Some(store.draft()?);
             } else {
-                Self::draft(&mut st, store)?.set_len(len)?;
+                Self::draft(&mut st, store, &pin)?.set_len(len)?;
             }
             st.changed_by(pid);
             st.mtime = SystemTime::now();
@@ -390,68 +447,73 @@ impl WriteFile {
         st.dirty && st.writers.contains(&pid)
     }
 
-    /// Commits the draft if the file changed (blocking: hashing catch-up,
-    /// for `durable` an fsync, one store transaction), making it the
-    /// version to publish. Returns whether a version waits to be
-    /// published (this one, or one committed before).
+    /// Closes a version: a changed file's draft becomes the version to
+    /// publish. For `durable` (`fsync`) it is committed to the store, on
+    /// disk, now (blocking); else the publisher commits it. Returns whether
+    /// a version waits to be published (this one, or one before).
     fn commit(&self, store: &Store, pin: &str, durable: bool) -> Result<bool, StoreError> {
         let mut st = lock(&self.state);
         if !st.dirty || st.unlinked {
-            if durable && let Some((hash, _)) = st.base {
-                store.sync_blob(&hash)?;
+            if durable {
+                Self::store_closed(&mut st, pin, true)?;
+                if let Some((hash, _)) = st.base {
+                    store.sync_blob(&hash)?;
+                }
             }
             return Ok(!st.unlinked && (st.pending.is_some() || st.queued > 0));
         }
-        let commit = |d: Draft| {
-            if durable {
-                d.commit(Some(pin))
-            } else {
-                d.commit_lazy(Some(pin))
-            }
-        };
-        let (hash, size) = match st.draft.take() {
-            Some(d) => {
-                let imported = commit(d)?;
-                (imported.hash, imported.size)
-            }
-            None => match st.base {
-                Some(b) => b,
-                None => {
-                    let imported = commit(store.draft()?)?;
-                    (imported.hash, imported.size)
-                }
+        let (exec, mtime) = (st.exec, millis(st.mtime));
+        let pending = match (st.draft.take(), st.pending.take(), st.base) {
+            (Some(draft), _, _) => Pending::Draft { draft, exec, mtime },
+            // Only its mode or time changed: the closed version waiting
+            // takes them, else the one in the store.
+            (None, Some(Pending::Draft { draft, .. }), _) => Pending::Draft { draft, exec, mtime },
+            (None, Some(Pending::Stored(p)), _) => Pending::Stored(Stored { exec, mtime, ..p }),
+            (None, None, Some((hash, size))) => Pending::Stored(Stored {
+                hash,
+                size,
+                exec,
+                mtime,
+            }),
+            (None, None, None) => Pending::Draft {
+                draft: store.draft()?,
+                exec,
+                mtime,
             },
         };
-        st.base = Some((hash, size));
+        st.pending = Some(pending);
+        if durable {
+            Self::store_closed(&mut st, pin, true)?;
+        }
         st.dirty = false;
         st.writers.clear();
-        st.pending = Some(Pending {
-            hash,
-            size,
-            exec: st.exec,
-            mtime: millis(st.mtime),
-        });
         Ok(true)
     }
 
-    /// The change that publishes the pending version, at the file's path
-    /// and over what it replaces as they are now; `None` if there is none
-    /// (or the file was deleted: it is never published).
-    pub(crate) fn take_pending(&self) -> Option<Change> {
+    /// The change that publishes the pending version (committing it to
+    /// the store first if it is still a draft: blocking), at the file's
+    /// path and over what it replaces as they are now; `None` if there is
+    /// none (or the file was deleted: it is never published).
+    pub(crate) fn take_pending(&self) -> Result<Option<Change>, StoreError> {
         let mut st = lock(&self.state);
-        let p = st.pending.take()?;
         if st.unlinked {
-            return None;
+            st.pending = None;
+            return Ok(None);
         }
+        let pin = p2pfs_swarm::room::pin_name(&self.room);
+        Self::store_closed(&mut st, &pin, false)?;
+        let Some(Pending::Stored(p)) = st.pending.take() else {
+            return Ok(None);
+        };
         st.inflight = Some(p);
-        Some(Change::Put {
+        Ok(Some(Change::Put {
             path: st.path.clone(),
             hash: p.hash,
             size: p.size,
             exec: p.exec,
             mtime: p.mtime,
             base: st.replaces.clone(),
-        })
+        }))
     }
 
     /// A job for it was queued at the publisher.
@@ -475,14 +537,15 @@ impl WriteFile {
 }
 
 impl Fs {
-    /// Publishes `file` if it changed: commits it to the store (`durable`:
-    /// on disk, for `fsync`) and queues it at the room's publisher
-    /// (`crate::publish`); `durable` waits until its entry is written.
+    /// Publishes `file` if it changed: closes its version (committed to
+    /// the store now for [`Until::Durable`]) and queues it at the room's
+    /// publisher (`crate::publish`); returns once `until` holds.
     pub(crate) async fn publish(
         self: Arc<Self>,
         file: Arc<WriteFile>,
-        durable: bool,
+        until: Until,
     ) -> Result<(), Errno> {
+        let durable = until == Until::Durable;
         let store = self.node.store().clone();
         let pin = p2pfs_swarm::room::pin_name(&file.room);
         let f = file.clone();
@@ -497,10 +560,9 @@ impl Fs {
             return Ok(());
         }
         let written = self.queue(file);
-        if durable {
-            written.await.unwrap_or(Err(Errno::EIO))
-        } else {
-            Ok(())
+        match until {
+            Until::Queued => Ok(()),
+            Until::Written | Until::Durable => written.await.unwrap_or(Err(Errno::EIO)),
         }
     }
 
@@ -510,7 +572,7 @@ impl Fs {
         if !file.changed_by(pid) {
             return reply.ok();
         }
-        self.reply_when(self.clone().publish(file, false), reply);
+        self.reply_when(self.clone().publish(file, Until::Queued), reply);
     }
 
     /// `fsync`: publishes, with the bytes on disk (of a handle open for
@@ -519,7 +581,7 @@ impl Fs {
         if !h.writable {
             return reply.ok();
         }
-        self.reply_when(self.clone().publish(h.file.clone(), true), reply);
+        self.reply_when(self.clone().publish(h.file.clone(), Until::Durable), reply);
     }
 
     /// Replies once `work` is done, from a task.
@@ -545,7 +607,7 @@ impl Fs {
         let publish = h.wrote.load(Ordering::Relaxed);
         self.rt.spawn(async move {
             let result = if publish {
-                fs.clone().publish(file.clone(), false).await
+                fs.clone().publish(file.clone(), Until::Queued).await
             } else {
                 Ok(())
             };
@@ -706,6 +768,18 @@ fn reply_read(reply: ReplyData, r: &BlobReader, size: u32, len: u64, offset: u64
     }
     buf.truncate(done);
     reply.data(&buf);
+}
+
+/// How far [`Fs::publish`] goes before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Until {
+    /// Handed to the room's publisher (`close`).
+    Queued,
+    /// In the room's log (a change by path to a closed file: the next
+    /// operation by path, a rename say, must find it there).
+    Written,
+    /// In the log and on disk (`fsync`).
+    Durable,
 }
 
 /// Milliseconds since the epoch.
@@ -895,7 +969,7 @@ impl Fs {
                 Err(e) => return reply.error(store_errno(&e)),
             };
             if by_path && !was_dirty {
-                return self.reply_when_attr(self.clone().publish(wf, false), ino, reply);
+                return self.reply_when_attr(self.clone().publish(wf, Until::Written), ino, reply);
             }
             return self.reply_attr(ino, reply);
         }
@@ -925,7 +999,7 @@ impl Fs {
             }
             wf.change(fs.node.store(), len, exec, mtime, pid)
                 .map_err(|e| store_errno(&e))?;
-            fs.publish(wf, false).await
+            fs.publish(wf, Until::Written).await
         };
         self.reply_when_attr(work, ino, reply);
     }

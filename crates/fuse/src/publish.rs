@@ -146,12 +146,26 @@ impl Fs {
                 files.push(file.clone());
             }
         }
+        // The versions still in their drafts go to the store (blocking).
+        let taken = tokio::task::spawn_blocking(move || {
+            files
+                .into_iter()
+                .filter_map(|f| match f.take_pending() {
+                    Ok(change) => change.map(|c| (f, c)),
+                    Err(e) => {
+                        // As a disk's writeback would: lost, and said.
+                        tracing::warn!("publishing {}: {e}", f.path());
+                        None
+                    }
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
         let mut published = Vec::new();
-        for f in &files {
-            if let Some(change) = f.take_pending() {
-                published.push(f.clone());
-                changes.push(change);
-            }
+        for (f, change) in taken {
+            published.push(f);
+            changes.push(change);
         }
         let mut result = Ok(());
         if !changes.is_empty() {
