@@ -560,10 +560,7 @@ impl Fs {
             return Ok(());
         }
         let written = self.queue(file);
-        match until {
-            Until::Queued => Ok(()),
-            Until::Written | Until::Durable => written.await.unwrap_or(Err(Errno::EIO)),
-        }
+        written.await.unwrap_or(Err(Errno::EIO))
     }
 
     /// `flush` (each `close`) of a file open for writing: publishes if
@@ -572,7 +569,29 @@ impl Fs {
         if !file.changed_by(pid) {
             return reply.ok();
         }
-        self.reply_when(self.clone().publish(file, Until::Queued), reply);
+        match self.hand_over(file) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    /// Closes `file`'s version and queues it at the room's publisher,
+    /// here and now: with no `fsync`, closing touches no store (the
+    /// publisher commits the draft), so `close` returns at once.
+    fn hand_over(self: &Arc<Self>, file: Arc<WriteFile>) -> Result<(), Errno> {
+        let pin = p2pfs_swarm::room::pin_name(&file.room);
+        match file.commit(self.node.store(), &pin, false) {
+            Ok(true) => {
+                // (Answered by the publisher later; nobody waits here.)
+                drop(self.queue(file));
+                Ok(())
+            }
+            Ok(false) => Ok(()),
+            Err(e) => {
+                tracing::warn!("publishing {}: {e}", file.path());
+                Err(store_errno(&e))
+            }
+        }
     }
 
     /// `fsync`: publishes, with the bytes on disk (of a handle open for
@@ -602,30 +621,26 @@ impl Fs {
     /// handle that changed the file publishes it (its last writer may have
     /// been another process than the one that closed it).
     pub(crate) fn release_file(self: &Arc<Self>, h: &WriteHandle, reply: ReplyEmpty) {
-        let fs = self.clone();
         let file = h.file.clone();
-        let publish = h.wrote.load(Ordering::Relaxed);
-        self.rt.spawn(async move {
-            let result = if publish {
-                fs.clone().publish(file.clone(), Until::Queued).await
-            } else {
-                Ok(())
-            };
-            {
-                // Under the map's lock: an open finds the draft (and counts
-                // itself) either before it is dropped or not at all.
-                let key = (file.room, file.path());
-                let mut drafts = lock(&fs.drafts);
-                file.closed();
-                if file.idle() && drafts.get(&key).is_some_and(|d| Arc::ptr_eq(d, &file)) {
-                    drafts.remove(&key);
-                }
+        let result = if h.wrote.load(Ordering::Relaxed) {
+            self.hand_over(file.clone())
+        } else {
+            Ok(())
+        };
+        {
+            // Under the map's lock: an open finds the draft (and counts
+            // itself) either before it is dropped or not at all.
+            let key = (file.room, file.path());
+            let mut drafts = lock(&self.drafts);
+            file.closed();
+            if file.idle() && drafts.get(&key).is_some_and(|d| Arc::ptr_eq(d, &file)) {
+                drafts.remove(&key);
             }
-            match result {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(e),
-            }
-        });
+        }
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
     }
 
     /// `read` of a published file: from the store if the bytes are here,
@@ -770,11 +785,10 @@ fn reply_read(reply: ReplyData, r: &BlobReader, size: u32, len: u64, offset: u64
     reply.data(&buf);
 }
 
-/// How far [`Fs::publish`] goes before it returns.
+/// How far [`Fs::publish`] goes before it returns (a `close` only hands
+/// the file over: `Fs::hand_over`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Until {
-    /// Handed to the room's publisher (`close`).
-    Queued,
     /// In the room's log (a change by path to a closed file: the next
     /// operation by path, a rename say, must find it there).
     Written,

@@ -25,6 +25,12 @@ use crate::{
 /// A pass waits this long after what woke it, so that a burst of
 /// statuses makes one pass.
 const DEBOUNCE: Duration = Duration::from_millis(200);
+/// ... and at least this many times what the last pass took: a pass reads
+/// the room's whole listing, so in a room of many files, published many at
+/// a time, passes stay a small share of the machine.
+const PASS_SHARE: u32 = 10;
+/// The longest wait between a wake and its pass.
+const MAX_DEBOUNCE: Duration = Duration::from_secs(3);
 /// First and longest wait before a failed fetch is tried again.
 const RETRY_FIRST: Duration = Duration::from_secs(2);
 const RETRY_MAX: Duration = Duration::from_secs(300);
@@ -188,7 +194,10 @@ pub(crate) async fn run(node: Node, room: Arc<Room>) {
         while let Ok(d) = done_rx.try_recv() {
             st.finish(d, &room);
         }
-        if let Err(e) = pass(&node, &room, rep, &mut st, &done_tx).await
+        let started = Instant::now();
+        let result = pass(&node, &room, rep, &mut st, &done_tx).await;
+        let debounce = (started.elapsed() * PASS_SHARE).clamp(DEBOUNCE, MAX_DEBOUNCE);
+        if let Err(e) = result
             && last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(60))
         {
             tracing::warn!(room = %room.name(), "keeping the room's copies: {e}");
@@ -204,7 +213,7 @@ pub(crate) async fn run(node: Node, room: Arc<Room>) {
         }
         tokio::select! {
             _ = room.cancel.cancelled() => break,
-            _ = tokio::time::sleep(DEBOUNCE) => {}
+            _ = tokio::time::sleep(debounce) => {}
         }
     }
 }
