@@ -215,3 +215,24 @@ fn copying_tools_copy_between_rooms_without_tripping_on_attributes() {
         );
     }
 }
+
+#[test]
+fn names_up_to_255_bytes_and_enametoolong_past_them() {
+    let t = two();
+    let ok_name = "n".repeat(255);
+    fs::write(t.ra.join(&ok_name), "x").unwrap();
+    assert_eq!(fs::read_to_string(t.ra.join(&ok_name)).unwrap(), "x");
+    let long = "n".repeat(256);
+    for e in [
+        fs::write(t.ra.join(&long), "x").unwrap_err(),
+        fs::create_dir(t.ra.join(&long)).unwrap_err(),
+        fs::metadata(t.ra.join(&long)).unwrap_err(),
+    ] {
+        assert_eq!(e.raw_os_error(), Some(36), "ENAMETOOLONG: {e}");
+    }
+    let st = rustix::fs::statvfs(&t.ra).unwrap();
+    assert_eq!(st.f_namemax, 255);
+    wait_for(Duration::from_secs(20), "B to list the long name", || {
+        t.rb.join(&ok_name).exists().then_some(())
+    });
+}

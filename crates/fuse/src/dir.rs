@@ -29,13 +29,17 @@ pub(crate) fn utf8(name: &OsStr) -> Result<&str, Errno> {
 /// A path a change may name: valid in a room, or why not.
 fn valid(path: &str) -> Result<(), Errno> {
     check_path(path).map_err(|_| {
-        if path.len() > p2pfs_proto::room::MAX_PATH {
+        let long_name = path.split('/').any(|c| c.len() > NAME_MAX);
+        if long_name || path.len() > p2pfs_proto::room::MAX_PATH {
             Errno::ENAMETOOLONG
         } else {
             Errno::EINVAL
         }
     })
 }
+
+/// The longest name in a directory, in bytes (what `statfs` says).
+pub(crate) const NAME_MAX: usize = 255;
 
 impl Fs {
     /// The room and directory path of a directory inode.
@@ -58,6 +62,9 @@ impl Fs {
         parent: INodeNo,
         name: &OsStr,
     ) -> Result<fuser::FileAttr, Errno> {
+        if name.len() > NAME_MAX {
+            return Err(Errno::ENAMETOOLONG);
+        }
         let name = utf8(name).map_err(|_| Errno::ENOENT)?;
         let place = match self.place(parent)? {
             Place::Root => Place::Room(self.room_named(name).ok_or(Errno::ENOENT)?.id()),

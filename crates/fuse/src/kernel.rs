@@ -325,7 +325,7 @@ impl Filesystem for Kernel {
                 s.f_files,
                 s.f_ffree,
                 s.f_bsize as u32,
-                p2pfs_proto::room::MAX_PATH as u32,
+                crate::dir::NAME_MAX as u32,
                 s.f_frsize as u32,
             ),
             Err(e) => reply.error(Errno::from_i32(e.raw_os_error())),
