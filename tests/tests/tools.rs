@@ -236,3 +236,49 @@ fn names_up_to_255_bytes_and_enametoolong_past_them() {
         t.rb.join(&ok_name).exists().then_some(())
     });
 }
+
+#[test]
+fn fifos_sockets_and_devices_stay_on_this_member() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    let t = two();
+    // A FIFO works as on a local disk.
+    let out = sh(
+        &t.ra,
+        "mkfifo -m 640 pipe && (echo through > pipe &) && cat pipe && stat -c %a pipe",
+    );
+    assert_eq!(out, "through\n640\n");
+    let m = fs::metadata(t.ra.join("pipe")).unwrap();
+    assert!(m.file_type().is_fifo());
+    sh(&t.ra, "chmod 600 pipe && chown 1:1 pipe");
+    let m = fs::metadata(t.ra.join("pipe")).unwrap();
+    assert_eq!(
+        (m.permissions().mode() & 0o777, m.uid(), m.gid()),
+        (0o600, 1, 1)
+    );
+    // A Unix socket binds; a device node is made (the mount opens none).
+    let sock = t.ra.join("s.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    assert!(fs::metadata(&sock).unwrap().file_type().is_socket());
+    sh(&t.ra, "mknod dev c 1 3 && ln pipe pipe2 && stat -c %h pipe");
+    assert!(
+        fs::metadata(t.ra.join("dev"))
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
+    assert_eq!(fs::metadata(t.ra.join("pipe2")).unwrap().nlink(), 2);
+    // A regular file made with mknod is published like any file.
+    sh(
+        &t.ra,
+        "mknod plain p; rm plain; python3 -c \"import os; os.mknod('reg')\"",
+    );
+    wait_for(Duration::from_secs(20), "the regular file on B", || {
+        t.rb.join("reg").exists().then_some(())
+    });
+    // None of the special files went to the other member.
+    for name in ["pipe", "pipe2", "s.sock", "dev"] {
+        assert!(!t.rb.join(name).exists(), "{name} on B");
+    }
+    sh(&t.ra, "rm pipe pipe2 dev s.sock");
+    assert_eq!(sh(&t.ra, "ls"), "chat.log\nreg\n");
+}

@@ -143,6 +143,10 @@ impl Fs {
                         None => names.insert(rest.to_string(), FileType::RegularFile),
                     };
                 }
+                // Special files made here (`crate::local`).
+                for (name, kind) in self.locals.children(r, &dir) {
+                    names.insert(name, kind);
+                }
                 for (name, kind) in names {
                     let n = self.ino(Place::Path(*r, join(&dir, &name)));
                     out.push((n, kind, name));
@@ -242,7 +246,10 @@ impl Fs {
             Ok(None) => return reply.error(Errno::ENOENT),
             Err(e) => return reply.error(e),
         };
-        if tree.has_children(&path) || self.has_drafts_under(&room, &path) {
+        if tree.has_children(&path)
+            || self.has_drafts_under(&room, &path)
+            || self.locals.any_under(&room, &path)
+        {
             return reply.error(Errno::ENOTEMPTY);
         }
         let fs = self.clone();
@@ -268,6 +275,9 @@ impl Fs {
             return reply.error(Errno::EPERM);
         }
         let path = join(&dir, name);
+        if self.locals.remove(&room, &path).is_some() {
+            return reply.ok();
+        }
         let fs = self.clone();
         let work = async move {
             let room_lock = fs.room_lock(&room);
@@ -406,7 +416,9 @@ impl Fs {
             {
                 return Err(Errno::ENOTEMPTY);
             }
-            (Some(Found::File(_) | Found::Draft(_)), true) => return Err(Errno::ENOTDIR),
+            (Some(Found::File(_) | Found::Draft(_) | Found::Local(_)), true) => {
+                return Err(Errno::ENOTDIR);
+            }
             _ => {}
         }
         let mut changes = Vec::new();
@@ -436,6 +448,19 @@ impl Fs {
             changes.push(put_change(to.clone(), f));
             changes.append(&mut moved);
         }
+        // Special files move with their names, here only; a published file
+        // they replace is deleted.
+        let src_local = matches!(src, Found::Local(_));
+        if src_local {
+            if let Some(Item::File(f)) = tree.get(&to) {
+                changes.extend(self.delete_changes(&room, &tree, &to, f)?);
+            }
+        } else if self.locals.get(&room, &to).is_some() {
+            self.locals.remove(&room, &to);
+        }
+        if src_local || src_is_dir {
+            self.locals.rename(&room, &from, &to);
+        }
         // Drafts move with their names; one at the destination is replaced.
         let mut drafts = lock(&self.drafts);
         if let Some(old) = drafts.remove(&(room, to.clone())) {
@@ -455,6 +480,53 @@ impl Fs {
             }
         }
         Ok((room, from, to, changes))
+    }
+
+    /// The room and path of a new name `name` in directory `parent`:
+    /// valid, and free.
+    pub(crate) fn new_name(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+    ) -> Result<(RoomId, String), Errno> {
+        if name.len() > NAME_MAX {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        let name = utf8(name)?;
+        let (room, dir) = self.dir_of(parent)?;
+        if dir.is_empty() && name == CHAT_FILE {
+            return Err(Errno::EEXIST);
+        }
+        let path = join(&dir, name);
+        valid(&path)?;
+        if self.find(&room, &path)?.is_some() {
+            return Err(Errno::EEXIST);
+        }
+        Ok((room, path))
+    }
+
+    /// A new empty regular file at `path`, published as if created and
+    /// closed (`mknod` of a regular file).
+    pub(crate) fn create_closed(
+        self: &Arc<Self>,
+        room: RoomId,
+        path: String,
+        exec: bool,
+        pid: u32,
+    ) -> Result<(), Errno> {
+        let store = self.node.store();
+        let live = query::live_entries(store, &room, &path).map_err(|e| store_errno(&e))?;
+        let draft = store.draft().map_err(|e| store_errno(&e))?;
+        let wf = Arc::new(WriteFile::new(room, path.clone(), draft, exec, pid, live));
+        lock(&self.drafts).insert((room, path), wf.clone());
+        let handed = self.hand_over(wf.clone());
+        let key = (room, wf.path());
+        let mut drafts = lock(&self.drafts);
+        wf.closed();
+        if wf.is_idle() && drafts.get(&key).is_some_and(|d| Arc::ptr_eq(d, &wf)) {
+            drafts.remove(&key);
+        }
+        handed
     }
 
     pub(crate) fn create_file(

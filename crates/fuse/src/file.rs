@@ -530,7 +530,7 @@ impl WriteFile {
     }
 
     /// Whether nothing but the drafts holds it (for a release).
-    fn idle(&self) -> bool {
+    pub(crate) fn is_idle(&self) -> bool {
         let st = lock(&self.state);
         st.opens == 0 && st.queued == 0 && st.pending.is_none() && !st.dirty
     }
@@ -578,7 +578,7 @@ impl Fs {
     /// Closes `file`'s version and queues it at the room's publisher,
     /// here and now: with no `fsync`, closing touches no store (the
     /// publisher commits the draft), so `close` returns at once.
-    fn hand_over(self: &Arc<Self>, file: Arc<WriteFile>) -> Result<(), Errno> {
+    pub(crate) fn hand_over(self: &Arc<Self>, file: Arc<WriteFile>) -> Result<(), Errno> {
         let pin = p2pfs_swarm::room::pin_name(&file.room);
         match file.commit(self.node.store(), &pin, false) {
             Ok(true) => {
@@ -633,7 +633,7 @@ impl Fs {
             let key = (file.room, file.path());
             let mut drafts = lock(&self.drafts);
             file.closed();
-            if file.idle() && drafts.get(&key).is_some_and(|d| Arc::ptr_eq(d, &file)) {
+            if file.is_idle() && drafts.get(&key).is_some_and(|d| Arc::ptr_eq(d, &file)) {
                 drafts.remove(&key);
             }
         }

@@ -56,6 +56,7 @@ pub(crate) struct Fs {
     pub(crate) cached: Mutex<HashMap<u64, p2pfs_proto::Hash>>,
     pub(crate) fetches: Fetches,
     pub(crate) publishers: crate::publish::Publishers,
+    pub(crate) locals: crate::local::Locals,
     /// Paths this mount changed lately, by room, and when.
     own: Mutex<Own>,
     pub(crate) uid: u32,
@@ -79,6 +80,8 @@ pub(crate) enum Found {
     File(FileInfo),
     /// A file being written here (not yet published, or changed since).
     Draft(Arc<WriteFile>),
+    /// A special file made here (`crate::local`).
+    Local(crate::local::Shared),
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -116,6 +119,7 @@ impl Fs {
             room_locks: Mutex::new(HashMap::new()),
             fetches: Fetches::default(),
             publishers: crate::publish::Publishers::default(),
+            locals: crate::local::Locals::default(),
             own: Mutex::new(Own::default()),
             uid: rustix::process::getuid().as_raw(),
             gid: rustix::process::getgid().as_raw(),
@@ -207,6 +211,7 @@ impl Fs {
         lock(&self.trees).remove(room);
         lock(&self.inodes).forget_room(room);
         lock(&self.drafts).retain(|(r, _), _| r != room);
+        self.locals.forget_room(room);
         self.drop_publisher(room);
     }
 
@@ -218,11 +223,15 @@ impl Fs {
         if let Some(d) = lock(&self.drafts).get(&(*room, path.to_string())) {
             return Ok(Some(Found::Draft(d.clone())));
         }
+        if let Some(n) = self.locals.get(room, path) {
+            return Ok(Some(Found::Local(n)));
+        }
         let tree = self.tree(room)?;
         Ok(match tree.get(path) {
             Some(Item::Dir) => Some(Found::Dir),
             Some(Item::File(f)) => Some(Found::File(f.clone())),
-            None => self.has_drafts_under(room, path).then_some(Found::Dir),
+            None => (self.has_drafts_under(room, path) || self.locals.any_under(room, path))
+                .then_some(Found::Dir),
         })
     }
 
@@ -260,6 +269,7 @@ impl Fs {
                     let (size, exec, mtime) = d.stat();
                     Ok(self.file_attr(ino, size, if exec { 0o755 } else { 0o644 }, mtime))
                 }
+                Some(Found::Local(n)) => Ok(lock(&n).attr(ino, BLKSIZE)),
             },
         }
     }

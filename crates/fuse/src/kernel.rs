@@ -69,10 +69,10 @@ impl Filesystem for Kernel {
         req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
         size: Option<u64>,
-        _atime: Option<TimeOrNow>,
+        atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         _ctime: Option<std::time::SystemTime>,
         fh: Option<FileHandle>,
@@ -82,8 +82,47 @@ impl Filesystem for Kernel {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        if let Some(done) = self.0.setattr_local(ino, mode, uid, gid, atime, mtime) {
+            return match done {
+                Ok(attr) => reply.attr(&crate::fs::TTL, &attr),
+                Err(e) => reply.error(e),
+            };
+        }
         self.0
             .setattr_ino(ino, mode, size, mtime, fh, req.pid(), reply);
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        match self
+            .0
+            .mknod_name(parent, name, mode, rdev, req.uid(), req.gid(), req.pid())
+        {
+            Ok(attr) => reply.entry(&crate::fs::TTL, &attr, fuser::Generation(0)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        match self.0.link_name(ino, newparent, newname) {
+            Ok(attr) => reply.entry(&crate::fs::TTL, &attr, fuser::Generation(0)),
+            Err(e) => reply.error(e),
+        }
     }
 
     fn mkdir(

@@ -6,6 +6,7 @@
 //! `dir` (names: lookup, mkdir, rename…), `file` (open, read, write,
 //! publish at close), `fetch` (on-demand reads with read-ahead), `chat`,
 //! `xattr`; `publish` writes closed files to the room's log in batches;
+//! `local` keeps the special files (FIFOs, sockets, devices) made here;
 //! `fs` holds the shared state, `inode` and `tree` what it is
 //! made of, `kernel` routes fuser's calls, `watch` invalidates the kernel's
 //! caches when rooms change, `interrupt` ends a wait when its process gets
@@ -19,6 +20,7 @@ mod fs;
 mod inode;
 mod interrupt;
 mod kernel;
+mod local;
 mod mount;
 mod publish;
 mod tree;
