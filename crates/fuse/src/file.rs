@@ -1040,7 +1040,7 @@ impl Fs {
             Err(e) => return reply.error(e),
         };
         match self.attr_of(ino, &place) {
-            Ok(a) => reply.attr(&crate::fs::ttl(&place), &a),
+            Ok(a) => reply.attr(&crate::fs::ttl(&place, &a), &a),
             Err(e) => reply.error(e),
         }
     }

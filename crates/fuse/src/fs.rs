@@ -64,11 +64,23 @@ pub(crate) struct Fs {
     pub(crate) started: SystemTime,
 }
 
-/// How long the kernel may keep the attributes of `place`: not at all for
-/// `chat.log`, whose size grows as messages arrive.
-pub(crate) fn ttl(place: &Place) -> Duration {
+/// How long the kernel may keep the attributes `attr` of `place`: not at
+/// all for `chat.log`, whose size grows as messages arrive, nor for a
+/// special file (its names share one node: a change through one must show
+/// through the others at once).
+pub(crate) fn ttl(place: &Place, attr: &FileAttr) -> Duration {
     match place {
         Place::Chat(_) => Duration::ZERO,
+        _ => attr_ttl(attr),
+    }
+}
+
+/// How long the kernel may keep `attr` (zero for a special file).
+pub(crate) fn attr_ttl(attr: &FileAttr) -> Duration {
+    match attr.kind {
+        FileType::NamedPipe | FileType::Socket | FileType::CharDevice | FileType::BlockDevice => {
+            Duration::ZERO
+        }
         _ => TTL,
     }
 }

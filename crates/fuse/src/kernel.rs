@@ -53,7 +53,10 @@ impl Filesystem for Kernel {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.0.lookup_name(parent, name) {
             Ok(attr) => {
-                let ttl = self.0.place(attr.ino).map_or(Duration::ZERO, |p| ttl(&p));
+                let ttl = self
+                    .0
+                    .place(attr.ino)
+                    .map_or(Duration::ZERO, |p| ttl(&p, &attr));
                 reply.entry(&ttl, &attr, fuser::Generation(0));
             }
             Err(e) => reply.error(e),
@@ -84,7 +87,7 @@ impl Filesystem for Kernel {
     ) {
         if let Some(done) = self.0.setattr_local(ino, mode, uid, gid, atime, mtime) {
             return match done {
-                Ok(attr) => reply.attr(&crate::fs::TTL, &attr),
+                Ok(attr) => reply.attr(&crate::fs::attr_ttl(&attr), &attr),
                 Err(e) => reply.error(e),
             };
         }
@@ -106,7 +109,7 @@ impl Filesystem for Kernel {
             .0
             .mknod_name(parent, name, mode, rdev, req.uid(), req.gid(), req.pid())
         {
-            Ok(attr) => reply.entry(&crate::fs::TTL, &attr, fuser::Generation(0)),
+            Ok(attr) => reply.entry(&crate::fs::attr_ttl(&attr), &attr, fuser::Generation(0)),
             Err(e) => reply.error(e),
         }
     }
@@ -120,7 +123,7 @@ impl Filesystem for Kernel {
         reply: ReplyEntry,
     ) {
         match self.0.link_name(ino, newparent, newname) {
-            Ok(attr) => reply.entry(&crate::fs::TTL, &attr, fuser::Generation(0)),
+            Ok(attr) => reply.entry(&crate::fs::attr_ttl(&attr), &attr, fuser::Generation(0)),
             Err(e) => reply.error(e),
         }
     }
@@ -333,7 +336,7 @@ impl Filesystem for Kernel {
                 *ino,
                 i as u64 + 1,
                 name,
-                &ttl(&place),
+                &ttl(&place, &attr),
                 &attr,
                 fuser::Generation(0),
             ) {
