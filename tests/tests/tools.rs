@@ -282,3 +282,65 @@ fn fifos_sockets_and_devices_stay_on_this_member() {
     sh(&t.ra, "rm pipe pipe2 dev s.sock");
     assert_eq!(sh(&t.ra, "ls"), "chat.log\nreg\n");
 }
+
+#[test]
+fn symbolic_links_are_published_as_written() {
+    let t = two();
+    sh(
+        &t.ra,
+        "mkdir -p lib/v1 && echo one > lib/v1/data && ln -s v1 lib/current && \
+         ln -s lib/current/data top && ln -s /etc/hostname abs && ln -s nowhere dangling",
+    );
+    assert_eq!(fs::read_to_string(t.ra.join("top")).unwrap(), "one\n");
+    wait_for(Duration::from_secs(20), "the links on B", || {
+        t.rb.join("dangling").symlink_metadata().ok().map(|_| ())
+    });
+    for (link, target) in [
+        ("lib/current", "v1"),
+        ("top", "lib/current/data"),
+        ("abs", "/etc/hostname"),
+        ("dangling", "nowhere"),
+    ] {
+        assert_eq!(
+            fs::read_link(t.rb.join(link)).unwrap().to_str().unwrap(),
+            target,
+            "{link}"
+        );
+    }
+    assert_eq!(fs::read_to_string(t.rb.join("top")).unwrap(), "one\n");
+    // Replaced, renamed and removed like files; a directory moves with its
+    // links.
+    sh(
+        &t.ra,
+        "ln -sfn v2 lib/current && mv dangling gone && rm abs && mv lib lib2",
+    );
+    wait_for(Duration::from_secs(20), "the changes on B", || {
+        (fs::read_link(t.rb.join("lib2/current")).ok()?.to_str()? == "v2"
+            && t.rb.join("gone").symlink_metadata().is_ok()
+            && t.rb.join("abs").symlink_metadata().is_err())
+        .then_some(())
+    });
+}
+
+#[test]
+fn tarballs_with_links_and_a_python_venv_unpack_in_a_room() {
+    let t = two();
+    let work = t._root.path().join("src");
+    fs::create_dir_all(work.join("pkg/bin")).unwrap();
+    fs::write(work.join("pkg/bin/tool"), "#!/bin/sh\necho tool\n").unwrap();
+    sh(
+        &work,
+        "chmod +x pkg/bin/tool && ln -s bin/tool pkg/run && tar -cf ../pkg.tar pkg",
+    );
+    let tar = t._root.path().join("pkg.tar");
+    sh(&t.ra, &format!("tar -xf {}", tar.display()));
+    assert_eq!(sh(&t.ra, "./pkg/run"), "tool\n");
+    wait_for(Duration::from_secs(20), "the link on B", || {
+        t.rb.join("pkg/run").symlink_metadata().ok().map(|_| ())
+    });
+    assert_eq!(sh(&t.rb, "./pkg/run"), "tool\n");
+    sh(
+        &t.ra,
+        "python3 -m venv --without-pip venv && ./venv/bin/python -c 'print(1)'",
+    );
+}

@@ -18,7 +18,7 @@ use crate::{
     file::{Handle, WriteFile, WriteHandle, millis},
     fs::{Found, Fs, TTL, lock, store_errno, swarm_errno},
     inode::{Place, join},
-    tree::{FileInfo, Item, Tree},
+    tree::{Item, Tree},
 };
 
 /// The name as UTF-8, or EINVAL (room paths are UTF-8).
@@ -123,6 +123,7 @@ impl Fs {
                         let kind = match item {
                             Item::Dir => FileType::Directory,
                             Item::File(_) => FileType::RegularFile,
+                            Item::Link(_) => FileType::Symlink,
                         };
                         (name.to_string(), kind)
                     })
@@ -289,7 +290,9 @@ impl Fs {
             }
             let tree = fs.tree(&room)?;
             let changes = match tree.get(&path) {
-                Some(Item::File(f)) => fs.delete_changes(&room, &tree, &path, f)?,
+                Some(item @ (Item::File(_) | Item::Link(_))) => {
+                    fs.delete_changes(&room, &tree, &path, item)?
+                }
                 Some(Item::Dir) => return Err(Errno::EISDIR),
                 None if draft.is_some() => return Ok(()),
                 None => return Err(Errno::ENOENT),
@@ -307,16 +310,19 @@ impl Fs {
         room: &RoomId,
         tree: &Tree,
         path: &str,
-        file: &FileInfo,
+        shown: &Item,
     ) -> Result<Vec<Change>, Errno> {
+        let Some(entry) = shown.entry() else {
+            return Err(Errno::EISDIR);
+        };
         let live =
             query::live_entries(self.node.store(), room, path).map_err(|e| store_errno(&e))?;
-        if !live.contains(&file.entry) {
+        if !live.contains(&entry) {
             // A conflict copy: remove only its entry, at the real path.
             let real = path.rsplit_once(".conflict-").map_or(path, |(p, _)| p);
             return Ok(vec![Change::Delete {
                 path: real.to_string(),
-                only: Some(vec![file.entry]),
+                only: Some(vec![entry]),
             }]);
         }
         let mut changes = vec![Change::Delete {
@@ -328,10 +334,10 @@ impl Fs {
             if !name.starts_with(&prefix) {
                 break;
             }
-            if let Item::File(c) = item
-                && live.contains(&c.entry)
+            if item.entry().is_some_and(|e| live.contains(&e))
+                && let Some(c) = put_change(name.clone(), item)
             {
-                changes.push(put_change(name.clone(), c));
+                changes.push(c);
             }
         }
         Ok(changes)
@@ -416,7 +422,7 @@ impl Fs {
             {
                 return Err(Errno::ENOTEMPTY);
             }
-            (Some(Found::File(_) | Found::Draft(_) | Found::Local(_)), true) => {
+            (Some(Found::File(_) | Found::Draft(_) | Found::Local(_) | Found::Link(_)), true) => {
                 return Err(Errno::ENOTDIR);
             }
             _ => {}
@@ -436,24 +442,27 @@ impl Fs {
                 let new = format!("{to}/{}", &p[prefix.len()..]);
                 changes.push(match item {
                     Item::Dir => Change::Mkdir { path: new },
-                    Item::File(f) => put_change(new, f),
+                    leaf => match put_change(new, leaf) {
+                        Some(c) => c,
+                        None => continue,
+                    },
                 });
                 changes.push(Change::Delete {
                     path: p.clone(),
                     only: None,
                 });
             }
-        } else if let Some(Item::File(f)) = tree.get(&from) {
-            let mut moved = self.delete_changes(&room, &tree, &from, f)?;
-            changes.push(put_change(to.clone(), f));
+        } else if let Some(item @ (Item::File(_) | Item::Link(_))) = tree.get(&from) {
+            let mut moved = self.delete_changes(&room, &tree, &from, item)?;
+            changes.extend(put_change(to.clone(), item));
             changes.append(&mut moved);
         }
         // Special files move with their names, here only; a published file
         // they replace is deleted.
         let src_local = matches!(src, Found::Local(_));
         if src_local {
-            if let Some(Item::File(f)) = tree.get(&to) {
-                changes.extend(self.delete_changes(&room, &tree, &to, f)?);
+            if let Some(item @ (Item::File(_) | Item::Link(_))) = tree.get(&to) {
+                changes.extend(self.delete_changes(&room, &tree, &to, item)?);
             }
         } else if self.locals.get(&room, &to).is_some() {
             self.locals.remove(&room, &to);
@@ -503,6 +512,60 @@ impl Fs {
             return Err(Errno::EEXIST);
         }
         Ok((room, path))
+    }
+
+    /// `symlink`: a link at `name` in `parent` to `target` (kept as
+    /// written), published before the reply.
+    pub(crate) fn symlink_name(
+        self: &Arc<Self>,
+        parent: INodeNo,
+        name: &OsStr,
+        target: &std::path::Path,
+        reply: ReplyEntry,
+    ) {
+        let made = (|| {
+            let (room, path) = self.new_name(parent, name)?;
+            // (Link targets, like names, are UTF-8 here.)
+            let target = target.to_str().ok_or(Errno::EINVAL)?.to_string();
+            if target.is_empty() || target.len() > p2pfs_proto::room::MAX_TARGET {
+                return Err(Errno::ENAMETOOLONG);
+            }
+            Ok((room, path, target))
+        })();
+        let (room, path, target) = match made {
+            Ok(m) => m,
+            Err(e) => return reply.error(e),
+        };
+        let fs = self.clone();
+        self.rt.spawn(async move {
+            let room_lock = fs.room_lock(&room);
+            let _tree = room_lock.lock().await;
+            let change = Change::Symlink {
+                path: path.clone(),
+                target,
+            };
+            if let Err(e) = fs.apply(room, vec![change]).await {
+                return reply.error(e);
+            }
+            let place = Place::Path(room, path);
+            let ino = fs.ino(place.clone());
+            match fs.attr_of(ino, &place) {
+                Ok(a) => reply.entry(&TTL, &a, fuser::Generation(0)),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    /// `readlink`: what the link `ino` points to.
+    pub(crate) fn link_target(&self, ino: INodeNo) -> Result<String, Errno> {
+        let Place::Path(room, path) = self.place(ino)? else {
+            return Err(Errno::EINVAL);
+        };
+        match self.find(&room, &path)? {
+            Some(Found::Link(l)) => Ok(l.target),
+            Some(_) => Err(Errno::EINVAL),
+            None => Err(Errno::ENOENT),
+        }
     }
 
     /// A new empty regular file at `path`, published as if created and
@@ -607,19 +670,25 @@ impl Fs {
 
 /// The path a change is about.
 pub(crate) fn change_path(c: &Change) -> &str {
-    match c {
-        Change::Put { path, .. } | Change::Delete { path, .. } | Change::Mkdir { path } => path,
-    }
+    c.path()
 }
 
-/// A put of `file`'s content at `path`.
-pub(crate) fn put_change(path: String, file: &FileInfo) -> Change {
-    Change::Put {
-        path,
-        hash: file.hash,
-        size: file.size,
-        exec: file.exec,
-        mtime: millis(file.mtime),
-        base: None,
+/// A put of what `shown` is (a file's content, a link) at `path`; `None`
+/// for a directory.
+pub(crate) fn put_change(path: String, shown: &Item) -> Option<Change> {
+    match shown {
+        Item::File(file) => Some(Change::Put {
+            path,
+            hash: file.hash,
+            size: file.size,
+            exec: file.exec,
+            mtime: millis(file.mtime),
+            base: None,
+        }),
+        Item::Link(l) => Some(Change::Symlink {
+            path,
+            target: l.target.clone(),
+        }),
+        Item::Dir => None,
     }
 }

@@ -918,6 +918,9 @@ impl Fs {
                 reply.opened(fuser::FileHandle(fh), flags);
             }
             Some(Item::Dir) => reply.error(Errno::EISDIR),
+            // (The kernel follows links itself: only an open that must not
+            // follow one gets here.)
+            Some(Item::Link(_)) => reply.error(Errno::ELOOP),
             None if self.has_drafts_under(&room, &path) => reply.error(Errno::EISDIR),
             None => reply.error(Errno::ENOENT),
         }

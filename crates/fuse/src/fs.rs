@@ -94,6 +94,8 @@ pub(crate) enum Found {
     Draft(Arc<WriteFile>),
     /// A special file made here (`crate::local`).
     Local(crate::local::Shared),
+    /// A symbolic link.
+    Link(crate::tree::LinkInfo),
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -242,6 +244,7 @@ impl Fs {
         Ok(match tree.get(path) {
             Some(Item::Dir) => Some(Found::Dir),
             Some(Item::File(f)) => Some(Found::File(f.clone())),
+            Some(Item::Link(l)) => Some(Found::Link(l.clone())),
             None => (self.has_drafts_under(room, path) || self.locals.any_under(room, path))
                 .then_some(Found::Dir),
         })
@@ -282,6 +285,11 @@ impl Fs {
                     Ok(self.file_attr(ino, size, if exec { 0o755 } else { 0o644 }, mtime))
                 }
                 Some(Found::Local(n)) => Ok(lock(&n).attr(ino, BLKSIZE)),
+                Some(Found::Link(l)) => {
+                    let mut a = self.file_attr(ino, l.target.len() as u64, 0o777, l.mtime);
+                    a.kind = FileType::Symlink;
+                    Ok(a)
+                }
             },
         }
     }

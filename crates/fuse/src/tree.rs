@@ -33,17 +33,50 @@ pub(crate) struct FileInfo {
     pub(crate) entry: Hash,
 }
 
+/// A symbolic link, as the tree shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LinkInfo {
+    pub(crate) target: String,
+    pub(crate) mtime: SystemTime,
+    pub(crate) author: NodeId,
+    /// The entry that made it.
+    pub(crate) entry: Hash,
+}
+
 /// A name in a room's tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Item {
     Dir,
     File(FileInfo),
+    Link(LinkInfo),
+}
+
+impl Item {
+    /// The log entry that put a file or a link here.
+    pub(crate) fn entry(&self) -> Option<Hash> {
+        match self {
+            Item::Dir => None,
+            Item::File(f) => Some(f.entry),
+            Item::Link(l) => Some(l.entry),
+        }
+    }
 }
 
 impl Item {
     fn of(kind: &FileKind) -> Self {
         match kind {
             FileKind::Dir => Item::Dir,
+            FileKind::Symlink {
+                target,
+                mtime,
+                author,
+                entry,
+            } => Item::Link(LinkInfo {
+                target: target.clone(),
+                mtime: SystemTime::UNIX_EPOCH + Duration::from_millis(*mtime),
+                author: *author,
+                entry: *entry,
+            }),
             FileKind::File {
                 hash,
                 size,

@@ -49,7 +49,7 @@ impl Fs {
             }
             Place::Path(r, p) => match self.find(&r, &p)? {
                 None => return Err(Errno::ENOENT),
-                Some(Found::Dir | Found::Local(_)) => Vec::new(),
+                Some(Found::Dir | Found::Local(_) | Found::Link(_)) => Vec::new(),
                 Some(Found::File(f)) => {
                     let (local, copies, kept) = self.replication(&r, f.hash, f.author)?;
                     vec![
@@ -193,7 +193,7 @@ impl Fs {
         };
         let hash = match self.find(&r, &p)? {
             None => return Err(Errno::ENOENT),
-            Some(Found::Dir | Found::Local(_)) => return Err(Errno::ENOTSUP),
+            Some(Found::Dir | Found::Local(_) | Found::Link(_)) => return Err(Errno::ENOTSUP),
             Some(Found::File(f)) => f.hash,
             Some(Found::Draft(d)) => d.published().ok_or(Errno::EBUSY)?,
         };

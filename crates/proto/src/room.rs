@@ -31,6 +31,8 @@ pub const MAX_ENTRY: usize = 8 * 1024;
 pub const MAX_TEXT: usize = 4096;
 /// Most bytes of a file path in a room.
 pub const MAX_PATH: usize = 1024;
+/// Most bytes of a symbolic link's target.
+pub const MAX_TARGET: usize = 4095;
 /// Most components of a path.
 pub const MAX_DEPTH: usize = 32;
 /// Most parents an entry links to.
@@ -205,6 +207,16 @@ pub enum Op {
     },
     /// Room metadata.
     Meta(Meta),
+    /// A symbolic link at `path` to `target` (kept as written: relative or
+    /// absolute, dangling or not; each member's kernel resolves it).
+    Symlink {
+        /// Where.
+        path: String,
+        /// What it points to: 1 to [`MAX_TARGET`] bytes, no NUL.
+        target: String,
+        /// The entries for this path this one replaces.
+        replaces: Vec<Hash>,
+    },
 }
 
 /// Metadata entries.
@@ -261,7 +273,10 @@ impl Op {
     /// The path a file-tree event is about.
     pub fn path(&self) -> Option<&str> {
         match self {
-            Op::Put { path, .. } | Op::Delete { path, .. } | Op::Mkdir { path, .. } => Some(path),
+            Op::Put { path, .. }
+            | Op::Delete { path, .. }
+            | Op::Mkdir { path, .. }
+            | Op::Symlink { path, .. } => Some(path),
             Op::Chat { .. } | Op::Meta(_) => None,
         }
     }
@@ -269,9 +284,10 @@ impl Op {
     /// The entries a file-tree event replaces.
     pub fn replaces(&self) -> &[Hash] {
         match self {
-            Op::Put { replaces, .. } | Op::Delete { replaces, .. } | Op::Mkdir { replaces, .. } => {
-                replaces
-            }
+            Op::Put { replaces, .. }
+            | Op::Delete { replaces, .. }
+            | Op::Mkdir { replaces, .. }
+            | Op::Symlink { replaces, .. } => replaces,
             Op::Chat { .. } | Op::Meta(_) => &[],
         }
     }
@@ -318,6 +334,12 @@ impl EntryBody {
             }
             Op::Put { path, .. } | Op::Delete { path, .. } | Op::Mkdir { path, .. } => {
                 check_path(path).map_err(EntryError::Invalid)?
+            }
+            Op::Symlink { path, target, .. } => {
+                check_path(path).map_err(EntryError::Invalid)?;
+                if target.is_empty() || target.len() > MAX_TARGET || target.contains('\0') {
+                    return bad(format!("unusable link target of {} bytes", target.len()));
+                }
             }
             Op::Meta(Meta::MemberName(n) | Meta::RoomName(n)) => {
                 if !valid_display_name(n) {
@@ -806,6 +828,31 @@ mod tests {
         });
         assert!(big.check().is_err());
         assert!(codec::encode(&big).unwrap().len() < MAX_SYNC_FRAME);
+    }
+
+    #[test]
+    fn golden_symlink_bytes() {
+        // docs/protocol.md §8.3: Op::Symlink is variant 5.
+        let op = Op::Symlink {
+            path: "l".into(),
+            target: "../x".into(),
+            replaces: vec![],
+        };
+        assert_eq!(
+            codec::encode(&op).unwrap(),
+            [5, 1, b'l', 4, b'.', b'.', b'/', b'x', 0]
+        );
+        let ok = |target: &str| {
+            body(Op::Symlink {
+                path: "l".into(),
+                target: target.into(),
+                replaces: vec![],
+            })
+            .check()
+            .is_ok()
+        };
+        assert!(ok("/abs/olute") && ok("x") && ok(&"y".repeat(MAX_TARGET)));
+        assert!(!ok("") && !ok("a\0b") && !ok(&"y".repeat(MAX_TARGET + 1)));
     }
 
     #[test]

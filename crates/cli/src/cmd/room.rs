@@ -235,6 +235,9 @@ pub(crate) async fn ls(
                 hash, size, author, ..
             } => format!("{}  {size}  {hash}  {}", f.path, author.fmt_short()),
             FileKind::Dir => format!("{}/  -  -  -", f.path),
+            FileKind::Symlink { target, author, .. } => {
+                format!("{} -> {target}  -  -  {}", f.path, author.fmt_short())
+            }
         };
         output::line(out, &line)?;
     }

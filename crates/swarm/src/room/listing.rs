@@ -49,7 +49,7 @@ pub struct Listing {
 fn row_shown(live: Option<&Vec<LiveOp>>) -> bool {
     live.is_some_and(|l| {
         l.iter()
-            .any(|o| matches!(o.kind, LiveKind::File { .. } | LiveKind::Dir))
+            .any(|o| o.kind.is_leaf() || o.kind == LiveKind::Dir)
     })
 }
 
@@ -218,11 +218,7 @@ impl Listing {
         let mut puts: Vec<&LiveOp> = self
             .rows
             .get(path)
-            .map(|l| {
-                l.iter()
-                    .filter(|o| matches!(o.kind, LiveKind::File { .. }))
-                    .collect()
-            })
+            .map(|l| l.iter().filter(|o| o.kind.is_leaf()).collect())
             .unwrap_or_default();
         // The winner: the latest, then the greatest author, then entry.
         puts.sort_by_key(|p| std::cmp::Reverse((p.time, p.author, p.entry)));
@@ -385,9 +381,12 @@ mod tests {
                     let mut live = Vec::new();
                     for k in 0..rng.usize(0..3) {
                         let n = step * 10 + k as u64;
-                        let kind = match rng.u8(0..4) {
+                        let kind = match rng.u8(0..5) {
                             0 => LiveKind::Dir,
                             1 => LiveKind::Deleted,
+                            2 => LiveKind::Symlink {
+                                target: format!("t{n}"),
+                            },
                             _ => file(n),
                         };
                         live.push(op(n, rng.u8(1..4), kind));

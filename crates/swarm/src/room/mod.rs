@@ -107,6 +107,25 @@ pub enum Change {
         /// The path in the room.
         path: String,
     },
+    /// `path` is a symbolic link to `target` (replacing what it held).
+    Symlink {
+        /// The path in the room.
+        path: String,
+        /// What it points to.
+        target: String,
+    },
+}
+
+impl Change {
+    /// The path it is about.
+    pub fn path(&self) -> &str {
+        match self {
+            Change::Put { path, .. }
+            | Change::Delete { path, .. }
+            | Change::Mkdir { path }
+            | Change::Symlink { path, .. } => path,
+        }
+    }
 }
 
 /// A room this node is in, while the node runs.
@@ -209,7 +228,10 @@ impl Room {
             let version = *self.changed.borrow() + entries.len() as u64;
             for e in entries {
                 match &e.body.op {
-                    Op::Put { path, .. } | Op::Delete { path, .. } | Op::Mkdir { path, .. } => {
+                    Op::Put { path, .. }
+                    | Op::Delete { path, .. }
+                    | Op::Mkdir { path, .. }
+                    | Op::Symlink { path, .. } => {
                         touched.paths.push_back((version, path.clone()));
                         self.replica.wake.notify_one();
                     }
@@ -708,11 +730,7 @@ impl Node {
         // Whether each change became an op.
         let mut written = Vec::with_capacity(changes.len());
         for c in changes {
-            let path = match &c {
-                Change::Put { path, .. } | Change::Delete { path, .. } | Change::Mkdir { path } => {
-                    path.clone()
-                }
-            };
+            let path = c.path().to_string();
             check_path(&path).map_err(SwarmError::Room)?;
             let replaces = match &c {
                 Change::Delete {
@@ -749,6 +767,11 @@ impl Node {
                     continue;
                 }
                 Change::Mkdir { path } => Op::Mkdir { path, replaces },
+                Change::Symlink { path, target } => Op::Symlink {
+                    path,
+                    target,
+                    replaces,
+                },
             };
             ops.push(op);
             written.push(true);

@@ -84,6 +84,18 @@ pub(crate) enum LiveKind {
     },
     Dir,
     Deleted,
+    /// A symbolic link (its time is the entry's).
+    Symlink {
+        target: String,
+    },
+}
+
+impl LiveKind {
+    /// A leaf of the tree (a file or a link), shown under its path or as
+    /// a conflict copy.
+    pub(crate) fn is_leaf(&self) -> bool {
+        matches!(self, LiveKind::File { .. } | LiveKind::Symlink { .. })
+    }
 }
 
 /// A chat line as stored: where it starts in the rendered chat, and its
@@ -235,7 +247,10 @@ pub(crate) fn apply<K: Kv>(
                 kv.put(POLICY, &encode(&row)?).map_err(s)?;
             }
         }
-        Op::Put { path, .. } | Op::Delete { path, .. } | Op::Mkdir { path, .. } => {
+        Op::Put { path, .. }
+        | Op::Delete { path, .. }
+        | Op::Mkdir { path, .. }
+        | Op::Symlink { path, .. } => {
             let tkey = key(TREE, path.as_bytes());
             let mut live: Vec<LiveOp> = match kv.get(&tkey).map_err(s)? {
                 Some(b) => decode(&b)?,
@@ -270,6 +285,9 @@ pub(crate) fn apply<K: Kv>(
                         mtime: *mtime,
                     },
                     Op::Mkdir { .. } => LiveKind::Dir,
+                    Op::Symlink { target, .. } => LiveKind::Symlink {
+                        target: target.clone(),
+                    },
                     _ => LiveKind::Deleted,
                 };
                 live.push(LiveOp {
@@ -380,10 +398,29 @@ pub enum FileKind {
     },
     /// A directory.
     Dir,
+    /// A symbolic link.
+    Symlink {
+        /// What it points to.
+        target: String,
+        /// When it was made, ms since the Unix epoch (its entry's time).
+        mtime: u64,
+        /// Who made it.
+        author: NodeId,
+        /// The entry that made it.
+        entry: Hash,
+    },
 }
 
-/// What a live put shows (`None` for a directory or a delete).
+/// What a live put or link shows (`None` for a directory or a delete).
 pub(crate) fn file_kind(p: &LiveOp) -> Option<FileKind> {
+    if let LiveKind::Symlink { target } = &p.kind {
+        return Some(FileKind::Symlink {
+            target: target.clone(),
+            mtime: p.time,
+            author: p.author,
+            entry: p.entry,
+        });
+    }
     match p.kind {
         LiveKind::File {
             hash,
@@ -408,9 +445,8 @@ pub(crate) fn listing(paths: impl IntoIterator<Item = (String, Vec<LiveOp>)>) ->
     let mut files: BTreeMap<String, Vec<LiveOp>> = BTreeMap::new();
     let mut dirs: BTreeSet<String> = BTreeSet::new();
     for (path, live) in paths {
-        let (puts, rest): (Vec<LiveOp>, Vec<LiveOp>) = live
-            .into_iter()
-            .partition(|l| matches!(l.kind, LiveKind::File { .. }));
+        let (puts, rest): (Vec<LiveOp>, Vec<LiveOp>) =
+            live.into_iter().partition(|l| l.kind.is_leaf());
         let shown = !puts.is_empty() || rest.iter().any(|l| l.kind == LiveKind::Dir);
         if rest.iter().any(|l| l.kind == LiveKind::Dir) {
             dirs.insert(path.clone());
