@@ -1,6 +1,6 @@
 //! A model test: random sequences of file operations (create, write,
 //! append, truncate, rename, unlink, mkdir, rmdir, chmod of the executable
-//! bit) applied to a room
+//! bit, symlink) applied to a room
 //! through the mount and to a plain directory; after every step both
 //! trees (names, kinds, contents) and both outcomes (success or errno) are
 //! the same; after each sequence the other member shows the same tree.
@@ -18,9 +18,18 @@ use std::{
 
 use p2pfs_tests::{Daemon, temp_dir, wait_for};
 
-/// What a tree holds: path → `None` for a directory, else the content and
-/// whether it is executable.
-type Shape = BTreeMap<String, Option<(Vec<u8>, bool)>>;
+/// One name of a tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Thing {
+    Dir,
+    /// Its content and whether it is executable.
+    File(Vec<u8>, bool),
+    /// Its target.
+    Link(PathBuf),
+}
+
+/// What a tree holds, by path.
+type Shape = BTreeMap<String, Thing>;
 
 fn shape(root: &Path) -> Shape {
     fn walk(root: &Path, dir: &Path, out: &mut Shape) {
@@ -31,13 +40,18 @@ fn shape(root: &Path) -> Shape {
             if rel == "chat.log" {
                 continue;
             }
-            if p.is_dir() {
-                out.insert(rel, None);
+            let Ok(meta) = fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if meta.file_type().is_symlink() {
+                out.insert(rel, Thing::Link(fs::read_link(&p).unwrap_or_default()));
+            } else if meta.is_dir() {
+                out.insert(rel, Thing::Dir);
                 walk(root, &p, out);
             } else {
                 use std::os::unix::fs::PermissionsExt;
-                let exec = fs::metadata(&p).is_ok_and(|m| m.permissions().mode() & 0o100 != 0);
-                out.insert(rel, Some((fs::read(&p).unwrap_or_default(), exec)));
+                let exec = meta.permissions().mode() & 0o100 != 0;
+                out.insert(rel, Thing::File(fs::read(&p).unwrap_or_default(), exec));
             }
         }
     }
@@ -59,6 +73,8 @@ enum Op {
     /// `chmod 755` or `chmod 644` of a file (the mount keeps the
     /// executable bit only).
     Chmod(String, bool),
+    /// A symbolic link at the path to the target.
+    Symlink(String, String),
 }
 
 /// Applies `op` under `root`; the errno if it failed.
@@ -78,6 +94,7 @@ fn apply(root: &Path, op: &Op) -> Option<i32> {
         Op::Unlink(f) => fs::remove_file(p(f)),
         Op::Mkdir(d) => fs::create_dir(p(d)),
         Op::Rmdir(d) => fs::remove_dir(p(d)),
+        Op::Symlink(l, target) => std::os::unix::fs::symlink(target, p(l)),
         Op::Chmod(f, exec) => {
             use std::os::unix::fs::PermissionsExt;
             let mode = if *exec { 0o755 } else { 0o644 };
@@ -106,7 +123,8 @@ fn op(rng: &mut fastrand::Rng) -> Op {
         let n = rng.usize(0..3000);
         (0..n).map(|_| rng.u8(..)).collect::<Vec<u8>>()
     };
-    match rng.u8(0..11) {
+    match rng.u8(0..12) {
+        11 => Op::Symlink(path(rng), path(rng)),
         10 => Op::Chmod(path(rng), rng.bool()),
         0 | 1 => Op::Write(path(rng), bytes(rng)),
         2 => Op::Append(path(rng), bytes(rng)),
