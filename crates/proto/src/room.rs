@@ -26,15 +26,17 @@ use crate::{Hash, NodeAddr, NodeId, RoomId, codec, ticket::valid_name};
 pub const ALPN: &[u8] = b"p2pfs/room/1";
 
 /// Most bytes of an encoded [`Entry`].
-pub const MAX_ENTRY: usize = 8 * 1024;
+pub const MAX_ENTRY: usize = 24 * 1024;
 /// Most bytes of a chat line.
 pub const MAX_TEXT: usize = 4096;
-/// Most bytes of a file path in a room.
-pub const MAX_PATH: usize = 1024;
+/// Most bytes of a file path in a room (more than a system call's
+/// `PATH_MAX`: a path is measured from the room's top, and a process may
+/// work deep inside it).
+pub const MAX_PATH: usize = 16 * 1024;
 /// Most bytes of a symbolic link's target.
 pub const MAX_TARGET: usize = 4095;
 /// Most components of a path.
-pub const MAX_DEPTH: usize = 32;
+pub const MAX_DEPTH: usize = 4096;
 /// Most parents an entry links to.
 pub const MAX_PARENTS: usize = 32;
 /// Most entries a put, delete or mkdir replaces.
@@ -906,6 +908,11 @@ mod tests {
             assert!(!ok(put(bad)), "{bad:?}");
         }
         assert!(ok(put("sub/chat.log")));
+        // Paths longer than a system call's PATH_MAX (a room counts from
+        // its top), up to the bound.
+        let long = vec!["n".repeat(255); MAX_PATH / 256].join("/");
+        assert!(long.len() <= MAX_PATH && long.len() > 4096 && ok(put(&long)));
+        assert!(!ok(put(&format!("{long}/{}", "n".repeat(255)))));
         assert!(ok(put(&vec!["a"; MAX_DEPTH].join("/"))));
         assert!(!ok(put(&vec!["a"; MAX_DEPTH + 1].join("/"))));
         let mut b = body(Op::Chat { text: "x".into() });
