@@ -8,7 +8,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 P2PFS=${1:-target/debug/p2pfs}
-FLOOR=${FLOOR:-309}
+FLOOR=${FLOOR:-336}
 VERSION=0.2.2
 TOOL=${PJDFSTEST_DIR:-$HOME/.cache/p2pfs-pjdfstest}   # pjdfstest itself, built once
 W=$(mktemp -d /tmp/p2pfs-pjdfstest.XXXXXX)
@@ -69,7 +69,7 @@ bindfs "$W/src" "$W/bind" || exit 1
 run bindfs "$W/bind" || exit 1
 umount -l "$W/bind"
 
-"$P2PFS" --data-dir "$W/d" mount "$W/mnt" --listen 127.0.0.1:0 --no-lan --leave-timeout 0 \
+"$P2PFS" --data-dir "$W/d" mount "$W/mnt" --listen 127.0.0.1:0 --no-lan --leave-timeout 0 --allow-other \
     >"$W/res/mount.log" 2>&1 &
 P2P_PID=$!
 for _ in $(seq 1 120); do mountpoint -q "$W/mnt" && break; sleep 0.25; done

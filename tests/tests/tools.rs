@@ -267,6 +267,11 @@ fn fifos_sockets_and_devices_stay_on_this_member() {
             .is_char_device()
     );
     assert_eq!(fs::metadata(t.ra.join("pipe2")).unwrap().nlink(), 2);
+    // One file under two names: one inode number.
+    assert_eq!(
+        fs::metadata(t.ra.join("pipe2")).unwrap().ino(),
+        fs::metadata(t.ra.join("pipe")).unwrap().ino()
+    );
     // A regular file made with mknod is published like any file.
     sh(
         &t.ra,

@@ -81,6 +81,11 @@ pub(crate) enum Command {
         /// Run in the background once mounted (output goes to DATA/mount.log)
         #[arg(long)]
         daemon: bool,
+        /// Let the other users of this machine use the rooms, as the files'
+        /// modes allow (a normal user needs `user_allow_other` in
+        /// /etc/fuse.conf) [default: only you]
+        #[arg(long)]
+        allow_other: bool,
         #[command(flatten)]
         node: NodeArgs,
     },

@@ -94,9 +94,16 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             return Ok(true);
         }
         Command::Mount {
-            mountpoint, node, ..
+            mountpoint,
+            node,
+            allow_other,
+            ..
         } => {
-            cmd::daemon::run(&data_dir, node, Some(&mountpoint), &who).await?;
+            let at = p2pfs_fuse::MountOptions {
+                mountpoint: mountpoint.clone(),
+                allow_other,
+            };
+            cmd::daemon::run(&data_dir, node, Some(&at), &who).await?;
             return Ok(true);
         }
         Command::Umount { mountpoint, lazy } => {

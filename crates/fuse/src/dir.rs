@@ -276,7 +276,12 @@ impl Fs {
             return reply.error(Errno::EPERM);
         }
         let path = join(&dir, name);
-        if self.locals.remove(&room, &path).is_some() {
+        if let Some(node) = self.locals.remove(&room, &path) {
+            // Its number stays reachable through a name it still has.
+            let ino = lock(&node).ino;
+            if let Some(other) = self.locals.name_of(&room, &node) {
+                lock(&self.inodes).rebind(ino, Place::Path(room, other));
+            }
             return reply.ok();
         }
         let fs = self.clone();
@@ -418,7 +423,9 @@ impl Fs {
         match (&dst, src_is_dir) {
             (Some(Found::Dir), false) => return Err(Errno::EISDIR),
             (Some(Found::Dir), true)
-                if tree.has_children(&to) || self.has_drafts_under(&room, &to) =>
+                if tree.has_children(&to)
+                    || self.has_drafts_under(&room, &to)
+                    || self.locals.any_under(&room, &to) =>
             {
                 return Err(Errno::ENOTEMPTY);
             }

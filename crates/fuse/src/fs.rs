@@ -284,7 +284,7 @@ impl Fs {
                     let (size, exec, mtime) = d.stat();
                     Ok(self.file_attr(ino, size, if exec { 0o755 } else { 0o644 }, mtime))
                 }
-                Some(Found::Local(n)) => Ok(lock(&n).attr(ino, BLKSIZE)),
+                Some(Found::Local(n)) => Ok(lock(&n).attr(BLKSIZE)),
                 Some(Found::Link(l)) => {
                     let mut a = self.file_attr(ino, l.target.len() as u64, 0o777, l.mtime);
                     a.kind = FileType::Symlink;

@@ -131,6 +131,22 @@ impl Inodes {
         }
     }
 
+    /// Gives `place` the number `ino` too: another name of one file (a
+    /// hard link).
+    pub(crate) fn alias(&mut self, place: Place, ino: u64) {
+        if let Some(old) = self.by_place.insert(place, ino)
+            && old != ino
+        {
+            self.by_ino.remove(&old);
+        }
+    }
+
+    /// `ino` is now reached through `place` (the name it was reached
+    /// through is gone; the file has others).
+    pub(crate) fn rebind(&mut self, ino: u64, place: Place) {
+        self.by_ino.insert(ino, place);
+    }
+
     /// Forgets a room's numbers (it was left).
     pub(crate) fn forget_room(&mut self, room: &RoomId) {
         self.by_place.retain(|p, _| p.room() != Some(*room));

@@ -27,7 +27,7 @@ mod tree;
 mod watch;
 mod xattr;
 
-pub use mount::{Mount, Published, is_mounted, mount, node_of, unmount};
+pub use mount::{Mount, MountOptions, Published, is_mounted, mount, node_of, unmount};
 pub use p2pfs_swarm as swarm;
 
 /// Why mounting failed.

@@ -34,6 +34,8 @@ pub(crate) struct Node {
     pub(crate) ctime: SystemTime,
     /// Its names.
     pub(crate) nlink: u32,
+    /// Its inode number (one for all its names).
+    pub(crate) ino: u64,
 }
 
 /// A special file's shared state.
@@ -57,8 +59,8 @@ pub(crate) fn special_kind(mode: u32) -> Option<FileType> {
 }
 
 impl Node {
-    /// A new special file made by `uid`/`gid` now.
-    pub(crate) fn new(kind: FileType, perm: u16, rdev: u32, uid: u32, gid: u32) -> Self {
+    /// A new special file made by `uid`/`gid` now, numbered `ino`.
+    pub(crate) fn new(kind: FileType, perm: u16, rdev: u32, uid: u32, gid: u32, ino: u64) -> Self {
         let now = SystemTime::now();
         Self {
             kind,
@@ -70,13 +72,14 @@ impl Node {
             mtime: now,
             ctime: now,
             nlink: 1,
+            ino,
         }
     }
 
-    /// Its attributes, as inode `ino`.
-    pub(crate) fn attr(&self, ino: INodeNo, blksize: u32) -> FileAttr {
+    /// Its attributes.
+    pub(crate) fn attr(&self, blksize: u32) -> FileAttr {
         FileAttr {
-            ino,
+            ino: INodeNo(self.ino),
             size: 0,
             blocks: 0,
             atime: self.atime,
@@ -168,6 +171,14 @@ impl Locals {
             .any(|(r, p)| r == room && p.starts_with(&prefix))
     }
 
+    /// A name `node` still has in `room`.
+    pub(crate) fn name_of(&self, room: &RoomId, node: &Shared) -> Option<String> {
+        lock(&self.by_path)
+            .iter()
+            .find(|((r, _), n)| r == room && Arc::ptr_eq(n, node))
+            .map(|((_, p), _)| p.clone())
+    }
+
     /// Forgets a room's special files (it was left).
     pub(crate) fn forget_room(&self, room: &RoomId) {
         lock(&self.by_path).retain(|(r, _), _| r != room);
@@ -192,7 +203,8 @@ impl crate::fs::Fs {
         let perm = (mode & 0o7777) as u16;
         match special_kind(mode) {
             Some(kind) => {
-                let node = Arc::new(Mutex::new(Node::new(kind, perm, rdev, uid, gid)));
+                let ino = self.ino(crate::inode::Place::Path(room, path.clone())).0;
+                let node = Arc::new(Mutex::new(Node::new(kind, perm, rdev, uid, gid, ino)));
                 self.locals.insert(room, path.clone(), node);
             }
             None if mode & 0o170_000 == 0o100_000 || mode & 0o170_000 == 0 => {
@@ -223,15 +235,15 @@ impl crate::fs::Fs {
         if room2 != room {
             return Err(fuser::Errno::EXDEV);
         }
-        {
+        let attr = {
             let mut n = lock(&node);
             n.nlink += 1;
             n.ctime = SystemTime::now();
-        }
+            n.attr(crate::fs::BLKSIZE)
+        };
         self.locals.insert(room, path.clone(), node);
-        let place = crate::inode::Place::Path(room, path);
-        let ino = self.ino(place.clone());
-        self.attr_of(ino, &place)
+        lock(&self.inodes).alias(crate::inode::Place::Path(room, path), attr.ino.0);
+        Ok(attr)
     }
 
     /// `setattr` of a special file: its mode, owner and times, here.
@@ -270,7 +282,7 @@ impl crate::fs::Fs {
             n.mtime = at(t);
         }
         n.ctime = SystemTime::now();
-        Some(Ok(n.attr(ino, crate::fs::BLKSIZE)))
+        Some(Ok(n.attr(crate::fs::BLKSIZE)))
     }
 }
 
@@ -291,7 +303,7 @@ mod tests {
     fn names_share_a_node_and_move_with_renames() {
         let l = Locals::default();
         let r = RoomId::from_bytes([1; 32]);
-        let n: Shared = Arc::new(Mutex::new(Node::new(FileType::NamedPipe, 0o644, 0, 0, 0)));
+        let n: Shared = Arc::new(Mutex::new(Node::new(FileType::NamedPipe, 0o644, 0, 0, 0, 7)));
         l.insert(r, "d/p".into(), n.clone());
         lock(&n).nlink += 1;
         l.insert(r, "q".into(), n.clone());

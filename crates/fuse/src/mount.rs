@@ -43,9 +43,20 @@ impl Published {
     }
 }
 
-/// Mounts `node`'s rooms at `mountpoint`. Must be called from within a
+/// Where and how to mount.
+#[derive(Debug, Clone)]
+pub struct MountOptions {
+    /// The directory to mount on.
+    pub mountpoint: PathBuf,
+    /// Other users of the machine may use the mount (as the files' modes
+    /// allow); else only its owner.
+    pub allow_other: bool,
+}
+
+/// Mounts `node`'s rooms as `options` say. Must be called from within a
 /// tokio runtime (the filesystem's tasks run on it).
-pub fn mount(node: Node, mountpoint: &Path) -> Result<Mount, FuseError> {
+pub fn mount(node: Node, options: &MountOptions) -> Result<Mount, FuseError> {
+    let mountpoint = options.mountpoint.as_path();
     prepare(mountpoint)?;
     let rt = tokio::runtime::Handle::try_current()
         .map_err(|_| FuseError::Setup("mount needs a tokio runtime".into()))?;
@@ -60,6 +71,10 @@ pub fn mount(node: Node, mountpoint: &Path) -> Result<Mount, FuseError> {
         MountOption::NoSuid,
     ];
     config.acl = SessionACL::Owner;
+    if options.allow_other {
+        // (fuser maps it to the kernel's `allow_other`.)
+        config.acl = SessionACL::All;
+    }
     config.n_threads = Some(THREADS);
     config.clone_fd = true;
     let session = fuser::Session::new(Kernel(fs.clone()), mountpoint, &config)

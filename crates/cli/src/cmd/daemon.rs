@@ -44,7 +44,7 @@ async fn claim(
 pub(crate) async fn run(
     data_dir: &Path,
     args: NodeArgs,
-    mountpoint: Option<&Path>,
+    mountpoint: Option<&p2pfs_fuse::MountOptions>,
     who: &str,
 ) -> anyhow::Result<()> {
     // First of all: a stop asked for at any moment from here on is a
