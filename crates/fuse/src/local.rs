@@ -303,7 +303,14 @@ mod tests {
     fn names_share_a_node_and_move_with_renames() {
         let l = Locals::default();
         let r = RoomId::from_bytes([1; 32]);
-        let n: Shared = Arc::new(Mutex::new(Node::new(FileType::NamedPipe, 0o644, 0, 0, 0, 7)));
+        let n: Shared = Arc::new(Mutex::new(Node::new(
+            FileType::NamedPipe,
+            0o644,
+            0,
+            0,
+            0,
+            7,
+        )));
         l.insert(r, "d/p".into(), n.clone());
         lock(&n).nlink += 1;
         l.insert(r, "q".into(), n.clone());
