@@ -10,12 +10,12 @@ use fuser::{
 };
 use p2pfs_proto::{
     RoomId,
-    room::{CHAT_FILE, check_path},
+    room::{Attr, CHAT_FILE, Time, check_path},
 };
 use p2pfs_swarm::room::{Change, query};
 
 use crate::{
-    file::{Handle, WriteFile, WriteHandle, millis},
+    file::{Handle, WriteFile, WriteHandle, now},
     fs::{Found, Fs, TTL, lock, store_errno, swarm_errno},
     inode::{Place, join},
     tree::{Item, Tree},
@@ -121,7 +121,7 @@ impl Fs {
                     .children(&dir)
                     .map(|(name, item)| {
                         let kind = match item {
-                            Item::Dir => FileType::Directory,
+                            Item::Dir(_) => FileType::Directory,
                             Item::File(_) => FileType::RegularFile,
                             Item::Link(_) => FileType::Symlink,
                         };
@@ -157,7 +157,13 @@ impl Fs {
         Ok(out)
     }
 
-    pub(crate) fn mkdir_name(self: &Arc<Self>, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+    pub(crate) fn mkdir_name(
+        self: &Arc<Self>,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        reply: ReplyEntry,
+    ) {
         let name = match utf8(name) {
             Ok(n) => n.to_string(),
             Err(e) => return reply.error(e),
@@ -201,7 +207,13 @@ impl Fs {
         }
         self.rt.spawn(async move {
             match fs
-                .apply(room, vec![Change::Mkdir { path: path.clone() }])
+                .apply(
+                    room,
+                    vec![Change::Mkdir {
+                        path: path.clone(),
+                        attr: new_attr(mode),
+                    }],
+                )
                 .await
             {
                 Ok(()) => {
@@ -282,6 +294,7 @@ impl Fs {
             if let Some(other) = self.locals.name_of(&room, &node) {
                 lock(&self.inodes).rebind(ino, Place::Path(room, other));
             }
+            self.touch_parents(&room, [path.as_str()]);
             return reply.ok();
         }
         let fs = self.clone();
@@ -298,11 +311,13 @@ impl Fs {
                 Some(item @ (Item::File(_) | Item::Link(_))) => {
                     fs.delete_changes(&room, &tree, &path, item)?
                 }
-                Some(Item::Dir) => return Err(Errno::EISDIR),
+                Some(Item::Dir(_)) => return Err(Errno::EISDIR),
                 None if draft.is_some() => return Ok(()),
                 None => return Err(Errno::ENOENT),
             };
-            fs.apply(room, changes).await
+            fs.apply(room, changes).await?;
+            fs.unlinked(&room, &path, &tree);
+            Ok(())
         };
         self.reply_when(work, reply);
     }
@@ -334,6 +349,10 @@ impl Fs {
             path: path.to_string(),
             only: None,
         }];
+        if let Item::File(f) = shown {
+            // Its other names (hard links) have one link fewer.
+            changes.extend(crate::links::touch_other_names(tree, path, f, now()));
+        }
         let prefix = format!("{path}.conflict-");
         for (name, item) in tree.items.range(prefix.clone()..) {
             if !name.starts_with(&prefix) {
@@ -419,6 +438,14 @@ impl Fs {
         if dst.is_some() && flags.contains(RenameFlags::RENAME_NOREPLACE) {
             return Err(Errno::EEXIST);
         }
+        if let (Found::File(a), Some(Found::File(b))) = (&src, &dst)
+            && a.inode.is_some()
+            && a.inode == b.inode
+            && crate::tree::same_file(a, b)
+        {
+            // Two names of one file: nothing to do (POSIX).
+            return Ok((room, from.clone(), from, Vec::new()));
+        }
         let src_is_dir = matches!(src, Found::Dir);
         match (&dst, src_is_dir) {
             (Some(Found::Dir), false) => return Err(Errno::EISDIR),
@@ -436,7 +463,17 @@ impl Fs {
         }
         let mut changes = Vec::new();
         if src_is_dir {
-            changes.push(Change::Mkdir { path: to.clone() });
+            let ino = self.ino(Place::Path(room, from.clone()));
+            let a = self.attr_of(ino, &Place::Path(room, from.clone()))?;
+            changes.push(Change::Mkdir {
+                path: to.clone(),
+                attr: Attr {
+                    mode: a.perm,
+                    mtime: Time::from_system(a.mtime),
+                    atime: Time::from_system(a.atime),
+                    ctime: now(),
+                },
+            });
             changes.push(Change::Delete {
                 path: from.clone(),
                 only: None,
@@ -448,7 +485,10 @@ impl Fs {
                 }
                 let new = format!("{to}/{}", &p[prefix.len()..]);
                 changes.push(match item {
-                    Item::Dir => Change::Mkdir { path: new },
+                    Item::Dir(d) => Change::Mkdir {
+                        path: new,
+                        attr: d.attr.unwrap_or_else(|| new_attr(0o755)),
+                    },
                     leaf => match put_change(new, leaf) {
                         Some(c) => c,
                         None => continue,
@@ -495,6 +535,7 @@ impl Fs {
                 drafts.insert((room, new), d);
             }
         }
+        self.touch_parents(&room, [from.as_str(), to.as_str()]);
         Ok((room, from, to, changes))
     }
 
@@ -581,13 +622,13 @@ impl Fs {
         self: &Arc<Self>,
         room: RoomId,
         path: String,
-        exec: bool,
+        mode: u16,
         pid: u32,
     ) -> Result<(), Errno> {
         let store = self.node.store();
         let live = query::live_entries(store, &room, &path).map_err(|e| store_errno(&e))?;
         let draft = store.draft().map_err(|e| store_errno(&e))?;
-        let wf = Arc::new(WriteFile::new(room, path.clone(), draft, exec, pid, live));
+        let wf = Arc::new(WriteFile::new(room, path.clone(), draft, mode, pid, live));
         lock(&self.drafts).insert((room, path), wf.clone());
         let handed = self.hand_over(wf.clone());
         let key = (room, wf.path());
@@ -627,13 +668,14 @@ impl Fs {
                 room,
                 path.clone(),
                 draft,
-                mode & 0o111 != 0,
+                (mode & u32::from(p2pfs_proto::room::MAX_MODE)) as u16,
                 pid,
                 live,
             ));
             if let Some(old) = lock(&self.drafts).insert((room, path.clone()), wf.clone()) {
                 old.unlink();
             }
+            self.touch_parents(&room, [path.as_str()]);
             let place = Place::Path(room, path);
             let ino = self.ino(place.clone());
             let attr = self.attr_of(ino, &place)?;
@@ -661,6 +703,7 @@ impl Fs {
         }
         let r = self.room(&room)?;
         self.note_own(&room, changes.iter().map(change_path));
+        self.touch_parents(&room, changes.iter().map(change_path));
         self.node
             .room_apply(&r, changes)
             .await
@@ -688,14 +731,29 @@ pub(crate) fn put_change(path: String, shown: &Item) -> Option<Change> {
             path,
             hash: file.hash,
             size: file.size,
-            exec: file.exec,
-            mtime: millis(file.mtime),
+            // (A new name: a status change.)
+            attr: Attr {
+                ctime: now(),
+                ..file.attr
+            },
+            inode: file.inode,
             base: None,
         }),
         Item::Link(l) => Some(Change::Symlink {
             path,
             target: l.target.clone(),
         }),
-        Item::Dir => None,
+        Item::Dir(_) => None,
+    }
+}
+
+/// The attributes of a file or directory made now with `mode`.
+pub(crate) fn new_attr(mode: u32) -> Attr {
+    let t = now();
+    Attr {
+        mode: (mode & u32::from(p2pfs_proto::room::MAX_MODE)) as u16,
+        mtime: t,
+        atime: t,
+        ctime: t,
     }
 }

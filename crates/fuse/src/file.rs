@@ -15,11 +15,14 @@ use std::{
         Arc, Mutex, OnceLock,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, SystemTime},
+    time::SystemTime,
 };
 
 use fuser::{Errno, FileType, FopenFlags, INodeNo, ReplyData, ReplyEmpty, ReplyWrite};
-use p2pfs_proto::{Hash, RoomId};
+use p2pfs_proto::{
+    Hash, RoomId,
+    room::{Attr, FileId, Time},
+};
 use p2pfs_swarm::{
     room::Change,
     store::{BlobReader, Draft, Store, StoreError},
@@ -139,8 +142,10 @@ struct WriteState {
     dirty: bool,
     /// Deleted: never published.
     unlinked: bool,
-    exec: bool,
-    mtime: SystemTime,
+    /// Permission bits and times.
+    attr: Attr,
+    /// The file it is a name of.
+    inode: FileId,
     /// Open handles.
     opens: usize,
     /// Processes that changed it since it was published: a `close` by one
@@ -162,11 +167,7 @@ struct WriteState {
 enum Pending {
     /// Its draft, not yet in the store: the publisher commits it (so that
     /// `close` costs no store transaction), or the next change does.
-    Draft {
-        draft: Draft,
-        exec: bool,
-        mtime: u64,
-    },
+    Draft { draft: Draft, attr: Attr },
     /// In the store.
     Stored(Stored),
 }
@@ -176,8 +177,19 @@ enum Pending {
 struct Stored {
     hash: Hash,
     size: u64,
-    exec: bool,
-    mtime: u64,
+    attr: Attr,
+}
+
+/// What `stat` shows of a file being written.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DraftStat {
+    pub(crate) size: u64,
+    pub(crate) attr: Attr,
+}
+
+/// The time now.
+pub(crate) fn now() -> Time {
+    Time::from_system(SystemTime::now())
 }
 
 /// The most writer processes remembered per file.
@@ -196,16 +208,17 @@ impl WriteState {
 }
 
 impl WriteFile {
-    /// A new empty file at `path`, where the entries `replaces` are live
-    /// (none shown: deletes).
+    /// A new empty file at `path` with permission bits `mode`, where the
+    /// entries `replaces` are live (none shown: deletes).
     pub(crate) fn new(
         room: RoomId,
         path: String,
         draft: Draft,
-        exec: bool,
+        mode: u16,
         pid: u32,
         replaces: Vec<Hash>,
     ) -> Self {
+        let t = now();
         Self {
             room,
             state: Mutex::new(WriteState {
@@ -215,8 +228,13 @@ impl WriteFile {
                 replaces: Some(replaces),
                 dirty: true,
                 unlinked: false,
-                exec,
-                mtime: SystemTime::now(),
+                attr: Attr {
+                    mode,
+                    mtime: t,
+                    atime: t,
+                    ctime: t,
+                },
+                inode: p2pfs_swarm::room::new_file_id(),
                 opens: 1,
                 writers: vec![pid],
                 pending: None,
@@ -239,8 +257,8 @@ impl WriteFile {
                 replaces: Some(vec![file.entry]),
                 dirty: false,
                 unlinked: false,
-                exec: file.exec,
-                mtime: file.mtime,
+                attr: file.attr,
+                inode: file.inode.unwrap_or_else(p2pfs_swarm::room::new_file_id),
                 opens: 1,
                 writers: Vec::new(),
                 pending: None,
@@ -250,8 +268,8 @@ impl WriteFile {
         }
     }
 
-    /// Size, executable bit and mtime.
-    pub(crate) fn stat(&self) -> (u64, bool, SystemTime) {
+    /// Size, permission bits and times.
+    pub(crate) fn stat(&self) -> DraftStat {
         let st = lock(&self.state);
         let size = match (&st.draft, &st.pending, st.base) {
             (Some(d), _, _) => d.len(),
@@ -259,8 +277,12 @@ impl WriteFile {
             (None, _, Some((_, size))) => size,
             (None, _, None) => 0,
         };
-        (size, st.exec, st.mtime)
+        DraftStat {
+            size,
+            attr: st.attr,
+        }
     }
+
 
     /// The published content, if the file has not changed since (and its
     /// hash is known: a version just closed is hashed by its commit).
@@ -333,7 +355,7 @@ impl WriteFile {
         if !matches!(st.pending, Some(Pending::Draft { .. })) {
             return Ok(());
         }
-        if let Some(Pending::Draft { draft, exec, mtime }) = st.pending.take() {
+        if let Some(Pending::Draft { draft, attr }) = st.pending.take() {
             let imported = if durable {
                 draft.commit(Some(pin))
             } else {
@@ -343,8 +365,7 @@ impl WriteFile {
             st.pending = Some(Pending::Stored(Stored {
                 hash: imported.hash,
                 size: imported.size,
-                exec,
-                mtime,
+                attr,
             }));
         }
         Ok(())
@@ -381,7 +402,8 @@ impl WriteFile {
         let mut st = lock(&self.state);
         Self::draft(&mut st, store, &pin)?.write_at(offset, data)?;
         st.changed_by(pid);
-        st.mtime = SystemTime::now();
+        st.attr.mtime = now();
+        st.attr.ctime = st.attr.mtime;
         Ok(())
     }
 
@@ -402,15 +424,14 @@ impl WriteFile {
         }
     }
 
-    /// Size, executable bit and mtime changed at once (`setattr`, or a
+    /// Size, permission bits and times changed at once (`setattr`, or a
     /// truncating open). Returns whether the file had changed since it was
     /// last published (if not, the caller publishes it: nothing else will).
     pub(crate) fn change(
         &self,
         store: &Store,
         len: Option<u64>,
-        exec: Option<bool>,
-        mtime: Option<SystemTime>,
+        set: SetAttr,
         pid: u32,
     ) -> Result<bool, StoreError> {
         let pin = p2pfs_swarm::room::pin_name(&self.room);
@@ -426,19 +447,28 @@ impl WriteFile {
                 Self::draft(&mut st, store, &pin)?.set_len(len)?;
             }
             st.changed_by(pid);
-            st.mtime = SystemTime::now();
+            st.attr.mtime = now();
+            st.attr.ctime = st.attr.mtime;
         }
-        if let Some(e) = exec
-            && e != st.exec
-        {
-            st.exec = e;
+        let attr = set.apply(st.attr);
+        if attr != st.attr {
+            st.attr = attr;
             st.changed_by(pid);
         }
-        if let Some(t) = mtime {
-            st.mtime = t;
-            st.changed_by(pid);
+        if !set.is_empty() {
+            st.attr.ctime = now();
         }
         Ok(was_dirty)
+    }
+
+    /// A status change by process `pid` that changes nothing else (`chmod`
+    /// to the same mode): it is published all the same, for its time.
+    pub(crate) fn touched(&self, pid: u32) {
+        let mut st = lock(&self.state);
+        if !st.dirty {
+            st.changed_by(pid);
+            st.attr.ctime = now();
+        }
     }
 
     /// Whether process `pid` changed the file since it was published.
@@ -462,23 +492,17 @@ impl WriteFile {
             }
             return Ok(!st.unlinked && (st.pending.is_some() || st.queued > 0));
         }
-        let (exec, mtime) = (st.exec, millis(st.mtime));
+        let attr = st.attr;
         let pending = match (st.draft.take(), st.pending.take(), st.base) {
-            (Some(draft), _, _) => Pending::Draft { draft, exec, mtime },
+            (Some(draft), _, _) => Pending::Draft { draft, attr },
             // Only its mode or time changed: the closed version waiting
             // takes them, else the one in the store.
-            (None, Some(Pending::Draft { draft, .. }), _) => Pending::Draft { draft, exec, mtime },
-            (None, Some(Pending::Stored(p)), _) => Pending::Stored(Stored { exec, mtime, ..p }),
-            (None, None, Some((hash, size))) => Pending::Stored(Stored {
-                hash,
-                size,
-                exec,
-                mtime,
-            }),
+            (None, Some(Pending::Draft { draft, .. }), _) => Pending::Draft { draft, attr },
+            (None, Some(Pending::Stored(p)), _) => Pending::Stored(Stored { attr, ..p }),
+            (None, None, Some((hash, size))) => Pending::Stored(Stored { hash, size, attr }),
             (None, None, None) => Pending::Draft {
                 draft: store.draft()?,
-                exec,
-                mtime,
+                attr,
             },
         };
         st.pending = Some(pending);
@@ -510,8 +534,8 @@ impl WriteFile {
             path: st.path.clone(),
             hash: p.hash,
             size: p.size,
-            exec: p.exec,
-            mtime: p.mtime,
+            attr: p.attr,
+            inode: Some(st.inode),
             base: st.replaces.clone(),
         }))
     }
@@ -756,7 +780,7 @@ impl Fs {
             };
             // (The kernel has emptied its copy already: the draft that
             // stands for the file must be emptied too, whichever it is.)
-            if truncate && let Err(e) = wf.change(fs.node.store(), Some(0), None, None, pid) {
+            if truncate && let Err(e) = wf.change(fs.node.store(), Some(0), SetAttr::default(), pid) {
                 wf.closed();
                 return reply.error(store_errno(&e));
             }
@@ -796,11 +820,46 @@ pub(crate) enum Until {
     Durable,
 }
 
-/// Milliseconds since the epoch.
-pub(crate) fn millis(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_millis() as u64
+/// A change of permission bits and times (`chmod`, `utimensat`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SetAttr {
+    pub(crate) mode: Option<u16>,
+    pub(crate) mtime: Option<Time>,
+    pub(crate) atime: Option<Time>,
+}
+
+impl SetAttr {
+    /// From a `setattr` request (`UTIME_NOW` is now; `UTIME_OMIT` is no
+    /// change).
+    pub(crate) fn of(
+        mode: Option<u32>,
+        atime: Option<fuser::TimeOrNow>,
+        mtime: Option<fuser::TimeOrNow>,
+    ) -> Self {
+        let at = |t: fuser::TimeOrNow| match t {
+            fuser::TimeOrNow::SpecificTime(t) => Time::from_system(t),
+            fuser::TimeOrNow::Now => now(),
+        };
+        Self {
+            mode: mode.map(|m| (m & u32::from(p2pfs_proto::room::MAX_MODE)) as u16),
+            mtime: mtime.map(at),
+            atime: atime.map(at),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// `attr` with these changes.
+    pub(crate) fn apply(&self, attr: Attr) -> Attr {
+        Attr {
+            mode: self.mode.unwrap_or(attr.mode),
+            mtime: self.mtime.unwrap_or(attr.mtime),
+            atime: self.atime.unwrap_or(attr.atime),
+            ctime: attr.ctime,
+        }
+    }
 }
 
 /// `open(2)` flags the mount looks at.
@@ -851,7 +910,7 @@ impl Fs {
                 },
                 Some((d, true)) => {
                     if truncate
-                        && let Err(e) = d.change(self.node.store(), Some(0), None, None, pid)
+                        && let Err(e) = d.change(self.node.store(), Some(0), SetAttr::default(), pid)
                     {
                         d.closed();
                         return reply.error(store_errno(&e));
@@ -917,7 +976,7 @@ impl Fs {
                 };
                 reply.opened(fuser::FileHandle(fh), flags);
             }
-            Some(Item::Dir) => reply.error(Errno::EISDIR),
+            Some(Item::Dir(_)) => reply.error(Errno::EISDIR),
             // (The kernel follows links itself: only an open that must not
             // follow one gets here.)
             Some(Item::Link(_)) => reply.error(Errno::ELOOP),
@@ -926,15 +985,14 @@ impl Fs {
         }
     }
 
-    /// `setattr`: size, executable bit and mtime of files (owners and
-    /// other mode bits are not kept: accepted and ignored, as on vfat).
+    /// `setattr`: size, permission bits and times of files and
+    /// directories, published (owners are kept here: `Fs::owners`).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn setattr_ino(
         self: &Arc<Self>,
         ino: INodeNo,
-        mode: Option<u32>,
         size: Option<u64>,
-        mtime: Option<fuser::TimeOrNow>,
+        set: SetAttr,
         fh: Option<fuser::FileHandle>,
         pid: u32,
         reply: fuser::ReplyAttr,
@@ -943,11 +1001,6 @@ impl Fs {
             Ok(p) => p,
             Err(e) => return reply.error(e),
         };
-        let mtime = mtime.map(|t| match t {
-            fuser::TimeOrNow::SpecificTime(t) => t,
-            fuser::TimeOrNow::Now => SystemTime::now(),
-        });
-        let exec = mode.map(|m| m & 0o111 != 0);
         let (room, path) = match place {
             Place::Chat(r) => {
                 let current =
@@ -981,7 +1034,7 @@ impl Fs {
             // `utimensat` rsync makes right after `close`, before its
             // `rename`) is published before the reply, as for any closed
             // file. Else it goes out with the pending close.
-            let was_dirty = match wf.change(self.node.store(), size, exec, mtime, pid) {
+            let was_dirty = match wf.change(self.node.store(), size, set, pid) {
                 Ok(d) => d,
                 Err(e) => return reply.error(store_errno(&e)),
             };
@@ -992,14 +1045,16 @@ impl Fs {
         }
         let file = match self.find(&room, &path) {
             Ok(Some(Found::File(f))) => f,
+            Ok(Some(Found::Dir)) if !set.is_empty() => {
+                return self.set_dir_attr(ino, room, path, set, reply);
+            }
             Ok(Some(_)) => return self.reply_attr(ino, reply),
             Ok(None) => return reply.error(Errno::ENOENT),
             Err(e) => return reply.error(e),
         };
-        if size.is_none_or(|s| s == file.size)
-            && exec.is_none_or(|e| e == file.exec)
-            && mtime.is_none_or(|t| millis(t) == millis(file.mtime))
-        {
+        // (A `chmod` to the same mode, a `touch` to the same time: a
+        // status change all the same, published for its time.)
+        if size.is_none_or(|s| s == file.size) && set.is_empty() {
             return self.reply_attr(ino, reply);
         }
         // A closed file: changed and published now.
@@ -1014,9 +1069,40 @@ impl Fs {
                     () = crate::interrupt::signalled(pid) => return Err(Errno::EINTR),
                 };
             }
-            wf.change(fs.node.store(), len, exec, mtime, pid)
+            wf.change(fs.node.store(), len, set, pid)
                 .map_err(|e| store_errno(&e))?;
+            wf.touched(pid);
             fs.publish(wf, Until::Written).await
+        };
+        self.reply_when_attr(work, ino, reply);
+    }
+
+    /// `chmod` or `utimensat` of a directory: a directory entry with the
+    /// new attributes, published before the reply.
+    fn set_dir_attr(
+        self: &Arc<Self>,
+        ino: INodeNo,
+        room: RoomId,
+        path: String,
+        set: SetAttr,
+        reply: fuser::ReplyAttr,
+    ) {
+        let place = Place::Path(room, path.clone());
+        let now = match self.attr_of(ino, &place) {
+            Ok(a) => a,
+            Err(e) => return reply.error(e),
+        };
+        let attr = set.apply(Attr {
+            mode: now.perm,
+            mtime: Time::from_system(now.mtime),
+            atime: Time::from_system(now.atime),
+            ctime: self::now(),
+        });
+        let fs = self.clone();
+        let work = async move {
+            let room_lock = fs.room_lock(&room);
+            let _tree = room_lock.lock().await;
+            fs.apply(room, vec![Change::Mkdir { path, attr }]).await
         };
         self.reply_when_attr(work, ino, reply);
     }

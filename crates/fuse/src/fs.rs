@@ -17,7 +17,7 @@ use crate::{
     fetch::Fetches,
     file::{Handles, WriteFile},
     inode::{Inodes, Place},
-    tree::{Cached, FileInfo, Item, Tree},
+    tree::{Cached, DirInfo, FileInfo, Item, Tree, from_millis},
 };
 
 /// How long the kernel may keep names and attributes of files and
@@ -59,6 +59,13 @@ pub(crate) struct Fs {
     pub(crate) locals: crate::local::Locals,
     /// Paths this mount changed lately, by room, and when.
     own: Mutex<Own>,
+    /// Directories whose content this mount changed, and when (their
+    /// time before the log has it: a draft made, a special file).
+    touched: Mutex<HashMap<(RoomId, String), SystemTime>>,
+    /// Owners set here (`chown`, or a file made by another user), by
+    /// inode: uids and gids are this machine's, so they are not
+    /// published; other members show their mount's user.
+    pub(crate) owners: Mutex<HashMap<u64, (u32, u32)>>,
     pub(crate) uid: u32,
     pub(crate) gid: u32,
     pub(crate) started: SystemTime,
@@ -135,6 +142,8 @@ impl Fs {
             publishers: crate::publish::Publishers::default(),
             locals: crate::local::Locals::default(),
             own: Mutex::new(Own::default()),
+            touched: Mutex::new(HashMap::new()),
+            owners: Mutex::new(HashMap::new()),
             uid: rustix::process::getuid().as_raw(),
             gid: rustix::process::getgid().as_raw(),
             started: SystemTime::now(),
@@ -171,6 +180,73 @@ impl Fs {
             .is_some_and(|t| t.elapsed() < OWN_WINDOW)
     }
 
+    /// Notes that the directories holding `paths` changed now.
+    pub(crate) fn touch_parents<'a>(&self, room: &RoomId, paths: impl IntoIterator<Item = &'a str>) {
+        let now = SystemTime::now();
+        let mut t = lock(&self.touched);
+        for p in paths {
+            let (dir, _) = crate::inode::split(p);
+            t.insert((*room, dir.to_string()), now);
+        }
+    }
+
+    /// `chown`: the owner kept here for `ino` (`None` if neither is set).
+    pub(crate) fn chown(
+        &self,
+        ino: INodeNo,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> Option<Result<(), Errno>> {
+        if uid.is_none() && gid.is_none() {
+            return None;
+        }
+        let place = match self.place(ino) {
+            Ok(p) => p,
+            Err(e) => return Some(Err(e)),
+        };
+        let now = match self.attr_of(ino, &place) {
+            Ok(a) => a,
+            Err(e) => return Some(Err(e)),
+        };
+        let owner = (uid.unwrap_or(now.uid), gid.unwrap_or(now.gid));
+        let mut owners = lock(&self.owners);
+        if owner == (self.uid, self.gid) {
+            owners.remove(&ino.0);
+        } else {
+            owners.insert(ino.0, owner);
+        }
+        Some(Ok(()))
+    }
+
+    /// The owner of a file or directory `name` about to be made in
+    /// `parent` by `uid`/`gid`: the group is the directory's if it has
+    /// the setgid bit (as on a local disk).
+    pub(crate) fn own_new(&self, parent: INodeNo, name: &std::ffi::OsStr, uid: u32, gid: u32) {
+        let Ok(place) = self.place(parent) else {
+            return;
+        };
+        let Some(dir) = place.dir_path() else {
+            return;
+        };
+        let Some(room) = place.room() else {
+            return;
+        };
+        let Some(name) = name.to_str() else {
+            return;
+        };
+        let gid = match self.attr_of(parent, &place) {
+            Ok(a) if a.perm & 0o2000 != 0 => a.gid,
+            _ => gid,
+        };
+        let ino = self.ino(Place::Path(room, crate::inode::join(dir, name)));
+        let mut owners = lock(&self.owners);
+        if (uid, gid) == (self.uid, self.gid) {
+            owners.remove(&ino.0);
+        } else {
+            owners.insert(ino.0, (uid, gid));
+        }
+    }
+
     /// The lock that orders changes to `room`'s tree.
     pub(crate) fn room_lock(&self, room: &RoomId) -> Arc<tokio::sync::Mutex<()>> {
         lock(&self.room_locks).entry(*room).or_default().clone()
@@ -181,6 +257,14 @@ impl Fs {
     }
 
     pub(crate) fn ino(&self, place: Place) -> INodeNo {
+        if let Place::Path(room, path) = &place
+            && lock(&self.inodes).get(&place).is_none()
+            && let Some(n) = self.linked_ino(room, path)
+        {
+            // Another name of a file that has a number (a hard link).
+            lock(&self.inodes).alias(place, n);
+            return INodeNo(n);
+        }
         INodeNo(lock(&self.inodes).ino(place))
     }
 
@@ -242,7 +326,7 @@ impl Fs {
         }
         let tree = self.tree(room)?;
         Ok(match tree.get(path) {
-            Some(Item::Dir) => Some(Found::Dir),
+            Some(Item::Dir(_)) => Some(Found::Dir),
             Some(Item::File(f)) => Some(Found::File(f.clone())),
             Some(Item::Link(l)) => Some(Found::Link(l.clone())),
             None => (self.has_drafts_under(room, path) || self.locals.any_under(room, path))
@@ -260,38 +344,103 @@ impl Fs {
     }
 
     pub(crate) fn attr_of(&self, ino: INodeNo, place: &Place) -> Result<FileAttr, Errno> {
-        match place {
-            Place::Root => Ok(self.dir_attr(ino, self.started)),
+        let mut a = match place {
+            Place::Root => self.dir_attr(ino, self.started),
             Place::Room(r) => {
                 self.room(r)?;
                 let t = self.tree(r)?;
-                Ok(self.dir_attr(ino, t.built))
+                self.path_dir_attr(ino, r, "", &t, DirInfo::default())
             }
             Place::Chat(r) => {
                 self.room(r)?;
                 let size = p2pfs_swarm::room::query::chat_size(self.node.store(), r)
                     .map_err(|e| store_errno(&e))?;
                 let t = self.tree(r)?;
-                Ok(self.file_attr(ino, size, 0o644, t.built))
+                self.file_attr(ino, size, 0o644, t.built)
             }
             Place::Path(r, p) => match self.find(r, p)? {
-                None => Err(Errno::ENOENT),
-                Some(Found::Dir) => Ok(self.dir_attr(ino, self.tree(r)?.built)),
+                None => return Err(Errno::ENOENT),
+                Some(Found::Dir) => {
+                    let t = self.tree(r)?;
+                    let info = match t.get(p) {
+                        Some(Item::Dir(d)) => *d,
+                        _ => DirInfo::default(),
+                    };
+                    self.path_dir_attr(ino, r, p, &t, info)
+                }
                 Some(Found::File(f)) => {
-                    Ok(self.file_attr(ino, f.size, if f.exec { 0o755 } else { 0o644 }, f.mtime))
+                    let mut a = self.file_attr(ino, f.size, self.shown_mode(&f), f.attr.mtime.to_system());
+                    a.atime = f.attr.atime.to_system();
+                    a.ctime = f.attr.ctime.to_system();
+                    let names = self.tree(r)?.names_of(&f).len();
+                    a.nlink = names.max(1) as u32;
+                    a
                 }
                 Some(Found::Draft(d)) => {
-                    let (size, exec, mtime) = d.stat();
-                    Ok(self.file_attr(ino, size, if exec { 0o755 } else { 0o644 }, mtime))
+                    let st = d.stat();
+                    let mut a = self.file_attr(ino, st.size, st.attr.mode, st.attr.mtime.to_system());
+                    a.atime = st.attr.atime.to_system();
+                    a.ctime = st.attr.ctime.to_system();
+                    a
                 }
-                Some(Found::Local(n)) => Ok(lock(&n).attr(BLKSIZE)),
+                Some(Found::Local(n)) => return Ok(lock(&n).attr(BLKSIZE)),
                 Some(Found::Link(l)) => {
                     let mut a = self.file_attr(ino, l.target.len() as u64, 0o777, l.mtime);
                     a.kind = FileType::Symlink;
-                    Ok(a)
+                    a
                 }
             },
+        };
+        if let Some((uid, gid)) = lock(&self.owners).get(&ino.0) {
+            (a.uid, a.gid) = (*uid, *gid);
         }
+        Ok(a)
+    }
+
+    /// The permission bits a published file shows here: setuid and setgid
+    /// only on the member that set them (a member cannot hand out a
+    /// program that runs as another user of this machine).
+    pub(crate) fn shown_mode(&self, f: &FileInfo) -> u16 {
+        if f.author == self.node.id() {
+            f.attr.mode
+        } else {
+            f.attr.mode & 0o1777
+        }
+    }
+
+    /// The attributes of directory `path` of room `room`: its entry's mode
+    /// and times, unless something in it changed later (the latest entry
+    /// directly in it, or a change this mount made).
+    fn path_dir_attr(
+        &self,
+        ino: INodeNo,
+        room: &RoomId,
+        path: &str,
+        tree: &Tree,
+        info: DirInfo,
+    ) -> FileAttr {
+        let logged = p2pfs_swarm::room::query::dir_time(self.node.store(), room, path)
+            .ok()
+            .flatten()
+            .map(from_millis);
+        let local = lock(&self.touched).get(&(*room, path.to_string())).copied();
+        let content = logged.max(local);
+        let made = (info.ctime > 0).then(|| from_millis(info.ctime));
+        let fallback = tree.built;
+        let mut a = self.dir_attr(ino, content.or(made).unwrap_or(fallback));
+        if let Some(attr) = info.attr {
+            a.perm = attr.mode;
+            if content.is_none_or(|c| made.is_some_and(|m| m >= c)) {
+                a.mtime = attr.mtime.to_system();
+                a.atime = attr.atime.to_system();
+            }
+        }
+        a.ctime = content.max(made).unwrap_or(fallback);
+        a.nlink = 2 + tree
+            .children(path)
+            .filter(|(_, i)| matches!(i, Item::Dir(_)))
+            .count() as u32;
+        a
     }
 
     pub(crate) fn dir_attr(&self, ino: INodeNo, mtime: SystemTime) -> FileAttr {

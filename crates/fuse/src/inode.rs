@@ -61,6 +61,8 @@ pub(crate) fn split(path: &str) -> (&str, &str) {
 pub(crate) struct Inodes {
     by_ino: HashMap<u64, Place>,
     by_place: HashMap<Place, u64>,
+    /// Numbers that more than one place has had (hard links).
+    shared: std::collections::HashSet<u64>,
     next: u64,
 }
 
@@ -69,6 +71,7 @@ impl Default for Inodes {
         let mut t = Self {
             by_ino: HashMap::new(),
             by_place: HashMap::new(),
+            shared: std::collections::HashSet::new(),
             next: ROOT + 1,
         };
         t.by_ino.insert(ROOT, Place::Root);
@@ -104,8 +107,11 @@ impl Inodes {
     /// numbers follow, as the kernel expects. A number `to` had before is
     /// forgotten.
     pub(crate) fn rename(&mut self, room: RoomId, from: &str, to: &str) {
+        if from == to {
+            return;
+        }
         if let Some(old) = self.by_place.remove(&Place::Path(room, to.to_string())) {
-            self.by_ino.remove(&old);
+            self.forget_place_of(old);
         }
         let prefix = format!("{from}/");
         let moved: Vec<(Place, u64)> = self
@@ -124,20 +130,38 @@ impl Inodes {
                 if let Some(old) = self.by_place.insert(new.clone(), n)
                     && old != n
                 {
-                    self.by_ino.remove(&old);
+                    self.forget_place_of(old);
                 }
                 self.by_ino.insert(n, new);
             }
         }
     }
 
+    /// `ino` lost one of its places: it is reached through another it
+    /// still has (a hard link), or forgotten.
+    fn forget_place_of(&mut self, ino: u64) {
+        if self.shared.contains(&ino)
+            && let Some(other) = self
+                .by_place
+                .iter()
+                .find(|(_, n)| **n == ino)
+                .map(|(p, _)| p.clone())
+        {
+            self.by_ino.insert(ino, other);
+            return;
+        }
+        self.by_ino.remove(&ino);
+        self.shared.remove(&ino);
+    }
+
     /// Gives `place` the number `ino` too: another name of one file (a
     /// hard link).
     pub(crate) fn alias(&mut self, place: Place, ino: u64) {
+        self.shared.insert(ino);
         if let Some(old) = self.by_place.insert(place, ino)
             && old != ino
         {
-            self.by_ino.remove(&old);
+            self.forget_place_of(old);
         }
     }
 

@@ -46,7 +46,7 @@ impl Filesystem for Kernel {
         }
         let _ = config.set_max_background(64);
         let _ = config.set_congestion_threshold(48);
-        let _ = config.set_time_granularity(Duration::from_millis(1));
+        let _ = config.set_time_granularity(Duration::from_nanos(1));
         Ok(())
     }
 
@@ -91,8 +91,16 @@ impl Filesystem for Kernel {
                 Err(e) => reply.error(e),
             };
         }
-        self.0
-            .setattr_ino(ino, mode, size, mtime, fh, req.pid(), reply);
+        if let Some(done) = self.0.chown(ino, uid, gid) {
+            if let Err(e) = done {
+                return reply.error(e);
+            }
+            if mode.is_none() && size.is_none() && atime.is_none() && mtime.is_none() {
+                return self.0.reply_attr(ino, reply);
+            }
+        }
+        let set = crate::file::SetAttr::of(mode, atime, mtime);
+        self.0.setattr_ino(ino, size, set, fh, req.pid(), reply);
     }
 
     fn mknod(
@@ -116,12 +124,13 @@ impl Filesystem for Kernel {
 
     fn symlink(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         link_name: &OsStr,
         target: &std::path::Path,
         reply: ReplyEntry,
     ) {
+        self.0.own_new(parent, link_name, req.uid(), req.gid());
         self.0.symlink_name(parent, link_name, target, reply);
     }
 
@@ -140,22 +149,20 @@ impl Filesystem for Kernel {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        match self.0.link_name(ino, newparent, newname) {
-            Ok(attr) => reply.entry(&crate::fs::attr_ttl(&attr), &attr, fuser::Generation(0)),
-            Err(e) => reply.error(e),
-        }
+        self.0.link_ino(ino, newparent, newname, reply);
     }
 
     fn mkdir(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
-        _mode: u32,
+        mode: u32,
         _umask: u32,
         reply: ReplyEntry,
     ) {
-        self.0.mkdir_name(parent, name, reply);
+        self.0.own_new(parent, name, req.uid(), req.gid());
+        self.0.mkdir_name(parent, name, mode, reply);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -431,6 +438,7 @@ impl Filesystem for Kernel {
         _flags: i32,
         reply: ReplyCreate,
     ) {
+        self.0.own_new(parent, name, req.uid(), req.gid());
         self.0.create_file(parent, name, mode, req.pid(), reply);
     }
 }

@@ -20,6 +20,7 @@ mod fs;
 mod inode;
 mod interrupt;
 mod kernel;
+mod links;
 mod local;
 mod mount;
 mod publish;

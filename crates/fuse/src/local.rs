@@ -206,9 +206,10 @@ impl crate::fs::Fs {
                 let ino = self.ino(crate::inode::Place::Path(room, path.clone())).0;
                 let node = Arc::new(Mutex::new(Node::new(kind, perm, rdev, uid, gid, ino)));
                 self.locals.insert(room, path.clone(), node);
+                self.touch_parents(&room, [path.as_str()]);
             }
             None if mode & 0o170_000 == 0o100_000 || mode & 0o170_000 == 0 => {
-                self.create_closed(room, path.clone(), perm & 0o111 != 0, pid)?;
+                self.create_closed(room, path.clone(), perm, pid)?;
             }
             None => return Err(fuser::Errno::EINVAL),
         }
@@ -217,8 +218,8 @@ impl crate::fs::Fs {
         self.attr_of(ino, &place)
     }
 
-    /// `link`: another name for a special file. (Hard links between
-    /// published files are not kept: `EPERM`.)
+    /// `link`: another name for a special file (published files:
+    /// `crate::links`).
     pub(crate) fn link_name(
         self: &Arc<Self>,
         ino: INodeNo,
@@ -241,6 +242,7 @@ impl crate::fs::Fs {
             n.ctime = SystemTime::now();
             n.attr(crate::fs::BLKSIZE)
         };
+        self.touch_parents(&room, [path.as_str()]);
         self.locals.insert(room, path.clone(), node);
         lock(&self.inodes).alias(crate::inode::Place::Path(room, path), attr.ino.0);
         Ok(attr)

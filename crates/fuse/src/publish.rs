@@ -167,6 +167,11 @@ impl Fs {
             published.push(f);
             changes.push(change);
         }
+        // Each file's other names (hard links) take the version too.
+        if let Ok(tree) = self.tree(&room) {
+            let more = crate::links::to_every_name(&tree, &changes);
+            changes.extend(more);
+        }
         let mut result = Ok(());
         if !changes.is_empty() {
             self.note_own(&room, changes.iter().map(crate::dir::change_path));

@@ -12,8 +12,11 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use imbl::OrdMap;
-use p2pfs_proto::{Hash, NodeId, RoomId};
+use imbl::{OrdMap, OrdSet};
+use p2pfs_proto::{
+    Hash, NodeId, RoomId,
+    room::{Attr, FileId},
+};
 use p2pfs_swarm::{
     Node,
     room::{FileKind, listing::Listing, query},
@@ -26,11 +29,20 @@ use tokio::sync::watch;
 pub(crate) struct FileInfo {
     pub(crate) hash: Hash,
     pub(crate) size: u64,
-    pub(crate) exec: bool,
-    pub(crate) mtime: SystemTime,
+    /// Permission bits and times, as published.
+    pub(crate) attr: Attr,
+    /// The file it is a name of (hard links share it).
+    pub(crate) inode: Option<FileId>,
     pub(crate) author: NodeId,
     /// The entry that put it.
     pub(crate) entry: Hash,
+}
+
+/// Whether two names show one file: the same content, bits and times (a
+/// name's status change time is its own entry's).
+pub(crate) fn same_file(a: &FileInfo, b: &FileInfo) -> bool {
+    (a.hash, a.size, a.attr.mode, a.attr.mtime, a.attr.atime)
+        == (b.hash, b.size, b.attr.mode, b.attr.mtime, b.attr.atime)
 }
 
 /// A symbolic link, as the tree shows it.
@@ -43,19 +55,33 @@ pub(crate) struct LinkInfo {
     pub(crate) entry: Hash,
 }
 
+/// A directory, as the tree shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct DirInfo {
+    /// Its attributes, if an entry set them (else the defaults).
+    pub(crate) attr: Option<Attr>,
+    /// When that entry was written, ms since the Unix epoch.
+    pub(crate) ctime: u64,
+}
+
 /// A name in a room's tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Item {
-    Dir,
+    Dir(DirInfo),
     File(FileInfo),
     Link(LinkInfo),
+}
+
+/// A time in ms since the Unix epoch.
+pub(crate) fn from_millis(ms: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
 }
 
 impl Item {
     /// The log entry that put a file or a link here.
     pub(crate) fn entry(&self) -> Option<Hash> {
         match self {
-            Item::Dir => None,
+            Item::Dir(_) => None,
             Item::File(f) => Some(f.entry),
             Item::Link(l) => Some(l.entry),
         }
@@ -65,7 +91,10 @@ impl Item {
 impl Item {
     fn of(kind: &FileKind) -> Self {
         match kind {
-            FileKind::Dir => Item::Dir,
+            FileKind::Dir { attr, ctime } => Item::Dir(DirInfo {
+                attr: *attr,
+                ctime: *ctime,
+            }),
             FileKind::Symlink {
                 target,
                 mtime,
@@ -73,22 +102,22 @@ impl Item {
                 entry,
             } => Item::Link(LinkInfo {
                 target: target.clone(),
-                mtime: SystemTime::UNIX_EPOCH + Duration::from_millis(*mtime),
+                mtime: from_millis(*mtime),
                 author: *author,
                 entry: *entry,
             }),
             FileKind::File {
                 hash,
                 size,
-                exec,
-                mtime,
+                attr,
+                inode,
                 author,
                 entry,
             } => Item::File(FileInfo {
                 hash: *hash,
                 size: *size,
-                exec: *exec,
-                mtime: SystemTime::UNIX_EPOCH + Duration::from_millis(*mtime),
+                attr: *attr,
+                inode: *inode,
                 author: *author,
                 entry: *entry,
             }),
@@ -100,6 +129,8 @@ impl Item {
 #[derive(Debug, Clone)]
 pub(crate) struct Tree {
     pub(crate) items: OrdMap<String, Item>,
+    /// The names of each file that has an id, by id (hard links).
+    links: OrdSet<(FileId, String)>,
     /// When this version was built (the room directory's and chat's mtime).
     pub(crate) built: SystemTime,
 }
@@ -107,17 +138,58 @@ pub(crate) struct Tree {
 impl Tree {
     /// The tree of a listing.
     fn of(listing: &Listing) -> Self {
-        Self {
-            items: listing
-                .entries()
-                .map(|e| (e.path, Item::of(&e.kind)))
-                .collect(),
+        let mut t = Self {
+            items: OrdMap::new(),
+            links: OrdSet::new(),
             built: SystemTime::now(),
+        };
+        for e in listing.entries() {
+            t.insert(e.path, Item::of(&e.kind));
         }
+        t
     }
 
     pub(crate) fn get(&self, path: &str) -> Option<&Item> {
         self.items.get(path)
+    }
+
+    fn insert(&mut self, path: String, item: Item) {
+        self.remove(&path);
+        if let Item::File(FileInfo { inode: Some(id), .. }) = &item {
+            self.links.insert((*id, path.clone()));
+        }
+        self.items.insert(path, item);
+    }
+
+    fn remove(&mut self, path: &str) {
+        if let Some(Item::File(FileInfo { inode: Some(id), .. })) = self.items.remove(path) {
+            self.links.remove(&(id, path.to_string()));
+        }
+    }
+
+    /// The names of file `id` with the same content as `file` (its hard
+    /// links, itself included), in order.
+    pub(crate) fn names_of(&self, file: &FileInfo) -> Vec<String> {
+        let Some(id) = file.inode else {
+            return Vec::new();
+        };
+        self.links
+            .range((id, String::new())..)
+            .take_while(|(i, _)| *i == id)
+            .filter(|(_, p)| {
+                matches!(self.items.get(p), Some(Item::File(f)) if same_file(f, file))
+            })
+            .map(|(_, p)| p.clone())
+            .collect()
+    }
+
+    /// Every name of file `id`, whatever its content.
+    pub(crate) fn all_names(&self, id: &FileId) -> Vec<String> {
+        self.links
+            .range((*id, String::new())..)
+            .take_while(|(i, _)| i == id)
+            .map(|(_, p)| p.clone())
+            .collect()
     }
 
     /// The names directly in directory `dir` ("" for the room's top).
@@ -207,12 +279,8 @@ impl Cached {
         let mut tree = (*self.tree).clone();
         for name in &changed {
             match self.listing.get(name) {
-                Some(kind) => {
-                    tree.items.insert(name.clone(), Item::of(kind));
-                }
-                None => {
-                    tree.items.remove(name);
-                }
+                Some(kind) => tree.insert(name.clone(), Item::of(kind)),
+                None => tree.remove(name),
             }
         }
         tree.built = SystemTime::now();
@@ -244,7 +312,11 @@ mod tests {
 
     fn tree(paths: &[&str]) -> Tree {
         Tree {
-            items: paths.iter().map(|p| (p.to_string(), Item::Dir)).collect(),
+            items: paths
+                .iter()
+                .map(|p| (p.to_string(), Item::Dir(DirInfo::default())))
+                .collect(),
+            links: OrdSet::new(),
             built: SystemTime::UNIX_EPOCH,
         }
     }
@@ -274,8 +346,8 @@ mod tests {
             Item::File(FileInfo {
                 hash: Hash::from(blake3::hash(b"x")),
                 size: 1,
-                exec: false,
-                mtime: SystemTime::UNIX_EPOCH,
+                attr: Attr::default(),
+                inode: None,
                 author: NodeId::from_bytes([0; 32]),
                 entry: Hash::from(blake3::hash(b"e")),
             }),

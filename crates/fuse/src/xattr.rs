@@ -66,14 +66,14 @@ impl Fs {
                         let (_, copies, kept) = self.replication(&r, h, self.node.id())?;
                         vec![
                             (HASH, h.to_string()),
-                            (LOCAL, d.stat().0.to_string()),
+                            (LOCAL, d.stat().size.to_string()),
                             (AUTHOR, self.node.id().to_string()),
                             (COPIES, copies),
                             (PIN, kept),
                         ]
                     }
                     // Being written: no hash yet.
-                    None => vec![(LOCAL, d.stat().0.to_string())],
+                    None => vec![(LOCAL, d.stat().size.to_string())],
                 },
             },
         })

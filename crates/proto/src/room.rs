@@ -219,7 +219,118 @@ pub enum Op {
         /// The entries for this path this one replaces.
         replaces: Vec<Hash>,
     },
+    /// A file at `path` with content `hash`, its permission bits and times
+    /// (what [`Op::Put`] says, and more).
+    File {
+        /// Where.
+        path: String,
+        /// The content.
+        hash: Hash,
+        /// Its size in bytes.
+        size: u64,
+        /// Permission bits and times.
+        attr: Attr,
+        /// Which file this is a name of: picked at random when the file is
+        /// made, kept by its later versions and by its hard links.
+        inode: FileId,
+        /// The entries for this path this one replaces.
+        replaces: Vec<Hash>,
+    },
+    /// A directory at `path` with its permission bits and times (what
+    /// [`Op::Mkdir`] says, and more).
+    Dir {
+        /// Where.
+        path: String,
+        /// Permission bits and times.
+        attr: Attr,
+        /// The entries for this path this one replaces.
+        replaces: Vec<Hash>,
+    },
 }
+
+/// The identity of a file across its names (hard links) and versions.
+pub type FileId = [u8; 16];
+
+/// A moment: seconds since the Unix epoch (negative before it) and
+/// nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+pub struct Time {
+    /// Whole seconds since 1970-01-01T00:00:00Z.
+    pub secs: i64,
+    /// Nanoseconds, below 1,000,000,000.
+    pub nanos: u32,
+}
+
+impl Time {
+    /// A time in milliseconds since the Unix epoch.
+    pub fn from_millis(ms: u64) -> Self {
+        Self {
+            secs: (ms / 1000) as i64,
+            nanos: (ms % 1000) as u32 * 1_000_000,
+        }
+    }
+
+    /// The time in milliseconds since the Unix epoch, rounded down (0
+    /// before it).
+    pub fn as_millis(&self) -> u64 {
+        if self.secs < 0 {
+            return 0;
+        }
+        (self.secs as u64)
+            .saturating_mul(1000)
+            .saturating_add(u64::from(self.nanos / 1_000_000))
+    }
+
+    /// A system time.
+    pub fn from_system(t: std::time::SystemTime) -> Self {
+        match t.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => Self {
+                secs: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                nanos: d.subsec_nanos(),
+            },
+            Err(e) => {
+                let d = e.duration();
+                let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+                if d.subsec_nanos() == 0 {
+                    Self { secs: -secs, nanos: 0 }
+                } else {
+                    Self {
+                        secs: -secs - 1,
+                        nanos: 1_000_000_000 - d.subsec_nanos(),
+                    }
+                }
+            }
+        }
+    }
+
+    /// As a system time.
+    pub fn to_system(&self) -> std::time::SystemTime {
+        let nanos = std::time::Duration::from_nanos(u64::from(self.nanos.min(999_999_999)));
+        let secs = std::time::Duration::from_secs(self.secs.unsigned_abs());
+        if self.secs >= 0 {
+            std::time::UNIX_EPOCH + secs + nanos
+        } else {
+            std::time::UNIX_EPOCH - secs + nanos
+        }
+    }
+}
+
+/// A file's or directory's permission bits and times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct Attr {
+    /// Permission bits, `0o7777` at most (setuid, setgid, sticky, rwx).
+    pub mode: u16,
+    /// Modification time.
+    pub mtime: Time,
+    /// Access time.
+    pub atime: Time,
+    /// Status change time: when the content, the bits or the names last
+    /// changed, by the author's clock.
+    pub ctime: Time,
+}
+
+/// Most permission bits.
+pub const MAX_MODE: u16 = 0o7777;
 
 /// Metadata entries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -278,7 +389,9 @@ impl Op {
             Op::Put { path, .. }
             | Op::Delete { path, .. }
             | Op::Mkdir { path, .. }
-            | Op::Symlink { path, .. } => Some(path),
+            | Op::Symlink { path, .. }
+            | Op::File { path, .. }
+            | Op::Dir { path, .. } => Some(path),
             Op::Chat { .. } | Op::Meta(_) => None,
         }
     }
@@ -289,7 +402,9 @@ impl Op {
             Op::Put { replaces, .. }
             | Op::Delete { replaces, .. }
             | Op::Mkdir { replaces, .. }
-            | Op::Symlink { replaces, .. } => replaces,
+            | Op::Symlink { replaces, .. }
+            | Op::File { replaces, .. }
+            | Op::Dir { replaces, .. } => replaces,
             Op::Chat { .. } | Op::Meta(_) => &[],
         }
     }
@@ -341,6 +456,18 @@ impl EntryBody {
                 check_path(path).map_err(EntryError::Invalid)?;
                 if target.is_empty() || target.len() > MAX_TARGET || target.contains('\0') {
                     return bad(format!("unusable link target of {} bytes", target.len()));
+                }
+            }
+            Op::File { path, attr, .. } | Op::Dir { path, attr, .. } => {
+                check_path(path).map_err(EntryError::Invalid)?;
+                if attr.mode > MAX_MODE {
+                    return bad(format!("mode {:o}", attr.mode));
+                }
+                if [attr.mtime, attr.atime, attr.ctime]
+                    .iter()
+                    .any(|t| t.nanos >= 1_000_000_000)
+                {
+                    return bad("a time with a second or more of nanoseconds".into());
                 }
             }
             Op::Meta(Meta::MemberName(n) | Meta::RoomName(n)) => {
@@ -855,6 +982,75 @@ mod tests {
         };
         assert!(ok("/abs/olute") && ok("x") && ok(&"y".repeat(MAX_TARGET)));
         assert!(!ok("") && !ok("a\0b") && !ok(&"y".repeat(MAX_TARGET + 1)));
+    }
+
+    #[test]
+    fn golden_file_and_dir_bytes() {
+        // docs/protocol.md §8.3: Op::File is variant 6, Op::Dir 7.
+        let attr = Attr {
+            mode: 0o644,
+            mtime: Time { secs: 1, nanos: 5 },
+            atime: Time { secs: -1, nanos: 0 },
+            ctime: Time { secs: 2, nanos: 0 },
+        };
+        let op = Op::File {
+            path: "f".into(),
+            hash: Hash::from_bytes([0x22; 32]),
+            size: 3,
+            attr,
+            inode: [0x11; 16],
+            replaces: vec![],
+        };
+        let mut want = vec![6, 1, b'f'];
+        want.extend([0x22; 32]);
+        want.extend([3, 0xa4, 0x03, 2, 5, 1, 0, 4, 0]);
+        want.extend([0x11; 16]);
+        want.push(0);
+        assert_eq!(codec::encode(&op).unwrap(), want);
+        let dir = Op::Dir {
+            path: "d".into(),
+            attr: Attr {
+                mode: 0o755,
+                ..Attr::default()
+            },
+            replaces: vec![],
+        };
+        assert_eq!(
+            codec::encode(&dir).unwrap(),
+            [7, 1, b'd', 0xed, 0x03, 0, 0, 0, 0, 0, 0, 0]
+        );
+        let ok = |attr: Attr| {
+            body(Op::Dir {
+                path: "d".into(),
+                attr,
+                replaces: vec![],
+            })
+            .check()
+            .is_ok()
+        };
+        assert!(ok(attr) && ok(Attr { mode: MAX_MODE, ..attr }));
+        assert!(!ok(Attr { mode: 0o10000, ..attr }));
+        let late = Time { secs: 0, nanos: 1_000_000_000 };
+        assert!(!ok(Attr { mtime: late, ..attr }) && !ok(Attr { atime: late, ..attr }));
+        assert!(!ok(Attr { ctime: late, ..attr }));
+    }
+
+    #[test]
+    fn times_convert_both_ways() {
+        use std::time::{Duration, UNIX_EPOCH};
+        for t in [
+            UNIX_EPOCH,
+            UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789),
+            UNIX_EPOCH - Duration::new(1, 0),
+            UNIX_EPOCH - Duration::new(5, 250_000_000),
+        ] {
+            assert_eq!(Time::from_system(t).to_system(), t);
+        }
+        assert_eq!(
+            Time::from_system(UNIX_EPOCH - Duration::from_millis(1250)),
+            Time { secs: -2, nanos: 750_000_000 }
+        );
+        assert_eq!(Time::from_millis(1_234).as_millis(), 1_234);
     }
 
     #[test]

@@ -234,7 +234,7 @@ pub(crate) async fn ls(
             FileKind::File {
                 hash, size, author, ..
             } => format!("{}  {size}  {hash}  {}", f.path, author.fmt_short()),
-            FileKind::Dir => format!("{}/  -  -  -", f.path),
+            FileKind::Dir { .. } => format!("{}/  -  -  -", f.path),
             FileKind::Symlink { target, author, .. } => {
                 format!("{} -> {target}  -  -  {}", f.path, author.fmt_short())
             }

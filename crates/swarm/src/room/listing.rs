@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::view::{self, FileEntry, FileKind, LiveKind, LiveOp};
+use super::view::{self, FileEntry, FileKind, LiveOp};
 
 /// Who put a name in the listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,12 +49,12 @@ pub struct Listing {
 fn row_shown(live: Option<&Vec<LiveOp>>) -> bool {
     live.is_some_and(|l| {
         l.iter()
-            .any(|o| o.kind.is_leaf() || o.kind == LiveKind::Dir)
+            .any(|o| o.kind.is_leaf() || o.kind.is_dir())
     })
 }
 
 fn row_dir(live: Option<&Vec<LiveOp>>) -> bool {
-    live.is_some_and(|l| l.iter().any(|o| o.kind == LiveKind::Dir))
+    live.is_some_and(|l| l.iter().any(|o| o.kind.is_dir()))
 }
 
 /// The directories above `path`, nearest first.
@@ -140,7 +140,8 @@ impl Listing {
                     dirs.insert(a.to_string());
                 }
             }
-            if was_dir != now_dir {
+            if was_dir || now_dir {
+                // (Its attributes may have changed.)
                 dirs.insert(path.clone());
             }
             render.insert(path);
@@ -148,6 +149,16 @@ impl Listing {
         for d in dirs {
             let is = self.is_dir(&d);
             let was = self.shown.get(&d).is_some_and(|s| s.owner == Owner::Dir);
+            if is && was {
+                let kind = view::dir_kind(self.rows.get(&d));
+                if let Some(shown) = self.shown.get_mut(&d)
+                    && shown.kind != kind
+                {
+                    shown.kind = kind;
+                    changed.insert(d.clone());
+                }
+                continue;
+            }
             if is == was {
                 continue;
             }
@@ -156,7 +167,7 @@ impl Listing {
                 if let Some(old) = self.shown.insert(
                     d.clone(),
                     Shown {
-                        kind: FileKind::Dir,
+                        kind: view::dir_kind(self.rows.get(&d)),
                         owner: Owner::Dir,
                     },
                 ) && let Owner::Conflict(row) = old.owner
@@ -294,7 +305,7 @@ impl Listing {
 mod tests {
     use p2pfs_proto::{Hash, NodeId};
 
-    use super::*;
+    use super::{view::LiveKind, *};
 
     fn op(n: u64, author: u8, kind: LiveKind) -> LiveOp {
         LiveOp {
@@ -309,8 +320,8 @@ mod tests {
         LiveKind::File {
             hash: Hash::of(&n.to_be_bytes()),
             size: n,
-            exec: false,
-            mtime: n,
+            attr: view::put_attr(false, n, n),
+            inode: None,
         }
     }
 
@@ -334,7 +345,7 @@ mod tests {
         // A file under a/b: a/b is a directory; both puts become copies.
         let ch = l.update([("a/b/c".to_string(), vec![op(3, 1, file(3))])]);
         assert!(ch.contains("a/b") && ch.contains("a/b/c"), "{ch:?}");
-        assert_eq!(l.get("a/b"), Some(&FileKind::Dir));
+        assert!(matches!(l.get("a/b"), Some(FileKind::Dir { .. })));
         // Gone again: a/b is the file it was.
         l.update([("a/b/c".to_string(), vec![])]);
         assert!(matches!(l.get("a/b"), Some(FileKind::File { .. })));
@@ -381,8 +392,11 @@ mod tests {
                     let mut live = Vec::new();
                     for k in 0..rng.usize(0..3) {
                         let n = step * 10 + k as u64;
-                        let kind = match rng.u8(0..5) {
-                            0 => LiveKind::Dir,
+                        let kind = match rng.u8(0..6) {
+                            0 => LiveKind::Dir { attr: None },
+                            5 => LiveKind::Dir {
+                                attr: Some(view::put_attr(n.is_multiple_of(2), n, n)),
+                            },
                             1 => LiveKind::Deleted,
                             2 => LiveKind::Symlink {
                                 target: format!("t{n}"),

@@ -5,7 +5,7 @@
 
 use p2pfs_proto::{
     Hash, RoomId, RoomSecret,
-    room::{Entry, MAX_PARENTS, Op},
+    room::{Entry, EntryBody, MAX_PARENTS, Op},
 };
 use p2pfs_store::{RoomTxn, Store, StoreError};
 
@@ -197,6 +197,10 @@ pub(crate) fn catch_up_views(store: &Store, room: &RoomId) -> Result<u64, StoreE
     if !view::is_current(format.as_deref(), applied) {
         replayed = rerender_chat(store, room, applied)?;
     }
+    let tree_format = store.room_view_get(room, view::TREE_FORMAT_KEY)?;
+    if !view::tree_is_current(tree_format.as_deref(), applied) {
+        replayed = replayed.max(rebuild_tree(store, room, applied)?);
+    }
     if applied >= store.room_len(room)? {
         return Ok(replayed);
     }
@@ -231,19 +235,55 @@ pub(crate) fn catch_up_views(store: &Store, room: &RoomId) -> Result<u64, StoreE
 /// format is written last: an interrupted run starts over at next start.
 fn rerender_chat(store: &Store, room: &RoomId, applied: u64) -> Result<u64, StoreError> {
     store.room_write(room, |t| {
-        for prefix in view::CHAT_PARTS {
-            loop {
-                let keys = t.view_range(prefix, None, 4096)?;
-                if keys.is_empty() {
-                    break;
-                }
-                for (k, _) in keys {
-                    t.view_remove(&k)?;
-                }
-            }
-        }
+        drop_rows(t, &view::CHAT_PARTS)?;
         view::reset_chat(t).map_err(view_err)
     })?;
+    replay(store, room, applied, |t, _, body| {
+        view::replay_chat(t, body).map_err(view_err)
+    })?;
+    store.room_write(room, |t| t.view_put(view::FORMAT_KEY, view::FORMAT))?;
+    Ok(applied)
+}
+
+/// Rebuilds the tree's rows of views written in another format: drops
+/// them, then replays the `applied` entries for the tree only, in batches.
+/// The format is written last: an interrupted run starts over at next
+/// start.
+fn rebuild_tree(store: &Store, room: &RoomId, applied: u64) -> Result<u64, StoreError> {
+    store.room_write(room, |t| drop_rows(t, &view::TREE_PARTS))?;
+    replay(store, room, applied, |t, hash, body| {
+        view::replay_tree(t, hash, body).map_err(view_err)
+    })?;
+    store.room_write(room, |t| {
+        t.view_put(view::TREE_FORMAT_KEY, view::TREE_FORMAT)
+    })?;
+    Ok(applied)
+}
+
+/// Removes every view row under `prefixes`.
+fn drop_rows(t: &mut RoomTxn<'_>, prefixes: &[&[u8]]) -> Result<(), StoreError> {
+    for prefix in prefixes {
+        loop {
+            let keys = t.view_range(prefix, None, 4096)?;
+            if keys.is_empty() {
+                break;
+            }
+            for (k, _) in keys {
+                t.view_remove(&k)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Replays the first `applied` entries of the log through `f`, in log
+/// order, in batches of one transaction each.
+fn replay(
+    store: &Store,
+    room: &RoomId,
+    applied: u64,
+    f: impl Fn(&mut RoomTxn<'_>, &Hash, &EntryBody) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
     let mut from = 0;
     while from < applied {
         let n = store.room_write(room, |t| {
@@ -256,15 +296,14 @@ fn rerender_chat(store: &Store, room: &RoomId, applied: u64) -> Result<u64, Stor
                 };
                 let (_, body) = Entry::decode(&bytes)
                     .map_err(|e| StoreError::Corrupt(format!("room log entry {hash}: {e}")))?;
-                view::replay_chat(t, &body).map_err(view_err)?;
+                f(t, &hash, &body)?;
                 n += 1;
             }
             Ok(n)
         })?;
         from += n;
     }
-    store.room_write(room, |t| t.view_put(view::FORMAT_KEY, view::FORMAT))?;
-    Ok(applied)
+    Ok(())
 }
 
 /// The time now in milliseconds since the Unix epoch.
@@ -357,7 +396,48 @@ mod tests {
     }
 
     #[test]
-    fn the_chat_of_views_of_an_older_format_is_rendered_again() {
+    fn the_tree_of_views_of_an_older_format_is_rebuilt() {
+        let (_d, store, s) = setup();
+        let room = s.id();
+        let k = SecretKey::generate().unwrap();
+        for (i, p) in ["a/x", "a/y", "b"].into_iter().enumerate() {
+            author(
+                &store,
+                &k,
+                &s,
+                Op::Put {
+                    path: p.into(),
+                    hash: Hash::of(p.as_bytes()),
+                    size: 1,
+                    exec: i == 1,
+                    mtime: 0,
+                    replaces: vec![],
+                },
+            )
+            .unwrap();
+        }
+        author(&store, &k, &s, chat("hi")).unwrap();
+        let now = store.room_view_range(&room, b"", None, usize::MAX).unwrap();
+        // Views as the format before left them: no tree format key, no
+        // directory times, rows of another encoding.
+        store
+            .room_write(&room, |t| {
+                t.view_remove(view::TREE_FORMAT_KEY)?;
+                for (k, _) in t.view_range(view::DIR_TIMES, None, usize::MAX)? {
+                    t.view_remove(&k)?;
+                }
+                t.view_put(b"t/a/x", b"\x01old")
+            })
+            .unwrap();
+        assert_eq!(catch_up_views(&store, &room).unwrap(), 4);
+        let rebuilt = store.room_view_range(&room, b"", None, usize::MAX).unwrap();
+        assert_eq!(rebuilt, now);
+        // Up to date: nothing is replayed.
+        assert_eq!(catch_up_views(&store, &room).unwrap(), 0);
+    }
+
+    #[test]
+        fn the_chat_of_views_of_an_older_format_is_rendered_again() {
         let (_d, store, s) = setup();
         let room = s.id();
         let k = SecretKey::generate().unwrap();

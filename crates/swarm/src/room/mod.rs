@@ -44,7 +44,7 @@ use std::{
 
 use p2pfs_proto::{
     Hash, NodeAddr, NodeId, RoomId, RoomSecret, RoomTicket,
-    room::{Meta, Op, check_path, valid_display_name},
+    room::{Attr, FileId, Meta, Op, Time, check_path, valid_display_name},
 };
 use p2pfs_store::{RoomInfo, StoreError, USER_PIN};
 use tokio::sync::watch;
@@ -74,6 +74,12 @@ pub(crate) struct Rooms {
     set_changed: watch::Sender<u64>,
 }
 
+/// A new file id: random, so two files never share one (content alone
+/// cannot tell a hard link from a copy).
+pub fn new_file_id() -> FileId {
+    fastrand::u128(..).to_le_bytes()
+}
+
 /// A change to a room's tree, for [`Node::room_apply`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
@@ -85,10 +91,10 @@ pub enum Change {
         hash: Hash,
         /// Its size.
         size: u64,
-        /// Whether it is executable.
-        exec: bool,
-        /// Modification time, ms since the Unix epoch.
-        mtime: u64,
+        /// Permission bits and times.
+        attr: Attr,
+        /// Which file it is a name of (a new one if `None`).
+        inode: Option<FileId>,
         /// The entries this version was made from (what was live at `path`
         /// when the writer opened it): only those are replaced, so a
         /// version another member published meanwhile stays, as a conflict
@@ -106,6 +112,8 @@ pub enum Change {
     Mkdir {
         /// The path in the room.
         path: String,
+        /// Its permission bits and times.
+        attr: Attr,
     },
     /// `path` is a symbolic link to `target` (replacing what it held).
     Symlink {
@@ -122,7 +130,7 @@ impl Change {
         match self {
             Change::Put { path, .. }
             | Change::Delete { path, .. }
-            | Change::Mkdir { path }
+            | Change::Mkdir { path, .. }
             | Change::Symlink { path, .. } => path,
         }
     }
@@ -231,7 +239,9 @@ impl Room {
                     Op::Put { path, .. }
                     | Op::Delete { path, .. }
                     | Op::Mkdir { path, .. }
-                    | Op::Symlink { path, .. } => {
+                    | Op::Symlink { path, .. }
+                    | Op::File { path, .. }
+                    | Op::Dir { path, .. } => {
                         touched.paths.push_back((version, path.clone()));
                         self.replica.wake.notify_one();
                     }
@@ -667,24 +677,30 @@ impl Node {
         }
         let (store, f, pin) = (self.store().clone(), file.to_path_buf(), pin_name(&room.id));
         let imported = blocking(move || store.import_file(&f, Some(&pin))).await?;
-        use std::os::unix::fs::PermissionsExt;
-        let exec = meta.permissions().mode() & 0o111 != 0;
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_millis() as u64);
+        use std::os::unix::fs::MetadataExt;
+        let attr = Attr {
+            mode: (meta.mode() & u32::from(p2pfs_proto::room::MAX_MODE)) as u16,
+            mtime: Time {
+                secs: meta.mtime(),
+                nanos: meta.mtime_nsec().clamp(0, 999_999_999) as u32,
+            },
+            atime: Time {
+                secs: meta.atime(),
+                nanos: meta.atime_nsec().clamp(0, 999_999_999) as u32,
+            },
+            ctime: Time::from_system(std::time::SystemTime::now()),
+        };
         let _tree = room.tree_lock.lock().await;
         self.check_shape(room, path).await?;
         let replaces = self.live_at(room, path).await?;
         self.post(
             room,
-            Op::Put {
+            Op::File {
                 path: path.to_string(),
                 hash: imported.hash,
                 size: imported.size,
-                exec,
-                mtime,
+                attr,
+                inode: new_file_id(),
                 replaces,
             },
         )
@@ -699,7 +715,7 @@ impl Node {
         let listing = blocking(move || query::ls(&store, &id)).await?;
         let kinds: HashMap<&str, bool> = listing
             .iter()
-            .map(|e| (e.path.as_str(), matches!(e.kind, FileKind::Dir)))
+            .map(|e| (e.path.as_str(), matches!(e.kind, FileKind::Dir { .. })))
             .collect();
         for (i, _) in path.match_indices('/') {
             let dir = &path[..i];
@@ -748,15 +764,15 @@ impl Node {
                     path,
                     hash,
                     size,
-                    exec,
-                    mtime,
+                    attr,
+                    inode,
                     ..
-                } => Op::Put {
+                } => Op::File {
                     path,
                     hash,
                     size,
-                    exec,
-                    mtime,
+                    attr,
+                    inode: inode.unwrap_or_else(new_file_id),
                     replaces,
                 },
                 Change::Delete { path, .. } if !replaces.is_empty() => {
@@ -766,7 +782,11 @@ impl Node {
                     written.push(false);
                     continue;
                 }
-                Change::Mkdir { path } => Op::Mkdir { path, replaces },
+                Change::Mkdir { path, attr } => Op::Dir {
+                    path,
+                    attr,
+                    replaces,
+                },
                 Change::Symlink { path, target } => Op::Symlink {
                     path,
                     target,

@@ -94,6 +94,18 @@ pub(crate) fn live(store: &Store, room: &RoomId, path: &str) -> Result<Vec<LiveO
     }
 }
 
+/// The time of directory `dir` of the room ("" for its top), ms since the
+/// Unix epoch: the latest `time` of the entries directly in it (a file
+/// put, a name removed or renamed away), if any.
+pub fn dir_time(store: &Store, room: &RoomId, dir: &str) -> Result<Option<u64>, StoreError> {
+    let mut key = view::DIR_TIMES.to_vec();
+    key.extend_from_slice(dir.as_bytes());
+    match store.room_view_get(room, &key)? {
+        Some(v) => decode(&v).map(Some),
+        None => Ok(None),
+    }
+}
+
 /// Chat lines of `chat.log` (arrival order) from line `from` on (at most
 /// `limit`), each with its newline.
 pub fn chat(

@@ -32,13 +32,15 @@
 //! display name; `k/NAMEKEY` the authors that ever took a display name with
 //! that [`super::render::name_key`]; `b/HASH` a blob the room refers to;
 //! `r` the room's name; `p` the replication policy that holds (the latest
-//! by time, then entry hash).
+//! by time, then entry hash); `d/DIR` the latest `time` of the entries of
+//! paths directly in directory DIR (its modification time); `w` the
+//! [`TREE_FORMAT`] of the `t/`, `x/` and `d/` rows.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use p2pfs_proto::{
     Hash, NodeId, codec,
-    room::{Copies, EntryBody, Meta, Op},
+    room::{Attr, Copies, EntryBody, FileId, Meta, Op, Time},
 };
 use serde::{Deserialize, Serialize};
 
@@ -79,10 +81,14 @@ pub(crate) enum LiveKind {
     File {
         hash: Hash,
         size: u64,
-        exec: bool,
-        mtime: u64,
+        attr: Attr,
+        /// `None` for a [`Op::Put`], which names no file.
+        inode: Option<FileId>,
     },
-    Dir,
+    /// A directory: its attributes, `None` for a [`Op::Mkdir`].
+    Dir {
+        attr: Option<Attr>,
+    },
     Deleted,
     /// A symbolic link (its time is the entry's).
     Symlink {
@@ -95,6 +101,24 @@ impl LiveKind {
     /// a conflict copy.
     pub(crate) fn is_leaf(&self) -> bool {
         matches!(self, LiveKind::File { .. } | LiveKind::Symlink { .. })
+    }
+
+    /// A directory.
+    pub(crate) fn is_dir(&self) -> bool {
+        matches!(self, LiveKind::Dir { .. })
+    }
+}
+
+/// The attributes a [`Op::Put`] written at `time` stands for:
+/// `rwxr-xr-x` or `rw-r--r--`, accessed when modified, changed when
+/// written.
+pub(crate) fn put_attr(exec: bool, mtime_ms: u64, time: u64) -> Attr {
+    let t = Time::from_millis(mtime_ms);
+    Attr {
+        mode: if exec { 0o755 } else { 0o644 },
+        mtime: t,
+        atime: t,
+        ctime: Time::from_millis(time),
     }
 }
 
@@ -120,6 +144,15 @@ pub(crate) const BLOBS: &[u8] = b"b/";
 const DEAD: &[u8] = b"x/";
 const ROOM_NAME: &[u8] = b"r";
 pub(crate) const POLICY: &[u8] = b"p";
+/// The key of the tree rows' format.
+pub(crate) const TREE_FORMAT_KEY: &[u8] = b"w";
+/// The format of the `t/`, `x/` and `d/` rows: 1 has attributes, file ids
+/// and directory times (none, unversioned, had only the executable bit).
+pub(crate) const TREE_FORMAT: &[u8] = b"1";
+pub(crate) const DIR_TIMES: &[u8] = b"d/";
+/// The key prefixes of the tree's part of the views: what replaying the
+/// tree drops and rebuilds.
+pub(crate) const TREE_PARTS: [&[u8]; 3] = [TREE, DEAD, DIR_TIMES];
 
 /// The policy entry that holds: the one with the greatest time, then
 /// entry hash, so every member picks the same whatever the order.
@@ -179,6 +212,12 @@ pub(crate) fn is_current(format: Option<&[u8]>, applied: u64) -> bool {
     applied == 0 || format == Some(FORMAT)
 }
 
+/// Whether views holding tree rows of `format` (the value at
+/// [`TREE_FORMAT_KEY`]) and `applied` entries are of this code's format.
+pub(crate) fn tree_is_current(format: Option<&[u8]>, applied: u64) -> bool {
+    applied == 0 || format == Some(TREE_FORMAT)
+}
+
 /// How `author` is shown on a chat line applied now (see
 /// [`super::render::label`]).
 fn chat_label<K: Kv>(kv: &K, author: &NodeId) -> Result<String, ViewError<K::Error>> {
@@ -226,6 +265,7 @@ pub(crate) fn apply<K: Kv>(
     let s = ViewError::Storage;
     if index == 0 {
         kv.put(FORMAT_KEY, FORMAT).map_err(s)?;
+        kv.put(TREE_FORMAT_KEY, TREE_FORMAT).map_err(s)?;
     }
     match &body.op {
         Op::Chat { .. } | Op::Meta(Meta::MemberName(_)) => apply_chat(kv, &mut st, body)?,
@@ -247,67 +287,127 @@ pub(crate) fn apply<K: Kv>(
                 kv.put(POLICY, &encode(&row)?).map_err(s)?;
             }
         }
-        Op::Put { path, .. }
-        | Op::Delete { path, .. }
-        | Op::Mkdir { path, .. }
-        | Op::Symlink { path, .. } => {
-            let tkey = key(TREE, path.as_bytes());
-            let mut live: Vec<LiveOp> = match kv.get(&tkey).map_err(s)? {
-                Some(b) => decode(&b)?,
-                None => Vec::new(),
-            };
-            let dead_key = |h: &Hash| {
-                let mut k = key(DEAD, h.as_bytes());
-                k.extend_from_slice(path.as_bytes());
-                k
-            };
-            for r in body.op.replaces() {
-                kv.put(&dead_key(r), &[]).map_err(s)?;
-                live.retain(|l| l.entry != *r);
-            }
-            if let Op::Put { hash, .. } = &body.op {
-                // Every blob a put names belongs to the room, live or not.
-                kv.put(&blob_key(hash), &[]).map_err(s)?;
-            }
-            let dead = kv.get(&dead_key(hash)).map_err(s)?.is_some();
-            if !dead {
-                let kind = match &body.op {
-                    Op::Put {
-                        hash,
-                        size,
-                        exec,
-                        mtime,
-                        ..
-                    } => LiveKind::File {
-                        hash: *hash,
-                        size: *size,
-                        exec: *exec,
-                        mtime: *mtime,
-                    },
-                    Op::Mkdir { .. } => LiveKind::Dir,
-                    Op::Symlink { target, .. } => LiveKind::Symlink {
-                        target: target.clone(),
-                    },
-                    _ => LiveKind::Deleted,
-                };
-                live.push(LiveOp {
-                    entry: *hash,
-                    author: body.author,
-                    time: body.time,
-                    kind,
-                });
-                live.sort_by_key(|a| a.entry);
-            }
-            if live.is_empty() {
-                kv.remove(&tkey).map_err(s)?;
-            } else {
-                kv.put(&tkey, &encode(&live)?).map_err(s)?;
-            }
-        }
+        Op::Put { .. }
+        | Op::Delete { .. }
+        | Op::Mkdir { .. }
+        | Op::Symlink { .. }
+        | Op::File { .. }
+        | Op::Dir { .. } => apply_tree(kv, hash, body)?,
     }
     st.applied += 1;
     kv.put(STATE, &encode(&st)?).map_err(s)?;
     Ok(())
+}
+
+/// The tree's part of [`apply`]: the live entries of the entry's path,
+/// the entries it replaces, its directory's time, the blob it names.
+fn apply_tree<K: Kv>(kv: &mut K, hash: &Hash, body: &EntryBody) -> Result<(), ViewError<K::Error>> {
+    let s = ViewError::Storage;
+    let Some(path) = body.op.path() else {
+        return Ok(());
+    };
+    let tkey = key(TREE, path.as_bytes());
+    let mut live: Vec<LiveOp> = match kv.get(&tkey).map_err(s)? {
+        Some(b) => decode(&b)?,
+        None => Vec::new(),
+    };
+    let dead_key = |h: &Hash| {
+        let mut k = key(DEAD, h.as_bytes());
+        k.extend_from_slice(path.as_bytes());
+        k
+    };
+    for r in body.op.replaces() {
+        kv.put(&dead_key(r), &[]).map_err(s)?;
+        live.retain(|l| l.entry != *r);
+    }
+    if let Op::Put { hash, .. } | Op::File { hash, .. } = &body.op {
+        // Every blob a put names belongs to the room, live or not.
+        kv.put(&blob_key(hash), &[]).map_err(s)?;
+    }
+    // The directory's time: the latest of every entry directly in it (the
+    // maximum of a set, whatever the order).
+    let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+    let dkey = key(DIR_TIMES, dir.as_bytes());
+    let later = match kv.get(&dkey).map_err(s)? {
+        Some(b) => decode::<u64, _>(&b)? < body.time,
+        None => true,
+    };
+    if later {
+        kv.put(&dkey, &encode(&body.time)?).map_err(s)?;
+    }
+    let dead = kv.get(&dead_key(hash)).map_err(s)?.is_some();
+    if !dead {
+        let kind = match &body.op {
+            Op::Put {
+                hash,
+                size,
+                exec,
+                mtime,
+                ..
+            } => LiveKind::File {
+                hash: *hash,
+                size: *size,
+                attr: put_attr(*exec, *mtime, body.time),
+                inode: None,
+            },
+            Op::File {
+                hash,
+                size,
+                attr,
+                inode,
+                ..
+            } => LiveKind::File {
+                hash: *hash,
+                size: *size,
+                attr: *attr,
+                inode: Some(*inode),
+            },
+            Op::Mkdir { .. } => LiveKind::Dir { attr: None },
+            Op::Dir { attr, .. } => LiveKind::Dir { attr: Some(*attr) },
+            Op::Symlink { target, .. } => LiveKind::Symlink {
+                target: target.clone(),
+            },
+            _ => LiveKind::Deleted,
+        };
+        live.push(LiveOp {
+            entry: *hash,
+            author: body.author,
+            time: body.time,
+            kind,
+        });
+        live.sort_by_key(|a| a.entry);
+    }
+    if live.is_empty() {
+        kv.remove(&tkey).map_err(s)?;
+    } else {
+        kv.put(&tkey, &encode(&live)?).map_err(s)?;
+    }
+    Ok(())
+}
+
+/// Starts rebuilding the tree's rows, once its [`TREE_PARTS`] are removed.
+/// The entries applied so far must be replayed in log order with
+/// [`replay_tree`], and [`TREE_FORMAT`] written at the end.
+pub(crate) fn replay_tree<K: Kv>(
+    kv: &mut K,
+    hash: &Hash,
+    body: &EntryBody,
+) -> Result<(), ViewError<K::Error>> {
+    apply_tree(kv, hash, body)
+}
+
+/// The time of directory `dir` ("" for the room's top): the latest `time`
+/// of the entries directly in it, if any (`super::query::dir_time` reads
+/// it from the store).
+#[cfg(test)]
+pub(crate) fn dir_time<K: Kv>(kv: &K, dir: &str) -> Result<Option<u64>, ViewError<K::Error>> {
+    match kv
+        .get(&key(DIR_TIMES, dir.as_bytes()))
+        .map_err(ViewError::Storage)?
+    {
+        Some(b) => Ok(Some(decode(&b)?)),
+        None => Ok(None),
+    }
 }
 
 /// The chat's part of [`apply`]: a message becomes a line, a display
@@ -387,17 +487,23 @@ pub enum FileKind {
         hash: Hash,
         /// Its size.
         size: u64,
-        /// Whether it is executable.
-        exec: bool,
-        /// Modification time, ms since the Unix epoch.
-        mtime: u64,
+        /// Permission bits and times.
+        attr: Attr,
+        /// Which file this is a name of (`None`: a name of its own).
+        inode: Option<FileId>,
         /// Who put it.
         author: NodeId,
         /// The entry that put it (what a replacing entry names).
         entry: Hash,
     },
     /// A directory.
-    Dir,
+    Dir {
+        /// Its attributes, if a [`Op::Dir`] made it.
+        attr: Option<Attr>,
+        /// When the entry that made it was written (0 for a directory only
+        /// implied by what is in it).
+        ctime: u64,
+    },
     /// A symbolic link.
     Symlink {
         /// What it points to.
@@ -425,17 +531,41 @@ pub(crate) fn file_kind(p: &LiveOp) -> Option<FileKind> {
         LiveKind::File {
             hash,
             size,
-            exec,
-            mtime,
+            attr,
+            inode,
         } => Some(FileKind::File {
             hash,
             size,
-            exec,
-            mtime,
+            attr,
+            inode,
             author: p.author,
             entry: p.entry,
         }),
         _ => None,
+    }
+}
+
+/// What a directory's row shows: its latest live directory entry (by
+/// `(time, author, entry)`, like a put), if any.
+pub(crate) fn dir_kind(live: Option<&Vec<LiveOp>>) -> FileKind {
+    let top = live.and_then(|l| {
+        l.iter()
+            .filter(|o| o.kind.is_dir())
+            .max_by_key(|o| (o.time, o.author, o.entry))
+    });
+    match top {
+        Some(LiveOp {
+            time,
+            kind: LiveKind::Dir { attr },
+            ..
+        }) => FileKind::Dir {
+            attr: *attr,
+            ctime: *time,
+        },
+        _ => FileKind::Dir {
+            attr: None,
+            ctime: 0,
+        },
     }
 }
 
@@ -444,13 +574,15 @@ pub(crate) fn file_kind(p: &LiveOp) -> Option<FileKind> {
 pub(crate) fn listing(paths: impl IntoIterator<Item = (String, Vec<LiveOp>)>) -> Vec<FileEntry> {
     let mut files: BTreeMap<String, Vec<LiveOp>> = BTreeMap::new();
     let mut dirs: BTreeSet<String> = BTreeSet::new();
+    let mut explicit: BTreeMap<String, FileKind> = BTreeMap::new();
     for (path, live) in paths {
+        if live.iter().any(|l| l.kind.is_dir()) {
+            dirs.insert(path.clone());
+            explicit.insert(path.clone(), dir_kind(Some(&live)));
+        }
         let (puts, rest): (Vec<LiveOp>, Vec<LiveOp>) =
             live.into_iter().partition(|l| l.kind.is_leaf());
-        let shown = !puts.is_empty() || rest.iter().any(|l| l.kind == LiveKind::Dir);
-        if rest.iter().any(|l| l.kind == LiveKind::Dir) {
-            dirs.insert(path.clone());
-        }
+        let shown = !puts.is_empty() || rest.iter().any(|l| l.kind.is_dir());
         if shown {
             let mut p = path.as_str();
             while let Some((parent, _)) = p.rsplit_once('/') {
@@ -464,7 +596,10 @@ pub(crate) fn listing(paths: impl IntoIterator<Item = (String, Vec<LiveOp>)>) ->
     }
     let mut out: BTreeMap<String, FileKind> = BTreeMap::new();
     for d in &dirs {
-        out.insert(d.clone(), FileKind::Dir);
+        let kind = explicit
+            .remove(d)
+            .unwrap_or_else(|| dir_kind(None));
+        out.insert(d.clone(), kind);
     }
     let mut conflicts = Vec::new();
     for (path, mut puts) in files {
@@ -574,6 +709,89 @@ pub(crate) mod tests {
 
     fn names(kv: &MapKv) -> Vec<String> {
         kv.listing().into_iter().map(|f| f.path).collect()
+    }
+
+    #[test]
+    fn files_and_directories_keep_modes_and_times_and_directories_their_time() {
+        let t = |secs| Time { secs, nanos: 7 };
+        let attr = |mode, secs| Attr {
+            mode,
+            mtime: t(secs),
+            atime: t(secs + 1),
+            ctime: t(secs + 2),
+        };
+        let d = entry(
+            0,
+            1,
+            10,
+            Op::Dir {
+                path: "d".into(),
+                attr: attr(0o700, 5),
+                replaces: vec![],
+            },
+        );
+        let f = entry(
+            1,
+            1,
+            20,
+            Op::File {
+                path: "d/f".into(),
+                hash: Hash::of(b"f"),
+                size: 1,
+                attr: attr(0o4751, -3),
+                inode: [9; 16],
+                replaces: vec![],
+            },
+        );
+        let g = entry(2, 2, 30, put("d/g", b"g", vec![]));
+        let gone = entry(
+            3,
+            1,
+            40,
+            Op::Delete {
+                path: "d/g".into(),
+                replaces: vec![g.0],
+            },
+        );
+        let all = [d, f, g, gone];
+        let kv = run(&all);
+        let mut other = all.clone();
+        other.reverse();
+        let kv2 = run(&other);
+        assert_eq!(kv.listing(), kv2.listing());
+        let l = kv.listing();
+        assert_eq!(l.len(), 2, "{l:?}");
+        assert_eq!(
+            l[0].kind,
+            FileKind::Dir {
+                attr: Some(attr(0o700, 5)),
+                ctime: 10
+            }
+        );
+        assert_eq!(
+            l[1].kind,
+            FileKind::File {
+                hash: Hash::of(b"f"),
+                size: 1,
+                attr: attr(0o4751, -3),
+                inode: Some([9; 16]),
+                author: author(1),
+                entry: Hash::of(&[1]),
+            }
+        );
+        // A directory's time: the latest entry directly in it, a delete
+        // too, whatever the order.
+        for kv in [&kv, &kv2] {
+            assert_eq!(dir_time(kv, "d").unwrap(), Some(40));
+            assert_eq!(dir_time(kv, "").unwrap(), Some(10));
+            assert_eq!(dir_time(kv, "d/f").unwrap(), None);
+        }
+        // A put stands for rw-r--r-- at its mtime.
+        let kv = run(&[entry(0, 1, 10, put("p", b"p", vec![]))]);
+        assert!(matches!(
+            kv.listing()[0].kind,
+            FileKind::File { attr: Attr { mode: 0o644, .. }, inode: None, .. }
+        ));
     }
 
     #[test]
