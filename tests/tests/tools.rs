@@ -386,12 +386,12 @@ fn settle<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Result<T, Str
     }
 }
 
-/// Ok if `a` and `b` are equal, else an error showing both.
-fn same(what: &str, a: &str, b: &str) -> Result<(), String> {
-    if a == b {
+/// Ok if `got` is `want`, else an error showing both.
+fn same(what: &str, want: &str, got: &str) -> Result<(), String> {
+    if want == got {
         Ok(())
     } else {
-        Err(format!("{what} differs\n--- A\n{a}\n--- B\n{b}"))
+        Err(format!("{what} differs\n--- want\n{want}\n--- got\n{got}"))
     }
 }
 
