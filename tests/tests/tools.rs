@@ -349,3 +349,451 @@ fn tarballs_with_links_and_a_python_venv_unpack_in_a_room() {
         "python3 -m venv --without-pip venv && ./venv/bin/python -c 'print(1)'",
     );
 }
+
+/// Like [`sh`], but the failure is returned: stderr (and stdout) of a
+/// script that failed.
+fn try_sh(dir: &Path, script: &str) -> Result<String, String> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .map_err(|e| format!("{script}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{script}: {}\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// Polls `f` (as [`wait_for`] does) until it returns `Ok`; after
+/// `timeout`, panics with the last `Err` (what still differed).
+fn settle<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(e) if std::time::Instant::now() >= deadline => {
+                panic!("timed out waiting for {what}; last seen: {e}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// Ok if `got` is `want`, else an error showing both.
+fn same(what: &str, want: &str, got: &str) -> Result<(), String> {
+    if want == got {
+        Ok(())
+    } else {
+        Err(format!("{what} differs\n--- want\n{want}\n--- got\n{got}"))
+    }
+}
+
+/// Every entry under `dir` (`%y %p %l`: type, path, link target), sorted,
+/// then the sha256 of every regular file: a tree's content in text.
+fn manifest(dir: &Path) -> Result<String, String> {
+    try_sh(
+        dir,
+        "find . -printf '%y %p %l\\n' | LC_ALL=C sort && \
+         find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum",
+    )
+}
+
+/// Git, whatever the machine's or user's configuration.
+const GIT_ENV: &str = "export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null \
+    GIT_AUTHOR_NAME=a GIT_AUTHOR_EMAIL=a@x GIT_COMMITTER_NAME=a GIT_COMMITTER_EMAIL=a@x; ";
+
+#[test]
+fn a_git_workflow_on_one_member_is_a_clean_repository_on_the_other() {
+    let t = two();
+    sh(
+        &t.ra,
+        &format!(
+            "{GIT_ENV} mkdir repo && cd repo && git init -q -b main && \
+             mkdir -p src/util docs && echo 'fn main() {{}}' > src/main.rs && \
+             echo 'pub fn f() {{}}' > src/util/mod.rs && echo '# readme' > README.md && \
+             echo notes > docs/notes.txt && git add -A && git commit -q -m initial && \
+             git branch feature && git checkout -q feature && \
+             echo 'pub fn g() {{}}' >> src/util/mod.rs && echo new > src/util/new.rs && \
+             git rm -q docs/notes.txt && git add -A && git commit -q -m 'on feature' && \
+             git checkout -q main && test ! -e src/util/new.rs && test -e docs/notes.txt && \
+             echo more >> README.md && git commit -q -am 'on main' && \
+             git merge -q --no-edit feature && test -e src/util/new.rs && \
+             test ! -e docs/notes.txt && test -z \"$(git status --porcelain)\" && \
+             git fsck --full --no-dangling"
+        ),
+    );
+    let repo_a = t.ra.join("repo");
+    let head = sh(&repo_a, "git rev-parse HEAD");
+    let log = sh(&repo_a, &format!("{GIT_ENV} git log --oneline --graph"));
+    // Four commits, the last a merge (two parents).
+    assert_eq!(
+        sh(
+            &repo_a,
+            "git rev-list --count HEAD && git rev-list --count --merges HEAD"
+        ),
+        "4\n1\n"
+    );
+    wait_for(Duration::from_secs(30), "B to have A's HEAD", || {
+        (try_sh(&t.rb, "git -C repo rev-parse HEAD").ok()? == head).then_some(())
+    });
+    // B only reads: `status` without optional locks does not rewrite the
+    // index.
+    let repo_b = t.rb.join("repo");
+    settle(Duration::from_secs(30), "a clean repository on B", || {
+        same(
+            "git log",
+            &log,
+            &try_sh(&repo_b, &format!("{GIT_ENV} git log --oneline --graph"))?,
+        )?;
+        let status = try_sh(
+            &repo_b,
+            &format!("{GIT_ENV} git --no-optional-locks status --porcelain"),
+        )?;
+        same("git status --porcelain", "", &status)?;
+        let fsck = try_sh(
+            &repo_b,
+            &format!("{GIT_ENV} git fsck --full --strict --no-dangling 2>&1"),
+        )?;
+        same("git fsck", "", &fsck)
+    });
+    assert_eq!(
+        fs::read_to_string(repo_b.join("src/util/mod.rs")).unwrap(),
+        "pub fn f() {}\npub fn g() {}\n"
+    );
+}
+
+/// Writes the zip file `argv[1]`: nested directories, an empty one,
+/// text, binary and empty files.
+const MAKE_ZIP: &str = r#"
+import os, sys, zipfile
+with zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z:
+    z.writestr('pkg/README.txt', 'read me\n')
+    z.writestr('pkg/empty/', '')
+    z.writestr('pkg/src/a/b/c/deep.txt', 'deep\n' * 100)
+    z.writestr('pkg/src/a/one.py', 'print(1)\n')
+    z.writestr('pkg/src/two.py', 'print(2)\n')
+    z.writestr('pkg/data/blob.bin', os.urandom(300000))
+    z.writestr('pkg/data/zero', '')
+    for i in range(20):
+        z.writestr(f'pkg/many/f{i:02}.txt', f'{i}\n' * i)
+"#;
+
+/// Runs the Python program `program` with `args` in `dir`.
+fn python(dir: &Path, program: &str, args: &[&str]) {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn unzip_into_a_room_gives_the_same_tree_on_both_members() {
+    let t = two();
+    let zip = t._root.path().join("pkg.zip");
+    python(t._root.path(), MAKE_ZIP, &[zip.to_str().unwrap()]);
+    let unpacked = t._root.path().join("unpacked");
+    fs::create_dir(&unpacked).unwrap();
+    sh(&unpacked, &format!("unzip -q {}", zip.display()));
+    sh(&t.ra, &format!("unzip -q {}", zip.display()));
+    let want = manifest(&unpacked.join("pkg")).unwrap();
+    assert!(want.contains("d ./empty"), "{want}");
+    assert_eq!(want.lines().filter(|l| l.contains("  ./")).count(), 26);
+    same(
+        "the tree on A",
+        &want,
+        &manifest(&t.ra.join("pkg")).unwrap(),
+    )
+    .unwrap();
+    settle(Duration::from_secs(30), "the same tree on B", || {
+        same("the tree on B", &want, &manifest(&t.rb.join("pkg"))?)
+    });
+}
+
+#[test]
+fn vim_saves_are_seen_on_both_members() {
+    let t = two();
+    fs::write(t.ra.join("notes.txt"), "alpha\nbeta\ngamma\n").unwrap();
+    wait_for(Duration::from_secs(20), "the file on B", || {
+        t.rb.join("notes.txt").exists().then_some(())
+    });
+    // Ex mode, as scripts drive vim: the full vim, vim.tiny (Debian's
+    // vim-tiny) and vi, each saving in place (`backupcopy=yes`: the file
+    // is copied aside, then overwritten) and by rename (`backupcopy=no`:
+    // the file is renamed aside and a new one written), with a swap file
+    // and a backup beside it while it works.
+    let mut added = String::new();
+    for vim in ["vim", "vim.tiny", "vi"] {
+        for bkc in ["yes", "no"] {
+            sh(
+                &t.ra,
+                &format!(
+                    "{vim} -Es -c 'set backupcopy={bkc} writebackup' \
+                     -c '%s/^beta.*/beta {vim} {bkc}/' -c 'normal Goby {vim} {bkc}' \
+                     -c wq notes.txt"
+                ),
+            );
+            added.push_str(&format!("by {vim} {bkc}\n"));
+            let want = format!("alpha\nbeta {vim} {bkc}\ngamma\n{added}");
+            assert_eq!(
+                fs::read_to_string(t.ra.join("notes.txt")).unwrap(),
+                want,
+                "{vim} backupcopy={bkc} on A"
+            );
+            settle(
+                Duration::from_secs(20),
+                &format!("{vim}'s save (backupcopy={bkc}) on B"),
+                || {
+                    same(
+                        "notes.txt",
+                        &want,
+                        &fs::read_to_string(t.rb.join("notes.txt")).map_err(|e| e.to_string())?,
+                    )
+                },
+            );
+        }
+    }
+    // No swap or backup file is left on either member.
+    assert_eq!(sh(&t.ra, "ls -A"), "chat.log\nnotes.txt\n");
+    settle(Duration::from_secs(20), "B's listing to be A's", || {
+        same("ls -A", "chat.log\nnotes.txt\n", &try_sh(&t.rb, "ls -A")?)
+    });
+}
+
+/// A tmux server of this test's own (socket in `dir`) running `cmd` in
+/// an 80×24 pane, in `cwd`; killed on drop, even when the test fails.
+struct Tmux {
+    socket: PathBuf,
+}
+
+impl Tmux {
+    fn new(dir: &Path, cwd: &Path, cmd: &str) -> Self {
+        let t = Self {
+            socket: dir.join("tmux.sock"),
+        };
+        t.tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            "ed",
+            "-x",
+            "80",
+            "-y",
+            "24",
+            "-c",
+            cwd.to_str().unwrap(),
+            cmd,
+        ]);
+        t
+    }
+
+    fn tmux(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .args(args)
+            .env("TERM", "xterm-256color")
+            .output()
+            .expect("running tmux (scripts/test installs it)");
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Sends keys (`-l`: literally).
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "ed"];
+        args.extend_from_slice(keys);
+        self.tmux(&args);
+    }
+
+    /// What the pane shows.
+    fn screen(&self) -> String {
+        self.tmux(&["capture-pane", "-p", "-t", "ed"])
+    }
+
+    /// Whether the session (the editor) is still running.
+    fn running(&self) -> bool {
+        Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .args(["has-session", "-t", "ed"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .arg("kill-server")
+            .output();
+    }
+}
+
+#[test]
+fn nano_saves_in_a_terminal_are_seen_on_both_members() {
+    let t = two();
+    fs::write(t.ra.join("todo.txt"), "first line\nsecond line\n").unwrap();
+    let term = Tmux::new(t._root.path(), &t.ra, "nano -I todo.txt");
+    wait_for(Duration::from_secs(20), "nano to show the file", || {
+        term.screen().contains("second line").then_some(())
+    });
+    // Typed at the top of the file, then ^O (write out), Enter (same
+    // name), ^X (exit).
+    term.keys(&["-l", "typed in nano"]);
+    term.keys(&["Enter"]);
+    wait_for(Duration::from_secs(20), "nano to show the typing", || {
+        term.screen().contains("typed in nano").then_some(())
+    });
+    term.keys(&["C-o"]);
+    wait_for(Duration::from_secs(20), "nano to ask for the name", || {
+        term.screen().contains("File Name to Write").then_some(())
+    });
+    term.keys(&["Enter"]);
+    let want = "typed in nano\nfirst line\nsecond line\n";
+    settle(Duration::from_secs(20), "nano's save on A", || {
+        same(
+            "todo.txt",
+            want,
+            &fs::read_to_string(t.ra.join("todo.txt")).map_err(|e| e.to_string())?,
+        )
+    });
+    term.keys(&["C-x"]);
+    wait_for(Duration::from_secs(20), "nano to exit", || {
+        (!term.running()).then_some(())
+    });
+    settle(Duration::from_secs(20), "nano's save on B", || {
+        same(
+            "todo.txt",
+            want,
+            &fs::read_to_string(t.rb.join("todo.txt")).map_err(|e| e.to_string())?,
+        )
+    });
+    assert_eq!(sh(&t.ra, "ls -A"), "chat.log\ntodo.txt\n");
+    settle(Duration::from_secs(20), "B's listing to be A's", || {
+        same("ls -A", "chat.log\ntodo.txt\n", &try_sh(&t.rb, "ls -A")?)
+    });
+}
+
+/// Writes `node_modules` as npm lays it out: 150 packages (ten scoped)
+/// of 14 files each, and a `.bin` link to each package's command.
+const MAKE_NODE_MODULES: &str = r#"
+import os, json
+pkgs = [f'pkg{i:03}' for i in range(140)] + [f'@scope/sc{i}' for i in range(10)]
+os.makedirs('node_modules/.bin')
+for p in pkgs:
+    d = os.path.join('node_modules', p)
+    os.makedirs(d + '/lib/internal')
+    os.makedirs(d + '/bin')
+    name = p.split('/')[-1]
+    files = {
+        'package.json': json.dumps({'name': p, 'version': '1.0.0', 'main': 'index.js',
+                                    'bin': {name: 'bin/cli.js'}}, indent=2) + '\n',
+        'index.js': "module.exports = require('./lib/l0');\n",
+        'README.md': f'# {p}\n' + 'words ' * len(p) * 50 + '\n',
+        'lib/internal/util.js': 'exports.u = 1;\n',
+        'bin/cli.js': f'#!/bin/sh\necho "cli of {p}"\n',
+    }
+    for j in range(9):
+        files[f'lib/l{j}.js'] = f'// {p} {j}\nexports.v = {j};\n' * (j + 1)
+    for f, text in files.items():
+        with open(os.path.join(d, f), 'w') as out:
+            out.write(text)
+    os.chmod(d + '/bin/cli.js', 0o755)
+    os.symlink(f'../{p}/bin/cli.js', f'node_modules/.bin/{name}')
+"#;
+
+#[test]
+fn an_npm_style_node_modules_tree_copies_with_its_bin_links() {
+    let t = two();
+    let work = t._root.path().join("npm");
+    fs::create_dir(&work).unwrap();
+    python(&work, MAKE_NODE_MODULES, &[]);
+    let want = manifest(&work.join("node_modules")).unwrap();
+    assert_eq!(want.lines().filter(|l| l.starts_with("f ")).count(), 2100);
+    assert_eq!(want.lines().filter(|l| l.starts_with("l ")).count(), 150);
+    sh(&t.ra, &format!("cp -a {}/node_modules .", work.display()));
+    let nm_a = t.ra.join("node_modules");
+    same("the tree on A", &want, &manifest(&nm_a).unwrap()).unwrap();
+    let nm_b = t.rb.join("node_modules");
+    settle(Duration::from_secs(120), "the same tree on B", || {
+        same("the tree on B", &want, &manifest(&nm_b)?)
+    });
+    // The commands run through their links, on both members.
+    for (member, room) in [("A", &t.ra), ("B", &t.rb)] {
+        for cmd in ["pkg000", "pkg139", "sc9"] {
+            let who = if cmd == "sc9" { "@scope/sc9" } else { cmd };
+            assert_eq!(
+                sh(room, &format!("./node_modules/.bin/{cmd}")),
+                format!("cli of {who}\n"),
+                "{cmd} on {member}"
+            );
+        }
+    }
+}
+
+#[test]
+fn rsync_twice_transfers_nothing_the_second_time() {
+    let t = two();
+    let src = t._root.path().join("src");
+    fs::create_dir(&src).unwrap();
+    // Nested directories, files of several sizes, an empty directory and
+    // a link, a file that only its owner reads; times with nanoseconds
+    // (as files get them when written) and old ones (every directory's,
+    // so that a directory whose time is not kept is seen whenever the
+    // test runs).
+    sh(
+        &src,
+        "mkdir -p a/b/c/d empty x/y && echo top > top.txt && \
+         head -c 200000 /dev/urandom > a/big.bin && echo deep > a/b/c/d/deep.txt && \
+         : > a/b/zero && for i in 1 2 3 4 5 6 7 8; do echo $i > x/y/f$i; done && \
+         ln -s ../top.txt a/link && chmod 700 a/b/c && chmod 600 x/y/f1 && \
+         touch -d '2001-02-03 04:05:06.123456789' x/y/f2 && \
+         touch -h -d '2002-03-04 05:06:07' a/link && \
+         find . -type d -exec touch -d '2003-04-05 06:07:08.987654321' {} +",
+    );
+    let dst = t.ra.join("dst");
+    let rsync = |flags: &str, to: &Path| {
+        sh(
+            &t.ra,
+            &format!("rsync {flags} {}/ {}/", src.display(), to.display()),
+        )
+    };
+    rsync("-a", &dst);
+    // Run again, it finds nothing to do: `-i` itemizes every file it
+    // would copy and every time, mode, owner it would set.
+    let again_a = rsync("-ai", &dst);
+    let want = manifest(&src).unwrap();
+    same("the tree on A", &want, &manifest(&dst).unwrap()).unwrap();
+    let dst_b = t.rb.join("dst");
+    settle(Duration::from_secs(30), "the same tree on B", || {
+        same("the tree on B", &want, &manifest(&dst_b)?)
+    });
+    // From B's side too (a dry run: B only looks).
+    let again_b = rsync("-ain", &dst_b);
+    assert_eq!(
+        (again_a.as_str(), again_b.as_str()),
+        ("", ""),
+        "what the second rsync changed on A / would change on B"
+    );
+}
