@@ -8,7 +8,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 P2PFS=${1:-target/debug/p2pfs}
-FLOOR=${FLOOR:-374}
+FLOOR=${FLOOR:-384}
 VERSION=0.2.2
 TOOL=${PJDFSTEST_DIR:-$HOME/.cache/p2pfs-pjdfstest}   # pjdfstest itself, built once
 W=$(mktemp -d /tmp/p2pfs-pjdfstest.XXXXXX)

@@ -69,9 +69,11 @@ fn stat(p: &Path, format: &str) -> String {
 
 /// Waits until `p` on the other member shows `want` for `format`.
 fn wait_stat(p: &Path, format: &str, want: &str) {
-    wait_for(Duration::from_secs(20), &format!("{} to show {want}", p.display()), || {
-        (stat(p, format) == want).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(20),
+        &format!("{} to show {want}", p.display()),
+        || (stat(p, format) == want).then_some(()),
+    );
 }
 
 #[test]
@@ -86,22 +88,48 @@ fn modes_and_times_are_kept_and_shown_on_the_other_member() {
          mkdir -m 0700 private && touch -d '1999-12-31 23:59:59Z' private",
     );
     // Here: as set, to the nanosecond.
-    assert_eq!(stat(&t.ra.join("f"), "%a %y"), "640 2001-02-03 04:05:06.123456789 +0000");
-    assert_eq!(stat(&t.ra.join("f"), "%x"), "2002-01-01 00:00:00.500000000 +0000");
+    assert_eq!(
+        stat(&t.ra.join("f"), "%a %y"),
+        "640 2001-02-03 04:05:06.123456789 +0000"
+    );
+    assert_eq!(
+        stat(&t.ra.join("f"), "%x"),
+        "2002-01-01 00:00:00.500000000 +0000"
+    );
     assert_eq!(stat(&t.ra.join("d"), "%a"), "750");
     assert_eq!(stat(&t.ra.join("setuid"), "%a"), "4755");
-    assert_eq!(stat(&t.ra.join("private"), "%a %y"), "700 1999-12-31 23:59:59.000000000 +0000");
+    assert_eq!(
+        stat(&t.ra.join("private"), "%a %y"),
+        "700 1999-12-31 23:59:59.000000000 +0000"
+    );
     // There: the same, but setuid is never applied on another member.
-    wait_stat(&t.rb.join("f"), "%a %y", "640 2001-02-03 04:05:06.123456789 +0000");
-    assert_eq!(stat(&t.rb.join("f"), "%x"), "2002-01-01 00:00:00.500000000 +0000");
+    wait_stat(
+        &t.rb.join("f"),
+        "%a %y",
+        "640 2001-02-03 04:05:06.123456789 +0000",
+    );
+    assert_eq!(
+        stat(&t.rb.join("f"), "%x"),
+        "2002-01-01 00:00:00.500000000 +0000"
+    );
     wait_stat(&t.rb.join("setuid"), "%a", "755");
-    wait_stat(&t.rb.join("private"), "%a %y", "700 1999-12-31 23:59:59.000000000 +0000");
+    wait_stat(
+        &t.rb.join("private"),
+        "%a %y",
+        "700 1999-12-31 23:59:59.000000000 +0000",
+    );
     wait_stat(&t.rb.join("d"), "%a", "750");
     // UTIME_OMIT: touching the access time leaves the modification time.
     sh(&t.ra, "touch -a f");
-    assert_eq!(stat(&t.ra.join("f"), "%y"), "2001-02-03 04:05:06.123456789 +0000");
+    assert_eq!(
+        stat(&t.ra.join("f"), "%y"),
+        "2001-02-03 04:05:06.123456789 +0000"
+    );
     // The x bit works as a program's.
-    sh(&t.ra, "printf '#!/bin/sh\\necho ran\\n' > run && chmod 755 run");
+    sh(
+        &t.ra,
+        "printf '#!/bin/sh\\necho ran\\n' > run && chmod 755 run",
+    );
     wait_stat(&t.rb.join("run"), "%a", "755");
     assert_eq!(sh(&t.rb, "./run"), "ran\n");
     assert_eq!(
@@ -119,12 +147,21 @@ fn directory_times_follow_their_content_and_ctime_follows_changes() {
     // A new name in it, then a removed one: its time moves on each.
     sh(&t.ra, "echo 1 > d/a");
     let m1 = fs::metadata(t.ra.join("d")).unwrap();
-    assert!(m1.mtime() > old.mtime(), "{} then {}", old.mtime(), m1.mtime());
+    assert!(
+        m1.mtime() > old.mtime(),
+        "{} then {}",
+        old.mtime(),
+        m1.mtime()
+    );
     wait_for(Duration::from_secs(20), "B to see d/a", || {
         t.rb.join("d/a").exists().then_some(())
     });
     let b_time = fs::metadata(t.rb.join("d")).unwrap().mtime();
-    assert!(b_time >= m1.mtime() - 1, "B shows {b_time}, A {}", m1.mtime());
+    assert!(
+        b_time >= m1.mtime() - 1,
+        "B shows {b_time}, A {}",
+        m1.mtime()
+    );
     // A directory's own time is not moved by a change in a subdirectory.
     sh(&t.ra, "mkdir d/sub && touch -d '2000-01-01Z' d");
     sh(&t.ra, "echo 2 > d/sub/x");
@@ -133,7 +170,10 @@ fn directory_times_follow_their_content_and_ctime_follows_changes() {
     let before = fs::metadata(t.ra.join("d/a")).unwrap();
     sh(&t.ra, "sleep 0.01; chmod 600 d/a");
     let after = fs::metadata(t.ra.join("d/a")).unwrap();
-    assert_eq!((after.mtime(), after.mtime_nsec()), (before.mtime(), before.mtime_nsec()));
+    assert_eq!(
+        (after.mtime(), after.mtime_nsec()),
+        (before.mtime(), before.mtime_nsec())
+    );
     assert!(
         (after.ctime(), after.ctime_nsec()) > (before.ctime(), before.ctime_nsec()),
         "ctime did not move"
@@ -143,7 +183,10 @@ fn directory_times_follow_their_content_and_ctime_follows_changes() {
 #[test]
 fn owners_are_kept_on_this_member() {
     let t = two();
-    sh(&t.ra, "echo x > f && chown 1234:5678 f && mkdir g && chown 99 g");
+    sh(
+        &t.ra,
+        "echo x > f && chown 1234:5678 f && mkdir g && chown 99 g",
+    );
     assert_eq!(stat(&t.ra.join("f"), "%u %g"), "1234 5678");
     assert_eq!(stat(&t.ra.join("g"), "%u"), "99");
     // Another member shows its own mount's user.
@@ -176,12 +219,16 @@ fn hard_links_are_one_file_on_both_members() {
     sh(&t.ra, "echo two > b");
     assert_eq!(fs::read_to_string(t.ra.join("a")).unwrap(), "two\n");
     assert_eq!(fs::read_to_string(t.ra.join("d/c")).unwrap(), "two\n");
-    wait_for(Duration::from_secs(20), "B to read the new version through every name", || {
-        ["a", "b", "d/c"]
-            .iter()
-            .all(|n| fs::read_to_string(t.rb.join(n)).is_ok_and(|s| s == "two\n"))
-            .then_some(())
-    });
+    wait_for(
+        Duration::from_secs(20),
+        "B to read the new version through every name",
+        || {
+            ["a", "b", "d/c"]
+                .iter()
+                .all(|n| fs::read_to_string(t.rb.join(n)).is_ok_and(|s| s == "two\n"))
+                .then_some(())
+        },
+    );
     // chmod through one name: every name.
     sh(&t.ra, "chmod 600 d/c");
     assert_eq!(stat(&t.ra.join("a"), "%a"), "600");

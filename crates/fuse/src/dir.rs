@@ -205,6 +205,7 @@ impl Fs {
             Ok(None) => {}
             Err(e) => return reply.error(e),
         }
+        self.touch_parents(&room, [path.as_str()]);
         self.rt.spawn(async move {
             match fs
                 .apply(
@@ -265,6 +266,7 @@ impl Fs {
         {
             return reply.error(Errno::ENOTEMPTY);
         }
+        self.touch_parents(&room, [path.as_str()]);
         let fs = self.clone();
         let work = async move {
             let room_lock = fs.room_lock(&room);
@@ -306,6 +308,7 @@ impl Fs {
             if let Some(d) = &draft {
                 d.unlink();
             }
+            fs.touch_parents(&room, [path.as_str()]);
             let tree = fs.tree(&room)?;
             let changes = match tree.get(&path) {
                 Some(item @ (Item::File(_) | Item::Link(_))) => {
@@ -462,6 +465,10 @@ impl Fs {
             _ => {}
         }
         let mut changes = Vec::new();
+        if let Some(Found::File(f)) = &dst {
+            // The file replaced keeps its other names, one link fewer.
+            changes.extend(crate::links::touch_other_names(&tree, &to, f, now()));
+        }
         if src_is_dir {
             let ino = self.ino(Place::Path(room, from.clone()));
             let a = self.attr_of(ino, &Place::Path(room, from.clone()))?;
@@ -588,9 +595,11 @@ impl Fs {
         self.rt.spawn(async move {
             let room_lock = fs.room_lock(&room);
             let _tree = room_lock.lock().await;
+            fs.touch_parents(&room, [path.as_str()]);
             let change = Change::Symlink {
                 path: path.clone(),
                 target,
+                attr: new_attr(0o777),
             };
             if let Err(e) = fs.apply(room, vec![change]).await {
                 return reply.error(e);
@@ -703,7 +712,6 @@ impl Fs {
         }
         let r = self.room(&room)?;
         self.note_own(&room, changes.iter().map(change_path));
-        self.touch_parents(&room, changes.iter().map(change_path));
         self.node
             .room_apply(&r, changes)
             .await
@@ -742,6 +750,10 @@ pub(crate) fn put_change(path: String, shown: &Item) -> Option<Change> {
         Item::Link(l) => Some(Change::Symlink {
             path,
             target: l.target.clone(),
+            attr: Attr {
+                ctime: now(),
+                ..l.attr
+            },
         }),
         Item::Dir(_) => None,
     }

@@ -57,6 +57,19 @@ impl Handles {
     pub(crate) fn remove(&self, fh: u64) -> Option<Arc<Handle>> {
         lock(&self.map).remove(&fh)
     }
+
+    /// An open handle on the file at `path` of `room` (a draft, or a
+    /// published version), whatever its name now.
+    pub(crate) fn open_at(&self, room: &RoomId, path: &str) -> Option<Arc<Handle>> {
+        lock(&self.map)
+            .values()
+            .find(|h| match &***h {
+                Handle::Write(wh) => wh.file.room == *room && wh.file.path() == path,
+                Handle::Blob(bh) => bh.room == *room && bh.path == path,
+                _ => false,
+            })
+            .cloned()
+    }
 }
 
 /// What an open handle reads and writes.
@@ -76,6 +89,8 @@ pub(crate) enum Handle {
 #[derive(Debug)]
 pub(crate) struct BlobHandle {
     pub(crate) room: RoomId,
+    /// The name it was opened by.
+    pub(crate) path: String,
     pub(crate) file: FileInfo,
     /// Set once the blob is complete here: reads then go straight to it.
     reader: OnceLock<BlobReader>,
@@ -83,9 +98,10 @@ pub(crate) struct BlobHandle {
 }
 
 impl BlobHandle {
-    pub(crate) fn new(room: RoomId, file: FileInfo) -> Self {
+    pub(crate) fn new(room: RoomId, path: String, file: FileInfo) -> Self {
         Self {
             room,
+            path,
             file,
             reader: OnceLock::new(),
             pattern: Mutex::new(Pattern::default()),
@@ -282,7 +298,6 @@ impl WriteFile {
             attr: st.attr,
         }
     }
-
 
     /// The published content, if the file has not changed since (and its
     /// hash is known: a version just closed is hashed by its commit).
@@ -780,7 +795,8 @@ impl Fs {
             };
             // (The kernel has emptied its copy already: the draft that
             // stands for the file must be emptied too, whichever it is.)
-            if truncate && let Err(e) = wf.change(fs.node.store(), Some(0), SetAttr::default(), pid) {
+            if truncate && let Err(e) = wf.change(fs.node.store(), Some(0), SetAttr::default(), pid)
+            {
                 wf.closed();
                 return reply.error(store_errno(&e));
             }
@@ -902,7 +918,9 @@ impl Fs {
                 // the kernel's cache (which the writer's pages are in).
                 Some((_, false)) => match self.tree(&room).map(|t| t.get(&path).cloned()) {
                     Ok(Some(Item::File(f))) => {
-                        let fh = self.handles.add(Handle::Blob(BlobHandle::new(room, f)));
+                        let fh =
+                            self.handles
+                                .add(Handle::Blob(BlobHandle::new(room, path.clone(), f)));
                         reply.opened(fuser::FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
                     }
                     Ok(_) => reply.error(Errno::ENOENT),
@@ -910,7 +928,8 @@ impl Fs {
                 },
                 Some((d, true)) => {
                     if truncate
-                        && let Err(e) = d.change(self.node.store(), Some(0), SetAttr::default(), pid)
+                        && let Err(e) =
+                            d.change(self.node.store(), Some(0), SetAttr::default(), pid)
                     {
                         d.closed();
                         return reply.error(store_errno(&e));
@@ -968,7 +987,9 @@ impl Fs {
                 // The kernel may keep cached pages if the content is the
                 // one it cached them for.
                 let same = lock(&self.cached).insert(ino.0, f.hash) == Some(f.hash);
-                let fh = self.handles.add(Handle::Blob(BlobHandle::new(room, f)));
+                let fh = self
+                    .handles
+                    .add(Handle::Blob(BlobHandle::new(room, path.clone(), f)));
                 let flags = if same {
                     FopenFlags::FOPEN_KEEP_CACHE
                 } else {
@@ -1047,6 +1068,25 @@ impl Fs {
             Ok(Some(Found::File(f))) => f,
             Ok(Some(Found::Dir)) if !set.is_empty() => {
                 return self.set_dir_attr(ino, room, path, set, reply);
+            }
+            Ok(Some(Found::Link(l))) if !set.is_empty() => {
+                // `utimensat(AT_SYMLINK_NOFOLLOW)`: the link's own times.
+                let attr = Attr {
+                    ctime: now(),
+                    ..set.apply(l.attr)
+                };
+                let change = Change::Symlink {
+                    path,
+                    target: l.target,
+                    attr,
+                };
+                let fs = self.clone();
+                let work = async move {
+                    let room_lock = fs.room_lock(&room);
+                    let _tree = room_lock.lock().await;
+                    fs.apply(room, vec![change]).await
+                };
+                return self.reply_when_attr(work, ino, reply);
             }
             Ok(Some(_)) => return self.reply_attr(ino, reply),
             Ok(None) => return reply.error(Errno::ENOENT),

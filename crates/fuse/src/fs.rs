@@ -180,9 +180,16 @@ impl Fs {
             .is_some_and(|t| t.elapsed() < OWN_WINDOW)
     }
 
-    /// Notes that the directories holding `paths` changed now.
-    pub(crate) fn touch_parents<'a>(&self, room: &RoomId, paths: impl IntoIterator<Item = &'a str>) {
-        let now = SystemTime::now();
+    /// Notes that the directories holding `paths` changed now (a name
+    /// made or removed in them).
+    pub(crate) fn touch_parents<'a>(
+        &self,
+        room: &RoomId,
+        paths: impl IntoIterator<Item = &'a str>,
+    ) {
+        // (To the millisecond, as the log's times: a directory's own time
+        // set in the same millisecond is later.)
+        let now = from_millis(crate::file::now().as_millis());
         let mut t = lock(&self.touched);
         for p in paths {
             let (dir, _) = crate::inode::split(p);
@@ -369,7 +376,8 @@ impl Fs {
                     self.path_dir_attr(ino, r, p, &t, info)
                 }
                 Some(Found::File(f)) => {
-                    let mut a = self.file_attr(ino, f.size, self.shown_mode(&f), f.attr.mtime.to_system());
+                    let mut a =
+                        self.file_attr(ino, f.size, self.shown_mode(&f), f.attr.mtime.to_system());
                     a.atime = f.attr.atime.to_system();
                     a.ctime = f.attr.ctime.to_system();
                     let names = self.tree(r)?.names_of(&f).len();
@@ -378,14 +386,18 @@ impl Fs {
                 }
                 Some(Found::Draft(d)) => {
                     let st = d.stat();
-                    let mut a = self.file_attr(ino, st.size, st.attr.mode, st.attr.mtime.to_system());
+                    let mut a =
+                        self.file_attr(ino, st.size, st.attr.mode, st.attr.mtime.to_system());
                     a.atime = st.attr.atime.to_system();
                     a.ctime = st.attr.ctime.to_system();
                     a
                 }
                 Some(Found::Local(n)) => return Ok(lock(&n).attr(BLKSIZE)),
                 Some(Found::Link(l)) => {
-                    let mut a = self.file_attr(ino, l.target.len() as u64, 0o777, l.mtime);
+                    let mut a =
+                        self.file_attr(ino, l.target.len() as u64, 0o777, l.attr.mtime.to_system());
+                    a.atime = l.attr.atime.to_system();
+                    a.ctime = l.attr.ctime.to_system();
                     a.kind = FileType::Symlink;
                     a
                 }
@@ -395,6 +407,30 @@ impl Fs {
             (a.uid, a.gid) = (*uid, *gid);
         }
         Ok(a)
+    }
+
+    /// The attributes of an open file whose last name is gone (`fstat`
+    /// after `unlink`): what a handle on it holds, no link. `None` if
+    /// none is open.
+    pub(crate) fn orphan_attr(&self, ino: INodeNo) -> Option<FileAttr> {
+        let place = self.place(ino).ok()?;
+        let Place::Path(room, path) = &place else {
+            return None;
+        };
+        let handle = self.handles.open_at(room, path)?;
+        let (size, attr) = match &*handle {
+            crate::file::Handle::Write(wh) => {
+                let st = wh.file.stat();
+                (st.size, st.attr)
+            }
+            crate::file::Handle::Blob(bh) => (bh.file.size, bh.file.attr),
+            _ => return None,
+        };
+        let mut a = self.file_attr(ino, size, attr.mode, attr.mtime.to_system());
+        a.atime = attr.atime.to_system();
+        a.ctime = attr.ctime.to_system();
+        a.nlink = 0;
+        Some(a)
     }
 
     /// The permission bits a published file shows here: setuid and setgid

@@ -64,7 +64,19 @@ impl Filesystem for Kernel {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.0.reply_attr(ino, reply);
+        let place = match self.0.place(ino) {
+            Ok(p) => p,
+            Err(e) => return reply.error(e),
+        };
+        match self.0.attr_of(ino, &place) {
+            Ok(a) => reply.attr(&crate::fs::ttl(&place, &a), &a),
+            // Open, but its last name is gone.
+            Err(Errno::ENOENT) => match self.0.orphan_attr(ino) {
+                Some(a) => reply.attr(&Duration::ZERO, &a),
+                None => reply.error(Errno::ENOENT),
+            },
+            Err(e) => reply.error(e),
+        }
     }
 
     fn setattr(

@@ -108,11 +108,13 @@ impl Fs {
             Some(Item::Link(l)) => vec![Change::Symlink {
                 path: path.clone(),
                 target: l.target.clone(),
+                attr: l.attr,
             }],
             Some(Item::Dir(_)) => return Err(Errno::EPERM),
             None => return Err(Errno::ENOENT),
         };
         let is_file = matches!(tree.get(&from), Some(Item::File(_)));
+        self.touch_parents(&room, [path.as_str()]);
         self.apply(room, changes).await?;
         let place = Place::Path(room, path);
         if is_file {
@@ -162,12 +164,7 @@ impl Fs {
 /// The changes that publish `f`, shown at `path`, again under its other
 /// names with the status change time `ctime` (a name added or removed
 /// changes the file's link count: a status change for every name).
-pub(crate) fn touch_other_names(
-    tree: &Tree,
-    path: &str,
-    f: &FileInfo,
-    ctime: Time,
-) -> Vec<Change> {
+pub(crate) fn touch_other_names(tree: &Tree, path: &str, f: &FileInfo, ctime: Time) -> Vec<Change> {
     tree.names_of(f)
         .into_iter()
         .filter(|n| n != path)

@@ -127,6 +127,7 @@ impl Locals {
         if let Some(old) = map.remove(&(*room, to.to_string())) {
             let mut o = lock(&old);
             o.nlink = o.nlink.saturating_sub(1);
+            o.ctime = SystemTime::now();
         }
         let prefix = format!("{from}/");
         let keys: Vec<(RoomId, String)> = map

@@ -15,7 +15,7 @@ use std::{
 use imbl::{OrdMap, OrdSet};
 use p2pfs_proto::{
     Hash, NodeId, RoomId,
-    room::{Attr, FileId},
+    room::{Attr, FileId, Time},
 };
 use p2pfs_swarm::{
     Node,
@@ -49,7 +49,8 @@ pub(crate) fn same_file(a: &FileInfo, b: &FileInfo) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct LinkInfo {
     pub(crate) target: String,
-    pub(crate) mtime: SystemTime,
+    /// Its times (the entry's time for a link made without them).
+    pub(crate) attr: Attr,
     pub(crate) author: NodeId,
     /// The entry that made it.
     pub(crate) entry: Hash,
@@ -97,12 +98,21 @@ impl Item {
             }),
             FileKind::Symlink {
                 target,
+                attr,
                 mtime,
                 author,
                 entry,
             } => Item::Link(LinkInfo {
                 target: target.clone(),
-                mtime: from_millis(*mtime),
+                attr: attr.unwrap_or_else(|| {
+                    let t = Time::from_millis(*mtime);
+                    Attr {
+                        mode: 0o777,
+                        mtime: t,
+                        atime: t,
+                        ctime: t,
+                    }
+                }),
                 author: *author,
                 entry: *entry,
             }),
@@ -155,14 +165,20 @@ impl Tree {
 
     fn insert(&mut self, path: String, item: Item) {
         self.remove(&path);
-        if let Item::File(FileInfo { inode: Some(id), .. }) = &item {
+        if let Item::File(FileInfo {
+            inode: Some(id), ..
+        }) = &item
+        {
             self.links.insert((*id, path.clone()));
         }
         self.items.insert(path, item);
     }
 
     fn remove(&mut self, path: &str) {
-        if let Some(Item::File(FileInfo { inode: Some(id), .. })) = self.items.remove(path) {
+        if let Some(Item::File(FileInfo {
+            inode: Some(id), ..
+        })) = self.items.remove(path)
+        {
             self.links.remove(&(id, path.to_string()));
         }
     }
@@ -176,9 +192,7 @@ impl Tree {
         self.links
             .range((id, String::new())..)
             .take_while(|(i, _)| *i == id)
-            .filter(|(_, p)| {
-                matches!(self.items.get(p), Some(Item::File(f)) if same_file(f, file))
-            })
+            .filter(|(_, p)| matches!(self.items.get(p), Some(Item::File(f)) if same_file(f, file)))
             .map(|(_, p)| p.clone())
             .collect()
     }

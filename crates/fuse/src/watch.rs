@@ -102,6 +102,10 @@ async fn room(fs: Arc<Fs>, notifier: Arc<Notifier>, id: RoomId, mut stop: Shutdo
                 };
                 if let Some(p) = table.get(&parent) {
                     entries.push((INodeNo(p), name.to_string()));
+                    // (Its time changed too.)
+                    if !inodes.contains(&INodeNo(p)) {
+                        inodes.push(INodeNo(p));
+                    }
                 }
                 if let Some(n) = table.get(&Place::Path(id, path.clone())) {
                     inodes.push(INodeNo(n));

@@ -246,6 +246,18 @@ pub enum Op {
         /// The entries for this path this one replaces.
         replaces: Vec<Hash>,
     },
+    /// A symbolic link with its times (what [`Op::Symlink`] says, and
+    /// more; its mode is ignored: a link's is `rwxrwxrwx`).
+    SymlinkAt {
+        /// Where.
+        path: String,
+        /// What it points to.
+        target: String,
+        /// Its times.
+        attr: Attr,
+        /// The entries for this path this one replaces.
+        replaces: Vec<Hash>,
+    },
 }
 
 /// The identity of a file across its names (hard links) and versions.
@@ -253,7 +265,9 @@ pub type FileId = [u8; 16];
 
 /// A moment: seconds since the Unix epoch (negative before it) and
 /// nanoseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct Time {
     /// Whole seconds since 1970-01-01T00:00:00Z.
     pub secs: i64,
@@ -292,7 +306,10 @@ impl Time {
                 let d = e.duration();
                 let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
                 if d.subsec_nanos() == 0 {
-                    Self { secs: -secs, nanos: 0 }
+                    Self {
+                        secs: -secs,
+                        nanos: 0,
+                    }
                 } else {
                     Self {
                         secs: -secs - 1,
@@ -391,7 +408,8 @@ impl Op {
             | Op::Mkdir { path, .. }
             | Op::Symlink { path, .. }
             | Op::File { path, .. }
-            | Op::Dir { path, .. } => Some(path),
+            | Op::Dir { path, .. }
+            | Op::SymlinkAt { path, .. } => Some(path),
             Op::Chat { .. } | Op::Meta(_) => None,
         }
     }
@@ -404,7 +422,8 @@ impl Op {
             | Op::Mkdir { replaces, .. }
             | Op::Symlink { replaces, .. }
             | Op::File { replaces, .. }
-            | Op::Dir { replaces, .. } => replaces,
+            | Op::Dir { replaces, .. }
+            | Op::SymlinkAt { replaces, .. } => replaces,
             Op::Chat { .. } | Op::Meta(_) => &[],
         }
     }
@@ -454,12 +473,15 @@ impl EntryBody {
             }
             Op::Symlink { path, target, .. } => {
                 check_path(path).map_err(EntryError::Invalid)?;
-                if target.is_empty() || target.len() > MAX_TARGET || target.contains('\0') {
-                    return bad(format!("unusable link target of {} bytes", target.len()));
-                }
+                check_target(target)?;
             }
-            Op::File { path, attr, .. } | Op::Dir { path, attr, .. } => {
+            Op::File { path, attr, .. }
+            | Op::Dir { path, attr, .. }
+            | Op::SymlinkAt { path, attr, .. } => {
                 check_path(path).map_err(EntryError::Invalid)?;
+                if let Op::SymlinkAt { target, .. } = &self.op {
+                    check_target(target)?;
+                }
                 if attr.mode > MAX_MODE {
                     return bad(format!("mode {:o}", attr.mode));
                 }
@@ -484,6 +506,17 @@ impl EntryBody {
         }
         Ok(())
     }
+}
+
+/// Checks a symbolic link's target: 1 to [`MAX_TARGET`] bytes, no NUL.
+fn check_target(target: &str) -> Result<(), EntryError> {
+    if target.is_empty() || target.len() > MAX_TARGET || target.contains('\0') {
+        return Err(EntryError::Invalid(format!(
+            "unusable link target of {} bytes",
+            target.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Whether `n` can be a display or room name: 1 to [`MAX_NAME`] bytes,
@@ -1028,11 +1061,45 @@ mod tests {
             .check()
             .is_ok()
         };
-        assert!(ok(attr) && ok(Attr { mode: MAX_MODE, ..attr }));
-        assert!(!ok(Attr { mode: 0o10000, ..attr }));
-        let late = Time { secs: 0, nanos: 1_000_000_000 };
-        assert!(!ok(Attr { mtime: late, ..attr }) && !ok(Attr { atime: late, ..attr }));
-        assert!(!ok(Attr { ctime: late, ..attr }));
+        assert!(
+            ok(attr)
+                && ok(Attr {
+                    mode: MAX_MODE,
+                    ..attr
+                })
+        );
+        assert!(!ok(Attr {
+            mode: 0o10000,
+            ..attr
+        }));
+        let late = Time {
+            secs: 0,
+            nanos: 1_000_000_000,
+        };
+        assert!(
+            !ok(Attr {
+                mtime: late,
+                ..attr
+            }) && !ok(Attr {
+                atime: late,
+                ..attr
+            })
+        );
+        assert!(!ok(Attr {
+            ctime: late,
+            ..attr
+        }));
+        // Op::SymlinkAt is variant 8.
+        let link = Op::SymlinkAt {
+            path: "l".into(),
+            target: "x".into(),
+            attr: Attr::default(),
+            replaces: vec![],
+        };
+        assert_eq!(
+            codec::encode(&link).unwrap(),
+            [8, 1, b'l', 1, b'x', 0, 0, 0, 0, 0, 0, 0, 0]
+        );
     }
 
     #[test]
@@ -1048,7 +1115,10 @@ mod tests {
         }
         assert_eq!(
             Time::from_system(UNIX_EPOCH - Duration::from_millis(1250)),
-            Time { secs: -2, nanos: 750_000_000 }
+            Time {
+                secs: -2,
+                nanos: 750_000_000
+            }
         );
         assert_eq!(Time::from_millis(1_234).as_millis(), 1_234);
     }

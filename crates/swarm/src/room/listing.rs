@@ -47,10 +47,7 @@ pub struct Listing {
 
 /// Whether a row shows anything (a put, or an explicit directory).
 fn row_shown(live: Option<&Vec<LiveOp>>) -> bool {
-    live.is_some_and(|l| {
-        l.iter()
-            .any(|o| o.kind.is_leaf() || o.kind.is_dir())
-    })
+    live.is_some_and(|l| l.iter().any(|o| o.kind.is_leaf() || o.kind.is_dir()))
 }
 
 fn row_dir(live: Option<&Vec<LiveOp>>) -> bool {
@@ -400,6 +397,7 @@ mod tests {
                             1 => LiveKind::Deleted,
                             2 => LiveKind::Symlink {
                                 target: format!("t{n}"),
+                                attr: None,
                             },
                             _ => file(n),
                         };

@@ -437,7 +437,7 @@ mod tests {
     }
 
     #[test]
-        fn the_chat_of_views_of_an_older_format_is_rendered_again() {
+    fn the_chat_of_views_of_an_older_format_is_rendered_again() {
         let (_d, store, s) = setup();
         let room = s.id();
         let k = SecretKey::generate().unwrap();

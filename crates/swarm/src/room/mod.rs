@@ -121,6 +121,8 @@ pub enum Change {
         path: String,
         /// What it points to.
         target: String,
+        /// Its times (the mode is ignored).
+        attr: Attr,
     },
 }
 
@@ -241,7 +243,8 @@ impl Room {
                     | Op::Mkdir { path, .. }
                     | Op::Symlink { path, .. }
                     | Op::File { path, .. }
-                    | Op::Dir { path, .. } => {
+                    | Op::Dir { path, .. }
+                    | Op::SymlinkAt { path, .. } => {
                         touched.paths.push_back((version, path.clone()));
                         self.replica.wake.notify_one();
                     }
@@ -787,9 +790,10 @@ impl Node {
                     attr,
                     replaces,
                 },
-                Change::Symlink { path, target } => Op::Symlink {
+                Change::Symlink { path, target, attr } => Op::SymlinkAt {
                     path,
                     target,
+                    attr,
                     replaces,
                 },
             };

@@ -32,8 +32,9 @@
 //! display name; `k/NAMEKEY` the authors that ever took a display name with
 //! that [`super::render::name_key`]; `b/HASH` a blob the room refers to;
 //! `r` the room's name; `p` the replication policy that holds (the latest
-//! by time, then entry hash); `d/DIR` the latest `time` of the entries of
-//! paths directly in directory DIR (its modification time); `w` the
+//! by time, then entry hash); `d/DIR` the latest `time` of the entries
+//! that made or removed a name directly in directory DIR (its
+//! modification time); `w` the
 //! [`TREE_FORMAT`] of the `t/`, `x/` and `d/` rows.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -90,9 +91,11 @@ pub(crate) enum LiveKind {
         attr: Option<Attr>,
     },
     Deleted,
-    /// A symbolic link (its time is the entry's).
+    /// A symbolic link: its times, `None` for a [`Op::Symlink`] (the
+    /// entry's time).
     Symlink {
         target: String,
+        attr: Option<Attr>,
     },
 }
 
@@ -292,7 +295,8 @@ pub(crate) fn apply<K: Kv>(
         | Op::Mkdir { .. }
         | Op::Symlink { .. }
         | Op::File { .. }
-        | Op::Dir { .. } => apply_tree(kv, hash, body)?,
+        | Op::Dir { .. }
+        | Op::SymlinkAt { .. } => apply_tree(kv, hash, body)?,
     }
     st.applied += 1;
     kv.put(STATE, &encode(&st)?).map_err(s)?;
@@ -324,16 +328,20 @@ fn apply_tree<K: Kv>(kv: &mut K, hash: &Hash, body: &EntryBody) -> Result<(), Vi
         // Every blob a put names belongs to the room, live or not.
         kv.put(&blob_key(hash), &[]).map_err(s)?;
     }
-    // The directory's time: the latest of every entry directly in it (the
-    // maximum of a set, whatever the order).
-    let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
-    let dkey = key(DIR_TIMES, dir.as_bytes());
-    let later = match kv.get(&dkey).map_err(s)? {
-        Some(b) => decode::<u64, _>(&b)? < body.time,
-        None => true,
-    };
-    if later {
-        kv.put(&dkey, &encode(&body.time)?).map_err(s)?;
+    // The directory's time: the latest entry that made or removed a name
+    // directly in it (one that replaces nothing, or a delete; a new
+    // version or new attributes of a name leave it, as on a disk). The
+    // maximum of a set, whatever the order.
+    if matches!(body.op, Op::Delete { .. }) || body.op.replaces().is_empty() {
+        let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+        let dkey = key(DIR_TIMES, dir.as_bytes());
+        let later = match kv.get(&dkey).map_err(s)? {
+            Some(b) => decode::<u64, _>(&b)? < body.time,
+            None => true,
+        };
+        if later {
+            kv.put(&dkey, &encode(&body.time)?).map_err(s)?;
+        }
     }
     let dead = kv.get(&dead_key(hash)).map_err(s)?.is_some();
     if !dead {
@@ -366,6 +374,11 @@ fn apply_tree<K: Kv>(kv: &mut K, hash: &Hash, body: &EntryBody) -> Result<(), Vi
             Op::Dir { attr, .. } => LiveKind::Dir { attr: Some(*attr) },
             Op::Symlink { target, .. } => LiveKind::Symlink {
                 target: target.clone(),
+                attr: None,
+            },
+            Op::SymlinkAt { target, attr, .. } => LiveKind::Symlink {
+                target: target.clone(),
+                attr: Some(*attr),
             },
             _ => LiveKind::Deleted,
         };
@@ -508,6 +521,8 @@ pub enum FileKind {
     Symlink {
         /// What it points to.
         target: String,
+        /// Its times, if its entry has them.
+        attr: Option<Attr>,
         /// When it was made, ms since the Unix epoch (its entry's time).
         mtime: u64,
         /// Who made it.
@@ -519,9 +534,10 @@ pub enum FileKind {
 
 /// What a live put or link shows (`None` for a directory or a delete).
 pub(crate) fn file_kind(p: &LiveOp) -> Option<FileKind> {
-    if let LiveKind::Symlink { target } = &p.kind {
+    if let LiveKind::Symlink { target, attr } = &p.kind {
         return Some(FileKind::Symlink {
             target: target.clone(),
+            attr: *attr,
             mtime: p.time,
             author: p.author,
             entry: p.entry,
@@ -596,9 +612,7 @@ pub(crate) fn listing(paths: impl IntoIterator<Item = (String, Vec<LiveOp>)>) ->
     }
     let mut out: BTreeMap<String, FileKind> = BTreeMap::new();
     for d in &dirs {
-        let kind = explicit
-            .remove(d)
-            .unwrap_or_else(|| dir_kind(None));
+        let kind = explicit.remove(d).unwrap_or_else(|| dir_kind(None));
         out.insert(d.clone(), kind);
     }
     let mut conflicts = Vec::new();
@@ -744,6 +758,20 @@ pub(crate) mod tests {
             },
         );
         let g = entry(2, 2, 30, put("d/g", b"g", vec![]));
+        // A new version of a name: not a change of its directory.
+        let f2 = entry(
+            4,
+            1,
+            50,
+            Op::File {
+                path: "d/f".into(),
+                hash: Hash::of(b"f"),
+                size: 1,
+                attr: attr(0o4751, -3),
+                inode: [9; 16],
+                replaces: vec![Hash::of(&[1])],
+            },
+        );
         let gone = entry(
             3,
             1,
@@ -753,7 +781,7 @@ pub(crate) mod tests {
                 replaces: vec![g.0],
             },
         );
-        let all = [d, f, g, gone];
+        let all = [d, f, g, gone, f2];
         let kv = run(&all);
         let mut other = all.clone();
         other.reverse();
@@ -776,7 +804,7 @@ pub(crate) mod tests {
                 attr: attr(0o4751, -3),
                 inode: Some([9; 16]),
                 author: author(1),
-                entry: Hash::of(&[1]),
+                entry: Hash::of(&[4]),
             }
         );
         // A directory's time: the latest entry directly in it, a delete
@@ -790,7 +818,11 @@ pub(crate) mod tests {
         let kv = run(&[entry(0, 1, 10, put("p", b"p", vec![]))]);
         assert!(matches!(
             kv.listing()[0].kind,
-            FileKind::File { attr: Attr { mode: 0o644, .. }, inode: None, .. }
+            FileKind::File {
+                attr: Attr { mode: 0o644, .. },
+                inode: None,
+                ..
+            }
         ));
     }
 
