@@ -76,7 +76,7 @@ impl Handles {
 #[derive(Debug)]
 pub(crate) enum Handle {
     /// A published file, read-only.
-    Blob(BlobHandle),
+    Blob(Box<BlobHandle>),
     /// A file open for writing (or a draft opened for reading).
     Write(WriteHandle),
     /// A room's `chat.log`.
@@ -918,9 +918,11 @@ impl Fs {
                 // the kernel's cache (which the writer's pages are in).
                 Some((_, false)) => match self.tree(&room).map(|t| t.get(&path).cloned()) {
                     Ok(Some(Item::File(f))) => {
-                        let fh =
-                            self.handles
-                                .add(Handle::Blob(BlobHandle::new(room, path.clone(), f)));
+                        let fh = self.handles.add(Handle::Blob(Box::new(BlobHandle::new(
+                            room,
+                            path.clone(),
+                            f,
+                        ))));
                         reply.opened(fuser::FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
                     }
                     Ok(_) => reply.error(Errno::ENOENT),
@@ -987,9 +989,11 @@ impl Fs {
                 // The kernel may keep cached pages if the content is the
                 // one it cached them for.
                 let same = lock(&self.cached).insert(ino.0, f.hash) == Some(f.hash);
-                let fh = self
-                    .handles
-                    .add(Handle::Blob(BlobHandle::new(room, path.clone(), f)));
+                let fh = self.handles.add(Handle::Blob(Box::new(BlobHandle::new(
+                    room,
+                    path.clone(),
+                    f,
+                ))));
                 let flags = if same {
                     FopenFlags::FOPEN_KEEP_CACHE
                 } else {
