@@ -78,7 +78,7 @@ mkdir "$W/mnt/room" || exit 1
 run "a p2pfs room" "$W/mnt/room" || exit 1
 sed 's/\x1b\[[0-9;]*m//g' "$W/res/a p2pfs room.txt" | grep -E ' FAILED$' | awk '{print $1}' \
     >"$W/res/failed.txt"
-echo "failed in the room (README, 'What the mount does not do'):"
+echo "failed in the room (README, 'The mount', lists why):"
 sed 's/^/  /' "$W/res/failed.txt"
 if [ "${passed:-0}" -lt "$FLOOR" ]; then
     echo "pjdfstest: ${passed:-0} passes in a p2pfs room, below the floor of $FLOOR (see $W/res)"

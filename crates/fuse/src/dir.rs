@@ -206,6 +206,12 @@ impl Fs {
             Err(e) => return reply.error(e),
         }
         self.touch_parents(&room, [path.as_str()]);
+        // A directory made in a setgid one is setgid too (its files take
+        // the directory's group), as on a local disk.
+        let mode = match self.place(parent).and_then(|p| self.attr_of(parent, &p)) {
+            Ok(a) if a.perm & 0o2000 != 0 => mode | 0o2000,
+            _ => mode,
+        };
         self.rt.spawn(async move {
             match fs
                 .apply(
@@ -290,12 +296,9 @@ impl Fs {
             return reply.error(Errno::EPERM);
         }
         let path = join(&dir, name);
-        if let Some(node) = self.locals.remove(&room, &path) {
+        if self.locals.remove(&room, &path).is_some() {
             // Its number stays reachable through a name it still has.
-            let ino = lock(&node).ino;
-            if let Some(other) = self.locals.name_of(&room, &node) {
-                lock(&self.inodes).rebind(ino, Place::Path(room, other));
-            }
+            self.unlinked(&room, &path);
             self.touch_parents(&room, [path.as_str()]);
             return reply.ok();
         }
@@ -315,11 +318,14 @@ impl Fs {
                     fs.delete_changes(&room, &tree, &path, item)?
                 }
                 Some(Item::Dir(_)) => return Err(Errno::EISDIR),
-                None if draft.is_some() => return Ok(()),
+                None if draft.is_some() => {
+                    fs.unlinked(&room, &path);
+                    return Ok(());
+                }
                 None => return Err(Errno::ENOENT),
             };
             fs.apply(room, changes).await?;
-            fs.unlinked(&room, &path, &tree);
+            fs.unlinked(&room, &path);
             Ok(())
         };
         self.reply_when(work, reply);
@@ -441,11 +447,18 @@ impl Fs {
         if dst.is_some() && flags.contains(RenameFlags::RENAME_NOREPLACE) {
             return Err(Errno::EEXIST);
         }
-        if let (Found::File(a), Some(Found::File(b))) = (&src, &dst)
-            && a.inode.is_some()
-            && a.inode == b.inode
-            && crate::tree::same_file(a, b)
-        {
+        let same_ino = {
+            let inodes = lock(&self.inodes);
+            let ino = |p: &str| inodes.get(&Place::Path(room, p.to_string()));
+            ino(&from).is_some() && ino(&from) == ino(&to)
+        };
+        let same_file = match (&src, &dst) {
+            (Found::File(a), Some(Found::File(b))) => {
+                a.inode.is_some() && a.inode == b.inode && crate::tree::same_file(a, b)
+            }
+            _ => false,
+        };
+        if same_ino || same_file {
             // Two names of one file: nothing to do (POSIX).
             return Ok((room, from.clone(), from, Vec::new()));
         }

@@ -299,6 +299,11 @@ impl WriteFile {
         }
     }
 
+    /// The file it is a name of.
+    pub(crate) fn inode(&self) -> FileId {
+        lock(&self.state).inode
+    }
+
     /// The published content, if the file has not changed since (and its
     /// hash is known: a version just closed is hashed by its commit).
     pub(crate) fn published(&self) -> Option<Hash> {

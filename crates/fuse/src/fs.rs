@@ -390,6 +390,8 @@ impl Fs {
                         self.file_attr(ino, st.size, st.attr.mode, st.attr.mtime.to_system());
                     a.atime = st.attr.atime.to_system();
                     a.ctime = st.attr.ctime.to_system();
+                    // (Its names: those of the version it was opened from.)
+                    a.nlink = self.tree(r)?.all_names(&d.inode()).len().max(1) as u32;
                     a
                 }
                 Some(Found::Local(n)) => return Ok(lock(&n).attr(BLKSIZE)),

@@ -165,10 +165,24 @@ impl Inodes {
         }
     }
 
-    /// `ino` is now reached through `place` (the name it was reached
-    /// through is gone; the file has others).
-    pub(crate) fn rebind(&mut self, ino: u64, place: Place) {
-        self.by_ino.insert(ino, place);
+    /// The name `place` is gone (unlinked): a new file made there gets a
+    /// new number. Its number is reached through another name it has (a
+    /// hard link), else still through `place` (a file open when its last
+    /// name went: `fstat` on it).
+    pub(crate) fn unname(&mut self, place: &Place) {
+        let Some(n) = self.by_place.remove(place) else {
+            return;
+        };
+        if self.shared.contains(&n)
+            && self.by_ino.get(&n) == Some(place)
+            && let Some(other) = self
+                .by_place
+                .iter()
+                .find(|(_, m)| **m == n)
+                .map(|(p, _)| p.clone())
+        {
+            self.by_ino.insert(n, other);
+        }
     }
 
     /// Forgets a room's numbers (it was left).
@@ -198,6 +212,20 @@ mod tests {
         // The number `e/f` had is gone: the rename replaced that file.
         assert_eq!(t.place(x), None);
         assert_eq!(t.get(&Place::Path(room, "e/f".into())), Some(b));
+        // Hard links: a number for two names; a name unlinked, the other
+        // reaches it; a new file at the old name gets a new number.
+        let l1 = Place::Path(room, "l1".into());
+        let l2 = Place::Path(room, "l2".into());
+        let n = t.ino(l1.clone());
+        t.alias(l2.clone(), n);
+        t.unname(&l1);
+        assert_eq!(t.place(n), Some(l2.clone()));
+        assert_ne!(t.ino(l1.clone()), n);
+        // Renamed over: the other name still reaches it.
+        let l3 = Place::Path(room, "l3".into());
+        t.alias(l3, n);
+        t.rename(room, "dd", "l2");
+        assert_eq!(t.place(n), Some(Place::Path(room, "l3".into())));
         t.forget_room(&room);
         assert_eq!(t.place(a), None);
         assert_eq!(t.place(ROOT), Some(Place::Root));

@@ -113,17 +113,13 @@ impl Fs {
             Some(Item::Dir(_)) => return Err(Errno::EPERM),
             None => return Err(Errno::ENOENT),
         };
-        let is_file = matches!(tree.get(&from), Some(Item::File(_)));
         self.touch_parents(&room, [path.as_str()]);
         self.apply(room, changes).await?;
+        // One inode here (a link to a link too: renaming one name over
+        // the other then does nothing, as on a disk).
         let place = Place::Path(room, path);
-        if is_file {
-            lock(&self.inodes).alias(place.clone(), ino.0);
-            self.attr_of(ino, &place)
-        } else {
-            let n = self.ino(place.clone());
-            self.attr_of(n, &place)
-        }
+        lock(&self.inodes).alias(place.clone(), ino.0);
+        self.attr_of(ino, &place)
     }
 
     /// The number of a name of a published file that has other names
@@ -145,19 +141,10 @@ impl Fs {
             .find_map(|n| inodes.get(&Place::Path(*room, n.clone())))
     }
 
-    /// After the name `path` of a published file is removed: its number
-    /// is reached through another name it still has.
-    pub(crate) fn unlinked(&self, room: &RoomId, path: &str, before: &Tree) {
-        let Some(Item::File(f)) = before.get(path) else {
-            return;
-        };
-        let Some(other) = before.names_of(f).into_iter().find(|n| n != path) else {
-            return;
-        };
-        let mut inodes = lock(&self.inodes);
-        if let Some(ino) = inodes.get(&Place::Path(*room, path.to_string())) {
-            inodes.rebind(ino, Place::Path(*room, other));
-        }
+    /// After the name `path` is removed: a file made there later is
+    /// another file; its number is reached through another name it has.
+    pub(crate) fn unlinked(&self, room: &RoomId, path: &str) {
+        lock(&self.inodes).unname(&Place::Path(*room, path.to_string()));
     }
 }
 

@@ -172,14 +172,6 @@ impl Locals {
             .any(|(r, p)| r == room && p.starts_with(&prefix))
     }
 
-    /// A name `node` still has in `room`.
-    pub(crate) fn name_of(&self, room: &RoomId, node: &Shared) -> Option<String> {
-        lock(&self.by_path)
-            .iter()
-            .find(|((r, _), n)| r == room && Arc::ptr_eq(n, node))
-            .map(|((_, p), _)| p.clone())
-    }
-
     /// Forgets a room's special files (it was left).
     pub(crate) fn forget_room(&self, room: &RoomId) {
         lock(&self.by_path).retain(|(r, _), _| r != room);
