@@ -335,7 +335,8 @@ fn tarballs_with_links_and_a_python_venv_unpack_in_a_room() {
     fs::write(work.join("pkg/bin/tool"), "#!/bin/sh\necho tool\n").unwrap();
     sh(
         &work,
-        "chmod +x pkg/bin/tool && ln -s bin/tool pkg/run && tar -cf ../pkg.tar pkg",
+        "chmod +x pkg/bin/tool && ln -s bin/tool pkg/run && ln pkg/bin/tool pkg/tool-again && \
+         tar -cf ../pkg.tar pkg",
     );
     let tar = t._root.path().join("pkg.tar");
     sh(&t.ra, &format!("tar -xf {}", tar.display()));
@@ -344,6 +345,18 @@ fn tarballs_with_links_and_a_python_venv_unpack_in_a_room() {
         t.rb.join("pkg/run").symlink_metadata().ok().map(|_| ())
     });
     assert_eq!(sh(&t.rb, "./pkg/run"), "tool\n");
+    // The hard link in the archive: one file with two names, on both.
+    let links = "stat -c '%i %h' pkg/bin/tool pkg/tool-again";
+    let a = sh(&t.ra, links);
+    let a: Vec<&str> = a.lines().collect();
+    assert_eq!(a[0], a[1], "one inode on A");
+    assert!(a[0].ends_with(" 2"), "{a:?}");
+    wait_for(Duration::from_secs(20), "the hard link on B", || {
+        let b = sh(&t.rb, "stat -c '%i %h' pkg/bin/tool pkg/tool-again 2>/dev/null || true");
+        let b: Vec<&str> = b.lines().collect();
+        (b.len() == 2 && b[0] == b[1] && b[0].ends_with(" 2")).then_some(())
+    });
+    assert_eq!(sh(&t.rb, "./pkg/tool-again"), "tool\n");
     sh(
         &t.ra,
         "python3 -m venv --without-pip venv && ./venv/bin/python -c 'print(1)'",
