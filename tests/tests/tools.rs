@@ -352,7 +352,10 @@ fn tarballs_with_links_and_a_python_venv_unpack_in_a_room() {
     assert_eq!(a[0], a[1], "one inode on A");
     assert!(a[0].ends_with(" 2"), "{a:?}");
     wait_for(Duration::from_secs(20), "the hard link on B", || {
-        let b = sh(&t.rb, "stat -c '%i %h' pkg/bin/tool pkg/tool-again 2>/dev/null || true");
+        let b = sh(
+            &t.rb,
+            "stat -c '%i %h' pkg/bin/tool pkg/tool-again 2>/dev/null || true",
+        );
         let b: Vec<&str> = b.lines().collect();
         (b.len() == 2 && b[0] == b[1] && b[0].ends_with(" 2")).then_some(())
     });

@@ -12,7 +12,7 @@ use p2pfs_proto::{
     RoomId,
     room::{Attr, CHAT_FILE, Time, check_path},
 };
-use p2pfs_swarm::room::{Change, query};
+use p2pfs_swarm::room::{Change, TreeLock, query};
 
 use crate::{
     file::{Handle, WriteFile, WriteHandle, now},
@@ -213,8 +213,13 @@ impl Fs {
             _ => mode,
         };
         self.rt.spawn(async move {
+            let locked = match fs.lock_tree(&room).await {
+                Ok(t) => t,
+                Err(e) => return reply.error(e),
+            };
             match fs
                 .apply(
+                    &locked,
                     room,
                     vec![Change::Mkdir {
                         path: path.clone(),
@@ -275,9 +280,8 @@ impl Fs {
         self.touch_parents(&room, [path.as_str()]);
         let fs = self.clone();
         let work = async move {
-            let room_lock = fs.room_lock(&room);
-            let _tree = room_lock.lock().await;
-            fs.apply(room, vec![Change::Delete { path, only: None }])
+            let locked = fs.lock_tree(&room).await?;
+            fs.apply(&locked, room, vec![Change::Delete { path, only: None }])
                 .await
         };
         self.reply_when(work, reply);
@@ -304,8 +308,7 @@ impl Fs {
         }
         let fs = self.clone();
         let work = async move {
-            let room_lock = fs.room_lock(&room);
-            let _tree = room_lock.lock().await;
+            let locked = fs.lock_tree(&room).await?;
             // A file being written is dropped: it is never published.
             let draft = lock(&fs.drafts).remove(&(room, path.clone()));
             if let Some(d) = &draft {
@@ -324,7 +327,7 @@ impl Fs {
                 }
                 None => return Err(Errno::ENOENT),
             };
-            fs.apply(room, changes).await?;
+            fs.apply(&locked, room, changes).await?;
             fs.unlinked(&room, &path);
             Ok(())
         };
@@ -392,11 +395,10 @@ impl Fs {
         };
         let (fs, name, newname) = (self.clone(), name.to_owned(), newname.to_owned());
         let work = async move {
-            let room_lock = fs.room_lock(&room);
-            let _tree = room_lock.lock().await;
+            let locked = fs.lock_tree(&room).await?;
             let (room, from, to, changes) =
                 fs.rename_changes(parent, &name, newparent, &newname, flags)?;
-            fs.apply(room, changes).await?;
+            fs.apply(&locked, room, changes).await?;
             lock(&fs.inodes).rename(room, &from, &to);
             Ok(())
         };
@@ -606,15 +608,17 @@ impl Fs {
         };
         let fs = self.clone();
         self.rt.spawn(async move {
-            let room_lock = fs.room_lock(&room);
-            let _tree = room_lock.lock().await;
+            let locked = match fs.lock_tree(&room).await {
+                Ok(t) => t,
+                Err(e) => return reply.error(e),
+            };
             fs.touch_parents(&room, [path.as_str()]);
             let change = Change::Symlink {
                 path: path.clone(),
                 target,
                 attr: new_attr(0o777),
             };
-            if let Err(e) = fs.apply(room, vec![change]).await {
+            if let Err(e) = fs.apply(&locked, room, vec![change]).await {
                 return reply.error(e);
             }
             let place = Place::Path(room, path);
@@ -718,15 +722,20 @@ impl Fs {
         }
     }
 
-    /// Writes tree changes to the room's log.
-    pub(crate) async fn apply(&self, room: RoomId, changes: Vec<Change>) -> Result<(), Errno> {
+    /// Writes tree changes to the room's log, its tree lock held.
+    pub(crate) async fn apply(
+        &self,
+        tree: &TreeLock,
+        room: RoomId,
+        changes: Vec<Change>,
+    ) -> Result<(), Errno> {
         if changes.is_empty() {
             return Ok(());
         }
         let r = self.room(&room)?;
         self.note_own(&room, changes.iter().map(change_path));
         self.node
-            .room_apply(&r, changes)
+            .room_apply_locked(&r, tree, changes)
             .await
             .map(drop)
             .map_err(|e| {

@@ -1091,9 +1091,8 @@ impl Fs {
                 };
                 let fs = self.clone();
                 let work = async move {
-                    let room_lock = fs.room_lock(&room);
-                    let _tree = room_lock.lock().await;
-                    fs.apply(room, vec![change]).await
+                    let locked = fs.lock_tree(&room).await?;
+                    fs.apply(&locked, room, vec![change]).await
                 };
                 return self.reply_when_attr(work, ino, reply);
             }
@@ -1149,9 +1148,9 @@ impl Fs {
         });
         let fs = self.clone();
         let work = async move {
-            let room_lock = fs.room_lock(&room);
-            let _tree = room_lock.lock().await;
-            fs.apply(room, vec![Change::Mkdir { path, attr }]).await
+            let locked = fs.lock_tree(&room).await?;
+            fs.apply(&locked, room, vec![Change::Mkdir { path, attr }])
+                .await
         };
         self.reply_when_attr(work, ino, reply);
     }

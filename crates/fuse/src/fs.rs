@@ -11,7 +11,11 @@ use std::{
 
 use fuser::{Errno, FileAttr, FileType, INodeNo};
 use p2pfs_proto::RoomId;
-use p2pfs_swarm::{Node, SwarmError, room::Room, store::StoreError};
+use p2pfs_swarm::{
+    Node, SwarmError,
+    room::{Room, TreeLock},
+    store::StoreError,
+};
 
 use crate::{
     fetch::Fetches,
@@ -49,9 +53,6 @@ pub(crate) struct Fs {
     /// Files being written, by room and path, until published and closed.
     pub(crate) drafts: Mutex<HashMap<(RoomId, String), Arc<WriteFile>>>,
     pub(crate) handles: Handles,
-    /// Per room: held while a change to its tree is worked out and
-    /// written (publish, rename, unlink…), so they happen one at a time.
-    room_locks: Mutex<HashMap<RoomId, Arc<tokio::sync::Mutex<()>>>>,
     /// The content the kernel may have cached pages of, by inode.
     pub(crate) cached: Mutex<HashMap<u64, p2pfs_proto::Hash>>,
     pub(crate) fetches: Fetches,
@@ -137,7 +138,6 @@ impl Fs {
             drafts: Mutex::new(HashMap::new()),
             handles: Handles::default(),
             cached: Mutex::new(HashMap::new()),
-            room_locks: Mutex::new(HashMap::new()),
             fetches: Fetches::default(),
             publishers: crate::publish::Publishers::default(),
             locals: crate::local::Locals::default(),
@@ -254,9 +254,11 @@ impl Fs {
         }
     }
 
-    /// The lock that orders changes to `room`'s tree.
-    pub(crate) fn room_lock(&self, room: &RoomId) -> Arc<tokio::sync::Mutex<()>> {
-        lock(&self.room_locks).entry(*room).or_default().clone()
+    /// Takes the room's tree lock (the room's own: a change worked out
+    /// from the tree is written before another is worked out).
+    pub(crate) async fn lock_tree(&self, room: &RoomId) -> Result<TreeLock, Errno> {
+        let r = self.room(room)?;
+        Ok(self.node.lock_tree(&r).await)
     }
 
     pub(crate) fn place(&self, ino: INodeNo) -> Result<Place, Errno> {

@@ -73,8 +73,7 @@ impl Fs {
         if let Some(Found::Draft(wf)) = self.find(&room, &from)? {
             self.clone().publish(wf, Until::Written).await?;
         }
-        let room_lock = self.room_lock(&room);
-        let _tree = room_lock.lock().await;
+        let locked = self.lock_tree(&room).await?;
         let tree = self.tree(&room)?;
         let changes = match tree.get(&from) {
             Some(Item::File(f)) => {
@@ -114,7 +113,7 @@ impl Fs {
             None => return Err(Errno::ENOENT),
         };
         self.touch_parents(&room, [path.as_str()]);
-        self.apply(room, changes).await?;
+        self.apply(&locked, room, changes).await?;
         // One inode here (a link to a link too: renaming one name over
         // the other then does nothing, as on a disk).
         let place = Place::Path(room, path);

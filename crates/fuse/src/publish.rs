@@ -133,8 +133,26 @@ impl Fs {
     /// Writes one batch: every queued file's pending version as entries
     /// of one transaction, then answers the jobs.
     async fn write_batch(self: &Arc<Self>, room: RoomId, jobs: Vec<Job>) {
-        let room_lock = self.room_lock(&room);
-        let _tree = room_lock.lock().await;
+        let locked = match self.lock_tree(&room).await {
+            Ok(t) => t,
+            Err(e) => {
+                // The room was left: nothing to publish into.
+                for job in jobs {
+                    match job {
+                        Job::File { file, done } => {
+                            self.unqueued(&file);
+                            if let Some(d) = done {
+                                let _ = d.send(Err(e));
+                            }
+                        }
+                        Job::Flush(d) => {
+                            let _ = d.send(());
+                        }
+                    }
+                }
+                return;
+            }
+        };
         // Each file once, at its latest version (taken now: a rename since
         // its close moved it, an unlink dropped it).
         let mut files: Vec<Arc<WriteFile>> = Vec::new();
@@ -175,7 +193,7 @@ impl Fs {
         let mut result = Ok(());
         if !changes.is_empty() {
             self.note_own(&room, changes.iter().map(crate::dir::change_path));
-            result = self.apply_batch(room, changes).await.map(|wrote| {
+            result = self.apply_batch(&locked, room, changes).await.map(|wrote| {
                 for (f, entry) in published.iter().zip(wrote) {
                     if let Some(e) = entry {
                         f.published_as(e);
@@ -207,13 +225,14 @@ impl Fs {
     /// Writes `changes` to the room's log, trying again a few times.
     async fn apply_batch(
         &self,
+        tree: &p2pfs_swarm::room::TreeLock,
         room: RoomId,
         changes: Vec<p2pfs_swarm::room::Change>,
     ) -> Result<Vec<Option<p2pfs_proto::Hash>>, Errno> {
         let r = self.room(&room)?;
         let mut waits = RETRY.iter();
         loop {
-            match self.node.room_apply(&r, changes.clone()).await {
+            match self.node.room_apply_locked(&r, tree, changes.clone()).await {
                 Ok(w) => return Ok(w),
                 Err(e) => match waits.next() {
                     Some(wait) if !matches!(e, p2pfs_swarm::SwarmError::Room(_)) => {

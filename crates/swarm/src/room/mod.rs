@@ -74,6 +74,13 @@ pub(crate) struct Rooms {
     set_changed: watch::Sender<u64>,
 }
 
+/// A room's tree lock, held ([`Node::lock_tree`]).
+#[derive(Debug)]
+pub struct TreeLock {
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+    room: RoomId,
+}
+
 /// A new file id: random, so two files never share one (content alone
 /// cannot tell a hard link from a copy).
 pub fn new_file_id() -> FileId {
@@ -169,8 +176,10 @@ pub struct Room {
     /// may come back through sync, so its first write waits for one.
     pub(crate) sync_before_write: std::sync::atomic::AtomicBool,
     /// Held from reading what a tree change replaces until it is written,
-    /// so two changes of one path never miss each other.
-    pub(crate) tree_lock: tokio::sync::Mutex<()>,
+    /// so two changes of one path never miss each other (the mount holds
+    /// it while it works a change out from the tree it shows:
+    /// [`Node::lock_tree`]).
+    pub(crate) tree_lock: Arc<tokio::sync::Mutex<()>>,
     /// The paths recent entries changed, with the value of `changed` once
     /// each was in (oldest first, bounded): views kept in memory update
     /// just those paths.
@@ -222,7 +231,7 @@ impl Room {
             nodes_version: AtomicU64::new(0),
             arrivals: AtomicU64::new(0),
             sync_before_write: std::sync::atomic::AtomicBool::new(false),
-            tree_lock: tokio::sync::Mutex::new(()),
+            tree_lock: Arc::new(tokio::sync::Mutex::new(())),
             touched: Mutex::new(Touched::default()),
             replica: crate::replica::RoomReplica::default(),
         }
@@ -744,7 +753,33 @@ impl Node {
         room: &Room,
         changes: Vec<Change>,
     ) -> Result<Vec<Option<Hash>>, SwarmError> {
-        let _tree = room.tree_lock.lock().await;
+        let tree = self.lock_tree(room).await;
+        self.room_apply_locked(room, &tree, changes).await
+    }
+
+    /// Takes `room`'s tree lock: no other change to its tree is worked
+    /// out or written until the [`TreeLock`] is dropped. For a change made
+    /// from what the tree shows (a rename, say), held from reading it to
+    /// [`Node::room_apply_locked`].
+    pub async fn lock_tree(&self, room: &Room) -> TreeLock {
+        TreeLock {
+            _guard: room.tree_lock.clone().lock_owned().await,
+            room: room.id,
+        }
+    }
+
+    /// [`Node::room_apply`] with the room's tree lock already held.
+    pub async fn room_apply_locked(
+        &self,
+        room: &Room,
+        lock: &TreeLock,
+        changes: Vec<Change>,
+    ) -> Result<Vec<Option<Hash>>, SwarmError> {
+        if lock.room != room.id {
+            return Err(SwarmError::Room(
+                "a tree change under another room's lock".into(),
+            ));
+        }
         let mut ops = Vec::with_capacity(changes.len());
         // Whether each change became an op.
         let mut written = Vec::with_capacity(changes.len());
