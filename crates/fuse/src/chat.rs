@@ -11,11 +11,14 @@
 
 use std::sync::{Arc, Mutex};
 
-use fuser::{Errno, ReplyData, ReplyEmpty, ReplyWrite};
+use fuser::Errno;
 use p2pfs_proto::RoomId;
 use p2pfs_swarm::room::query;
 
-use crate::fs::{Fs, lock, store_errno, swarm_errno};
+use crate::{
+    answer::Answer,
+    fs::{Fs, lock, store_errno, swarm_errno},
+};
 
 use p2pfs_proto::room::MAX_TEXT;
 
@@ -102,11 +105,14 @@ impl ChatHandle {
 }
 
 impl Fs {
-    pub(crate) fn read_chat(&self, room: &RoomId, offset: u64, size: u32, reply: ReplyData) {
-        match query::chat_read(self.node.store(), room, offset, size as usize) {
-            Ok(bytes) => reply.data(&bytes),
-            Err(e) => reply.error(store_errno(&e)),
-        }
+    pub(crate) fn read_chat(
+        &self,
+        room: &RoomId,
+        offset: u64,
+        size: u32,
+    ) -> Result<Vec<u8>, Errno> {
+        query::chat_read(self.node.store(), room, offset, size as usize)
+            .map_err(|e| store_errno(&e))
     }
 
     /// A write: accepted at the end of the chat (or anywhere with
@@ -116,69 +122,50 @@ impl Fs {
         h: &ChatHandle,
         offset: u64,
         data: &[u8],
-        reply: ReplyWrite,
-    ) {
+    ) -> Answer<u32> {
         if !h.append {
             let size = match query::chat_size(self.node.store(), &h.room) {
                 Ok(s) => s,
-                Err(e) => return reply.error(store_errno(&e)),
+                Err(e) => return Answer::Now(Err(store_errno(&e))),
             };
             let pending = lock(&h.pending).bytes.len() as u64;
             if offset != size + pending {
-                return reply.error(Errno::EPERM);
+                return Answer::Now(Err(Errno::EPERM));
             }
         }
+        let n = data.len() as u32;
         let text = match lock(&h.pending).take(data) {
-            Take::Hold => return reply.written(data.len() as u32),
-            Take::TooLong => return reply.error(Errno::EMSGSIZE),
+            Take::Hold => return Answer::Now(Ok(n)),
+            Take::TooLong => return Answer::Now(Err(Errno::EMSGSIZE)),
             Take::Post(text) => text,
         };
-        let n = data.len() as u32;
-        self.post_chat(h.room, text, move |r| match r {
-            Ok(()) => reply.written(n),
-            Err(e) => reply.error(e),
-        });
+        let post = self.clone().post_chat(h.room, text);
+        Answer::later(async move { post.await.map(|()| n) })
     }
 
     /// `flush`: a line left without its newline is posted.
-    pub(crate) fn flush_chat(self: &Arc<Self>, h: &ChatHandle, reply: ReplyEmpty) {
+    pub(crate) fn flush_chat(self: &Arc<Self>, h: &ChatHandle) -> Answer<()> {
         let text = {
             let mut p = lock(&h.pending);
             p.overlong = false;
             std::mem::take(&mut p.bytes)
         };
         if text.is_empty() {
-            return reply.ok();
+            return Answer::Now(Ok(()));
         }
-        self.post_chat(h.room, text, move |r| match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        });
+        Answer::later(self.clone().post_chat(h.room, text))
     }
 
-    fn post_chat(
-        self: &Arc<Self>,
-        room: RoomId,
-        text: Vec<u8>,
-        done: impl FnOnce(Result<(), Errno>) + Send + 'static,
-    ) {
-        let fs = self.clone();
-        self.rt.spawn(async move {
-            let Ok(text) = String::from_utf8(text) else {
-                return done(Err(Errno::EINVAL));
-            };
-            let r = match fs.room(&room) {
-                Ok(r) => r,
-                Err(e) => return done(Err(e)),
-            };
-            done(fs.node.chat(&r, &text).await.map(|_| ()).map_err(|e| {
-                tracing::warn!("posting to the chat: {e}");
-                match e {
-                    p2pfs_swarm::SwarmError::Room(_) => Errno::EMSGSIZE,
-                    e => swarm_errno(&e),
-                }
-            }));
-        });
+    async fn post_chat(self: Arc<Self>, room: RoomId, text: Vec<u8>) -> Result<(), Errno> {
+        let text = String::from_utf8(text).map_err(|_| Errno::EINVAL)?;
+        let r = self.room(&room)?;
+        self.node.chat(&r, &text).await.map(|_| ()).map_err(|e| {
+            tracing::warn!("posting to the chat: {e}");
+            match e {
+                p2pfs_swarm::SwarmError::Room(_) => Errno::EMSGSIZE,
+                e => swarm_errno(&e),
+            }
+        })
     }
 }
 

@@ -4,10 +4,7 @@
 
 use std::{ffi::OsStr, sync::Arc};
 
-use fuser::{
-    Errno, FileHandle, FileType, FopenFlags, INodeNo, RenameFlags, ReplyCreate, ReplyEmpty,
-    ReplyEntry,
-};
+use fuser::{Errno, FileAttr, FileType, INodeNo, RenameFlags};
 use p2pfs_proto::{
     RoomId,
     room::{Attr, CHAT_FILE, Time, check_path},
@@ -15,10 +12,12 @@ use p2pfs_proto::{
 use p2pfs_swarm::room::{Change, TreeLock, query};
 
 use crate::{
-    file::{Handle, WriteFile, WriteHandle, now},
-    fs::{Found, Fs, TTL, lock, store_errno, swarm_errno},
+    answer::{Answer, Created, Opened, Work},
+    file::{Handle, WriteHandle},
+    fs::{Found, Fs, lock, store_errno, swarm_errno},
     inode::{Place, join},
     tree::{Item, Tree},
+    write::{WriteFile, now},
 };
 
 /// The name as UTF-8, or EINVAL (room paths are UTF-8).
@@ -162,48 +161,38 @@ impl Fs {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        reply: ReplyEntry,
-    ) {
-        let name = match utf8(name) {
-            Ok(n) => n.to_string(),
-            Err(e) => return reply.error(e),
-        };
+    ) -> Answer<FileAttr> {
+        Answer::after(self.mkdir_work(parent, name, mode))
+    }
+
+    fn mkdir_work(
+        self: &Arc<Self>,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+    ) -> Result<Work<FileAttr>, Errno> {
+        let name = utf8(name)?.to_string();
         let fs = self.clone();
         if let Ok(Place::Root) = self.place(parent) {
             if self.room_named(&name).is_some() {
-                return reply.error(Errno::EEXIST);
+                return Err(Errno::EEXIST);
             }
-            self.rt.spawn(async move {
+            return Ok(Box::pin(async move {
                 if let Err(e) = fs.node.create_room(&name).await {
                     tracing::warn!("creating room {name:?}: {e}");
-                    return reply.error(Errno::EINVAL);
+                    return Err(Errno::EINVAL);
                 }
-                match fs.room_named(&name) {
-                    Some(r) => {
-                        let place = Place::Room(r.id());
-                        let ino = fs.ino(place.clone());
-                        match fs.attr_of(ino, &place) {
-                            Ok(a) => reply.entry(&TTL, &a, fuser::Generation(0)),
-                            Err(e) => reply.error(e),
-                        }
-                    }
-                    None => reply.error(Errno::EIO),
-                }
-            });
-            return;
+                let r = fs.room_named(&name).ok_or(Errno::EIO)?;
+                let place = Place::Room(r.id());
+                let ino = fs.ino(place.clone());
+                fs.attr_of(ino, &place)
+            }));
         }
-        let (room, dir) = match self.dir_of(parent) {
-            Ok(d) => d,
-            Err(e) => return reply.error(e),
-        };
+        let (room, dir) = self.dir_of(parent)?;
         let path = join(&dir, &name);
-        if let Err(e) = valid(&path) {
-            return reply.error(e);
-        }
-        match self.find(&room, &path) {
-            Ok(Some(_)) => return reply.error(Errno::EEXIST),
-            Ok(None) => {}
-            Err(e) => return reply.error(e),
+        valid(&path)?;
+        if self.find(&room, &path)?.is_some() {
+            return Err(Errno::EEXIST);
         }
         self.touch_parents(&room, [path.as_str()]);
         // A directory made in a setgid one is setgid too (its files take
@@ -212,102 +201,77 @@ impl Fs {
             Ok(a) if a.perm & 0o2000 != 0 => mode | 0o2000,
             _ => mode,
         };
-        self.rt.spawn(async move {
-            let locked = match fs.lock_tree(&room).await {
-                Ok(t) => t,
-                Err(e) => return reply.error(e),
+        Ok(Box::pin(async move {
+            let locked = fs.lock_tree(&room).await?;
+            let change = Change::Mkdir {
+                path: path.clone(),
+                attr: new_attr(mode),
             };
-            match fs
-                .apply(
-                    &locked,
-                    room,
-                    vec![Change::Mkdir {
-                        path: path.clone(),
-                        attr: new_attr(mode),
-                    }],
-                )
-                .await
-            {
-                Ok(()) => {
-                    let place = Place::Path(room, path);
-                    let ino = fs.ino(place.clone());
-                    match fs.attr_of(ino, &place) {
-                        Ok(a) => reply.entry(&TTL, &a, fuser::Generation(0)),
-                        Err(e) => reply.error(e),
-                    }
-                }
-                Err(e) => reply.error(e),
-            }
-        });
+            fs.apply(&locked, room, vec![change]).await?;
+            let place = Place::Path(room, path);
+            let ino = fs.ino(place.clone());
+            fs.attr_of(ino, &place)
+        }))
     }
 
-    pub(crate) fn rmdir_name(self: &Arc<Self>, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let name = match utf8(name) {
-            Ok(n) => n,
-            Err(e) => return reply.error(e),
-        };
+    pub(crate) fn rmdir_name(self: &Arc<Self>, parent: INodeNo, name: &OsStr) -> Answer<()> {
+        Answer::after(self.rmdir_work(parent, name))
+    }
+
+    fn rmdir_work(self: &Arc<Self>, parent: INodeNo, name: &OsStr) -> Result<Work<()>, Errno> {
+        let name = utf8(name)?;
         if let Ok(Place::Root) = self.place(parent) {
             // A room always holds its chat.log; `p2pfs room leave` leaves it.
-            return reply.error(if self.room_named(name).is_some() {
+            return Err(if self.room_named(name).is_some() {
                 Errno::ENOTEMPTY
             } else {
                 Errno::ENOENT
             });
         }
-        let (room, dir) = match self.dir_of(parent) {
-            Ok(d) => d,
-            Err(e) => return reply.error(e),
-        };
+        let (room, dir) = self.dir_of(parent)?;
         if dir.is_empty() && name == CHAT_FILE {
-            return reply.error(Errno::ENOTDIR);
+            return Err(Errno::ENOTDIR);
         }
         let path = join(&dir, name);
-        let tree = match self.find(&room, &path) {
-            Ok(Some(Found::Dir)) => match self.tree(&room) {
-                Ok(t) => t,
-                Err(e) => return reply.error(e),
-            },
-            Ok(Some(_)) => return reply.error(Errno::ENOTDIR),
-            Ok(None) => return reply.error(Errno::ENOENT),
-            Err(e) => return reply.error(e),
+        let tree = match self.find(&room, &path)? {
+            Some(Found::Dir) => self.tree(&room)?,
+            Some(_) => return Err(Errno::ENOTDIR),
+            None => return Err(Errno::ENOENT),
         };
         if tree.has_children(&path)
             || self.has_drafts_under(&room, &path)
             || self.locals.any_under(&room, &path)
         {
-            return reply.error(Errno::ENOTEMPTY);
+            return Err(Errno::ENOTEMPTY);
         }
         self.touch_parents(&room, [path.as_str()]);
         let fs = self.clone();
-        let work = async move {
+        Ok(Box::pin(async move {
             let locked = fs.lock_tree(&room).await?;
             fs.apply(&locked, room, vec![Change::Delete { path, only: None }])
                 .await
-        };
-        self.reply_when(work, reply);
+        }))
     }
 
-    pub(crate) fn unlink_name(self: &Arc<Self>, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let name = match utf8(name) {
-            Ok(n) => n,
-            Err(e) => return reply.error(e),
-        };
-        let (room, dir) = match self.dir_of(parent) {
-            Ok(d) => d,
-            Err(e) => return reply.error(e),
-        };
+    pub(crate) fn unlink_name(self: &Arc<Self>, parent: INodeNo, name: &OsStr) -> Answer<()> {
+        Answer::after(self.unlink_work(parent, name))
+    }
+
+    fn unlink_work(self: &Arc<Self>, parent: INodeNo, name: &OsStr) -> Result<Work<()>, Errno> {
+        let name = utf8(name)?;
+        let (room, dir) = self.dir_of(parent)?;
         if dir.is_empty() && name == CHAT_FILE {
-            return reply.error(Errno::EPERM);
+            return Err(Errno::EPERM);
         }
         let path = join(&dir, name);
         if self.locals.remove(&room, &path).is_some() {
             // Its number stays reachable through a name it still has.
             self.unlinked(&room, &path);
             self.touch_parents(&room, [path.as_str()]);
-            return reply.ok();
+            return Ok(Box::pin(async { Ok(()) }));
         }
         let fs = self.clone();
-        let work = async move {
+        Ok(Box::pin(async move {
             let locked = fs.lock_tree(&room).await?;
             // A file being written is dropped: it is never published.
             let draft = lock(&fs.drafts).remove(&(room, path.clone()));
@@ -330,8 +294,7 @@ impl Fs {
             fs.apply(&locked, room, changes).await?;
             fs.unlinked(&room, &path);
             Ok(())
-        };
-        self.reply_when(work, reply);
+        }))
     }
 
     /// The changes that remove the file shown at `path`, as on a disk: a
@@ -386,23 +349,21 @@ impl Fs {
         newparent: INodeNo,
         newname: &OsStr,
         flags: RenameFlags,
-        reply: ReplyEmpty,
-    ) {
+    ) -> Answer<()> {
         let room = match self.place(parent).map(|p| p.room()) {
             Ok(Some(r)) => r,
-            Ok(None) => return reply.error(Errno::EPERM),
-            Err(e) => return reply.error(e),
+            Ok(None) => return Answer::Now(Err(Errno::EPERM)),
+            Err(e) => return Answer::Now(Err(e)),
         };
         let (fs, name, newname) = (self.clone(), name.to_owned(), newname.to_owned());
-        let work = async move {
+        Answer::later(async move {
             let locked = fs.lock_tree(&room).await?;
             let (room, from, to, changes) =
                 fs.rename_changes(parent, &name, newparent, &newname, flags)?;
             fs.apply(&locked, room, changes).await?;
             lock(&fs.inodes).rename(room, &from, &to);
             Ok(())
-        };
-        self.reply_when(work, reply);
+        })
     }
 
     /// Checks a rename like a disk would, moves drafts, and returns the
@@ -591,8 +552,7 @@ impl Fs {
         parent: INodeNo,
         name: &OsStr,
         target: &std::path::Path,
-        reply: ReplyEntry,
-    ) {
+    ) -> Answer<FileAttr> {
         let made = (|| {
             let (room, path) = self.new_name(parent, name)?;
             // (Link targets, like names, are UTF-8 here.)
@@ -604,30 +564,22 @@ impl Fs {
         })();
         let (room, path, target) = match made {
             Ok(m) => m,
-            Err(e) => return reply.error(e),
+            Err(e) => return Answer::Now(Err(e)),
         };
         let fs = self.clone();
-        self.rt.spawn(async move {
-            let locked = match fs.lock_tree(&room).await {
-                Ok(t) => t,
-                Err(e) => return reply.error(e),
-            };
+        Answer::later(async move {
+            let locked = fs.lock_tree(&room).await?;
             fs.touch_parents(&room, [path.as_str()]);
             let change = Change::Symlink {
                 path: path.clone(),
                 target,
                 attr: new_attr(0o777),
             };
-            if let Err(e) = fs.apply(&locked, room, vec![change]).await {
-                return reply.error(e);
-            }
+            fs.apply(&locked, room, vec![change]).await?;
             let place = Place::Path(room, path);
             let ino = fs.ino(place.clone());
-            match fs.attr_of(ino, &place) {
-                Ok(a) => reply.entry(&TTL, &a, fuser::Generation(0)),
-                Err(e) => reply.error(e),
-            }
-        });
+            fs.attr_of(ino, &place)
+        })
     }
 
     /// `readlink`: what the link `ino` points to.
@@ -672,54 +624,44 @@ impl Fs {
         name: &OsStr,
         mode: u32,
         pid: u32,
-        reply: ReplyCreate,
-    ) {
-        let result = (|| {
-            let name = utf8(name)?;
-            let (room, dir) = self.dir_of(parent)?;
-            if dir.is_empty() && name == CHAT_FILE {
-                return Err(Errno::EEXIST);
-            }
-            let path = join(&dir, name);
-            valid(&path)?;
-            if let Some(Found::Dir) = self.find(&room, &path)? {
-                return Err(Errno::EISDIR);
-            }
-            let store = self.node.store();
-            // What the new file replaces: nothing shown here (deletes, or
-            // a version this member has not seen listed yet stays live).
-            let live = query::live_entries(store, &room, &path).map_err(|e| store_errno(&e))?;
-            let draft = store.draft().map_err(|e| store_errno(&e))?;
-            let wf = Arc::new(WriteFile::new(
-                room,
-                path.clone(),
-                draft,
-                (mode & u32::from(p2pfs_proto::room::MAX_MODE)) as u16,
-                pid,
-                live,
-            ));
-            if let Some(old) = lock(&self.drafts).insert((room, path.clone()), wf.clone()) {
-                old.unlink();
-            }
-            self.touch_parents(&room, [path.as_str()]);
-            let place = Place::Path(room, path);
-            let ino = self.ino(place.clone());
-            let attr = self.attr_of(ino, &place)?;
-            let fh = self
-                .handles
-                .add(Handle::Write(WriteHandle::new(wf, true, true)));
-            Ok((attr, fh))
-        })();
-        match result {
-            Ok((attr, fh)) => reply.created(
-                &TTL,
-                &attr,
-                fuser::Generation(0),
-                FileHandle(fh),
-                FopenFlags::empty(),
-            ),
-            Err(e) => reply.error(e),
+    ) -> Result<Created, Errno> {
+        let name = utf8(name)?;
+        let (room, dir) = self.dir_of(parent)?;
+        if dir.is_empty() && name == CHAT_FILE {
+            return Err(Errno::EEXIST);
         }
+        let path = join(&dir, name);
+        valid(&path)?;
+        if let Some(Found::Dir) = self.find(&room, &path)? {
+            return Err(Errno::EISDIR);
+        }
+        let store = self.node.store();
+        // What the new file replaces: nothing shown here (deletes, or
+        // a version this member has not seen listed yet stays live).
+        let live = query::live_entries(store, &room, &path).map_err(|e| store_errno(&e))?;
+        let draft = store.draft().map_err(|e| store_errno(&e))?;
+        let wf = Arc::new(WriteFile::new(
+            room,
+            path.clone(),
+            draft,
+            (mode & u32::from(p2pfs_proto::room::MAX_MODE)) as u16,
+            pid,
+            live,
+        ));
+        if let Some(old) = lock(&self.drafts).insert((room, path.clone()), wf.clone()) {
+            old.unlink();
+        }
+        self.touch_parents(&room, [path.as_str()]);
+        let place = Place::Path(room, path);
+        let ino = self.ino(place.clone());
+        let attr = self.attr_of(ino, &place)?;
+        let fh = self
+            .handles
+            .add(Handle::Write(WriteHandle::new(wf, true, true)));
+        Ok(Created {
+            attr,
+            opened: Opened::new(fh),
+        })
     }
 
     /// Writes tree changes to the room's log, its tree lock held.

@@ -19,9 +19,10 @@ use p2pfs_swarm::{
 
 use crate::{
     fetch::Fetches,
-    file::{Handles, WriteFile},
+    file::Handles,
     inode::{Inodes, Place},
     tree::{Cached, DirInfo, FileInfo, Item, Tree, from_millis},
+    write::WriteFile,
 };
 
 /// How long the kernel may keep names and attributes of files and
@@ -189,7 +190,7 @@ impl Fs {
     ) {
         // (To the millisecond, as the log's times: a directory's own time
         // set in the same millisecond is later.)
-        let now = from_millis(crate::file::now().as_millis());
+        let now = from_millis(crate::write::now().as_millis());
         let mut t = lock(&self.touched);
         for p in paths {
             let (dir, _) = crate::inode::split(p);
@@ -411,6 +412,20 @@ impl Fs {
             (a.uid, a.gid) = (*uid, *gid);
         }
         Ok(a)
+    }
+
+    /// The attributes of `ino` and how long the kernel may keep them; an
+    /// open file whose last name is gone has those its handles hold.
+    pub(crate) fn shown(&self, ino: INodeNo) -> Result<(FileAttr, Duration), Errno> {
+        let place = self.place(ino)?;
+        match self.attr_of(ino, &place) {
+            Ok(a) => Ok((a, ttl(&place, &a))),
+            Err(Errno::ENOENT) => self
+                .orphan_attr(ino)
+                .map(|a| (a, Duration::ZERO))
+                .ok_or(Errno::ENOENT),
+            Err(e) => Err(e),
+        }
     }
 
     /// The attributes of an open file whose last name is gone (`fstat`

@@ -1,7 +1,8 @@
-//! The `fuser::Filesystem` glue: each kernel request goes to the
-//! operation that handles it. Local work (the store, the page cache) is
-//! done on the calling thread; anything that may wait on the network or on
-//! a room write hands its reply to a tokio task.
+//! The `fuser::Filesystem` glue, and the only place that talks to fuser's
+//! reply objects: each kernel request goes to the operation that handles
+//! it, which returns `Result<_, Errno>` or an [`Answer`]. Local work (the
+//! store, the page cache) is done on the calling thread; an answer that
+//! waits on the network or on a room write is sent from a tokio task.
 
 use std::{ffi::OsStr, io, sync::Arc, time::Duration};
 
@@ -12,8 +13,9 @@ use fuser::{
 };
 
 use crate::{
+    answer::{Answer, Created, Opened, Xattr},
     file::Handle,
-    fs::{Fs, ttl},
+    fs::{Fs, attr_ttl, ttl},
 };
 
 /// Bytes per read and write request (the kernel's `max_pages` follows).
@@ -22,6 +24,70 @@ pub(crate) const MAX_IO: u32 = 1 << 20;
 /// The filesystem as fuser sees it.
 #[derive(Debug)]
 pub(crate) struct Kernel(pub(crate) Arc<Fs>);
+
+impl Kernel {
+    /// Sends `answer` with `send`: now, or from a task once its work is
+    /// done.
+    fn answer<T: Send + 'static>(
+        &self,
+        answer: Answer<T>,
+        send: impl FnOnce(Result<T, Errno>) + Send + 'static,
+    ) {
+        match answer {
+            Answer::Now(r) => send(r),
+            Answer::Later(work) => {
+                self.0.rt.spawn(async move { send(work.await) });
+            }
+        }
+    }
+
+    /// Answers with a new name's attributes.
+    fn entry(&self, answer: Answer<fuser::FileAttr>, reply: ReplyEntry) {
+        self.answer(answer, move |r| match r {
+            Ok(a) => reply.entry(&attr_ttl(&a), &a, fuser::Generation(0)),
+            Err(e) => reply.error(e),
+        });
+    }
+
+    /// Answers with nothing but success.
+    fn empty(&self, answer: Answer<()>, reply: ReplyEmpty) {
+        self.answer(answer, move |r| match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        });
+    }
+
+    /// Answers with `ino`'s attributes once `answer` is done.
+    fn attr(&self, ino: INodeNo, answer: Answer<()>, reply: ReplyAttr) {
+        let fs = self.0.clone();
+        self.answer(answer, move |r| match r.and_then(|()| fs.shown(ino)) {
+            Ok((a, ttl)) => reply.attr(&ttl, &a),
+            Err(e) => reply.error(e),
+        });
+    }
+
+    fn opened(&self, answer: Answer<Opened>, reply: ReplyOpen) {
+        self.answer(answer, move |r| match r {
+            Ok(o) => reply.opened(FileHandle(o.fh), o.flags),
+            Err(e) => reply.error(e),
+        });
+    }
+
+    fn data(&self, answer: Answer<Vec<u8>>, reply: ReplyData) {
+        self.answer(answer, move |r| match r {
+            Ok(d) => reply.data(&d),
+            Err(e) => reply.error(e),
+        });
+    }
+
+    fn xattr(r: Result<Xattr, Errno>, reply: ReplyXattr) {
+        match r {
+            Ok(Xattr::Size(n)) => reply.size(n),
+            Ok(Xattr::Data(d)) => reply.data(&d),
+            Err(e) => reply.error(e),
+        }
+    }
+}
 
 impl Filesystem for Kernel {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
@@ -64,17 +130,8 @@ impl Filesystem for Kernel {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        let place = match self.0.place(ino) {
-            Ok(p) => p,
-            Err(e) => return reply.error(e),
-        };
-        match self.0.attr_of(ino, &place) {
-            Ok(a) => reply.attr(&crate::fs::ttl(&place, &a), &a),
-            // Open, but its last name is gone.
-            Err(Errno::ENOENT) => match self.0.orphan_attr(ino) {
-                Some(a) => reply.attr(&Duration::ZERO, &a),
-                None => reply.error(Errno::ENOENT),
-            },
+        match self.0.shown(ino) {
+            Ok((a, ttl)) => reply.attr(&ttl, &a),
             Err(e) => reply.error(e),
         }
     }
@@ -99,20 +156,16 @@ impl Filesystem for Kernel {
     ) {
         if let Some(done) = self.0.setattr_local(ino, mode, uid, gid, atime, mtime) {
             return match done {
-                Ok(attr) => reply.attr(&crate::fs::attr_ttl(&attr), &attr),
+                Ok(attr) => reply.attr(&attr_ttl(&attr), &attr),
                 Err(e) => reply.error(e),
             };
         }
-        if let Some(done) = self.0.chown(ino, uid, gid) {
-            if let Err(e) = done {
-                return reply.error(e);
-            }
-            if mode.is_none() && size.is_none() && atime.is_none() && mtime.is_none() {
-                return self.0.reply_attr(ino, reply);
-            }
+        if let Some(Err(e)) = self.0.chown(ino, uid, gid) {
+            return reply.error(e);
         }
-        let set = crate::file::SetAttr::of(mode, atime, mtime);
-        self.0.setattr_ino(ino, size, set, fh, req.pid(), reply);
+        let set = crate::write::SetAttr::of(mode, atime, mtime);
+        let done = self.0.setattr_ino(ino, size, set, fh, req.pid());
+        self.attr(ino, done, reply);
     }
 
     fn mknod(
@@ -125,13 +178,10 @@ impl Filesystem for Kernel {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        match self
+        let made = self
             .0
-            .mknod_name(parent, name, mode, rdev, req.uid(), req.gid(), req.pid())
-        {
-            Ok(attr) => reply.entry(&crate::fs::attr_ttl(&attr), &attr, fuser::Generation(0)),
-            Err(e) => reply.error(e),
-        }
+            .mknod_name(parent, name, mode, rdev, req.uid(), req.gid(), req.pid());
+        self.entry(made.into(), reply);
     }
 
     fn symlink(
@@ -143,7 +193,7 @@ impl Filesystem for Kernel {
         reply: ReplyEntry,
     ) {
         self.0.own_new(parent, link_name, req.uid(), req.gid());
-        self.0.symlink_name(parent, link_name, target, reply);
+        self.entry(self.0.symlink_name(parent, link_name, target), reply);
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
@@ -161,7 +211,7 @@ impl Filesystem for Kernel {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        self.0.link_ino(ino, newparent, newname, reply);
+        self.entry(self.0.link_ino(ino, newparent, newname), reply);
     }
 
     fn mkdir(
@@ -174,15 +224,15 @@ impl Filesystem for Kernel {
         reply: ReplyEntry,
     ) {
         self.0.own_new(parent, name, req.uid(), req.gid());
-        self.0.mkdir_name(parent, name, mode, reply);
+        self.entry(self.0.mkdir_name(parent, name, mode), reply);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.0.unlink_name(parent, name, reply);
+        self.empty(self.0.unlink_name(parent, name), reply);
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.0.rmdir_name(parent, name, reply);
+        self.empty(self.0.rmdir_name(parent, name), reply);
     }
 
     fn rename(
@@ -195,12 +245,12 @@ impl Filesystem for Kernel {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        self.0
-            .rename_name(parent, name, newparent, newname, flags, reply);
+        let done = self.0.rename_name(parent, name, newparent, newname, flags);
+        self.empty(done, reply);
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        self.0.open_ino(ino, flags.0, req.pid(), reply);
+        self.opened(self.0.open_ino(ino, flags.0, req.pid()), reply);
     }
 
     fn read(
@@ -218,21 +268,22 @@ impl Filesystem for Kernel {
             Ok(h) => h,
             Err(e) => return reply.error(e),
         };
-        match &*h {
-            Handle::Blob(b) => self.0.read_blob(b, offset, size, req.pid(), reply),
+        let data = match &*h {
+            Handle::Blob(b) => self.0.read_blob(b, offset, size, req.pid()),
             Handle::Write(wh) => {
                 let mut buf = vec![0u8; size as usize];
-                match wh.file.read(self.0.node.store(), offset, &mut buf) {
+                Answer::Now(match wh.file.read(self.0.node.store(), offset, &mut buf) {
                     Ok(n) => {
                         buf.truncate(n);
-                        reply.data(&buf);
+                        Ok(buf)
                     }
-                    Err(e) => reply.error(crate::fs::store_errno(&e)),
-                }
+                    Err(e) => Err(crate::fs::store_errno(&e)),
+                })
             }
-            Handle::Chat(c) => self.0.read_chat(&c.room, offset, size, reply),
-            Handle::Dir(_) => reply.error(Errno::EISDIR),
-        }
+            Handle::Chat(c) => self.0.read_chat(&c.room, offset, size).into(),
+            Handle::Dir(_) => Answer::Now(Err(Errno::EISDIR)),
+        };
+        self.data(data, reply);
     }
 
     fn write(
@@ -251,11 +302,15 @@ impl Filesystem for Kernel {
             Ok(h) => h,
             Err(e) => return reply.error(e),
         };
-        match &*h {
-            Handle::Write(wh) => self.0.write_file(wh, offset, data, req.pid(), reply),
-            Handle::Chat(c) => self.0.write_chat(c, offset, data, reply),
-            Handle::Blob(_) | Handle::Dir(_) => reply.error(Errno::EBADF),
-        }
+        let written = match &*h {
+            Handle::Write(wh) => self.0.write_file(wh, offset, data, req.pid()).into(),
+            Handle::Chat(c) => self.0.write_chat(c, offset, data),
+            Handle::Blob(_) | Handle::Dir(_) => Answer::Now(Err(Errno::EBADF)),
+        };
+        self.answer(written, move |r| match r {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(e),
+        });
     }
 
     fn flush(
@@ -270,11 +325,12 @@ impl Filesystem for Kernel {
             Ok(h) => h,
             Err(e) => return reply.error(e),
         };
-        match &*h {
-            Handle::Write(wh) => self.0.flush_file(wh.file.clone(), req.pid(), reply),
-            Handle::Chat(c) => self.0.flush_chat(c, reply),
-            Handle::Blob(_) | Handle::Dir(_) => reply.ok(),
-        }
+        let done = match &*h {
+            Handle::Write(wh) => self.0.flush_file(wh.file.clone(), req.pid()).into(),
+            Handle::Chat(c) => self.0.flush_chat(c),
+            Handle::Blob(_) | Handle::Dir(_) => Answer::Now(Ok(())),
+        };
+        self.empty(done, reply);
     }
 
     fn fsync(
@@ -286,11 +342,12 @@ impl Filesystem for Kernel {
         reply: ReplyEmpty,
     ) {
         let _ = (ino, datasync);
-        match self.0.handles.get(fh.0).as_deref() {
-            Ok(Handle::Write(wh)) => self.0.fsync_file(wh, reply),
-            Ok(_) => reply.ok(),
-            Err(e) => reply.error(*e),
-        }
+        let done = match self.0.handles.get(fh.0).as_deref() {
+            Ok(Handle::Write(wh)) => self.0.fsync_file(wh),
+            Ok(_) => Answer::Now(Ok(())),
+            Err(e) => Answer::Now(Err(*e)),
+        };
+        self.empty(done, reply);
     }
 
     fn release(
@@ -306,11 +363,12 @@ impl Filesystem for Kernel {
         let Some(h) = self.0.handles.remove(fh.0) else {
             return reply.error(Errno::EBADF);
         };
-        match &*h {
-            Handle::Write(wh) => self.0.release_file(wh, reply),
-            Handle::Chat(c) => self.0.flush_chat(c, reply),
-            Handle::Blob(_) | Handle::Dir(_) => reply.ok(),
-        }
+        let done = match &*h {
+            Handle::Write(wh) => self.0.release_file(wh).into(),
+            Handle::Chat(c) => self.0.flush_chat(c),
+            Handle::Blob(_) | Handle::Dir(_) => Answer::Now(Ok(())),
+        };
+        self.empty(done, reply);
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -412,11 +470,11 @@ impl Filesystem for Kernel {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        self.0.getxattr_of(ino, name, size, reply);
+        Self::xattr(self.0.getxattr_of(ino, name, size), reply);
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        self.0.listxattr_of(ino, size, reply);
+        Self::xattr(self.0.listxattr_of(ino, size), reply);
     }
 
     fn setxattr(
@@ -429,11 +487,11 @@ impl Filesystem for Kernel {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        self.0.setxattr_of(ino, name, value, reply);
+        self.empty(self.0.setxattr_of(ino, name, value), reply);
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.0.removexattr_of(ino, name, reply);
+        self.empty(self.0.removexattr_of(ino, name), reply);
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
@@ -451,6 +509,15 @@ impl Filesystem for Kernel {
         reply: ReplyCreate,
     ) {
         self.0.own_new(parent, name, req.uid(), req.gid());
-        self.0.create_file(parent, name, mode, req.pid(), reply);
+        match self.0.create_file(parent, name, mode, req.pid()) {
+            Ok(Created { attr, opened }) => reply.created(
+                &attr_ttl(&attr),
+                &attr,
+                fuser::Generation(0),
+                FileHandle(opened.fh),
+                opened.flags,
+            ),
+            Err(e) => reply.error(e),
+        }
     }
 }

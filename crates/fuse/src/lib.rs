@@ -4,14 +4,17 @@
 //! The mount shows `ROOM/…` for every room the node is in: the room's tree
 //! (from its log's view) and `chat.log`. Modules follow the requests:
 //! `dir` (names: lookup, mkdir, rename…), `file` (open, read, write,
-//! publish at close), `fetch` (on-demand reads with read-ahead), `chat`,
-//! `xattr`; `publish` writes closed files to the room's log in batches;
-//! `local` keeps the special files (FIFOs, sockets, devices) made here;
-//! `fs` holds the shared state, `inode` and `tree` what it is
-//! made of, `kernel` routes fuser's calls, `watch` invalidates the kernel's
-//! caches when rooms change, `interrupt` ends a wait when its process gets
-//! a signal, `mount` mounts.
+//! publish at close), `write` (a file being written: the state machine
+//! from open to publication), `fetch` (on-demand reads with read-ahead),
+//! `chat`, `xattr`, `links` (hard links); `publish` writes closed files to
+//! the room's log in batches; `local` keeps the special files (FIFOs,
+//! sockets, devices) made here; `fs` holds the shared state, `inode` and
+//! `tree` what it is made of; operations return `Result<_, Errno>` or an
+//! `answer::Answer`, and `kernel` alone routes fuser's calls and replies;
+//! `watch` invalidates the kernel's caches when rooms change, `interrupt`
+//! ends a wait when its process gets a signal, `mount` mounts.
 
+mod answer;
 mod chat;
 mod dir;
 mod fetch;
@@ -26,6 +29,7 @@ mod mount;
 mod publish;
 mod tree;
 mod watch;
+mod write;
 mod xattr;
 
 pub use mount::{Mount, MountOptions, Published, is_mounted, mount, node_of, unmount};

@@ -13,7 +13,7 @@
 
 use std::{ffi::OsStr, sync::Arc};
 
-use fuser::{Errno, INodeNo, ReplyEntry};
+use fuser::{Errno, FileAttr, INodeNo};
 use p2pfs_proto::{
     RoomId,
     room::{Attr, Time},
@@ -21,8 +21,9 @@ use p2pfs_proto::{
 use p2pfs_swarm::room::{Change, new_file_id};
 
 use crate::{
+    answer::Answer,
     file::Until,
-    fs::{Found, Fs, TTL, lock},
+    fs::{Found, Fs, lock},
     inode::Place,
     tree::{FileInfo, Item, Tree},
 };
@@ -34,35 +35,25 @@ impl Fs {
         ino: INodeNo,
         newparent: INodeNo,
         newname: &OsStr,
-        reply: ReplyEntry,
-    ) {
+    ) -> Answer<FileAttr> {
         let Ok(Place::Path(room, from)) = self.place(ino) else {
-            return reply.error(Errno::EPERM);
+            return Answer::Now(Err(Errno::EPERM));
         };
         if self.locals.get(&room, &from).is_some() {
-            return match self.link_name(ino, newparent, newname) {
-                Ok(attr) => reply.entry(&crate::fs::attr_ttl(&attr), &attr, fuser::Generation(0)),
-                Err(e) => reply.error(e),
-            };
+            return Answer::Now(self.link_name(ino, newparent, newname));
         }
         let (room2, path) = match self.new_name(newparent, newname) {
             Ok(n) => n,
-            Err(e) => return reply.error(e),
+            Err(e) => return Answer::Now(Err(e)),
         };
         if room2 != room {
-            return reply.error(Errno::EXDEV);
+            return Answer::Now(Err(Errno::EXDEV));
         }
-        let fs = self.clone();
-        self.rt.spawn(async move {
-            match fs.link_published(ino, room, from, path).await {
-                Ok(a) => reply.entry(&TTL, &a, fuser::Generation(0)),
-                Err(e) => reply.error(e),
-            }
-        });
+        Answer::later(self.clone().link_published(ino, room, from, path))
     }
 
     async fn link_published(
-        self: &Arc<Self>,
+        self: Arc<Self>,
         ino: INodeNo,
         room: RoomId,
         from: String,
@@ -79,7 +70,7 @@ impl Fs {
             Some(Item::File(f)) => {
                 // A status change for every name: each is published again.
                 let attr = Attr {
-                    ctime: crate::file::now(),
+                    ctime: crate::write::now(),
                     ..f.attr
                 };
                 let mut changes = Vec::new();

@@ -23,8 +23,8 @@ use p2pfs_proto::RoomId;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    file::WriteFile,
     fs::{Fs, lock, swarm_errno},
+    write::WriteFile,
 };
 
 /// Most files per batch (a batch is one transaction).

@@ -16,11 +16,12 @@
 
 use std::sync::Arc;
 
-use fuser::{Errno, INodeNo, ReplyEmpty, ReplyXattr};
+use fuser::{Errno, INodeNo};
 use p2pfs_proto::Hash;
 use p2pfs_swarm::room::Room;
 
 use crate::{
+    answer::{Answer, Xattr},
     fs::{Found, Fs, store_errno, swarm_errno},
     inode::Place,
 };
@@ -84,20 +85,16 @@ impl Fs {
         ino: INodeNo,
         name: &std::ffi::OsStr,
         size: u32,
-        reply: ReplyXattr,
-    ) {
+    ) -> Result<Xattr, Errno> {
         // The kernel asks for others (`security.capability` before
         // writes): answer those without computing ours.
         if !name.as_encoded_bytes().starts_with(b"user.p2pfs.") {
-            return reply.error(Errno::NO_XATTR);
+            return Err(Errno::NO_XATTR);
         }
-        let all = match self.xattrs(ino) {
-            Ok(a) => a,
-            Err(e) => return reply.error(e),
-        };
+        let all = self.xattrs(ino)?;
         match all.iter().find(|(n, _)| std::ffi::OsStr::new(n) == name) {
-            Some((_, v)) => answer(reply, v.as_bytes(), size),
-            None => reply.error(Errno::NO_XATTR),
+            Some((_, v)) => Xattr::of(v.as_bytes(), size),
+            None => Err(Errno::NO_XATTR),
         }
     }
 
@@ -139,8 +136,7 @@ impl Fs {
         ino: INodeNo,
         name: &std::ffi::OsStr,
         value: &[u8],
-        reply: ReplyEmpty,
-    ) {
+    ) -> Answer<()> {
         if name != PIN {
             // The value it already has: nothing to change.
             let same = name.as_encoded_bytes().starts_with(b"user.p2pfs.")
@@ -148,42 +144,35 @@ impl Fs {
                     all.iter()
                         .any(|(n, v)| std::ffi::OsStr::new(n) == name && v.as_bytes() == value)
                 });
-            return if same {
-                reply.ok()
-            } else {
-                reply.error(Errno::ENOTSUP)
-            };
+            return Answer::Now(if same { Ok(()) } else { Err(Errno::ENOTSUP) });
         }
         let keep = match value.trim_ascii() {
             b"1" | b"true" | b"yes" => true,
             b"0" | b"false" | b"no" | b"" => false,
-            _ => return reply.error(Errno::EINVAL),
+            _ => return Answer::Now(Err(Errno::EINVAL)),
         };
-        self.set_pin(ino, keep, reply);
+        self.set_pin(ino, keep)
     }
 
     /// `removexattr`: only `user.p2pfs.pin` (stops keeping the file).
-    pub(crate) fn removexattr_of(&self, ino: INodeNo, name: &std::ffi::OsStr, reply: ReplyEmpty) {
+    pub(crate) fn removexattr_of(&self, ino: INodeNo, name: &std::ffi::OsStr) -> Answer<()> {
         if name != PIN {
-            return reply.error(Errno::NO_XATTR);
+            return Answer::Now(Err(Errno::NO_XATTR));
         }
-        self.set_pin(ino, false, reply);
+        self.set_pin(ino, false)
     }
 
-    fn set_pin(&self, ino: INodeNo, keep: bool, reply: ReplyEmpty) {
+    fn set_pin(&self, ino: INodeNo, keep: bool) -> Answer<()> {
         let (room, hash) = match self.pinnable(ino) {
             Ok(x) => x,
-            Err(e) => return reply.error(e),
+            Err(e) => return Answer::Now(Err(e)),
         };
         let node = self.node.clone();
-        self.reply_when(
-            async move {
-                node.room_keep(&room, hash, keep)
-                    .await
-                    .map_err(|e| swarm_errno(&e))
-            },
-            reply,
-        );
+        Answer::later(async move {
+            node.room_keep(&room, hash, keep)
+                .await
+                .map_err(|e| swarm_errno(&e))
+        })
     }
 
     /// The room and content of a published file.
@@ -201,22 +190,8 @@ impl Fs {
     }
 
     /// `listxattr`: none (see the module docs), for a place that exists.
-    pub(crate) fn listxattr_of(&self, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        match self.place(ino) {
-            Ok(_) => answer(reply, &[], size),
-            Err(e) => reply.error(e),
-        }
-    }
-}
-
-/// The size when asked for it (`size` 0), the value if it fits, ERANGE
-/// otherwise.
-fn answer(reply: ReplyXattr, value: &[u8], size: u32) {
-    if size == 0 {
-        reply.size(value.len() as u32);
-    } else if value.len() <= size as usize {
-        reply.data(value);
-    } else {
-        reply.error(Errno::ERANGE);
+    pub(crate) fn listxattr_of(&self, ino: INodeNo, size: u32) -> Result<Xattr, Errno> {
+        self.place(ino)?;
+        Xattr::of(&[], size)
     }
 }
