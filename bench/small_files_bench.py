@@ -25,9 +25,13 @@ def mount(node):
     return mnt
 
 
-def files_on(node):
+def team(node):
     rooms = json.loads(p2pfs(node, "room", "list", "--json"))
-    return next((r["files"] for r in rooms if r["name"] == "team"), 0)
+    return next((r for r in rooms if r["name"] == "team"), {})
+
+
+def files_on(node):
+    return team(node).get("files", 0)
 
 
 def pct(xs, p):
@@ -88,11 +92,13 @@ try:
     wait("the room on b", lambda: os.path.exists(f"{mb}/team/chat.log"))
     rate = {"bindfs": [], "room": []}
     listed_after = []
+    log_per_file = []
     expected = 0
     for r in range(ROUNDS):
         for who, root in (("bindfs", f"{WORK}/bind"), ("room", f"{ma}/team")):
             dest = f"{root}/r{r}"
             os.makedirs(dest)
+            before = team("b").get("log_bytes", 0) if who == "room" else 0
             t = time.perf_counter()
             sh(f"tar -xf {tarpath} -C {dest}")
             took = time.perf_counter() - t
@@ -102,6 +108,8 @@ try:
                 t = time.perf_counter()
                 wait("b to list every file", lambda: files_on("b") >= expected, 600, 0.05)
                 listed_after.append(time.perf_counter() - t)
+                # (The directories' entries are in the count too.)
+                log_per_file.append((team("b").get("log_bytes", 0) - before) / FILES)
     close_b = closes(f"{WORK}/bind/closes")
     close_r = closes(f"{ma}/team/closes")
     app_b = appends(f"{WORK}/bind/log.txt")
@@ -110,7 +118,8 @@ try:
     print(f"untar of {FILES} files of 1-8 KiB, {ROUNDS} rounds (median): bindfs {rb:.0f} files/s, "
           f"room {rr:.0f} files/s: {rr / rb:.2f}x")
     print(f"every file listed on the other member {max(listed_after):.2f} s after tar returned "
-          f"(worst of {ROUNDS})")
+          f"(worst of {ROUNDS}); room log received there: {statistics.median(log_per_file):.0f} "
+          f"bytes per file published")
     ms = lambda x: f"{x * 1000:.2f} ms"  # noqa: E731
     print(f"close() of a new 4 KiB file: room p50 {ms(pct(close_r, 50))}, p99 {ms(pct(close_r, 99))}; "
           f"bindfs p50 {ms(pct(close_b, 50))}, p99 {ms(pct(close_b, 99))}")

@@ -249,3 +249,62 @@ fn hard_links_are_one_file_on_both_members() {
 fn libc_eperm() -> i32 {
     1
 }
+
+#[test]
+fn fallocate_sparse_files_and_rename_exchange() {
+    let t = two();
+    // fallocate(1) calls fallocate(2) with mode 0: the file grows.
+    sh(&t.ra, "fallocate -l 3M big && printf end >> big");
+    assert_eq!(
+        fs::metadata(t.ra.join("big")).unwrap().len(),
+        3 * 1024 * 1024 + 3
+    );
+    // Punching holes is not offered.
+    let out = Command::new("fallocate")
+        .args(["-p", "-o", "0", "-l", "4096"])
+        .arg(t.ra.join("big"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    // A sparse file: holes read as zeros, here and there.
+    sh(
+        &t.ra,
+        "dd if=/dev/urandom of=sparse bs=4096 count=1 seek=2000 status=none && \
+         truncate -s 20M sparse",
+    );
+    let sum = |dir: &Path| sh(dir, "sha256sum big sparse");
+    let here = sum(&t.ra);
+    let zeros = sh(&t.ra, "head -c 8192000 sparse | tr -d '\\0' | wc -c");
+    assert_eq!(zeros.trim(), "0", "the hole reads as zeros");
+    wait_for(Duration::from_secs(30), "B to read the same bytes", || {
+        (t.rb.join("sparse").exists() && sum(&t.rb) == here).then_some(())
+    });
+    // RENAME_EXCHANGE: two files, then a file and a directory, trade
+    // places, on both members.
+    sh(
+        &t.ra,
+        "echo one > x && mkdir -p y/sub && echo two > y/sub/f && echo three > z",
+    );
+    let exchange = |a: &str, b: &str| {
+        sh(
+            &t.ra,
+            &format!(
+                "python3 -c 'import ctypes,sys; l=ctypes.CDLL(None, use_errno=True); \
+                 r=l.renameat2(-100, b\"{a}\", -100, b\"{b}\", 2); \
+                 sys.exit(ctypes.get_errno() if r else 0)'"
+            ),
+        )
+    };
+    exchange("x", "z");
+    assert_eq!(fs::read_to_string(t.ra.join("x")).unwrap(), "three\n");
+    assert_eq!(fs::read_to_string(t.ra.join("z")).unwrap(), "one\n");
+    exchange("x", "y");
+    assert_eq!(fs::read_to_string(t.ra.join("x/sub/f")).unwrap(), "two\n");
+    assert_eq!(fs::read_to_string(t.ra.join("y")).unwrap(), "three\n");
+    wait_for(Duration::from_secs(20), "B to see the exchanges", || {
+        (fs::read_to_string(t.rb.join("x/sub/f")).is_ok_and(|s| s == "two\n")
+            && fs::read_to_string(t.rb.join("y")).is_ok_and(|s| s == "three\n")
+            && fs::read_to_string(t.rb.join("z")).is_ok_and(|s| s == "one\n"))
+        .then_some(())
+    });
+}

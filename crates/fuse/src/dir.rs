@@ -361,7 +361,11 @@ impl Fs {
             let (room, from, to, changes) =
                 fs.rename_changes(parent, &name, newparent, &newname, flags)?;
             fs.apply(&locked, room, changes).await?;
-            lock(&fs.inodes).rename(room, &from, &to);
+            if flags.contains(RenameFlags::RENAME_EXCHANGE) {
+                lock(&fs.inodes).exchange(room, &from, &to);
+            } else {
+                lock(&fs.inodes).rename(room, &from, &to);
+            }
             Ok(())
         })
     }
@@ -376,9 +380,7 @@ impl Fs {
         newname: &OsStr,
         flags: RenameFlags,
     ) -> Result<(RoomId, String, String, Vec<Change>), Errno> {
-        if flags.contains(RenameFlags::RENAME_EXCHANGE)
-            || flags.contains(RenameFlags::RENAME_WHITEOUT)
-        {
+        if flags.contains(RenameFlags::RENAME_WHITEOUT) {
             return Err(Errno::EINVAL);
         }
         let (name, newname) = (utf8(name)?, utf8(newname)?);
@@ -399,6 +401,10 @@ impl Fs {
         let (from, to) = (join(&dir, name), join(&newdir, newname));
         valid(&to)?;
         let src = self.find(&room, &from)?.ok_or(Errno::ENOENT)?;
+        if flags.contains(RenameFlags::RENAME_EXCHANGE) {
+            let changes = self.exchange_changes(&room, &from, &to)?;
+            return Ok((room, from, to, changes));
+        }
         if from == to {
             return Ok((room, from, to, Vec::new()));
         }
@@ -520,6 +526,87 @@ impl Fs {
         }
         self.touch_parents(&room, [from.as_str(), to.as_str()]);
         Ok((room, from, to, changes))
+    }
+
+    /// `renameat2(RENAME_EXCHANGE)`: `a` and `b` (and what is under them)
+    /// trade places, published as one transaction; drafts at either move
+    /// with their names. Special files under them: `EBUSY`.
+    fn exchange_changes(&self, room: &RoomId, a: &str, b: &str) -> Result<Vec<Change>, Errno> {
+        if self.find(room, b)?.is_none() {
+            return Err(Errno::ENOENT);
+        }
+        if a == b {
+            return Ok(Vec::new());
+        }
+        if a.starts_with(&format!("{b}/")) || b.starts_with(&format!("{a}/")) {
+            return Err(Errno::EINVAL);
+        }
+        let busy = |p: &str| {
+            self.locals.get(room, p).is_some()
+                || self.locals.any_under(room, p)
+                || self.has_drafts_under(room, p)
+        };
+        if busy(a) || busy(b) {
+            return Err(Errno::EBUSY);
+        }
+        let tree = self.tree(room)?;
+        let under = |root: &str| -> Vec<(String, Item)> {
+            let prefix = format!("{root}/");
+            tree.get(root)
+                .map(|i| (root.to_string(), i.clone()))
+                .into_iter()
+                .chain(
+                    tree.items
+                        .range(prefix.clone()..)
+                        .take_while(|(p, _)| p.starts_with(&prefix))
+                        .map(|(p, i)| (p.clone(), i.clone())),
+                )
+                .collect()
+        };
+        let moves: Vec<(String, String, Item)> = under(a)
+            .into_iter()
+            .map(|(p, i)| (format!("{b}{}", &p[a.len()..]), p, i))
+            .chain(
+                under(b)
+                    .into_iter()
+                    .map(|(p, i)| (format!("{a}{}", &p[b.len()..]), p, i)),
+            )
+            .collect();
+        let targets: std::collections::HashSet<&str> =
+            moves.iter().map(|(new, _, _)| new.as_str()).collect();
+        let mut changes = Vec::new();
+        for (new, _, item) in &moves {
+            changes.extend(match item {
+                Item::Dir(d) => Some(Change::Mkdir {
+                    path: new.clone(),
+                    attr: Attr {
+                        ctime: now(),
+                        ..d.attr.unwrap_or_else(|| new_attr(0o755))
+                    },
+                }),
+                leaf => put_change(new.clone(), leaf),
+            });
+        }
+        for (_, old, _) in &moves {
+            if !targets.contains(old.as_str()) {
+                changes.push(Change::Delete {
+                    path: old.clone(),
+                    only: None,
+                });
+            }
+        }
+        // Drafts at the two names trade them too.
+        let mut drafts = lock(&self.drafts);
+        let da = drafts.remove(&(*room, a.to_string()));
+        let db = drafts.remove(&(*room, b.to_string()));
+        for (d, to) in [(da, b), (db, a)] {
+            if let Some(d) = d {
+                d.set_path(to.to_string());
+                drafts.insert((*room, to.to_string()), d);
+            }
+        }
+        self.touch_parents(room, [a, b]);
+        Ok(changes)
     }
 
     /// The room and path of a new name `name` in directory `parent`:

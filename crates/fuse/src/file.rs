@@ -284,6 +284,37 @@ impl Fs {
         }
     }
 
+    /// `fallocate` with mode 0: the file grows to `offset + length` if it
+    /// is shorter (the new bytes read as zeros: a hole, stored as the
+    /// chunks of zeros they are). `FALLOC_FL_KEEP_SIZE` alone changes
+    /// nothing (the store takes space as bytes are written); punching
+    /// holes and zeroing ranges: `EOPNOTSUPP`.
+    pub(crate) fn fallocate_file(
+        &self,
+        h: &WriteHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        pid: u32,
+    ) -> Result<(), Errno> {
+        const KEEP_SIZE: i32 = 1;
+        if mode & !KEEP_SIZE != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if !h.writable {
+            return Err(Errno::EBADF);
+        }
+        let end = offset.checked_add(length).ok_or(Errno::EFBIG)?;
+        if mode & KEEP_SIZE != 0 || end <= h.file.stat().size {
+            return Ok(());
+        }
+        h.file
+            .change(self.node.store(), Some(end), SetAttr::default(), pid)
+            .map_err(|e| store_errno(&e))?;
+        h.wrote();
+        Ok(())
+    }
+
     /// Opens a published file for writing: its content must be here, so
     /// it is fetched first (on a task) unless the open truncates it.
     pub(crate) async fn open_published_for_write(

@@ -137,6 +137,39 @@ impl Inodes {
         }
     }
 
+    /// `a` and `b`, and everything under them, trade places (a rename
+    /// with `RENAME_EXCHANGE`): the numbers follow.
+    pub(crate) fn exchange(&mut self, room: RoomId, a: &str, b: &str) {
+        if a == b {
+            return;
+        }
+        let under = |p: &str, root: &str| p == root || p.starts_with(&format!("{root}/"));
+        let moved: Vec<(Place, u64)> = self
+            .by_place
+            .iter()
+            .filter(|(p, _)| match p {
+                Place::Path(r, p) => *r == room && (under(p, a) || under(p, b)),
+                _ => false,
+            })
+            .map(|(p, n)| (p.clone(), *n))
+            .collect();
+        for (place, _) in &moved {
+            self.by_place.remove(place);
+        }
+        for (place, n) in moved {
+            if let Place::Path(r, p) = place {
+                let new = if under(&p, a) {
+                    format!("{b}{}", &p[a.len()..])
+                } else {
+                    format!("{a}{}", &p[b.len()..])
+                };
+                let new = Place::Path(r, new);
+                self.by_place.insert(new.clone(), n);
+                self.by_ino.insert(n, new);
+            }
+        }
+    }
+
     /// `ino` lost one of its places: it is reached through another it
     /// still has (a hard link), or forgotten.
     fn forget_place_of(&mut self, ino: u64) {
@@ -221,6 +254,14 @@ mod tests {
         t.unname(&l1);
         assert_eq!(t.place(n), Some(l2.clone()));
         assert_ne!(t.ino(l1.clone()), n);
+        // Exchanged: each number follows its name.
+        let (x, y) = (
+            t.ino(Place::Path(room, "x/1".into())),
+            t.ino(Place::Path(room, "y".into())),
+        );
+        t.exchange(room, "x", "y");
+        assert_eq!(t.place(x), Some(Place::Path(room, "y/1".into())));
+        assert_eq!(t.place(y), Some(Place::Path(room, "x".into())));
         // Renamed over: the other name still reaches it.
         let l3 = Place::Path(room, "l3".into());
         t.alias(l3, n);

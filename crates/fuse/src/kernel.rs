@@ -494,6 +494,24 @@ impl Filesystem for Kernel {
         self.empty(self.0.removexattr_of(ino, name), reply);
     }
 
+    fn fallocate(
+        &self,
+        req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        let done = match self.0.handles.get(fh.0).as_deref() {
+            Ok(Handle::Write(wh)) => self.0.fallocate_file(wh, offset, length, mode, req.pid()),
+            Ok(_) => Err(Errno::EBADF),
+            Err(e) => Err(*e),
+        };
+        self.empty(done.into(), reply);
+    }
+
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
         reply.ok();
     }

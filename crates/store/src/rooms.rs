@@ -239,6 +239,19 @@ impl Store {
         Ok(out)
     }
 
+    /// The bytes of `room`'s log: every entry as sent, signature included.
+    pub fn room_log_bytes(&self, room: &RoomId) -> Result<u64, StoreError> {
+        let txn = self.begin_read()?;
+        let entries = txn.open_table(tables::ROOM_ENTRIES).db()?;
+        let r = room.as_bytes();
+        let mut total = 0u64;
+        for item in entries.range((r, &[0u8; 32])..=(r, &[0xff; 32])).db()? {
+            let (_, v) = item.db()?;
+            total += v.value().1.len() as u64;
+        }
+        Ok(total)
+    }
+
     /// How many entries `room`'s log has.
     pub fn room_len(&self, room: &RoomId) -> Result<u64, StoreError> {
         let txn = self.begin_read()?;

@@ -363,6 +363,8 @@ pub struct RoomSummary {
     pub id: RoomId,
     /// Entries in the log.
     pub entries: u64,
+    /// Bytes of the log (every entry as sent).
+    pub log_bytes: u64,
     /// Members that wrote to the log.
     pub members: usize,
     /// Files in the tree.

@@ -26,6 +26,7 @@ pub fn summaries(store: &Store) -> Result<Vec<RoomSummary>, StoreError> {
             name: info.name.clone(),
             id,
             entries: have.iter().map(|(_, n)| n).sum(),
+            log_bytes: store.room_log_bytes(&id)?,
             members: have.len(),
             files: ls(store, &id)?
                 .iter()
