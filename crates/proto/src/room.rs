@@ -964,6 +964,44 @@ mod tests {
     }
 
     #[test]
+    fn golden_sync_bytes() {
+        // docs/protocol.md §8.6, the table of byte layouts, both ways.
+        fn both<T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(
+            v: T,
+            want: &[u8],
+        ) {
+            assert_eq!(codec::encode(&v).unwrap(), want, "{v:?}");
+            assert_eq!(codec::decode::<T>(want).unwrap(), v);
+        }
+        both(Hello { proof: [5; 32] }, &[5; 32]);
+        let mut member = vec![0];
+        member.extend([6; 32]);
+        both(Welcome::Member { proof: [6; 32] }, &member);
+        both(Welcome::Unknown, &[1]);
+        let mut have = vec![0, 1];
+        have.extend([1; 32]);
+        have.extend([0xac, 0x02]);
+        both(
+            SyncMsg::Have(Have(vec![(NodeId::from_bytes([1; 32]), 300)])),
+            &have,
+        );
+        both(
+            SyncMsg::Entries(vec![vec![0xaa, 0xbb]]),
+            &[1, 1, 2, 0xaa, 0xbb],
+        );
+        both(SyncMsg::Synced, &[2]);
+        both(SyncMsg::Peers(vec![]), &[3, 0]);
+        // A peer with one address: its id, then its addresses (§6.1).
+        let peer = NodeAddr {
+            id: NodeId::from_bytes([2; 32]),
+            addrs: vec!["127.0.0.1:7".parse().unwrap()],
+        };
+        let mut want = vec![3, 1];
+        want.extend(codec::encode(&peer).unwrap());
+        both(SyncMsg::Peers(vec![peer]), &want);
+    }
+
+    #[test]
     fn golden_policy_and_status_bytes() {
         // docs/protocol.md §8.3 and §8.9.
         let enc = |op: Op| codec::encode(&op).unwrap();
