@@ -866,3 +866,105 @@ fn every_file_is_private_to_its_owner() {
     assert!(seen >= 4, "{seen}");
     drop((p, draft));
 }
+
+/// The test vectors of docs/protocol.md §3.5, computed here by the
+/// document's own rules (`spec`), by the store, and found in the document.
+#[test]
+fn the_protocol_documents_test_vectors_hold() {
+    use blake3::hazmat::{HasherExt, Mode, merge_subtrees_root};
+    let doc = include_str!("../../../docs/protocol.md").replace(['\n', ' '], "");
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let t = |n: usize| (0..n).map(|i| (i % 251) as u8).collect::<Vec<u8>>();
+    let in_doc = |what: &str, v: &str| assert!(doc.contains(v), "{what} {v} is not in §3.5");
+    for (n, want) in [
+        (
+            0,
+            "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262",
+        ),
+        (
+            1,
+            "2d3adedff11b61f14c886e35afa036736dcd87a74d27b5c1510225d0f592e213",
+        ),
+        (
+            16384,
+            "f875d6646de28985646f34ee13be9a576fd515f76b5b0a26bb324735041ddde4",
+        ),
+        (
+            16385,
+            "1dabe216be2578830263b049de1639f39f05a4da616b9b78c7a5e4e41662fd1f",
+        ),
+    ] {
+        assert_eq!(blake3::hash(&t(n)).to_hex().as_str(), want, "T({n})");
+        in_doc("the hash of", want);
+    }
+    // T(16385): two groups, one pair.
+    let data = t(16385);
+    let mut h = blake3::Hasher::new();
+    h.update(&data[..G]);
+    let left = h.finalize_non_root();
+    let mut h = blake3::Hasher::new();
+    h.set_input_offset(G as u64);
+    h.update(&data[G..]);
+    let right = h.finalize_non_root();
+    assert_eq!(
+        hex(&left),
+        "5384f9b342c6cb86badedcbe662b0e980476a8db17db3cc1f13b19329749ab1f"
+    );
+    assert_eq!(
+        hex(&right),
+        "7eec20c857faf93c8102396e3b2ea90bcdf693ebd5cbd77211e5f606d72bc1a5"
+    );
+    assert_eq!(
+        merge_subtrees_root(&left, &right, Mode::Hash),
+        blake3::hash(&data)
+    );
+    in_doc("group 0's CV", &hex(&left));
+    in_doc("group 1's CV", &hex(&right));
+    // Whole streams: by the document's rules and by the store, the same.
+    let (_dir, store) = temp_store();
+    for (n, req, len, digest) in [
+        (
+            0usize,
+            (0u64, 1u64),
+            8usize,
+            "71e0a99173564931c0b8acc52d2685a8e39c64dc52e3d02390fdac2a12b155cb",
+        ),
+        (
+            16385,
+            (0, 17),
+            16457,
+            "0c6fa6b6ec04fc36a32daebfed66120764b0877410b5fe1931c247027bb206a3",
+        ),
+        (
+            16385,
+            (1 << 50, (1 << 50) + 1),
+            73,
+            "6e645bbea45e632866326831de823e32fefc6d85ef0fec716c5f5a2ea1a9c273",
+        ),
+        (
+            40000,
+            (0, 40),
+            40136,
+            "e4f593801b51c4d28e0ea49ed68f5787a1b102337a1aae0975b0a68e1408ed82",
+        ),
+    ] {
+        let data = t(n);
+        let stream = spec::stream(&data, &[req]);
+        assert_eq!(
+            (stream.len(), blake3::hash(&stream).to_hex().to_string()),
+            (len, digest.to_string()),
+            "T({n}) {req:?}"
+        );
+        let hash = store.import_bytes(&data, None).unwrap().hash;
+        let ranges = ChunkRanges::from(ChunkNum(req.0)..ChunkNum(req.1));
+        assert_eq!(
+            encode(&store, &hash, &ranges),
+            stream,
+            "the store's T({n}) {req:?}"
+        );
+        in_doc("a stream's BLAKE3", digest);
+    }
+    // T(40000)'s root pair.
+    let stream = spec::stream(&t(40000), &[(0, 40)]);
+    in_doc("T(40000)'s root pair", &hex(&stream[8..72]));
+}
