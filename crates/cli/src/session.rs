@@ -135,9 +135,9 @@ impl Session {
                     .context("sending to the running node")?;
                 if let Some(input) = input {
                     let (in_tx, mut in_rx) = mpsc::channel::<Vec<u8>>(4);
-                    tokio::task::spawn_blocking(move || {
+                    drop(p2pfs_swarm::off_thread(move || {
                         pump(input, |c| in_tx.blocking_send(c).is_ok())
-                    });
+                    }));
                     while let Some(chunk) = in_rx.recv().await {
                         client
                             .send_input(chunk)
@@ -166,9 +166,9 @@ impl Session {
                 };
                 let (in_tx, in_rx) = mpsc::channel(4);
                 if let Some(input) = input {
-                    tokio::task::spawn_blocking(move || {
+                    drop(p2pfs_swarm::off_thread(move || {
                         pump(input, |c| in_tx.blocking_send(c.into()).is_ok())
-                    });
+                    }));
                 }
                 let ctx = api::Ctx::local(store.clone(), node);
                 tokio::spawn(api::run(ctx, request, in_rx, tx));

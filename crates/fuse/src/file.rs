@@ -144,7 +144,7 @@ impl Fs {
         let store = self.node.store().clone();
         let pin = p2pfs_swarm::room::pin_name(&file.room);
         let f = file.clone();
-        let waiting = tokio::task::spawn_blocking(move || f.commit(&store, &pin, durable))
+        let waiting = p2pfs_swarm::off_thread(move || f.commit(&store, &pin, durable))
             .await
             .map_err(|_| Errno::EIO)?
             .map_err(|e| {

@@ -165,7 +165,7 @@ impl Fs {
             }
         }
         // The versions still in their drafts go to the store (blocking).
-        let taken = tokio::task::spawn_blocking(move || {
+        let taken = p2pfs_swarm::off_thread(move || {
             files
                 .into_iter()
                 .filter_map(|f| match f.take_pending() {

@@ -127,7 +127,7 @@ async fn invalidate(
         return;
     }
     let n = notifier.clone();
-    let _ = tokio::task::spawn_blocking(move || {
+    let _ = p2pfs_swarm::off_thread(move || {
         for (parent, name) in entries {
             let _ = n.inval_entry(parent, OsStr::new(&name));
         }

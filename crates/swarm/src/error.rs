@@ -11,6 +11,9 @@ pub enum SwarmError {
     /// The content store refused.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A blocking worker failed ([`crate::off_thread`]).
+    #[error(transparent)]
+    Worker(#[from] crate::WorkerFailed),
     /// Local I/O (sockets, files) failed.
     #[error("{context}: {source}")]
     Io {

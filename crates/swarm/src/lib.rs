@@ -41,14 +41,33 @@ pub use node::{Congestion, Limits, Node, NodeConfig, PeerInfo};
 pub use p2pfs_store as store;
 pub use transfer::download::{FetchProgress, FetchStats};
 
-/// Runs store work on a blocking thread.
+/// A blocking worker that did not finish: it panicked, or the runtime is
+/// stopping.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("a blocking worker failed: {0}")]
+pub struct WorkerFailed(String);
+
+/// The one door from async code to blocking work (the store, the FUSE
+/// device, a terminal): `f` starts on tokio's blocking pool at once, and
+/// the future gives its result. A worker that fails is logged here and
+/// reported as [`WorkerFailed`], the same way for every caller.
+pub fn off_thread<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> impl std::future::Future<Output = Result<T, WorkerFailed>> + Send {
+    let task = tokio::task::spawn_blocking(f);
+    async move {
+        task.await.map_err(|e| {
+            tracing::error!("blocking worker failed: {e}");
+            WorkerFailed(e.to_string())
+        })
+    }
+}
+
+/// Store work through [`off_thread`], its errors as the node's.
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, p2pfs_store::StoreError> + Send + 'static,
 ) -> Result<T, SwarmError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| SwarmError::Setup(format!("worker failed: {e}")))?
-        .map_err(SwarmError::from)
+    Ok(off_thread(f).await??)
 }
 
 /// Locks a mutex, recovering from poisoning (every critical section leaves

@@ -142,7 +142,7 @@ pub(crate) async fn run(
     if let Some(m) = mount {
         let published = m.published();
         // Unmounting waits for the kernel's threads: not on the runtime.
-        match tokio::task::spawn_blocking(move || m.unmount()).await {
+        match p2pfs_swarm::off_thread(move || m.unmount()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => eprintln!("warning: {e}"),
             Err(e) => eprintln!("warning: unmounting: {e}"),

@@ -294,9 +294,7 @@ impl Node {
             }
         }
         let records = self.inner.dht.records.clone();
-        let mut providers = tokio::task::spawn_blocking(move || records.get(&hash))
-            .await
-            .map_err(|e| SwarmError::Setup(e.to_string()))??;
+        let mut providers = crate::blocking(move || records.get(&hash)).await?;
         let found = lookup(self, Key::from(hash), Some(hash)).await;
         for p in found.providers {
             if !providers.iter().any(|q| q.id == p.id) {
@@ -355,7 +353,7 @@ impl Node {
         self.inner.tasks.spawn(async move {
             // Room blobs are never announced under their hash.
             let n = node.clone();
-            if tokio::task::spawn_blocking(move || n.is_public(&hash))
+            if crate::off_thread(move || n.is_public(&hash))
                 .await
                 .unwrap_or(false)
             {
@@ -414,7 +412,7 @@ pub(crate) async fn run(node: Node) {
     let dht = &node.inner.dht;
     let mut seeds = dht.config.bootstrap.clone();
     let store = node.store().clone();
-    if let Ok(Ok(saved)) = tokio::task::spawn_blocking(move || store.load_nodes()).await {
+    if let Ok(saved) = crate::blocking(move || store.load_nodes()).await {
         seeds.extend(saved.into_iter().map(|(id, addrs)| Target {
             id: Some(id),
             addrs,
@@ -452,7 +450,7 @@ async fn save_and_expire(node: &Node) {
         .map(|e| (NodeId::from_bytes(e.key.0), e.addr.clone()))
         .collect();
     let (store, records) = (node.store().clone(), dht.records.clone());
-    let done = tokio::task::spawn_blocking(move || {
+    let done = crate::blocking(move || {
         // An empty table is not saved over the nodes of a better run.
         if !nodes.is_empty() {
             store.save_nodes(&nodes)?;
@@ -460,10 +458,8 @@ async fn save_and_expire(node: &Node) {
         records.expire()
     })
     .await;
-    match done {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::warn!("DHT upkeep: {e}"),
-        Err(e) => tracing::warn!("DHT upkeep: {e}"),
+    if let Err(e) = done {
+        tracing::warn!("DHT upkeep: {e}");
     }
 }
 
@@ -473,7 +469,7 @@ async fn republish(node: &Node) {
         return;
     }
     let n = node.clone();
-    let Ok(Ok(blobs)) = tokio::task::spawn_blocking(move || {
+    let Ok(blobs) = crate::blocking(move || {
         n.store().list().map(|list| {
             list.into_iter()
                 .filter(|b| n.is_public(&b.hash))

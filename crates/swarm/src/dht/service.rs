@@ -109,10 +109,8 @@ async fn answer(node: &Node, peer: NodeId, observed: SocketAddr, query: Query) -
         },
         Query::GetProviders { hash } => {
             let records = dht.records.clone();
-            let read = tokio::task::spawn_blocking(move || records.get(&hash)).await;
-            let providers = read
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()))
+            let providers = crate::blocking(move || records.get(&hash))
+                .await
                 .unwrap_or_else(|e| {
                     tracing::warn!("reading provider records: {e}");
                     Vec::new()
@@ -132,19 +130,15 @@ async fn answer(node: &Node, peer: NodeId, observed: SocketAddr, query: Query) -
             }
             all.truncate(MAX_NODE_ADDRS);
             let records = dht.records.clone();
-            let stored = tokio::task::spawn_blocking(move || records.add(&hash, peer, all)).await;
-            match stored {
-                Ok(Ok(Ok(ttl_secs))) => DhtResponse::Stored { ttl_secs },
-                Ok(Ok(Err(reason))) => DhtResponse::Refused { reason },
-                Ok(Err(e)) => {
+            match crate::blocking(move || records.add(&hash, peer, all)).await {
+                Ok(Ok(ttl_secs)) => DhtResponse::Stored { ttl_secs },
+                Ok(Err(reason)) => DhtResponse::Refused { reason },
+                Err(e) => {
                     tracing::warn!("storing a provider record: {e}");
                     DhtResponse::Refused {
                         reason: Refusal::Full,
                     }
                 }
-                Err(_) => DhtResponse::Refused {
-                    reason: Refusal::Full,
-                },
             }
         }
     }

@@ -629,11 +629,9 @@ impl Node {
         }
         let (store, secret) = (self.store().clone(), room.secret.clone());
         let node = self.clone();
-        let entries = tokio::task::spawn_blocking(move || {
-            log::author_all(&store, &node.inner.key, &secret, ops)
-        })
-        .await
-        .map_err(|e| SwarmError::Setup(format!("worker failed: {e}")))??;
+        let entries =
+            crate::off_thread(move || log::author_all(&store, &node.inner.key, &secret, ops))
+                .await??;
         room.broadcast(&entries, None);
         Ok(entries.iter().map(|e| e.hash).collect())
     }

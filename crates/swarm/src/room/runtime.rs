@@ -155,5 +155,7 @@ async fn save(node: &Node, room: &Room, saved: &mut Vec<NodeAddr>) {
     }
     *saved = nodes.clone();
     let (store, id) = (node.store().clone(), room.id);
-    let _ = tokio::task::spawn_blocking(move || store.set_room_nodes(&id, nodes)).await;
+    if let Err(e) = crate::blocking(move || store.set_room_nodes(&id, nodes)).await {
+        tracing::warn!("saving the room's members: {e}");
+    }
 }

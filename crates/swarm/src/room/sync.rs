@@ -257,11 +257,10 @@ async fn session(
                     Out::Shared(m) => frame::write(&mut send, &*m).await,
                     Out::Have(waiter) => {
                         let (store, id) = (node.store().clone(), room.id);
-                        let mut have =
-                            match tokio::task::spawn_blocking(move || store.room_have(&id)).await {
-                                Ok(Ok(h)) => h,
-                                _ => break,
-                            };
+                        let mut have = match crate::blocking(move || store.room_have(&id)).await {
+                            Ok(h) => h,
+                            Err(_) => break,
+                        };
                         // Beyond the limit, the other side sends those
                         // authors' entries again; duplicates are ignored.
                         have.truncate(p2pfs_proto::room::MAX_AUTHORS);
@@ -349,11 +348,9 @@ async fn read_loop(
                 loop {
                     let (store, id) = (node.store().clone(), room.id);
                     let h: Vec<(NodeId, u64)> = counts.iter().map(|(a, n)| (*a, *n)).collect();
-                    let entries = tokio::task::spawn_blocking(move || {
-                        store.room_entries_after(&id, &h, ANSWER_ROUND)
-                    })
-                    .await
-                    .map_err(|e| SwarmError::Setup(e.to_string()))??;
+                    let entries =
+                        crate::blocking(move || store.room_entries_after(&id, &h, ANSWER_ROUND))
+                            .await?;
                     let full = entries.len() == ANSWER_ROUND;
                     for e in &entries {
                         if let Ok((_, b)) = p2pfs_proto::room::Entry::decode(e) {
@@ -495,9 +492,7 @@ pub(crate) async fn take_in(
     list: Vec<Vec<u8>>,
 ) -> Result<(usize, bool), SwarmError> {
     let (secret, id) = (room.secret.clone(), room.id);
-    let (verified, bad) = tokio::task::spawn_blocking(move || verify_all(&secret, &id, peer, list))
-        .await
-        .map_err(|e| SwarmError::Setup(e.to_string()))?;
+    let (verified, bad) = crate::off_thread(move || verify_all(&secret, &id, peer, list)).await?;
     let mut since: HashMap<p2pfs_proto::Hash, Instant> = HashMap::new();
     let mut batch = verified;
     {
@@ -508,9 +503,7 @@ pub(crate) async fn take_in(
         }
     }
     let (store, rid) = (node.store().clone(), room.id);
-    let accepted = tokio::task::spawn_blocking(move || log::accept(&store, &rid, batch))
-        .await
-        .map_err(|e| SwarmError::Setup(e.to_string()))??;
+    let accepted = crate::blocking(move || log::accept(&store, &rid, batch)).await?;
     for (hash, why) in &accepted.rejected {
         tracing::warn!(room = %room.id.fmt_short(), %peer, %hash, "refused a room entry: {why}");
     }

@@ -82,9 +82,7 @@ pub(crate) async fn run(
 ) -> Result<FetchStats, SwarmError> {
     let started = Instant::now();
     let store = node.store().clone();
-    let partial = tokio::task::spawn_blocking(move || store.partial(hash))
-        .await
-        .map_err(|e| SwarmError::Setup(e.to_string()))??;
+    let partial = crate::blocking(move || store.partial(hash)).await?;
     if partial.is_complete() {
         let size = partial.size().unwrap_or(0);
         return Ok(FetchStats {
@@ -173,9 +171,7 @@ pub(crate) async fn run(
         driver.retire(id);
     }
     let partial = driver.partial.clone();
-    tokio::task::spawn_blocking(move || partial.flush())
-        .await
-        .map_err(|e| SwarmError::Setup(e.to_string()))??;
+    crate::blocking(move || partial.flush()).await?;
     result?;
     let providers: Vec<(NodeId, u64)> = driver
         .conns
@@ -531,6 +527,8 @@ impl Driver {
                 tracing::warn!("local store error: {e}");
                 self.sched.failed(o.id, &present, Fault::Transport, now)
             }
+            // (Logged where it failed.)
+            Err(GetError::Worker(_)) => self.sched.failed(o.id, &present, Fault::Transport, now),
         };
         for a in actions {
             if let Action::Cancel { id } = a {

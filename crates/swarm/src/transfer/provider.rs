@@ -88,12 +88,14 @@ enum UploadError {
     Stream(String),
     #[error("the peer read nothing for {0:?}")]
     Stalled(Duration),
+    #[error(transparent)]
+    Worker(#[from] crate::WorkerFailed),
 }
 
 impl UploadError {
     fn code(&self) -> Code {
         match self {
-            Self::Store(_) => Code::Internal,
+            Self::Store(_) | Self::Worker(_) => Code::Internal,
             Self::Stream(_) => Code::Ok,
             Self::Stalled(_) => Code::Timeout,
         }
@@ -109,14 +111,13 @@ async fn get(
 ) -> Result<(), UploadError> {
     let n = node.clone();
     // A blob only reachable through a room is, to anyone else, not here.
-    let have = tokio::task::spawn_blocking(move || {
+    let have = crate::off_thread(move || {
         if !n.may_serve(&peer, &hash)? {
             return Ok(None);
         }
         n.store().have(&hash)
     })
-    .await
-    .map_err(|e| UploadError::Stream(e.to_string()))??;
+    .await??;
     let Some((size, have)) = have else {
         frame::write(send, &BlobResponse::NotFound)
             .await
@@ -136,7 +137,7 @@ async fn get(
     // here.
     let (tx, mut batches) = tokio::sync::mpsc::channel::<Vec<bytes::Bytes>>(4);
     let store = node.store().clone();
-    let encode = tokio::task::spawn_blocking(move || {
+    let encode = crate::off_thread(move || {
         store.encode_chunks(&hash, &sent, &mut |b| {
             tx.blocking_send(b).map_err(|_| {
                 std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the peer stream closed")
@@ -164,11 +165,10 @@ async fn get(
         let _ = encode.await;
         return Err(e);
     }
-    match encode.await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) if e.is_peer_fault() => return Err(UploadError::Stream(e.to_string())),
-        Ok(Err(e)) => return Err(e.into()),
-        Err(e) => return Err(UploadError::Stream(e.to_string())),
+    match encode.await? {
+        Ok(_) => {}
+        Err(e) if e.is_peer_fault() => return Err(UploadError::Stream(e.to_string())),
+        Err(e) => return Err(e.into()),
     }
     let _ = send.finish();
     Ok(())

@@ -48,6 +48,9 @@ pub(crate) enum GetError {
     /// Our own store failed.
     #[error("{0}")]
     Local(StoreError),
+    /// Our own worker failed.
+    #[error(transparent)]
+    Worker(crate::WorkerFailed),
 }
 
 /// Sends `Get { hash, ranges }` on a new stream of `conn` and ingests the
@@ -104,7 +107,7 @@ pub(crate) async fn get(
     }
     let (mut feed, reader) = bridge::reader(received);
     let ranges = sent.clone();
-    let ingest = tokio::task::spawn_blocking(move || partial.ingest(&ranges, reader));
+    let ingest = crate::off_thread(move || partial.ingest(&ranges, reader));
     let mut cancelled = false;
     // A stall is noticed by a once-a-second check rather than a timer per
     // read: reads come a packet at a time.
@@ -163,9 +166,7 @@ pub(crate) async fn get(
         }
     }
     drop(feed);
-    let result = ingest
-        .await
-        .map_err(|e| GetError::Local(StoreError::Invalid(e.to_string())))?;
+    let result = ingest.await.map_err(GetError::Worker)?;
     match result {
         Ok(_) => Ok(Answer::Sent { have }),
         Err(_) if cancelled => Err(GetError::Cancelled),
