@@ -6,6 +6,12 @@
 //! 1234)`, from [`crate::Options::holder`]). Another process is refused with
 //! [`StoreError::Locked`] carrying that line, so a command can say what it
 //! waits for. The lock dies with its process: nothing is ever stale.
+//!
+//! A lock just released can look held for a moment: a process that forks
+//! while its store is open gives the child a copy of the lock's file,
+//! which the child holds until it starts its program (on a loaded machine,
+//! milliseconds). So a lock found held is tried again for a short while
+//! ([`SETTLE`]) before the store is called in use.
 //! redb's own lock on `meta.redb` stays the last word (a process that
 //! skips this file is still refused).
 
@@ -21,6 +27,10 @@ use crate::{FILE_MODE, StoreError, error::IoContext};
 
 /// The name of the lock file in the store's directory.
 pub const LOCK_FILE: &str = "lock";
+
+/// How long a lock found held is tried again (every [`RETRY`]).
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(500);
+const RETRY: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Holds the lock while it lives.
 #[derive(Debug)]
@@ -39,7 +49,13 @@ pub(crate) fn take(root: &Path, who: &str) -> Result<Holder, StoreError> {
         .mode(FILE_MODE)
         .open(&path)
         .ctx(|| format!("opening {}", path.display()))?;
-    match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+    let deadline = std::time::Instant::now() + SETTLE;
+    let mut locked = flock(&file, FlockOperation::NonBlockingLockExclusive);
+    while locked == Err(rustix::io::Errno::WOULDBLOCK) && std::time::Instant::now() < deadline {
+        std::thread::sleep(RETRY);
+        locked = flock(&file, FlockOperation::NonBlockingLockExclusive);
+    }
+    match locked {
         Ok(()) => {}
         Err(rustix::io::Errno::WOULDBLOCK) => {
             // Read through the path: the holder may be rewriting it.
