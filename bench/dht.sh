@@ -6,7 +6,7 @@
 #   bench/dht.sh [NODES] [SEED]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p p2pfs-swarm --example dht_sim
+cargo build --release -q -p p2pfs-swarm --features sim --example dht_sim
 SIM=target/release/examples/dht_sim
 N=${1:-10000}; SEED=${2:-1}
 for args in "" "--dead 0.3" "--liars 0.2" "--cold"; do

@@ -9,6 +9,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v nft >/dev/null || { apt-get update -qq && apt-get install -y -qq nftables >/dev/null; }
 dpkg -s openssl >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq openssl >/dev/null; }
-cargo build --release -q -p p2pfs
+cargo build --release -q -p p2pfs --features test-hooks
 python3 bench/net_bench.py "$PWD/target/release/p2pfs" "${BENCH_DIR:-/tmp/p2pfs-bench-net}" \
   "${1:-25ms}" "${2:-1}" "${3:-100mbit}"

@@ -5,7 +5,8 @@
 # own network is never touched. Run as root.
 #
 #   tests/lan.sh up N                 N hosts (1..=50): p2pfs-lan-h0 .. p2pfs-lan-h(N-1)
-#   tests/lan.sh run I CMD [ARG...]   CMD on host I (with P2PFS_LINK_DELAY if `delay` set it)
+#   tests/lan.sh run I CMD [ARG...]   CMD on host I (with P2PFS_LINK_DELAY if `delay` set it: a
+#                                     p2pfs built with `cargo build --features test-hooks`)
 #   tests/lan.sh delay SPEC           daemons started by `run` from now on delay each datagram
 #                                     they send by SPEC (`25ms`, `25ms~5ms`): 50 ms round trips
 #   tests/lan.sh loss I PERCENT       host I drops PERCENT % of the packets it receives

@@ -25,7 +25,18 @@ pub fn p2pfs_bin() -> &'static Path {
             .expect("test binary lives in target/<profile>/deps");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-q", "-p", "p2pfs", "--bin", "p2pfs"]);
+        // With the test hooks (an emulated link delay, crash points), as
+        // the workspace's tests build it (the features unify there).
+        cmd.args([
+            "build",
+            "-q",
+            "-p",
+            "p2pfs",
+            "--bin",
+            "p2pfs",
+            "--features",
+            "test-hooks,p2pfs-swarm/sim",
+        ]);
         // Cargo gives this test process variables describing the test
         // crate; passed on, they change build-script fingerprints and
         // every run would rebuild the binary. Keep only the user's settings.

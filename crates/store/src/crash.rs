@@ -1,4 +1,5 @@
-//! Deterministic crash points, for the crash-consistency tests.
+//! Deterministic crash points, for the crash-consistency tests, in builds
+//! with the `test-hooks` feature (elsewhere a point is nothing).
 //!
 //! The store calls `point` between the durable steps of its commit
 //! protocols (see DESIGN.md). Normally that is one load of a `OnceLock`.
@@ -13,6 +14,7 @@
 //! its groups), not that every fsync is there; losing the page cache (a
 //! power cut) needs a machine-level test.
 
+#[cfg(feature = "test-hooks")]
 use std::sync::{
     OnceLock,
     atomic::{AtomicU64, Ordering},
@@ -30,12 +32,14 @@ pub const POINTS: &[&str] = &[
     "gc.unlinked",
 ];
 
+#[cfg(feature = "test-hooks")]
 struct Armed {
     name: String,
     at: u64,
     seen: AtomicU64,
 }
 
+#[cfg(feature = "test-hooks")]
 fn armed() -> Option<&'static Armed> {
     static ARMED: OnceLock<Option<Armed>> = OnceLock::new();
     ARMED
@@ -51,7 +55,9 @@ fn armed() -> Option<&'static Armed> {
         .as_ref()
 }
 
-/// Marks a point between two durable steps.
+/// Marks a point between two durable steps (nothing but in a build with
+/// the `test-hooks` feature).
+#[cfg(feature = "test-hooks")]
 pub(crate) fn point(name: &'static str) {
     debug_assert!(POINTS.contains(&name), "unknown crash point {name}");
     if let Some(a) = armed()
@@ -61,4 +67,12 @@ pub(crate) fn point(name: &'static str) {
         eprintln!("p2pfs: crash point {name} reached, aborting");
         std::process::abort();
     }
+}
+
+/// Marks a point between two durable steps (nothing but in a build with
+/// the `test-hooks` feature).
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+pub(crate) fn point(name: &'static str) {
+    debug_assert!(POINTS.contains(&name), "unknown crash point {name}");
 }

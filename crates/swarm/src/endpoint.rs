@@ -102,6 +102,11 @@ pub(crate) fn endpoint(
     let err = |e| SwarmError::io("starting the QUIC endpoint", e);
     match link {
         None => quinn::Endpoint::new(config, Some(server), socket, runtime).map_err(err),
+        #[cfg(not(feature = "test-hooks"))]
+        Some(_) => Err(SwarmError::Setup(
+            "an emulated link delay needs a build with the test-hooks feature".into(),
+        )),
+        #[cfg(feature = "test-hooks")]
         Some(link) => {
             tracing::warn!(?link, "emulating a link delay on every datagram sent");
             let socket = crate::link::DelayedSocket::new(

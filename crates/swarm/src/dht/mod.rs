@@ -24,6 +24,7 @@ pub(crate) mod rpc;
 pub mod rtt;
 pub mod runtime;
 pub(crate) mod service;
+#[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod table;
 
