@@ -89,8 +89,16 @@ pub(crate) async fn run(node: Node, room: Arc<Room>) {
                 addrs: addrs.clone(),
             };
             let peer = *peer;
+            // A dial takes one of the `MAX_DIALS` slots until the member
+            // has proven itself, not for the whole session: else a node
+            // would never hold sessions it dialed with more than 8 members,
+            // and a room of 20 never meets in full.
+            let slots = active.clone();
+            let established = move || {
+                crate::lock(&slots).remove(&peer);
+            };
             node.inner.tasks.spawn(async move {
-                let ok = match sync::dial(&n, r, &target).await {
+                let ok = match sync::dial(&n, r, &target, established).await {
                     Ok(()) => true,
                     Err(e) => {
                         tracing::debug!(%peer, "room dial: {e}");

@@ -90,8 +90,15 @@ fn proto_err(peer: NodeId, reason: impl Into<String>) -> SwarmError {
     }
 }
 
-/// Dials `target` for `room` and runs the session until it ends.
-pub(crate) async fn dial(node: &Node, room: Arc<Room>, target: &Target) -> Result<(), SwarmError> {
+/// Dials `target` for `room` and runs the session until it ends;
+/// `established` is called once the member proved itself and the session
+/// is the room's (the dial is done).
+pub(crate) async fn dial(
+    node: &Node,
+    room: Arc<Room>,
+    target: &Target,
+    established: impl FnOnce(),
+) -> Result<(), SwarmError> {
     let conn = node.connect(target, p2pfs_proto::room::ALPN).await?;
     let peer = conn.peer;
     if peer == node.id() {
@@ -129,7 +136,7 @@ pub(crate) async fn dial(node: &Node, room: Arc<Room>, target: &Target) -> Resul
         }
     }
     room.learn(peer, target.addrs.clone());
-    session(node.clone(), room, conn, send, recv, node.id()).await;
+    session(node.clone(), room, conn, send, recv, node.id(), established).await;
     Ok(())
 }
 
@@ -182,7 +189,7 @@ async fn answer(node: Node, conn: Conn, mut send: quinn::SendStream, mut recv: q
     }
     room.learn(conn.peer, vec![conn.addr]);
     let dialer = conn.peer;
-    session(node, room, conn, send, recv, dialer).await;
+    session(node, room, conn, send, recv, dialer, || {}).await;
 }
 
 /// Registers the session; false if a better one between the same members
@@ -209,6 +216,7 @@ async fn session(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     dialer: NodeId,
+    registered: impl FnOnce(),
 ) {
     let peer = conn.peer;
     crate::lock(&room.members).insert(peer);
@@ -222,7 +230,9 @@ async fn session(
         conn: conn.conn.stable_id(),
         started: Instant::now(),
     };
-    if !register(&room, peer, &handle) {
+    let ours = register(&room, peer, &handle);
+    registered();
+    if !ours {
         tracing::debug!(%peer, "a session with this member exists");
         let _ = send.finish();
         return;
