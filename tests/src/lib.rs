@@ -189,6 +189,27 @@ pub fn blake3_file(path: &Path) -> String {
     h.finalize().to_hex().to_string()
 }
 
+/// Whether this process runs as root: mounts and network namespaces need
+/// it (CI runs as root).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Skips the calling test unless it runs as root: it returns at once,
+/// saying why, instead of failing in the middle.
+#[macro_export]
+macro_rules! needs_root {
+    () => {
+        if !$crate::is_root() {
+            eprintln!(
+                "skipped: this test mounts filesystems or makes network namespaces, \
+                 which needs root (CI runs as root)"
+            );
+            return;
+        }
+    };
+}
+
 /// Panics unless running as root (mounts need it; CI runs as root).
 pub fn require_root() {
     let out = Command::new("id").arg("-u").output().expect("running id");

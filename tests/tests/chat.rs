@@ -47,6 +47,7 @@ fn short(d: &Daemon) -> &str {
 
 #[test]
 fn escapes_and_a_stolen_name_cannot_forge_a_line() {
+    p2pfs_tests::needs_root!();
     let root = temp_dir();
     let alice = Daemon::mount(
         &root.path().join("a"),

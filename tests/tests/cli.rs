@@ -144,6 +144,7 @@ fn user_errors_are_one_clear_line() {
 
 #[test]
 fn a_read_only_data_dir_is_a_clear_error() {
+    p2pfs_tests::needs_root!();
     let ro = Tmpfs::mount("ro,size=1m");
     let err = fails(&p2pfs(&ro.path().join("p2pfs"), &["ls"]));
     assert!(err.contains("Read-only file system"), "{err}");
@@ -151,6 +152,7 @@ fn a_read_only_data_dir_is_a_clear_error() {
 
 #[test]
 fn a_full_disk_is_a_clear_error_and_loses_nothing() {
+    p2pfs_tests::needs_root!();
     let fs = Tmpfs::mount("size=3m");
     let data = fs.path().join("p2pfs");
     let dir = temp_dir();

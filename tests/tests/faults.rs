@@ -83,6 +83,7 @@ fn converged(ds: &[&Daemon], files: usize, lines: usize) -> Duration {
 
 #[test]
 fn a_partition_heals_and_both_halves_writes_are_kept() {
+    p2pfs_tests::needs_root!();
     let net = network(6, 4);
     let root = temp_dir();
     let ds = members(&net, root.path(), 4);
@@ -128,6 +129,7 @@ fn a_partition_heals_and_both_halves_writes_are_kept() {
 
 #[test]
 fn a_host_frozen_for_30s_catches_up_when_resumed() {
+    p2pfs_tests::needs_root!();
     let net = network(7, 3);
     let root = temp_dir();
     let ds = members(&net, root.path(), 3);
@@ -172,6 +174,7 @@ fn a_host_frozen_for_30s_catches_up_when_resumed() {
 
 #[test]
 fn a_node_restarted_on_its_data_dir_keeps_its_identity_and_catches_up() {
+    p2pfs_tests::needs_root!();
     let net = network(8, 2);
     let root = temp_dir();
     let mut ds = daemons(&net, root.path(), 2);
@@ -207,6 +210,7 @@ fn a_node_restarted_on_its_data_dir_keeps_its_identity_and_catches_up() {
 
 #[test]
 fn a_provider_killed_mid_transfer_over_slow_links_is_replaced() {
+    p2pfs_tests::needs_root!();
     let net = network(9, 3);
     // 40 Mbit/s out of each provider: 24 MiB takes several seconds.
     net.rate(0, "40mbit");
@@ -246,6 +250,7 @@ fn a_provider_killed_mid_transfer_over_slow_links_is_replaced() {
 
 #[test]
 fn a_disk_filling_up_mid_download_is_a_clear_error_and_the_download_resumes() {
+    p2pfs_tests::needs_root!();
     let net = Lan::new(10, 2);
     let root = temp_dir();
     // The downloader's data directory on a 12 MiB filesystem.
@@ -348,6 +353,7 @@ fn a_disk_filling_up_mid_download_is_a_clear_error_and_the_download_resumes() {
 
 #[test]
 fn a_mount_killed_9_mid_write_is_remounted_with_nothing_acknowledged_lost() {
+    p2pfs_tests::needs_root!();
     let net = Lan::new(11, 2);
     let root = temp_dir();
     let dir = |n: &str| root.path().join(n);

@@ -23,6 +23,7 @@ fn sh(script: &str) {
 
 #[test]
 fn the_story_over_50ms_and_1_percent_loss() {
+    p2pfs_tests::needs_root!();
     let mut net = Lan::new(5, 4);
     net.delay("25ms~2ms");
     for i in 0..4 {

@@ -8,6 +8,7 @@ use p2pfs_tests::{Daemon, Lan, blake3_file, ok, p2pfs, random_file, temp_dir, wa
 
 #[test]
 fn nodes_on_one_lan_find_each_other_with_no_address_given() {
+    p2pfs_tests::needs_root!();
     let lan = Lan::new(1, 3);
     let root = temp_dir();
     let nodes: Vec<Daemon> = lan

@@ -86,6 +86,7 @@ fn get(d: &Daemon, path: &str, out: &Path, want: &str) {
 
 #[test]
 fn second_copies_are_made_at_publish_and_survive_the_author_killed() {
+    p2pfs_tests::needs_root!();
     let root = temp_dir();
     let work = root.path().join("work");
     fs::create_dir_all(&work).unwrap();
@@ -135,6 +136,7 @@ fn second_copies_are_made_at_publish_and_survive_the_author_killed() {
 
 #[test]
 fn umount_hands_over_what_only_it_keeps_before_it_returns() {
+    p2pfs_tests::needs_root!();
     let root = temp_dir();
     let mut a = Daemon::mount(&root.path().join("a"), &root.path().join("mnt"), &[]);
     let room = a.mountpoint().join("team");
@@ -181,6 +183,7 @@ fn umount_hands_over_what_only_it_keeps_before_it_returns() {
 
 #[test]
 fn a_goodbye_starts_the_restores_at_once() {
+    p2pfs_tests::needs_root!();
     let root = temp_dir();
     let work = root.path().join("work");
     fs::create_dir_all(&work).unwrap();
@@ -235,6 +238,7 @@ fn a_goodbye_starts_the_restores_at_once() {
 
 #[test]
 fn a_put_without_a_daemon_waits_until_a_member_keeps_the_file() {
+    p2pfs_tests::needs_root!();
     let root = temp_dir();
     let work = root.path().join("work");
     fs::create_dir_all(&work).unwrap();

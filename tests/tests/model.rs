@@ -178,6 +178,7 @@ fn differences(got: &Shape, want: &Shape) -> String {
 
 #[test]
 fn random_operations_match_a_local_disk_here_and_on_the_other_member() {
+    p2pfs_tests::needs_root!();
     let steps: usize = std::env::var("P2PFS_MODEL_STEPS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -92,6 +92,7 @@ fn make_tree(dir: &Path, seed: u64) {
 
 #[test]
 fn the_whole_story_with_plain_tools() {
+    p2pfs_tests::needs_root!();
     let root = temp_dir();
     let work = root.path().join("work");
     fs::create_dir_all(&work).unwrap();
@@ -349,6 +350,7 @@ fn the_whole_story_with_plain_tools() {
 
 #[test]
 fn chat_log_is_append_only_and_tail_f_follows_it() {
+    p2pfs_tests::needs_root!();
     let root = temp_dir();
     let a = Daemon::mount(
         &root.path().join("a"),
@@ -450,6 +452,7 @@ fn chat_log_is_append_only_and_tail_f_follows_it() {
 
 #[test]
 fn a_read_no_member_can_serve_fails_with_eio() {
+    p2pfs_tests::needs_root!();
     let root = temp_dir();
     let mut a = Daemon::mount(&root.path().join("a"), &root.path().join("mnt-a"), &[]);
     let b = Daemon::mount(&root.path().join("b"), &root.path().join("mnt-b"), &[]);

@@ -102,6 +102,7 @@ fn pair() -> Pair {
 
 #[test]
 fn a_truncated_file_is_the_old_version_for_everyone_else_until_closed() {
+    p2pfs_tests::needs_root!();
     let p = pair();
     let old = vec![b'o'; 100_000];
     let new = vec![b'n'; 150_000];
@@ -131,6 +132,7 @@ fn a_truncated_file_is_the_old_version_for_everyone_else_until_closed() {
 
 #[test]
 fn a_mount_killed_mid_overwrite_leaves_the_old_version() {
+    p2pfs_tests::needs_root!();
     let mut p = pair();
     let old = vec![b'o'; 70_000];
     fs::write(p.ra.join("f"), &old).unwrap();
@@ -165,6 +167,7 @@ fn a_mount_killed_mid_overwrite_leaves_the_old_version() {
 
 #[test]
 fn truncating_needs_none_of_the_old_bytes() {
+    p2pfs_tests::needs_root!();
     let mut p = pair();
     fs::write(p.rb.join("f"), vec![b'o'; 50_000]).unwrap();
     wait_for(SYNC, "A to list the file", || {
@@ -184,6 +187,7 @@ fn truncating_needs_none_of_the_old_bytes() {
 
 #[test]
 fn two_members_overwriting_one_file_both_keep_their_versions() {
+    p2pfs_tests::needs_root!();
     let p = pair();
     fs::write(p.ra.join("f"), b"base\n").unwrap();
     holds(&p.rb.join("f"), b"base\n", "B to read the first version");
@@ -237,6 +241,7 @@ fn two_members_overwriting_one_file_both_keep_their_versions() {
 
 #[test]
 fn a_reader_closing_a_file_being_written_publishes_nothing() {
+    p2pfs_tests::needs_root!();
     let p = pair();
     let mut w = fs::File::create(p.ra.join("new")).unwrap();
     w.write_all(&[b'x'; 40_000]).unwrap();
@@ -257,6 +262,7 @@ fn a_reader_closing_a_file_being_written_publishes_nothing() {
 
 #[test]
 fn a_truncating_open_beside_an_open_writer_empties_the_file() {
+    p2pfs_tests::needs_root!();
     let p = pair();
     fs::write(p.ra.join("f"), b"the old content, longer than the new\n").unwrap();
     holds(
@@ -278,6 +284,7 @@ fn a_truncating_open_beside_an_open_writer_empties_the_file() {
 
 #[test]
 fn quick_rewrites_and_appends_publish_the_last_version() {
+    p2pfs_tests::needs_root!();
     let p = pair();
     let mut want = String::new();
     for i in 0..50 {
@@ -311,6 +318,7 @@ fn quick_rewrites_and_appends_publish_the_last_version() {
 
 #[test]
 fn after_a_crash_fsynced_files_are_there_and_others_whole_or_absent() {
+    p2pfs_tests::needs_root!();
     let mut p = pair();
     let mut written = Vec::new();
     for i in 0..200 {

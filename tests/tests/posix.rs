@@ -78,6 +78,7 @@ fn wait_stat(p: &Path, format: &str, want: &str) {
 
 #[test]
 fn modes_and_times_are_kept_and_shown_on_the_other_member() {
+    p2pfs_tests::needs_root!();
     let t = two();
     sh(
         &t.ra,
@@ -140,6 +141,7 @@ fn modes_and_times_are_kept_and_shown_on_the_other_member() {
 
 #[test]
 fn directory_times_follow_their_content_and_ctime_follows_changes() {
+    p2pfs_tests::needs_root!();
     let t = two();
     sh(&t.ra, "mkdir d && touch -d '2000-01-01Z' d");
     let old = fs::metadata(t.ra.join("d")).unwrap();
@@ -182,6 +184,7 @@ fn directory_times_follow_their_content_and_ctime_follows_changes() {
 
 #[test]
 fn owners_are_kept_on_this_member() {
+    p2pfs_tests::needs_root!();
     let t = two();
     sh(
         &t.ra,
@@ -198,6 +201,7 @@ fn owners_are_kept_on_this_member() {
 
 #[test]
 fn hard_links_are_one_file_on_both_members() {
+    p2pfs_tests::needs_root!();
     let t = two();
     sh(&t.ra, "echo one > a && ln a b && mkdir d && ln a d/c");
     let (ia, ib) = (
@@ -252,6 +256,7 @@ fn libc_eperm() -> i32 {
 
 #[test]
 fn fallocate_sparse_files_and_rename_exchange() {
+    p2pfs_tests::needs_root!();
     let t = two();
     // fallocate(1) calls fallocate(2) with mode 0: the file grows.
     sh(&t.ra, "fallocate -l 3M big && printf end >> big");

@@ -78,6 +78,7 @@ fn check_bounded(f: &Path, what: &str) {
 
 #[test]
 fn a_read_of_a_killed_holders_file_fails_in_time_and_works_when_it_is_back() {
+    p2pfs_tests::needs_root!();
     let mut p = pair();
     let f = publish(&p, "killed.bin", 1);
     let want = fs::read(p.ra.join("killed.bin")).unwrap();
@@ -94,6 +95,7 @@ fn a_read_of_a_killed_holders_file_fails_in_time_and_works_when_it_is_back() {
 
 #[test]
 fn a_read_of_a_frozen_holders_file_fails_in_time_and_a_signal_interrupts_it() {
+    p2pfs_tests::needs_root!();
     let p = pair();
     let f = publish(&p, "frozen.bin", 2);
     let g = publish(&p, "interrupted.bin", 3);

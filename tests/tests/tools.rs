@@ -58,6 +58,7 @@ fn sh(dir: &Path, script: &str) -> String {
 
 #[test]
 fn a_new_directory_stays_the_working_directory() {
+    p2pfs_tests::needs_root!();
     let t = two();
     for i in 0..40 {
         // `pwd -P` asks the kernel (getcwd): "(deleted)" or an error if
@@ -81,6 +82,7 @@ fn a_new_directory_stays_the_working_directory() {
 
 #[test]
 fn git_and_sqlite_work_in_fresh_directories() {
+    p2pfs_tests::needs_root!();
     let t = two();
     for i in 0..8 {
         let repo = format!("repo{i}");
@@ -111,6 +113,7 @@ fn git_and_sqlite_work_in_fresh_directories() {
 
 #[test]
 fn the_room_keeps_its_shape() {
+    p2pfs_tests::needs_root!();
     let t = two();
     let data = t._a.data_dir();
     let work = t._root.path().join("x.txt");
@@ -160,6 +163,7 @@ fn the_room_keeps_its_shape() {
 
 #[test]
 fn copying_tools_copy_between_rooms_without_tripping_on_attributes() {
+    p2pfs_tests::needs_root!();
     let t = two();
     let other = t.ra.parent().unwrap().join("other");
     fs::create_dir(&other).unwrap();
@@ -218,6 +222,7 @@ fn copying_tools_copy_between_rooms_without_tripping_on_attributes() {
 
 #[test]
 fn names_up_to_255_bytes_and_enametoolong_past_them() {
+    p2pfs_tests::needs_root!();
     let t = two();
     let ok_name = "n".repeat(255);
     fs::write(t.ra.join(&ok_name), "x").unwrap();
@@ -239,6 +244,7 @@ fn names_up_to_255_bytes_and_enametoolong_past_them() {
 
 #[test]
 fn fifos_sockets_and_devices_stay_on_this_member() {
+    p2pfs_tests::needs_root!();
     use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
     let t = two();
     // A FIFO works as on a local disk.
@@ -290,6 +296,7 @@ fn fifos_sockets_and_devices_stay_on_this_member() {
 
 #[test]
 fn symbolic_links_are_published_as_written() {
+    p2pfs_tests::needs_root!();
     let t = two();
     sh(
         &t.ra,
@@ -329,6 +336,7 @@ fn symbolic_links_are_published_as_written() {
 
 #[test]
 fn tarballs_with_links_and_a_python_venv_unpack_in_a_room() {
+    p2pfs_tests::needs_root!();
     let t = two();
     let work = t._root.path().join("src");
     fs::create_dir_all(work.join("pkg/bin")).unwrap();
@@ -427,6 +435,7 @@ const GIT_ENV: &str = "export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null 
 
 #[test]
 fn a_git_workflow_on_one_member_is_a_clean_repository_on_the_other() {
+    p2pfs_tests::needs_root!();
     let t = two();
     sh(
         &t.ra,
@@ -519,6 +528,7 @@ fn python(dir: &Path, program: &str, args: &[&str]) {
 
 #[test]
 fn unzip_into_a_room_gives_the_same_tree_on_both_members() {
+    p2pfs_tests::needs_root!();
     let t = two();
     let zip = t._root.path().join("pkg.zip");
     python(t._root.path(), MAKE_ZIP, &[zip.to_str().unwrap()]);
@@ -542,6 +552,7 @@ fn unzip_into_a_room_gives_the_same_tree_on_both_members() {
 
 #[test]
 fn vim_saves_are_seen_on_both_members() {
+    p2pfs_tests::needs_root!();
     let t = two();
     fs::write(t.ra.join("notes.txt"), "alpha\nbeta\ngamma\n").unwrap();
     wait_for(Duration::from_secs(20), "the file on B", || {
@@ -668,6 +679,7 @@ impl Drop for Tmux {
 
 #[test]
 fn nano_saves_in_a_terminal_are_seen_on_both_members() {
+    p2pfs_tests::needs_root!();
     let t = two();
     fs::write(t.ra.join("todo.txt"), "first line\nsecond line\n").unwrap();
     let term = Tmux::new(t._root.path(), &t.ra, "nano -I todo.txt");
@@ -741,6 +753,7 @@ for p in pkgs:
 
 #[test]
 fn an_npm_style_node_modules_tree_copies_with_its_bin_links() {
+    p2pfs_tests::needs_root!();
     let t = two();
     let work = t._root.path().join("npm");
     fs::create_dir(&work).unwrap();
@@ -770,6 +783,7 @@ fn an_npm_style_node_modules_tree_copies_with_its_bin_links() {
 
 #[test]
 fn rsync_twice_transfers_nothing_the_second_time() {
+    p2pfs_tests::needs_root!();
     let t = two();
     let src = t._root.path().join("src");
     fs::create_dir(&src).unwrap();
