@@ -7,6 +7,9 @@
 //! other member shows the same tree.
 //! Fixed seeds (1 to `P2PFS_MODEL_SEEDS`, 3 by default), a bounded number
 //! of steps (`P2PFS_MODEL_STEPS`, 150 by default).
+//! `MODEL_TRACE=PATH` prints, after each step, what the mount and the disk
+//! hold at PATH (with inode numbers and link counts): how a failure is
+//! traced back to the step that caused it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
