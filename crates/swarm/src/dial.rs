@@ -13,7 +13,7 @@ use p2pfs_proto::NodeId;
 use tokio::task::JoinSet;
 
 use crate::{
-    error::SwarmError,
+    error::{SetupError, SwarmError},
     tls::{node_id_of, server_name, with_witness},
 };
 
@@ -156,14 +156,9 @@ impl Pool {
 
     async fn dial(&self, target: &Target, alpn: &'static [u8]) -> Result<Conn, SwarmError> {
         let Some(first) = target.addrs.first().copied() else {
-            return Err(SwarmError::Setup(format!(
-                "no address to dial for {target}"
-            )));
+            return Err(SetupError::NoAddress(target.to_string()).into());
         };
-        let tls = self
-            .clients
-            .get(alpn)
-            .ok_or_else(|| SwarmError::Setup("unknown protocol".into()))?;
+        let tls = self.clients.get(alpn).ok_or(SetupError::UnknownProtocol)?;
         let (tls, impostor) = with_witness(tls);
         let cfg = crate::endpoint::client_config(tls, self.transport.clone())?;
         let name = server_name(target.id);

@@ -7,7 +7,10 @@ use std::{
     time::Duration,
 };
 
-use crate::{Limits, error::SwarmError};
+use crate::{
+    Limits,
+    error::{SetupError, SwarmError},
+};
 
 /// The largest UDP payload the node sends or accepts. Path MTU discovery
 /// climbs to it where the path allows (loopback, jumbo-frame LANs) and stays
@@ -93,19 +96,16 @@ pub(crate) fn endpoint(
     link: Option<crate::link::LinkDelay>,
 ) -> Result<quinn::Endpoint, SwarmError> {
     grow_buffers(&socket);
-    let runtime = quinn::default_runtime()
-        .ok_or_else(|| SwarmError::Setup("no async runtime for QUIC".into()))?;
+    let runtime = quinn::default_runtime().ok_or(SetupError::NoRuntime)?;
     let mut config = quinn::EndpointConfig::default();
     config
         .max_udp_payload_size(MAX_UDP_PAYLOAD)
-        .map_err(|e| SwarmError::Setup(format!("UDP payload size: {e}")))?;
+        .map_err(|e| SetupError::Quic(e.to_string()))?;
     let err = |e| SwarmError::io("starting the QUIC endpoint", e);
     match link {
         None => quinn::Endpoint::new(config, Some(server), socket, runtime).map_err(err),
         #[cfg(not(feature = "test-hooks"))]
-        Some(_) => Err(SwarmError::Setup(
-            "an emulated link delay needs a build with the test-hooks feature".into(),
-        )),
+        Some(_) => Err(SetupError::NoLinkDelay.into()),
         #[cfg(feature = "test-hooks")]
         Some(link) => {
             tracing::warn!(?link, "emulating a link delay on every datagram sent");
@@ -149,7 +149,7 @@ pub(crate) fn server_config(
     limits: &Limits,
 ) -> Result<quinn::ServerConfig, SwarmError> {
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
-        .map_err(|e| SwarmError::Setup(e.to_string()))?;
+        .map_err(|e| SetupError::Quic(e.to_string()))?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     cfg.transport_config(Arc::new(transport_config(limits)));
     cfg.max_incoming(limits.max_connections);
@@ -163,7 +163,7 @@ pub(crate) fn client_config(
     transport: Arc<quinn::TransportConfig>,
 ) -> Result<quinn::ClientConfig, SwarmError> {
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
-        .map_err(|e| SwarmError::Setup(e.to_string()))?;
+        .map_err(|e| SetupError::Quic(e.to_string()))?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
     cfg.transport_config(transport);
     Ok(cfg)

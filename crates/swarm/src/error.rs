@@ -31,9 +31,9 @@ pub enum SwarmError {
         /// What is wrong.
         reason: String,
     },
-    /// TLS or QUIC configuration failed (a bug or an unusable platform).
-    #[error("transport setup: {0}")]
-    Setup(String),
+    /// The node could not be set up, or a command needs what is missing.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
     /// No connection could be made to a peer.
     #[error("cannot connect to {addr}: {reason}")]
     Connect {
@@ -91,4 +91,47 @@ impl SwarmError {
             source,
         }
     }
+}
+
+/// What setting the node up can fail with (a platform without what it
+/// needs, another node on the data directory, a command without a node).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// The system's random generator failed.
+    #[error("the system random generator failed")]
+    Random,
+    /// A key file's seed is not an Ed25519 seed.
+    #[error("invalid Ed25519 seed")]
+    BadSeed,
+    /// The node's certificate could not be made.
+    #[error("certificate: {0}")]
+    Certificate(#[from] rcgen::Error),
+    /// TLS refused the node's configuration.
+    #[error("TLS setup: {0}")]
+    Tls(#[from] rustls::Error),
+    /// QUIC refused the node's configuration.
+    #[error("QUIC setup: {0}")]
+    Quic(String),
+    /// No async runtime to run QUIC on.
+    #[error("no async runtime for QUIC")]
+    NoRuntime,
+    /// A connection without the TLS exporter (a room needs it).
+    #[error("the TLS exporter is unavailable")]
+    Exporter,
+    /// `P2PFS_LINK_DELAY` in a build without the test hooks.
+    #[error("an emulated link delay needs a build with the test-hooks feature")]
+    NoLinkDelay,
+    /// Another node already serves this data directory.
+    #[error("another p2pfs node is running with this data directory ({} answers)", .0.display())]
+    AlreadyRunning(std::path::PathBuf),
+    /// A command that needs a running node, without one.
+    #[error("this command needs a running node")]
+    NeedsNode,
+    /// Nothing to dial.
+    #[error("no address to dial for {0}")]
+    NoAddress(String),
+    /// A protocol this node does not speak.
+    #[error("unknown protocol")]
+    UnknownProtocol,
 }

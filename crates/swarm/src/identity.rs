@@ -17,7 +17,7 @@ use ring::{
     signature::{Ed25519KeyPair, KeyPair},
 };
 
-use crate::error::SwarmError;
+use crate::error::{SetupError, SwarmError};
 
 /// A node's secret key.
 pub struct SecretKey {
@@ -37,14 +37,13 @@ impl SecretKey {
         let mut seed = [0u8; 32];
         SystemRandom::new()
             .fill(&mut seed)
-            .map_err(|_| SwarmError::Setup("the system random generator failed".into()))?;
+            .map_err(|_| SetupError::Random)?;
         Self::from_seed(seed)
     }
 
     /// The key with this 32-byte seed.
     pub fn from_seed(seed: [u8; 32]) -> Result<Self, SwarmError> {
-        let pair = Ed25519KeyPair::from_seed_unchecked(&seed)
-            .map_err(|_| SwarmError::Setup("invalid Ed25519 seed".into()))?;
+        let pair = Ed25519KeyPair::from_seed_unchecked(&seed).map_err(|_| SetupError::BadSeed)?;
         Ok(Self { seed, pair })
     }
 

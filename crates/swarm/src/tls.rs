@@ -20,7 +20,10 @@ use rustls::{
     server::danger::{ClientCertVerified, ClientCertVerifier},
 };
 
-use crate::{error::SwarmError, identity::SecretKey};
+use crate::{
+    error::{SetupError, SwarmError},
+    identity::SecretKey,
+};
 
 /// The server name sent when the dialer does not know the peer's id.
 pub const ANY_NODE: &str = "p2pfs";
@@ -67,7 +70,7 @@ fn provider() -> Arc<CryptoProvider> {
 fn certified(
     key: &SecretKey,
 ) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), SwarmError> {
-    let setup = |e: rcgen::Error| SwarmError::Setup(format!("certificate: {e}"));
+    let setup = SetupError::Certificate;
     let der = PrivatePkcs8KeyDer::from(key.pkcs8_der());
     let pair =
         rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_ED25519).map_err(setup)?;
@@ -81,10 +84,10 @@ pub fn server_config(key: &SecretKey, alpns: &[&[u8]]) -> Result<rustls::ServerC
     let (cert, der) = certified(key)?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| SwarmError::Setup(e.to_string()))?
+        .map_err(SetupError::Tls)?
         .with_client_cert_verifier(Arc::new(PeerVerifier::default()))
         .with_single_cert(vec![cert], der)
-        .map_err(|e| SwarmError::Setup(e.to_string()))?;
+        .map_err(SetupError::Tls)?;
     cfg.alpn_protocols = alpns.iter().map(|a| a.to_vec()).collect();
     Ok(cfg)
 }
@@ -94,11 +97,11 @@ pub fn client_config(key: &SecretKey, alpn: &[u8]) -> Result<rustls::ClientConfi
     let (cert, der) = certified(key)?;
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| SwarmError::Setup(e.to_string()))?
+        .map_err(SetupError::Tls)?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(PeerVerifier::default()))
         .with_client_auth_cert(vec![cert], der)
-        .map_err(|e| SwarmError::Setup(e.to_string()))?;
+        .map_err(SetupError::Tls)?;
     cfg.alpn_protocols = vec![alpn.to_vec()];
     Ok(cfg)
 }

@@ -49,7 +49,7 @@ impl Ctx {
     pub(crate) fn node(&self) -> Result<&Node, SwarmError> {
         self.node
             .as_ref()
-            .ok_or_else(|| SwarmError::Setup("this command needs a running node".into()))
+            .ok_or(SwarmError::Setup(crate::error::SetupError::NeedsNode))
     }
 }
 

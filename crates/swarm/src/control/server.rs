@@ -33,10 +33,7 @@ const BACKLOG_QUIET: Duration = Duration::from_millis(20);
 pub async fn serve(node: Node, path: &Path, cancel: CancellationToken) -> Result<(), SwarmError> {
     if path.exists() {
         if UnixStream::connect(path).await.is_ok() {
-            return Err(SwarmError::Setup(format!(
-                "another p2pfs node is running with this data directory ({} answers)",
-                path.display()
-            )));
+            return Err(crate::error::SetupError::AlreadyRunning(path.to_path_buf()).into());
         }
         std::fs::remove_file(path)
             .map_err(|e| SwarmError::io(format!("removing stale {}", path.display()), e))?;

@@ -504,7 +504,7 @@ impl Node {
         self.check_name_free(name)?;
         let mut seed = [0u8; 32];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
-            .map_err(|_| SwarmError::Setup("the system random generator failed".into()))?;
+            .map_err(|_| crate::error::SetupError::Random)?;
         let info = RoomInfo {
             secret: RoomSecret(seed),
             name: name.to_string(),

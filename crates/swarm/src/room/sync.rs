@@ -35,6 +35,7 @@ use super::{Room, entry, log};
 use crate::{
     Node, SwarmError, Target,
     dial::{Conn, SIMULTANEOUS},
+    error::SetupError,
     frame::{self, FrameError},
 };
 
@@ -79,7 +80,7 @@ fn exporter(conn: &Conn) -> Result<[u8; 32], SwarmError> {
     let mut out = [0u8; 32];
     conn.conn
         .export_keying_material(&mut out, EXPORTER_LABEL, b"")
-        .map_err(|_| SwarmError::Setup("TLS exporter unavailable".into()))?;
+        .map_err(|_| SetupError::Exporter)?;
     Ok(out)
 }
 
