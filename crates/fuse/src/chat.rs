@@ -162,7 +162,10 @@ impl Fs {
         self.node.chat(&r, &text).await.map(|_| ()).map_err(|e| {
             tracing::warn!("posting to the chat: {e}");
             match e {
-                p2pfs_swarm::SwarmError::Room(_) => Errno::EMSGSIZE,
+                p2pfs_swarm::SwarmError::Room(p2pfs_swarm::RoomError::LineTooLong) => {
+                    Errno::EMSGSIZE
+                }
+                p2pfs_swarm::SwarmError::Room(_) => Errno::EINVAL,
                 e => swarm_errno(&e),
             }
         })

@@ -77,8 +77,8 @@ pub enum SwarmError {
         reason: String,
     },
     /// A room operation was refused.
-    #[error("{0}")]
-    Room(String),
+    #[error(transparent)]
+    Room(#[from] RoomError),
     /// The node is shutting down.
     #[error("the node is shutting down")]
     Shutdown,
@@ -134,4 +134,58 @@ pub enum SetupError {
     /// A protocol this node does not speak.
     #[error("unknown protocol")]
     UnknownProtocol,
+}
+
+/// Why a room operation was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RoomError {
+    /// No room of this node has that name (or id prefix).
+    #[error("no room named {0:?} (see `p2pfs room list`)")]
+    NoSuchRoom(String),
+    /// Not usable as a room name.
+    #[error("{0:?} cannot be a room name (1 to 64 bytes, no `/`, not `.` or `..`)")]
+    BadName(String),
+    /// Another room of this node has that name.
+    #[error("there is already a room named {0:?} (choose another with --name)")]
+    NameTaken(String),
+    /// This node is in that room already, under this name.
+    #[error("this node is already in that room, as {0:?}")]
+    AlreadyIn(String),
+    /// A ticket that does not read.
+    #[error(transparent)]
+    Ticket(#[from] p2pfs_proto::room::RoomTicketError),
+    /// A path a room cannot hold, and why.
+    #[error("{0}")]
+    BadPath(String),
+    /// A chat line over the limit.
+    #[error("a chat line is at most {} bytes", p2pfs_proto::room::MAX_TEXT)]
+    LineTooLong,
+    /// Nothing to post.
+    #[error("nothing to post: the text is empty")]
+    NothingToPost,
+    /// Not a regular file (to put).
+    #[error("{} is not a file", .0.display())]
+    NotAFile(std::path::PathBuf),
+    /// A file where a directory of the path would be.
+    #[error("{0:?} is a file in the room: nothing can be put under it")]
+    FileInTheWay(String),
+    /// A directory where the file would be.
+    #[error("{0:?} is a directory in the room")]
+    IsADirectory(String),
+    /// No file at that path.
+    #[error("no file {0:?} in the room")]
+    NoSuchFile(String),
+    /// A change that wrote no entry.
+    #[error("no entry written")]
+    NothingWritten,
+    /// A tree change under another room's lock (a bug).
+    #[error("a tree change under another room's lock")]
+    WrongLock,
+    /// A dialed address that is this node.
+    #[error("that address is this node")]
+    SelfDial,
+    /// The node dialed is not in the room.
+    #[error("{0} is not a member of this room")]
+    NotMember(String),
 }

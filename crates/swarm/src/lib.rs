@@ -36,7 +36,7 @@ pub mod transfer;
 use std::sync::{Mutex, MutexGuard};
 
 pub use dial::Target;
-pub use error::{SetupError, SwarmError};
+pub use error::{RoomError, SetupError, SwarmError};
 pub use node::{Congestion, Limits, Node, NodeConfig, PeerInfo};
 pub use p2pfs_store as store;
 pub use transfer::download::{FetchProgress, FetchStats};

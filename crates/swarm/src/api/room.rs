@@ -39,9 +39,7 @@ pub(super) async fn execute(
             send(Response::Ticket(ticket.to_string())).await?;
         }
         RoomRequest::Join { ticket, name } => {
-            let t: RoomTicket = ticket
-                .parse()
-                .map_err(|e: p2pfs_proto::room::RoomTicketError| SwarmError::Room(e.to_string()))?;
+            let t: RoomTicket = ticket.parse().map_err(crate::error::RoomError::Ticket)?;
             let name = node.join_room(&t, name.as_deref()).await?;
             let room = node.find_room(&name).await?;
             if !ctx.daemon {
@@ -124,9 +122,7 @@ pub(super) async fn execute(
                 reach(node, &room, out).await?;
             }
             if node.chat(&room, &text).await? == 0 {
-                return Err(SwarmError::Room(
-                    "nothing to post: the text is empty".into(),
-                ));
+                return Err(crate::error::RoomError::NothingToPost.into());
             }
             if !ctx.daemon {
                 flush(node, &room, out).await?;
@@ -163,7 +159,7 @@ pub(super) async fn execute(
                 ..
             }) = file
             else {
-                return Err(SwarmError::Room(format!("no file {path:?} in the room")));
+                return Err(crate::error::RoomError::NoSuchFile(path.to_string()).into());
             };
             node.room_keep(&room, hash, keep).await?;
             if keep && !ctx.daemon {

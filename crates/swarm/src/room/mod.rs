@@ -483,9 +483,7 @@ impl Node {
             .collect();
         match by_id.as_slice() {
             [one] => Ok((*one).clone()),
-            _ => Err(SwarmError::Room(format!(
-                "no room named {name:?} (see `p2pfs room list`)"
-            ))),
+            _ => Err(crate::error::RoomError::NoSuchRoom(name.to_string()).into()),
         }
     }
 
@@ -497,9 +495,7 @@ impl Node {
     /// Creates a room named `name`; returns its ticket.
     pub async fn create_room(&self, name: &str) -> Result<RoomTicket, SwarmError> {
         if !valid_display_name(name) {
-            return Err(SwarmError::Room(format!(
-                "{name:?} cannot be a room name (1 to 64 bytes, no `/`, not `.` or `..`)"
-            )));
+            return Err(crate::error::RoomError::BadName(name.to_string()).into());
         }
         self.check_name_free(name)?;
         let mut seed = [0u8; 32];
@@ -524,9 +520,7 @@ impl Node {
 
     fn check_name_free(&self, name: &str) -> Result<(), SwarmError> {
         if self.all_rooms().iter().any(|r| r.name() == name) {
-            return Err(SwarmError::Room(format!(
-                "there is already a room named {name:?} (choose another with --name)"
-            )));
+            return Err(crate::error::RoomError::NameTaken(name.to_string()).into());
         }
         Ok(())
     }
@@ -540,14 +534,11 @@ impl Node {
     ) -> Result<String, SwarmError> {
         let id = ticket.secret.id();
         if let Some(r) = self.room(&id) {
-            return Err(SwarmError::Room(format!(
-                "this node is already in that room, as {:?}",
-                crate::lock(&r.name)
-            )));
+            return Err(crate::error::RoomError::AlreadyIn(crate::lock(&r.name).clone()).into());
         }
         let name = name.unwrap_or(&ticket.name).to_string();
         if !valid_display_name(&name) {
-            return Err(SwarmError::Room(format!("{name:?} cannot be a room name")));
+            return Err(crate::error::RoomError::BadName(name).into());
         }
         self.check_name_free(&name)?;
         let info = RoomInfo {
@@ -613,7 +604,7 @@ impl Node {
         hashes
             .last()
             .copied()
-            .ok_or_else(|| SwarmError::Room("no entry written".into()))
+            .ok_or(SwarmError::Room(crate::error::RoomError::NothingWritten))
     }
 
     /// Writes entries to `room` in one transaction and pushes them.
@@ -645,10 +636,7 @@ impl Node {
                 continue;
             }
             if line.len() > p2pfs_proto::room::MAX_TEXT {
-                return Err(SwarmError::Room(format!(
-                    "a chat line is at most {} bytes",
-                    p2pfs_proto::room::MAX_TEXT
-                )));
+                return Err(crate::error::RoomError::LineTooLong.into());
             }
             ops.push(Op::Chat {
                 text: line.to_string(),
@@ -678,14 +666,11 @@ impl Node {
         file: &Path,
         path: &str,
     ) -> Result<(Hash, u64), SwarmError> {
-        check_path(path).map_err(SwarmError::Room)?;
+        check_path(path).map_err(crate::error::RoomError::BadPath)?;
         let meta = std::fs::metadata(file)
             .map_err(|e| SwarmError::io(format!("reading {}", file.display()), e))?;
         if !meta.is_file() {
-            return Err(SwarmError::Room(format!(
-                "{} is not a file",
-                file.display()
-            )));
+            return Err(crate::error::RoomError::NotAFile(file.to_path_buf()).into());
         }
         let (store, f, pin) = (self.store().clone(), file.to_path_buf(), pin_name(&room.id));
         let imported = blocking(move || store.import_file(&f, Some(&pin))).await?;
@@ -732,15 +717,11 @@ impl Node {
         for (i, _) in path.match_indices('/') {
             let dir = &path[..i];
             if kinds.get(dir) == Some(&false) {
-                return Err(SwarmError::Room(format!(
-                    "{dir:?} is a file in the room: nothing can be put under it"
-                )));
+                return Err(crate::error::RoomError::FileInTheWay(dir.to_string()).into());
             }
         }
         if kinds.get(path) == Some(&true) {
-            return Err(SwarmError::Room(format!(
-                "{path:?} is a directory in the room"
-            )));
+            return Err(crate::error::RoomError::IsADirectory(path.to_string()).into());
         }
         Ok(())
     }
@@ -776,16 +757,14 @@ impl Node {
         changes: Vec<Change>,
     ) -> Result<Vec<Option<Hash>>, SwarmError> {
         if lock.room != room.id {
-            return Err(SwarmError::Room(
-                "a tree change under another room's lock".into(),
-            ));
+            return Err(crate::error::RoomError::WrongLock.into());
         }
         let mut ops = Vec::with_capacity(changes.len());
         // Whether each change became an op.
         let mut written = Vec::with_capacity(changes.len());
         for c in changes {
             let path = c.path().to_string();
-            check_path(&path).map_err(SwarmError::Room)?;
+            check_path(&path).map_err(crate::error::RoomError::BadPath)?;
             let replaces = match &c {
                 Change::Delete {
                     only: Some(entries),
@@ -849,11 +828,11 @@ impl Node {
 
     /// Removes `path` from `room`'s tree.
     pub async fn room_delete(&self, room: &Room, path: &str) -> Result<(), SwarmError> {
-        check_path(path).map_err(SwarmError::Room)?;
+        check_path(path).map_err(crate::error::RoomError::BadPath)?;
         let _tree = room.tree_lock.lock().await;
         let replaces = self.live_at(room, path).await?;
         if replaces.is_empty() {
-            return Err(SwarmError::Room(format!("no file {path:?} in the room")));
+            return Err(crate::error::RoomError::NoSuchFile(path.to_string()).into());
         }
         self.post(
             room,
@@ -876,7 +855,7 @@ impl Node {
             ..
         }) = file
         else {
-            return Err(SwarmError::Room(format!("no file {path:?} in the room")));
+            return Err(crate::error::RoomError::NoSuchFile(path.to_string()).into());
         };
         let (store, pin) = (self.store().clone(), pin_name(&room.id));
         let complete = blocking(move || {

@@ -103,7 +103,7 @@ pub(crate) async fn dial(
     let conn = node.connect(target, p2pfs_proto::room::ALPN).await?;
     let peer = conn.peer;
     if peer == node.id() {
-        return Err(SwarmError::Room("that address is this node".into()));
+        return Err(crate::error::RoomError::SelfDial.into());
     }
     let (mut send, mut recv) = conn.conn.open_bi().await.map_err(|e| SwarmError::Peer {
         peer,
@@ -130,10 +130,7 @@ pub(crate) async fn dial(
         Welcome::Member { proof } if proof == room.secret.connection_proof(&x, false) => {}
         Welcome::Member { .. } => return Err(proto_err(peer, "a wrong proof of membership")),
         Welcome::Unknown => {
-            return Err(SwarmError::Room(format!(
-                "{} is not a member of this room",
-                peer.fmt_short()
-            )));
+            return Err(crate::error::RoomError::NotMember(peer.fmt_short()).into());
         }
     }
     room.learn(peer, target.addrs.clone());
