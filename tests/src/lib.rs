@@ -189,6 +189,50 @@ pub fn blake3_file(path: &Path) -> String {
     h.finalize().to_hex().to_string()
 }
 
+/// Two mounts in one room (`team`), as two members: their daemons, the
+/// room's directory on each, and a scratch directory that goes with them.
+#[derive(Debug)]
+pub struct TwoMounts {
+    /// Scratch space outside the mounts (and the data directories).
+    pub root: tempfile::TempDir,
+    /// Member A (made the room).
+    pub a: Daemon,
+    /// Member B (joined it).
+    pub b: Daemon,
+    /// The room's directory on A.
+    pub ra: PathBuf,
+    /// The room's directory on B.
+    pub rb: PathBuf,
+}
+
+/// Two mounts in one room.
+pub fn two_mounts() -> TwoMounts {
+    let root = temp_dir();
+    let a = Daemon::mount(&root.path().join("a"), &root.path().join("mnt-a"), &[]);
+    let b = Daemon::mount(&root.path().join("b"), &root.path().join("mnt-b"), &[]);
+    let ra = a.mountpoint().join("team");
+    std::fs::create_dir(&ra).unwrap();
+    let rb = b.join_room_of(&a, "team");
+    TwoMounts { root, a, b, ra, rb }
+}
+
+/// Runs `script` with `sh -c` in `dir`; returns its stdout, or panics with
+/// its stderr.
+pub fn sh(dir: &Path, script: &str) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// Whether this process runs as root: mounts and network namespaces need
 /// it (CI runs as root).
 pub fn is_root() -> bool {

@@ -9,52 +9,12 @@
 use std::{
     fs,
     os::unix::fs::{MetadataExt, PermissionsExt},
-    path::{Path, PathBuf},
+    path::Path,
     process::Command,
     time::Duration,
 };
 
-use p2pfs_tests::{Daemon, temp_dir, wait_for};
-
-struct Two {
-    _root: tempfile::TempDir,
-    _a: Daemon,
-    _b: Daemon,
-    ra: PathBuf,
-    rb: PathBuf,
-}
-
-/// Two mounts in one room.
-fn two() -> Two {
-    let root = temp_dir();
-    let a = Daemon::mount(&root.path().join("a"), &root.path().join("mnt-a"), &[]);
-    let b = Daemon::mount(&root.path().join("b"), &root.path().join("mnt-b"), &[]);
-    let ra = a.mountpoint().join("team");
-    fs::create_dir(&ra).unwrap();
-    let rb = b.join_room_of(&a, "team");
-    Two {
-        _root: root,
-        _a: a,
-        _b: b,
-        ra,
-        rb,
-    }
-}
-
-fn sh(dir: &Path, script: &str) -> String {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use p2pfs_tests::{sh, two_mounts, wait_for};
 
 /// `stat` fields of `p`, as `stat -c` prints them.
 fn stat(p: &Path, format: &str) -> String {
@@ -79,7 +39,7 @@ fn wait_stat(p: &Path, format: &str, want: &str) {
 #[test]
 fn modes_and_times_are_kept_and_shown_on_the_other_member() {
     p2pfs_tests::needs_root!();
-    let t = two();
+    let t = two_mounts();
     sh(
         &t.ra,
         "umask 027 && echo hi > f && mkdir d && chmod 0640 f && \
@@ -142,7 +102,7 @@ fn modes_and_times_are_kept_and_shown_on_the_other_member() {
 #[test]
 fn directory_times_follow_their_content_and_ctime_follows_changes() {
     p2pfs_tests::needs_root!();
-    let t = two();
+    let t = two_mounts();
     sh(&t.ra, "mkdir d && touch -d '2000-01-01Z' d");
     let old = fs::metadata(t.ra.join("d")).unwrap();
     assert_eq!(old.mtime(), 946_684_800);
@@ -185,7 +145,7 @@ fn directory_times_follow_their_content_and_ctime_follows_changes() {
 #[test]
 fn owners_are_kept_on_this_member() {
     p2pfs_tests::needs_root!();
-    let t = two();
+    let t = two_mounts();
     sh(
         &t.ra,
         "echo x > f && chown 1234:5678 f && mkdir g && chown 99 g",
@@ -202,7 +162,7 @@ fn owners_are_kept_on_this_member() {
 #[test]
 fn hard_links_are_one_file_on_both_members() {
     p2pfs_tests::needs_root!();
-    let t = two();
+    let t = two_mounts();
     sh(&t.ra, "echo one > a && ln a b && mkdir d && ln a d/c");
     let (ia, ib) = (
         fs::metadata(t.ra.join("a")).unwrap(),
@@ -257,7 +217,7 @@ fn libc_eperm() -> i32 {
 #[test]
 fn fallocate_sparse_files_and_rename_exchange() {
     p2pfs_tests::needs_root!();
-    let t = two();
+    let t = two_mounts();
     // fallocate(1) calls fallocate(2) with mode 0: the file grows.
     sh(&t.ra, "fallocate -l 3M big && printf end >> big");
     assert_eq!(

@@ -12,54 +12,12 @@ use std::{
     time::Duration,
 };
 
-use p2pfs_tests::{Daemon, temp_dir, wait_for};
-
-struct Two {
-    _root: tempfile::TempDir,
-    _a: Daemon,
-    _b: Daemon,
-    ra: PathBuf,
-    rb: PathBuf,
-}
-
-/// Two mounts in one room.
-fn two() -> Two {
-    let root = temp_dir();
-    let a = Daemon::mount(&root.path().join("a"), &root.path().join("mnt-a"), &[]);
-    let b = Daemon::mount(&root.path().join("b"), &root.path().join("mnt-b"), &[]);
-    let ra = a.mountpoint().join("team");
-    fs::create_dir(&ra).unwrap();
-    let rb = b.join_room_of(&a, "team");
-    Two {
-        _root: root,
-        _a: a,
-        _b: b,
-        ra,
-        rb,
-    }
-}
-
-/// Runs `script` with `sh -c` in `dir`; returns its stdout, or panics with
-/// its stderr.
-fn sh(dir: &Path, script: &str) -> String {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use p2pfs_tests::{sh, two_mounts, wait_for};
 
 #[test]
 fn a_new_directory_stays_the_working_directory() {
     p2pfs_tests::needs_root!();
-    let t = two();
+    let t = two_mounts();
     for i in 0..40 {
         // `pwd -P` asks the kernel (getcwd): "(deleted)" or an error if
         // the directory was invalidated under the process.
@@ -83,7 +41,7 @@ fn a_new_directory_stays_the_working_directory() {
 #[test]
 fn git_and_sqlite_work_in_fresh_directories() {
     p2pfs_tests::needs_root!();
-    let t = two();
+    let t = two_mounts();
     for i in 0..8 {
         let repo = format!("repo{i}");
         sh(
@@ -114,9 +72,9 @@ fn git_and_sqlite_work_in_fresh_directories() {
 #[test]
 fn the_room_keeps_its_shape() {
     p2pfs_tests::needs_root!();
-    let t = two();
-    let data = t._a.data_dir();
-    let work = t._root.path().join("x.txt");
+    let t = two_mounts();
+    let data = t.a.data_dir();
+    let work = t.root.path().join("x.txt");
     fs::write(&work, "x\n").unwrap();
     let put = |name: &str| {
         p2pfs_tests::p2pfs(data, &["room", "put", "team", work.to_str().unwrap(), name])
@@ -164,7 +122,7 @@ fn the_room_keeps_its_shape() {
 #[test]
 fn copying_tools_copy_between_rooms_without_tripping_on_attributes() {
     p2pfs_tests::needs_root!();
-    let t = two();
+    let t = two_mounts();
     let other = t.ra.parent().unwrap().join("other");
     fs::create_dir(&other).unwrap();
     fs::create_dir_all(t.ra.join("src/sub")).unwrap();
@@ -223,7 +181,7 @@ fn copying_tools_copy_between_rooms_without_tripping_on_attributes() {
 #[test]
 fn names_up_to_255_bytes_and_enametoolong_past_them() {
     p2pfs_tests::needs_root!();
-    let t = two();
+    let t = two_mounts();
     let ok_name = "n".repeat(255);
     fs::write(t.ra.join(&ok_name), "x").unwrap();
     assert_eq!(fs::read_to_string(t.ra.join(&ok_name)).unwrap(), "x");
@@ -246,7 +204,7 @@ fn names_up_to_255_bytes_and_enametoolong_past_them() {
 fn fifos_sockets_and_devices_stay_on_this_member() {
     p2pfs_tests::needs_root!();
     use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-    let t = two();
+    let t = two_mounts();
     // A FIFO works as on a local disk.
     let out = sh(
         &t.ra,
@@ -297,7 +255,7 @@ fn fifos_sockets_and_devices_stay_on_this_member() {
 #[test]
 fn symbolic_links_are_published_as_written() {
     p2pfs_tests::needs_root!();
-    let t = two();
+    let t = two_mounts();
     sh(
         &t.ra,
         "mkdir -p lib/v1 && echo one > lib/v1/data && ln -s v1 lib/current && \
@@ -337,8 +295,8 @@ fn symbolic_links_are_published_as_written() {
 #[test]
 fn tarballs_with_links_and_a_python_venv_unpack_in_a_room() {
     p2pfs_tests::needs_root!();
-    let t = two();
-    let work = t._root.path().join("src");
+    let t = two_mounts();
+    let work = t.root.path().join("src");
     fs::create_dir_all(work.join("pkg/bin")).unwrap();
     fs::write(work.join("pkg/bin/tool"), "#!/bin/sh\necho tool\n").unwrap();
     sh(
@@ -346,7 +304,7 @@ fn tarballs_with_links_and_a_python_venv_unpack_in_a_room() {
         "chmod +x pkg/bin/tool && ln -s bin/tool pkg/run && ln pkg/bin/tool pkg/tool-again && \
          tar -cf ../pkg.tar pkg",
     );
-    let tar = t._root.path().join("pkg.tar");
+    let tar = t.root.path().join("pkg.tar");
     sh(&t.ra, &format!("tar -xf {}", tar.display()));
     assert_eq!(sh(&t.ra, "./pkg/run"), "tool\n");
     wait_for(Duration::from_secs(20), "the link on B", || {
@@ -436,7 +394,7 @@ const GIT_ENV: &str = "export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null 
 #[test]
 fn a_git_workflow_on_one_member_is_a_clean_repository_on_the_other() {
     p2pfs_tests::needs_root!();
-    let t = two();
+    let t = two_mounts();
     sh(
         &t.ra,
         &format!(
@@ -529,10 +487,10 @@ fn python(dir: &Path, program: &str, args: &[&str]) {
 #[test]
 fn unzip_into_a_room_gives_the_same_tree_on_both_members() {
     p2pfs_tests::needs_root!();
-    let t = two();
-    let zip = t._root.path().join("pkg.zip");
-    python(t._root.path(), MAKE_ZIP, &[zip.to_str().unwrap()]);
-    let unpacked = t._root.path().join("unpacked");
+    let t = two_mounts();
+    let zip = t.root.path().join("pkg.zip");
+    python(t.root.path(), MAKE_ZIP, &[zip.to_str().unwrap()]);
+    let unpacked = t.root.path().join("unpacked");
     fs::create_dir(&unpacked).unwrap();
     sh(&unpacked, &format!("unzip -q {}", zip.display()));
     sh(&t.ra, &format!("unzip -q {}", zip.display()));
@@ -553,7 +511,7 @@ fn unzip_into_a_room_gives_the_same_tree_on_both_members() {
 #[test]
 fn vim_saves_are_seen_on_both_members() {
     p2pfs_tests::needs_root!();
-    let t = two();
+    let t = two_mounts();
     fs::write(t.ra.join("notes.txt"), "alpha\nbeta\ngamma\n").unwrap();
     wait_for(Duration::from_secs(20), "the file on B", || {
         t.rb.join("notes.txt").exists().then_some(())
@@ -680,9 +638,9 @@ impl Drop for Tmux {
 #[test]
 fn nano_saves_in_a_terminal_are_seen_on_both_members() {
     p2pfs_tests::needs_root!();
-    let t = two();
+    let t = two_mounts();
     fs::write(t.ra.join("todo.txt"), "first line\nsecond line\n").unwrap();
-    let term = Tmux::new(t._root.path(), &t.ra, "nano -I todo.txt");
+    let term = Tmux::new(t.root.path(), &t.ra, "nano -I todo.txt");
     wait_for(Duration::from_secs(20), "nano to show the file", || {
         term.screen().contains("second line").then_some(())
     });
@@ -754,8 +712,8 @@ for p in pkgs:
 #[test]
 fn an_npm_style_node_modules_tree_copies_with_its_bin_links() {
     p2pfs_tests::needs_root!();
-    let t = two();
-    let work = t._root.path().join("npm");
+    let t = two_mounts();
+    let work = t.root.path().join("npm");
     fs::create_dir(&work).unwrap();
     python(&work, MAKE_NODE_MODULES, &[]);
     let want = manifest(&work.join("node_modules")).unwrap();
@@ -784,8 +742,8 @@ fn an_npm_style_node_modules_tree_copies_with_its_bin_links() {
 #[test]
 fn rsync_twice_transfers_nothing_the_second_time() {
     p2pfs_tests::needs_root!();
-    let t = two();
-    let src = t._root.path().join("src");
+    let t = two_mounts();
+    let src = t.root.path().join("src");
     fs::create_dir(&src).unwrap();
     // Nested directories, files of several sizes, an empty directory and
     // a link, a file that only its owner reads; times with nanoseconds
