@@ -609,13 +609,9 @@ impl Fs {
         Ok(changes)
     }
 
-    /// The room and path of a new name `name` in directory `parent`:
-    /// valid, and free.
-    pub(crate) fn new_name(
-        &self,
-        parent: INodeNo,
-        name: &OsStr,
-    ) -> Result<(RoomId, String), Errno> {
+    /// The room and path of the name `name` in directory `parent`, if a
+    /// file may take it (a valid name; not the room's `chat.log`).
+    fn name_in(&self, parent: INodeNo, name: &OsStr) -> Result<(RoomId, String), Errno> {
         if name.len() > NAME_MAX {
             return Err(Errno::ENAMETOOLONG);
         }
@@ -626,6 +622,17 @@ impl Fs {
         }
         let path = join(&dir, name);
         valid(&path)?;
+        Ok((room, path))
+    }
+
+    /// The room and path of a new name `name` in directory `parent`:
+    /// valid, and free.
+    pub(crate) fn new_name(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+    ) -> Result<(RoomId, String), Errno> {
+        let (room, path) = self.name_in(parent, name)?;
         if self.find(&room, &path)?.is_some() {
             return Err(Errno::EEXIST);
         }
@@ -712,13 +719,7 @@ impl Fs {
         mode: u32,
         pid: u32,
     ) -> Result<Created, Errno> {
-        let name = utf8(name)?;
-        let (room, dir) = self.dir_of(parent)?;
-        if dir.is_empty() && name == CHAT_FILE {
-            return Err(Errno::EEXIST);
-        }
-        let path = join(&dir, name);
-        valid(&path)?;
+        let (room, path) = self.name_in(parent, name)?;
         if let Some(Found::Dir) = self.find(&room, &path)? {
             return Err(Errno::EISDIR);
         }

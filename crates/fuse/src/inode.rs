@@ -173,18 +173,24 @@ impl Inodes {
     /// `ino` lost one of its places: it is reached through another it
     /// still has (a hard link), or forgotten.
     fn forget_place_of(&mut self, ino: u64) {
-        if self.shared.contains(&ino)
-            && let Some(other) = self
-                .by_place
-                .iter()
-                .find(|(_, n)| **n == ino)
-                .map(|(p, _)| p.clone())
-        {
+        if let Some(other) = self.other_place(ino) {
             self.by_ino.insert(ino, other);
             return;
         }
         self.by_ino.remove(&ino);
         self.shared.remove(&ino);
+    }
+
+    /// A place that has `ino`, if it is shared (hard links): where the
+    /// number is reached once the place it was reached through is gone.
+    fn other_place(&self, ino: u64) -> Option<Place> {
+        if !self.shared.contains(&ino) {
+            return None;
+        }
+        self.by_place
+            .iter()
+            .find(|(_, n)| **n == ino)
+            .map(|(p, _)| p.clone())
     }
 
     /// Gives `place` the number `ino` too: another name of one file (a
@@ -206,13 +212,8 @@ impl Inodes {
         let Some(n) = self.by_place.remove(place) else {
             return;
         };
-        if self.shared.contains(&n)
-            && self.by_ino.get(&n) == Some(place)
-            && let Some(other) = self
-                .by_place
-                .iter()
-                .find(|(_, m)| **m == n)
-                .map(|(p, _)| p.clone())
+        if self.by_ino.get(&n) == Some(place)
+            && let Some(other) = self.other_place(n)
         {
             self.by_ino.insert(n, other);
         }
