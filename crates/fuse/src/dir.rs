@@ -787,18 +787,15 @@ pub(crate) fn change_path(c: &Change) -> &str {
 /// for a directory.
 pub(crate) fn put_change(path: String, shown: &Item) -> Option<Change> {
     match shown {
-        Item::File(file) => Some(Change::Put {
+        // (A new name: a status change.)
+        Item::File(file) => Some(file.put(
             path,
-            hash: file.hash,
-            size: file.size,
-            // (A new name: a status change.)
-            attr: Attr {
+            Attr {
                 ctime: now(),
                 ..file.attr
             },
-            inode: file.inode,
-            base: None,
-        }),
+            None,
+        )),
         Item::Link(l) => Some(Change::Symlink {
             path,
             target: l.target.clone(),

@@ -149,14 +149,7 @@ pub(crate) fn touch_other_names(tree: &Tree, path: &str, f: &FileInfo, ctime: Ti
             let Some(Item::File(g)) = tree.get(&n) else {
                 return None;
             };
-            Some(Change::Put {
-                path: n,
-                hash: g.hash,
-                size: g.size,
-                attr: Attr { ctime, ..g.attr },
-                inode: g.inode,
-                base: Some(vec![g.entry]),
-            })
+            Some(g.put(n, Attr { ctime, ..g.attr }, Some(vec![g.entry])))
         })
         .collect()
 }

@@ -19,7 +19,7 @@ use p2pfs_proto::{
 };
 use p2pfs_swarm::{
     Node,
-    room::{FileKind, listing::Listing, query},
+    room::{Change, FileKind, listing::Listing, query},
     store::StoreError,
 };
 use tokio::sync::watch;
@@ -36,6 +36,20 @@ pub(crate) struct FileInfo {
     pub(crate) author: NodeId,
     /// The entry that put it.
     pub(crate) entry: Hash,
+}
+
+impl FileInfo {
+    /// A put of this file at `path` with `attr`, over `base`.
+    pub(crate) fn put(&self, path: String, attr: Attr, base: Option<Vec<Hash>>) -> Change {
+        Change::Put {
+            path,
+            hash: self.hash,
+            size: self.size,
+            attr,
+            inode: self.inode,
+            base,
+        }
+    }
 }
 
 /// Whether two names show one file: the same content, bits and times (a
@@ -189,12 +203,9 @@ impl Tree {
         let Some(id) = file.inode else {
             return Vec::new();
         };
-        self.links
-            .range((id, String::new())..)
-            .take_while(|(i, _)| *i == id)
-            .filter(|(_, p)| matches!(self.items.get(p), Some(Item::File(f)) if same_file(f, file)))
-            .map(|(_, p)| p.clone())
-            .collect()
+        let mut names = self.all_names(&id);
+        names.retain(|p| matches!(self.items.get(p), Some(Item::File(f)) if same_file(f, file)));
+        names
     }
 
     /// Every name of file `id`, whatever its content.

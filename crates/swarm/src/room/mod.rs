@@ -246,20 +246,12 @@ impl Room {
             let mut touched = crate::lock(&self.touched);
             let version = *self.changed.borrow() + entries.len() as u64;
             for e in entries {
-                match &e.body.op {
-                    Op::Put { path, .. }
-                    | Op::Delete { path, .. }
-                    | Op::Mkdir { path, .. }
-                    | Op::Symlink { path, .. }
-                    | Op::File { path, .. }
-                    | Op::Dir { path, .. }
-                    | Op::SymlinkAt { path, .. } => {
-                        touched.paths.push_back((version, path.clone()));
-                        self.replica.wake.notify_one();
-                    }
+                if let Some(path) = e.body.op.path() {
+                    touched.paths.push_back((version, path.to_string()));
+                    self.replica.wake.notify_one();
+                } else if let Op::Meta(Meta::Copies(_)) = &e.body.op {
                     // Placement follows the tree and the policy, not chat.
-                    Op::Meta(Meta::Copies(_)) => self.replica.wake.notify_one(),
-                    Op::Chat { .. } | Op::Meta(_) => {}
+                    self.replica.wake.notify_one();
                 }
             }
             while touched.paths.len() > MAX_TOUCHED {
