@@ -233,6 +233,93 @@ pub fn sh(dir: &Path, script: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// A tmux server of a test's own (its socket in the test's directory) with
+/// one pane, session `t`, running a command: a real terminal to drive;
+/// killed on drop, even when the test fails.
+#[derive(Debug)]
+pub struct Tmux {
+    socket: PathBuf,
+}
+
+impl Tmux {
+    /// Starts `cmd` in a `width`×`height` pane, in `cwd`, on the socket
+    /// `socket`.
+    pub fn start(socket: PathBuf, width: u16, height: u16, cwd: &Path, cmd: &str) -> Self {
+        let t = Self { socket };
+        let (w, h) = (width.to_string(), height.to_string());
+        t.tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            "t",
+            "-x",
+            &w,
+            "-y",
+            &h,
+            "-c",
+            cwd.to_str().unwrap(),
+            cmd,
+        ]);
+        t
+    }
+
+    /// Runs `tmux ARGS` on this server; its output.
+    pub fn tmux(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .args(args)
+            .env("TERM", "xterm-256color")
+            .output()
+            .expect("running tmux (scripts/test installs it)");
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Sends keys (`-l`: literally).
+    pub fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "t"];
+        args.extend_from_slice(keys);
+        self.tmux(&args);
+    }
+
+    /// What the pane shows.
+    pub fn screen(&self) -> String {
+        self.tmux(&["capture-pane", "-p", "-t", "t"])
+    }
+
+    /// The pane's title.
+    pub fn title(&self) -> String {
+        self.tmux(&["display-message", "-p", "-t", "t", "#{pane_title}"])
+            .trim()
+            .to_string()
+    }
+
+    /// Whether the session (its command) still runs.
+    pub fn running(&self) -> bool {
+        Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .args(["has-session", "-t", "t"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .arg("kill-server")
+            .output();
+    }
+}
+
 /// Whether this process runs as root: mounts and network namespaces need
 /// it (CI runs as root).
 pub fn is_root() -> bool {

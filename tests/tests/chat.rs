@@ -8,12 +8,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{
-    fs,
-    path::{Path, PathBuf},
-    process::Command,
-    time::Duration,
-};
+use std::{fs, path::Path, time::Duration};
 
 use p2pfs_tests::{Daemon, ok, p2pfs, p2pfs_with_input, temp_dir, wait_for};
 
@@ -181,10 +176,8 @@ fn append(path: &Path, text: &str) {
 }
 
 /// A tmux server of this test's own (socket in its temp dir) with one
-/// 200×50 pane running `sh`; killed on drop.
-struct Term {
-    socket: PathBuf,
-}
+/// 200×50 pane running `sh`, checked to obey escape sequences.
+struct Term(p2pfs_tests::Tmux);
 
 impl Term {
     /// Starts it and checks that the pane obeys escape sequences (so the
@@ -192,18 +185,7 @@ impl Term {
     /// OSC sequence and clears its screen on `ESC [ 2 J`.
     fn new(dir: &Path, what: &str) -> Self {
         let socket = dir.join(format!("tmux-{}.sock", what.replace(' ', "-")));
-        let t = Self { socket };
-        t.tmux(&[
-            "new-session",
-            "-d",
-            "-s",
-            "t",
-            "-x",
-            "200",
-            "-y",
-            "50",
-            "sh",
-        ]);
+        let t = Self(p2pfs_tests::Tmux::start(socket, 200, 50, dir, "sh"));
         t.run("printf '\\033]2;p2pfs-test\\033\\\\'; echo GONE-$((1+1))");
         wait_for(SYNC, "tmux to take a title", || {
             (t.title() == "p2pfs-test" && t.screen().contains("GONE-2")).then_some(())
@@ -216,47 +198,17 @@ impl Term {
         t
     }
 
-    fn tmux(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .arg("-S")
-            .arg(&self.socket)
-            .args(args)
-            .env("TERM", "xterm-256color")
-            .output()
-            .expect("running tmux (scripts/test installs it)");
-        assert!(
-            out.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
     /// Types `line` and Enter.
     fn run(&self, line: &str) {
-        self.tmux(&["send-keys", "-t", "t", "-l", line]);
-        self.tmux(&["send-keys", "-t", "t", "Enter"]);
+        self.0.keys(&["-l", line]);
+        self.0.keys(&["Enter"]);
     }
 
-    /// What the pane shows.
     fn screen(&self) -> String {
-        self.tmux(&["capture-pane", "-p", "-t", "t"])
+        self.0.screen()
     }
 
-    /// The pane's title.
     fn title(&self) -> String {
-        self.tmux(&["display-message", "-p", "-t", "t", "#{pane_title}"])
-            .trim()
-            .to_string()
-    }
-}
-
-impl Drop for Term {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .arg("-S")
-            .arg(&self.socket)
-            .arg("kill-server")
-            .status();
+        self.0.title()
     }
 }

@@ -5,14 +5,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{
-    fs,
-    path::{Path, PathBuf},
-    process::Command,
-    time::Duration,
-};
+use std::{fs, path::Path, process::Command, time::Duration};
 
-use p2pfs_tests::{sh, two_mounts, wait_for};
+use p2pfs_tests::{Tmux, sh, two_mounts, wait_for};
 
 #[test]
 fn a_new_directory_stays_the_working_directory() {
@@ -559,88 +554,18 @@ fn vim_saves_are_seen_on_both_members() {
     });
 }
 
-/// A tmux server of this test's own (socket in `dir`) running `cmd` in
-/// an 80×24 pane, in `cwd`; killed on drop, even when the test fails.
-struct Tmux {
-    socket: PathBuf,
-}
-
-impl Tmux {
-    fn new(dir: &Path, cwd: &Path, cmd: &str) -> Self {
-        let t = Self {
-            socket: dir.join("tmux.sock"),
-        };
-        t.tmux(&[
-            "new-session",
-            "-d",
-            "-s",
-            "ed",
-            "-x",
-            "80",
-            "-y",
-            "24",
-            "-c",
-            cwd.to_str().unwrap(),
-            cmd,
-        ]);
-        t
-    }
-
-    fn tmux(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .arg("-S")
-            .arg(&self.socket)
-            .args(args)
-            .env("TERM", "xterm-256color")
-            .output()
-            .expect("running tmux (scripts/test installs it)");
-        assert!(
-            out.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Sends keys (`-l`: literally).
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", "ed"];
-        args.extend_from_slice(keys);
-        self.tmux(&args);
-    }
-
-    /// What the pane shows.
-    fn screen(&self) -> String {
-        self.tmux(&["capture-pane", "-p", "-t", "ed"])
-    }
-
-    /// Whether the session (the editor) is still running.
-    fn running(&self) -> bool {
-        Command::new("tmux")
-            .arg("-S")
-            .arg(&self.socket)
-            .args(["has-session", "-t", "ed"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .arg("-S")
-            .arg(&self.socket)
-            .arg("kill-server")
-            .output();
-    }
-}
-
 #[test]
 fn nano_saves_in_a_terminal_are_seen_on_both_members() {
     p2pfs_tests::needs_root!();
     let t = two_mounts();
     fs::write(t.ra.join("todo.txt"), "first line\nsecond line\n").unwrap();
-    let term = Tmux::new(t.root.path(), &t.ra, "nano -I todo.txt");
+    let term = Tmux::start(
+        t.root.path().join("tmux.sock"),
+        80,
+        24,
+        &t.ra,
+        "nano -I todo.txt",
+    );
     wait_for(Duration::from_secs(20), "nano to show the file", || {
         term.screen().contains("second line").then_some(())
     });
