@@ -474,10 +474,7 @@ impl Fs {
         tree: &Tree,
         info: DirInfo,
     ) -> FileAttr {
-        let logged = p2pfs_swarm::room::query::dir_time(self.node.store(), room, path)
-            .ok()
-            .flatten()
-            .map(from_millis);
+        let logged = tree.dir_time(&self.node, room, path).map(from_millis);
         let local = lock(&self.touched).get(&(*room, path.to_string())).copied();
         let content = logged.max(local);
         let made = (info.ctime > 0).then(|| from_millis(info.ctime));

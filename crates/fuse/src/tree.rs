@@ -157,6 +157,9 @@ pub(crate) struct Tree {
     links: OrdSet<(FileId, String)>,
     /// When this version was built (the room directory's and chat's mtime).
     pub(crate) built: SystemTime,
+    /// Directory times read from the log's view for this version (a
+    /// directory's `getattr` reads the store once per version).
+    dir_times: Arc<std::sync::Mutex<std::collections::HashMap<String, Option<u64>>>>,
 }
 
 impl Tree {
@@ -166,6 +169,7 @@ impl Tree {
             items: OrdMap::new(),
             links: OrdSet::new(),
             built: SystemTime::now(),
+            dir_times: Arc::default(),
         };
         for e in listing.entries() {
             t.insert(e.path, Item::of(&e.kind));
@@ -206,6 +210,18 @@ impl Tree {
         let mut names = self.all_names(&id);
         names.retain(|p| matches!(self.items.get(p), Some(Item::File(f)) if same_file(f, file)));
         names
+    }
+
+    /// The time of directory `dir` of `room` ("" for its top) in this
+    /// version: the latest entry that made or removed a name in it.
+    pub(crate) fn dir_time(&self, node: &Node, room: &RoomId, dir: &str) -> Option<u64> {
+        let mut times = crate::fs::lock(&self.dir_times);
+        if let Some(t) = times.get(dir) {
+            return *t;
+        }
+        let t = query::dir_time(node.store(), room, dir).ok().flatten();
+        times.insert(dir.to_string(), t);
+        t
     }
 
     /// Every name of file `id`, whatever its content.
@@ -309,6 +325,7 @@ impl Cached {
             }
         }
         tree.built = SystemTime::now();
+        tree.dir_times = Arc::default();
         self.tree = Arc::new(tree);
         self.unseen.extend(changed);
         Ok(())
@@ -343,6 +360,7 @@ mod tests {
                 .collect(),
             links: OrdSet::new(),
             built: SystemTime::UNIX_EPOCH,
+            dir_times: Arc::default(),
         }
     }
 
