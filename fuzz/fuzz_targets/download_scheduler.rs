@@ -38,6 +38,7 @@ fuzz_target!(|data: &[u8]| {
     haves.push(Groups::from(0..total));
     let mut running: Vec<(u64, u8, std::ops::Range<u64>)> = Vec::new();
     let mut done = Groups::empty();
+    let mut tick = 0u64;
     let apply = |actions: Vec<Action<u8>>,
                  running: &mut Vec<(u64, u8, std::ops::Range<u64>)>,
                  done: &Groups,
@@ -94,18 +95,30 @@ fuzz_target!(|data: &[u8]| {
         };
         apply(actions, &mut running, &done, &haves);
         now += Duration::from_millis(u64::from(op));
+        // The honest provider is never stalled: its requests move on.
+        tick += 1;
+        for (id, peer, _) in &running {
+            if *peer == honest {
+                s.progress(*id, tick, now);
+            }
+        }
         apply(s.poll(now), &mut running, &done, &haves);
     }
-    // The input ran out: the honest provider delivers whatever is asked.
+    // The input ran out: the honest provider answers what it is asked at
+    // once; the others fail whatever they are asked.
     for _ in 0..10_000 {
         if s.is_done() {
             break;
         }
-        now += Duration::from_secs(1);
+        now += Duration::from_millis(10);
         apply(s.poll(now), &mut running, &done, &haves);
-        if let Some((id, _, groups)) = running.pop() {
-            done |= Groups::from(groups);
-            let a = s.finished(id, &done);
+        while let Some((id, peer, groups)) = running.pop() {
+            let a = if peer == honest {
+                done |= Groups::from(groups);
+                s.finished(id, &done)
+            } else {
+                s.failed(id, &done, Fault::Transport, now)
+            };
             apply(a, &mut running, &done, &haves);
         }
     }
