@@ -6,9 +6,12 @@
 //! (`p2pfs daemon`), through its control socket, or in this process when
 //! none runs (see `session`).
 
+mod api;
 mod args;
 mod cmd;
 mod config;
+mod control;
+mod error;
 mod output;
 mod private;
 mod session;

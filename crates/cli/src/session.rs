@@ -13,15 +13,14 @@ use std::{
 
 use anyhow::Context;
 use p2pfs_store::Store;
-use p2pfs_swarm::{
-    Limits, Node, NodeConfig, api,
-    control::{self, Client, Request, Response},
-    dht::DhtConfig,
-    replica::ReplicaConfig,
-};
+use p2pfs_swarm::{Limits, Node, NodeConfig, dht::DhtConfig, replica::ReplicaConfig};
 use tokio::sync::{OnceCell, mpsc};
 
-use crate::{config, turns};
+use crate::{
+    api, config,
+    control::{self, Client, Request, Response},
+    turns,
+};
 
 /// How long a command waits for its turn before saying so.
 const QUIET_WAIT: Duration = Duration::from_secs(1);

@@ -94,7 +94,7 @@ impl SwarmError {
 }
 
 /// What setting the node up can fail with (a platform without what it
-/// needs, another node on the data directory, a command without a node).
+/// needs, a configuration TLS or QUIC refuse).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SetupError {
@@ -122,12 +122,6 @@ pub enum SetupError {
     /// `P2PFS_LINK_DELAY` in a build without the test hooks.
     #[error("an emulated link delay needs a build with the test-hooks feature")]
     NoLinkDelay,
-    /// Another node already serves this data directory.
-    #[error("another p2pfs node is running with this data directory ({} answers)", .0.display())]
-    AlreadyRunning(std::path::PathBuf),
-    /// A command that needs a running node, without one.
-    #[error("this command needs a running node")]
-    NeedsNode,
     /// Nothing to dial.
     #[error("no address to dial for {0}")]
     NoAddress(String),

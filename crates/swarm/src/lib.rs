@@ -13,12 +13,11 @@
 //! - [`replica`]: keeping each room file on enough members, with no
 //!   coordinator.
 //! - [`Node`]: owns all of it; cheap to clone, shut down explicitly.
-//! - [`control`] and [`api`]: the local control socket through which CLI
-//!   commands reach a running node, and the commands themselves.
+//!
+//! The commands the CLI runs against a node (and the control socket that
+//! carries them to a running one) are the binary's, in `crates/cli`.
 
-pub mod api;
 pub mod ban;
-pub mod control;
 pub mod dht;
 mod dial;
 mod endpoint;

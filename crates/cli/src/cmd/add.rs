@@ -6,9 +6,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use crate::control::{AddItem, Request, Response};
 use anyhow::{Context, bail};
 use p2pfs_proto::Hash;
-use p2pfs_swarm::control::{AddItem, Request, Response};
 
 use crate::{cmd, output, session::Session};
 

@@ -2,9 +2,9 @@
 
 use std::io::Write;
 
+use crate::control::{Request, Response};
 use anyhow::Context;
 use p2pfs_proto::Hash;
-use p2pfs_swarm::control::{Request, Response};
 
 use crate::{cmd, session::Session};
 

@@ -7,13 +7,13 @@ use std::{path::Path, time::Duration};
 
 use anyhow::Context;
 use p2pfs_proto::dht;
-use p2pfs_swarm::{Limits, Target, control, dht::DhtConfig, replica::ReplicaConfig};
+use p2pfs_swarm::{Limits, Target, dht::DhtConfig, replica::ReplicaConfig};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use p2pfs_swarm::replica::LeaveProgress;
 
-use crate::{args::NodeArgs, output::human_bytes, private, session, turns};
+use crate::{args::NodeArgs, control, output::human_bytes, private, session, turns};
 
 /// How often a mount is checked for having been unmounted from outside.
 const MOUNT_CHECK: Duration = Duration::from_millis(200);

@@ -10,12 +10,14 @@ use std::{
 use anyhow::{Context, anyhow, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use p2pfs_proto::{Hash, PeerAddr};
-use p2pfs_swarm::{
-    FetchStats, api,
-    control::{Request, Response},
-};
+use p2pfs_swarm::FetchStats;
 
-use crate::{cmd, output, session::Session};
+use crate::{
+    api, cmd,
+    control::{Request, Response},
+    output,
+    session::Session,
+};
 
 /// Where the bytes go.
 pub(crate) enum Output {

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use p2pfs_swarm::control::{Request, Response};
+use crate::control::{Request, Response};
 
 use crate::{cmd, output, session::Session};
 

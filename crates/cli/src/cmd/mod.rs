@@ -12,8 +12,8 @@ pub(crate) mod room;
 pub(crate) mod status;
 pub(crate) mod verify;
 
+use crate::control::{Request, Response};
 use anyhow::anyhow;
-use p2pfs_swarm::control::{Request, Response};
 use tokio::sync::mpsc;
 
 use crate::session::Session;

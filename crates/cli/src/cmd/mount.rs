@@ -11,10 +11,9 @@ use std::{
 };
 
 use anyhow::Context;
-use p2pfs_swarm::{
-    control::{self, Request, Response},
-    replica::LeaveProgress,
-};
+use p2pfs_swarm::replica::LeaveProgress;
+
+use crate::control::{self, Request, Response};
 
 /// How long the background mount has to come up, once it has the store
 /// (it may first wait up to `turns::limit()` for a command to finish).

@@ -7,12 +7,14 @@ use std::{
 
 use anyhow::{Context, bail};
 use p2pfs_proto::RoomTicket;
-use p2pfs_swarm::{
-    control::{Request, Response, RoomRequest},
-    room::{FileKind, render},
-};
+use p2pfs_swarm::room::{FileKind, render};
 
-use crate::{cmd, output, session::Session};
+use crate::{
+    cmd,
+    control::{Request, Response, RoomRequest},
+    output,
+    session::Session,
+};
 
 /// Sends a room request; warnings go to stderr, the rest to `f`.
 async fn call(

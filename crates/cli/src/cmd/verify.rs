@@ -2,8 +2,8 @@
 
 use std::io::Write;
 
+use crate::control::{Request, Response};
 use p2pfs_proto::Hash;
-use p2pfs_swarm::control::{Request, Response};
 
 use crate::{cmd, output, session::Session};
 

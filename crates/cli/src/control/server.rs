@@ -12,7 +12,9 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use super::{Input, Request, Response, RoomRequest};
-use crate::{Node, SwarmError, api};
+use p2pfs_swarm::Node;
+
+use crate::{api, error::AppError};
 
 /// How long a stopping node lets the commands it accepted finish.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -30,18 +32,22 @@ const BACKLOG_QUIET: Duration = Duration::from_millis(20);
 /// process is gone), the commands already connected, accepted or still in
 /// the backlog, are carried out, and `serve` returns once they are done
 /// (after at most [`DRAIN`]; `chat --follow` ends at once).
-pub async fn serve(node: Node, path: &Path, cancel: CancellationToken) -> Result<(), SwarmError> {
+pub(crate) async fn serve(
+    node: Node,
+    path: &Path,
+    cancel: CancellationToken,
+) -> Result<(), AppError> {
     if path.exists() {
         if UnixStream::connect(path).await.is_ok() {
-            return Err(crate::error::SetupError::AlreadyRunning(path.to_path_buf()).into());
+            return Err(AppError::AlreadyRunning(path.to_path_buf()));
         }
         std::fs::remove_file(path)
-            .map_err(|e| SwarmError::io(format!("removing stale {}", path.display()), e))?;
+            .map_err(|e| AppError::io(format!("removing stale {}", path.display()), e))?;
     }
     let listener = UnixListener::bind(path)
-        .map_err(|e| SwarmError::io(format!("listening on {}", path.display()), e))?;
+        .map_err(|e| AppError::io(format!("listening on {}", path.display()), e))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| SwarmError::io(format!("securing {}", path.display()), e))?;
+        .map_err(|e| AppError::io(format!("securing {}", path.display()), e))?;
     let tasks = tokio_util::task::TaskTracker::new();
     let start = |stream: UnixStream| {
         let (node, cancel) = (node.clone(), cancel.clone());

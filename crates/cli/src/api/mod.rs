@@ -10,9 +10,11 @@ use p2pfs_proto::{BlobTicket, Hash, NodeAddr, PeerAddr};
 use p2pfs_store::{BlobState, Store, StoreError, USER_PIN};
 use tokio::sync::{mpsc, watch};
 
+use p2pfs_swarm::{Node, SwarmError, Target};
+
 use crate::{
-    Node, SwarmError, Target,
     control::{AddItem, Request, Response, Status},
+    error::{AppError, TargetError, blocking},
 };
 
 /// Bytes per `Data` response.
@@ -20,7 +22,7 @@ const DATA_CHUNK: usize = 256 * 1024;
 
 /// What a command runs against.
 #[derive(Debug, Clone)]
-pub struct Ctx {
+pub(crate) struct Ctx {
     store: Store,
     node: Option<Node>,
     daemon: bool,
@@ -28,7 +30,7 @@ pub struct Ctx {
 
 impl Ctx {
     /// A daemon's node.
-    pub fn daemon(node: Node) -> Self {
+    pub(crate) fn daemon(node: Node) -> Self {
         Self {
             store: node.store().clone(),
             node: Some(node),
@@ -38,7 +40,7 @@ impl Ctx {
 
     /// A store opened for one command, with a node if the command needs the
     /// network.
-    pub fn local(store: Store, node: Option<Node>) -> Self {
+    pub(crate) fn local(store: Store, node: Option<Node>) -> Self {
         Self {
             store,
             node,
@@ -46,16 +48,14 @@ impl Ctx {
         }
     }
 
-    pub(crate) fn node(&self) -> Result<&Node, SwarmError> {
-        self.node
-            .as_ref()
-            .ok_or(SwarmError::Setup(crate::error::SetupError::NeedsNode))
+    pub(crate) fn node(&self) -> Result<&Node, AppError> {
+        self.node.as_ref().ok_or(AppError::NeedsNode)
     }
 }
 
 /// Whether `request` needs the network (a node) rather than just the
 /// store: a fetch of a blob the store has complete does not.
-pub async fn needs_node(request: &Request, store: &Store) -> Result<bool, SwarmError> {
+pub(crate) async fn needs_node(request: &Request, store: &Store) -> Result<bool, AppError> {
     Ok(match request {
         Request::Fetch { hash, .. } => !have_complete(store, *hash).await?,
         Request::Status | Request::Ticket { .. } | Request::Room(_) => true,
@@ -64,7 +64,7 @@ pub async fn needs_node(request: &Request, store: &Store) -> Result<bool, SwarmE
 }
 
 /// Whether the store has all of `hash`.
-async fn have_complete(store: &Store, hash: Hash) -> Result<bool, SwarmError> {
+async fn have_complete(store: &Store, hash: Hash) -> Result<bool, AppError> {
     let s = store.clone();
     let info = blocking(move || s.info(&hash)).await?;
     Ok(info.is_some_and(|i| i.state == BlobState::Complete))
@@ -72,7 +72,7 @@ async fn have_complete(store: &Store, hash: Hash) -> Result<bool, SwarmError> {
 
 /// Runs `request`, sending its responses to `out`, ending with `Done` or
 /// `Error`. `input` carries the bytes of an add from standard input.
-pub async fn run(
+pub(crate) async fn run(
     ctx: Ctx,
     request: Request,
     input: mpsc::Receiver<Bytes>,
@@ -85,16 +85,14 @@ pub async fn run(
     let _ = out.send(last).await;
 }
 
-pub(crate) use crate::blocking;
-
 async fn execute(
     ctx: &Ctx,
     request: Request,
     input: mpsc::Receiver<Bytes>,
     out: &mpsc::Sender<Response>,
-) -> Result<(), SwarmError> {
+) -> Result<(), AppError> {
     let store = ctx.store.clone();
-    let send = |r: Response| async { out.send(r).await.map_err(|_| SwarmError::Shutdown) };
+    let send = |r: Response| async { out.send(r).await.map_err(|_| AppError::ClientGone) };
     match request {
         Request::Add { items, pin } => {
             let pin = pin.then_some(USER_PIN);
@@ -132,7 +130,7 @@ async fn execute(
                         send(Response::Added { index, hash, size }).await?
                     }
                     // A full disk stops the whole command.
-                    Err(e @ SwarmError::Store(StoreError::NoSpace { .. })) => return Err(e),
+                    Err(e @ AppError::Store(StoreError::NoSpace { .. })) => return Err(e),
                     Err(e) => {
                         send(Response::ItemFailed {
                             index,
@@ -218,7 +216,7 @@ async fn execute(
                     Ok(s.info(&hash)?.map_or(0, |i| i.size))
                 })
                 .await?;
-                send(Response::Fetched(crate::FetchStats {
+                send(Response::Fetched(p2pfs_swarm::FetchStats {
                     size,
                     received: 0,
                     elapsed: started.elapsed(),
@@ -236,7 +234,7 @@ async fn execute(
                 let (n, seeds) = (node.clone(), targets.clone());
                 tokio::spawn(async move { n.join(seeds).await });
             }
-            let (tx, mut rx) = watch::channel(crate::FetchProgress::default());
+            let (tx, mut rx) = watch::channel(p2pfs_swarm::FetchProgress::default());
             let forward = {
                 let out = out.clone();
                 tokio::spawn(async move {
@@ -287,7 +285,7 @@ pub(crate) async fn send_blob(
     store: Store,
     hash: Hash,
     out: &mpsc::Sender<Response>,
-) -> Result<(), SwarmError> {
+) -> Result<(), AppError> {
     let out = out.clone();
     blocking(move || {
         let reader = store.reader(&hash)?;
@@ -313,7 +311,7 @@ pub(crate) async fn send_blob(
 }
 
 /// The providers of `hash` the DHT knows, or why there are none.
-async fn dht_providers(node: &Node, hash: Hash) -> Result<Vec<Target>, SwarmError> {
+async fn dht_providers(node: &Node, hash: Hash) -> Result<Vec<Target>, AppError> {
     let found = node.find_providers(hash).await?;
     if found.is_empty() {
         let known = node.dht_status().table;
@@ -327,29 +325,27 @@ async fn dht_providers(node: &Node, hash: Hash) -> Result<Vec<Target>, SwarmErro
                 if known == 1 { "" } else { "s" }
             )
         };
-        return Err(SwarmError::Unavailable { hash, reason });
+        return Err(SwarmError::Unavailable { hash, reason }.into());
     }
     Ok(found.into_iter().map(Target::from).collect())
 }
 
 /// Dial targets from ticket providers and `--peer` addresses.
-pub fn targets(providers: Vec<NodeAddr>, peers: Vec<PeerAddr>) -> Vec<Target> {
+pub(crate) fn targets(providers: Vec<NodeAddr>, peers: Vec<PeerAddr>) -> Vec<Target> {
     let mut out: Vec<Target> = providers.into_iter().map(Target::from).collect();
     out.extend(peers.into_iter().map(Target::from));
     out
 }
 
 /// Hash of a fetch target: a hash, or a ticket's.
-pub fn parse_target(s: &str) -> Result<(Hash, Option<BlobTicket>), String> {
+pub(crate) fn parse_target(s: &str) -> Result<(Hash, Option<BlobTicket>), TargetError> {
     if let Ok(h) = s.parse::<Hash>() {
         return Ok((h, None));
     }
     match s.parse::<BlobTicket>() {
         Ok(t) => Ok((t.hash, Some(t))),
-        Err(p2pfs_proto::ticket::TicketError::Prefix) => Err(format!(
-            "{s:?} is neither a hash (64 hexadecimal characters) nor a ticket"
-        )),
-        Err(e) => Err(e.to_string()),
+        Err(p2pfs_proto::ticket::TicketError::Prefix) => Err(TargetError::Neither(s.to_string())),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -6,10 +6,14 @@ use p2pfs_proto::RoomTicket;
 use tokio::sync::mpsc;
 
 use super::{Ctx, send_blob};
-use crate::{
-    Node, SwarmError,
-    control::{Response, RoomRequest},
+use p2pfs_swarm::{
+    Node, RoomError,
     room::{Room, query},
+};
+
+use crate::{
+    control::{Response, RoomRequest},
+    error::AppError,
 };
 
 /// How long a node started for one command waits to reach a member.
@@ -30,16 +34,16 @@ pub(super) async fn execute(
     ctx: &Ctx,
     request: RoomRequest,
     out: &mpsc::Sender<Response>,
-) -> Result<(), SwarmError> {
+) -> Result<(), AppError> {
     let node = ctx.node()?;
-    let send = |r: Response| async { out.send(r).await.map_err(|_| SwarmError::Shutdown) };
+    let send = |r: Response| async { out.send(r).await.map_err(|_| AppError::ClientGone) };
     match request {
         RoomRequest::Create { name } => {
             let ticket = node.create_room(&name).await?;
             send(Response::Ticket(ticket.to_string())).await?;
         }
         RoomRequest::Join { ticket, name } => {
-            let t: RoomTicket = ticket.parse().map_err(crate::error::RoomError::Ticket)?;
+            let t: RoomTicket = ticket.parse().map_err(RoomError::Ticket)?;
             let name = node.join_room(&t, name.as_deref()).await?;
             let room = node.find_room(&name).await?;
             if !ctx.daemon {
@@ -79,7 +83,7 @@ pub(super) async fn execute(
                          (`p2pfs daemon`)"
                     )))
                     .await
-                    .map_err(|_| SwarmError::Shutdown)?;
+                    .map_err(|_| AppError::ClientGone)?;
                 }
             }
             send(Response::Added {
@@ -113,7 +117,7 @@ pub(super) async fn execute(
                 reach(node, &room, out).await?;
             }
             let (store, id) = (node.store().clone(), room.id());
-            let files = super::blocking(move || query::ls(&store, &id)).await?;
+            let files = crate::error::blocking(move || query::ls(&store, &id)).await?;
             send(Response::Files(files)).await?;
         }
         RoomRequest::Chat { room, text } => {
@@ -122,7 +126,7 @@ pub(super) async fn execute(
                 reach(node, &room, out).await?;
             }
             if node.chat(&room, &text).await? == 0 {
-                return Err(crate::error::RoomError::NothingToPost.into());
+                return Err(RoomError::NothingToPost.into());
             }
             if !ctx.daemon {
                 flush(node, &room, out).await?;
@@ -153,13 +157,13 @@ pub(super) async fn execute(
                 reach(node, &room, out).await?;
             }
             let (store, id, p) = (node.store().clone(), room.id(), path.clone());
-            let file = super::blocking(move || query::file(&store, &id, &p)).await?;
-            let Some(crate::room::FileEntry {
-                kind: crate::room::FileKind::File { hash, size, .. },
+            let file = crate::error::blocking(move || query::file(&store, &id, &p)).await?;
+            let Some(p2pfs_swarm::room::FileEntry {
+                kind: p2pfs_swarm::room::FileKind::File { hash, size, .. },
                 ..
             }) = file
             else {
-                return Err(crate::error::RoomError::NoSuchFile(path.to_string()).into());
+                return Err(RoomError::NoSuchFile(path.to_string()).into());
             };
             node.room_keep(&room, hash, keep).await?;
             if keep && !ctx.daemon {
@@ -186,21 +190,21 @@ pub(super) async fn execute(
 
 /// A node started for one command: wait (briefly) for a member, so the
 /// command sees the room as the members do.
-async fn reach(node: &Node, room: &Room, out: &mpsc::Sender<Response>) -> Result<(), SwarmError> {
+async fn reach(node: &Node, room: &Room, out: &mpsc::Sender<Response>) -> Result<(), AppError> {
     if !node.room_wait_synced(room, ONE_OFF_WAIT).await {
         out.send(Response::Warning(format!(
             "no member of room {:?} could be reached; showing what this node has",
             room.name()
         )))
         .await
-        .map_err(|_| SwarmError::Shutdown)?;
+        .map_err(|_| AppError::ClientGone)?;
     }
     Ok(())
 }
 
 /// A node started for one command: wait until the members online have
 /// what it wrote.
-async fn flush(node: &Node, room: &Room, out: &mpsc::Sender<Response>) -> Result<(), SwarmError> {
+async fn flush(node: &Node, room: &Room, out: &mpsc::Sender<Response>) -> Result<(), AppError> {
     if node.room_flush(room, FLUSH_WAIT).await == 0 {
         out.send(Response::Warning(format!(
             "no member of room {:?} confirmed the change; it is saved here and \
@@ -208,7 +212,7 @@ async fn flush(node: &Node, room: &Room, out: &mpsc::Sender<Response>) -> Result
             room.name()
         )))
         .await
-        .map_err(|_| SwarmError::Shutdown)?;
+        .map_err(|_| AppError::ClientGone)?;
     }
     Ok(())
 }
@@ -220,16 +224,17 @@ async fn chat_log(
     room: &Arc<Room>,
     follow: bool,
     out: &mpsc::Sender<Response>,
-) -> Result<(), SwarmError> {
+) -> Result<(), AppError> {
     let send = |lines: Vec<String>| async {
         out.send(Response::ChatLines(lines))
             .await
-            .map_err(|_| SwarmError::Shutdown)
+            .map_err(|_| AppError::ClientGone)
     };
     let mut changes = node.room_changes(room);
     changes.borrow_and_update();
     let (store, id) = (node.store().clone(), room.id());
-    let (mut reader, lines) = super::blocking(move || query::ChatReader::open(&store, &id)).await?;
+    let (mut reader, lines) =
+        crate::error::blocking(move || query::ChatReader::open(&store, &id)).await?;
     for batch in lines.chunks(CHAT_BATCH) {
         send(batch.to_vec()).await?;
     }
@@ -244,7 +249,7 @@ async fn chat_log(
         changes.borrow_and_update();
         loop {
             let store = node.store().clone();
-            let (r, more) = super::blocking(move || {
+            let (r, more) = crate::error::blocking(move || {
                 let more = reader.more(&store, CHAT_BATCH)?;
                 Ok((reader, more))
             })

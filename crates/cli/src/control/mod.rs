@@ -16,20 +16,20 @@ mod server;
 
 use std::path::PathBuf;
 
-pub use client::Client;
+pub(crate) use client::Client;
 use p2pfs_proto::{Hash, NodeAddr, PeerAddr};
 use p2pfs_store::{BlobInfo, GcReport};
 use serde::{Deserialize, Serialize};
-pub use server::serve;
+pub(crate) use server::serve;
 
-use crate::{FetchProgress, FetchStats, PeerInfo};
+use p2pfs_swarm::{FetchProgress, FetchStats, PeerInfo};
 
 /// The socket's file name in the data directory.
-pub const SOCKET: &str = "control.sock";
+pub(crate) const SOCKET: &str = "control.sock";
 
 /// Something to add.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum AddItem {
+pub(crate) enum AddItem {
     /// A file, by absolute path.
     Path(PathBuf),
     /// Bytes that follow as [`Input`] frames.
@@ -38,7 +38,7 @@ pub enum AddItem {
 
 /// A command for the node.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum Request {
+pub(crate) enum Request {
     /// Import files; answers one `Added` or `ItemFailed` per item, in order.
     Add {
         /// What to add.
@@ -99,7 +99,7 @@ pub enum Request {
 
 /// A room command.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum RoomRequest {
+pub(crate) enum RoomRequest {
     /// Create a room: one `Ticket`.
     Create {
         /// Its name.
@@ -192,35 +192,35 @@ pub enum RoomRequest {
 
 /// Bytes of an [`AddItem::Stdin`]; an empty chunk ends them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Input(pub Vec<u8>);
+pub(crate) struct Input(pub(crate) Vec<u8>);
 
 /// The node's status.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Status {
+pub(crate) struct Status {
     /// The node id.
-    pub node: p2pfs_proto::NodeId,
+    pub(crate) node: p2pfs_proto::NodeId,
     /// Addresses it can be reached at.
-    pub addrs: Vec<std::net::SocketAddr>,
+    pub(crate) addrs: Vec<std::net::SocketAddr>,
     /// Peers with a live connection.
-    pub peers: Vec<PeerInfo>,
+    pub(crate) peers: Vec<PeerInfo>,
     /// Blobs in the store.
-    pub blobs: usize,
+    pub(crate) blobs: usize,
     /// Of which complete.
-    pub complete: usize,
+    pub(crate) complete: usize,
     /// Bytes present in the store.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// Whether this node runs as a daemon (false: started for this command).
-    pub daemon: bool,
+    pub(crate) daemon: bool,
     /// The DHT: routing table size, records held.
-    pub dht: crate::dht::DhtStatus,
+    pub(crate) dht: p2pfs_swarm::dht::DhtStatus,
     /// Peers banned for sending bad data.
     #[serde(default)]
-    pub banned: Vec<crate::ban::BannedPeer>,
+    pub(crate) banned: Vec<p2pfs_swarm::ban::BannedPeer>,
 }
 
 /// An answer (or part of one).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum Response {
+pub(crate) enum Response {
     /// Item `index` of an add was imported.
     Added {
         /// Its position in the request.
@@ -275,15 +275,15 @@ pub enum Response {
     /// The local name of a joined room.
     Joined(String),
     /// The rooms.
-    Rooms(Vec<crate::room::RoomSummary>),
+    Rooms(Vec<p2pfs_swarm::room::RoomSummary>),
     /// A room's tree.
-    Files(Vec<crate::room::FileEntry>),
+    Files(Vec<p2pfs_swarm::room::FileEntry>),
     /// Chat lines, each with its newline.
     ChatLines(Vec<String>),
     /// A room's replication status.
-    RoomStatus(crate::replica::RoomStatus),
+    RoomStatus(p2pfs_swarm::replica::RoomStatus),
     /// How leaving goes.
-    Leaving(crate::replica::LeaveProgress),
+    Leaving(p2pfs_swarm::replica::LeaveProgress),
     /// A warning for the user; the command goes on.
     Warning(String),
     /// The command failed as a whole.

@@ -9,14 +9,14 @@ use super::{Input, Request, Response, server::read_frame};
 
 /// A connection to a running node.
 #[derive(Debug)]
-pub struct Client {
+pub(crate) struct Client {
     stream: UnixStream,
 }
 
 impl Client {
     /// Connects to the node whose socket is at `path`; `None` if no node
     /// answers there.
-    pub async fn connect(path: &Path) -> Option<Self> {
+    pub(crate) async fn connect(path: &Path) -> Option<Self> {
         UnixStream::connect(path)
             .await
             .ok()
@@ -24,19 +24,19 @@ impl Client {
     }
 
     /// Sends a request.
-    pub async fn send(&mut self, request: &Request) -> std::io::Result<()> {
+    pub(crate) async fn send(&mut self, request: &Request) -> std::io::Result<()> {
         let frame = codec::encode_frame(request).map_err(std::io::Error::other)?;
         self.stream.write_all(&frame).await
     }
 
     /// Sends input bytes (an empty chunk ends them).
-    pub async fn send_input(&mut self, chunk: Vec<u8>) -> std::io::Result<()> {
+    pub(crate) async fn send_input(&mut self, chunk: Vec<u8>) -> std::io::Result<()> {
         let frame = codec::encode_frame(&Input(chunk)).map_err(std::io::Error::other)?;
         self.stream.write_all(&frame).await
     }
 
     /// Receives the next response.
-    pub async fn recv(&mut self) -> std::io::Result<Response> {
+    pub(crate) async fn recv(&mut self) -> std::io::Result<Response> {
         read_frame(&mut self.stream).await
     }
 }
