@@ -49,6 +49,9 @@ pub const MAX_AUTHORS: usize = 4096;
 pub const MAX_PEERS: usize = 32;
 /// Most hashes in one [`Status`] (`add` and `remove` together).
 pub const MAX_STATUS_HASHES: usize = 4096;
+/// Most bytes of a [`Presence`]'s body (a status of `MAX_STATUS_HASHES`
+/// hashes, with room for the rest).
+pub const MAX_PRESENCE: usize = MAX_STATUS_HASHES * 32 + 256;
 /// Most copies a room's policy may ask for.
 pub const MAX_COPIES: u8 = 64;
 /// The policy of a room whose log sets none.
@@ -640,6 +643,73 @@ pub enum SyncMsg {
     /// The sending replica stops now: count it offline at once (and copy
     /// again what it kept) rather than after the offline timeout.
     Goodbye,
+    /// A replica's status, signed by it and forwarded through the room, so
+    /// members without a session with it know it is online and what it
+    /// keeps (docs/protocol.md §8.10).
+    Presence(Presence),
+}
+
+/// Domain of a presence's signature.
+pub const PRESENCE_DOMAIN: &[u8; 23] = b"p2pfs room presence v1\0";
+
+/// A replica's status as the room forwards it: [`PresenceBody`], encoded,
+/// and the origin's signature over [`presence_message`]`(room, body)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    /// The postcard encoding of a [`PresenceBody`] (signed as sent).
+    pub body: Vec<u8>,
+    /// The origin's signature.
+    pub sig: Signature,
+}
+
+/// What a presence says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceBody {
+    /// The replica it is about, which signed it.
+    pub origin: NodeId,
+    /// `member_tag(origin)`: the origin is a member.
+    pub member: [u8; 32],
+    /// The origin's run: when it started, in milliseconds since the Unix
+    /// epoch (a later run supersedes an earlier one).
+    pub run: u64,
+    /// Counts up from 0 within a run, one per presence.
+    pub seq: u64,
+    /// Where the replica is in its life.
+    pub phase: PresencePhase,
+    /// Its status; `reset` starts a chain of differences (seq 0 has it).
+    pub status: Status,
+}
+
+/// A replica's phase, as a presence carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PresencePhase {
+    /// Running: a candidate for placement.
+    Running,
+    /// About to stop ([`SyncMsg::Leaving`]).
+    Leaving,
+    /// Stopped ([`SyncMsg::Goodbye`]).
+    Gone,
+}
+
+/// The bytes a presence's signature covers: [`PRESENCE_DOMAIN`], the room
+/// id, the body.
+pub fn presence_message(room: &RoomId, body: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(PRESENCE_DOMAIN.len() + 32 + body.len());
+    m.extend_from_slice(PRESENCE_DOMAIN);
+    m.extend_from_slice(room.as_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+impl Presence {
+    /// Decodes the body, checking its bounds.
+    pub fn decode_body(&self) -> Result<PresenceBody, String> {
+        let b: PresenceBody = codec::decode(&self.body).map_err(|e| e.to_string())?;
+        if b.status.add.len() + b.status.remove.len() > MAX_STATUS_HASHES {
+            return Err("too many hashes in a presence".into());
+        }
+        Ok(b)
+    }
 }
 
 /// What a replica says of itself, at the start of a session, when it
@@ -676,6 +746,9 @@ impl SyncMsg {
             }
             SyncMsg::Status(s) if s.add.len() + s.remove.len() > MAX_STATUS_HASHES => {
                 Err("too many hashes in a status".into())
+            }
+            SyncMsg::Presence(p) if p.body.len() > MAX_PRESENCE => {
+                Err("a presence is too large".into())
             }
             _ => Ok(()),
         }
@@ -1025,6 +1098,53 @@ mod tests {
         let big = SyncMsg::Status(Status {
             add: vec![Hash::from_bytes([1; 32]); MAX_STATUS_HASHES + 1],
             ..Status::default()
+        });
+        assert!(big.check().is_err());
+        assert!(codec::encode(&big).unwrap().len() < MAX_SYNC_FRAME);
+    }
+
+    #[test]
+    fn golden_presence_bytes() {
+        // docs/protocol.md §8.10.
+        let body = PresenceBody {
+            origin: NodeId::from_bytes([1; 32]),
+            member: [2; 32],
+            run: 300,
+            seq: 1,
+            phase: PresencePhase::Leaving,
+            status: Status {
+                full: false,
+                reset: true,
+                heartbeat_ms: 300,
+                add: vec![],
+                remove: vec![],
+            },
+        };
+        let mut want = vec![1u8; 32];
+        want.extend([2u8; 32]);
+        want.extend([0xac, 0x02, 0x01, 0x01, 0x00, 0x01, 0xac, 0x02, 0x00, 0x00]);
+        assert_eq!(codec::encode(&body).unwrap(), want);
+        let p = Presence {
+            body: want.clone(),
+            sig: Signature([7; 64]),
+        };
+        assert_eq!(p.decode_body().unwrap(), body);
+        let mut msg = vec![7, want.len() as u8];
+        msg.extend(&want);
+        msg.extend([7u8; 64]);
+        let m = SyncMsg::Presence(p);
+        assert_eq!(codec::encode(&m).unwrap(), msg);
+        assert_eq!(codec::decode::<SyncMsg>(&msg).unwrap(), m);
+        assert_eq!(PresencePhase::Running as u8, 0);
+        assert_eq!(codec::encode(&PresencePhase::Gone).unwrap(), [2]);
+        let room = RoomId::from_bytes([3; 32]);
+        let signed = presence_message(&room, &[9]);
+        assert_eq!(&signed[..23], b"p2pfs room presence v1\0");
+        assert_eq!(&signed[23..55], &[3; 32]);
+        assert_eq!(&signed[55..], &[9]);
+        let big = SyncMsg::Presence(Presence {
+            body: vec![0; MAX_PRESENCE + 1],
+            sig: Signature([0; 64]),
         });
         assert!(big.check().is_err());
         assert!(codec::encode(&big).unwrap().len() < MAX_SYNC_FRAME);

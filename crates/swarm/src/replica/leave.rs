@@ -124,6 +124,9 @@ impl Node {
             if room.replica.phase.send_replace(Phase::Gone) == Phase::Gone {
                 continue;
             }
+            if let Some(rep) = &self.inner.replica {
+                super::presence::goodbye(self, &room, rep.config.heartbeat());
+            }
             let sessions: Vec<_> = crate::lock(&room.sessions).values().cloned().collect();
             for s in sessions {
                 let _ = s.tx.try_send(Out::Msg(SyncMsg::Goodbye));

@@ -15,6 +15,8 @@
 //! - `peers`: the statuses heard, and who counts as online.
 //! - `plan`: what to pin, fetch and let go of.
 //! - `feed`: sending this member's status on a session.
+//! - `presence`: sending it, signed, to the whole room (forwarded by
+//!   every member).
 //! - `leave`: before stopping, waiting until what only this member keeps
 //!   is kept elsewhere, then saying goodbye.
 //! - `runtime`: per room, gathering the inputs and carrying the plan out.
@@ -25,6 +27,7 @@ pub(crate) mod leave;
 pub(crate) mod peers;
 pub(crate) mod placement;
 pub(crate) mod plan;
+pub(crate) mod presence;
 pub(crate) mod runtime;
 pub(crate) mod status;
 
@@ -145,6 +148,8 @@ pub(crate) struct RoomReplica {
     pub(crate) wake: Notify,
     /// Bytes fetched to keep copies (for status and figures).
     pub(crate) fetched: AtomicU64,
+    /// This replica's presences in the room.
+    pub(crate) presence: Mutex<presence::Emitter>,
 }
 
 impl Default for RoomReplica {
@@ -155,6 +160,7 @@ impl Default for RoomReplica {
             phase: watch::Sender::new(Phase::Running),
             wake: Notify::new(),
             fetched: AtomicU64::new(0),
+            presence: Mutex::new(presence::Emitter::default()),
         }
     }
 }
@@ -179,6 +185,11 @@ impl RoomReplica {
         if crate::lock(&self.peers).goodbye(peer, Instant::now()) {
             self.wake.notify_one();
         }
+    }
+
+    /// Whether `peer` said goodbye (and has not come back).
+    pub(crate) fn is_gone(&self, peer: &NodeId) -> bool {
+        crate::lock(&self.peers).is_gone(peer)
     }
 
     /// Bytes fetched so far to keep copies.

@@ -147,6 +147,11 @@ impl Peers {
         }
     }
 
+    /// Whether `peer` said goodbye (since its last session start).
+    pub(crate) fn is_gone(&self, peer: &NodeId) -> bool {
+        self.map.get(peer).is_some_and(|p| p.gone.is_some())
+    }
+
     /// The replicas heard from recently enough.
     pub(crate) fn online(&self, now: Instant) -> impl Iterator<Item = (&NodeId, &Peer)> {
         self.map.iter().filter(move |(_, p)| p.is_online(now))

@@ -23,10 +23,13 @@
 pub(crate) mod entry;
 pub mod listing;
 pub(crate) mod log;
+pub(crate) mod mesh;
 pub(crate) mod order;
 pub mod query;
 pub mod render;
 pub(crate) mod runtime;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
 pub(crate) mod sync;
 pub(crate) mod transcript;
 pub(crate) mod view;
@@ -186,6 +189,10 @@ pub struct Room {
     touched: Mutex<Touched>,
     /// Keeping the room's files on enough members.
     pub(crate) replica: crate::replica::RoomReplica,
+    /// Whom to keep sessions with, where pushes go, who is online.
+    pub(crate) mesh: Mutex<mesh::Mesh>,
+    /// The mesh's clock starts here.
+    clock: Instant,
 }
 
 /// See [`Room::touched`].
@@ -210,10 +217,14 @@ impl Room {
         crate::lock(&self.name).clone()
     }
 
-    fn new(info: &RoomInfo, cancel: CancellationToken) -> Self {
+    fn new(info: &RoomInfo, cancel: CancellationToken, me: NodeId, config: mesh::Config) -> Self {
         let mut nodes = BTreeMap::new();
+        let mut mesh = mesh::Mesh::new(me, config);
         for n in &info.nodes {
             nodes.insert(n.id, n.addrs.clone());
+            if !n.addrs.is_empty() {
+                mesh.learn(n.id);
+            }
         }
         Self {
             id: info.secret.id(),
@@ -234,7 +245,14 @@ impl Room {
             tree_lock: Arc::new(tokio::sync::Mutex::new(())),
             touched: Mutex::new(Touched::default()),
             replica: crate::replica::RoomReplica::default(),
+            mesh: Mutex::new(mesh),
+            clock: Instant::now(),
         }
+    }
+
+    /// Milliseconds on the mesh's clock.
+    pub(crate) fn now_ms(&self) -> u64 {
+        u64::try_from(self.clock.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Sends new entries to every session but `except`'s.
@@ -282,6 +300,19 @@ impl Room {
         }
     }
 
+    /// Sends `msg` on the sessions with `peers` (a session too slow to
+    /// take it ends, and reconciles when it reconnects).
+    pub(crate) fn send_to(&self, peers: &[NodeId], msg: &Arc<p2pfs_proto::room::SyncMsg>) {
+        let sessions = crate::lock(&self.sessions);
+        for peer in peers {
+            if let Some(s) = sessions.get(peer)
+                && s.tx.try_send(Out::Shared(msg.clone())).is_err()
+            {
+                s.cancel.cancel();
+            }
+        }
+    }
+
     /// Remembers where a member can be reached.
     pub(crate) fn learn(&self, node: NodeId, addrs: Vec<SocketAddr>) {
         if addrs.is_empty() {
@@ -291,6 +322,7 @@ impl Room {
         let new = nodes.get(&node) != Some(&addrs);
         nodes.insert(node, addrs);
         drop(nodes);
+        crate::lock(&self.mesh).learn(node);
         if new {
             self.nodes_version.fetch_add(1, Ordering::Relaxed);
             self.wake.notify_one();
@@ -307,14 +339,18 @@ impl Room {
     /// The members this node knows how to reach (and itself), for a
     /// `Peers` message to `to`.
     pub(crate) fn peers_for(&self, to: NodeId, me: NodeAddr) -> Vec<NodeAddr> {
-        let my_id = me.id;
-        crate::lock(&self.nodes)
-            .iter()
-            .filter(|(id, _)| **id != to && **id != my_id)
-            .take(p2pfs_proto::room::MAX_PEERS - 1)
-            .map(|(id, addrs)| NodeAddr {
-                id: *id,
-                addrs: addrs.iter().take(p2pfs_proto::MAX_ADDRS).copied().collect(),
+        // A different sample each time in a big room, so that every member
+        // comes to know every other.
+        let ids =
+            crate::lock(&self.mesh).sample(to, p2pfs_proto::room::MAX_PEERS - 1, fastrand::u64(..));
+        let nodes = crate::lock(&self.nodes);
+        ids.into_iter()
+            .filter_map(|id| {
+                let addrs = nodes.get(&id)?;
+                Some(NodeAddr {
+                    id,
+                    addrs: addrs.iter().take(p2pfs_proto::MAX_ADDRS).copied().collect(),
+                })
             })
             .chain(std::iter::once(me))
             .collect()
@@ -340,8 +376,15 @@ impl Room {
         self.arrivals.load(Ordering::Relaxed)
     }
 
-    /// Members with a live session.
+    /// Members online: with a live session, or a replica whose presence
+    /// (forwarded through the room) is recent.
     pub fn online(&self) -> Vec<NodeId> {
+        let now = self.now_ms();
+        crate::lock(&self.mesh).online(now).into_iter().collect()
+    }
+
+    /// Members with a live session.
+    pub(crate) fn with_session(&self) -> Vec<NodeId> {
         crate::lock(&self.sessions).keys().copied().collect()
     }
 }
@@ -422,7 +465,23 @@ impl Node {
         if rebuilt > 0 {
             tracing::info!(room = %info.name, entries = rebuilt, "room views rebuilt from the log");
         }
-        let room = Arc::new(Room::new(info, self.inner.cancel.child_token()));
+        let offline_after = self
+            .inner
+            .replica
+            .as_ref()
+            .map_or(crate::replica::DEFAULT_OFFLINE_AFTER, |r| {
+                r.config.offline_after
+            });
+        let config = mesh::Config {
+            offline_after_ms: u64::try_from(offline_after.as_millis()).unwrap_or(u64::MAX),
+            ..mesh::Config::default()
+        };
+        let room = Arc::new(Room::new(
+            info,
+            self.inner.cancel.child_token(),
+            self.id(),
+            config,
+        ));
         {
             let (store, rid) = (self.store().clone(), id);
             let authors = blocking(move || store.room_have(&rid)).await?;
@@ -433,10 +492,15 @@ impl Node {
         self.inner
             .tasks
             .spawn(runtime::run(self.clone(), room.clone()));
-        if self.inner.replica.is_some() {
+        if let Some(rep) = &self.inner.replica {
             self.inner
                 .tasks
                 .spawn(crate::replica::runtime::run(self.clone(), room.clone()));
+            self.inner.tasks.spawn(crate::replica::presence::run(
+                self.clone(),
+                room.clone(),
+                rep.config.heartbeat(),
+            ));
         }
         Ok(room)
     }

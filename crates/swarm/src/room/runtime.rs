@@ -10,8 +10,7 @@
 //! again).
 
 use std::{
-    collections::{HashMap, HashSet},
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -22,21 +21,15 @@ use crate::{Node, Target};
 
 /// How often the runtime looks for members to dial.
 const TICK: Duration = Duration::from_secs(2);
-/// Longest wait between attempts to reach a member.
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How often a server re-announces itself under the room's key.
 const ANNOUNCE: Duration = Duration::from_secs(30 * 60);
 /// How often to look members up in the DHT (sooner when alone).
 const LOOKUP: Duration = Duration::from_secs(5 * 60);
 const LOOKUP_ALONE: Duration = Duration::from_secs(20);
-/// Sessions dialed at once per room.
-const MAX_DIALS: usize = 8;
 /// Addresses saved with a room.
 const SAVED_NODES: usize = 32;
 
 pub(crate) async fn run(node: Node, room: Arc<Room>) {
-    let active: Arc<Mutex<HashSet<NodeId>>> = Arc::default();
-    let mut backoff: HashMap<NodeId, (Instant, Duration)> = HashMap::new();
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<(NodeId, bool)>();
     let mut last_announce: Option<Instant> = None;
     let mut last_lookup: Option<Instant> = None;
@@ -54,60 +47,51 @@ pub(crate) async fn run(node: Node, room: Arc<Room>) {
             last_gossip = Instant::now();
             room.gossip(&node.node_addr());
         }
-        while let Ok((peer, ok)) = done_rx.try_recv() {
-            crate::lock(&active).remove(&peer);
-            let next = if ok {
-                Duration::from_secs(1)
-            } else {
-                backoff
-                    .get(&peer)
-                    .map_or(Duration::from_secs(1), |(_, d)| (*d * 2).min(MAX_BACKOFF))
-            };
-            backoff.insert(peer, (Instant::now() + next, next));
+        let now = room.now_ms();
+        let (dials, surplus) = {
+            let mut mesh = crate::lock(&room.mesh);
+            while let Ok((peer, failed)) = done_rx.try_recv() {
+                mesh.dial_ended(peer, failed, now);
+            }
+            mesh.expire(now);
+            (mesh.dials(now), mesh.surplus(now))
+        };
+        // Sessions no view needs, in a room big enough to have them.
+        for peer in surplus {
+            if let Some(h) = crate::lock(&room.sessions).get(&peer) {
+                tracing::debug!(%peer, "ending a room session no view needs");
+                h.cancel.cancel();
+            }
         }
-        let online: HashSet<NodeId> = room.online().into_iter().collect();
-        let known: Vec<(NodeId, Vec<std::net::SocketAddr>)> = crate::lock(&room.nodes)
-            .iter()
-            .map(|(k, v)| (*k, v.clone()))
-            .collect();
-        for (peer, addrs) in &known {
-            if *peer == node.id() || online.contains(peer) || addrs.is_empty() {
+        for peer in dials {
+            let addrs = crate::lock(&room.nodes)
+                .get(&peer)
+                .cloned()
+                .unwrap_or_default();
+            if addrs.is_empty() {
+                crate::lock(&room.mesh).dial_ended(peer, true, now);
                 continue;
-            }
-            if backoff.get(peer).is_some_and(|(t, _)| *t > Instant::now()) {
-                continue;
-            }
-            {
-                let mut a = crate::lock(&active);
-                if a.len() >= MAX_DIALS || !a.insert(*peer) {
-                    continue;
-                }
             }
             let (n, r, tx) = (node.clone(), room.clone(), done_tx.clone());
             let target = Target {
-                id: Some(*peer),
-                addrs: addrs.clone(),
+                id: Some(peer),
+                addrs,
             };
-            let peer = *peer;
-            // A dial takes one of the `MAX_DIALS` slots until the member
-            // has proven itself, not for the whole session: else a node
-            // would never hold sessions it dialed with more than 8 members,
-            // and a room of 20 never meets in full.
-            let slots = active.clone();
-            let established = move || {
-                crate::lock(&slots).remove(&peer);
-            };
+            // The dial is in progress until the member has proven itself
+            // and the session is the room's (`Mesh::up`), not for the
+            // whole session.
             node.inner.tasks.spawn(async move {
-                let ok = match sync::dial(&n, r, &target, established).await {
-                    Ok(()) => true,
+                let failed = match sync::dial(&n, r, &target, || {}).await {
+                    Ok(()) => false,
                     Err(e) => {
                         tracing::debug!(%peer, "room dial: {e}");
-                        false
+                        true
                     }
                 };
-                let _ = tx.send((peer, ok));
+                let _ = tx.send((peer, failed));
             });
         }
+        let online = room.with_session();
         let dht = &node.inner.dht;
         if dht.config.server && last_announce.is_none_or(|t| t.elapsed() > ANNOUNCE) {
             last_announce = Some(Instant::now());

@@ -26,12 +26,18 @@ use p2pfs_proto::{
     NodeId,
     close::Code,
     codec,
-    room::{EXPORTER_LABEL, Have, Hello, MAX_SYNC_FRAME, SyncMsg, Welcome},
+    room::{
+        EXPORTER_LABEL, Have, Hello, MAX_SYNC_FRAME, Presence, PresenceBody, PresencePhase,
+        SyncMsg, Welcome, presence_message,
+    },
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{Room, entry, log};
+use super::{
+    Room, entry, log,
+    mesh::{Apply, Heard},
+};
 use crate::{
     Node, SwarmError, Target,
     dial::{Conn, SIMULTANEOUS},
@@ -207,6 +213,13 @@ fn register(room: &Room, peer: NodeId, h: &Handle) -> bool {
     true
 }
 
+/// Sends the presences the mesh gives a new session.
+fn send_presences(tx: &mpsc::Sender<Out>, presences: Vec<Arc<Presence>>) {
+    for p in presences {
+        let _ = tx.try_send(Out::Msg(SyncMsg::Presence((*p).clone())));
+    }
+}
+
 async fn session(
     node: Node,
     room: Arc<Room>,
@@ -242,6 +255,8 @@ async fn session(
     let _ = tx.try_send(Out::Msg(SyncMsg::Peers(
         room.peers_for(peer, node.node_addr()),
     )));
+    let presences = crate::lock(&room.mesh).up(peer);
+    send_presences(&tx, presences);
     if let Some(rep) = &node.inner.replica {
         node.inner.tasks.spawn(crate::replica::feed::run(
             room.clone(),
@@ -297,13 +312,37 @@ async fn session(
     }
     cancel.cancel();
     let mut sessions = crate::lock(&room.sessions);
-    if sessions
+    let last = sessions
         .get(&peer)
-        .is_some_and(|h| h.serial == handle.serial)
-    {
+        .is_some_and(|h| h.serial == handle.serial);
+    if last {
         sessions.remove(&peer);
     }
     drop(sessions);
+    if last {
+        let now = room.now_ms();
+        let chain = {
+            let mut mesh = crate::lock(&room.mesh);
+            mesh.down(peer, now);
+            if mesh.online(now).contains(&peer) {
+                mesh.chain(&peer)
+            } else {
+                Vec::new()
+            }
+        };
+        // What the room says of that member now counts for placement
+        // (unless it said goodbye on the session).
+        let chain = if room.replica.is_gone(&peer) {
+            Vec::new()
+        } else {
+            chain
+        };
+        for p in chain {
+            if let Ok(body) = p.decode_body() {
+                apply_presence(&node, &room, &body, true);
+            }
+        }
+    }
     tracing::debug!(room = %room.id.fmt_short(), %peer, "room session ended");
 }
 
@@ -408,7 +447,69 @@ async fn read_loop(
             }
             SyncMsg::Leaving => room.replica.heard_leaving(peer),
             SyncMsg::Goodbye => room.replica.heard_goodbye(peer),
+            SyncMsg::Presence(p) => {
+                if !presence(node, room, peer, p) {
+                    invalid += 1;
+                    if invalid > MAX_INVALID {
+                        return Err(proto_err(peer, format!("{invalid} invalid presences")));
+                    }
+                }
+            }
         }
+    }
+}
+
+/// Takes in a presence from `peer`: verifies it, forwards it if it is new,
+/// and tells placement what it says of a member this node has no session
+/// with. False if it does not verify.
+fn presence(node: &Node, room: &Arc<Room>, peer: NodeId, p: Presence) -> bool {
+    let Ok(body) = p.decode_body() else {
+        return false;
+    };
+    if body.member != room.secret.member_tag(&body.origin)
+        || !crate::identity::verify(&body.origin, &presence_message(&room.id, &p.body), &p.sig.0)
+    {
+        tracing::warn!(room = %room.id.fmt_short(), %peer, "refused a presence that does not verify");
+        return false;
+    }
+    let p = Arc::new(p);
+    let now = room.now_ms();
+    let heard = crate::lock(&room.mesh).presence(Some(peer), p.clone(), &body, now);
+    let Heard::New { forward, apply } = heard else {
+        return true;
+    };
+    room.send_to(&forward, &Arc::new(SyncMsg::Presence((*p).clone())));
+    apply_presence(node, room, &body, matches!(apply, Apply::Status(..)));
+    true
+}
+
+/// Tells placement what a presence says, unless a session with its origin
+/// says it directly. `in_order`: its status follows what was known (else
+/// only that it lives counts).
+fn apply_presence(node: &Node, room: &Room, body: &PresenceBody, in_order: bool) {
+    if crate::lock(&room.sessions).contains_key(&body.origin) {
+        return;
+    }
+    let offline_after = node
+        .inner
+        .replica
+        .as_ref()
+        .map_or(crate::replica::DEFAULT_OFFLINE_AFTER, |r| {
+            r.config.offline_after
+        });
+    let mut status = body.status.clone();
+    if !in_order {
+        status.reset = false;
+        status.add.clear();
+        status.remove.clear();
+    }
+    match body.phase {
+        PresencePhase::Running => room.replica.heard(body.origin, status, offline_after),
+        PresencePhase::Leaving => {
+            room.replica.heard(body.origin, status, offline_after);
+            room.replica.heard_leaving(body.origin);
+        }
+        PresencePhase::Gone => room.replica.heard_goodbye(body.origin),
     }
 }
 

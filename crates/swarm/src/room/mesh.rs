@@ -1,0 +1,557 @@
+//! A room's mesh, as a state machine without I/O: which members to keep
+//! sessions with, where entries and presences go, and who is online.
+//!
+//! A room does not need a full mesh. Up to [`Config::full_mesh`] other
+//! members, a node keeps a session with each (the lowest latency for small
+//! rooms); beyond that, it dials its **view**: on the ring of the members
+//! it knows, ordered by id, its successor, its predecessor, and the members
+//! 2, 4, 8, … places after it (Chord's fingers). Every member computes the
+//! same ring, the ring alone connects the room, and the fingers keep any
+//! member within about log₂ n forwards of any other, with about 2 log₂ n
+//! sessions each. A member that cannot be reached is left out of the ring
+//! while its dial backs off, so the next one takes its place.
+//!
+//! Entries are pushed to every session but the one they came from; so are
+//! **presences** (§8.10): each replica's status, signed by it, forwarded
+//! by everyone once. Liveness and placement come from the presences, not
+//! from direct sessions only. This machine keeps, per replica, the chain of
+//! presences since its last reset, and gives it to each new session, so a
+//! member that just arrived knows at once who is online and what they keep.
+//!
+//! Time is a number of milliseconds the caller supplies; the simulator
+//! (`room::sim`, feature `sim`) runs it on a virtual clock.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    sync::Arc,
+};
+
+use p2pfs_proto::{
+    NodeId,
+    room::{Presence, PresenceBody, PresencePhase, Status},
+};
+
+/// Dial backoff after a first failure, and its ceiling.
+const FIRST_BACKOFF_MS: u64 = 1000;
+const MAX_BACKOFF_MS: u64 = 60_000;
+/// Most replicas whose presence is remembered (members can make up ids).
+const MAX_ORIGINS: usize = 4096;
+/// Most presences kept in a chain (a replica resets every
+/// [`RESET_EVERY`]; a longer chain means it does not).
+const MAX_CHAIN: usize = 4 * RESET_EVERY as usize;
+/// A replica starts a new chain (a presence with `reset`) at least every
+/// this many presences.
+pub(crate) const RESET_EVERY: u64 = 8;
+
+/// Members per presence period: a replica's presence goes out every
+/// heartbeat up to this many members, and proportionally less often in
+/// bigger rooms, so that what each member receives stays about the same
+/// whatever the room's size (the period is stated in the presence, and
+/// receivers time it out after three).
+const MEMBERS_PER_PERIOD: u64 = 32;
+
+/// How often a replica in a room of `members` sends its presence.
+pub(crate) fn presence_period(heartbeat_ms: u64, members: usize) -> u64 {
+    heartbeat_ms * (members as u64).div_ceil(MEMBERS_PER_PERIOD).max(1)
+}
+
+/// How a node meshes in a room.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    /// Up to this many other members, keep a session with each.
+    pub(crate) full_mesh: usize,
+    /// Dials in progress at once.
+    pub(crate) max_dials: usize,
+    /// A replica not heard from for this long is offline (or three of its
+    /// heartbeats, if longer).
+    pub(crate) offline_after_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            full_mesh: 12,
+            max_dials: 8,
+            offline_after_ms: 180_000,
+        }
+    }
+}
+
+/// What a replica's presences said, as this node heard them.
+#[derive(Debug, Clone)]
+struct Origin {
+    run: u64,
+    seq: u64,
+    heard_ms: u64,
+    timeout_ms: u64,
+    phase: PresencePhase,
+    /// The presences since its last reset, in order; after a gap, just the
+    /// latest (it tells that the replica lives, not what it keeps).
+    chain: Vec<Arc<Presence>>,
+    /// A presence is missing since the last reset.
+    gap: bool,
+}
+
+/// A received presence, taken in.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Heard {
+    /// Known already (or this node's own): nothing to do.
+    Old,
+    /// New: forward it to `forward`, and apply it.
+    New {
+        /// The sessions to forward it to.
+        forward: Vec<NodeId>,
+        /// What it tells of the replica.
+        apply: Apply,
+    },
+}
+
+/// What a new presence tells of its replica.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Apply {
+    /// Its status, in order after what was known (or a reset).
+    Status(Status, PresencePhase),
+    /// That it lives, and its phase; a presence was missed, so what it
+    /// keeps is unknown until its next reset.
+    Alive(PresencePhase),
+}
+
+/// A room's mesh.
+#[derive(Debug)]
+pub(crate) struct Mesh {
+    me: NodeId,
+    config: Config,
+    /// Members with a known address.
+    known: BTreeSet<NodeId>,
+    sessions: BTreeSet<NodeId>,
+    dialing: BTreeSet<NodeId>,
+    /// Members whose dials back off: until when, and the last wait.
+    backoff: HashMap<NodeId, (u64, u64)>,
+    origins: HashMap<NodeId, Origin>,
+    /// This node's own chain, given to new sessions.
+    own: Vec<Arc<Presence>>,
+}
+
+impl Mesh {
+    pub(crate) fn new(me: NodeId, config: Config) -> Self {
+        Self {
+            me,
+            config,
+            known: BTreeSet::new(),
+            sessions: BTreeSet::new(),
+            dialing: BTreeSet::new(),
+            backoff: HashMap::new(),
+            origins: HashMap::new(),
+            own: Vec::new(),
+        }
+    }
+
+    /// A member with a known address; true if it is new.
+    pub(crate) fn learn(&mut self, peer: NodeId) -> bool {
+        peer != self.me && self.known.insert(peer)
+    }
+
+    /// The members with a known address.
+    pub(crate) fn known(&self) -> impl Iterator<Item = &NodeId> {
+        self.known.iter()
+    }
+
+    /// The members with a session.
+    #[cfg(any(test, feature = "sim"))]
+    pub(crate) fn sessions(&self) -> impl Iterator<Item = &NodeId> {
+        self.sessions.iter()
+    }
+
+    /// A session with `peer` started: returns the presences to send it
+    /// (this node's chain, then every other replica's).
+    pub(crate) fn up(&mut self, peer: NodeId) -> Vec<Arc<Presence>> {
+        self.sessions.insert(peer);
+        self.dialing.remove(&peer);
+        self.backoff.remove(&peer);
+        let mut out = self.own.clone();
+        for (id, o) in &self.origins {
+            if *id != peer {
+                out.extend(o.chain.iter().cloned());
+            }
+        }
+        out
+    }
+
+    /// The session with `peer` ended (dial it again after a second).
+    pub(crate) fn down(&mut self, peer: NodeId, now: u64) {
+        if self.sessions.remove(&peer) {
+            self.backoff
+                .insert(peer, (now + FIRST_BACKOFF_MS, FIRST_BACKOFF_MS));
+        }
+    }
+
+    /// A dial of `peer` ended without a session (`failed`: it was not
+    /// reached, or is not a member: back off).
+    pub(crate) fn dial_ended(&mut self, peer: NodeId, failed: bool, now: u64) {
+        self.dialing.remove(&peer);
+        if failed {
+            let wait = self
+                .backoff
+                .get(&peer)
+                .map_or(FIRST_BACKOFF_MS, |(_, w)| (w * 2).min(MAX_BACKOFF_MS));
+            self.backoff.insert(peer, (now + wait, wait));
+        }
+    }
+
+    /// Whether `peer` is unreachable for now (its dial backs off).
+    fn failing(&self, peer: &NodeId, now: u64) -> bool {
+        !self.sessions.contains(peer) && self.backoff.get(peer).is_some_and(|(t, _)| *t > now)
+    }
+
+    /// The members `of` dials, on the ring of `ring` (sorted, `of` in it).
+    fn fingers(&self, of: NodeId, ring: &[NodeId]) -> BTreeSet<NodeId> {
+        let n = ring.len();
+        let mut out = BTreeSet::new();
+        let Ok(i) = ring.binary_search(&of) else {
+            return out;
+        };
+        if n <= self.config.full_mesh + 1 {
+            out.extend(ring.iter().copied().filter(|p| *p != of));
+            return out;
+        }
+        out.insert(ring[(i + n - 1) % n]);
+        let mut step = 1;
+        while step < n {
+            out.insert(ring[(i + step) % n]);
+            step *= 2;
+        }
+        out
+    }
+
+    /// The ring: the members known and not failing, and this node.
+    fn ring(&self, now: u64) -> Vec<NodeId> {
+        let mut ring: Vec<NodeId> = self
+            .known
+            .iter()
+            .filter(|p| !self.failing(p, now))
+            .copied()
+            .collect();
+        ring.push(self.me);
+        ring.sort();
+        ring
+    }
+
+    /// The members this node keeps sessions with.
+    pub(crate) fn view(&self, now: u64) -> BTreeSet<NodeId> {
+        self.fingers(self.me, &self.ring(now))
+    }
+
+    /// The members to dial now (each is then in progress until
+    /// [`Mesh::up`] or [`Mesh::dial_ended`]).
+    pub(crate) fn dials(&mut self, now: u64) -> Vec<NodeId> {
+        let mut out = Vec::new();
+        for peer in self.view(now) {
+            if self.dialing.len() >= self.config.max_dials {
+                break;
+            }
+            if self.sessions.contains(&peer)
+                || self.dialing.contains(&peer)
+                || self.backoff.get(&peer).is_some_and(|(t, _)| *t > now)
+            {
+                continue;
+            }
+            self.dialing.insert(peer);
+            out.push(peer);
+        }
+        out
+    }
+
+    /// Sessions to end: beyond twice the view, those that neither side's
+    /// view (as this node computes the other's) holds.
+    pub(crate) fn surplus(&self, now: u64) -> Vec<NodeId> {
+        let ring = self.ring(now);
+        let mine = self.fingers(self.me, &ring);
+        let bound = 2 * mine.len().max(self.config.full_mesh);
+        if self.sessions.len() <= bound {
+            return Vec::new();
+        }
+        let mut extra = self.sessions.len() - bound;
+        let mut out = Vec::new();
+        for peer in &self.sessions {
+            if extra == 0 {
+                break;
+            }
+            if !mine.contains(peer) && !self.fingers(*peer, &ring).contains(&self.me) {
+                out.push(*peer);
+                extra -= 1;
+            }
+        }
+        out
+    }
+
+    /// Where to push entries (or anything flooded) that came from `from`.
+    pub(crate) fn push_targets(&self, from: Option<NodeId>) -> Vec<NodeId> {
+        self.sessions
+            .iter()
+            .filter(|p| Some(**p) != from)
+            .copied()
+            .collect()
+    }
+
+    /// This node's own presence, made: remembered for new sessions.
+    /// Returns where to send it.
+    pub(crate) fn own(&mut self, p: Arc<Presence>, reset: bool) -> Vec<NodeId> {
+        if reset {
+            self.own.clear();
+        }
+        if self.own.len() >= MAX_CHAIN {
+            self.own.remove(0);
+        }
+        self.own.push(p);
+        self.push_targets(None)
+    }
+
+    /// Takes in a verified presence from the session of `from`.
+    pub(crate) fn presence(
+        &mut self,
+        from: Option<NodeId>,
+        p: Arc<Presence>,
+        body: &PresenceBody,
+        now: u64,
+    ) -> Heard {
+        if body.origin == self.me {
+            return Heard::Old;
+        }
+        if !self.origins.contains_key(&body.origin) && self.origins.len() >= MAX_ORIGINS {
+            return Heard::Old;
+        }
+        let timeout_ms = self
+            .config
+            .offline_after_ms
+            .max(u64::from(body.status.heartbeat_ms) * 3);
+        let o = self.origins.entry(body.origin).or_insert(Origin {
+            run: 0,
+            seq: 0,
+            heard_ms: now,
+            timeout_ms,
+            phase: body.phase,
+            chain: Vec::new(),
+            gap: true,
+        });
+        if !o.chain.is_empty() && (body.run, body.seq) <= (o.run, o.seq) {
+            return Heard::Old;
+        }
+        let next = !o.chain.is_empty() && body.run == o.run && body.seq == o.seq + 1;
+        let apply = if body.status.reset {
+            o.chain.clear();
+            o.gap = false;
+            Apply::Status(body.status.clone(), body.phase)
+        } else if next && !o.gap {
+            Apply::Status(body.status.clone(), body.phase)
+        } else {
+            o.chain.clear();
+            o.gap = true;
+            Apply::Alive(body.phase)
+        };
+        if o.chain.len() >= MAX_CHAIN {
+            // No reset for too long: keep the latest only.
+            o.chain.clear();
+            o.gap = true;
+        }
+        o.chain.push(p);
+        o.run = body.run;
+        o.seq = body.seq;
+        o.heard_ms = now;
+        o.timeout_ms = timeout_ms;
+        o.phase = body.phase;
+        Heard::New {
+            forward: self.push_targets(from),
+            apply,
+        }
+    }
+
+    /// The presences of `origin` known, in order (to replay them once its
+    /// direct session ends).
+    pub(crate) fn chain(&self, origin: &NodeId) -> Vec<Arc<Presence>> {
+        self.origins
+            .get(origin)
+            .map(|o| o.chain.clone())
+            .unwrap_or_default()
+    }
+
+    /// The members online: with a session, or a replica whose last
+    /// presence is recent and not a goodbye.
+    pub(crate) fn online(&self, now: u64) -> BTreeSet<NodeId> {
+        let mut out = self.sessions.clone();
+        for (id, o) in &self.origins {
+            if o.phase != PresencePhase::Gone && now.saturating_sub(o.heard_ms) < o.timeout_ms {
+                out.insert(*id);
+            }
+        }
+        out
+    }
+
+    /// Forgets replicas silent for twice their timeout.
+    pub(crate) fn expire(&mut self, now: u64) {
+        self.origins
+            .retain(|_, o| now.saturating_sub(o.heard_ms) < 2 * o.timeout_ms);
+    }
+
+    /// Up to `n` known members other than `to`, varied by `seed` (what a
+    /// `Peers` message tells; the caller adds itself).
+    pub(crate) fn sample(&self, to: NodeId, n: usize, seed: u64) -> Vec<NodeId> {
+        let all: Vec<NodeId> = self.known.iter().filter(|p| **p != to).copied().collect();
+        if all.len() <= n {
+            return all;
+        }
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut picked: BTreeMap<usize, NodeId> = BTreeMap::new();
+        while picked.len() < n {
+            let i = rng.usize(..all.len());
+            picked.insert(i, all[i]);
+        }
+        picked.into_values().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(i: u8) -> NodeId {
+        NodeId::from_bytes([i; 32])
+    }
+
+    fn presence(origin: u8, run: u64, seq: u64, reset: bool, phase: PresencePhase) -> PresenceBody {
+        PresenceBody {
+            origin: id(origin),
+            member: [0; 32],
+            run,
+            seq,
+            phase,
+            status: Status {
+                reset,
+                heartbeat_ms: 1000,
+                ..Status::default()
+            },
+        }
+    }
+
+    fn wrap(b: &PresenceBody) -> Arc<Presence> {
+        Arc::new(Presence {
+            body: p2pfs_proto::codec::encode(b).unwrap_or_default(),
+            sig: p2pfs_proto::room::Signature([0; 64]),
+        })
+    }
+
+    #[test]
+    fn small_rooms_are_a_full_mesh_big_ones_a_ring_with_fingers() {
+        let mut m = Mesh::new(id(0), Config::default());
+        for i in 1..=12 {
+            m.learn(id(i));
+        }
+        assert_eq!(m.view(0).len(), 12);
+        for i in 13..=100 {
+            m.learn(id(i));
+        }
+        let v = m.view(0);
+        // Predecessor, successor, and 2, 4, 8, 16, 32, 64 places on.
+        let want: BTreeSet<NodeId> = [100, 1, 2, 4, 8, 16, 32, 64].map(id).into();
+        assert_eq!(v, want);
+    }
+
+    #[test]
+    fn an_unreachable_member_gives_its_place_to_the_next() {
+        let mut m = Mesh::new(id(0), Config::default());
+        for i in 1..=40 {
+            m.learn(id(i));
+        }
+        let dials = m.dials(0);
+        assert!(dials.contains(&id(1)) && dials.len() <= 8);
+        m.dial_ended(id(1), true, 0);
+        // Left out of the ring while it backs off: 2 is the successor.
+        let v = m.view(10);
+        assert!(!v.contains(&id(1)) && v.contains(&id(2)));
+        // Back in the ring once its backoff ends, dialed again.
+        assert!(m.view(FIRST_BACKOFF_MS).contains(&id(1)));
+        m.dial_ended(id(1), true, FIRST_BACKOFF_MS);
+        assert!(m.failing(&id(1), FIRST_BACKOFF_MS * 2));
+        assert!(!m.failing(&id(1), FIRST_BACKOFF_MS * 3));
+    }
+
+    #[test]
+    fn presences_are_forwarded_once_and_chains_replayed() {
+        let mut m = Mesh::new(id(0), Config::default());
+        m.up(id(1));
+        m.up(id(2));
+        let b0 = presence(9, 5, 0, true, PresencePhase::Running);
+        let heard = m.presence(Some(id(1)), wrap(&b0), &b0, 100);
+        assert_eq!(
+            heard,
+            Heard::New {
+                forward: vec![id(2)],
+                apply: Apply::Status(b0.status.clone(), PresencePhase::Running)
+            }
+        );
+        assert_eq!(m.presence(Some(id(2)), wrap(&b0), &b0, 101), Heard::Old);
+        let b1 = presence(9, 5, 1, false, PresencePhase::Running);
+        assert!(matches!(
+            m.presence(Some(id(2)), wrap(&b1), &b1, 102),
+            Heard::New {
+                apply: Apply::Status(..),
+                ..
+            }
+        ));
+        // A new session gets the chain: reset first.
+        assert_eq!(m.up(id(3)).len(), 2);
+        assert_eq!(m.chain(&id(9)).len(), 2);
+        // A gap: alive, what it keeps unknown until the next reset.
+        let b3 = presence(9, 5, 3, false, PresencePhase::Leaving);
+        assert!(matches!(
+            m.presence(Some(id(2)), wrap(&b3), &b3, 103),
+            Heard::New {
+                apply: Apply::Alive(PresencePhase::Leaving),
+                ..
+            }
+        ));
+        let b4 = presence(9, 5, 4, false, PresencePhase::Running);
+        assert!(matches!(
+            m.presence(Some(id(2)), wrap(&b4), &b4, 104),
+            Heard::New {
+                apply: Apply::Alive(_),
+                ..
+            }
+        ));
+        let b5 = presence(9, 5, 5, true, PresencePhase::Running);
+        assert!(matches!(
+            m.presence(Some(id(2)), wrap(&b5), &b5, 105),
+            Heard::New {
+                apply: Apply::Status(..),
+                ..
+            }
+        ));
+        // A later run supersedes; an earlier one is old.
+        let old = presence(9, 4, 50, true, PresencePhase::Running);
+        assert_eq!(m.presence(None, wrap(&old), &old, 106), Heard::Old);
+        assert!(m.online(106).contains(&id(9)));
+        let gone = presence(9, 5, 6, false, PresencePhase::Gone);
+        m.presence(None, wrap(&gone), &gone, 107);
+        assert!(!m.online(107).contains(&id(9)));
+        // Silent past its timeout: offline, later forgotten.
+        let back = presence(9, 6, 0, true, PresencePhase::Running);
+        m.presence(None, wrap(&back), &back, 200);
+        assert!(m.online(200 + 179_999).contains(&id(9)));
+        assert!(!m.online(200 + 180_000).contains(&id(9)));
+        m.expire(200 + 360_000);
+        assert!(m.chain(&id(9)).is_empty());
+    }
+
+    #[test]
+    fn surplus_sessions_are_those_no_view_needs() {
+        let mut m = Mesh::new(id(0), Config::default());
+        for i in 1..=100 {
+            m.learn(id(i));
+            m.up(id(i));
+        }
+        let surplus = m.surplus(0);
+        assert!(!surplus.is_empty());
+        let view = m.view(0);
+        assert!(surplus.iter().all(|p| !view.contains(p)));
+        assert!(m.sessions.len() - surplus.len() >= 2 * view.len().max(12));
+    }
+}
