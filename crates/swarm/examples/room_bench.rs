@@ -104,11 +104,13 @@ async fn main() {
         })
     })
     .await;
-    let base = lines(&nodes[0], &id);
+    // Every member has the same log (the joins and names spread).
     wait("the joins to spread", Duration::from_secs(30), || {
-        nodes.iter().all(|n| lines(n, &id) == base)
+        let first = lines(&nodes[0], &id);
+        nodes.iter().all(|n| lines(n, &id) == first)
     })
     .await;
+    let base = lines(&nodes[0], &id);
     eprintln!(
         "all {members} online on every member in {:?}",
         full.elapsed()
