@@ -205,6 +205,14 @@ pub fn keep_pin_name(room: &RoomId) -> String {
 }
 
 impl crate::Node {
+    /// This node's offline timeout: a replica's, or the default.
+    pub(crate) fn offline_after(&self) -> Duration {
+        self.inner
+            .replica
+            .as_ref()
+            .map_or(DEFAULT_OFFLINE_AFTER, |r| r.config.offline_after)
+    }
+
     /// Sets `room`'s replication policy, as an entry in its log.
     pub async fn room_set_copies(
         &self,

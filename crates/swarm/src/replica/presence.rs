@@ -53,14 +53,19 @@ fn phase_of(p: Phase) -> PresencePhase {
     }
 }
 
+/// How often this replica sends its presence in `room`, as big as it is.
+fn period(room: &Room, heartbeat: Duration) -> Duration {
+    let members = crate::lock(&room.mesh).known().count() + 1;
+    Duration::from_millis(presence_period(
+        u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX),
+        members,
+    ))
+}
+
 /// Signs and sends this replica's presence (several if what it keeps
 /// does not fit one), from what it keeps and its phase now.
 pub(crate) fn emit(node: &Node, room: &Room, cur: &Local, phase: Phase, heartbeat: Duration) {
-    let members = crate::lock(&room.mesh).known().count() + 1;
-    let period = Duration::from_millis(presence_period(
-        u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX),
-        members,
-    ));
+    let period = period(room, heartbeat);
     let mut em = crate::lock(&room.replica.presence);
     let reset = em.seq.is_multiple_of(RESET_EVERY);
     let phase = phase_of(phase);
@@ -106,11 +111,7 @@ pub(crate) async fn run(node: Node, room: Arc<Room>, heartbeat: Duration) {
         if now == Phase::Gone {
             return;
         }
-        let members = crate::lock(&room.mesh).known().count() + 1;
-        let period = Duration::from_millis(presence_period(
-            u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX),
-            members,
-        ));
+        let period = period(&room, heartbeat);
         tokio::select! {
             _ = room.cancel.cancelled() => return,
             r = local.changed() => if r.is_err() { return },

@@ -12,10 +12,7 @@ use p2pfs_proto::{Hash, NodeId, room::Copies};
 use p2pfs_store::BlobState;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    DEFAULT_OFFLINE_AFTER,
-    placement::{Candidate, responsible},
-};
+use super::placement::{Candidate, responsible};
 use crate::{
     Node, SwarmError, blocking,
     room::{FileKind, Room, query},
@@ -98,7 +95,7 @@ impl Node {
         only: Option<Hash>,
     ) -> Result<RoomStatus, SwarmError> {
         let rep = self.inner.replica.as_ref();
-        let offline_after = rep.map_or(DEFAULT_OFFLINE_AFTER, |r| r.config.offline_after);
+        let offline_after = self.offline_after();
         let (store, id) = (self.store().clone(), room.id);
         let (files, kept, policy, names, stored) = blocking(move || {
             let files: Vec<(String, Hash, u64, NodeId)> = query::ls(&store, &id)?

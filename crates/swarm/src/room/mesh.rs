@@ -378,12 +378,21 @@ impl Mesh {
     /// presence is recent and not a goodbye.
     pub(crate) fn online(&self, now: u64) -> BTreeSet<NodeId> {
         let mut out = self.sessions.clone();
-        for (id, o) in &self.origins {
-            if o.phase != PresencePhase::Gone && now.saturating_sub(o.heard_ms) < o.timeout_ms {
-                out.insert(*id);
-            }
-        }
+        out.extend(
+            self.origins
+                .keys()
+                .filter(|id| self.is_online(id, now))
+                .copied(),
+        );
         out
+    }
+
+    /// Whether `peer` is online (see [`Mesh::online`]).
+    pub(crate) fn is_online(&self, peer: &NodeId, now: u64) -> bool {
+        self.sessions.contains(peer)
+            || self.origins.get(peer).is_some_and(|o| {
+                o.phase != PresencePhase::Gone && now.saturating_sub(o.heard_ms) < o.timeout_ms
+            })
     }
 
     /// Forgets replicas silent for twice their timeout.

@@ -465,15 +465,8 @@ impl Node {
         if rebuilt > 0 {
             tracing::info!(room = %info.name, entries = rebuilt, "room views rebuilt from the log");
         }
-        let offline_after = self
-            .inner
-            .replica
-            .as_ref()
-            .map_or(crate::replica::DEFAULT_OFFLINE_AFTER, |r| {
-                r.config.offline_after
-            });
         let config = mesh::Config {
-            offline_after_ms: u64::try_from(offline_after.as_millis()).unwrap_or(u64::MAX),
+            offline_after_ms: u64::try_from(self.offline_after().as_millis()).unwrap_or(u64::MAX),
             ..mesh::Config::default()
         };
         let room = Arc::new(Room::new(

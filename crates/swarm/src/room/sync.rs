@@ -324,7 +324,7 @@ async fn session(
         let chain = {
             let mut mesh = crate::lock(&room.mesh);
             mesh.down(peer, now);
-            if mesh.online(now).contains(&peer) {
+            if mesh.is_online(&peer, now) {
                 mesh.chain(&peer)
             } else {
                 Vec::new()
@@ -436,14 +436,7 @@ async fn read_loop(
             }
             SyncMsg::Peers(list) => room.learn_all(list, node.id()),
             SyncMsg::Status(s) => {
-                let offline_after = node
-                    .inner
-                    .replica
-                    .as_ref()
-                    .map_or(crate::replica::DEFAULT_OFFLINE_AFTER, |r| {
-                        r.config.offline_after
-                    });
-                room.replica.heard(peer, s, offline_after);
+                room.replica.heard(peer, s, node.offline_after());
             }
             SyncMsg::Leaving => room.replica.heard_leaving(peer),
             SyncMsg::Goodbye => room.replica.heard_goodbye(peer),
@@ -490,13 +483,7 @@ fn apply_presence(node: &Node, room: &Room, body: &PresenceBody, in_order: bool)
     if crate::lock(&room.sessions).contains_key(&body.origin) {
         return;
     }
-    let offline_after = node
-        .inner
-        .replica
-        .as_ref()
-        .map_or(crate::replica::DEFAULT_OFFLINE_AFTER, |r| {
-            r.config.offline_after
-        });
+    let offline_after = node.offline_after();
     let mut status = body.status.clone();
     if !in_order {
         status.reset = false;
