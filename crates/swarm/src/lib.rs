@@ -3,29 +3,36 @@
 //!
 //! - [`identity`]: the node's key, its [`NodeId`](p2pfs_proto::NodeId).
 //! - [`tls`]: TLS 1.3 where the certificate is the identity.
-//! - `endpoint`, `dial`, `router`: the QUIC endpoint, the connection table
-//!   (one connection per peer and protocol), the accept loop that routes
-//!   connections by ALPN.
-//! - [`transfer`]: the blob protocol: serving ranges (`provider`), asking
-//!   for them (`request`), and downloading a blob from many providers
-//!   (`scheduler`, a state machine without I/O, driven by `download`).
-//! - [`room`]: rooms: the signed log, its views, sync between members.
+//! - [`net`]: the network seam (`Net`): the QUIC endpoint, the connection
+//!   table (one connection per peer and protocol), admission limits, bans,
+//!   dialing. It knows no protocol.
+//! - `router`: the protocol handlers by ALPN; `Net` hands every
+//!   connection, in either direction, to its protocol's handler.
+//! - `policy`: the room privacy rule the blob and DHT handlers ask.
+//! - [`transfer`]: the blob protocol's handler: serving ranges
+//!   (`provider`), asking for them (`request`), and downloading a blob
+//!   from many providers (`scheduler`, a state machine without I/O,
+//!   driven by `download`).
+//! - [`dht`]: the Kademlia DHT's handler, lookups and records.
+//! - [`room`]: rooms: the signed log, its views, the mesh, sync between
+//!   members (the room protocol's handler).
 //! - [`replica`]: keeping each room file on enough members, with no
 //!   coordinator.
-//! - [`Node`]: owns all of it; cheap to clone, shut down explicitly.
+//! - `config`: how a node is configured.
+//! - [`Node`]: builds the node from these parts and is their facade;
+//!   cheap to clone, shut down explicitly, in order.
 //!
 //! The commands the CLI runs against a node (and the control socket that
 //! carries them to a running one) are the binary's, in `crates/cli`.
 
-pub mod ban;
+mod config;
 pub mod dht;
-mod dial;
-mod endpoint;
 mod error;
 mod frame;
 pub mod identity;
-pub mod link;
+pub mod net;
 mod node;
+mod policy;
 pub mod replica;
 pub mod room;
 mod router;
@@ -34,9 +41,10 @@ pub mod transfer;
 
 use std::sync::{Mutex, MutexGuard};
 
-pub use dial::Target;
+pub use config::{Congestion, Limits, NodeConfig};
 pub use error::{RoomError, SetupError, SwarmError};
-pub use node::{Congestion, Limits, Node, NodeConfig, PeerInfo};
+pub use net::{ban, dial::Target, link};
+pub use node::{Node, PeerInfo};
 pub use p2pfs_store as store;
 pub use transfer::download::{FetchProgress, FetchStats};
 

@@ -15,7 +15,10 @@ use p2pfs_proto::{
 };
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
-use crate::{Node, Target, dht::rpc};
+use crate::{
+    Target,
+    dht::{rpc, runtime::Dht},
+};
 
 /// How often a node sends its beacon.
 const BEACON_EVERY: Duration = Duration::from_secs(30);
@@ -68,8 +71,9 @@ fn bind(ifaces: &[Ipv4Addr]) -> std::io::Result<tokio::net::UdpSocket> {
 
 /// Beacons and listens until the node shuts down. Does nothing for a node
 /// bound to loopback or with no IPv4 interface.
-pub(crate) async fn run(node: Node) {
-    let ifaces = interfaces(node.bound_addr());
+pub(crate) async fn run(dht: Dht) {
+    let net = dht.net.clone();
+    let ifaces = interfaces(net.bound_addr());
     if ifaces.is_empty() {
         return;
     }
@@ -81,9 +85,9 @@ pub(crate) async fn run(node: Node) {
         }
     };
     let beacon = LanBeacon {
-        node: node.id(),
-        port: node.bound_addr().port(),
-        server: node.inner.dht.config.server,
+        node: net.id(),
+        port: net.bound_addr().port(),
+        server: dht.config.server,
     }
     .to_datagram();
     let group = SocketAddrV4::new(Ipv4Addr::from(LAN_GROUP_V4), LAN_PORT);
@@ -92,7 +96,7 @@ pub(crate) async fn run(node: Node) {
     let mut buf = [0u8; 256];
     loop {
         tokio::select! {
-            _ = node.inner.cancel.cancelled() => return,
+            _ = net.cancel().cancelled() => return,
             _ = every.tick() => {
                 for ip in &ifaces {
                     let sent = SockRef::from(&socket)
@@ -110,7 +114,7 @@ pub(crate) async fn run(node: Node) {
             r = socket.recv_from(&mut buf) => {
                 let Ok((n, from)) = r else { continue };
                 let Some(b) = LanBeacon::from_datagram(&buf[..n]) else { continue };
-                if b.node == node.id() {
+                if b.node == net.id() {
                     continue;
                 }
                 if recent.get(&b.node).is_some_and(|t| t.elapsed() < PING_EVERY) {
@@ -120,8 +124,8 @@ pub(crate) async fn run(node: Node) {
                     recent.retain(|_, t| t.elapsed() < PING_EVERY);
                 }
                 recent.insert(b.node, Instant::now());
-                let n = node.clone();
-                node.inner.tasks.spawn(async move { greet(n, b, from.ip()).await });
+                let d = dht.clone();
+                net.spawn(async move { greet(d, b, from.ip()).await });
             }
         }
     }
@@ -129,25 +133,22 @@ pub(crate) async fn run(node: Node) {
 
 /// Pings a node heard on the LAN; adds it if it serves the DHT, and fills
 /// the table from it while the table is small.
-async fn greet(node: Node, b: LanBeacon, ip: IpAddr) {
+async fn greet(dht: Dht, b: LanBeacon, ip: IpAddr) {
     let target = Target {
         id: Some(b.node),
         addrs: vec![SocketAddr::new(ip, b.port)],
     };
-    let answer = tokio::time::timeout(
-        Duration::from_secs(5),
-        rpc::ask(&node, &target, Query::Ping),
-    )
-    .await;
+    let answer =
+        tokio::time::timeout(Duration::from_secs(5), rpc::ask(&dht, &target, Query::Ping)).await;
     let Ok(Ok(a)) = answer else {
         tracing::debug!(peer = %target, "LAN node did not answer");
         return;
     };
     tracing::debug!(peer = %target, "found a node on the LAN");
     if b.server {
-        node.inner.dht.contacted(&node, a.peer, a.addr);
-        if node.dht_status().table < p2pfs_proto::dht::K {
-            crate::dht::runtime::lookup(&node, crate::dht::Key::from(node.id()), None).await;
+        dht.contacted(a.peer, a.addr);
+        if dht.status().table < p2pfs_proto::dht::K {
+            crate::dht::runtime::lookup(&dht, crate::dht::Key::from(dht.net.id()), None).await;
         }
     }
 }

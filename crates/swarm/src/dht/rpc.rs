@@ -7,7 +7,7 @@ use p2pfs_proto::{
     dht::{ALPN, DhtRequest, DhtResponse, MAX_DHT_MESSAGE, Query},
 };
 
-use crate::{Node, SwarmError, Target, frame};
+use crate::{SwarmError, Target, dht::runtime::Dht, frame};
 
 /// An answer and what it tells about the node.
 #[derive(Debug)]
@@ -23,14 +23,14 @@ pub(crate) struct Answer {
 
 /// Sends `query` to `target` (connecting if needed) and returns its
 /// answer, checked against the protocol's bounds and the query's type.
-pub(crate) async fn ask(node: &Node, target: &Target, query: Query) -> Result<Answer, SwarmError> {
-    let conn = node.connect(target, ALPN).await?;
+pub(crate) async fn ask(dht: &Dht, target: &Target, query: Query) -> Result<Answer, SwarmError> {
+    let conn = dht.net.connect(target, ALPN).await?;
     let peer = conn.peer;
     let fail = |reason: String| SwarmError::Peer { peer, reason };
     let started = Instant::now();
     let (mut send, mut recv) = conn.conn.open_bi().await.map_err(|e| fail(e.to_string()))?;
     let request = DhtRequest {
-        server: node.inner.dht.config.server,
+        server: dht.config.server,
         query,
     };
     frame::write(&mut send, &request)

@@ -17,13 +17,16 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
 use crate::{
-    Node, SwarmError, Target,
+    SwarmError, Target,
     dht::{
         Key, Lookup, LookupConfig, RoutingTable, RttEstimator, Seen, TableConfig,
         records::{RecordLimits, Records},
         rpc,
         service::canonical,
     },
+    net::Net,
+    policy::Privacy,
+    router::{ProtocolHandler, Serving},
 };
 
 /// A query not answered within this is given up whatever the estimate.
@@ -87,8 +90,31 @@ pub(crate) struct Found {
     pub(crate) providers: Vec<NodeAddr>,
 }
 
+/// The DHT's handler and state: the routing table and the records, and
+/// the parts of the node it uses (the network, the store, the privacy
+/// rule). Cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct Dht(Arc<State>);
+
+impl std::ops::Deref for Dht {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        &self.0
+    }
+}
+
+impl ProtocolHandler for Dht {
+    fn serve(&self, conn: crate::net::dial::Conn) -> Serving {
+        Box::pin(crate::dht::service::serve(self.clone(), conn))
+    }
+}
+
 #[derive(Debug)]
-pub(crate) struct Dht {
+pub(crate) struct State {
+    pub(crate) net: Net,
+    store: Store,
+    privacy: Privacy,
     epoch: Instant,
     table: Mutex<RoutingTable<Vec<SocketAddr>>>,
     rtt: Mutex<Rtts>,
@@ -125,9 +151,18 @@ impl Rtts {
 }
 
 impl Dht {
-    pub(crate) fn new(me: NodeId, store: &Store, config: DhtConfig) -> Result<Self, StoreError> {
+    pub(crate) fn new(
+        net: Net,
+        store: Store,
+        privacy: Privacy,
+        config: DhtConfig,
+    ) -> Result<Self, StoreError> {
         let records = Records::open(store.clone(), config.records.clone())?;
-        Ok(Self {
+        let me = net.id();
+        Ok(Self(Arc::new(State {
+            net,
+            store,
+            privacy,
             epoch: Instant::now(),
             table: Mutex::new(RoutingTable::new(Key::from(me), TableConfig::default())),
             rtt: Mutex::new(Rtts::default()),
@@ -136,7 +171,7 @@ impl Dht {
             checking: Mutex::new(HashSet::new()),
             config,
             joined: tokio::sync::watch::channel(false).0,
-        })
+        })))
     }
 
     fn now(&self) -> Duration {
@@ -154,7 +189,7 @@ impl Dht {
     /// `peer` reached us directly from `addr` (it asked with `server`
     /// set, or answered us): it may enter the table. A full bucket pings
     /// its least recently seen entry first (docs/protocol.md §7.5).
-    pub(crate) fn contacted(&self, node: &Node, peer: NodeId, addr: SocketAddr) {
+    pub(crate) fn contacted(&self, peer: NodeId, addr: SocketAddr) {
         let seen =
             crate::lock(&self.table).seen(Key::from(peer), vec![canonical(addr)], self.now());
         if let Seen::Full { check } = seen {
@@ -167,17 +202,16 @@ impl Dht {
                 .find(|(k, _)| *k == check)
                 .map(|(_, a)| a)
                 .unwrap_or_default();
-            let node = node.clone();
-            node.inner.tasks.clone().spawn(async move {
+            let dht = self.clone();
+            self.net.spawn(async move {
                 let target = Target {
                     id: Some(NodeId::from_bytes(check.0)),
                     addrs,
                 };
                 let alive =
-                    tokio::time::timeout(HARD_TIMEOUT, rpc::ask(&node, &target, Query::Ping))
+                    tokio::time::timeout(HARD_TIMEOUT, rpc::ask(&dht, &target, Query::Ping))
                         .await
                         .is_ok_and(|r| r.is_ok());
-                let dht = &node.inner.dht;
                 {
                     let mut t = crate::lock(&dht.table);
                     if alive {
@@ -203,9 +237,8 @@ impl Dht {
 
 /// Runs one iterative lookup of `target` (docs/protocol.md §7.6): for
 /// nodes, or, with `providers`, for the providers of that hash.
-pub(crate) async fn lookup(node: &Node, target: Key, providers: Option<Hash>) -> Found {
-    let dht = &node.inner.dht;
-    let me = Key::from(node.id());
+pub(crate) async fn lookup(dht: &Dht, target: Key, providers: Option<Hash>) -> Found {
+    let me = Key::from(dht.net.id());
     let seeds = dht.closest(&target, K);
     let mut l = Lookup::new(target, LookupConfig::default(), seeds);
     let query = match providers {
@@ -221,7 +254,7 @@ pub(crate) async fn lookup(node: &Node, target: Key, providers: Option<Hash>) ->
             l.poll(start.elapsed(), |k| rtt.timeout(k))
         };
         for (key, addrs) in sends {
-            let (n, q) = (node.clone(), query.clone());
+            let (n, q) = (dht.clone(), query.clone());
             tasks.spawn(async move {
                 let target = Target {
                     id: Some(NodeId::from_bytes(key.0)),
@@ -240,13 +273,13 @@ pub(crate) async fn lookup(node: &Node, target: Key, providers: Option<Hash>) ->
         }
         let far = start + HARD_TIMEOUT * 6;
         tokio::select! {
-            _ = node.inner.cancel.cancelled() => break,
+            _ = dht.net.cancel().cancelled() => break,
             joined = tasks.join_next(), if !tasks.is_empty() => {
                 let Some(Ok((key, result))) = joined else { continue };
                 match result {
                     Ok(Ok(answer)) => {
                         crate::lock(&dht.rtt).sample(key, answer.rtt);
-                        dht.contacted(node, answer.peer, answer.addr);
+                        dht.contacted(answer.peer, answer.addr);
                         let closer = match answer.response {
                             DhtResponse::Nodes { closer } => closer,
                             DhtResponse::Providers { providers, closer } => {
@@ -281,19 +314,19 @@ pub(crate) async fn lookup(node: &Node, target: Key, providers: Option<Hash>) ->
     }
 }
 
-impl Node {
+impl Dht {
     /// Finds the providers of `hash` through the DHT (and the records this
     /// node holds itself).
-    pub async fn find_providers(&self, hash: Hash) -> Result<Vec<NodeAddr>, SwarmError> {
+    pub(crate) async fn find_providers(&self, hash: Hash) -> Result<Vec<NodeAddr>, SwarmError> {
         self.wait_joined().await;
-        if self.inner.dht.config.lan {
+        if self.config.lan {
             // Nodes on the LAN answer a new node's beacon within moments.
             let deadline = Instant::now() + LAN_WAIT;
-            while self.inner.dht.table_len() == 0 && Instant::now() < deadline {
+            while self.table_len() == 0 && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        let records = self.inner.dht.records.clone();
+        let records = self.records.clone();
         let mut providers = crate::blocking(move || records.get(&hash)).await?;
         let found = lookup(self, Key::from(hash), Some(hash)).await;
         for p in found.providers {
@@ -301,17 +334,17 @@ impl Node {
                 providers.push(p);
             }
         }
-        providers.retain(|p| p.id != self.id());
+        providers.retain(|p| p.id != self.net.id());
         Ok(providers)
     }
 
     /// Announces that this node provides `hash`: a lookup of the hash,
     /// then `ADD_PROVIDER` to the k closest nodes. Returns how many stored
     /// the record.
-    pub async fn announce(&self, hash: Hash) -> usize {
+    pub(crate) async fn announce(&self, hash: Hash) -> usize {
         self.wait_joined().await;
         let found = lookup(self, Key::from(hash), None).await;
-        let mut addrs = self.addrs();
+        let mut addrs = self.net.addrs();
         addrs.truncate(MAX_NODE_ADDRS);
         let mut tasks = JoinSet::new();
         for (key, a) in found.closest {
@@ -335,29 +368,29 @@ impl Node {
         while let Some(r) = tasks.join_next().await {
             stored += usize::from(r.unwrap_or(false));
         }
-        crate::lock(&self.inner.dht.announced).insert(hash, Instant::now());
+        crate::lock(&self.announced).insert(hash, Instant::now());
         tracing::debug!(%hash, stored, "announced");
         stored
     }
 
     /// Announces `hash` in the background (a server node that just got a
     /// blob), unless it was announced within [`REPUBLISH`].
-    pub fn provide(&self, hash: Hash) {
-        let recent = crate::lock(&self.inner.dht.announced)
+    pub(crate) fn provide(&self, hash: Hash) {
+        let recent = crate::lock(&self.announced)
             .get(&hash)
             .is_some_and(|t| t.elapsed() < REPUBLISH);
-        if !self.inner.dht.config.server || recent {
+        if !self.config.server || recent {
             return;
         }
-        let node = self.clone();
-        self.inner.tasks.spawn(async move {
+        let dht = self.clone();
+        self.net.spawn(async move {
             // Room blobs are never announced under their hash.
-            let n = node.clone();
-            if crate::off_thread(move || n.is_public(&hash))
+            let privacy = dht.privacy.clone();
+            if crate::off_thread(move || privacy.is_public(&hash))
                 .await
                 .unwrap_or(false)
             {
-                node.announce(hash).await;
+                dht.announce(hash).await;
             }
         });
     }
@@ -365,36 +398,31 @@ impl Node {
     /// Pings `seeds` over the DHT protocol (which adds those that answer to
     /// the routing table), then looks up this node's own id to fill the
     /// table. Returns the table's size.
-    pub async fn join(&self, seeds: Vec<Target>) -> usize {
+    pub(crate) async fn join(&self, seeds: Vec<Target>) -> usize {
         let mut tasks = JoinSet::new();
         for t in seeds {
             let n = self.clone();
             tasks.spawn(async move {
                 let r = tokio::time::timeout(HARD_TIMEOUT, rpc::ask(&n, &t, Query::Ping)).await;
                 match r {
-                    Ok(Ok(a)) => n.inner.dht.contacted(&n, a.peer, a.addr),
+                    Ok(Ok(a)) => n.contacted(a.peer, a.addr),
                     Ok(Err(e)) => tracing::debug!(peer = %t, "DHT seed: {e}"),
                     Err(_) => tracing::debug!(peer = %t, "DHT seed: no answer"),
                 }
             });
         }
         while tasks.join_next().await.is_some() {}
-        if self.inner.dht.table_len() > 0 {
-            lookup(self, Key::from(self.id()), None).await;
+        if self.table_len() > 0 {
+            lookup(self, Key::from(self.net.id()), None).await;
             // A far key too, so the far buckets fill as well.
             lookup(self, Key(fastrand_key()), None).await;
         }
-        self.inner.dht.table_len()
-    }
-
-    /// What the DHT knows, for `p2pfs status`.
-    pub fn dht_status(&self) -> DhtStatus {
-        self.inner.dht.status()
+        self.table_len()
     }
 
     /// Waits (briefly) for the first join to finish.
-    pub async fn wait_joined(&self) {
-        let mut rx = self.inner.dht.joined.subscribe();
+    pub(crate) async fn wait_joined(&self) {
+        let mut rx = self.joined.subscribe();
         let _ = tokio::time::timeout(HARD_TIMEOUT, rx.wait_for(|j| *j)).await;
     }
 }
@@ -408,17 +436,16 @@ fn fastrand_key() -> [u8; 32] {
 /// The DHT's background work: join through the configured seeds and the
 /// nodes remembered from the last run; then, for a server, save the table,
 /// expire records, republish and refresh, until shutdown.
-pub(crate) async fn run(node: Node) {
-    let dht = &node.inner.dht;
+pub(crate) async fn run(dht: Dht) {
     let mut seeds = dht.config.bootstrap.clone();
-    let store = node.store().clone();
+    let store = dht.store.clone();
     if let Ok(saved) = crate::blocking(move || store.load_nodes()).await {
         seeds.extend(saved.into_iter().map(|(id, addrs)| Target {
             id: Some(id),
             addrs,
         }));
     }
-    let size = node.join(seeds.clone()).await;
+    let size = dht.join(seeds.clone()).await;
     dht.joined.send_replace(true);
     tracing::info!(nodes = size, "joined the DHT");
     if !dht.config.server {
@@ -428,28 +455,27 @@ pub(crate) async fn run(node: Node) {
     let mut last_refresh = Instant::now();
     loop {
         tokio::select! {
-            _ = node.inner.cancel.cancelled() => break,
+            _ = dht.net.cancel().cancelled() => break,
             _ = upkeep.tick() => {}
         }
         if dht.table_len() == 0 && !seeds.is_empty() {
-            node.join(seeds.clone()).await;
+            dht.join(seeds.clone()).await;
         } else if last_refresh.elapsed() >= REFRESH {
             last_refresh = Instant::now();
-            lookup(&node, Key(fastrand_key()), None).await;
+            lookup(&dht, Key(fastrand_key()), None).await;
         }
-        save_and_expire(&node).await;
-        republish(&node).await;
+        save_and_expire(&dht).await;
+        republish(&dht).await;
     }
-    save_and_expire(&node).await;
+    save_and_expire(&dht).await;
 }
 
-async fn save_and_expire(node: &Node) {
-    let dht = &node.inner.dht;
+async fn save_and_expire(dht: &Dht) {
     let nodes: Vec<(NodeId, Vec<SocketAddr>)> = crate::lock(&dht.table)
         .entries()
         .map(|e| (NodeId::from_bytes(e.key.0), e.addr.clone()))
         .collect();
-    let (store, records) = (node.store().clone(), dht.records.clone());
+    let (store, records) = (dht.store.clone(), dht.records.clone());
     let done = crate::blocking(move || {
         // An empty table is not saved over the nodes of a better run.
         if !nodes.is_empty() {
@@ -464,15 +490,15 @@ async fn save_and_expire(node: &Node) {
 }
 
 /// Announces the complete blobs not announced within [`REPUBLISH`].
-async fn republish(node: &Node) {
-    if node.inner.dht.table_len() == 0 {
+async fn republish(dht: &Dht) {
+    if dht.table_len() == 0 {
         return;
     }
-    let n = node.clone();
+    let (store, privacy) = (dht.store.clone(), dht.privacy.clone());
     let Ok(blobs) = crate::blocking(move || {
-        n.store().list().map(|list| {
+        store.list().map(|list| {
             list.into_iter()
-                .filter(|b| n.is_public(&b.hash))
+                .filter(|b| privacy.is_public(&b.hash))
                 .collect::<Vec<_>>()
         })
     })
@@ -481,7 +507,7 @@ async fn republish(node: &Node) {
         return;
     };
     let due: Vec<Hash> = {
-        let announced = crate::lock(&node.inner.dht.announced);
+        let announced = crate::lock(&dht.announced);
         blobs
             .into_iter()
             .filter(|b| b.state == BlobState::Complete)
@@ -499,8 +525,46 @@ async fn republish(node: &Node) {
         while tasks.len() >= ANNOUNCE_PARALLEL {
             tasks.join_next().await;
         }
-        let n = node.clone();
-        tasks.spawn(async move { n.announce(hash).await });
+        let d = dht.clone();
+        tasks.spawn(async move { d.announce(hash).await });
     }
     while tasks.join_next().await.is_some() {}
+}
+
+impl crate::Node {
+    /// Finds the providers of `hash` through the DHT (and the records this
+    /// node holds itself).
+    pub async fn find_providers(&self, hash: Hash) -> Result<Vec<NodeAddr>, SwarmError> {
+        self.inner.dht.find_providers(hash).await
+    }
+
+    /// Announces that this node provides `hash`: a lookup of the hash,
+    /// then `ADD_PROVIDER` to the k closest nodes. Returns how many stored
+    /// the record.
+    pub async fn announce(&self, hash: Hash) -> usize {
+        self.inner.dht.announce(hash).await
+    }
+
+    /// Announces `hash` in the background (a server node that just got a
+    /// blob), unless it was announced within [`REPUBLISH`].
+    pub fn provide(&self, hash: Hash) {
+        self.inner.dht.provide(hash);
+    }
+
+    /// Pings `seeds` over the DHT protocol (which adds those that answer to
+    /// the routing table), then looks up this node's own id to fill the
+    /// table. Returns the table's size.
+    pub async fn join(&self, seeds: Vec<Target>) -> usize {
+        self.inner.dht.join(seeds).await
+    }
+
+    /// What the DHT knows, for `p2pfs status`.
+    pub fn dht_status(&self) -> DhtStatus {
+        self.inner.dht.status()
+    }
+
+    /// Waits (briefly) for the first join to finish.
+    pub async fn wait_joined(&self) {
+        self.inner.dht.wait_joined().await;
+    }
 }

@@ -9,7 +9,11 @@ use p2pfs_proto::{
     dht::{DhtRequest, DhtResponse, K, MAX_DHT_MESSAGE, MAX_NODE_ADDRS, Query, Refusal},
 };
 
-use crate::{Node, dht::Key, dial::Conn, frame};
+use crate::{
+    dht::{Key, runtime::Dht},
+    frame,
+    net::dial::Conn,
+};
 
 /// Queries per second a connection may send, sustained.
 pub(crate) const QUERY_RATE: f64 = 20.0;
@@ -46,25 +50,24 @@ impl Bucket {
 }
 
 /// Serves the queries a peer sends on `conn` until it closes.
-pub(crate) async fn serve(node: Node, conn: Conn) {
+pub(crate) async fn serve(dht: Dht, conn: Conn) {
     let mut bucket = Bucket::new(Instant::now());
-    while let Some((send, recv)) = crate::router::next_stream(&node, &conn).await {
+    while let Some((send, recv)) = dht.net.next_stream(&conn).await {
         let allowed = bucket.take(Instant::now());
-        let (n, c) = (node.clone(), conn.clone());
-        node.inner
-            .tasks
-            .spawn(async move { handle(n, c, send, recv, allowed).await });
+        let (d, c) = (dht.clone(), conn.clone());
+        dht.net
+            .spawn(async move { handle(d, c, send, recv, allowed).await });
     }
 }
 
 async fn handle(
-    node: Node,
+    dht: Dht,
     conn: Conn,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     allowed: bool,
 ) {
-    let timeout = node.inner.limits.request_timeout;
+    let timeout = dht.net.limits().request_timeout;
     let read = tokio::time::timeout(timeout, frame::read_max(&mut recv, MAX_DHT_MESSAGE)).await;
     let request: DhtRequest = match read {
         Ok(Ok(r)) => r,
@@ -91,21 +94,20 @@ async fn handle(
         }
     } else {
         if request.server {
-            node.inner.dht.contacted(&node, conn.peer, observed);
+            dht.contacted(conn.peer, observed);
         }
-        answer(&node, conn.peer, observed, request.query).await
+        answer(&dht, conn.peer, observed, request.query).await
     };
     if frame::write(&mut send, &response).await.is_ok() {
         let _ = send.finish();
     }
 }
 
-async fn answer(node: &Node, peer: NodeId, observed: SocketAddr, query: Query) -> DhtResponse {
-    let dht = &node.inner.dht;
+async fn answer(dht: &Dht, peer: NodeId, observed: SocketAddr, query: Query) -> DhtResponse {
     match query {
         Query::Ping => DhtResponse::Pong { observed },
         Query::FindNode { target } => DhtResponse::Nodes {
-            closer: closest(node, &Key(target), peer),
+            closer: closest(dht, &Key(target), peer),
         },
         Query::GetProviders { hash } => {
             let records = dht.records.clone();
@@ -117,7 +119,7 @@ async fn answer(node: &Node, peer: NodeId, observed: SocketAddr, query: Query) -
                 });
             DhtResponse::Providers {
                 providers,
-                closer: closest(node, &Key::from(hash), peer),
+                closer: closest(dht, &Key::from(hash), peer),
             }
         }
         Query::AddProvider { hash, addrs } => {
@@ -145,11 +147,9 @@ async fn answer(node: &Node, peer: NodeId, observed: SocketAddr, query: Query) -
 }
 
 /// The nodes closest to `target` this node knows, never `asker`.
-fn closest(node: &Node, target: &Key, asker: NodeId) -> Vec<NodeAddr> {
+fn closest(dht: &Dht, target: &Key, asker: NodeId) -> Vec<NodeAddr> {
     let asker = Key::from(asker);
-    node.inner
-        .dht
-        .closest(target, K + 1)
+    dht.closest(target, K + 1)
         .into_iter()
         .filter(|(k, a)| *k != asker && !a.is_empty())
         .take(K)

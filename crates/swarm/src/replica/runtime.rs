@@ -378,14 +378,15 @@ async fn pass(
         // would stall the download.
         let holders = f.holders.clone();
         let (node2, room2, tx) = (node.clone(), room.clone(), done_tx.clone());
-        node.inner.tasks.spawn(async move {
+        node.net().spawn(async move {
             let Some(rep) = node2.inner.replica.as_ref() else {
                 return;
             };
             let _reserved = Reservation::new(rep, missing);
             let fetch = async {
                 let targets = node2.room_targets(&room2, &holders, hash)?;
-                crate::transfer::download::run(&node2, hash, targets, None, None).await?;
+                crate::transfer::download::run(&node2.inner.blobs, hash, targets, None, None)
+                    .await?;
                 Ok(missing)
             };
             let result = tokio::select! {
@@ -410,7 +411,7 @@ fn collect(node: &Node, rep: &NodeReplica) {
         *last = Some(Instant::now());
     }
     let store = node.store().clone();
-    node.inner.tasks.spawn(async move {
+    node.net().spawn(async move {
         match blocking(move || store.gc()).await {
             Ok(r) if r.freed_bytes > 0 => {
                 tracing::info!(

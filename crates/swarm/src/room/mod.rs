@@ -21,11 +21,13 @@
 //! and never announced in the public DHT ([`Node::may_serve`]).
 
 pub(crate) mod entry;
+pub(crate) mod handler;
 pub mod listing;
 pub(crate) mod log;
 pub(crate) mod mesh;
 pub(crate) mod order;
 pub mod query;
+pub(crate) mod registry;
 pub mod render;
 pub(crate) mod runtime;
 #[cfg(any(test, feature = "sim"))]
@@ -49,7 +51,7 @@ use p2pfs_proto::{
     Hash, NodeAddr, NodeId, RoomId, RoomSecret, RoomTicket,
     room::{Attr, FileId, Meta, Op, Time, check_path, valid_display_name},
 };
-use p2pfs_store::{RoomInfo, StoreError, USER_PIN};
+use p2pfs_store::RoomInfo;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -65,16 +67,6 @@ const PENDING_TTL: Duration = Duration::from_secs(120);
 /// The pin name under which a room keeps its blobs.
 pub fn pin_name(room: &RoomId) -> String {
     format!("room:{room}")
-}
-
-/// Every room of a node.
-#[derive(Debug, Default)]
-pub(crate) struct Rooms {
-    rooms: Mutex<HashMap<RoomId, Arc<Room>>>,
-    /// This node's display name.
-    pub(crate) display: Mutex<String>,
-    /// Bumped whenever a room starts or is left.
-    set_changed: watch::Sender<u64>,
 }
 
 /// A room's tree lock, held ([`Node::lock_tree`]).
@@ -383,6 +375,12 @@ impl Room {
         crate::lock(&self.mesh).online(now).into_iter().collect()
     }
 
+    /// Whether `peer` proved membership (while this node runs) or wrote
+    /// to the log.
+    pub(crate) fn is_member(&self, peer: &NodeId) -> bool {
+        crate::lock(&self.members).contains(peer)
+    }
+
     /// Members with a live session.
     pub(crate) fn with_session(&self) -> Vec<NodeId> {
         crate::lock(&self.sessions).keys().copied().collect()
@@ -471,7 +469,7 @@ impl Node {
         };
         let room = Arc::new(Room::new(
             info,
-            self.inner.cancel.child_token(),
+            self.net().cancel().child_token(),
             self.id(),
             config,
         ));
@@ -480,16 +478,12 @@ impl Node {
             let authors = blocking(move || store.room_have(&rid)).await?;
             crate::lock(&room.members).extend(authors.into_iter().map(|(a, _)| a));
         }
-        crate::lock(&self.inner.rooms.rooms).insert(id, room.clone());
-        self.inner.rooms.set_changed.send_modify(|n| *n += 1);
-        self.inner
-            .tasks
-            .spawn(runtime::run(self.clone(), room.clone()));
+        self.inner.rooms.insert(room.clone());
+        let net = self.net();
+        net.spawn(runtime::run(self.clone(), room.clone()));
         if let Some(rep) = &self.inner.replica {
-            self.inner
-                .tasks
-                .spawn(crate::replica::runtime::run(self.clone(), room.clone()));
-            self.inner.tasks.spawn(crate::replica::presence::run(
+            net.spawn(crate::replica::runtime::run(self.clone(), room.clone()));
+            net.spawn(crate::replica::presence::run(
                 self.clone(),
                 room.clone(),
                 rep.config.heartbeat(),
@@ -499,7 +493,7 @@ impl Node {
     }
 
     pub(crate) fn room(&self, id: &RoomId) -> Option<Arc<Room>> {
-        crate::lock(&self.inner.rooms.rooms).get(id).cloned()
+        self.inner.rooms.get(id)
     }
 
     /// The running room with this id, if this node is in it.
@@ -509,15 +503,12 @@ impl Node {
 
     /// A receiver that changes whenever a room starts or is left.
     pub fn room_set_changes(&self) -> watch::Receiver<u64> {
-        self.inner.rooms.set_changed.subscribe()
+        self.inner.rooms.changes()
     }
 
     /// The rooms this node is in.
     pub fn all_rooms(&self) -> Vec<Arc<Room>> {
-        crate::lock(&self.inner.rooms.rooms)
-            .values()
-            .cloned()
-            .collect()
+        self.inner.rooms.all()
     }
 
     /// Finds a room by local name, id or id prefix.
@@ -538,7 +529,7 @@ impl Node {
 
     /// This node's display name in rooms.
     pub fn display_name(&self) -> String {
-        crate::lock(&self.inner.rooms.display).clone()
+        self.inner.rooms.display()
     }
 
     /// Creates a room named `name`; returns its ticket.
@@ -614,8 +605,7 @@ impl Node {
     /// Leaves a room: stops syncing it and forgets its log, views and pins.
     pub async fn leave_room(&self, room: &Arc<Room>) -> Result<(), SwarmError> {
         room.cancel.cancel();
-        crate::lock(&self.inner.rooms.rooms).remove(&room.id);
-        self.inner.rooms.set_changed.send_modify(|n| *n += 1);
+        self.inner.rooms.remove(&room.id);
         let (store, id) = (self.store().clone(), room.id);
         blocking(move || {
             let mut blobs = Vec::new();
@@ -670,7 +660,7 @@ impl Node {
         let (store, secret) = (self.store().clone(), room.secret.clone());
         let node = self.clone();
         let entries =
-            crate::off_thread(move || log::author_all(&store, &node.inner.key, &secret, ops))
+            crate::off_thread(move || log::author_all(&store, node.secret_key(), &secret, ops))
                 .await??;
         room.broadcast(&entries, None);
         Ok(entries.iter().map(|e| e.hash).collect())
@@ -918,7 +908,7 @@ impl Node {
             return Ok(hash);
         }
         let targets = self.room_providers(room, author, hash)?;
-        crate::transfer::download::run(self, hash, targets, None, None).await?;
+        crate::transfer::download::run(&self.inner.blobs, hash, targets, None, None).await?;
         Ok(hash)
     }
 
@@ -932,7 +922,7 @@ impl Node {
         want: std::ops::Range<u64>,
     ) -> Result<(), SwarmError> {
         let targets = self.room_providers(room, author, hash)?;
-        crate::transfer::download::run(self, hash, targets, Some(want), None).await?;
+        crate::transfer::download::run(&self.inner.blobs, hash, targets, Some(want), None).await?;
         Ok(())
     }
 
@@ -1069,31 +1059,6 @@ impl Node {
         }
         Ok(list)
     }
-
-    /// Whether `peer` may download `hash`: yes unless the blob is only
-    /// reachable through rooms `peer` is not a member of. Blocking (reads
-    /// the store).
-    pub(crate) fn may_serve(&self, peer: &NodeId, hash: &Hash) -> Result<bool, StoreError> {
-        let rooms = self.store().rooms_referring(&view::blob_key(hash))?;
-        Ok(rooms.is_empty()
-            || rooms.iter().any(|id| {
-                self.room(id)
-                    .is_some_and(|r| crate::lock(&r.members).contains(peer))
-            })
-            || self.store().pins(hash)?.iter().any(|p| p == USER_PIN))
-    }
-
-    /// Whether `hash` may be announced in the public DHT: no room refers
-    /// to it, or the user pinned it. Blocking.
-    pub(crate) fn is_public(&self, hash: &Hash) -> bool {
-        let store = self.store();
-        store
-            .rooms_referring(&view::blob_key(hash))
-            .is_ok_and(|r| r.is_empty())
-            || store
-                .pins(hash)
-                .is_ok_and(|p| p.iter().any(|p| p == USER_PIN))
-    }
 }
 
 /// Keeps the number of pending entries bounded and drops stale ones.
@@ -1102,17 +1067,6 @@ pub(crate) fn trim_pending(pending: &mut Vec<(Instant, Verified)>) {
     if pending.len() > MAX_PENDING {
         let extra = pending.len() - MAX_PENDING;
         pending.drain(..extra);
-    }
-}
-
-impl Rooms {
-    /// Rooms with a display name.
-    pub(crate) fn new(display: String) -> Self {
-        Self {
-            rooms: Mutex::new(HashMap::new()),
-            display: Mutex::new(display),
-            set_changed: watch::Sender::new(0),
-        }
     }
 }
 

@@ -80,7 +80,7 @@ pub(crate) async fn run(node: Node, room: Arc<Room>) {
             // The dial is in progress until the member has proven itself
             // and the session is the room's (`Mesh::up`), not for the
             // whole session.
-            node.inner.tasks.spawn(async move {
+            node.net().spawn(async move {
                 let failed = match sync::dial(&n, r, &target, || {}).await {
                     Ok(()) => false,
                     Err(e) => {
@@ -96,7 +96,7 @@ pub(crate) async fn run(node: Node, room: Arc<Room>) {
         if dht.config.server && last_announce.is_none_or(|t| t.elapsed() > ANNOUNCE) {
             last_announce = Some(Instant::now());
             let (n, key) = (node.clone(), room.secret.dht_key());
-            node.inner.tasks.spawn(async move {
+            node.net().spawn(async move {
                 n.announce(key).await;
             });
         }
@@ -108,7 +108,7 @@ pub(crate) async fn run(node: Node, room: Arc<Room>) {
         if last_lookup.is_none_or(|t| t.elapsed() > every) {
             last_lookup = Some(Instant::now());
             let (n, r) = (node.clone(), room.clone());
-            node.inner.tasks.spawn(async move {
+            node.net().spawn(async move {
                 n.wait_joined().await;
                 if let Ok(found) = n.find_providers(r.secret.dht_key()).await {
                     for p in found {

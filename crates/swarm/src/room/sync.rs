@@ -40,9 +40,9 @@ use super::{
 };
 use crate::{
     Node, SwarmError, Target,
-    dial::{Conn, SIMULTANEOUS},
     error::SetupError,
     frame::{self, FrameError},
+    net::dial::{Conn, SIMULTANEOUS},
 };
 
 /// Most bytes of a `Hello` or `Welcome` frame.
@@ -106,7 +106,7 @@ pub(crate) async fn dial(
     target: &Target,
     established: impl FnOnce(),
 ) -> Result<(), SwarmError> {
-    let conn = node.connect(target, p2pfs_proto::room::ALPN).await?;
+    let conn = node.net().connect(target, p2pfs_proto::room::ALPN).await?;
     let peer = conn.peer;
     if peer == node.id() {
         return Err(crate::error::RoomError::SelfDial.into());
@@ -124,7 +124,7 @@ pub(crate) async fn dial(
     )
     .await
     .map_err(|e| SwarmError::io("sending hello", e))?;
-    let timeout = node.inner.limits.request_timeout;
+    let timeout = node.net().limits().request_timeout;
     let welcome = tokio::time::timeout(
         timeout,
         frame::read_max::<Welcome>(&mut recv, MAX_HANDSHAKE),
@@ -146,16 +146,15 @@ pub(crate) async fn dial(
 
 /// Serves room streams a peer opens on `conn`.
 pub(crate) async fn serve(node: Node, conn: Conn) {
-    while let Some((send, recv)) = crate::router::next_stream(&node, &conn).await {
+    while let Some((send, recv)) = node.net().next_stream(&conn).await {
         let (n, c) = (node.clone(), conn.clone());
-        node.inner
-            .tasks
+        node.net()
             .spawn(async move { answer(n, c, send, recv).await });
     }
 }
 
 async fn answer(node: Node, conn: Conn, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
-    let timeout = node.inner.limits.request_timeout;
+    let timeout = node.net().limits().request_timeout;
     let hello =
         match tokio::time::timeout(timeout, frame::read_max::<Hello>(&mut recv, MAX_HANDSHAKE))
             .await
@@ -258,7 +257,7 @@ async fn session(
     let presences = crate::lock(&room.mesh).up(peer);
     send_presences(&tx, presences);
     if let Some(rep) = &node.inner.replica {
-        node.inner.tasks.spawn(crate::replica::feed::run(
+        node.net().spawn(crate::replica::feed::run(
             room.clone(),
             tx.clone(),
             cancel.clone(),

@@ -29,9 +29,11 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    Node,
-    dial::{Conn, Target},
     error::SwarmError,
+    net::{
+        Net,
+        dial::{Conn, Target},
+    },
     transfer::{
         request::{self, Answer, GetError},
         scheduler::{self, Action, Fault, Groups, Scheduler},
@@ -74,14 +76,15 @@ pub struct FetchStats {
 /// Downloads `hash` from `providers`; see the module docs. With `want`,
 /// only the chunk groups covering those bytes are fetched.
 pub(crate) async fn run(
-    node: &Node,
+    blobs: &super::provider::Blobs,
     hash: Hash,
     providers: Vec<Target>,
     want: Option<std::ops::Range<u64>>,
     progress: Option<watch::Sender<FetchProgress>>,
 ) -> Result<FetchStats, SwarmError> {
     let started = Instant::now();
-    let store = node.store().clone();
+    let net = &blobs.net;
+    let store = blobs.store.clone();
     let partial = crate::blocking(move || store.partial(hash)).await?;
     if partial.is_complete() {
         let size = partial.size().unwrap_or(0);
@@ -92,7 +95,7 @@ pub(crate) async fn run(
             providers: Vec::new(),
         });
     }
-    let mut dials = Dials::start(node, &providers);
+    let mut dials = Dials::start(net, &providers);
     let mut conns = dials.first().await;
     if conns.is_empty() {
         return Err(SwarmError::Unavailable {
@@ -110,10 +113,10 @@ pub(crate) async fn run(
             },
         });
     }
-    let stall = node.inner.limits.stall_timeout;
+    let stall = net.limits().stall_timeout;
     let mut haves: HashMap<NodeId, Groups> = HashMap::new();
     while partial.size().is_none() {
-        match prove_size(node, hash, &partial, &mut conns, &mut haves, stall).await {
+        match prove_size(net, hash, &partial, &mut conns, &mut haves, stall).await {
             Ok(()) => break,
             // Providers still connecting may prove it (or a download of
             // the same blob running beside this one).
@@ -141,7 +144,7 @@ pub(crate) async fn run(
         present |= &Groups::from(0..total) - &wanted;
     }
     let mut driver = Driver {
-        node: node.clone(),
+        net: net.clone(),
         hash,
         partial,
         conns: conns.iter().map(|c| (c.peer, c.clone())).collect(),
@@ -188,7 +191,7 @@ pub(crate) async fn run(
 
 /// The connections to a download's providers, dialed all at once.
 struct Dials {
-    node: Node,
+    net: Net,
     set: tokio::task::JoinSet<(Result<Conn, SwarmError>, Target)>,
     /// Nodes connected so far (each is used once).
     seen: Vec<NodeId>,
@@ -197,22 +200,22 @@ struct Dials {
 }
 
 impl Dials {
-    fn start(node: &Node, providers: &[Target]) -> Self {
+    fn start(net: &Net, providers: &[Target]) -> Self {
         let mut dials = Self {
-            node: node.clone(),
+            net: net.clone(),
             set: tokio::task::JoinSet::new(),
-            seen: vec![node.id()],
+            seen: vec![net.id()],
             failures: Vec::new(),
         };
-        for t in providers.iter().filter(|t| t.id != Some(node.id())) {
-            if let Some(id) = t.id.filter(|id| node.is_banned(id)) {
+        for t in providers.iter().filter(|t| t.id != Some(net.id())) {
+            if let Some(id) = t.id.filter(|id| net.is_banned(id)) {
                 dials.failures.push(banned(&id));
                 continue;
             }
-            let (node, t) = (node.clone(), t.clone());
+            let (net, t) = (net.clone(), t.clone());
             dials
                 .set
-                .spawn(async move { (node.connect(&t, blobs::ALPN).await, t) });
+                .spawn(async move { (net.connect(&t, blobs::ALPN).await, t) });
         }
         dials
     }
@@ -246,7 +249,7 @@ impl Dials {
     ) -> Option<Conn> {
         match r {
             // Dialed by address alone.
-            Ok((Ok(c), _)) if self.node.is_banned(&c.peer) => {
+            Ok((Ok(c), _)) if self.net.is_banned(&c.peer) => {
                 c.close_with(Code::BadData);
                 self.failures.push(banned(&c.peer));
                 None
@@ -272,15 +275,15 @@ fn banned(peer: &NodeId) -> String {
 
 /// A provider whose data failed verification: banned from every download,
 /// and disconnected.
-fn ban(node: &Node, c: &Conn, e: &impl std::fmt::Display) {
-    node.ban(c.peer, format!("sent bad data: {e}"));
+fn ban(net: &Net, c: &Conn, e: &impl std::fmt::Display) {
+    net.ban(c.peer, format!("sent bad data: {e}"));
     c.close_with(Code::BadData);
 }
 
 /// Asks providers in turn for the last chunk group until one proves the
 /// size; providers that lie or lack the blob are dropped.
 async fn prove_size(
-    node: &Node,
+    net: &Net,
     hash: Hash,
     partial: &PartialBlob,
     conns: &mut Vec<Conn>,
@@ -292,7 +295,7 @@ async fn prove_size(
     let mut last_error = String::from("no provider has it");
     let mut proven = false;
     for c in conns.drain(..) {
-        if node.is_banned(&c.peer) {
+        if net.is_banned(&c.peer) {
             continue;
         }
         if proven {
@@ -319,7 +322,7 @@ async fn prove_size(
             Ok(Answer::NotFound) => last_error = format!("{} does not have it", c.peer.fmt_short()),
             Err(GetError::BadData(e)) => {
                 last_error = format!("{} sent bad data: {e}", c.peer.fmt_short());
-                ban(node, &c, &e);
+                ban(net, &c, &e);
             }
             Err(GetError::Protocol(e)) => {
                 last_error = format!("{} broke the protocol: {e}", c.peer.fmt_short());
@@ -379,7 +382,7 @@ struct Outcome {
 }
 
 struct Driver {
-    node: Node,
+    net: Net,
     hash: Hash,
     partial: PartialBlob,
     conns: HashMap<NodeId, Conn>,
@@ -419,7 +422,7 @@ impl Driver {
                 });
             }
             tokio::select! {
-                _ = self.node.inner.cancel.cancelled() => return Err(SwarmError::Shutdown),
+                _ = self.net.cancel().cancelled() => return Err(SwarmError::Shutdown),
                 outcome = rx.recv() => {
                     let Some(o) = outcome else { continue };
                     self.outcome(o, Instant::now());
@@ -449,7 +452,7 @@ impl Driver {
                         continue;
                     };
                     // Banned by another download since this one began.
-                    if self.node.is_banned(&peer) {
+                    if self.net.is_banned(&peer) {
                         let present = self.present();
                         let now = Instant::now();
                         for a in self.sched.failed(id, &present, Fault::BadData, now) {
@@ -470,8 +473,8 @@ impl Driver {
                         },
                     );
                     let (hash, partial, tx) = (self.hash, self.partial.clone(), tx.clone());
-                    let stall = self.node.inner.limits.stall_timeout;
-                    self.node.inner.tasks.spawn(async move {
+                    let stall = self.net.limits().stall_timeout;
+                    self.net.spawn(async move {
                         let ranges = to_chunks(&groups);
                         let result =
                             request::get(&conn, hash, &ranges, partial, received, cancel, stall)
@@ -512,7 +515,7 @@ impl Driver {
             Err(GetError::BadData(e)) => {
                 tracing::warn!(peer = %o.peer, hash = %self.hash, "provider sent bad data, disconnecting: {e}");
                 if let Some(c) = self.conns.get(&o.peer) {
-                    ban(&self.node, c, &e);
+                    ban(&self.net, c, &e);
                 }
                 self.sched.failed(o.id, &present, Fault::BadData, now)
             }

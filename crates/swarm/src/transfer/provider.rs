@@ -20,31 +20,65 @@ use p2pfs_store::{ChunkRanges, StoreError, effective_ranges};
 use tokio::sync::Semaphore;
 
 use crate::{
-    Node,
-    dial::Conn,
     frame::{self, FrameError},
-    transfer::{to_chunks, to_spec},
+    net::{Net, dial::Conn},
+    policy::Privacy,
+    router::{ProtocolHandler, Serving},
+    transfer::{rate::RateLimit, to_chunks, to_spec},
 };
 
+/// The blob protocol's handler and what downloads use: the network, the
+/// store, the privacy rule, and the upload slots and rate shared by every
+/// peer. Cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct Blobs {
+    pub(crate) net: Net,
+    pub(crate) store: p2pfs_store::Store,
+    privacy: Privacy,
+    /// Uploads running at once, in all.
+    uploads: Arc<Semaphore>,
+    /// The node-wide upload rate, if limited.
+    upload_rate: Option<Arc<RateLimit>>,
+}
+
+impl Blobs {
+    pub(crate) fn new(net: Net, store: p2pfs_store::Store, privacy: Privacy) -> Self {
+        let limits = net.limits();
+        Self {
+            uploads: Arc::new(Semaphore::new(limits.max_uploads)),
+            upload_rate: limits.max_upload_rate.map(|r| Arc::new(RateLimit::new(r))),
+            net,
+            store,
+            privacy,
+        }
+    }
+}
+
+impl ProtocolHandler for Blobs {
+    fn serve(&self, conn: Conn) -> Serving {
+        Box::pin(serve(self.clone(), conn))
+    }
+}
+
 /// Serves requests on `conn` until it closes or the node stops.
-pub(crate) async fn serve(node: Node, conn: Conn) {
-    let per_peer = Arc::new(Semaphore::new(node.inner.limits.max_uploads_per_peer));
-    while let Some((send, recv)) = crate::router::next_stream(&node, &conn).await {
-        let (node2, conn2, per_peer) = (node.clone(), conn.clone(), per_peer.clone());
-        node.inner
-            .tasks
-            .spawn(async move { handle(node2, conn2, per_peer, send, recv).await });
+async fn serve(blobs: Blobs, conn: Conn) {
+    let per_peer = Arc::new(Semaphore::new(blobs.net.limits().max_uploads_per_peer));
+    while let Some((send, recv)) = blobs.net.next_stream(&conn).await {
+        let (b, conn2, per_peer) = (blobs.clone(), conn.clone(), per_peer.clone());
+        blobs
+            .net
+            .spawn(async move { handle(b, conn2, per_peer, send, recv).await });
     }
 }
 
 async fn handle(
-    node: Node,
+    blobs: Blobs,
     conn: Conn,
     per_peer: Arc<Semaphore>,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
-    let limits = &node.inner.limits;
+    let limits = blobs.net.limits();
     let request = match tokio::time::timeout(limits.request_timeout, frame::read(&mut recv)).await {
         Err(_) => {
             let _ = send.reset(Code::Timeout.value().into());
@@ -68,10 +102,10 @@ async fn handle(
             let Ok(_peer_permit) = per_peer.acquire_owned().await else {
                 return;
             };
-            let Ok(_permit) = node.inner.uploads.clone().acquire_owned().await else {
+            let Ok(_permit) = blobs.uploads.clone().acquire_owned().await else {
                 return;
             };
-            if let Err(e) = get(&node, conn.peer, &mut send, hash, &ranges).await {
+            if let Err(e) = get(&blobs, conn.peer, &mut send, hash, &ranges).await {
                 tracing::debug!(peer = %conn.peer, %hash, "upload ended: {e}");
                 let _ = send.reset(e.code().value().into());
             }
@@ -103,19 +137,19 @@ impl UploadError {
 }
 
 async fn get(
-    node: &Node,
+    blobs: &Blobs,
     peer: p2pfs_proto::NodeId,
     send: &mut quinn::SendStream,
     hash: Hash,
     ranges: &RangeSpec,
 ) -> Result<(), UploadError> {
-    let n = node.clone();
+    let (privacy, store) = (blobs.privacy.clone(), blobs.store.clone());
     // A blob only reachable through a room is, to anyone else, not here.
     let have = crate::off_thread(move || {
-        if !n.may_serve(&peer, &hash)? {
+        if !privacy.may_serve(&peer, &hash)? {
             return Ok(None);
         }
-        n.store().have(&hash)
+        store.have(&hash)
     })
     .await??;
     let Some((size, have)) = have else {
@@ -136,7 +170,7 @@ async fn get(
     // The store encodes on a blocking thread; batches of chunks come back
     // here.
     let (tx, mut batches) = tokio::sync::mpsc::channel::<Vec<bytes::Bytes>>(4);
-    let store = node.store().clone();
+    let store = blobs.store.clone();
     let encode = crate::off_thread(move || {
         store.encode_chunks(&hash, &sent, &mut |b| {
             tx.blocking_send(b).map_err(|_| {
@@ -144,12 +178,12 @@ async fn get(
             })
         })
     });
-    let stall = node.inner.limits.stall_timeout;
+    let stall = blobs.net.limits().stall_timeout;
     let sent = loop {
         let Some(mut batch) = batches.recv().await else {
             break Ok(());
         };
-        if let Some(rate) = &node.inner.upload_rate {
+        if let Some(rate) = &blobs.upload_rate {
             rate.wait(batch.iter().map(|c| c.len()).sum()).await;
         }
         // One timer per batch: a peer that reads nothing for `stall` ends

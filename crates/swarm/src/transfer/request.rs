@@ -16,8 +16,8 @@ use p2pfs_store::{ChunkRanges, PartialBlob, StoreError, effective_ranges};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    dial::Conn,
     frame::{self, FrameError},
+    net::dial::Conn,
     transfer::{bridge, to_chunks, to_spec},
 };
 

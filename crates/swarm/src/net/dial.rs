@@ -160,7 +160,7 @@ impl Pool {
         };
         let tls = self.clients.get(alpn).ok_or(SetupError::UnknownProtocol)?;
         let (tls, impostor) = with_witness(tls);
-        let cfg = crate::endpoint::client_config(tls, self.transport.clone())?;
+        let cfg = super::endpoint::client_config(tls, self.transport.clone())?;
         let name = server_name(target.id);
         let mut attempts = JoinSet::new();
         for (i, addr) in target.addrs.iter().copied().enumerate() {
@@ -168,7 +168,7 @@ impl Pool {
             attempts.spawn(async move {
                 tokio::time::sleep(Duration::from_millis(250) * i as u32).await;
                 let connecting = connecting.map_err(|e| (addr, e.to_string()))?;
-                match tokio::time::timeout(crate::endpoint::DIAL_TIMEOUT, connecting).await {
+                match tokio::time::timeout(super::endpoint::DIAL_TIMEOUT, connecting).await {
                     Ok(Ok(conn)) => Ok((addr, conn)),
                     Ok(Err(e)) => Err((addr, e.to_string())),
                     Err(_) => Err((addr, "timed out".to_string())),

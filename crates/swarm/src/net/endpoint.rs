@@ -33,7 +33,7 @@ pub(crate) fn transport_config(limits: &Limits) -> quinn::TransportConfig {
         .send_window(32 << 20)
         .keep_alive_interval(Some(limits.idle_timeout / 3))
         .datagram_receive_buffer_size(None);
-    if limits.congestion == crate::node::Congestion::Bbr {
+    if limits.congestion == crate::config::Congestion::Bbr {
         t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
     }
     let idle = quinn::IdleTimeout::try_from(limits.idle_timeout)

@@ -1,0 +1,260 @@
+//! The network seam: [`Net`] owns the QUIC endpoint (one UDP socket for
+//! every peer), the connection table, the limits peers are held to, the
+//! bans, and dialing. It knows nothing of the protocols: connections, in
+//! either direction, go to the [`Router`](crate::router::Router), which
+//! hands each to its protocol's handler by ALPN.
+//!
+//! - `endpoint`: binding the socket, QUIC and TLS settings.
+//! - `dial`: the connection table (one connection per peer and protocol).
+//! - `accept`: the accept loop and its admission limits.
+//! - [`ban`]: peers caught lying. [`link`]: an emulated link delay.
+
+pub(crate) mod accept;
+pub mod ban;
+pub(crate) mod dial;
+pub(crate) mod endpoint;
+pub mod link;
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, Mutex, RwLock},
+    time::Instant,
+};
+
+use p2pfs_proto::{NodeAddr, NodeId};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use self::dial::{Conn, Pool, Target};
+use crate::{
+    config::{Limits, NodeConfig},
+    error::SwarmError,
+    identity::SecretKey,
+    router::Router,
+    tls,
+};
+
+/// The endpoint, its connections and what peers may do. Cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct Net {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    key: SecretKey,
+    id: NodeId,
+    endpoint: quinn::Endpoint,
+    pool: Pool,
+    limits: Limits,
+    bans: ban::Bans,
+    /// Live inbound connections per IP address (admission).
+    inbound_per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// The root of the node's cancellation tree: every handler's token is
+    /// a child of it.
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+    /// Set once the handlers are registered; taken at shutdown (handlers
+    /// hold a `Net`, so this breaks the cycle).
+    router: RwLock<Option<Arc<Router>>>,
+}
+
+impl Net {
+    /// Binds the endpoint for `alpns` with `key`'s identity. Nothing is
+    /// accepted until [`Net::start`].
+    pub(crate) fn bind(
+        key: SecretKey,
+        config: &NodeConfig,
+        alpns: &[&'static [u8]],
+    ) -> Result<Self, SwarmError> {
+        let id = key.public();
+        let limits = config.limits.clone();
+        let server = endpoint::server_config(tls::server_config(&key, alpns)?, &limits)?;
+        let mut clients = HashMap::new();
+        for alpn in alpns {
+            clients.insert(*alpn, tls::client_config(&key, alpn)?);
+        }
+        let transport = Arc::new(endpoint::transport_config(&limits));
+        let socket = endpoint::bind(config.listen, config.default_port)?;
+        let endpoint = endpoint::endpoint(socket, server, config.link_delay)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                key,
+                id,
+                pool: Pool::new(endpoint.clone(), clients, transport),
+                endpoint,
+                limits,
+                bans: ban::Bans::default(),
+                inbound_per_ip: Mutex::new(HashMap::new()),
+                cancel: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+                router: RwLock::new(None),
+            }),
+        })
+    }
+
+    /// Starts accepting connections, each served by `router`.
+    pub(crate) fn start(&self, router: Router) {
+        *self.inner.router.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(router));
+        self.spawn(accept::accept_loop(self.clone()));
+    }
+
+    /// The router, while the node runs.
+    fn router(&self) -> Option<Arc<Router>> {
+        self.inner
+            .router
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Serves `conn` (either direction) with its protocol's handler.
+    pub(crate) async fn serve(&self, conn: Conn, alpn: &'static [u8]) {
+        let serving = self.router().map(|r| r.serve(conn, alpn));
+        if let Some(serving) = serving {
+            serving.await;
+        }
+    }
+
+    /// This node's id.
+    pub(crate) fn id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    /// This node's key.
+    pub(crate) fn key(&self) -> &SecretKey {
+        &self.inner.key
+    }
+
+    /// What peers may do.
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// The root cancellation token (cancelled when the node stops).
+    pub(crate) fn cancel(&self) -> &CancellationToken {
+        &self.inner.cancel
+    }
+
+    /// Whether the node is stopping.
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.inner.cancel.is_cancelled()
+    }
+
+    /// Runs `task` until the node stops (shutdown waits for it).
+    pub(crate) fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.inner.tasks.spawn(task);
+    }
+
+    /// The address the endpoint is bound to.
+    pub(crate) fn bound_addr(&self) -> SocketAddr {
+        self.inner
+            .endpoint
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Addresses peers can use to reach this node.
+    pub(crate) fn addrs(&self) -> Vec<SocketAddr> {
+        endpoint::reachable_addrs(self.bound_addr())
+    }
+
+    /// This node's id and addresses, as a ticket carries them.
+    pub(crate) fn node_addr(&self) -> NodeAddr {
+        let mut addrs = self.addrs();
+        addrs.truncate(p2pfs_proto::MAX_ADDRS);
+        NodeAddr {
+            id: self.id(),
+            addrs,
+        }
+    }
+
+    /// Every live connection.
+    pub(crate) fn connections(&self) -> Vec<Conn> {
+        self.inner.pool.all()
+    }
+
+    /// A connection to `target` for `alpn` (reused if one is live). A new
+    /// connection is also served: the peer may ask us over it.
+    pub(crate) async fn connect(
+        &self,
+        target: &Target,
+        alpn: &'static [u8],
+    ) -> Result<Conn, SwarmError> {
+        if self.is_stopping() {
+            return Err(SwarmError::Shutdown);
+        }
+        let (conn, new) = self.inner.pool.connect(target, alpn).await?;
+        if new {
+            tracing::debug!(peer = %conn.peer, addr = %conn.addr, "connected");
+            let (net, c) = (self.clone(), conn.clone());
+            self.spawn(async move { net.serve(c, alpn).await });
+        }
+        Ok(conn)
+    }
+
+    /// The next stream the peer opens on `conn`; `None` once the connection
+    /// closes or the node stops.
+    pub(crate) async fn next_stream(
+        &self,
+        conn: &Conn,
+    ) -> Option<(quinn::SendStream, quinn::RecvStream)> {
+        tokio::select! {
+            _ = self.inner.cancel.cancelled() => None,
+            s = conn.conn.accept_bi() => s.ok(),
+        }
+    }
+
+    /// Peers banned for sending data that does not verify.
+    pub(crate) fn banned(&self) -> Vec<ban::BannedPeer> {
+        self.inner.bans.list(Instant::now())
+    }
+
+    /// Bans `peer` from this node's downloads (see [`ban`]).
+    pub(crate) fn ban(&self, peer: NodeId, reason: String) {
+        tracing::warn!(%peer, "banned for {} s: {reason}", ban::BAN_FOR.as_secs());
+        self.inner.bans.ban(peer, reason, Instant::now());
+    }
+
+    /// Whether `peer` is banned now.
+    pub(crate) fn is_banned(&self, peer: &NodeId) -> bool {
+        self.inner.bans.is_banned(peer, Instant::now())
+    }
+
+    /// The first half of the ordered shutdown: cancel every handler's
+    /// token, close every connection (peers learn why), drop the router.
+    pub(crate) fn close(&self) {
+        let inner = &self.inner;
+        inner.cancel.cancel();
+        let code = p2pfs_proto::close::Code::Shutdown;
+        inner
+            .endpoint
+            .close(code.value().into(), code.reason().as_bytes());
+        inner.tasks.close();
+        inner
+            .router
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+    }
+
+    /// The second half: wait (bounded) for every task, then for the peers
+    /// to acknowledge the close.
+    pub(crate) async fn wait_closed(&self) {
+        let inner = &self.inner;
+        if tokio::time::timeout(std::time::Duration::from_secs(5), inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some node tasks did not stop within 5 s");
+        }
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            inner.endpoint.wait_idle(),
+        )
+        .await;
+    }
+}
