@@ -1,7 +1,7 @@
-//! The network seam: [`Net`] owns the QUIC endpoint (one UDP socket for
+//! The network seam: `Net` owns the QUIC endpoint (one UDP socket for
 //! every peer), the connection table, the limits peers are held to, the
 //! bans, and dialing. It knows nothing of the protocols: connections, in
-//! either direction, go to the [`Router`](crate::router::Router), which
+//! either direction, go to the `Router` (`crate::router`), which
 //! hands each to its protocol's handler by ALPN.
 //!
 //! - `endpoint`: binding the socket, QUIC and TLS settings.
