@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use crate::dht::DhtConfig;
+use crate::{Target, dht::records::RecordLimits};
 
 /// What a node allows its peers, so that none can cost it unbounded memory
 /// or starve the others.
@@ -97,8 +97,69 @@ pub struct NodeConfig {
     pub display_name: Option<String>,
     /// Take part in keeping rooms' files (a daemon or a mount); `None` for
     /// a node started for one command.
-    pub replica: Option<crate::replica::ReplicaConfig>,
+    pub replica: Option<ReplicaConfig>,
     /// Delay every datagram sent (an emulated link, for tests on one
     /// machine; see [`crate::link`]).
     pub link_delay: Option<crate::link::LinkDelay>,
+}
+
+/// How the node takes part in the DHT.
+#[derive(Debug, Clone)]
+pub struct DhtConfig {
+    /// Serve the DHT: be added to routing tables, keep records, announce
+    /// blobs, remember nodes across restarts. A node started for one
+    /// command is a client.
+    pub server: bool,
+    /// Nodes to join through (`--peer`, tickets).
+    pub bootstrap: Vec<Target>,
+    /// Find and be found by nodes on the LAN (UDP multicast).
+    pub lan: bool,
+    /// Record bounds.
+    pub records: RecordLimits,
+}
+
+impl Default for DhtConfig {
+    fn default() -> Self {
+        Self {
+            server: true,
+            bootstrap: Vec::new(),
+            lan: false,
+            records: RecordLimits::default(),
+        }
+    }
+}
+
+/// How a node takes part in keeping rooms' files.
+#[derive(Debug, Clone)]
+pub struct ReplicaConfig {
+    /// A member not heard from for this long is offline for placement.
+    pub offline_after: Duration,
+    /// Most bytes of blob data the store may hold before this node takes
+    /// on no more copies (`None`: no cap).
+    pub max_storage: Option<u64>,
+    /// How long stopping waits for the files only this node keeps to
+    /// reach another member ([`crate::Node::leave`]).
+    pub leave_timeout: Duration,
+}
+
+/// The offline timeout when none is set.
+pub const DEFAULT_OFFLINE_AFTER: Duration = Duration::from_secs(180);
+/// How long stopping waits for copies when no time is set.
+pub const DEFAULT_LEAVE_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Default for ReplicaConfig {
+    fn default() -> Self {
+        Self {
+            offline_after: DEFAULT_OFFLINE_AFTER,
+            max_storage: None,
+            leave_timeout: DEFAULT_LEAVE_TIMEOUT,
+        }
+    }
+}
+
+impl ReplicaConfig {
+    /// How often a replica sends its status: six per offline timeout.
+    pub fn heartbeat(&self) -> Duration {
+        (self.offline_after / 6).clamp(Duration::from_millis(100), Duration::from_secs(30))
+    }
 }

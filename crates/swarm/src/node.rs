@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use crate::{
     config::NodeConfig,
-    dht::runtime::Dht,
+    dht::{DhtStatus, runtime::Dht},
     error::SwarmError,
     identity::SecretKey,
     net::{Net, dial::Target},
@@ -195,5 +195,44 @@ impl Node {
     /// Whether shutdown has begun.
     pub fn is_shutting_down(&self) -> bool {
         self.inner.net.is_stopping()
+    }
+}
+
+/// The DHT, as the node's facade shows it.
+impl Node {
+    /// Finds the providers of `hash` through the DHT (and the records this
+    /// node holds itself).
+    pub async fn find_providers(&self, hash: Hash) -> Result<Vec<NodeAddr>, SwarmError> {
+        self.inner.dht.find_providers(hash).await
+    }
+
+    /// Announces that this node provides `hash`: a lookup of the hash,
+    /// then `ADD_PROVIDER` to the k closest nodes. Returns how many stored
+    /// the record.
+    pub async fn announce(&self, hash: Hash) -> usize {
+        self.inner.dht.announce(hash).await
+    }
+
+    /// Announces `hash` in the background (a server node that just got a
+    /// blob), unless it was announced within [`REPUBLISH`].
+    pub fn provide(&self, hash: Hash) {
+        self.inner.dht.provide(hash);
+    }
+
+    /// Pings `seeds` over the DHT protocol (which adds those that answer to
+    /// the routing table), then looks up this node's own id to fill the
+    /// table. Returns the table's size.
+    pub async fn join(&self, seeds: Vec<Target>) -> usize {
+        self.inner.dht.join(seeds).await
+    }
+
+    /// What the DHT knows, for `p2pfs status`.
+    pub fn dht_status(&self) -> DhtStatus {
+        self.inner.dht.status()
+    }
+
+    /// Waits (briefly) for the first join to finish.
+    pub async fn wait_joined(&self) {
+        self.inner.dht.wait_joined().await;
     }
 }

@@ -32,5 +32,7 @@ pub use key::{Distance, Key};
 pub use lookup::{Lookup, LookupConfig};
 pub use records::RecordLimits;
 pub use rtt::RttEstimator;
-pub use runtime::{DhtConfig, DhtStatus};
+pub use runtime::DhtStatus;
+
+pub use crate::config::DhtConfig;
 pub use table::{RoutingTable, Seen, TableConfig};

@@ -18,11 +18,10 @@ use tokio::task::JoinSet;
 
 use crate::{
     SwarmError, Target,
+    config::DhtConfig,
     dht::{
-        Key, Lookup, LookupConfig, RoutingTable, RttEstimator, Seen, TableConfig,
-        records::{RecordLimits, Records},
-        rpc,
-        service::canonical,
+        Key, Lookup, LookupConfig, RoutingTable, RttEstimator, Seen, TableConfig, records::Records,
+        rpc, service::canonical,
     },
     net::Net,
     policy::Privacy,
@@ -43,32 +42,6 @@ const REFRESH: Duration = Duration::from_secs(600);
 const ANNOUNCE_PARALLEL: usize = 4;
 /// Most blobs announced per upkeep round.
 const ANNOUNCE_PER_ROUND: usize = 256;
-
-/// How the node takes part in the DHT.
-#[derive(Debug, Clone)]
-pub struct DhtConfig {
-    /// Serve the DHT: be added to routing tables, keep records, announce
-    /// blobs, remember nodes across restarts. A node started for one
-    /// command is a client.
-    pub server: bool,
-    /// Nodes to join through (`--peer`, tickets).
-    pub bootstrap: Vec<Target>,
-    /// Find and be found by nodes on the LAN (UDP multicast).
-    pub lan: bool,
-    /// Record bounds.
-    pub records: RecordLimits,
-}
-
-impl Default for DhtConfig {
-    fn default() -> Self {
-        Self {
-            server: true,
-            bootstrap: Vec::new(),
-            lan: false,
-            records: RecordLimits::default(),
-        }
-    }
-}
 
 /// What `p2pfs status` shows of the DHT.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -529,42 +502,4 @@ async fn republish(dht: &Dht) {
         tasks.spawn(async move { d.announce(hash).await });
     }
     while tasks.join_next().await.is_some() {}
-}
-
-impl crate::Node {
-    /// Finds the providers of `hash` through the DHT (and the records this
-    /// node holds itself).
-    pub async fn find_providers(&self, hash: Hash) -> Result<Vec<NodeAddr>, SwarmError> {
-        self.inner.dht.find_providers(hash).await
-    }
-
-    /// Announces that this node provides `hash`: a lookup of the hash,
-    /// then `ADD_PROVIDER` to the k closest nodes. Returns how many stored
-    /// the record.
-    pub async fn announce(&self, hash: Hash) -> usize {
-        self.inner.dht.announce(hash).await
-    }
-
-    /// Announces `hash` in the background (a server node that just got a
-    /// blob), unless it was announced within [`REPUBLISH`].
-    pub fn provide(&self, hash: Hash) {
-        self.inner.dht.provide(hash);
-    }
-
-    /// Pings `seeds` over the DHT protocol (which adds those that answer to
-    /// the routing table), then looks up this node's own id to fill the
-    /// table. Returns the table's size.
-    pub async fn join(&self, seeds: Vec<Target>) -> usize {
-        self.inner.dht.join(seeds).await
-    }
-
-    /// What the DHT knows, for `p2pfs status`.
-    pub fn dht_status(&self) -> DhtStatus {
-        self.inner.dht.status()
-    }
-
-    /// Waits (briefly) for the first join to finish.
-    pub async fn wait_joined(&self) {
-        self.inner.dht.wait_joined().await;
-    }
 }

@@ -22,6 +22,7 @@
 //! - `runtime`: per room, gathering the inputs and carrying the plan out.
 //! - `status`: `p2pfs room status` and the xattr `user.p2pfs.copies`.
 
+pub(crate) mod copies;
 pub(crate) mod feed;
 pub(crate) mod leave;
 pub(crate) mod peers;
@@ -43,45 +44,12 @@ use std::{
 use p2pfs_proto::{Hash, NodeId, RoomId, room::Status};
 use tokio::sync::{Notify, Semaphore, watch};
 
+pub use crate::config::{DEFAULT_LEAVE_TIMEOUT, DEFAULT_OFFLINE_AFTER, ReplicaConfig};
+
 pub use self::{
     leave::{LeaveProgress, OnlyHere},
     status::{FileCopies, MemberStatus, RoomStatus},
 };
-
-/// How a node takes part in keeping rooms' files.
-#[derive(Debug, Clone)]
-pub struct ReplicaConfig {
-    /// A member not heard from for this long is offline for placement.
-    pub offline_after: Duration,
-    /// Most bytes of blob data the store may hold before this node takes
-    /// on no more copies (`None`: no cap).
-    pub max_storage: Option<u64>,
-    /// How long stopping waits for the files only this node keeps to
-    /// reach another member ([`crate::Node::leave`]).
-    pub leave_timeout: Duration,
-}
-
-/// The offline timeout when none is set.
-pub const DEFAULT_OFFLINE_AFTER: Duration = Duration::from_secs(180);
-/// How long stopping waits for copies when no time is set.
-pub const DEFAULT_LEAVE_TIMEOUT: Duration = Duration::from_secs(60);
-
-impl Default for ReplicaConfig {
-    fn default() -> Self {
-        Self {
-            offline_after: DEFAULT_OFFLINE_AFTER,
-            max_storage: None,
-            leave_timeout: DEFAULT_LEAVE_TIMEOUT,
-        }
-    }
-}
-
-impl ReplicaConfig {
-    /// How often a replica sends its status: six per offline timeout.
-    pub fn heartbeat(&self) -> Duration {
-        (self.offline_after / 6).clamp(Duration::from_millis(100), Duration::from_secs(30))
-    }
-}
 
 /// Blobs fetched for replication at once, over all rooms.
 const FETCHES: usize = 4;
@@ -202,50 +170,4 @@ impl RoomReplica {
 /// request (`user.p2pfs.pin`), whatever the placement.
 pub fn keep_pin_name(room: &RoomId) -> String {
     format!("room:{room}:keep")
-}
-
-impl crate::Node {
-    /// This node's offline timeout: a replica's, or the default.
-    pub(crate) fn offline_after(&self) -> Duration {
-        self.inner
-            .replica
-            .as_ref()
-            .map_or(DEFAULT_OFFLINE_AFTER, |r| r.config.offline_after)
-    }
-
-    /// Sets `room`'s replication policy, as an entry in its log.
-    pub async fn room_set_copies(
-        &self,
-        room: &crate::room::Room,
-        copies: p2pfs_proto::room::Copies,
-    ) -> Result<(), crate::SwarmError> {
-        use p2pfs_proto::room::{Meta, Op};
-        self.post(room, Op::Meta(Meta::Copies(copies))).await?;
-        Ok(())
-    }
-
-    /// Keeps (`keep`) or stops keeping a full copy of blob `hash` of
-    /// `room` here, whatever the placement. A running replica fetches it
-    /// in the background.
-    pub async fn room_keep(
-        &self,
-        room: &crate::room::Room,
-        hash: Hash,
-        keep: bool,
-    ) -> Result<(), crate::SwarmError> {
-        let (store, name) = (self.store().clone(), keep_pin_name(&room.id));
-        crate::blocking(move || store.set_pins(&[hash], &name, keep)).await?;
-        room.replica.wake.notify_one();
-        Ok(())
-    }
-
-    /// Whether blob `hash` of `room` is kept here at the user's request.
-    pub async fn room_kept(
-        &self,
-        room: &crate::room::Room,
-        hash: Hash,
-    ) -> Result<bool, crate::SwarmError> {
-        let (store, name) = (self.store().clone(), keep_pin_name(&room.id));
-        crate::blocking(move || Ok(store.pins(&hash)?.contains(&name))).await
-    }
 }

@@ -250,3 +250,9 @@ impl Node {
         Ok(list)
     }
 }
+
+/// Counter of sync bytes received in `room` (figures).
+pub fn bytes_received(node: &Node, room: &RoomId) -> u64 {
+    node.room(room)
+        .map_or(0, |r| r.bytes_in.load(Ordering::Relaxed))
+}

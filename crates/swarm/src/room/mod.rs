@@ -52,10 +52,7 @@ pub(crate) mod transcript;
 pub(crate) mod view;
 mod write;
 
-use std::{
-    sync::atomic::Ordering,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use p2pfs_proto::{
     Hash, RoomId, RoomSecret,
@@ -65,11 +62,10 @@ use p2pfs_proto::{
 use self::entry::Verified;
 pub use self::{
     handle::Room,
-    lifecycle::RoomSummary,
+    lifecycle::{RoomSummary, bytes_received},
     view::{FileEntry, FileKind},
     write::{Change, TreeLock, new_file_id},
 };
-use crate::Node;
 
 /// Most entries kept waiting for their parents, per room.
 const MAX_PENDING: usize = 10_000;
@@ -97,12 +93,6 @@ pub(crate) fn trim_pending(pending: &mut Vec<(Instant, Verified)>) {
         let extra = pending.len() - MAX_PENDING;
         pending.drain(..extra);
     }
-}
-
-/// Counter of sync bytes received in `room` (figures).
-pub fn bytes_received(node: &Node, room: &RoomId) -> u64 {
-    node.room(room)
-        .map_or(0, |r| r.bytes_in.load(Ordering::Relaxed))
 }
 
 /// Checks an encoded entry for the room of `secret` (bounds, membership

@@ -9,7 +9,7 @@ use std::{
 use p2pfs_proto::RoomId;
 use tokio::sync::watch;
 
-use super::Room;
+use super::handle::Room;
 
 /// The rooms a node is in, and its display name in them.
 #[derive(Debug)]
