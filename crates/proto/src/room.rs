@@ -647,7 +647,27 @@ pub enum SyncMsg {
     /// members without a session with it know it is online and what it
     /// keeps (docs/protocol.md §8.10).
     Presence(Presence),
+    /// The newest presence the sender holds of each replica (its own
+    /// included), sent once at the start of a session: the receiver
+    /// answers with the presences newer than these, and only those
+    /// (docs/protocol.md §8.10).
+    PresenceDigest(Vec<PresenceHead>),
 }
+
+/// Where a replica's presences stand, as a [`SyncMsg::PresenceDigest`]
+/// tells: the sender holds them up to `(run, seq)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceHead {
+    /// The replica.
+    pub origin: NodeId,
+    /// Its run, as in [`PresenceBody::run`].
+    pub run: u64,
+    /// The newest sequence number held in that run.
+    pub seq: u64,
+}
+
+/// Most heads in a [`SyncMsg::PresenceDigest`] (about 200 KiB at most).
+pub const MAX_PRESENCE_HEADS: usize = 4096;
 
 /// Domain of a presence's signature.
 pub const PRESENCE_DOMAIN: &[u8; 23] = b"p2pfs room presence v1\0";
@@ -749,6 +769,9 @@ impl SyncMsg {
             }
             SyncMsg::Presence(p) if p.body.len() > MAX_PRESENCE => {
                 Err("a presence is too large".into())
+            }
+            SyncMsg::PresenceDigest(h) if h.len() > MAX_PRESENCE_HEADS => {
+                Err("too many presence heads".into())
             }
             _ => Ok(()),
         }
@@ -1148,6 +1171,42 @@ mod tests {
         });
         assert!(big.check().is_err());
         assert!(codec::encode(&big).unwrap().len() < MAX_SYNC_FRAME);
+    }
+
+    #[test]
+    fn golden_presence_digest_bytes() {
+        // docs/protocol.md §8.10: variant 8, a count, then each head: the
+        // origin's 32 bytes, run and seq as varints.
+        let m = SyncMsg::PresenceDigest(vec![PresenceHead {
+            origin: NodeId::from_bytes([1; 32]),
+            run: 300,
+            seq: 2,
+        }]);
+        let mut want = vec![8u8, 1];
+        want.extend([1u8; 32]);
+        want.extend([0xac, 0x02, 0x02]);
+        assert_eq!(codec::encode(&m).unwrap(), want);
+        assert_eq!(codec::decode::<SyncMsg>(&want).unwrap(), m);
+        // The most heads fit one frame, with the largest runs and seqs.
+        let full = SyncMsg::PresenceDigest(vec![
+            PresenceHead {
+                origin: NodeId::from_bytes([0xff; 32]),
+                run: u64::MAX,
+                seq: u64::MAX,
+            };
+            MAX_PRESENCE_HEADS
+        ]);
+        assert!(full.check().is_ok());
+        assert!(codec::encode(&full).unwrap().len() < MAX_SYNC_FRAME);
+        let over = SyncMsg::PresenceDigest(vec![
+            PresenceHead {
+                origin: NodeId::from_bytes([0; 32]),
+                run: 0,
+                seq: 0,
+            };
+            MAX_PRESENCE_HEADS + 1
+        ]);
+        assert!(over.check().is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! figures; `bench/room_sim.sh` runs it for 10, 100 and 1,000 members.
 //!
 //!   room_sim MEMBERS SEED [--rtt MS] [--loss F] [--chats N]
-//!            [--duration MS] [--partition FROM TO]
+//!            [--duration MS] [--steady-from MS] [--partition FROM TO]
 
 // A command-line tool: printing its figures is its job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -25,6 +25,7 @@ fn main() -> Result<(), String> {
             "--loss" => cfg.loss = num(i + 1, "--loss")?,
             "--chats" => cfg.chats = num(i + 1, "--chats")? as usize,
             "--duration" => cfg.duration_ms = num(i + 1, "--duration")? as u64,
+            "--steady-from" => cfg.steady_from_ms = num(i + 1, "--steady-from")? as u64,
             "--partition" => {
                 cfg.partition = Some((num(i + 1, "FROM")? as u64, num(i + 2, "TO")? as u64));
                 i += 3;
@@ -68,6 +69,30 @@ fn main() -> Result<(), String> {
         SimReport::quantile(&per_member_kbps, 0.99),
         r.messages,
         t.elapsed().as_secs_f64()
+    );
+    let steady_secs = cfg.duration_ms.saturating_sub(cfg.steady_from_ms).max(1) as f64 / 1000.0;
+    let steady: Vec<u64> = r
+        .bytes_steady
+        .iter()
+        .map(|b| (*b as f64 / steady_secs) as u64)
+        .collect();
+    let total: u64 = r.bytes_by_kind.iter().sum::<u64>().max(1);
+    let pct = |k: usize| r.bytes_by_kind[k] * 100 / total;
+    println!(
+        "steady state (from {} ms): bytes sent per member per second p50 {}  p99 {}; \
+         all bytes: have {} %, entries {} %, peers {} %, presences {} %, digests {} %",
+        cfg.steady_from_ms,
+        SimReport::quantile(&steady, 0.5),
+        SimReport::quantile(&steady, 0.99),
+        pct(0),
+        pct(1),
+        pct(2),
+        pct(3),
+        pct(4)
+    );
+    println!(
+        "steady state: {} session ends (surplus), {} session starts",
+        r.steady_surplus_ends, r.steady_session_starts
     );
     Ok(())
 }

@@ -81,13 +81,13 @@ pub(crate) fn emit(node: &Node, room: &Room, cur: &Local, phase: Phase, heartbea
             status,
         };
         em.seq += 1;
-        let reset = body.status.reset;
+        let (reset, run, seq) = (body.status.reset, body.run, body.seq);
         let Ok(bytes) = p2pfs_proto::codec::encode(&body) else {
             continue;
         };
         let sig = Signature(node.secret_key().sign(&presence_message(&room.id, &bytes)));
         let p = Arc::new(Presence { body: bytes, sig });
-        let to = crate::lock(&room.mesh).own(p.clone(), reset);
+        let to = crate::lock(&room.mesh).own(p.clone(), run, seq, reset);
         room.send_to(&to, &Arc::new(SyncMsg::Presence((*p).clone())));
     }
 }

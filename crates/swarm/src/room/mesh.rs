@@ -15,8 +15,11 @@
 //! **presences** (§8.10): each replica's status, signed by it, forwarded
 //! by everyone once. Liveness and placement come from the presences, not
 //! from direct sessions only. This machine keeps, per replica, the chain of
-//! presences since its last reset, and gives it to each new session, so a
-//! member that just arrived knows at once who is online and what they keep.
+//! presences since its last reset. A new session starts with a digest of
+//! the newest presence each side holds per replica; each side answers
+//! with the parts of its chains the other lacks, so a member that just
+//! arrived knows at once who is online and what they keep, and a session
+//! between two members that know the same sends no presence at all.
 //!
 //! Time is a number of milliseconds the caller supplies; the simulator
 //! (`room::sim`, feature `sim`) runs it on a virtual clock.
@@ -28,7 +31,7 @@ use std::{
 
 use p2pfs_proto::{
     NodeId,
-    room::{Presence, PresenceBody, PresencePhase, Status},
+    room::{MAX_PRESENCE_HEADS, Presence, PresenceBody, PresenceHead, PresencePhase, Status},
 };
 
 /// Dial backoff after a first failure, and its ceiling.
@@ -85,9 +88,10 @@ struct Origin {
     heard_ms: u64,
     timeout_ms: u64,
     phase: PresencePhase,
-    /// The presences since its last reset, in order; after a gap, just the
-    /// latest (it tells that the replica lives, not what it keeps).
-    chain: Vec<Arc<Presence>>,
+    /// The presences since its last reset, in order, with their `seq`
+    /// (one run); after a gap, just the latest (it tells that the replica
+    /// lives, not what it keeps).
+    chain: Vec<(u64, Arc<Presence>)>,
     /// A presence is missing since the last reset.
     gap: bool,
 }
@@ -127,9 +131,15 @@ pub(crate) struct Mesh {
     dialing: BTreeSet<NodeId>,
     /// Members whose dials back off: until when, and the last wait.
     backoff: HashMap<NodeId, (u64, u64)>,
+    /// Members whose last dial failed: out of the ring until then (a
+    /// session that merely ended only waits to be dialed again, so the
+    /// ring, and every view computed from it, stays put).
+    unreachable: HashMap<NodeId, u64>,
     origins: HashMap<NodeId, Origin>,
-    /// This node's own chain, given to new sessions.
-    own: Vec<Arc<Presence>>,
+    /// This node's own chain (with each `seq`), given to new sessions.
+    own: Vec<(u64, Arc<Presence>)>,
+    /// The run of this node's own presences.
+    own_run: u64,
 }
 
 impl Mesh {
@@ -141,8 +151,10 @@ impl Mesh {
             sessions: BTreeSet::new(),
             dialing: BTreeSet::new(),
             backoff: HashMap::new(),
+            unreachable: HashMap::new(),
             origins: HashMap::new(),
             own: Vec::new(),
+            own_run: 0,
         }
     }
 
@@ -162,17 +174,60 @@ impl Mesh {
         self.sessions.iter()
     }
 
-    /// A session with `peer` started: returns the presences to send it
-    /// (this node's chain, then every other replica's).
-    pub(crate) fn up(&mut self, peer: NodeId) -> Vec<Arc<Presence>> {
+    /// A session with `peer` started (send it [`Mesh::digest`]).
+    pub(crate) fn up(&mut self, peer: NodeId) {
         self.sessions.insert(peer);
         self.dialing.remove(&peer);
         self.backoff.remove(&peer);
-        let mut out = self.own.clone();
-        for (id, o) in &self.origins {
-            if *id != peer {
-                out.extend(o.chain.iter().cloned());
-            }
+        self.unreachable.remove(&peer);
+    }
+
+    /// The newest presence held of each replica, this node's own first,
+    /// for a new session's `PresenceDigest`.
+    pub(crate) fn digest(&self) -> Vec<PresenceHead> {
+        let own = self.own.last().map(|(seq, _)| PresenceHead {
+            origin: self.me,
+            run: self.own_run,
+            seq: *seq,
+        });
+        let mut heads: Vec<PresenceHead> = own.into_iter().collect();
+        let mut others: Vec<PresenceHead> = self
+            .origins
+            .iter()
+            .filter(|(_, o)| !o.chain.is_empty())
+            .map(|(id, o)| PresenceHead {
+                origin: *id,
+                run: o.run,
+                seq: o.seq,
+            })
+            .collect();
+        others.sort_by_key(|h| h.origin);
+        heads.extend(others);
+        heads.truncate(MAX_PRESENCE_HEADS);
+        heads
+    }
+
+    /// The presences `peer` lacks, from its digest: of each replica (this
+    /// node's own first), those of the chain held here that are newer
+    /// than the peer's head; the whole chain if it has none. Never the
+    /// peer's own.
+    pub(crate) fn missing(&self, peer: NodeId, heads: &[PresenceHead]) -> Vec<Arc<Presence>> {
+        let theirs: HashMap<NodeId, (u64, u64)> =
+            heads.iter().map(|h| (h.origin, (h.run, h.seq))).collect();
+        let newer = |origin: &NodeId, run: u64, chain: &[(u64, Arc<Presence>)]| {
+            let head = theirs.get(origin).copied();
+            chain
+                .iter()
+                .filter(move |(seq, _)| head.is_none_or(|h| (run, *seq) > h))
+                .map(|(_, p)| p.clone())
+                .collect::<Vec<_>>()
+        };
+        let mut out = newer(&self.me, self.own_run, &self.own);
+        let mut origins: Vec<(&NodeId, &Origin)> =
+            self.origins.iter().filter(|(id, _)| **id != peer).collect();
+        origins.sort_by_key(|(id, _)| **id);
+        for (id, o) in origins {
+            out.extend(newer(id, o.run, &o.chain));
         }
         out
     }
@@ -195,12 +250,13 @@ impl Mesh {
                 .get(&peer)
                 .map_or(FIRST_BACKOFF_MS, |(_, w)| (w * 2).min(MAX_BACKOFF_MS));
             self.backoff.insert(peer, (now + wait, wait));
+            self.unreachable.insert(peer, now + wait);
         }
     }
 
     /// Whether `peer` is unreachable for now (its dial backs off).
     fn failing(&self, peer: &NodeId, now: u64) -> bool {
-        !self.sessions.contains(peer) && self.backoff.get(peer).is_some_and(|(t, _)| *t > now)
+        !self.sessions.contains(peer) && self.unreachable.get(peer).is_some_and(|t| *t > now)
     }
 
     /// The members `of` dials, on the ring of `ring` (sorted, `of` in it).
@@ -293,16 +349,17 @@ impl Mesh {
             .collect()
     }
 
-    /// This node's own presence, made: remembered for new sessions.
-    /// Returns where to send it.
-    pub(crate) fn own(&mut self, p: Arc<Presence>, reset: bool) -> Vec<NodeId> {
-        if reset {
+    /// This node's own presence (`run`, `seq`), made: remembered for new
+    /// sessions. Returns where to send it.
+    pub(crate) fn own(&mut self, p: Arc<Presence>, run: u64, seq: u64, reset: bool) -> Vec<NodeId> {
+        if reset || run != self.own_run {
             self.own.clear();
         }
         if self.own.len() >= MAX_CHAIN {
             self.own.remove(0);
         }
-        self.own.push(p);
+        self.own_run = run;
+        self.own.push((seq, p));
         self.push_targets(None)
     }
 
@@ -353,7 +410,7 @@ impl Mesh {
             o.chain.clear();
             o.gap = true;
         }
-        o.chain.push(p);
+        o.chain.push((body.seq, p));
         o.run = body.run;
         o.seq = body.seq;
         o.heard_ms = now;
@@ -370,7 +427,7 @@ impl Mesh {
     pub(crate) fn chain(&self, origin: &NodeId) -> Vec<Arc<Presence>> {
         self.origins
             .get(origin)
-            .map(|o| o.chain.clone())
+            .map(|o| o.chain.iter().map(|(_, p)| p.clone()).collect())
             .unwrap_or_default()
     }
 
@@ -484,6 +541,28 @@ mod tests {
     }
 
     #[test]
+    fn a_session_that_ends_keeps_its_place_in_the_ring() {
+        // Ending a session (a surplus one, or a reset connection) must not
+        // change the ring: every view computed from it would change, other
+        // sessions would become surplus, and a big room would churn.
+        let mut m = Mesh::new(id(0), Config::default());
+        for i in 1..=40 {
+            m.learn(id(i));
+        }
+        let before = m.view(0);
+        for p in m.dials(0) {
+            m.up(p);
+        }
+        m.up(id(30));
+        m.down(id(30), 5);
+        m.down(id(1), 5);
+        assert_eq!(m.view(10), before);
+        // Only redialed once the backoff ends.
+        assert!(!m.dials(10).contains(&id(1)));
+        assert!(m.dials(5 + FIRST_BACKOFF_MS).contains(&id(1)));
+    }
+
+    #[test]
     fn presences_are_forwarded_once_and_chains_replayed() {
         let mut m = Mesh::new(id(0), Config::default());
         m.up(id(1));
@@ -506,8 +585,9 @@ mod tests {
                 ..
             }
         ));
-        // A new session gets the chain: reset first.
-        assert_eq!(m.up(id(3)).len(), 2);
+        // A new session that knows nothing gets the chain, reset first.
+        m.up(id(3));
+        assert_eq!(m.missing(id(3), &[]).len(), 2);
         assert_eq!(m.chain(&id(9)).len(), 2);
         // A gap: alive, what it keeps unknown until the next reset.
         let b3 = presence(9, 5, 3, false, PresencePhase::Leaving);
@@ -548,6 +628,54 @@ mod tests {
         assert!(!m.online(200 + 180_000).contains(&id(9)));
         m.expire(200 + 360_000);
         assert!(m.chain(&id(9)).is_empty());
+    }
+
+    #[test]
+    fn a_digest_asks_only_for_what_the_peer_lacks() {
+        let mut m = Mesh::new(id(0), Config::default());
+        m.up(id(1));
+        for seq in 0..3 {
+            let b = presence(9, 5, seq, seq == 0, PresencePhase::Running);
+            m.presence(Some(id(1)), wrap(&b), &b, 100 + seq);
+        }
+        let own = presence(0, 7, 0, true, PresencePhase::Running);
+        m.own(wrap(&own), 7, 0, true);
+        let digest = m.digest();
+        assert_eq!(
+            digest,
+            vec![
+                PresenceHead {
+                    origin: id(0),
+                    run: 7,
+                    seq: 0
+                },
+                PresenceHead {
+                    origin: id(9),
+                    run: 5,
+                    seq: 2
+                }
+            ]
+        );
+        // A peer that knows as much gets nothing; one behind gets the rest
+        // of the chain; one of an older run, all of it; one of a newer
+        // run, nothing.
+        let head = |origin: u8, run: u64, seq: u64| PresenceHead {
+            origin: id(origin),
+            run,
+            seq,
+        };
+        assert!(m.missing(id(4), &digest).is_empty());
+        assert_eq!(m.missing(id(4), &[head(0, 7, 0), head(9, 5, 0)]).len(), 2);
+        assert_eq!(m.missing(id(4), &[head(0, 7, 0), head(9, 4, 9)]).len(), 3);
+        assert!(m.missing(id(4), &[head(0, 7, 0), head(9, 6, 0)]).is_empty());
+        // Nobody is sent its own presences; ours go to whoever lacks them.
+        assert_eq!(m.missing(id(9), &[]).len(), 1);
+        assert_eq!(m.missing(id(4), &[head(9, 5, 2)]).len(), 1);
+        // A new run of this node starts its chain again.
+        let again = presence(0, 8, 0, false, PresencePhase::Running);
+        m.own(wrap(&again), 8, 0, false);
+        assert_eq!(m.digest()[0], head(0, 8, 0));
+        assert_eq!(m.missing(id(4), &[head(9, 5, 2)]).len(), 1);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::{
 
 use p2pfs_proto::{
     NodeId,
-    room::{Presence, PresenceBody, PresencePhase, Signature, Status},
+    room::{Presence, PresenceBody, PresenceHead, PresencePhase, Signature, Status},
 };
 
 use super::mesh::{Apply, Config, Heard, Mesh, RESET_EVERY};
@@ -49,6 +49,9 @@ pub struct SimConfig {
     /// Members join over this long (each told of the first member and of
     /// the one before it, as a ticket does).
     pub join_window_ms: u64,
+    /// Bytes sent from this time on count as the steady state (the room
+    /// formed, its mesh settled).
+    pub steady_from_ms: u64,
 }
 
 impl SimConfig {
@@ -67,6 +70,7 @@ impl SimConfig {
             duration_ms: 60_000,
             partition: None,
             join_window_ms: 5_000,
+            steady_from_ms: 15_000,
         }
     }
 }
@@ -83,6 +87,16 @@ pub struct SimReport {
     pub online_wrong: usize,
     /// Per member, bytes sent (an estimate of the wire sizes).
     pub bytes_sent: Vec<u64>,
+    /// Per member, bytes sent in the steady state
+    /// ([`SimConfig::steady_from_ms`] to the end).
+    pub bytes_steady: Vec<u64>,
+    /// Bytes sent by all, by message: `Have`, `Entries`, `Peers`,
+    /// `Presence`, `PresenceDigest`.
+    pub bytes_by_kind: [u64; 5],
+    /// Sessions started, and sessions ended as surplus, in the steady
+    /// state (churn of the mesh).
+    pub steady_session_starts: u64,
+    pub steady_surplus_ends: u64,
     /// Per member, sessions at the end.
     pub sessions: Vec<usize>,
     /// Messages delivered in all.
@@ -110,9 +124,21 @@ enum Msg {
     Entries(Vec<EntryId>),
     Peers(Vec<NodeId>),
     Presence(Arc<Presence>, Arc<PresenceBody>),
+    Digest(Vec<PresenceHead>),
 }
 
 impl Msg {
+    /// Its index in [`SimReport::bytes_by_kind`].
+    fn kind(&self) -> usize {
+        match self {
+            Msg::Have(_) => 0,
+            Msg::Entries(_) => 1,
+            Msg::Peers(_) => 2,
+            Msg::Presence(..) => 3,
+            Msg::Digest(_) => 4,
+        }
+    }
+
     /// About what it weighs on the wire (docs/protocol.md §8.6).
     fn size(&self) -> u64 {
         match self {
@@ -121,6 +147,8 @@ impl Msg {
             Msg::Entries(e) => 4 + 220 * e.len() as u64,
             Msg::Peers(p) => 4 + 42 * p.len() as u64,
             Msg::Presence(p, _) => 8 + p.body.len() as u64 + 64,
+            // An id, a run (a time in ms) and a small seq, as varints.
+            Msg::Digest(h) => 4 + 40 * h.len() as u64,
         }
     }
 }
@@ -216,6 +244,7 @@ pub fn run(cfg: &SimConfig) -> SimReport {
         posted: HashMap::new(),
         report: SimReport {
             bytes_sent: vec![0; cfg.members],
+            bytes_steady: vec![0; cfg.members],
             ..SimReport::default()
         },
     };
@@ -270,7 +299,12 @@ impl Sim<'_> {
     }
 
     fn send(&mut self, from: usize, to: usize, msg: Msg) {
-        self.report.bytes_sent[from] += msg.size();
+        let size = msg.size();
+        self.report.bytes_sent[from] += size;
+        if self.now >= self.cfg.steady_from_ms {
+            self.report.bytes_steady[from] += size;
+        }
+        self.report.bytes_by_kind[msg.kind()] += size;
         let mut delay = self.jitter(self.cfg.rtt_ms / 2);
         if self.rng.f64() < self.cfg.loss {
             delay += self.cfg.rtt_ms;
@@ -349,16 +383,16 @@ impl Sim<'_> {
     fn session_up(&mut self, a: usize, b: usize) {
         let peer = self.members[b].id;
         self.members[a].mesh.learn(peer);
-        let chains = self.members[a].mesh.up(peer);
+        self.members[a].mesh.up(peer);
+        if self.now >= self.cfg.steady_from_ms {
+            self.report.steady_session_starts += 1;
+        }
+        let digest = self.members[a].mesh.digest();
         let have = self.have(a);
         self.send(a, b, Msg::Have(have));
         let sample = self.members[a].mesh.sample(peer, 31, self.rng.u64(..));
         self.send(a, b, Msg::Peers(sample));
-        for p in chains {
-            if let Ok(body) = p.decode_body() {
-                self.send(a, b, Msg::Presence(p, Arc::new(body)));
-            }
-        }
+        self.send(a, b, Msg::Digest(digest));
     }
 
     fn have(&self, i: usize) -> BTreeMap<NodeId, u64> {
@@ -379,6 +413,9 @@ impl Sim<'_> {
             self.at(t, Event::Dialed(i, b));
         }
         for peer in self.members[i].mesh.surplus(now) {
+            if now >= self.cfg.steady_from_ms {
+                self.report.steady_surplus_ends += 1;
+            }
             let b = self.index[&peer];
             self.members[i].mesh.down(peer, now);
             let me = self.members[i].id;
@@ -430,7 +467,9 @@ impl Sim<'_> {
             body: p2pfs_proto::codec::encode(&body).unwrap_or_default(),
             sig: Signature([0; 64]),
         });
-        let to = self.members[i].mesh.own(p.clone(), reset);
+        let to = self.members[i]
+            .mesh
+            .own(p.clone(), body.run, body.seq, reset);
         let body = Arc::new(body);
         for peer in to {
             let b = self.index[&peer];
@@ -471,6 +510,14 @@ impl Sim<'_> {
                     for peer in forward {
                         let b = self.index[&peer];
                         self.send(i, b, Msg::Presence(p.clone(), body.clone()));
+                    }
+                }
+            }
+            Msg::Digest(heads) => {
+                let from_id = self.members[from].id;
+                for p in self.members[i].mesh.missing(from_id, &heads) {
+                    if let Ok(body) = p.decode_body() {
+                        self.send(i, from, Msg::Presence(p, Arc::new(body)));
                     }
                 }
             }

@@ -212,7 +212,7 @@ fn register(room: &Room, peer: NodeId, h: &Handle) -> bool {
     true
 }
 
-/// Sends the presences the mesh gives a new session.
+/// Sends the presences a session's peer lacks (answering its digest).
 fn send_presences(tx: &mpsc::Sender<Out>, presences: Vec<Arc<Presence>>) {
     for p in presences {
         let _ = tx.try_send(Out::Msg(SyncMsg::Presence((*p).clone())));
@@ -254,8 +254,12 @@ async fn session(
     let _ = tx.try_send(Out::Msg(SyncMsg::Peers(
         room.peers_for(peer, node.node_addr()),
     )));
-    let presences = crate::lock(&room.mesh).up(peer);
-    send_presences(&tx, presences);
+    let digest = {
+        let mut mesh = crate::lock(&room.mesh);
+        mesh.up(peer);
+        mesh.digest()
+    };
+    let _ = tx.try_send(Out::Msg(SyncMsg::PresenceDigest(digest)));
     if let Some(rep) = &node.inner.replica {
         node.net().spawn(crate::replica::feed::run(
             room.clone(),
@@ -446,6 +450,10 @@ async fn read_loop(
                         return Err(proto_err(peer, format!("{invalid} invalid presences")));
                     }
                 }
+            }
+            SyncMsg::PresenceDigest(heads) => {
+                let missing = crate::lock(&room.mesh).missing(peer, &heads);
+                send_presences(tx, missing);
             }
         }
     }
