@@ -27,6 +27,14 @@ pub(crate) async fn read_max<T: DeserializeOwned>(
     recv: &mut quinn::RecvStream,
     max: usize,
 ) -> Result<T, FrameError> {
+    Ok(read_sized(recv, max).await?.0)
+}
+
+/// [`read_max`], with the frame's size on the wire (header included).
+pub(crate) async fn read_sized<T: DeserializeOwned>(
+    recv: &mut quinn::RecvStream,
+    max: usize,
+) -> Result<(T, usize), FrameError> {
     let mut header = [0u8; FRAME_HEADER_SIZE];
     recv.read_exact(&mut header).await?;
     let len = codec::frame_len(header)?;
@@ -35,7 +43,7 @@ pub(crate) async fn read_max<T: DeserializeOwned>(
     }
     let mut body = vec![0u8; len];
     recv.read_exact(&mut body).await?;
-    Ok(codec::decode(&body)?)
+    Ok((codec::decode(&body)?, FRAME_HEADER_SIZE + len))
 }
 
 /// Encodes and writes one frame.

@@ -10,8 +10,10 @@
 //!   pass for another member's qualified with the short id.
 //! - `order`: one canonical order of the entries, the same on every member.
 //! - `transcript`: the chat as `p2pfs chat` prints it, in that order.
+//! - `session`: one session's protocol rules, a state machine without I/O.
 //! - `sync`: the room protocol between two members (proof of membership
-//!   bound to the connection, then reconciliation and live pushes).
+//!   bound to the connection), driving `session`: reconciliation and live
+//!   pushes.
 //! - `runtime`: per room, finding members (ticket, learned addresses,
 //!   the DHT under the room's key) and keeping sessions with them.
 //! - `query`: reading rooms from the store, with or without a node.
@@ -45,6 +47,7 @@ pub mod query;
 pub(crate) mod registry;
 pub mod render;
 pub(crate) mod runtime;
+pub(crate) mod session;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub(crate) mod sync;

@@ -19,13 +19,12 @@
 use std::{
     collections::{HashMap, VecDeque},
     sync::{Arc, Mutex, atomic::Ordering},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use p2pfs_proto::{
     NodeId,
     close::Code,
-    codec,
     room::{
         EXPORTER_LABEL, Have, Hello, MAX_SYNC_FRAME, Presence, PresenceBody, PresencePhase,
         SyncMsg, Welcome, presence_message,
@@ -37,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     Room, entry, log,
     mesh::{Apply, Heard},
+    session::{Action, Event, Session},
 };
 use crate::{
     Node, SwarmError, Target,
@@ -49,8 +49,6 @@ use crate::{
 const MAX_HANDSHAKE: usize = 256;
 /// Messages queued for a session before it counts as too slow.
 const QUEUE: usize = 1024;
-/// Entries a member may send that fail verification before it is dropped.
-const MAX_INVALID: usize = 64;
 /// Entries read from the store per round when answering a `Have`.
 const ANSWER_ROUND: usize = 4096;
 
@@ -250,16 +248,10 @@ async fn session(
     tracing::debug!(room = %room.id.fmt_short(), %peer, "room session started");
     // Replies to our `Have`s, in order.
     let replies: Arc<Mutex<VecDeque<Option<oneshot::Sender<()>>>>> = Arc::default();
-    let _ = tx.try_send(Out::Have(None));
-    let _ = tx.try_send(Out::Msg(SyncMsg::Peers(
-        room.peers_for(peer, node.node_addr()),
-    )));
-    let digest = {
-        let mut mesh = crate::lock(&room.mesh);
-        mesh.up(peer);
-        mesh.digest()
-    };
-    let _ = tx.try_send(Out::Msg(SyncMsg::PresenceDigest(digest)));
+    crate::lock(&room.mesh).up(peer);
+    let (mut machine, first) = Session::start(room.now_ms());
+    // The first actions only queue messages.
+    let _ = run(&node, &room, peer, &tx, &mut machine, first).await;
     if let Some(rep) = &node.inner.replica {
         node.net().spawn(crate::replica::feed::run(
             room.clone(),
@@ -302,7 +294,7 @@ async fn session(
             cancel.cancel();
         }
     };
-    let reader = read_loop(&node, &room, peer, &mut recv, &tx, &replies);
+    let reader = read_loop(&node, &room, peer, &mut recv, &tx, &replies, &mut machine);
     tokio::select! {
         _ = cancel.cancelled() => {}
         r = reader => if let Err(e) = r {
@@ -349,34 +341,28 @@ async fn session(
     tracing::debug!(room = %room.id.fmt_short(), %peer, "room session ended");
 }
 
-/// Reads one frame; returns the message and its size.
+/// Reads one message, within the protocol's bounds; returns it and its
+/// size.
 async fn read_msg(
     recv: &mut quinn::RecvStream,
     peer: NodeId,
 ) -> Result<(SyncMsg, usize), SwarmError> {
-    let mut header = [0u8; codec::FRAME_HEADER_SIZE];
-    recv.read_exact(&mut header)
-        .await
-        .map_err(|e| SwarmError::Peer {
-            peer,
-            reason: e.to_string(),
-        })?;
-    let len = codec::frame_len(header).map_err(|e| proto_err(peer, e.to_string()))?;
-    if len > MAX_SYNC_FRAME {
-        return Err(proto_err(peer, format!("a room frame of {len} bytes")));
-    }
-    let mut body = vec![0u8; len];
-    recv.read_exact(&mut body)
-        .await
-        .map_err(|e| SwarmError::Peer {
-            peer,
-            reason: e.to_string(),
-        })?;
-    let m: SyncMsg = codec::decode(&body).map_err(|e| proto_err(peer, e.to_string()))?;
+    let (m, size): (SyncMsg, usize) =
+        frame::read_sized(recv, MAX_SYNC_FRAME)
+            .await
+            .map_err(|e| match e {
+                FrameError::Read(e) => SwarmError::Peer {
+                    peer,
+                    reason: e.to_string(),
+                },
+                FrameError::Codec(e) => proto_err(peer, e.to_string()),
+            })?;
     m.check().map_err(|e| proto_err(peer, e))?;
-    Ok((m, len + codec::FRAME_HEADER_SIZE))
+    Ok((m, size))
 }
 
+/// Reads the peer's messages and carries out what the session makes of
+/// them, until the stream ends or the peer breaks the protocol.
 async fn read_loop(
     node: &Node,
     room: &Arc<Room>,
@@ -384,79 +370,103 @@ async fn read_loop(
     recv: &mut quinn::RecvStream,
     tx: &mpsc::Sender<Out>,
     replies: &Mutex<VecDeque<Option<oneshot::Sender<()>>>>,
+    machine: &mut Session,
 ) -> Result<(), SwarmError> {
-    let mut invalid = 0usize;
-    let mut last_resync = Instant::now();
     loop {
         let (msg, size) = read_msg(recv, peer).await?;
         room.bytes_in.fetch_add(size as u64, Ordering::Relaxed);
-        match msg {
-            SyncMsg::Have(have) => {
-                // In rounds, so a long log never sits in memory at once:
-                // each round's entries advance the other side's counts.
-                let mut counts: HashMap<NodeId, u64> = have.0.into_iter().collect();
-                loop {
-                    let (store, id) = (node.store().clone(), room.id);
-                    let h: Vec<(NodeId, u64)> = counts.iter().map(|(a, n)| (*a, *n)).collect();
-                    let entries =
-                        crate::blocking(move || store.room_entries_after(&id, &h, ANSWER_ROUND))
-                            .await?;
-                    let full = entries.len() == ANSWER_ROUND;
-                    for e in &entries {
-                        if let Ok((_, b)) = p2pfs_proto::room::Entry::decode(e) {
-                            let n = counts.entry(b.author).or_insert(0);
-                            *n = (*n).max(b.seq + 1);
-                        }
-                    }
-                    for m in batches(entries) {
-                        send(tx, m).await?;
-                    }
-                    if !full {
-                        break;
-                    }
-                }
-                send(tx, SyncMsg::Synced).await?;
+        let actions = machine.on(Event::Received(msg), room.now_ms());
+        if actions == [Action::Synced] {
+            let waiter = crate::lock(replies).pop_front().flatten();
+            if let Some(w) = waiter {
+                let _ = w.send(());
             }
-            SyncMsg::Entries(list) => {
+            room.synced.send_modify(|n| *n += 1);
+            continue;
+        }
+        run(node, room, peer, tx, machine, actions).await?;
+    }
+}
+
+/// Carries out a session's actions, and those their outcomes lead to (the
+/// driver of [`Session`]). `Synced` is the read loop's (it holds the
+/// waiters).
+async fn run(
+    node: &Node,
+    room: &Arc<Room>,
+    peer: NodeId,
+    tx: &mpsc::Sender<Out>,
+    machine: &mut Session,
+    actions: Vec<Action>,
+) -> Result<(), SwarmError> {
+    let mut queue: VecDeque<Action> = actions.into();
+    while let Some(action) = queue.pop_front() {
+        match action {
+            Action::SendHave => {
+                let _ = tx.try_send(Out::Have(None));
+            }
+            Action::SendPeers => {
+                let peers = room.peers_for(peer, node.node_addr());
+                let _ = tx.try_send(Out::Msg(SyncMsg::Peers(peers)));
+            }
+            Action::SendDigest => {
+                let digest = crate::lock(&room.mesh).digest();
+                let _ = tx.try_send(Out::Msg(SyncMsg::PresenceDigest(digest)));
+            }
+            Action::Answer(have) => answer_have(node, room, tx, have).await?,
+            Action::TakeIn(list) => {
                 let (bad, waiting) = take_in(node, room, peer, list).await?;
-                invalid += bad;
-                if invalid > MAX_INVALID {
-                    return Err(proto_err(peer, format!("{invalid} invalid room entries")));
-                }
-                // Entries waiting for parents this member should have: ask
-                // it again (not more than every few seconds).
-                if waiting && last_resync.elapsed() > Duration::from_secs(3) {
-                    last_resync = Instant::now();
-                    let _ = tx.try_send(Out::Have(None));
-                }
+                queue.extend(machine.on(Event::TakenIn { bad, waiting }, room.now_ms()));
             }
-            SyncMsg::Synced => {
-                let waiter = crate::lock(replies).pop_front().flatten();
-                if let Some(w) = waiter {
-                    let _ = w.send(());
-                }
-                room.synced.send_modify(|n| *n += 1);
+            Action::Synced => {}
+            Action::Learn(list) => room.learn_all(list, node.id()),
+            Action::Status(s) => room.replica.heard(peer, s, node.offline_after()),
+            Action::Leaving => room.replica.heard_leaving(peer),
+            Action::Goodbye => room.replica.heard_goodbye(peer),
+            Action::Presence(p) => {
+                let valid = presence(node, room, peer, p);
+                queue.extend(machine.on(Event::PresenceChecked { valid }, room.now_ms()));
             }
-            SyncMsg::Peers(list) => room.learn_all(list, node.id()),
-            SyncMsg::Status(s) => {
-                room.replica.heard(peer, s, node.offline_after());
-            }
-            SyncMsg::Leaving => room.replica.heard_leaving(peer),
-            SyncMsg::Goodbye => room.replica.heard_goodbye(peer),
-            SyncMsg::Presence(p) => {
-                if !presence(node, room, peer, p) {
-                    invalid += 1;
-                    if invalid > MAX_INVALID {
-                        return Err(proto_err(peer, format!("{invalid} invalid presences")));
-                    }
-                }
-            }
-            SyncMsg::PresenceDigest(heads) => {
+            Action::AnswerDigest(heads) => {
                 let missing = crate::lock(&room.mesh).missing(peer, &heads);
                 send_presences(tx, missing);
             }
+            Action::Close(reason) => return Err(proto_err(peer, reason)),
         }
     }
+    Ok(())
+}
+
+/// Answers a `Have`: the entries the peer lacks, parents first, then
+/// `Synced`. In rounds, so a long log never sits in memory at once: each
+/// round's entries advance the other side's counts.
+async fn answer_have(
+    node: &Node,
+    room: &Room,
+    tx: &mpsc::Sender<Out>,
+    have: Vec<(NodeId, u64)>,
+) -> Result<(), SwarmError> {
+    let mut counts: HashMap<NodeId, u64> = have.into_iter().collect();
+    loop {
+        let (store, id) = (node.store().clone(), room.id);
+        let h: Vec<(NodeId, u64)> = counts.iter().map(|(a, n)| (*a, *n)).collect();
+        let entries =
+            crate::blocking(move || store.room_entries_after(&id, &h, ANSWER_ROUND)).await?;
+        let full = entries.len() == ANSWER_ROUND;
+        for e in &entries {
+            if let Ok((_, b)) = p2pfs_proto::room::Entry::decode(e) {
+                let n = counts.entry(b.author).or_insert(0);
+                *n = (*n).max(b.seq + 1);
+            }
+        }
+        for m in batches(entries) {
+            send(tx, m).await?;
+        }
+        if !full {
+            break;
+        }
+    }
+    send(tx, SyncMsg::Synced).await
 }
 
 /// Takes in a presence from `peer`: verifies it, forwards it if it is new,
