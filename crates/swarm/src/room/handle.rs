@@ -16,7 +16,12 @@ use p2pfs_store::RoomInfo;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{entry::Verified, mesh, sync, sync::Out};
+use super::{
+    actor::{LogHandle, LogTask, log_task},
+    entry::Verified,
+    mesh, sync,
+    sync::Out,
+};
 
 /// A room this node is in, while the node runs.
 #[derive(Debug)]
@@ -30,8 +35,8 @@ pub struct Room {
     pub(crate) sessions: Mutex<HashMap<NodeId, sync::Handle>>,
     /// Peers that proved membership while this node runs.
     pub(crate) members: Mutex<HashSet<NodeId>>,
-    /// Entries waiting for their parents.
-    pub(crate) pending: Mutex<Vec<(Instant, Verified)>>,
+    /// The task that owns the log: every entry in goes through it.
+    pub(crate) log: LogHandle,
     /// Bumped whenever the log grows.
     pub(crate) changed: watch::Sender<u64>,
     /// Bumped whenever a session finishes a reconciliation.
@@ -87,12 +92,14 @@ impl Room {
         crate::lock(&self.name).clone()
     }
 
+    /// A room and its log task (to run once the room is shared).
     pub(super) fn new(
         info: &RoomInfo,
         cancel: CancellationToken,
         me: NodeId,
         config: mesh::Config,
-    ) -> Self {
+    ) -> (Self, LogTask) {
+        let (log, task) = log_task();
         let mut nodes = BTreeMap::new();
         let mut mesh = mesh::Mesh::new(me, config);
         for n in &info.nodes {
@@ -101,14 +108,14 @@ impl Room {
                 mesh.learn(n.id);
             }
         }
-        Self {
+        let room = Self {
             id: info.secret.id(),
             secret: info.secret.clone(),
             name: Mutex::new(info.name.clone()),
             nodes: Mutex::new(nodes),
             sessions: Mutex::new(HashMap::new()),
             members: Mutex::new(HashSet::new()),
-            pending: Mutex::new(Vec::new()),
+            log,
             changed: watch::Sender::new(0),
             synced: watch::Sender::new(0),
             wake: tokio::sync::Notify::new(),
@@ -122,7 +129,8 @@ impl Room {
             replica: crate::replica::RoomReplica::default(),
             mesh: Mutex::new(mesh),
             clock: Instant::now(),
-        }
+        };
+        (room, task)
     }
 
     /// Milliseconds on the mesh's clock.

@@ -83,12 +83,9 @@ impl Node {
             offline_after_ms: u64::try_from(self.offline_after().as_millis()).unwrap_or(u64::MAX),
             ..mesh::Config::default()
         };
-        let room = Arc::new(Room::new(
-            info,
-            self.net().cancel().child_token(),
-            self.id(),
-            config,
-        ));
+        let (room, log_task) =
+            Room::new(info, self.net().cancel().child_token(), self.id(), config);
+        let room = Arc::new(room);
         {
             let (store, rid) = (self.store().clone(), id);
             let authors = blocking(move || store.room_have(&rid)).await?;
@@ -96,6 +93,7 @@ impl Node {
         }
         self.inner.rooms.insert(room.clone());
         let net = self.net();
+        net.spawn(log_task.run(room.clone(), self.store().clone(), net.clone()));
         net.spawn(runtime::run(self.clone(), room.clone()));
         if let Some(rep) = &self.inner.replica {
             net.spawn(crate::replica::runtime::run(self.clone(), room.clone()));

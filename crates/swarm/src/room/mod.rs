@@ -24,6 +24,8 @@
 //! - `registry`: every room of the node, by id;
 //! - `lifecycle`: starting, creating, joining, leaving and finding rooms;
 //! - `handle`: [`Room`], the shared handle to one room's state;
+//! - `actor`: the task that owns the room's log: every entry in (written
+//!   here or received) goes through it, in order;
 //! - `members`: where members are, who is online, tickets;
 //! - `write`: the one write path (CLI, mount, chat, replicas' statuses);
 //! - `fetch`: reading files from the members that hold them;
@@ -33,6 +35,7 @@
 //! blobs that are only reachable through a room are served to members only
 //! and never announced in the public DHT (`crate::policy`).
 
+mod actor;
 pub(crate) mod entry;
 mod fetch;
 mod handle;

@@ -34,7 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Room, entry, log,
+    Room, entry,
     mesh::{Apply, Heard},
     session::{Action, Event, Session},
 };
@@ -415,7 +415,7 @@ async fn run(
             }
             Action::Answer(have) => answer_have(node, room, tx, have).await?,
             Action::TakeIn(list) => {
-                let (bad, waiting) = take_in(node, room, peer, list).await?;
+                let (bad, waiting) = take_in(room, peer, list).await?;
                 queue.extend(machine.on(Event::TakenIn { bad, waiting }, room.now_ms()));
             }
             Action::Synced => {}
@@ -595,49 +595,18 @@ fn verify_all(
     })
 }
 
-/// Verifies and accepts entries from `peer`, with those waiting for their
-/// parents; pushes the new ones to the other members. Returns how many
-/// failed verification and whether some wait for parents.
+/// Verifies entries from `peer` and hands them to the room's log task,
+/// which accepts them with those waiting for their parents and pushes the
+/// new ones to the other members. Returns how many failed verification and
+/// whether some wait for parents.
 pub(crate) async fn take_in(
-    node: &Node,
     room: &Arc<Room>,
     peer: NodeId,
     list: Vec<Vec<u8>>,
 ) -> Result<(usize, bool), SwarmError> {
     let (secret, id) = (room.secret.clone(), room.id);
     let (verified, bad) = crate::off_thread(move || verify_all(&secret, &id, peer, list)).await?;
-    let mut since: HashMap<p2pfs_proto::Hash, Instant> = HashMap::new();
-    let mut batch = verified;
-    {
-        let mut pending = crate::lock(&room.pending);
-        for (t, v) in pending.drain(..) {
-            since.insert(v.hash, t);
-            batch.push(v);
-        }
-    }
-    let (store, rid) = (node.store().clone(), room.id);
-    let accepted = crate::blocking(move || log::accept(&store, &rid, batch)).await?;
-    for (hash, why) in &accepted.rejected {
-        tracing::warn!(room = %room.id.fmt_short(), %peer, %hash, "refused a room entry: {why}");
-    }
-    let waiting = !accepted.pending.is_empty();
-    {
-        let mut pending = crate::lock(&room.pending);
-        for v in accepted.pending {
-            let t = since.get(&v.hash).copied().unwrap_or_else(Instant::now);
-            pending.push((t, v));
-        }
-        super::trim_pending(&mut pending);
-    }
-    if !accepted.new.is_empty() {
-        {
-            let mut members = crate::lock(&room.members);
-            for e in &accepted.new {
-                members.insert(e.body.author);
-            }
-        }
-        room.broadcast(&accepted.new, Some(peer));
-    }
+    let waiting = room.log.accept(peer, verified).await?;
     // Only what this member sent counts against it: rejected entries may
     // have come from the pending pool, filled by other sessions.
     Ok((bad, waiting))

@@ -12,7 +12,7 @@ use p2pfs_proto::{
     room::{Attr, FileId, Op, Time, check_path},
 };
 
-use super::{FileKind, Room, log, pin_name, query};
+use super::{FileKind, Room, pin_name, query};
 use crate::{Node, SwarmError, blocking};
 
 /// A room's tree lock, held ([`Node::lock_tree`]).
@@ -107,13 +107,7 @@ impl Node {
             // rather than forking it.
             self.room_wait_synced(room, Duration::from_secs(5)).await;
         }
-        let (store, secret) = (self.store().clone(), room.secret.clone());
-        let node = self.clone();
-        let entries =
-            crate::off_thread(move || log::author_all(&store, node.secret_key(), &secret, ops))
-                .await??;
-        room.broadcast(&entries, None);
-        Ok(entries.iter().map(|e| e.hash).collect())
+        room.log.author(ops).await
     }
 
     /// Posts chat lines (one message per line; empty lines are skipped).
