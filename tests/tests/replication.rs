@@ -305,6 +305,35 @@ fn full_policy_mirrors_everything_except_on_a_member_at_its_cap() {
 }
 
 #[test]
+fn a_member_at_its_cap_never_fetches_past_it_when_many_files_wait() {
+    // The capped member joins once every file is in the room: its first
+    // pass plans them all at once, and the fetches it starts together must
+    // count each other against the cap (the first four alone are 1 MiB).
+    let (root, work) = dirs();
+    let a = start(root.path(), "a", &[]);
+    let ticket = ok(&p2pfs(a.data_dir(), &["room", "create", "team"]));
+    ok(&p2pfs(
+        a.data_dir(),
+        &["room", "set", "team", "copies=full"],
+    ));
+    const N: usize = 8;
+    publish(&a, &work, N as u64);
+    let capped = start(root.path(), "d", &["--max-storage", "1000K"]);
+    ok(&p2pfs(capped.data_dir(), &["room", "join", ticket.trim()]));
+    wait_for(HEAL, "the capped member at its cap", || {
+        let s = status(&a);
+        let d = member(&s, &capped.id)?.clone();
+        (d["full"] == true).then_some(())
+    });
+    let own = status(&capped);
+    assert!(
+        n(&own["stored_bytes"]) <= 1000 << 10,
+        "stored {} bytes past a cap of 1000 KiB",
+        own["stored_bytes"]
+    );
+}
+
+#[test]
 fn a_pin_keeps_a_file_whatever_the_placement() {
     let (root, work) = dirs();
     let a = start(root.path(), "a", &[]);

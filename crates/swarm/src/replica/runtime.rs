@@ -107,31 +107,38 @@ struct Done {
 }
 
 /// Bytes reserved against the storage cap for one fetch, given back when
-/// it ends however it ends.
-struct Reservation<'a> {
-    rep: &'a NodeReplica,
+/// it ends however it ends. Made when the fetch is decided, before its
+/// task runs: the next fetch decided in the same pass counts it.
+struct Reservation {
+    node: Node,
     bytes: u64,
 }
 
-impl<'a> Reservation<'a> {
-    fn new(rep: &'a NodeReplica, bytes: u64) -> Self {
-        let _ = rep
-            .reserved
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                Some(v.saturating_add(bytes))
-            });
-        Self { rep, bytes }
+impl Reservation {
+    fn new(node: &Node, bytes: u64) -> Self {
+        if let Some(rep) = &node.inner.replica {
+            let _ = rep
+                .reserved
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                    Some(v.saturating_add(bytes))
+                });
+        }
+        Self {
+            node: node.clone(),
+            bytes,
+        }
     }
 }
 
-impl Drop for Reservation<'_> {
+impl Drop for Reservation {
     fn drop(&mut self) {
-        let _ = self
-            .rep
-            .reserved
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                Some(v.saturating_sub(self.bytes))
-            });
+        if let Some(rep) = &self.node.inner.replica {
+            let _ = rep
+                .reserved
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                    Some(v.saturating_sub(self.bytes))
+                });
+        }
     }
 }
 
@@ -378,11 +385,9 @@ async fn pass(
         // would stall the download.
         let holders = f.holders.clone();
         let (node2, room2, tx) = (node.clone(), room.clone(), done_tx.clone());
+        let reserved = Reservation::new(node, missing);
         node.net().spawn(async move {
-            let Some(rep) = node2.inner.replica.as_ref() else {
-                return;
-            };
-            let _reserved = Reservation::new(rep, missing);
+            let _reserved = reserved;
             let fetch = async {
                 let targets = node2.room_targets(&room2, &holders, hash)?;
                 crate::transfer::download::run(&node2.inner.blobs, hash, targets, None, None)
