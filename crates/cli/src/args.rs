@@ -6,6 +6,10 @@ use clap::{Parser, Subcommand};
 
 use p2pfs_proto::{Hash, PeerAddr};
 
+use crate::params::{
+    Blobs, CreateRoom, FetchBlob, JoinRoom, PutFile, RoomFile, RoomRef, SetCopies, VerifyBlobs,
+};
+
 /// p2pfs: share files with content addressing, verified chunk by chunk.
 #[derive(Debug, Parser)]
 #[command(name = "p2pfs", version, about, max_term_width = 100)]
@@ -50,20 +54,12 @@ pub(crate) enum Command {
     },
     /// Download a blob from the peers that have it, verified, and write it out
     Fetch {
-        /// The blob's hash, or a ticket
-        #[arg(value_name = "HASH|TICKET")]
-        target: String,
         /// Where to write it (`-` for standard output)
         /// [default: the ticket's file name, else the hash, in the current directory]
         #[arg(short, long, value_name = "PATH")]
         output: Option<PathBuf>,
-        /// A peer to fetch from: IP:PORT or NODEID@IP:PORT (repeatable)
-        /// [default: the providers the DHT finds]
-        #[arg(long = "peer", value_name = "ADDR")]
-        peers: Vec<PeerAddr>,
-        /// Do not pin the downloaded blob
-        #[arg(long)]
-        no_pin: bool,
+        #[command(flatten)]
+        fetch: FetchBlob,
         /// Print a summary with the bytes each provider sent (on stderr)
         #[arg(short, long)]
         verbose: bool,
@@ -126,15 +122,9 @@ pub(crate) enum Command {
         json: bool,
     },
     /// Pin blobs so that `p2pfs gc` keeps them
-    Pin {
-        #[arg(required = true, value_name = "HASH")]
-        hashes: Vec<Hash>,
-    },
+    Pin(Blobs),
     /// Remove the pins set by `p2pfs add`, `fetch` and `pin`
-    Unpin {
-        #[arg(required = true, value_name = "HASH")]
-        hashes: Vec<Hash>,
-    },
+    Unpin(Blobs),
     /// Remove blobs that are not pinned
     Gc {
         /// Print JSON instead of a summary
@@ -142,10 +132,7 @@ pub(crate) enum Command {
         json: bool,
     },
     /// Re-read blobs and check them against their hashes (all if none given)
-    Verify {
-        #[arg(value_name = "HASH")]
-        hashes: Vec<Hash>,
-    },
+    Verify(VerifyBlobs),
 }
 
 /// How a long-running node (`daemon`, `mount`) starts.
@@ -185,18 +172,9 @@ pub(crate) struct NodeArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum RoomCommand {
     /// Create a room and print its ticket (give it to the people to invite)
-    Create {
-        /// The room's name
-        name: String,
-    },
+    Create(CreateRoom),
     /// Join a room with a ticket
-    Join {
-        /// The ticket (`p2pfs1…`)
-        ticket: String,
-        /// The name to give the room here [default: the ticket's]
-        #[arg(long, value_name = "NAME")]
-        name: Option<String>,
-    },
+    Join(JoinRoom),
     /// List the rooms this node is in
     List {
         /// Print JSON
@@ -204,81 +182,45 @@ pub(crate) enum RoomCommand {
         json: bool,
     },
     /// Print a ticket for a room
-    Ticket {
-        /// The room
-        room: String,
-    },
+    Ticket(RoomRef),
     /// Leave a room: stop syncing it and forget its files and chat here
-    Leave {
-        /// The room
-        room: String,
-    },
+    Leave(RoomRef),
     /// Publish a file in a room; prints `HASH  NAME`
-    Put {
-        /// The room
-        room: String,
-        /// The file
-        path: PathBuf,
-        /// Its path in the room [default: the file's name]
-        name: Option<String>,
-    },
+    Put(PutFile),
     /// Read a file of a room (fetched from the members that have it)
     Get {
-        /// The room
-        room: String,
-        /// Its path in the room
-        name: String,
+        #[command(flatten)]
+        file: RoomFile,
         /// Where to write it [default: standard output]
         #[arg(short, long, value_name = "PATH")]
         output: Option<PathBuf>,
     },
     /// Remove a file from a room
-    Rm {
-        /// The room
-        room: String,
-        /// Its path in the room
-        name: String,
-    },
+    Rm(RoomFile),
     /// List a room's files: path, size, hash, author
     Ls {
-        /// The room
-        room: String,
+        #[command(flatten)]
+        room: RoomRef,
         /// Print JSON
         #[arg(long)]
         json: bool,
     },
     /// Set how many members keep a full copy of each file: `copies=N`
     /// (the default is 2) or `copies=full` (every member mirrors everything)
-    Set {
-        /// The room
-        room: String,
-        /// `copies=N` or `copies=full`
-        #[arg(value_name = "copies=N|full")]
-        policy: p2pfs_proto::room::Copies,
-    },
+    Set(SetCopies),
     /// Show each file's complete copies on the members online, flag the
     /// files below their target, and list the members
     Status {
-        /// The room
-        room: String,
+        #[command(flatten)]
+        room: RoomRef,
         /// Print JSON
         #[arg(long)]
         json: bool,
     },
     /// Keep a full copy of a room file on this node, whatever the placement
-    Pin {
-        /// The room
-        room: String,
-        /// Its path in the room
-        name: String,
-    },
+    Pin(RoomFile),
     /// Stop keeping a pinned room file here (placement may still keep it)
-    Unpin {
-        /// The room
-        room: String,
-        /// Its path in the room
-        name: String,
-    },
+    Unpin(RoomFile),
 }
 
 impl Command {
@@ -297,10 +239,10 @@ impl Command {
             Self::Chat { .. } => "chat",
             Self::Status { .. } => "status",
             Self::Ls { .. } => "ls",
-            Self::Pin { .. } => "pin",
-            Self::Unpin { .. } => "unpin",
+            Self::Pin(_) => "pin",
+            Self::Unpin(_) => "unpin",
             Self::Gc { .. } => "gc",
-            Self::Verify { .. } => "verify",
+            Self::Verify(_) => "verify",
         }
     }
 }
@@ -308,19 +250,19 @@ impl Command {
 impl RoomCommand {
     fn name(&self) -> &'static str {
         match self {
-            Self::Create { .. } => "room create",
-            Self::Join { .. } => "room join",
+            Self::Create(_) => "room create",
+            Self::Join(_) => "room join",
             Self::List { .. } => "room list",
-            Self::Ticket { .. } => "room ticket",
-            Self::Leave { .. } => "room leave",
-            Self::Put { .. } => "room put",
+            Self::Ticket(_) => "room ticket",
+            Self::Leave(_) => "room leave",
+            Self::Put(_) => "room put",
             Self::Get { .. } => "room get",
-            Self::Rm { .. } => "room rm",
+            Self::Rm(_) => "room rm",
             Self::Ls { .. } => "room ls",
-            Self::Set { .. } => "room set",
+            Self::Set(_) => "room set",
             Self::Status { .. } => "room status",
-            Self::Pin { .. } => "room pin",
-            Self::Unpin { .. } => "room unpin",
+            Self::Pin(_) => "room pin",
+            Self::Unpin(_) => "room unpin",
         }
     }
 }

@@ -28,6 +28,9 @@ pub(crate) enum AppError {
     /// A command that needs a running node, without one.
     #[error("this command needs a running node")]
     NeedsNode,
+    /// `room put` of a path without a file name, and no name given.
+    #[error("{} has no file name; give one", .0.display())]
+    NoFileName(PathBuf),
     /// Another node already serves this data directory.
     #[error("another p2pfs node is running with this data directory ({} answers)", .0.display())]
     AlreadyRunning(PathBuf),
