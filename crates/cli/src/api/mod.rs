@@ -110,7 +110,7 @@ async fn execute(
                         let Some(rx) = input.take() else {
                             send(Response::ItemFailed {
                                 index,
-                                message: "standard input can be added once".into(),
+                                message: AppError::StdinTwice.to_string(),
                             })
                             .await?;
                             continue;
@@ -286,14 +286,14 @@ pub(crate) async fn send_blob(
     out: &mpsc::Sender<Response>,
 ) -> Result<(), AppError> {
     let out = out.clone();
-    blocking(move || {
+    p2pfs_swarm::off_thread(move || -> Result<(), AppError> {
         let reader = store.reader(&hash)?;
         let mut offset = 0;
         let mut buf = vec![0u8; DATA_CHUNK];
         loop {
             let n = reader
                 .read_at(offset, &mut buf)
-                .map_err(|e| StoreError::Invalid(format!("reading {hash}: {e}")))?;
+                .map_err(|source| AppError::ReadBlob { hash, source })?;
             if n == 0 {
                 return Ok(());
             }
@@ -306,7 +306,7 @@ pub(crate) async fn send_blob(
             }
         }
     })
-    .await
+    .await?
 }
 
 /// The providers of `hash` the DHT knows, or why there are none.
