@@ -267,30 +267,61 @@ impl RoomCommand {
     }
 }
 
+/// Why an option's value does not read (clap prints it after
+/// "invalid value … for …").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub(crate) enum ValueError {
+    /// Not digits and a unit.
+    #[error("{0:?} is not a time like 90s, 3m or 1h")]
+    NotATime(String),
+    /// A time's unit is none of ms, s, m, h.
+    #[error("unknown unit {0:?} (use ms, s, m or h)")]
+    TimeUnit(String),
+    /// A time of zero where zero means nothing.
+    #[error("the time must be above zero")]
+    ZeroTime,
+    /// A time past what a `u64` of milliseconds holds.
+    #[error("{0:?} is too long")]
+    TooLong(String),
+    /// Not digits and a suffix.
+    #[error("{0:?} is not a quantity like 500K or 20M")]
+    NotAQuantity(String),
+    /// A quantity's suffix is none of K, M, G (T for sizes).
+    #[error("unknown unit {0:?} (use K, M or G)")]
+    QuantityUnit(String),
+    /// A quantity of zero.
+    #[error("the quantity must be above zero")]
+    ZeroQuantity,
+    /// A quantity past what a `u64` holds.
+    #[error("{0:?} is too large")]
+    TooLarge(String),
+}
+
 /// Parses a byte rate: digits with an optional K, M or G suffix (powers of
 /// 1024, an optional trailing `B` or `/s` allowed).
-pub(crate) fn parse_rate(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_rate(s: &str) -> Result<u64, ValueError> {
     let t = s.trim();
     parse_bytes(t.strip_suffix("/s").unwrap_or(t), s, false)
 }
 
 /// Parses a size: digits with an optional K, M, G or T suffix (powers of
 /// 1024, an optional trailing `B`).
-pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, ValueError> {
     parse_bytes(s.trim(), s, true)
 }
 
 /// Parses a duration: digits with an optional `s`, `m` or `h` (seconds by
 /// default, `ms` for milliseconds).
 /// A time like [`parse_duration`], or `0` for none.
-pub(crate) fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_wait(s: &str) -> Result<std::time::Duration, ValueError> {
     if s.trim() == "0" {
         return Ok(std::time::Duration::ZERO);
     }
     parse_duration(s)
 }
 
-pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, ValueError> {
     let t = s.trim();
     let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
         Some((i, _)) => t.split_at(i),
@@ -298,22 +329,22 @@ pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     };
     let n: u64 = digits
         .parse()
-        .map_err(|_| format!("{s:?} is not a time like 90s, 3m or 1h"))?;
+        .map_err(|_| ValueError::NotATime(s.to_string()))?;
     let ms = match unit {
         "ms" => Some(n),
         "s" => n.checked_mul(1000),
         "m" => n.checked_mul(60_000),
         "h" => n.checked_mul(3_600_000),
-        _ => return Err(format!("unknown unit {unit:?} (use ms, s, m or h)")),
+        _ => return Err(ValueError::TimeUnit(unit.to_string())),
     };
     match ms {
-        Some(0) => Err("the time must be above zero".into()),
+        Some(0) => Err(ValueError::ZeroTime),
         Some(ms) => Ok(std::time::Duration::from_millis(ms)),
-        None => Err(format!("{s:?} is too long")),
+        None => Err(ValueError::TooLong(s.to_string())),
     }
 }
 
-fn parse_bytes(t: &str, s: &str, tera: bool) -> Result<u64, String> {
+fn parse_bytes(t: &str, s: &str, tera: bool) -> Result<u64, ValueError> {
     let t = t
         .strip_suffix(['B', 'b'])
         .filter(|r| r.ends_with(|c: char| c.is_ascii_alphabetic()))
@@ -328,15 +359,15 @@ fn parse_bytes(t: &str, s: &str, tera: bool) -> Result<u64, String> {
         "M" | "MI" => 20,
         "G" | "GI" => 30,
         "T" | "TI" if tera => 40,
-        _ => return Err(format!("unknown unit {unit:?} (use K, M or G)")),
+        _ => return Err(ValueError::QuantityUnit(unit.to_string())),
     };
     let n: u64 = digits
         .parse()
-        .map_err(|_| format!("{s:?} is not a quantity like 500K or 20M"))?;
+        .map_err(|_| ValueError::NotAQuantity(s.to_string()))?;
     match n.checked_mul(1 << shift) {
-        Some(0) => Err("the quantity must be above zero".into()),
+        Some(0) => Err(ValueError::ZeroQuantity),
         Some(v) => Ok(v),
-        None => Err(format!("{s:?} is too large")),
+        None => Err(ValueError::TooLarge(s.to_string())),
     }
 }
 
@@ -375,5 +406,51 @@ mod tests {
         for bad in ["", "s", "0", "3d", "-1s", "99999999999999999h"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn messages_as_users_see_them() {
+        fn said<T>(r: Result<T, ValueError>) -> Option<String> {
+            r.err().map(|e| e.to_string())
+        }
+        for (got, want) in [
+            (said(parse_rate("0")), "the quantity must be above zero"),
+            (
+                said(parse_rate("1T")),
+                r#"unknown unit "T" (use K, M or G)"#,
+            ),
+            (
+                said(parse_size("1P")),
+                r#"unknown unit "P" (use K, M or G)"#,
+            ),
+            (
+                said(parse_rate("M")),
+                r#""M" is not a quantity like 500K or 20M"#,
+            ),
+            (
+                said(parse_rate("99999999999999999G")),
+                r#""99999999999999999G" is too large"#,
+            ),
+        ] {
+            assert_eq!(got.as_deref(), Some(want));
+        }
+        for (got, want) in [
+            (said(parse_duration("0")), "the time must be above zero"),
+            (
+                said(parse_duration("3d")),
+                r#"unknown unit "d" (use ms, s, m or h)"#,
+            ),
+            (
+                said(parse_duration("s")),
+                r#""s" is not a time like 90s, 3m or 1h"#,
+            ),
+            (
+                said(parse_duration("99999999999999999h")),
+                r#""99999999999999999h" is too long"#,
+            ),
+        ] {
+            assert_eq!(got.as_deref(), Some(want));
+        }
+        assert_eq!(parse_wait("0"), Ok(std::time::Duration::ZERO));
     }
 }
