@@ -6,6 +6,10 @@ use clap::{Parser, Subcommand};
 
 use p2pfs_proto::{Hash, PeerAddr};
 
+use crate::params::{
+    Blobs, CreateRoom, FetchBlob, JoinRoom, PutFile, RoomFile, RoomRef, SetCopies, VerifyBlobs,
+};
+
 /// p2pfs: share files with content addressing, verified chunk by chunk.
 #[derive(Debug, Parser)]
 #[command(name = "p2pfs", version, about, max_term_width = 100)]
@@ -50,20 +54,12 @@ pub(crate) enum Command {
     },
     /// Download a blob from the peers that have it, verified, and write it out
     Fetch {
-        /// The blob's hash, or a ticket
-        #[arg(value_name = "HASH|TICKET")]
-        target: String,
         /// Where to write it (`-` for standard output)
         /// [default: the ticket's file name, else the hash, in the current directory]
         #[arg(short, long, value_name = "PATH")]
         output: Option<PathBuf>,
-        /// A peer to fetch from: IP:PORT or NODEID@IP:PORT (repeatable)
-        /// [default: the providers the DHT finds]
-        #[arg(long = "peer", value_name = "ADDR")]
-        peers: Vec<PeerAddr>,
-        /// Do not pin the downloaded blob
-        #[arg(long)]
-        no_pin: bool,
+        #[command(flatten)]
+        fetch: FetchBlob,
         /// Print a summary with the bytes each provider sent (on stderr)
         #[arg(short, long)]
         verbose: bool,
@@ -126,15 +122,9 @@ pub(crate) enum Command {
         json: bool,
     },
     /// Pin blobs so that `p2pfs gc` keeps them
-    Pin {
-        #[arg(required = true, value_name = "HASH")]
-        hashes: Vec<Hash>,
-    },
+    Pin(Blobs),
     /// Remove the pins set by `p2pfs add`, `fetch` and `pin`
-    Unpin {
-        #[arg(required = true, value_name = "HASH")]
-        hashes: Vec<Hash>,
-    },
+    Unpin(Blobs),
     /// Remove blobs that are not pinned
     Gc {
         /// Print JSON instead of a summary
@@ -142,10 +132,7 @@ pub(crate) enum Command {
         json: bool,
     },
     /// Re-read blobs and check them against their hashes (all if none given)
-    Verify {
-        #[arg(value_name = "HASH")]
-        hashes: Vec<Hash>,
-    },
+    Verify(VerifyBlobs),
 }
 
 /// How a long-running node (`daemon`, `mount`) starts.
@@ -185,18 +172,9 @@ pub(crate) struct NodeArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum RoomCommand {
     /// Create a room and print its ticket (give it to the people to invite)
-    Create {
-        /// The room's name
-        name: String,
-    },
+    Create(CreateRoom),
     /// Join a room with a ticket
-    Join {
-        /// The ticket (`p2pfs1…`)
-        ticket: String,
-        /// The name to give the room here [default: the ticket's]
-        #[arg(long, value_name = "NAME")]
-        name: Option<String>,
-    },
+    Join(JoinRoom),
     /// List the rooms this node is in
     List {
         /// Print JSON
@@ -204,81 +182,45 @@ pub(crate) enum RoomCommand {
         json: bool,
     },
     /// Print a ticket for a room
-    Ticket {
-        /// The room
-        room: String,
-    },
+    Ticket(RoomRef),
     /// Leave a room: stop syncing it and forget its files and chat here
-    Leave {
-        /// The room
-        room: String,
-    },
+    Leave(RoomRef),
     /// Publish a file in a room; prints `HASH  NAME`
-    Put {
-        /// The room
-        room: String,
-        /// The file
-        path: PathBuf,
-        /// Its path in the room [default: the file's name]
-        name: Option<String>,
-    },
+    Put(PutFile),
     /// Read a file of a room (fetched from the members that have it)
     Get {
-        /// The room
-        room: String,
-        /// Its path in the room
-        name: String,
+        #[command(flatten)]
+        file: RoomFile,
         /// Where to write it [default: standard output]
         #[arg(short, long, value_name = "PATH")]
         output: Option<PathBuf>,
     },
     /// Remove a file from a room
-    Rm {
-        /// The room
-        room: String,
-        /// Its path in the room
-        name: String,
-    },
+    Rm(RoomFile),
     /// List a room's files: path, size, hash, author
     Ls {
-        /// The room
-        room: String,
+        #[command(flatten)]
+        room: RoomRef,
         /// Print JSON
         #[arg(long)]
         json: bool,
     },
     /// Set how many members keep a full copy of each file: `copies=N`
     /// (the default is 2) or `copies=full` (every member mirrors everything)
-    Set {
-        /// The room
-        room: String,
-        /// `copies=N` or `copies=full`
-        #[arg(value_name = "copies=N|full")]
-        policy: p2pfs_proto::room::Copies,
-    },
+    Set(SetCopies),
     /// Show each file's complete copies on the members online, flag the
     /// files below their target, and list the members
     Status {
-        /// The room
-        room: String,
+        #[command(flatten)]
+        room: RoomRef,
         /// Print JSON
         #[arg(long)]
         json: bool,
     },
     /// Keep a full copy of a room file on this node, whatever the placement
-    Pin {
-        /// The room
-        room: String,
-        /// Its path in the room
-        name: String,
-    },
+    Pin(RoomFile),
     /// Stop keeping a pinned room file here (placement may still keep it)
-    Unpin {
-        /// The room
-        room: String,
-        /// Its path in the room
-        name: String,
-    },
+    Unpin(RoomFile),
 }
 
 impl Command {
@@ -297,10 +239,10 @@ impl Command {
             Self::Chat { .. } => "chat",
             Self::Status { .. } => "status",
             Self::Ls { .. } => "ls",
-            Self::Pin { .. } => "pin",
-            Self::Unpin { .. } => "unpin",
+            Self::Pin(_) => "pin",
+            Self::Unpin(_) => "unpin",
             Self::Gc { .. } => "gc",
-            Self::Verify { .. } => "verify",
+            Self::Verify(_) => "verify",
         }
     }
 }
@@ -308,47 +250,78 @@ impl Command {
 impl RoomCommand {
     fn name(&self) -> &'static str {
         match self {
-            Self::Create { .. } => "room create",
-            Self::Join { .. } => "room join",
+            Self::Create(_) => "room create",
+            Self::Join(_) => "room join",
             Self::List { .. } => "room list",
-            Self::Ticket { .. } => "room ticket",
-            Self::Leave { .. } => "room leave",
-            Self::Put { .. } => "room put",
+            Self::Ticket(_) => "room ticket",
+            Self::Leave(_) => "room leave",
+            Self::Put(_) => "room put",
             Self::Get { .. } => "room get",
-            Self::Rm { .. } => "room rm",
+            Self::Rm(_) => "room rm",
             Self::Ls { .. } => "room ls",
-            Self::Set { .. } => "room set",
+            Self::Set(_) => "room set",
             Self::Status { .. } => "room status",
-            Self::Pin { .. } => "room pin",
-            Self::Unpin { .. } => "room unpin",
+            Self::Pin(_) => "room pin",
+            Self::Unpin(_) => "room unpin",
         }
     }
 }
 
+/// Why an option's value does not read (clap prints it after
+/// "invalid value … for …").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub(crate) enum ValueError {
+    /// Not digits and a unit.
+    #[error("{0:?} is not a time like 90s, 3m or 1h")]
+    NotATime(String),
+    /// A time's unit is none of ms, s, m, h.
+    #[error("unknown unit {0:?} (use ms, s, m or h)")]
+    TimeUnit(String),
+    /// A time of zero where zero means nothing.
+    #[error("the time must be above zero")]
+    ZeroTime,
+    /// A time past what a `u64` of milliseconds holds.
+    #[error("{0:?} is too long")]
+    TooLong(String),
+    /// Not digits and a suffix.
+    #[error("{0:?} is not a quantity like 500K or 20M")]
+    NotAQuantity(String),
+    /// A quantity's suffix is none of K, M, G (T for sizes).
+    #[error("unknown unit {0:?} (use K, M or G)")]
+    QuantityUnit(String),
+    /// A quantity of zero.
+    #[error("the quantity must be above zero")]
+    ZeroQuantity,
+    /// A quantity past what a `u64` holds.
+    #[error("{0:?} is too large")]
+    TooLarge(String),
+}
+
 /// Parses a byte rate: digits with an optional K, M or G suffix (powers of
 /// 1024, an optional trailing `B` or `/s` allowed).
-pub(crate) fn parse_rate(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_rate(s: &str) -> Result<u64, ValueError> {
     let t = s.trim();
     parse_bytes(t.strip_suffix("/s").unwrap_or(t), s, false)
 }
 
 /// Parses a size: digits with an optional K, M, G or T suffix (powers of
 /// 1024, an optional trailing `B`).
-pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, ValueError> {
     parse_bytes(s.trim(), s, true)
 }
 
 /// Parses a duration: digits with an optional `s`, `m` or `h` (seconds by
 /// default, `ms` for milliseconds).
 /// A time like [`parse_duration`], or `0` for none.
-pub(crate) fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_wait(s: &str) -> Result<std::time::Duration, ValueError> {
     if s.trim() == "0" {
         return Ok(std::time::Duration::ZERO);
     }
     parse_duration(s)
 }
 
-pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, ValueError> {
     let t = s.trim();
     let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
         Some((i, _)) => t.split_at(i),
@@ -356,22 +329,22 @@ pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     };
     let n: u64 = digits
         .parse()
-        .map_err(|_| format!("{s:?} is not a time like 90s, 3m or 1h"))?;
+        .map_err(|_| ValueError::NotATime(s.to_string()))?;
     let ms = match unit {
         "ms" => Some(n),
         "s" => n.checked_mul(1000),
         "m" => n.checked_mul(60_000),
         "h" => n.checked_mul(3_600_000),
-        _ => return Err(format!("unknown unit {unit:?} (use ms, s, m or h)")),
+        _ => return Err(ValueError::TimeUnit(unit.to_string())),
     };
     match ms {
-        Some(0) => Err("the time must be above zero".into()),
+        Some(0) => Err(ValueError::ZeroTime),
         Some(ms) => Ok(std::time::Duration::from_millis(ms)),
-        None => Err(format!("{s:?} is too long")),
+        None => Err(ValueError::TooLong(s.to_string())),
     }
 }
 
-fn parse_bytes(t: &str, s: &str, tera: bool) -> Result<u64, String> {
+fn parse_bytes(t: &str, s: &str, tera: bool) -> Result<u64, ValueError> {
     let t = t
         .strip_suffix(['B', 'b'])
         .filter(|r| r.ends_with(|c: char| c.is_ascii_alphabetic()))
@@ -386,15 +359,15 @@ fn parse_bytes(t: &str, s: &str, tera: bool) -> Result<u64, String> {
         "M" | "MI" => 20,
         "G" | "GI" => 30,
         "T" | "TI" if tera => 40,
-        _ => return Err(format!("unknown unit {unit:?} (use K, M or G)")),
+        _ => return Err(ValueError::QuantityUnit(unit.to_string())),
     };
     let n: u64 = digits
         .parse()
-        .map_err(|_| format!("{s:?} is not a quantity like 500K or 20M"))?;
+        .map_err(|_| ValueError::NotAQuantity(s.to_string()))?;
     match n.checked_mul(1 << shift) {
-        Some(0) => Err("the quantity must be above zero".into()),
+        Some(0) => Err(ValueError::ZeroQuantity),
         Some(v) => Ok(v),
-        None => Err(format!("{s:?} is too large")),
+        None => Err(ValueError::TooLarge(s.to_string())),
     }
 }
 
@@ -433,5 +406,51 @@ mod tests {
         for bad in ["", "s", "0", "3d", "-1s", "99999999999999999h"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn messages_as_users_see_them() {
+        fn said<T>(r: Result<T, ValueError>) -> Option<String> {
+            r.err().map(|e| e.to_string())
+        }
+        for (got, want) in [
+            (said(parse_rate("0")), "the quantity must be above zero"),
+            (
+                said(parse_rate("1T")),
+                r#"unknown unit "T" (use K, M or G)"#,
+            ),
+            (
+                said(parse_size("1P")),
+                r#"unknown unit "P" (use K, M or G)"#,
+            ),
+            (
+                said(parse_rate("M")),
+                r#""M" is not a quantity like 500K or 20M"#,
+            ),
+            (
+                said(parse_rate("99999999999999999G")),
+                r#""99999999999999999G" is too large"#,
+            ),
+        ] {
+            assert_eq!(got.as_deref(), Some(want));
+        }
+        for (got, want) in [
+            (said(parse_duration("0")), "the time must be above zero"),
+            (
+                said(parse_duration("3d")),
+                r#"unknown unit "d" (use ms, s, m or h)"#,
+            ),
+            (
+                said(parse_duration("s")),
+                r#""s" is not a time like 90s, 3m or 1h"#,
+            ),
+            (
+                said(parse_duration("99999999999999999h")),
+                r#""99999999999999999h" is too long"#,
+            ),
+        ] {
+            assert_eq!(got.as_deref(), Some(want));
+        }
+        assert_eq!(parse_wait("0"), Ok(std::time::Duration::ZERO));
     }
 }

@@ -13,6 +13,7 @@ mod config;
 mod control;
 mod error;
 mod output;
+mod params;
 mod private;
 mod session;
 mod turns;
@@ -146,14 +147,12 @@ async fn dispatch(session: &Session, command: Command) -> anyhow::Result<bool> {
             .await
             .map(|()| true),
         Command::Fetch {
-            target,
             output,
-            peers,
-            no_pin,
+            fetch,
             verbose,
         } => {
             drop(out);
-            cmd::fetch::run(session, &target, output.as_deref(), peers, no_pin, verbose)
+            cmd::fetch::run(session, fetch, output.as_deref(), verbose)
                 .await
                 .map(|()| true)
         }
@@ -161,14 +160,12 @@ async fn dispatch(session: &Session, command: Command) -> anyhow::Result<bool> {
             .await
             .map(|()| true),
         Command::Ls { json } => cmd::ls::run(session, json, &mut out).await.map(|()| true),
-        Command::Pin { hashes } => cmd::pin::pin(session, &hashes, &mut out)
-            .await
-            .map(|()| true),
-        Command::Unpin { hashes } => cmd::pin::unpin(session, &hashes, &mut out)
+        Command::Pin(blobs) => cmd::pin::pin(session, blobs, &mut out).await.map(|()| true),
+        Command::Unpin(blobs) => cmd::pin::unpin(session, blobs, &mut out)
             .await
             .map(|()| true),
         Command::Gc { json } => cmd::gc::run(session, json, &mut out).await.map(|()| true),
-        Command::Verify { hashes } => cmd::verify::run(session, &hashes, &mut out).await,
+        Command::Verify(blobs) => cmd::verify::run(session, blobs, &mut out).await,
         Command::Room { command } => room(session, command, &mut out).await.map(|()| true),
         Command::Chat { room, text, follow } => {
             cmd::room::chat(session, &room, text, follow, &mut out)
@@ -186,21 +183,19 @@ async fn room(
 ) -> anyhow::Result<()> {
     use cmd::room;
     match command {
-        RoomCommand::Create { name } => room::create(session, &name, out).await,
-        RoomCommand::Join { ticket, name } => room::join(session, &ticket, name, out).await,
+        RoomCommand::Create(create) => room::create(session, create, out).await,
+        RoomCommand::Join(join) => room::join(session, join, out).await,
         RoomCommand::List { json } => room::list(session, json, out).await,
-        RoomCommand::Ticket { room } => room::ticket(session, &room, out).await,
-        RoomCommand::Leave { room } => room::leave(session, &room).await,
-        RoomCommand::Put { room, path, name } => room::put(session, &room, &path, name, out).await,
-        RoomCommand::Get { room, name, output } => {
-            room::get(session, &room, &name, output, out).await
-        }
-        RoomCommand::Rm { room, name } => room::rm(session, &room, &name).await,
-        RoomCommand::Ls { room, json } => room::ls(session, &room, json, out).await,
-        RoomCommand::Set { room, policy } => room::set(session, &room, policy).await,
-        RoomCommand::Status { room, json } => room::status(session, &room, json, out).await,
-        RoomCommand::Pin { room, name } => room::pin(session, &room, &name, true, out).await,
-        RoomCommand::Unpin { room, name } => room::pin(session, &room, &name, false, out).await,
+        RoomCommand::Ticket(room) => room::ticket(session, room, out).await,
+        RoomCommand::Leave(room) => room::leave(session, room).await,
+        RoomCommand::Put(put) => room::put(session, put, out).await,
+        RoomCommand::Get { file, output } => room::get(session, file, output, out).await,
+        RoomCommand::Rm(file) => room::rm(session, file).await,
+        RoomCommand::Ls { room, json } => room::ls(session, room, json, out).await,
+        RoomCommand::Set(set) => room::set(session, set).await,
+        RoomCommand::Status { room, json } => room::status(session, room, json, out).await,
+        RoomCommand::Pin(file) => room::pin(session, file, true, out).await,
+        RoomCommand::Unpin(file) => room::pin(session, file, false, out).await,
     }
 }
 

@@ -14,7 +14,8 @@ use p2pfs_swarm::{Node, SwarmError, Target};
 
 use crate::{
     control::{AddItem, Request, Response, Status},
-    error::{AppError, TargetError, blocking},
+    error::{AppError, blocking},
+    params::{Blobs, VerifyBlobs},
 };
 
 /// Bytes per `Data` response.
@@ -57,7 +58,7 @@ impl Ctx {
 /// store: a fetch of a blob the store has complete does not.
 pub(crate) async fn needs_node(request: &Request, store: &Store) -> Result<bool, AppError> {
     Ok(match request {
-        Request::Fetch { hash, .. } => !have_complete(store, *hash).await?,
+        Request::Fetch(fetch) => !have_complete(store, fetch.target()?.0).await?,
         Request::Status | Request::Ticket { .. } | Request::Room(_) => true,
         _ => false,
     })
@@ -109,7 +110,7 @@ async fn execute(
                         let Some(rx) = input.take() else {
                             send(Response::ItemFailed {
                                 index,
-                                message: "standard input can be added once".into(),
+                                message: AppError::StdinTwice.to_string(),
                             })
                             .await?;
                             continue;
@@ -143,14 +144,14 @@ async fn execute(
         }
         Request::Cat { hash } => send_blob(store, hash, out).await?,
         Request::List => send(Response::Blobs(blocking(move || store.list()).await?)).await?,
-        Request::Pin { hashes } => {
+        Request::Pin(Blobs { hashes }) => {
             for hash in hashes {
                 let s = store.clone();
                 let present = blocking(move || s.pin(&hash, USER_PIN)).await?;
                 send(Response::Pinned { hash, present }).await?;
             }
         }
-        Request::Unpin { hashes } => {
+        Request::Unpin(Blobs { hashes }) => {
             for hash in hashes {
                 let s = store.clone();
                 let existed = blocking(move || s.unpin(&hash, USER_PIN)).await?;
@@ -158,7 +159,7 @@ async fn execute(
             }
         }
         Request::Gc => send(Response::Gc(blocking(move || store.gc()).await?)).await?,
-        Request::Verify { hashes } => {
+        Request::Verify(VerifyBlobs { hashes }) => {
             let hashes = if hashes.is_empty() {
                 let s = store.clone();
                 blocking(move || s.list())
@@ -199,12 +200,9 @@ async fn execute(
             }))
             .await?;
         }
-        Request::Fetch {
-            hash,
-            providers,
-            peers,
-            pin,
-        } => {
+        Request::Fetch(fetch) => {
+            let (hash, ticket) = fetch.target()?;
+            let pin = !fetch.no_pin;
             if have_complete(&store, hash).await? {
                 // Already here: no one to ask, and nothing to wait for.
                 let started = std::time::Instant::now();
@@ -226,7 +224,8 @@ async fn execute(
                 return Ok(());
             }
             let node = ctx.node()?;
-            let mut targets = targets(providers, peers);
+            let providers = ticket.map(|t| t.providers).unwrap_or_default();
+            let mut targets = targets(providers, fetch.peers);
             if targets.is_empty() {
                 targets = dht_providers(node, hash).await?;
             } else if ctx.daemon {
@@ -287,14 +286,14 @@ pub(crate) async fn send_blob(
     out: &mpsc::Sender<Response>,
 ) -> Result<(), AppError> {
     let out = out.clone();
-    blocking(move || {
+    p2pfs_swarm::off_thread(move || -> Result<(), AppError> {
         let reader = store.reader(&hash)?;
         let mut offset = 0;
         let mut buf = vec![0u8; DATA_CHUNK];
         loop {
             let n = reader
                 .read_at(offset, &mut buf)
-                .map_err(|e| StoreError::Invalid(format!("reading {hash}: {e}")))?;
+                .map_err(|source| AppError::ReadBlob { hash, source })?;
             if n == 0 {
                 return Ok(());
             }
@@ -307,7 +306,7 @@ pub(crate) async fn send_blob(
             }
         }
     })
-    .await
+    .await?
 }
 
 /// The providers of `hash` the DHT knows, or why there are none.
@@ -331,22 +330,10 @@ async fn dht_providers(node: &Node, hash: Hash) -> Result<Vec<Target>, AppError>
 }
 
 /// Dial targets from ticket providers and `--peer` addresses.
-pub(crate) fn targets(providers: Vec<NodeAddr>, peers: Vec<PeerAddr>) -> Vec<Target> {
+fn targets(providers: Vec<NodeAddr>, peers: Vec<PeerAddr>) -> Vec<Target> {
     let mut out: Vec<Target> = providers.into_iter().map(Target::from).collect();
     out.extend(peers.into_iter().map(Target::from));
     out
-}
-
-/// Hash of a fetch target: a hash, or a ticket's.
-pub(crate) fn parse_target(s: &str) -> Result<(Hash, Option<BlobTicket>), TargetError> {
-    if let Ok(h) = s.parse::<Hash>() {
-        return Ok((h, None));
-    }
-    match s.parse::<BlobTicket>() {
-        Ok(t) => Ok((t.hash, Some(t))),
-        Err(p2pfs_proto::ticket::TicketError::Prefix) => Err(TargetError::Neither(s.to_string())),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Reads the bytes of an add from standard input as they arrive.

@@ -14,6 +14,7 @@ use p2pfs_swarm::{
 use crate::{
     control::{Response, RoomRequest},
     error::AppError,
+    params::{CreateRoom, JoinRoom, RoomFile, RoomRef, SetCopies},
 };
 
 /// How long a node started for one command waits to reach a member.
@@ -38,11 +39,11 @@ pub(super) async fn execute(
     let node = ctx.node()?;
     let send = |r: Response| async { out.send(r).await.map_err(|_| AppError::ClientGone) };
     match request {
-        RoomRequest::Create { name } => {
+        RoomRequest::Create(CreateRoom { name }) => {
             let ticket = node.create_room(&name).await?;
             send(Response::Ticket(ticket.to_string())).await?;
         }
-        RoomRequest::Join { ticket, name } => {
+        RoomRequest::Join(JoinRoom { ticket, name }) => {
             let t: RoomTicket = ticket.parse().map_err(RoomError::Ticket)?;
             let name = node.join_room(&t, name.as_deref()).await?;
             let room = node.find_room(&name).await?;
@@ -53,21 +54,22 @@ pub(super) async fn execute(
             send(Response::Joined(name)).await?;
         }
         RoomRequest::List => send(Response::Rooms(node.room_summaries().await?)).await?,
-        RoomRequest::Ticket { room } => {
+        RoomRequest::Ticket(RoomRef { room }) => {
             let room = node.find_room(&room).await?;
             send(Response::Ticket(node.room_ticket(&room).to_string())).await?;
         }
-        RoomRequest::Leave { room } => {
+        RoomRequest::Leave(RoomRef { room }) => {
             let room = node.find_room(&room).await?;
             node.leave_room(&room).await?;
         }
-        RoomRequest::Put { room, file, path } => {
-            let room = node.find_room(&room).await?;
+        RoomRequest::Put(put) => {
+            let path = put.name_in_room()?;
+            let room = node.find_room(&put.room).await?;
             if !ctx.daemon {
                 // Learn the latest tree first, so the put replaces it.
                 reach(node, &room, out).await?;
             }
-            let (hash, size) = node.room_put(&room, &file, &path).await?;
+            let (hash, size) = node.room_put(&room, &put.path, &path).await?;
             if !ctx.daemon {
                 flush(node, &room, out).await?;
                 // This node ends with the command: a member keeps the
@@ -93,25 +95,25 @@ pub(super) async fn execute(
             })
             .await?;
         }
-        RoomRequest::Rm { room, path } => {
-            let room = node.find_room(&room).await?;
+        RoomRequest::Rm(file) => {
+            let room = node.find_room(&file.room).await?;
             if !ctx.daemon {
                 reach(node, &room, out).await?;
             }
-            node.room_delete(&room, &path).await?;
+            node.room_delete(&room, file.path()).await?;
             if !ctx.daemon {
                 flush(node, &room, out).await?;
             }
         }
-        RoomRequest::Get { room, path } => {
-            let room = node.find_room(&room).await?;
+        RoomRequest::Get(file) => {
+            let room = node.find_room(&file.room).await?;
             if !ctx.daemon {
                 reach(node, &room, out).await?;
             }
-            let hash = node.room_fetch(&room, &path).await?;
+            let hash = node.room_fetch(&room, file.path()).await?;
             send_blob(node.store().clone(), hash, out).await?;
         }
-        RoomRequest::Ls { room } => {
+        RoomRequest::Ls(RoomRef { room }) => {
             let room = node.find_room(&room).await?;
             if !ctx.daemon {
                 reach(node, &room, out).await?;
@@ -132,17 +134,17 @@ pub(super) async fn execute(
                 flush(node, &room, out).await?;
             }
         }
-        RoomRequest::SetCopies { room, copies } => {
+        RoomRequest::Set(SetCopies { room, policy }) => {
             let room = node.find_room(&room).await?;
             if !ctx.daemon {
                 reach(node, &room, out).await?;
             }
-            node.room_set_copies(&room, copies).await?;
+            node.room_set_copies(&room, policy).await?;
             if !ctx.daemon {
                 flush(node, &room, out).await?;
             }
         }
-        RoomRequest::Status { room } => {
+        RoomRequest::Status(RoomRef { room }) => {
             let room = node.find_room(&room).await?;
             if !ctx.daemon {
                 reach(node, &room, out).await?;
@@ -151,32 +153,8 @@ pub(super) async fn execute(
             }
             send(Response::RoomStatus(node.room_status(&room, None).await?)).await?;
         }
-        RoomRequest::Pin { room, path, keep } => {
-            let room = node.find_room(&room).await?;
-            if !ctx.daemon {
-                reach(node, &room, out).await?;
-            }
-            let (store, id, p) = (node.store().clone(), room.id(), path.clone());
-            let file = crate::error::blocking(move || query::file(&store, &id, &p)).await?;
-            let Some(p2pfs_swarm::room::FileEntry {
-                kind: p2pfs_swarm::room::FileKind::File { hash, size, .. },
-                ..
-            }) = file
-            else {
-                return Err(RoomError::NoSuchFile(path.to_string()).into());
-            };
-            node.room_keep(&room, hash, keep).await?;
-            if keep && !ctx.daemon {
-                // No replica runs here to fetch it later: fetch it now.
-                node.room_fetch(&room, &path).await?;
-            }
-            send(Response::Added {
-                index: 0,
-                hash,
-                size,
-            })
-            .await?;
-        }
+        RoomRequest::Pin(file) => pin(ctx, node, &file, true, out).await?,
+        RoomRequest::Unpin(file) => pin(ctx, node, &file, false, out).await?,
         RoomRequest::ChatLog { room, follow } => {
             let room = node.find_room(&room).await?;
             if !ctx.daemon {
@@ -186,6 +164,42 @@ pub(super) async fn execute(
         }
     }
     Ok(())
+}
+
+/// `room pin` (`keep`) and `room unpin`: one `Added` naming the file.
+async fn pin(
+    ctx: &Ctx,
+    node: &Node,
+    file: &RoomFile,
+    keep: bool,
+    out: &mpsc::Sender<Response>,
+) -> Result<(), AppError> {
+    let path = file.path();
+    let room = node.find_room(&file.room).await?;
+    if !ctx.daemon {
+        reach(node, &room, out).await?;
+    }
+    let (store, id, p) = (node.store().clone(), room.id(), path.to_string());
+    let entry = crate::error::blocking(move || query::file(&store, &id, &p)).await?;
+    let Some(p2pfs_swarm::room::FileEntry {
+        kind: p2pfs_swarm::room::FileKind::File { hash, size, .. },
+        ..
+    }) = entry
+    else {
+        return Err(RoomError::NoSuchFile(path.to_string()).into());
+    };
+    node.room_keep(&room, hash, keep).await?;
+    if keep && !ctx.daemon {
+        // No replica runs here to fetch it later: fetch it now.
+        node.room_fetch(&room, path).await?;
+    }
+    out.send(Response::Added {
+        index: 0,
+        hash,
+        size,
+    })
+    .await
+    .map_err(|_| AppError::ClientGone)
 }
 
 /// A node started for one command: wait (briefly) for a member, so the

@@ -7,15 +7,16 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use p2pfs_proto::{Hash, PeerAddr};
+use p2pfs_proto::Hash;
 use p2pfs_swarm::FetchStats;
 
 use crate::{
-    api, cmd,
+    cmd,
     control::{Request, Response},
     output,
+    params::FetchBlob,
     session::Session,
 };
 
@@ -27,15 +28,12 @@ pub(crate) enum Output {
 
 pub(crate) async fn run(
     session: &Session,
-    target: &str,
+    fetch: FetchBlob,
     output: Option<&Path>,
-    peers: Vec<PeerAddr>,
-    no_pin: bool,
     verbose: bool,
 ) -> anyhow::Result<()> {
-    let (hash, ticket) = api::parse_target(target).map_err(|e| anyhow!(e))?;
-    let name = ticket.as_ref().and_then(|t| t.name.clone());
-    let providers = ticket.map(|t| t.providers).unwrap_or_default();
+    let (hash, ticket) = fetch.target()?;
+    let name = ticket.and_then(|t| t.name);
     let dest = match output {
         Some(p) if p.as_os_str() == "-" => Output::Stdout,
         Some(p) => Output::File(p.to_path_buf()),
@@ -47,7 +45,7 @@ pub(crate) async fn run(
             Output::File(p)
         }
     };
-    let stats = download(session, hash, providers, peers, !no_pin).await?;
+    let stats = download(session, fetch).await?;
     let report = |path: &Path| {
         if verbose || std::io::stderr().is_terminal() {
             eprintln!("{}", summary(hash, &stats, path));
@@ -102,13 +100,7 @@ fn summary(hash: Hash, stats: &FetchStats, path: &Path) -> String {
 }
 
 /// Runs the download, with a progress bar on a terminal.
-async fn download(
-    session: &Session,
-    hash: Hash,
-    providers: Vec<p2pfs_proto::NodeAddr>,
-    peers: Vec<PeerAddr>,
-    pin: bool,
-) -> anyhow::Result<FetchStats> {
+async fn download(session: &Session, fetch: FetchBlob) -> anyhow::Result<FetchStats> {
     let bar = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
         bar.set_style(
@@ -124,13 +116,7 @@ async fn download(
     } else {
         None
     };
-    let request = Request::Fetch {
-        hash,
-        providers,
-        peers,
-        pin,
-    };
-    let mut rx = session.call(request, None).await?;
+    let mut rx = session.call(Request::Fetch(fetch), None).await?;
     let result = loop {
         match cmd::next(&mut rx).await {
             Ok(Response::Progress(p)) => {

@@ -5,17 +5,14 @@ use std::io::Write;
 use crate::control::{Request, Response};
 use p2pfs_proto::Hash;
 
-use crate::{cmd, output, session::Session};
+use crate::{cmd, output, params::Blobs, session::Session};
 
 pub(crate) async fn pin(
     session: &Session,
-    hashes: &[Hash],
+    blobs: Blobs,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let request = Request::Pin {
-        hashes: hashes.to_vec(),
-    };
-    run(session, request, out, |r| match r {
+    run(session, Request::Pin(blobs), out, |r| match r {
         Response::Pinned { hash, present } => Some((
             hash,
             if present {
@@ -31,13 +28,10 @@ pub(crate) async fn pin(
 
 pub(crate) async fn unpin(
     session: &Session,
-    hashes: &[Hash],
+    blobs: Blobs,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let request = Request::Unpin {
-        hashes: hashes.to_vec(),
-    };
-    run(session, request, out, |r| match r {
+    run(session, Request::Unpin(blobs), out, |r| match r {
         Response::Unpinned { hash, existed } => Some((
             hash,
             if existed {

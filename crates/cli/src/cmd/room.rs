@@ -13,6 +13,7 @@ use crate::{
     cmd,
     control::{Request, Response, RoomRequest},
     output,
+    params::{CreateRoom, JoinRoom, PutFile, RoomFile, RoomRef, SetCopies},
     session::Session,
 };
 
@@ -35,10 +36,10 @@ async fn call(
 /// Prints the ticket of a new room.
 pub(crate) async fn create(
     session: &Session,
-    name: &str,
+    create: CreateRoom,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    call(session, RoomRequest::Create { name: name.into() }, |r| {
+    call(session, RoomRequest::Create(create), |r| {
         if let Response::Ticket(t) = r {
             output::line(out, &t)?;
         }
@@ -49,17 +50,13 @@ pub(crate) async fn create(
 
 pub(crate) async fn join(
     session: &Session,
-    ticket: &str,
-    name: Option<String>,
+    mut join: JoinRoom,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     // Checked here, so a mistyped ticket joins nothing and starts nothing.
-    let ticket: RoomTicket = ticket.parse()?;
-    let request = RoomRequest::Join {
-        ticket: ticket.to_string(),
-        name,
-    };
-    call(session, request, |r| {
+    let ticket: RoomTicket = join.ticket.parse()?;
+    join.ticket = ticket.to_string();
+    call(session, RoomRequest::Join(join), |r| {
         if let Response::Joined(n) = r {
             output::line(out, &format!("joined room {}", render::clean(&n)))?;
         }
@@ -103,10 +100,10 @@ pub(crate) async fn list(
 
 pub(crate) async fn ticket(
     session: &Session,
-    room: &str,
+    room: RoomRef,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    call(session, RoomRequest::Ticket { room: room.into() }, |r| {
+    call(session, RoomRequest::Ticket(room), |r| {
         if let Response::Ticket(t) = r {
             output::line(out, &t)?;
         }
@@ -115,36 +112,22 @@ pub(crate) async fn ticket(
     .await
 }
 
-pub(crate) async fn leave(session: &Session, room: &str) -> anyhow::Result<()> {
-    call(
-        session,
-        RoomRequest::Leave { room: room.into() },
-        |_| Ok(()),
-    )
-    .await
+pub(crate) async fn leave(session: &Session, room: RoomRef) -> anyhow::Result<()> {
+    call(session, RoomRequest::Leave(room), |_| Ok(())).await
 }
 
 pub(crate) async fn put(
     session: &Session,
-    room: &str,
-    file: &Path,
-    name: Option<String>,
+    mut put: PutFile,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let abs = std::path::absolute(file).with_context(|| format!("{}", file.display()))?;
-    let path = match name {
-        Some(n) => n.trim_matches('/').to_string(),
-        None => match file.file_name() {
-            Some(n) => n.to_string_lossy().into_owned(),
-            None => bail!("{} has no file name; give one", file.display()),
-        },
-    };
-    let request = RoomRequest::Put {
-        room: room.into(),
-        file: abs,
-        path: path.clone(),
-    };
-    call(session, request, |r| {
+    let abs = std::path::absolute(&put.path).with_context(|| format!("{}", put.path.display()))?;
+    // Named from the path as given (`.` has no file name; its absolute
+    // form would).
+    let path = put.name_in_room()?;
+    put.path = abs;
+    put.name = Some(path.clone());
+    call(session, RoomRequest::Put(put), |r| {
         if let Response::Added { hash, .. } = r {
             output::line(out, &format!("{hash}  {path}"))?;
         }
@@ -155,15 +138,11 @@ pub(crate) async fn put(
 
 pub(crate) async fn get(
     session: &Session,
-    room: &str,
-    path: &str,
+    file: RoomFile,
     output: Option<PathBuf>,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let request = RoomRequest::Get {
-        room: room.into(),
-        path: path.trim_matches('/').into(),
-    };
+    let request = RoomRequest::Get(file);
     let dest = output.filter(|p| p != Path::new("-"));
     // Written beside the destination, renamed into place once complete.
     let partial = dest.as_ref().map(|d| {
@@ -206,22 +185,18 @@ pub(crate) async fn get(
     }
 }
 
-pub(crate) async fn rm(session: &Session, room: &str, path: &str) -> anyhow::Result<()> {
-    let request = RoomRequest::Rm {
-        room: room.into(),
-        path: path.trim_matches('/').into(),
-    };
-    call(session, request, |_| Ok(())).await
+pub(crate) async fn rm(session: &Session, file: RoomFile) -> anyhow::Result<()> {
+    call(session, RoomRequest::Rm(file), |_| Ok(())).await
 }
 
 pub(crate) async fn ls(
     session: &Session,
-    room: &str,
+    room: RoomRef,
     json: bool,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     let mut files = Vec::new();
-    call(session, RoomRequest::Ls { room: room.into() }, |r| {
+    call(session, RoomRequest::Ls(room), |r| {
         if let Response::Files(f) = r {
             files = f;
         }
@@ -292,33 +267,25 @@ pub(crate) async fn chat(
     .await
 }
 
-pub(crate) async fn set(
-    session: &Session,
-    room: &str,
-    copies: p2pfs_proto::room::Copies,
-) -> anyhow::Result<()> {
-    let request = RoomRequest::SetCopies {
-        room: room.into(),
-        copies,
-    };
-    call(session, request, |_| Ok(())).await
+pub(crate) async fn set(session: &Session, set: SetCopies) -> anyhow::Result<()> {
+    call(session, RoomRequest::Set(set), |_| Ok(())).await
 }
 
 pub(crate) async fn pin(
     session: &Session,
-    room: &str,
-    path: &str,
+    file: RoomFile,
     keep: bool,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let request = RoomRequest::Pin {
-        room: room.into(),
-        path: path.trim_matches('/').into(),
-        keep,
+    // Printed as given.
+    let path = file.name.clone();
+    let (request, what) = if keep {
+        (RoomRequest::Pin(file), "pinned")
+    } else {
+        (RoomRequest::Unpin(file), "unpinned")
     };
     call(session, request, |r| {
         if let Response::Added { hash, .. } = r {
-            let what = if keep { "pinned" } else { "unpinned" };
             output::line(out, &format!("{what} {hash}  {path}"))?;
         }
         Ok(())
@@ -328,12 +295,12 @@ pub(crate) async fn pin(
 
 pub(crate) async fn status(
     session: &Session,
-    room: &str,
+    room: RoomRef,
     json: bool,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     let mut status = None;
-    call(session, RoomRequest::Status { room: room.into() }, |r| {
+    call(session, RoomRequest::Status(room), |r| {
         if let Response::RoomStatus(s) = r {
             status = Some(s);
         }

@@ -3,21 +3,17 @@
 use std::io::Write;
 
 use crate::control::{Request, Response};
-use p2pfs_proto::Hash;
 
-use crate::{cmd, output, session::Session};
+use crate::{cmd, output, params::VerifyBlobs, session::Session};
 
 /// Returns false if any blob failed.
 pub(crate) async fn run(
     session: &Session,
-    hashes: &[Hash],
+    blobs: VerifyBlobs,
     out: &mut impl Write,
 ) -> anyhow::Result<bool> {
-    let request = Request::Verify {
-        hashes: hashes.to_vec(),
-    };
     let mut ok = true;
-    cmd::each(session, request, |r| {
+    cmd::each(session, Request::Verify(blobs), |r| {
         match r {
             Response::Verified { hash, error: None } => output::line(out, &format!("{hash}  OK"))?,
             Response::Verified {

@@ -17,12 +17,16 @@ mod server;
 use std::path::PathBuf;
 
 pub(crate) use client::Client;
-use p2pfs_proto::{Hash, NodeAddr, PeerAddr};
+use p2pfs_proto::Hash;
 use p2pfs_store::{BlobInfo, GcReport};
 use serde::{Deserialize, Serialize};
 pub(crate) use server::serve;
 
 use p2pfs_swarm::{FetchProgress, FetchStats, PeerInfo};
+
+use crate::params::{
+    Blobs, CreateRoom, FetchBlob, JoinRoom, PutFile, RoomFile, RoomRef, SetCopies, VerifyBlobs,
+};
 
 /// The socket's file name in the data directory.
 pub(crate) const SOCKET: &str = "control.sock";
@@ -37,6 +41,14 @@ pub(crate) enum AddItem {
 }
 
 /// A command for the node.
+///
+/// A variant that holds a struct of [`crate::params`] carries the
+/// command's parameters as clap read them (made absolute or checked by
+/// the client where said there). The others genuinely differ from their
+/// command line: `add` sends the files it found and standard input's bytes,
+/// `cat` asks for one blob at a time (the client reads the store itself
+/// when it runs the command in process), and the rest have no command of
+/// their own (`share` asks for a `Ticket`, `umount` follows a `Leave`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum Request {
     /// Import files; answers one `Added` or `ItemFailed` per item, in order.
@@ -54,35 +66,17 @@ pub(crate) enum Request {
     /// List blobs: one `Blobs`.
     List,
     /// Pin: one `Pinned` per hash.
-    Pin {
-        /// The blobs.
-        hashes: Vec<Hash>,
-    },
+    Pin(Blobs),
     /// Unpin: one `Unpinned` per hash.
-    Unpin {
-        /// The blobs.
-        hashes: Vec<Hash>,
-    },
+    Unpin(Blobs),
     /// Collect garbage: one `Gc`.
     Gc,
-    /// Verify: one `Verified` per blob (all if empty).
-    Verify {
-        /// The blobs.
-        hashes: Vec<Hash>,
-    },
+    /// Verify: one `Verified` per blob (all if none given).
+    Verify(VerifyBlobs),
     /// Node status: one `Status`.
     Status,
     /// Download into the store: `Progress` now and then, one `Fetched`.
-    Fetch {
-        /// The blob.
-        hash: Hash,
-        /// Providers from a ticket.
-        providers: Vec<NodeAddr>,
-        /// Providers from `--peer`.
-        peers: Vec<PeerAddr>,
-        /// Pin the blob under the user pin.
-        pin: bool,
-    },
+    Fetch(FetchBlob),
     /// A room command.
     Room(RoomRequest),
     /// A ticket for a blob: one `Ticket`.
@@ -97,61 +91,31 @@ pub(crate) enum Request {
     Leave,
 }
 
-/// A room command.
+/// A room command. As for [`Request`], the variants holding a struct of
+/// [`crate::params`] carry the command line's parameters; the chat's two
+/// requests differ from `p2pfs chat` (which posts, prints, or both, and
+/// reads `-` from standard input itself).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum RoomRequest {
     /// Create a room: one `Ticket`.
-    Create {
-        /// Its name.
-        name: String,
-    },
-    /// Join with a ticket: one `Joined`.
-    Join {
-        /// The ticket.
-        ticket: String,
-        /// The local name (default: the ticket's).
-        name: Option<String>,
-    },
+    Create(CreateRoom),
+    /// Join with a ticket (checked by the client): one `Joined`.
+    Join(JoinRoom),
     /// The rooms: one `Rooms`.
     List,
     /// A ticket for a room: one `Ticket`.
-    Ticket {
-        /// The room.
-        room: String,
-    },
+    Ticket(RoomRef),
     /// Leave a room.
-    Leave {
-        /// The room.
-        room: String,
-    },
-    /// Publish a file: one `Added`.
-    Put {
-        /// The room.
-        room: String,
-        /// The file, by absolute path.
-        file: PathBuf,
-        /// Its path in the room.
-        path: String,
-    },
+    Leave(RoomRef),
+    /// Publish a file, by absolute path, under the name the client chose:
+    /// one `Added`.
+    Put(PutFile),
     /// Read a file: `Data`.
-    Get {
-        /// The room.
-        room: String,
-        /// Its path in the room.
-        path: String,
-    },
+    Get(RoomFile),
     /// Remove a file.
-    Rm {
-        /// The room.
-        room: String,
-        /// Its path in the room.
-        path: String,
-    },
+    Rm(RoomFile),
     /// The file tree: one `Files`.
-    Ls {
-        /// The room.
-        room: String,
-    },
+    Ls(RoomRef),
     /// Post chat lines.
     Chat {
         /// The room.
@@ -167,27 +131,13 @@ pub(crate) enum RoomRequest {
         follow: bool,
     },
     /// Set the replication policy.
-    SetCopies {
-        /// The room.
-        room: String,
-        /// The policy.
-        copies: p2pfs_proto::room::Copies,
-    },
+    Set(SetCopies),
     /// Copies of each file: one `RoomStatus`.
-    Status {
-        /// The room.
-        room: String,
-    },
-    /// Keep a file here whatever the placement (`keep`), or stop: one
-    /// `Added` naming it.
-    Pin {
-        /// The room.
-        room: String,
-        /// Its path in the room.
-        path: String,
-        /// Keep it, or stop keeping it.
-        keep: bool,
-    },
+    Status(RoomRef),
+    /// Keep a file here whatever the placement: one `Added` naming it.
+    Pin(RoomFile),
+    /// Stop keeping a pinned file here: one `Added` naming it.
+    Unpin(RoomFile),
 }
 
 /// Bytes of an [`AddItem::Stdin`]; an empty chunk ends them.

@@ -14,7 +14,10 @@ use tokio_util::sync::CancellationToken;
 use super::{Input, Request, Response, RoomRequest};
 use p2pfs_swarm::Node;
 
-use crate::{api, error::AppError};
+use crate::{
+    api,
+    error::{AppError, SocketStep},
+};
 
 /// How long a stopping node lets the commands it accepted finish.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -41,13 +44,11 @@ pub(crate) async fn serve(
         if UnixStream::connect(path).await.is_ok() {
             return Err(AppError::AlreadyRunning(path.to_path_buf()));
         }
-        std::fs::remove_file(path)
-            .map_err(|e| AppError::io(format!("removing stale {}", path.display()), e))?;
+        std::fs::remove_file(path).map_err(|e| SocketStep::RemoveStale.failed(path, e))?;
     }
-    let listener = UnixListener::bind(path)
-        .map_err(|e| AppError::io(format!("listening on {}", path.display()), e))?;
+    let listener = UnixListener::bind(path).map_err(|e| SocketStep::Listen.failed(path, e))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| AppError::io(format!("securing {}", path.display()), e))?;
+        .map_err(|e| SocketStep::Secure.failed(path, e))?;
     let tasks = tokio_util::task::TaskTracker::new();
     let start = |stream: UnixStream| {
         let (node, cancel) = (node.clone(), cancel.clone());
@@ -118,7 +119,7 @@ async fn session(
             },
             _ = stopping.cancelled(), if endless => {
                 worker.abort();
-                (Response::Error("the node is stopping".into()), true)
+                (Response::Error(AppError::Stopping.to_string()), true)
             }
         };
         let frame = codec::encode_frame(&r).map_err(std::io::Error::other)?;
