@@ -232,11 +232,17 @@ impl Mesh {
         out
     }
 
-    /// The session with `peer` ended (dial it again after a second).
-    pub(crate) fn down(&mut self, peer: NodeId, now: u64) {
+    /// The session with `peer` ended: dial it again after a second.
+    /// `failed`: the connection was lost (the member may be gone), so it
+    /// leaves the ring until then; a session ended on purpose (by either
+    /// side, as a surplus one is) keeps its place, so no view changes.
+    pub(crate) fn down(&mut self, peer: NodeId, now: u64, failed: bool) {
         if self.sessions.remove(&peer) {
             self.backoff
                 .insert(peer, (now + FIRST_BACKOFF_MS, FIRST_BACKOFF_MS));
+            if failed {
+                self.unreachable.insert(peer, now + FIRST_BACKOFF_MS);
+            }
         }
     }
 
@@ -554,12 +560,18 @@ mod tests {
             m.up(p);
         }
         m.up(id(30));
-        m.down(id(30), 5);
-        m.down(id(1), 5);
+        m.down(id(30), 5, false);
+        m.down(id(1), 5, false);
         assert_eq!(m.view(10), before);
         // Only redialed once the backoff ends.
         assert!(!m.dials(10).contains(&id(1)));
         assert!(m.dials(5 + FIRST_BACKOFF_MS).contains(&id(1)));
+        // A lost connection: out of the ring until the backoff ends (the
+        // member may be gone; the next takes its place meanwhile).
+        m.up(id(1));
+        m.down(id(1), 2000, true);
+        assert!(!m.view(2010).contains(&id(1)));
+        assert!(m.view(2000 + FIRST_BACKOFF_MS).contains(&id(1)));
     }
 
     #[test]

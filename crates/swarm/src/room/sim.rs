@@ -371,7 +371,7 @@ impl Sim<'_> {
                         for p in peers {
                             let b = self.index[&p];
                             if !self.linked(a, b) {
-                                self.members[a].mesh.down(p, self.now);
+                                self.members[a].mesh.down(p, self.now, true);
                             }
                         }
                     }
@@ -417,9 +417,9 @@ impl Sim<'_> {
                 self.report.steady_surplus_ends += 1;
             }
             let b = self.index[&peer];
-            self.members[i].mesh.down(peer, now);
+            self.members[i].mesh.down(peer, now, false);
             let me = self.members[i].id;
-            self.members[b].mesh.down(me, now);
+            self.members[b].mesh.down(me, now, false);
         }
         // New members learned: tell the sessions.
         let known = self.members[i].mesh.known().count();

@@ -264,11 +264,12 @@ async fn session(
     let writer = {
         let (node, room, replies, cancel) =
             (node.clone(), room.clone(), replies.clone(), cancel.clone());
+        // True if the stream failed (not if the session was ended).
         async move {
-            loop {
+            let failed = loop {
                 let out = tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    o = rx.recv() => match o { Some(o) => o, None => break },
+                    _ = cancel.cancelled() => break false,
+                    o = rx.recv() => match o { Some(o) => o, None => break false },
                 };
                 let result = match out {
                     Out::Msg(m) => frame::write(&mut send, &m).await,
@@ -277,7 +278,7 @@ async fn session(
                         let (store, id) = (node.store().clone(), room.id);
                         let mut have = match crate::blocking(move || store.room_have(&id)).await {
                             Ok(h) => h,
-                            Err(_) => break,
+                            Err(_) => break false,
                         };
                         // Beyond the limit, the other side sends those
                         // authors' entries again; duplicates are ignored.
@@ -287,24 +288,31 @@ async fn session(
                     }
                 };
                 if result.is_err() {
-                    break;
+                    break true;
                 }
-            }
+            };
             let _ = send.finish();
             cancel.cancel();
+            failed
         }
     };
     let reader = read_loop(&node, &room, peer, &mut recv, &tx, &replies, &mut machine);
-    tokio::select! {
-        _ = cancel.cancelled() => {}
-        r = reader => if let Err(e) = r {
-            tracing::debug!(room = %room.id.fmt_short(), %peer, "room session: {e}");
-            if matches!(e, SwarmError::Protocol { .. }) {
-                conn.conn.close(Code::Protocol.value().into(), b"room protocol violation");
+    // Whether the connection failed (rather than either side ending the
+    // session): the mesh then takes the member out of the ring for a while.
+    let failed = tokio::select! {
+        _ = cancel.cancelled() => false,
+        r = reader => match r {
+            Ok(()) => false,
+            Err(e) => {
+                tracing::debug!(room = %room.id.fmt_short(), %peer, "room session: {e}");
+                if matches!(e, SwarmError::Protocol { .. }) {
+                    conn.conn.close(Code::Protocol.value().into(), b"room protocol violation");
+                }
+                true
             }
         },
-        _ = writer => {}
-    }
+        failed = writer => failed,
+    };
     cancel.cancel();
     let mut sessions = crate::lock(&room.sessions);
     let last = sessions
@@ -318,7 +326,7 @@ async fn session(
         let now = room.now_ms();
         let chain = {
             let mut mesh = crate::lock(&room.mesh);
-            mesh.down(peer, now);
+            mesh.down(peer, now, failed);
             if mesh.is_online(&peer, now) {
                 mesh.chain(&peer)
             } else {
@@ -342,27 +350,29 @@ async fn session(
 }
 
 /// Reads one message, within the protocol's bounds; returns it and its
-/// size.
+/// size, or `None` if the peer ended the stream (between messages).
 async fn read_msg(
     recv: &mut quinn::RecvStream,
     peer: NodeId,
-) -> Result<(SyncMsg, usize), SwarmError> {
-    let (m, size): (SyncMsg, usize) =
-        frame::read_sized(recv, MAX_SYNC_FRAME)
-            .await
-            .map_err(|e| match e {
-                FrameError::Read(e) => SwarmError::Peer {
-                    peer,
-                    reason: e.to_string(),
-                },
-                FrameError::Codec(e) => proto_err(peer, e.to_string()),
-            })?;
+) -> Result<Option<(SyncMsg, usize)>, SwarmError> {
+    let (m, size): (SyncMsg, usize) = match frame::read_sized(recv, MAX_SYNC_FRAME).await {
+        Ok(m) => m,
+        Err(FrameError::Read(quinn::ReadExactError::FinishedEarly(0))) => return Ok(None),
+        Err(FrameError::Read(e)) => {
+            return Err(SwarmError::Peer {
+                peer,
+                reason: e.to_string(),
+            });
+        }
+        Err(FrameError::Codec(e)) => return Err(proto_err(peer, e.to_string())),
+    };
     m.check().map_err(|e| proto_err(peer, e))?;
-    Ok((m, size))
+    Ok(Some((m, size)))
 }
 
 /// Reads the peer's messages and carries out what the session makes of
-/// them, until the stream ends or the peer breaks the protocol.
+/// them, until the peer ends the stream (`Ok`), the connection fails or
+/// the peer breaks the protocol.
 async fn read_loop(
     node: &Node,
     room: &Arc<Room>,
@@ -373,7 +383,9 @@ async fn read_loop(
     machine: &mut Session,
 ) -> Result<(), SwarmError> {
     loop {
-        let (msg, size) = read_msg(recv, peer).await?;
+        let Some((msg, size)) = read_msg(recv, peer).await? else {
+            return Ok(());
+        };
         room.bytes_in.fetch_add(size as u64, Ordering::Relaxed);
         let actions = machine.on(Event::Received(msg), room.now_ms());
         if actions == [Action::Synced] {
