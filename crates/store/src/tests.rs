@@ -968,3 +968,29 @@ fn the_protocol_documents_test_vectors_hold() {
     let stream = spec::stream(&t(40000), &[(0, 40)]);
     in_doc("T(40000)'s root pair", &hex(&stream[8..72]));
 }
+
+/// The database in memory (feature `fuzzing`): a store opened again on it
+/// finds what was committed, and the blobs' files stay in the directory.
+#[cfg(feature = "fuzzing")]
+#[test]
+fn a_store_in_memory_opens_again_on_the_same_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = MemoryDb::new();
+    let small = random(100);
+    let big = random(3 * G + 5);
+    let (hs, hb) = {
+        let store = Store::open_in_memory(dir.path(), &db, Options::default()).unwrap();
+        let hs = store.import_bytes(&small, Some(USER_PIN)).unwrap().hash;
+        let hb = store.import_bytes(&big, None).unwrap().hash;
+        (hs, hb)
+    };
+    assert!(!dir.path().join("meta.redb").exists());
+    let store = Store::open_in_memory(dir.path(), &db, Options::default()).unwrap();
+    assert_eq!(read_all(&store, &hs), small);
+    assert_eq!(read_all(&store, &hb), big);
+    assert_eq!(store.gc().unwrap().removed, vec![(hb, big.len() as u64)]);
+    drop(store);
+    // Another memory is another, empty, database.
+    let other = Store::open_in_memory(dir.path(), &MemoryDb::new(), Options::default()).unwrap();
+    assert!(other.list().unwrap().is_empty());
+}
