@@ -23,6 +23,8 @@ mod dial;
 mod endpoint;
 mod error;
 mod frame;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod identity;
 pub mod link;
 mod node;
