@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use p2pfs_proto::Hash;
-use p2pfs_store::{ChunkNum, ChunkRanges, Store};
+use p2pfs_store::{ChunkNum, ChunkRanges, MemoryDb, Options, Store};
 
 /// 5 chunk groups and a bit: several levels of the tree.
 const SIZE: usize = 5 * 16384 + 1000;
@@ -34,7 +34,10 @@ fn world() -> &'static World {
         let tail = ChunkRanges::from(ChunkNum(u64::MAX / 2)..);
         let mut proof = Vec::new();
         src.encode_ranges(&hash, &tail, &mut proof).unwrap();
-        let store = Store::open(dir.path().join("dst")).unwrap();
+        // The database in memory: a run's commits cost no fsync.
+        let store =
+            Store::open_in_memory(dir.path().join("dst"), &MemoryDb::new(), Options::default())
+                .unwrap();
         World {
             _dir: dir,
             store,

@@ -114,7 +114,9 @@ impl Db {
     /// crash.
     pub(crate) fn begin_write(&self) -> Result<redb::WriteTransaction, StoreError> {
         let mut txn = self.with(|db| db.begin_write())?;
-        txn.set_quick_repair(true);
+        // (Memory is never left half-written by a crash: no repair to
+        // speed up, and the allocator's state is most of a small commit.)
+        txn.set_quick_repair(matches!(self.backend, Backend::File));
         Ok(txn)
     }
 
