@@ -20,6 +20,8 @@
 //! and refuses the rest), and what it stores reads back as the original.
 #![no_main]
 
+mod shm;
+
 use std::{collections::BTreeSet, sync::Mutex};
 
 use libfuzzer_sys::fuzz_target;
@@ -49,7 +51,6 @@ fn content(size: u64) -> Vec<u8> {
 }
 
 struct Env {
-    _dir: tempfile::TempDir,
     /// Every blob, complete: where honest streams come from.
     full: Store,
     /// The provider and the requester, emptied at each run.
@@ -61,11 +62,9 @@ struct Env {
 static ENV: Mutex<Option<Env>> = Mutex::new(None);
 
 fn env() -> Env {
-    let dir = tempfile::tempdir_in("/dev/shm")
-        .or_else(|_| tempfile::tempdir())
-        .unwrap();
+    let dir = shm::process_dir("blob_serve");
     let open = |name: &str| {
-        Store::open_in_memory(dir.path().join(name), &MemoryDb::new(), Options::default()).unwrap()
+        Store::open_in_memory(dir.join(name), &MemoryDb::new(), Options::default()).unwrap()
     };
     let (full, provider, requester) = (open("full"), open("provider"), open("requester"));
     let blobs = SIZES
@@ -77,7 +76,6 @@ fn env() -> Env {
         })
         .collect();
     Env {
-        _dir: dir,
         full,
         provider,
         requester,

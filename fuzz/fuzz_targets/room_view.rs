@@ -25,6 +25,8 @@
 //! listing computed from scratch.
 #![no_main]
 
+mod shm;
+
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::{Mutex, OnceLock},
@@ -69,21 +71,18 @@ fn paths() -> &'static [String] {
 /// Two stores kept from run to run (a new database costs more than a
 /// run); each run starts by forgetting the room.
 struct Replicas {
-    _dir: tempfile::TempDir,
     stores: [Store; 2],
 }
 
 static REPLICAS: Mutex<Option<Replicas>> = Mutex::new(None);
 
 fn replicas() -> Replicas {
-    let dir = tempfile::tempdir_in("/dev/shm")
-        .or_else(|_| tempfile::tempdir())
-        .unwrap();
+    let dir = shm::process_dir("room_view");
     let open = |name: &str| {
-        Store::open_in_memory(dir.path().join(name), &MemoryDb::new(), Options::default()).unwrap()
+        Store::open_in_memory(dir.join(name), &MemoryDb::new(), Options::default()).unwrap()
     };
     let stores = [open("a"), open("b")];
-    Replicas { _dir: dir, stores }
+    Replicas { stores }
 }
 
 fn time(secs: u8) -> Time {

@@ -18,6 +18,8 @@
 //! what was asked; and at the end every blob verifies and reads back whole.
 #![no_main]
 
+mod shm;
+
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     sync::Mutex,
@@ -182,7 +184,6 @@ fn b3(data: &[u8]) -> Hash {
 /// The stores, kept from run to run (a new database costs more than a
 /// run): each run starts by emptying the one under test.
 struct Env {
-    _dir: tempfile::TempDir,
     path: std::path::PathBuf,
     db: MemoryDb,
     opts: Options,
@@ -196,9 +197,7 @@ static ENV: Mutex<Option<Env>> = Mutex::new(None);
 impl Env {
     fn new() -> Self {
         // In memory where there is a tmpfs: the blobs' data files too.
-        let dir = tempfile::tempdir_in("/dev/shm")
-            .or_else(|_| tempfile::tempdir())
-            .unwrap();
+        let dir = shm::process_dir("store_model");
         let opts = Options {
             // Commits only where the model expects them: at completion, on
             // flush and when a download's last handle goes.
@@ -207,18 +206,16 @@ impl Env {
             ..Options::default()
         };
         let db = MemoryDb::new();
-        let path = dir.path().join("store");
+        let path = dir.join("store");
         let store = Store::open_in_memory(&path, &db, opts.clone()).unwrap();
         let src =
-            Store::open_in_memory(dir.path().join("src"), &MemoryDb::new(), Options::default())
-                .unwrap();
+            Store::open_in_memory(dir.join("src"), &MemoryDb::new(), Options::default()).unwrap();
         Self {
             path,
             db,
             opts,
             store: Some(store),
             src,
-            _dir: dir,
         }
     }
 
