@@ -3,17 +3,18 @@
 //! hash, and what it does store reads back as the original content.
 #![no_main]
 
+mod shm;
+
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use p2pfs_proto::Hash;
-use p2pfs_store::{ChunkNum, ChunkRanges, Store};
+use p2pfs_store::{ChunkNum, ChunkRanges, MemoryDb, Options, Store};
 
 /// 5 chunk groups and a bit: several levels of the tree.
 const SIZE: usize = 5 * 16384 + 1000;
 
 struct World {
-    _dir: tempfile::TempDir,
     store: Store,
     data: Vec<u8>,
     hash: Hash,
@@ -25,18 +26,17 @@ fn world() -> &'static World {
     static W: OnceLock<World> = OnceLock::new();
     W.get_or_init(|| {
         // In memory where there is a tmpfs: a collection per run is cheap.
-        let dir = tempfile::tempdir_in("/dev/shm")
-            .or_else(|_| tempfile::tempdir())
-            .unwrap();
-        let src = Store::open(dir.path().join("src")).unwrap();
+        let dir = shm::process_dir("verified_ingest");
+        let src = Store::open(dir.join("src")).unwrap();
         let data: Vec<u8> = (0..SIZE).map(|i| (i * 7 + i / 300) as u8).collect();
         let hash = src.import_bytes(&data, Some("user")).unwrap().hash;
         let tail = ChunkRanges::from(ChunkNum(u64::MAX / 2)..);
         let mut proof = Vec::new();
         src.encode_ranges(&hash, &tail, &mut proof).unwrap();
-        let store = Store::open(dir.path().join("dst")).unwrap();
+        // The database in memory: a run's commits cost no fsync.
+        let store =
+            Store::open_in_memory(dir.join("dst"), &MemoryDb::new(), Options::default()).unwrap();
         World {
-            _dir: dir,
             store,
             data,
             hash,

@@ -7,6 +7,10 @@
 //! it from its last commit). If that fails (a write transaction on the old
 //! one is still running, or the disk is still full), the call fails with a
 //! clear error and the next one tries again.
+//!
+//! With the feature `fuzzing`, the database can live in memory instead
+//! ([`MemoryDb`], redb's `InMemoryBackend`): a commit costs no fsync, so
+//! the fuzz targets that check the store reach depth.
 
 use std::{
     io,
@@ -23,7 +27,53 @@ use crate::{
 pub(crate) struct Db {
     path: PathBuf,
     cache_bytes: usize,
+    /// Where the database is kept.
+    backend: Backend,
     slot: RwLock<Slot>,
+}
+
+/// Where a database is kept.
+#[derive(Debug, Clone)]
+pub(crate) enum Backend {
+    /// The file at `Db::path`.
+    File,
+    /// Memory that outlives the store (so it can be opened again).
+    #[cfg(feature = "fuzzing")]
+    Memory(MemoryDb),
+}
+
+/// A database kept in memory, for the fuzz targets (feature `fuzzing`):
+/// the handle is cheap to clone, and a store opened again on it
+/// ([`crate::Store::open_in_memory`]) finds what the last one committed.
+#[cfg(feature = "fuzzing")]
+#[derive(Debug, Clone, Default)]
+pub struct MemoryDb(Arc<redb::backends::InMemoryBackend>);
+
+#[cfg(feature = "fuzzing")]
+impl MemoryDb {
+    /// A new, empty database.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[cfg(feature = "fuzzing")]
+impl redb::StorageBackend for MemoryDb {
+    fn len(&self) -> Result<u64, io::Error> {
+        self.0.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
+        self.0.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> Result<(), io::Error> {
+        self.0.set_len(len)
+    }
+    fn sync_data(&self) -> Result<(), io::Error> {
+        self.0.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
+        self.0.write(offset, data)
+    }
 }
 
 #[derive(Debug)]
@@ -36,8 +86,13 @@ struct Slot {
 }
 
 impl Db {
-    pub(crate) fn open(path: PathBuf, cache_bytes: usize, root: &Path) -> Result<Self, StoreError> {
-        let db = open(&path, cache_bytes).map_err(|e| match e {
+    pub(crate) fn open(
+        path: PathBuf,
+        cache_bytes: usize,
+        backend: Backend,
+        root: &Path,
+    ) -> Result<Self, StoreError> {
+        let db = open(&path, cache_bytes, &backend).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
                 path: root.to_path_buf(),
                 holder: None,
@@ -47,6 +102,7 @@ impl Db {
         Ok(Self {
             path,
             cache_bytes,
+            backend,
             slot: RwLock::new(Slot {
                 db: Some(Arc::new(db)),
                 generation: 0,
@@ -58,7 +114,9 @@ impl Db {
     /// crash.
     pub(crate) fn begin_write(&self) -> Result<redb::WriteTransaction, StoreError> {
         let mut txn = self.with(|db| db.begin_write())?;
-        txn.set_quick_repair(true);
+        // (Memory is never left half-written by a crash: no repair to
+        // speed up, and the allocator's state is most of a small commit.)
+        txn.set_quick_repair(matches!(self.backend, Backend::File));
         Ok(txn)
     }
 
@@ -116,7 +174,7 @@ impl Db {
         slot.db = None;
         slot.generation += 1;
         tracing::warn!(path = %self.path.display(), "reopening the store database after an I/O error");
-        match open(&self.path, self.cache_bytes) {
+        match open(&self.path, self.cache_bytes, &self.backend) {
             Ok(db) => {
                 slot.db = Some(Arc::new(db));
                 Ok(())
@@ -137,9 +195,22 @@ fn recovering(why: &str) -> StoreError {
 }
 
 /// Opens (or creates) the database file, readable by its owner only: it
-/// holds every room's secret.
-fn open(path: &Path, cache_bytes: usize) -> Result<redb::Database, redb::DatabaseError> {
+/// holds every room's secret (or the database in memory).
+fn open(
+    path: &Path,
+    cache_bytes: usize,
+    backend: &Backend,
+) -> Result<redb::Database, redb::DatabaseError> {
     use std::os::unix::fs::OpenOptionsExt;
+    match backend {
+        Backend::File => {}
+        #[cfg(feature = "fuzzing")]
+        Backend::Memory(mem) => {
+            return redb::Database::builder()
+                .set_cache_size(cache_bytes)
+                .create_with_backend(mem.clone());
+        }
+    }
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)

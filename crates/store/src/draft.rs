@@ -201,7 +201,11 @@ impl Draft {
 
     /// Writes `data` at `offset`, growing the file if needed (a gap reads
     /// as zeros). The bytes are copied and written by the draft's thread.
+    /// Writing no bytes changes nothing, as on a disk (even past the end).
     pub fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), StoreError> {
+        if data.is_empty() {
+            return Ok(());
+        }
         let end = offset.saturating_add(data.len() as u64);
         if end > self.store.inner.opts.inline_max {
             self.spill()?;

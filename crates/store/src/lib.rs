@@ -32,6 +32,8 @@ use std::{
 
 use bao_tree::BlockSize;
 pub use bao_tree::{ChunkNum, ChunkRanges};
+#[cfg(feature = "fuzzing")]
+pub use db::MemoryDb;
 pub use draft::Draft;
 pub use error::StoreError;
 pub use export::{BlobInfo, BlobReader, BlobState};
@@ -142,7 +144,24 @@ impl Store {
     /// Leftovers of imports interrupted by a crash (in `tmp/`) are removed;
     /// nothing else is scanned, so opening is fast whatever the store holds.
     pub fn open_with(dir: impl AsRef<Path>, opts: Options) -> Result<Self, StoreError> {
-        let root = dir.as_ref().to_path_buf();
+        Self::open_on(dir.as_ref(), opts, db::Backend::File)
+    }
+
+    /// Opens the store in `dir` with its database in `db` rather than in
+    /// `dir/meta.redb` (the blobs' data files stay in `dir`), for the fuzz
+    /// targets (feature `fuzzing`): commits cost no fsync. Opening it again
+    /// on the same `db` finds what was committed.
+    #[cfg(feature = "fuzzing")]
+    pub fn open_in_memory(
+        dir: impl AsRef<Path>,
+        db: &MemoryDb,
+        opts: Options,
+    ) -> Result<Self, StoreError> {
+        Self::open_on(dir.as_ref(), opts, db::Backend::Memory(db.clone()))
+    }
+
+    fn open_on(dir: &Path, opts: Options, backend: db::Backend) -> Result<Self, StoreError> {
+        let root = dir.to_path_buf();
         let data_dir = root.join("data");
         let tmp_dir = root.join("tmp");
         for d in [&root, &data_dir, &tmp_dir] {
@@ -150,7 +169,7 @@ impl Store {
         }
         let holder = lock::take(&root, &opts.holder)?;
         let db_path = root.join("meta.redb");
-        let db = db::Db::open(db_path, opts.db_cache_bytes, &root)?;
+        let db = db::Db::open(db_path, opts.db_cache_bytes, backend, &root)?;
         // We hold the database lock, so no other process is importing: any
         // file left in tmp/ belongs to an import that never committed.
         clear_dir(&tmp_dir)?;

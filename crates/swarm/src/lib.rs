@@ -29,6 +29,8 @@ mod config;
 pub mod dht;
 mod error;
 mod frame;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod identity;
 pub mod net;
 mod node;

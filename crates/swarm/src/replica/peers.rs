@@ -167,6 +167,16 @@ impl Peers {
     pub(crate) fn all(&self) -> impl Iterator<Item = (&NodeId, &Peer)> {
         self.map.iter()
     }
+
+    /// What a plan takes ([`super::plan::Inputs::peers`]): the replicas
+    /// other than `me` online at `now`, each with whether it is a
+    /// candidate for placement.
+    pub(crate) fn for_plan(&self, me: NodeId, now: Instant) -> Vec<(NodeId, &Peer, bool)> {
+        self.online(now)
+            .filter(|(id, _)| **id != me)
+            .map(|(id, p)| (*id, p, p.admitted(now)))
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -257,11 +257,7 @@ async fn pass(
         for (_, p) in peers.all().filter(|(_, p)| p.departing(now, window)) {
             urgent.extend(p.holds.iter().copied());
         }
-        let list: Vec<(NodeId, &super::peers::Peer, bool)> = peers
-            .online(now)
-            .filter(|(id, _)| **id != me)
-            .map(|(id, p)| (*id, p, p.admitted(now)))
-            .collect();
+        let list = peers.for_plan(me, now);
         let mut view: Vec<(NodeId, bool)> = list
             .iter()
             .filter(|(_, _, c)| *c)

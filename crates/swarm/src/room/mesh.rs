@@ -38,10 +38,10 @@ use p2pfs_proto::{
 const FIRST_BACKOFF_MS: u64 = 1000;
 const MAX_BACKOFF_MS: u64 = 60_000;
 /// Most replicas whose presence is remembered (members can make up ids).
-const MAX_ORIGINS: usize = 4096;
+pub(crate) const MAX_ORIGINS: usize = 4096;
 /// Most presences kept in a chain (a replica resets every
 /// [`RESET_EVERY`]; a longer chain means it does not).
-const MAX_CHAIN: usize = 4 * RESET_EVERY as usize;
+pub(crate) const MAX_CHAIN: usize = 4 * RESET_EVERY as usize;
 /// A replica starts a new chain (a presence with `reset`) at least every
 /// this many presences.
 pub(crate) const RESET_EVERY: u64 = 8;
@@ -169,7 +169,7 @@ impl Mesh {
     }
 
     /// The members with a session.
-    #[cfg(any(test, feature = "sim"))]
+    #[cfg(any(test, feature = "sim", feature = "fuzzing"))]
     pub(crate) fn sessions(&self) -> impl Iterator<Item = &NodeId> {
         self.sessions.iter()
     }

@@ -485,15 +485,10 @@ async fn answer_have(
 /// and tells placement what it says of a member this node has no session
 /// with. False if it does not verify.
 fn presence(node: &Node, room: &Arc<Room>, peer: NodeId, p: Presence) -> bool {
-    let Ok(body) = p.decode_body() else {
-        return false;
-    };
-    if body.member != room.secret.member_tag(&body.origin)
-        || !crate::identity::verify(&body.origin, &presence_message(&room.id, &p.body), &p.sig.0)
-    {
+    let Some(body) = verify_presence(&room.secret, &room.id, &p) else {
         tracing::warn!(room = %room.id.fmt_short(), %peer, "refused a presence that does not verify");
         return false;
-    }
+    };
     let p = Arc::new(p);
     let now = room.now_ms();
     let heard = crate::lock(&room.mesh).presence(Some(peer), p.clone(), &body, now);
@@ -503,6 +498,20 @@ fn presence(node: &Node, room: &Arc<Room>, peer: NodeId, p: Presence) -> bool {
     room.send_to(&forward, &Arc::new(SyncMsg::Presence((*p).clone())));
     apply_presence(node, room, &body, matches!(apply, Apply::Status(..)));
     true
+}
+
+/// The body of a presence received in the room of `secret` (`room` its
+/// id), if it decodes within its bounds, its origin is a member and the
+/// origin signed it.
+pub(crate) fn verify_presence(
+    secret: &p2pfs_proto::RoomSecret,
+    room: &p2pfs_proto::RoomId,
+    p: &Presence,
+) -> Option<PresenceBody> {
+    let body = p.decode_body().ok()?;
+    let ok = body.member == secret.member_tag(&body.origin)
+        && crate::identity::verify(&body.origin, &presence_message(room, &p.body), &p.sig.0);
+    ok.then_some(body)
 }
 
 /// Tells placement what a presence says, unless a session with its origin

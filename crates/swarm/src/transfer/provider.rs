@@ -136,6 +136,13 @@ impl UploadError {
     }
 }
 
+/// What is sent for a request of `ranges` of a blob of `size` bytes of
+/// which the store has `have`: what was asked (as both sides read it,
+/// [`effective_ranges`]) and is here.
+pub(crate) fn sent_ranges(ranges: &RangeSpec, size: u64, have: &ChunkRanges) -> ChunkRanges {
+    effective_ranges(&to_chunks(ranges), size) & have
+}
+
 async fn get(
     blobs: &Blobs,
     peer: p2pfs_proto::NodeId,
@@ -159,7 +166,7 @@ async fn get(
         let _ = send.finish();
         return Ok(());
     };
-    let sent: ChunkRanges = effective_ranges(&to_chunks(ranges), size) & &have;
+    let sent = sent_ranges(ranges, size, &have);
     let response = BlobResponse::Data {
         have: to_spec(&have),
         ranges: to_spec(&sent),

@@ -53,6 +53,15 @@ pub(crate) enum GetError {
     Worker(crate::WorkerFailed),
 }
 
+/// Whether the ranges a provider announced, `sent`, are part of what was
+/// `asked` (§5.3), for a blob of `size` bytes if it is known (while it is
+/// not, the store itself accepts only a size proof).
+pub(crate) fn within_request(sent: &ChunkRanges, asked: &ChunkRanges, size: Option<u64>) -> bool {
+    size.is_none_or(|size| {
+        (&effective_ranges(sent, size) - &effective_ranges(asked, size)).is_empty()
+    })
+}
+
 /// Sends `Get { hash, ranges }` on a new stream of `conn` and ingests the
 /// answer into `partial`. `received` counts the bytes as they arrive.
 pub(crate) async fn get(
@@ -97,9 +106,7 @@ pub(crate) async fn get(
     };
     // A provider sends what was asked and has, nothing more (§5.3). While
     // the size is unknown the store itself accepts only a size proof.
-    if let Some(size) = partial.size()
-        && !(&effective_ranges(&sent, size) - &effective_ranges(ranges, size)).is_empty()
-    {
+    if !within_request(&sent, ranges, partial.size()) {
         let _ = recv.stop(Code::Protocol.value().into());
         return Err(GetError::Protocol(format!(
             "the provider announced ranges {sent:?}, not part of the request"
