@@ -124,4 +124,3 @@ fuzz_target!(|data: &[u8]| {
     }
     assert!(s.is_done(), "with an honest provider the download finishes");
 });
-

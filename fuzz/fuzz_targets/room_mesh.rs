@@ -19,8 +19,9 @@
 //! in neither side's view; a presence new exactly when its (run, seq)
 //! passes the last one heard (so one applied twice is new once), applied
 //! in order only after a reset without gaps, forwarded to every session
-//! but its sender, its chain (what new sessions get) at most
-//! `MAX_CHAIN` long; who is online (sessions, and replicas heard within
+//! but its sender, its chain at most `MAX_CHAIN` long; a new session's
+//! digest (this node's head, then each origin's) and what a peer lacks
+//! given a digest (left out, behind, of another run); who is online (sessions, and replicas heard within
 //! their timeout that did not say goodbye); and expiry after twice the
 //! timeout.
 #![no_main]
@@ -33,7 +34,9 @@ use std::{
 use libfuzzer_sys::fuzz_target;
 use p2pfs_proto::{
     Hash, NodeId, RoomSecret, codec,
-    room::{Presence, PresenceBody, PresencePhase, Signature, Status, presence_message},
+    room::{
+        Presence, PresenceBody, PresenceHead, PresencePhase, Signature, Status, presence_message,
+    },
 };
 use p2pfs_swarm::{
     fuzzing::mesh::{Apply, Config, Heard, MAX_CHAIN, Mesh, presence_period, verify_presence},
@@ -67,7 +70,8 @@ struct Origin {
     heard: u64,
     timeout: u64,
     phase: PresencePhase,
-    chain: Vec<Vec<u8>>,
+    /// The presences since the last reset, with their `seq`.
+    chain: Vec<(u64, Vec<u8>)>,
     gap: bool,
 }
 
@@ -81,12 +85,71 @@ struct Model {
     dialing: BTreeSet<NodeId>,
     backoff: HashMap<NodeId, (u64, u64)>,
     origins: HashMap<NodeId, Origin>,
-    own: Vec<Vec<u8>>,
+    own: Vec<(u64, Vec<u8>)>,
+    /// Members whose dial failed or whose connection was lost: out of the
+    /// ring until then.
+    unreachable: HashMap<NodeId, u64>,
 }
 
 impl Model {
     fn failing(&self, p: &NodeId, now: u64) -> bool {
-        !self.sessions.contains(p) && self.backoff.get(p).is_some_and(|(t, _)| *t > now)
+        !self.sessions.contains(p) && self.unreachable.get(p).is_some_and(|t| *t > now)
+    }
+
+    /// A new session's digest: this node's head, then each origin's with
+    /// presences kept, by id.
+    fn digest(&self) -> Vec<PresenceHead> {
+        let mut out: Vec<PresenceHead> = self
+            .own
+            .last()
+            .map(|(seq, _)| PresenceHead {
+                origin: self.me,
+                run: 1,
+                seq: *seq,
+            })
+            .into_iter()
+            .collect();
+        let mut others: Vec<PresenceHead> = self
+            .origins
+            .iter()
+            .filter(|(_, o)| !o.chain.is_empty())
+            .map(|(id, o)| PresenceHead {
+                origin: *id,
+                run: o.run,
+                seq: o.seq,
+            })
+            .collect();
+        others.sort_by_key(|h| h.origin);
+        out.extend(others);
+        out
+    }
+
+    /// What a peer lacks given its digest: of this node (first) and each
+    /// origin but the peer (by id), the presences newer than its head.
+    fn missing(&self, peer: NodeId, heads: &[PresenceHead]) -> Vec<Vec<u8>> {
+        let head = |id: &NodeId| {
+            heads
+                .iter()
+                .rev()
+                .find(|h| h.origin == *id)
+                .map(|h| (h.run, h.seq))
+        };
+        let newer = |id: &NodeId, run: u64, chain: &[(u64, Vec<u8>)]| {
+            let h = head(id);
+            chain
+                .iter()
+                .filter(|(seq, _)| h.is_none_or(|h| (run, *seq) > h))
+                .map(|(_, b)| b.clone())
+                .collect::<Vec<_>>()
+        };
+        let mut out = newer(&self.me, 1, &self.own);
+        let mut origins: Vec<(&NodeId, &Origin)> =
+            self.origins.iter().filter(|(id, _)| **id != peer).collect();
+        origins.sort_by_key(|(id, _)| **id);
+        for (id, o) in origins {
+            out.extend(newer(id, o.run, &o.chain));
+        }
+        out
     }
 
     fn ring(&self, now: u64) -> Vec<NodeId> {
@@ -167,6 +230,7 @@ fuzz_target!(|data: &[u8]| {
         backoff: HashMap::new(),
         origins: HashMap::new(),
         own: Vec::new(),
+        unreachable: HashMap::new(),
     };
     let mut clock = 0u64;
     // Presences already made, to replay.
@@ -191,37 +255,62 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             2 => assert!(!mesh.learn(me), "a node learns itself"),
-            // A session starts: it is given this node's chain, then every
-            // other replica's.
+            // A session starts: it sends a digest of the presences this
+            // node holds, and answers the peer's with what it lacks.
             3 => {
                 let p = member(arg);
-                let got = bodies(&mesh.up(p));
+                mesh.up(p);
                 m.sessions.insert(p);
                 m.dialing.remove(&p);
                 m.backoff.remove(&p);
-                let mut others: Vec<Vec<u8>> = m
-                    .origins
-                    .iter()
-                    .filter(|(id, _)| **id != p)
-                    .flat_map(|(_, o)| o.chain.iter().cloned())
-                    .collect();
-                // This node's chain first, then the others' (in any order).
-                let own = m.own.len();
-                assert!(
-                    got.len() >= own && got[..own] == m.own[..],
-                    "own chain first"
+                m.unreachable.remove(&p);
+                let digest = mesh.digest();
+                assert_eq!(digest, m.digest(), "the digest");
+                // A peer that knows all this node does lacks nothing; one
+                // that knows nothing lacks every chain, this node's first.
+                assert!(mesh.missing(p, &digest).is_empty(), "nothing lacking");
+                assert_eq!(bodies(&mesh.missing(p, &[])), m.missing(p, &[]));
+                // A digest of the peer's, made from the input: heads left
+                // out, behind, of another run, or of strangers.
+                let mut theirs = Vec::new();
+                for (i, h) in digest.iter().enumerate() {
+                    match (op >> 4).wrapping_add(i as u8) % 5 {
+                        0 => {}
+                        1 => theirs.push(PresenceHead {
+                            seq: h.seq.saturating_sub(u64::from(arg % 4)),
+                            ..*h
+                        }),
+                        2 => theirs.push(PresenceHead {
+                            run: h.run + u64::from(arg % 2),
+                            ..*h
+                        }),
+                        3 => theirs.push(PresenceHead {
+                            run: h.run.saturating_sub(1),
+                            ..*h
+                        }),
+                        _ => theirs.push(PresenceHead {
+                            origin: member(arg.wrapping_add(i as u8)),
+                            ..*h
+                        }),
+                    }
+                }
+                assert_eq!(
+                    bodies(&mesh.missing(p, &theirs)),
+                    m.missing(p, &theirs),
+                    "what a peer lacks"
                 );
-                let mut rest = got[own..].to_vec();
-                rest.sort();
-                others.sort();
-                assert_eq!(rest, others, "the chains given to a new session");
             }
-            // A session ends.
+            // A session ends: on purpose (keeps its place in the ring) or
+            // with the connection lost (out of the ring for a while).
             4 => {
                 let p = member(arg);
-                mesh.down(p, now);
+                let failed = op & 0x10 != 0;
+                mesh.down(p, now, failed);
                 if m.sessions.remove(&p) {
                     m.backoff.insert(p, (now + FIRST_BACKOFF, FIRST_BACKOFF));
+                    if failed {
+                        m.unreachable.insert(p, now + FIRST_BACKOFF);
+                    }
                 }
             }
             // A dial ends without a session (of a peer dialed or not).
@@ -236,6 +325,7 @@ fuzz_target!(|data: &[u8]| {
                         .get(&p)
                         .map_or(FIRST_BACKOFF, |(_, w)| (w * 2).min(MAX_BACKOFF));
                     m.backoff.insert(p, (now + wait, wait));
+                    m.unreachable.insert(p, now + wait);
                 }
             }
             // Dial what the view asks.
@@ -357,7 +447,7 @@ fuzz_target!(|data: &[u8]| {
                         o.chain.clear();
                         o.gap = true;
                     }
-                    o.chain.push(p.body.clone());
+                    o.chain.push((body.seq, p.body.clone()));
                     (o.run, o.seq, o.heard, o.timeout, o.phase) =
                         (body.run, body.seq, now, timeout, body.phase);
                     let want = Heard::New {
@@ -389,14 +479,17 @@ fuzz_target!(|data: &[u8]| {
                     body: codec::encode(&body).unwrap(),
                     sig: Signature([0; 64]),
                 });
-                assert_eq!(mesh.own(p.clone(), reset), m.push_targets(None));
+                assert_eq!(
+                    mesh.own(p.clone(), 1, body.seq, reset),
+                    m.push_targets(None)
+                );
                 if reset {
                     m.own.clear();
                 }
                 if m.own.len() >= MAX_CHAIN {
                     m.own.remove(0);
                 }
-                m.own.push(p.body.clone());
+                m.own.push((body.seq, p.body.clone()));
                 // Its own presence, come back, is old.
                 assert_eq!(mesh.presence(None, p, &body, now), Heard::Old);
             }
@@ -458,7 +551,7 @@ fuzz_target!(|data: &[u8]| {
                 chain,
                 m.origins
                     .get(&id)
-                    .map(|o| o.chain.clone())
+                    .map(|o| o.chain.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>())
                     .unwrap_or_default()
             );
         }

@@ -5,6 +5,7 @@
 //!
 //! - [`mesh`]: a room's mesh (`room::mesh`) and the check of a presence
 //!   received (`room::sync`).
+//! - [`session`]: one room session's protocol rules (`room::session`).
 //! - [`room`]: signing, verifying and taking in room entries
 //!   (`room::entry`, `room::log`).
 //! - [`replica`]: the statuses heard (`replica::peers`) and the plan made
@@ -12,13 +13,95 @@
 //! - [`transfer`]: what a provider sends for a request, and what a
 //!   requester accepts (`transfer::provider`, `transfer::request`).
 
+/// One room session's protocol rules; see `room::session`.
+pub mod session {
+    use p2pfs_proto::room::SyncMsg;
+
+    use crate::room::session as s;
+
+    /// Entries and presences that may fail verification before the session
+    /// ends.
+    pub const MAX_INVALID: usize = s::MAX_INVALID;
+    /// The least time between two `Have`s sent for entries waiting for
+    /// parents.
+    pub const RESYNC_EVERY_MS: u64 = s::RESYNC_EVERY_MS;
+
+    /// What the session asks the driver, by kind.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Act {
+        SendHave,
+        SendPeers,
+        SendDigest,
+        /// Answer a `Have` of this many authors.
+        Answer(usize),
+        /// Take in this many entries.
+        TakeIn(usize),
+        Synced,
+        Learn,
+        Status,
+        Leaving,
+        Goodbye,
+        Presence,
+        AnswerDigest,
+        Close,
+    }
+
+    fn acts(actions: Vec<s::Action>) -> Vec<Act> {
+        actions
+            .into_iter()
+            .map(|a| match a {
+                s::Action::SendHave => Act::SendHave,
+                s::Action::SendPeers => Act::SendPeers,
+                s::Action::SendDigest => Act::SendDigest,
+                s::Action::Answer(h) => Act::Answer(h.len()),
+                s::Action::TakeIn(l) => Act::TakeIn(l.len()),
+                s::Action::Synced => Act::Synced,
+                s::Action::Learn(_) => Act::Learn,
+                s::Action::Status(_) => Act::Status,
+                s::Action::Leaving => Act::Leaving,
+                s::Action::Goodbye => Act::Goodbye,
+                s::Action::Presence(_) => Act::Presence,
+                s::Action::AnswerDigest(_) => Act::AnswerDigest,
+                s::Action::Close(_) => Act::Close,
+            })
+            .collect()
+    }
+
+    /// A session.
+    #[derive(Debug)]
+    pub struct Session(s::Session);
+
+    impl Session {
+        /// A session starting at `now_ms`, and its first actions.
+        pub fn start(now_ms: u64) -> (Self, Vec<Act>) {
+            let (session, first) = s::Session::start(now_ms);
+            (Self(session), acts(first))
+        }
+
+        /// The peer sent `msg`.
+        pub fn received(&mut self, msg: SyncMsg, now_ms: u64) -> Vec<Act> {
+            acts(self.0.on(s::Event::Received(msg), now_ms))
+        }
+
+        /// Entries were taken in.
+        pub fn taken_in(&mut self, bad: usize, waiting: bool, now_ms: u64) -> Vec<Act> {
+            acts(self.0.on(s::Event::TakenIn { bad, waiting }, now_ms))
+        }
+
+        /// A presence was checked.
+        pub fn presence_checked(&mut self, valid: bool, now_ms: u64) -> Vec<Act> {
+            acts(self.0.on(s::Event::PresenceChecked { valid }, now_ms))
+        }
+    }
+}
+
 /// A room's mesh; see `room::mesh`.
 pub mod mesh {
     use std::{collections::BTreeSet, sync::Arc};
 
     use p2pfs_proto::{
         NodeId, RoomId, RoomSecret,
-        room::{Presence, PresenceBody, PresencePhase, Status},
+        room::{Presence, PresenceBody, PresenceHead, PresencePhase, Status},
     };
 
     use crate::room::mesh as m;
@@ -107,14 +190,25 @@ pub mod mesh {
             self.0.sessions().copied().collect()
         }
 
-        /// A session with `peer` started: the presences to send it.
-        pub fn up(&mut self, peer: NodeId) -> Vec<Arc<Presence>> {
+        /// A session with `peer` started.
+        pub fn up(&mut self, peer: NodeId) {
             self.0.up(peer)
         }
 
-        /// The session with `peer` ended.
-        pub fn down(&mut self, peer: NodeId, now: u64) {
-            self.0.down(peer, now)
+        /// The newest presence held of each replica, for a new session.
+        pub fn digest(&self) -> Vec<PresenceHead> {
+            self.0.digest()
+        }
+
+        /// The presences `peer` lacks, from its digest.
+        pub fn missing(&self, peer: NodeId, heads: &[PresenceHead]) -> Vec<Arc<Presence>> {
+            self.0.missing(peer, heads)
+        }
+
+        /// The session with `peer` ended (`failed`: the connection was
+        /// lost).
+        pub fn down(&mut self, peer: NodeId, now: u64, failed: bool) {
+            self.0.down(peer, now, failed)
         }
 
         /// A dial of `peer` ended without a session.
@@ -142,9 +236,9 @@ pub mod mesh {
             self.0.push_targets(from)
         }
 
-        /// This node's own presence, made; where to send it.
-        pub fn own(&mut self, p: Arc<Presence>, reset: bool) -> Vec<NodeId> {
-            self.0.own(p, reset)
+        /// This node's own presence (`run`, `seq`), made; where to send it.
+        pub fn own(&mut self, p: Arc<Presence>, run: u64, seq: u64, reset: bool) -> Vec<NodeId> {
+            self.0.own(p, run, seq, reset)
         }
 
         /// Takes in a verified presence from the session of `from`.
