@@ -4,7 +4,10 @@
 # (crates/swarm/src/room/sim.rs) for 10, 100 and 300 members (1,000 with
 # `bench/room_sim.sh 1000`), 50 ms round trips, ±20 % jitter, 1 % loss,
 # 200 chat lines: chat latency, members whose view of who is online is
-# wrong, sessions and bytes sent per member. Deterministic from the seed.
+# wrong, sessions and bytes sent per member (over the whole run, and in the
+# steady state from 15 s, with the share of each message and the sessions
+# started and ended meanwhile). Deterministic from the seed. 1,000 members
+# take minutes.
 #   bench/room_sim.sh [MEMBERS...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +17,7 @@ SEED=${SEED:-1}
 for n in "${@:-10 100 300}"; do
   # shellcheck disable=SC2086
   for m in $n; do
-    $SIM "$m" "$SEED" --duration 30000
+    $SIM "$m" "$SEED" --duration 40000
     echo
   done
 done
