@@ -14,7 +14,8 @@
 //! predecessor and the members 1, 2, 4, … places on: at most
 //! 1 + ⌈log₂ n⌉), so the view holds only known members, never the node
 //! itself, and routes around members whose dials back off (1 s doubling
-//! to 60 s); dials only of the view, at most 8 in flight, none with a
+//! to 60 s); dials only of the view, at most 8 in flight (with no session
+//! at all: of everyone known, view first, at most 32), none with a
 //! session or backing off; surplus sessions only beyond twice the view,
 //! in neither side's view; a presence new exactly when its (run, seq)
 //! passes the last one heard (so one applied twice is new once), applied
@@ -39,7 +40,9 @@ use p2pfs_proto::{
     },
 };
 use p2pfs_swarm::{
-    fuzzing::mesh::{Apply, Config, Heard, MAX_CHAIN, Mesh, presence_period, verify_presence},
+    fuzzing::mesh::{
+        Apply, Config, Heard, ISOLATED_DIALS, MAX_CHAIN, Mesh, presence_period, verify_presence,
+    },
     identity::SecretKey,
 };
 
@@ -329,11 +332,22 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             // Dial what the view asks.
+            // Dials: of the view, or, with no session at all, of everyone
+            // known (view first, then around the ring), more at once.
             6 => {
                 let got = mesh.dials(now);
                 let mut want = Vec::new();
-                for p in m.view(now) {
-                    if m.dialing.len() >= cfg.max_dials {
+                let mut candidates: Vec<NodeId> = m.view(now).into_iter().collect();
+                let limit = if m.sessions.is_empty() {
+                    let ring = m.ring(now);
+                    let i = ring.iter().position(|p| *p == me).unwrap_or(0);
+                    candidates.extend(ring[i..].iter().chain(&ring[..i]).filter(|p| **p != me));
+                    ISOLATED_DIALS
+                } else {
+                    cfg.max_dials
+                };
+                for p in candidates {
+                    if m.dialing.len() >= limit {
                         break;
                     }
                     if m.sessions.contains(&p)
@@ -347,7 +361,7 @@ fuzz_target!(|data: &[u8]| {
                 }
                 assert_eq!(got, want, "dials");
                 assert!(got.iter().all(|p| m.known.contains(p) && *p != me));
-                assert!(m.dialing.len() <= cfg.max_dials);
+                assert!(m.dialing.len() <= cfg.max_dials.max(ISOLATED_DIALS));
             }
             // A presence: new, a replay, or a forgery.
             7..=10 => {

@@ -112,6 +112,8 @@ pub mod mesh {
     pub const MAX_CHAIN: usize = m::MAX_CHAIN;
     /// Most replicas whose presences are remembered.
     pub const MAX_ORIGINS: usize = m::MAX_ORIGINS;
+    /// Dials in flight at most for a node with no session.
+    pub const ISOLATED_DIALS: usize = m::ISOLATED_DIALS;
 
     /// How a node meshes (`room::mesh::Config`).
     #[derive(Debug, Clone)]

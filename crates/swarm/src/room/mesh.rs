@@ -34,6 +34,8 @@ use p2pfs_proto::{
     room::{MAX_PRESENCE_HEADS, Presence, PresenceBody, PresenceHead, PresencePhase, Status},
 };
 
+/// Dials in flight at most for a node with no session.
+pub(crate) const ISOLATED_DIALS: usize = 32;
 /// Dial backoff after a first failure, and its ceiling.
 const FIRST_BACKOFF_MS: u64 = 1000;
 const MAX_BACKOFF_MS: u64 = 60_000;
@@ -304,11 +306,31 @@ impl Mesh {
     }
 
     /// The members to dial now (each is then in progress until
-    /// [`Mesh::up`] or [`Mesh::dial_ended`]).
+    /// [`Mesh::up`] or [`Mesh::dial_ended`]). A node with no session at
+    /// all (it just started, or everyone it knew went away) dials every
+    /// member it knows, up to [`ISOLATED_DIALS`] at once, view first: the
+    /// first member that answers brings it into the room, whoever it is;
+    /// the sessions no view needs end later as surplus.
     pub(crate) fn dials(&mut self, now: u64) -> Vec<NodeId> {
+        let mut candidates: Vec<NodeId> = self.view(now).into_iter().collect();
+        let limit = if self.sessions.is_empty() {
+            let ring = self.ring(now);
+            let i = ring.binary_search(&self.me).unwrap_or(0);
+            // The rest of the ring, from this node on.
+            candidates.extend(
+                ring[i..]
+                    .iter()
+                    .chain(&ring[..i])
+                    .filter(|p| **p != self.me)
+                    .copied(),
+            );
+            ISOLATED_DIALS
+        } else {
+            self.config.max_dials
+        };
         let mut out = Vec::new();
-        for peer in self.view(now) {
-            if self.dialing.len() >= self.config.max_dials {
+        for peer in candidates {
+            if self.dialing.len() >= limit {
                 break;
             }
             if self.sessions.contains(&peer)
@@ -533,6 +555,7 @@ mod tests {
         for i in 1..=40 {
             m.learn(id(i));
         }
+        m.up(id(20));
         let dials = m.dials(0);
         assert!(dials.contains(&id(1)) && dials.len() <= 8);
         m.dial_ended(id(1), true, 0);
@@ -544,6 +567,32 @@ mod tests {
         m.dial_ended(id(1), true, FIRST_BACKOFF_MS);
         assert!(m.failing(&id(1), FIRST_BACKOFF_MS * 2));
         assert!(!m.failing(&id(1), FIRST_BACKOFF_MS * 3));
+    }
+
+    #[test]
+    fn a_node_with_no_session_dials_everyone_it_knows_view_first() {
+        // A member back in a room where most others are gone must not try
+        // its view a few at a time, waiting out each dead one's timeout.
+        let mut m = Mesh::new(id(0), Config::default());
+        for i in 1..=40 {
+            m.learn(id(i));
+        }
+        let view = m.view(0);
+        let dials = m.dials(0);
+        assert_eq!(dials.len(), ISOLATED_DIALS);
+        assert_eq!(
+            dials[..view.len()].iter().copied().collect::<BTreeSet<_>>(),
+            view
+        );
+        for p in &dials {
+            m.dial_ended(*p, true, 0);
+        }
+        // The other 8 next, once one is in: only the view.
+        assert_eq!(m.dials(1).len(), 40 - ISOLATED_DIALS);
+        m.up(id(40));
+        for p in m.dials(1) {
+            assert!(m.view(1).contains(&p));
+        }
     }
 
     #[test]
