@@ -287,9 +287,12 @@ pub(crate) enum ValueError {
     /// Not digits and a suffix.
     #[error("{0:?} is not a quantity like 500K or 20M")]
     NotAQuantity(String),
-    /// A quantity's suffix is none of K, M, G (T for sizes).
+    /// A rate's suffix is none of K, M, G.
     #[error("unknown unit {0:?} (use K, M or G)")]
     QuantityUnit(String),
+    /// A size's suffix is none of K, M, G, T.
+    #[error("unknown unit {0:?} (use K, M, G or T)")]
+    SizeUnit(String),
     /// A quantity of zero.
     #[error("the quantity must be above zero")]
     ZeroQuantity,
@@ -311,8 +314,6 @@ pub(crate) fn parse_size(s: &str) -> Result<u64, ValueError> {
     parse_bytes(s.trim(), s, true)
 }
 
-/// Parses a duration: digits with an optional `s`, `m` or `h` (seconds by
-/// default, `ms` for milliseconds).
 /// A time like [`parse_duration`], or `0` for none.
 pub(crate) fn parse_wait(s: &str) -> Result<std::time::Duration, ValueError> {
     if s.trim() == "0" {
@@ -321,6 +322,8 @@ pub(crate) fn parse_wait(s: &str) -> Result<std::time::Duration, ValueError> {
     parse_duration(s)
 }
 
+/// Parses a duration: digits with an optional `s`, `m` or `h` (seconds by
+/// default, `ms` for milliseconds).
 pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, ValueError> {
     let t = s.trim();
     let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
@@ -359,6 +362,7 @@ fn parse_bytes(t: &str, s: &str, tera: bool) -> Result<u64, ValueError> {
         "M" | "MI" => 20,
         "G" | "GI" => 30,
         "T" | "TI" if tera => 40,
+        _ if tera => return Err(ValueError::SizeUnit(unit.to_string())),
         _ => return Err(ValueError::QuantityUnit(unit.to_string())),
     };
     let n: u64 = digits
@@ -421,7 +425,7 @@ mod tests {
             ),
             (
                 said(parse_size("1P")),
-                r#"unknown unit "P" (use K, M or G)"#,
+                r#"unknown unit "P" (use K, M, G or T)"#,
             ),
             (
                 said(parse_rate("M")),
