@@ -5,7 +5,11 @@
 //! touched, and pushes it to the sessions. Everything else talks to it
 //! through [`LogHandle`].
 
-use std::{collections::HashMap, sync::Arc, time::Instant};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use p2pfs_proto::{Hash, NodeId, room::Op};
 use p2pfs_store::Store;
@@ -16,6 +20,10 @@ use crate::{SwarmError, net::Net};
 
 /// Requests queued for a room's log before writers wait.
 const QUEUE: usize = 256;
+/// Most entries kept waiting for their parents, per room.
+const MAX_PENDING: usize = 10_000;
+/// How long an entry may wait for its parents.
+const PENDING_TTL: Duration = Duration::from_secs(120);
 
 /// What the log task is asked.
 enum Cmd {
@@ -165,7 +173,7 @@ async fn accept(
         let t = since.get(&v.hash).copied().unwrap_or_else(Instant::now);
         pending.push((t, v));
     }
-    super::trim_pending(pending);
+    trim_pending(pending);
     if !accepted.new.is_empty() {
         {
             let mut members = crate::lock(&room.members);
@@ -176,4 +184,13 @@ async fn accept(
         room.broadcast(&accepted.new, Some(peer));
     }
     Ok(waiting)
+}
+
+/// Keeps the number of pending entries bounded and drops stale ones.
+fn trim_pending(pending: &mut Vec<(Instant, Verified)>) {
+    pending.retain(|(t, _)| t.elapsed() < PENDING_TTL);
+    if pending.len() > MAX_PENDING {
+        let extra = pending.len() - MAX_PENDING;
+        pending.drain(..extra);
+    }
 }

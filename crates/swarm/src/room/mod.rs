@@ -58,25 +58,17 @@ pub(crate) mod transcript;
 pub(crate) mod view;
 mod write;
 
-use std::time::{Duration, Instant};
-
 use p2pfs_proto::{
     Hash, RoomId, RoomSecret,
     room::{Op, valid_display_name},
 };
 
-use self::entry::Verified;
 pub use self::{
     handle::Room,
     lifecycle::{RoomSummary, bytes_received},
     view::{FileEntry, FileKind},
     write::{Change, TreeLock, new_file_id},
 };
-
-/// Most entries kept waiting for their parents, per room.
-const MAX_PENDING: usize = 10_000;
-/// How long an entry may wait for its parents.
-const PENDING_TTL: Duration = Duration::from_secs(120);
 
 /// The pin name under which a room keeps its blobs.
 pub fn pin_name(room: &RoomId) -> String {
@@ -90,15 +82,6 @@ pub fn host_name() -> String {
         .map(|s| s.trim().to_string())
         .filter(|s| valid_display_name(s))
         .unwrap_or_else(|| "p2pfs".into())
-}
-
-/// Keeps the number of pending entries bounded and drops stale ones.
-pub(crate) fn trim_pending(pending: &mut Vec<(Instant, Verified)>) {
-    pending.retain(|(t, _)| t.elapsed() < PENDING_TTL);
-    if pending.len() > MAX_PENDING {
-        let extra = pending.len() - MAX_PENDING;
-        pending.drain(..extra);
-    }
 }
 
 /// Checks an encoded entry for the room of `secret` (bounds, membership

@@ -251,7 +251,7 @@ async fn session(
     crate::lock(&room.mesh).up(peer);
     let (mut machine, first) = Session::start(room.now_ms());
     // The first actions only queue messages.
-    let _ = run(&node, &room, peer, &tx, &mut machine, first).await;
+    let _ = run(&node, &room, peer, &tx, &replies, &mut machine, first).await;
     if let Some(rep) = &node.inner.replica {
         node.net().spawn(crate::replica::feed::run(
             room.clone(),
@@ -388,26 +388,18 @@ async fn read_loop(
         };
         room.bytes_in.fetch_add(size as u64, Ordering::Relaxed);
         let actions = machine.on(Event::Received(msg), room.now_ms());
-        if actions == [Action::Synced] {
-            let waiter = crate::lock(replies).pop_front().flatten();
-            if let Some(w) = waiter {
-                let _ = w.send(());
-            }
-            room.synced.send_modify(|n| *n += 1);
-            continue;
-        }
-        run(node, room, peer, tx, machine, actions).await?;
+        run(node, room, peer, tx, replies, machine, actions).await?;
     }
 }
 
 /// Carries out a session's actions, and those their outcomes lead to (the
-/// driver of [`Session`]). `Synced` is the read loop's (it holds the
-/// waiters).
+/// driver of [`Session`]). `replies` holds the waiters of our `Have`s.
 async fn run(
     node: &Node,
     room: &Arc<Room>,
     peer: NodeId,
     tx: &mpsc::Sender<Out>,
+    replies: &Mutex<VecDeque<Option<oneshot::Sender<()>>>>,
     machine: &mut Session,
     actions: Vec<Action>,
 ) -> Result<(), SwarmError> {
@@ -430,7 +422,13 @@ async fn run(
                 let (bad, waiting) = take_in(room, peer, list).await?;
                 queue.extend(machine.on(Event::TakenIn { bad, waiting }, room.now_ms()));
             }
-            Action::Synced => {}
+            Action::Synced => {
+                let waiter = crate::lock(replies).pop_front().flatten();
+                if let Some(w) = waiter {
+                    let _ = w.send(());
+                }
+                room.synced.send_modify(|n| *n += 1);
+            }
             Action::Learn(list) => room.learn_all(list, node.id()),
             Action::Status(s) => room.replica.heard(peer, s, node.offline_after()),
             Action::Leaving => room.replica.heard_leaving(peer),
