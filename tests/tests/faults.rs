@@ -398,7 +398,10 @@ fn a_mount_killed_9_mid_write_is_remounted_with_nothing_acknowledged_lost() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for(SLOW, "the big write to be under way", || {
+        let len = std::fs::metadata(room(&a).join("big")).map_or(0, |m| m.len());
+        (len > 0).then_some(())
+    });
     a.kill9();
     let mut cp = cp;
     let _ = cp.wait();

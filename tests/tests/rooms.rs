@@ -61,7 +61,13 @@ fn members_converge_both_ways_and_an_outsider_gets_nothing() {
     let root = temp_dir();
     let a = Daemon::start(&root.path().join("a"), &["--name", "alice"]);
     let b = Daemon::start(&root.path().join("b"), &["--name", "bob"]);
-    let c = Daemon::start(&root.path().join("c"), &["--name", "carol"]);
+    // (Its log says when a member refuses it.)
+    let c = Daemon::start_with_env(
+        &root.path().join("c"),
+        "127.0.0.1:0",
+        &["--name", "carol"],
+        &[("P2PFS_LOG", "warn,p2pfs_swarm::room=debug")],
+    );
 
     let ticket = ok(&p2pfs(a.data_dir(), &["room", "create", "team"]));
     let ticket = ticket.trim();
@@ -157,7 +163,15 @@ fn members_converge_both_ways_and_an_outsider_gets_nothing() {
         c.data_dir(),
         &["room", "join", &forged, "--name", "spy"],
     ));
-    std::thread::sleep(Duration::from_secs(3));
+    wait_for(
+        Duration::from_secs(60),
+        "a member to refuse the spy",
+        || {
+            c.log()
+                .contains("is not a member of this room")
+                .then_some(())
+        },
+    );
     assert!(paths(&ls(&c, "spy")).is_empty());
     assert_eq!(chat(&c, "spy"), "");
     let rooms: serde_json::Value =

@@ -328,3 +328,48 @@ async fn connections_beyond_the_per_address_limit_are_refused() {
     }
     a.node.shutdown().await;
 }
+
+/// A provider killed with SIGKILL and started again on the same address
+/// (a crash and a restart, or a remount) is a new QUIC endpoint: the
+/// connection a downloader pooled with the old one is dead, though nothing
+/// said so. The next fetch from it must not wait on that connection until
+/// it times out and fail: it learns at once that the connection is gone
+/// (the restarted node answers it with a stateless reset) and dials anew.
+#[test]
+fn a_provider_restarted_on_its_address_serves_the_next_fetch() {
+    use p2pfs_tests::{ok, p2pfs, random_file};
+    let root = temp_dir();
+    let dir = |n: &str| root.path().join(n);
+    let listen = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().to_string()
+    };
+    let mut hashes = Vec::new();
+    for i in 0..2u64 {
+        let f = dir(&format!("f{i}"));
+        random_file(&f, 200_000 + i, 40 + i);
+        let out = ok(&p2pfs(&dir("a"), &["add", f.to_str().unwrap()]));
+        hashes.push(out.split_whitespace().next().unwrap().to_string());
+    }
+    let b = Daemon::start(&dir("b"), &["--no-lan"]);
+    let fetch = |a: &Daemon, hash: &str| {
+        let to = dir(&format!("got-{hash}"));
+        ok(&p2pfs(
+            b.data_dir(),
+            &[
+                "fetch",
+                hash,
+                "--peer",
+                &a.peer(),
+                "-o",
+                to.to_str().unwrap(),
+            ],
+        ));
+        assert_eq!(p2pfs_tests::blake3_file(&to), hash);
+    };
+    let mut a = Daemon::start_in(None, &dir("a"), &listen, &["--no-lan"]);
+    fetch(&a, &hashes[0]);
+    a.kill9();
+    let a = Daemon::start_in(None, &dir("a"), &listen, &["--no-lan"]);
+    fetch(&a, &hashes[1]);
+}

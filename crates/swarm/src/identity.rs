@@ -116,6 +116,31 @@ impl SecretKey {
         out
     }
 
+    /// The keys QUIC's connection ids and stateless reset tokens are made
+    /// with, derived from the seed (HMAC-SHA256 of fixed labels under it:
+    /// nothing about the seed can be learnt from them), so the same on
+    /// every run of the node. A node that restarts has lost its
+    /// connections; the first packet a peer sends on one of them carries a
+    /// connection id the new run recognises as its own, and is answered
+    /// with a stateless reset whose token the peer checks (it was made with
+    /// the same key): the peer learns at once that the connection is gone
+    /// instead of waiting for it to time out (RFC 9000 §10.3, which asks
+    /// for such a key to survive the loss of state).
+    pub(crate) fn quic_keys(&self) -> QuicKeys {
+        let prf = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.seed);
+        let reset = ring::hmac::sign(&prf, b"p2pfs QUIC stateless reset key v1");
+        let cid = ring::hmac::sign(&prf, b"p2pfs QUIC connection id key v1");
+        let mut keys = QuicKeys {
+            reset: [0; 32],
+            cid: 0,
+        };
+        keys.reset.copy_from_slice(reset.as_ref());
+        let mut cid_key = [0u8; 8];
+        cid_key.copy_from_slice(&cid.as_ref()[..8]);
+        keys.cid = u64::from_le_bytes(cid_key);
+        keys
+    }
+
     /// The key as PKCS#8 v1 DER (RFC 8410), for TLS.
     pub(crate) fn pkcs8_der(&self) -> Vec<u8> {
         // SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING seed } }
@@ -128,6 +153,14 @@ impl SecretKey {
     }
 }
 
+/// See [`SecretKey::quic_keys`].
+pub(crate) struct QuicKeys {
+    /// The HMAC key of stateless reset tokens.
+    pub(crate) reset: [u8; 32],
+    /// The key that marks connection ids as this node's.
+    pub(crate) cid: u64,
+}
+
 /// Checks an Ed25519 signature by `node` over `msg`.
 pub fn verify(node: &NodeId, msg: &[u8], sig: &[u8; 64]) -> bool {
     ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, node.as_bytes())
@@ -138,6 +171,17 @@ pub fn verify(node: &NodeId, msg: &[u8], sig: &[u8; 64]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quic_keys_are_the_same_on_every_run_and_differ_between_nodes() {
+        let a = SecretKey::from_seed([7; 32]).unwrap().quic_keys();
+        let again = SecretKey::from_seed([7; 32]).unwrap().quic_keys();
+        let b = SecretKey::from_seed([8; 32]).unwrap().quic_keys();
+        assert_eq!((a.reset, a.cid), (again.reset, again.cid));
+        assert_ne!(a.reset, b.reset);
+        assert_ne!(a.cid, b.cid);
+        assert_ne!(&a.reset[..], &[7u8; 32][..], "not the seed itself");
+    }
 
     #[test]
     fn created_once_with_mode_0600_then_reloaded() {

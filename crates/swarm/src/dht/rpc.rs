@@ -24,7 +24,16 @@ pub(crate) struct Answer {
 /// Sends `query` to `target` (connecting if needed) and returns its
 /// answer, checked against the protocol's bounds and the query's type.
 pub(crate) async fn ask(dht: &Dht, target: &Target, query: Query) -> Result<Answer, SwarmError> {
-    let conn = dht.net.connect(target, ALPN).await?;
+    dht.net
+        .with_conn(target, ALPN, |conn| ask_on(dht, conn, query.clone()))
+        .await
+}
+
+async fn ask_on(
+    dht: &Dht,
+    conn: crate::net::dial::Conn,
+    query: Query,
+) -> Result<Answer, SwarmError> {
     let peer = conn.peer;
     let fail = |reason: String| SwarmError::Peer { peer, reason };
     let started = Instant::now();

@@ -89,15 +89,23 @@ fn grow_buffers(socket: &UdpSocket) {
     );
 }
 
-/// Builds the endpoint on `socket`, delaying what it sends by `link`.
+/// Builds the endpoint on `socket`, delaying what it sends by `link`. Its
+/// connection ids and stateless resets are made with `keys`, the same on
+/// every run of the node (see [`crate::identity::SecretKey::quic_keys`]).
 pub(crate) fn endpoint(
     socket: UdpSocket,
     server: quinn::ServerConfig,
+    keys: crate::identity::QuicKeys,
     link: Option<crate::link::LinkDelay>,
 ) -> Result<quinn::Endpoint, SwarmError> {
     grow_buffers(&socket);
     let runtime = quinn::default_runtime().ok_or(SetupError::NoRuntime)?;
-    let mut config = quinn::EndpointConfig::default();
+    let mut config = quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(
+        ring::hmac::HMAC_SHA256,
+        &keys.reset,
+    )));
+    let cid = keys.cid;
+    config.cid_generator(move || Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid)));
     config
         .max_udp_payload_size(MAX_UDP_PAYLOAD)
         .map_err(|e| SetupError::Quic(e.to_string()))?;

@@ -76,7 +76,7 @@ impl Net {
         }
         let transport = Arc::new(endpoint::transport_config(&limits));
         let socket = endpoint::bind(config.listen, config.default_port)?;
-        let endpoint = endpoint::endpoint(socket, server, config.link_delay)?;
+        let endpoint = endpoint::endpoint(socket, server, key.quic_keys(), config.link_delay)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 key,
@@ -184,6 +184,15 @@ impl Net {
         target: &Target,
         alpn: &'static [u8],
     ) -> Result<Conn, SwarmError> {
+        Ok(self.connect_new(target, alpn).await?.0)
+    }
+
+    /// [`Net::connect`], and whether the connection was dialed now.
+    async fn connect_new(
+        &self,
+        target: &Target,
+        alpn: &'static [u8],
+    ) -> Result<(Conn, bool), SwarmError> {
         if self.is_stopping() {
             return Err(SwarmError::Shutdown);
         }
@@ -193,7 +202,34 @@ impl Net {
             let (net, c) = (self.clone(), conn.clone());
             self.spawn(async move { net.serve(c, alpn).await });
         }
-        Ok(conn)
+        Ok((conn, new))
+    }
+
+    /// Runs `op` over a connection to `target` for `alpn`. A pooled
+    /// connection can be dead before anyone knows it: the peer crashed and
+    /// restarted, and its new run resets the connection at the first packet
+    /// (see [`crate::identity::SecretKey::quic_keys`]). When `op` fails on a
+    /// reused connection that has closed meanwhile, a new connection is
+    /// dialed and `op` runs once more, on it.
+    pub(crate) async fn with_conn<T, F, Fut>(
+        &self,
+        target: &Target,
+        alpn: &'static [u8],
+        mut op: F,
+    ) -> Result<T, SwarmError>
+    where
+        F: FnMut(Conn) -> Fut,
+        Fut: std::future::Future<Output = Result<T, SwarmError>>,
+    {
+        let (conn, new) = self.connect_new(target, alpn).await?;
+        match op(conn.clone()).await {
+            Err(e) if !new && conn.conn.close_reason().is_some() && !self.is_stopping() => {
+                tracing::debug!(peer = %conn.peer, "a pooled connection had closed ({e}); dialing again");
+                let (conn, _) = self.connect_new(target, alpn).await?;
+                op(conn).await
+            }
+            r => r,
+        }
     }
 
     /// The next stream the peer opens on `conn`; `None` once the connection

@@ -104,7 +104,24 @@ pub(crate) async fn dial(
     target: &Target,
     established: impl FnOnce(),
 ) -> Result<(), SwarmError> {
-    let conn = node.net().connect(target, p2pfs_proto::room::ALPN).await?;
+    let (conn, send, recv) = node
+        .net()
+        .with_conn(target, p2pfs_proto::room::ALPN, |conn| {
+            hello(node, &room, conn)
+        })
+        .await?;
+    room.learn(conn.peer, target.addrs.clone());
+    session(node.clone(), room, conn, send, recv, node.id(), established).await;
+    Ok(())
+}
+
+/// Opens a session's stream on `conn`: each side proves it holds the
+/// room's secret.
+async fn hello(
+    node: &Node,
+    room: &Room,
+    conn: Conn,
+) -> Result<(Conn, quinn::SendStream, quinn::RecvStream), SwarmError> {
     let peer = conn.peer;
     if peer == node.id() {
         return Err(crate::error::RoomError::SelfDial.into());
@@ -131,15 +148,12 @@ pub(crate) async fn dial(
     .map_err(|_| proto_err(peer, "no answer to the room hello"))?
     .map_err(|e| proto_err(peer, format!("room hello: {e}")))?;
     match welcome {
-        Welcome::Member { proof } if proof == room.secret.connection_proof(&x, false) => {}
-        Welcome::Member { .. } => return Err(proto_err(peer, "a wrong proof of membership")),
-        Welcome::Unknown => {
-            return Err(crate::error::RoomError::NotMember(peer.fmt_short()).into());
+        Welcome::Member { proof } if proof == room.secret.connection_proof(&x, false) => {
+            Ok((conn, send, recv))
         }
+        Welcome::Member { .. } => Err(proto_err(peer, "a wrong proof of membership")),
+        Welcome::Unknown => Err(crate::error::RoomError::NotMember(peer.fmt_short()).into()),
     }
-    room.learn(peer, target.addrs.clone());
-    session(node.clone(), room, conn, send, recv, node.id(), established).await;
-    Ok(())
 }
 
 /// Serves room streams a peer opens on `conn`.

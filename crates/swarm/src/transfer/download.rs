@@ -14,7 +14,7 @@
 //! 5. Commit.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -116,7 +116,7 @@ pub(crate) async fn run(
     let stall = net.limits().stall_timeout;
     let mut haves: HashMap<NodeId, Groups> = HashMap::new();
     while partial.size().is_none() {
-        match prove_size(net, hash, &partial, &mut conns, &mut haves, stall).await {
+        match prove_size(&mut dials, hash, &partial, &mut conns, &mut haves, stall).await {
             Ok(()) => break,
             // Providers still connecting may prove it (or a download of
             // the same blob running beside this one).
@@ -197,6 +197,10 @@ struct Dials {
     seen: Vec<NodeId>,
     /// Why the failed ones failed.
     failures: Vec<String>,
+    /// What was dialed to reach each provider connected.
+    targets: HashMap<NodeId, Target>,
+    /// Providers dialed again after their connection closed.
+    redialed: HashSet<NodeId>,
 }
 
 impl Dials {
@@ -206,18 +210,47 @@ impl Dials {
             set: tokio::task::JoinSet::new(),
             seen: vec![net.id()],
             failures: Vec::new(),
+            targets: HashMap::new(),
+            redialed: HashSet::new(),
         };
         for t in providers.iter().filter(|t| t.id != Some(net.id())) {
             if let Some(id) = t.id.filter(|id| net.is_banned(id)) {
                 dials.failures.push(banned(&id));
                 continue;
             }
-            let (net, t) = (net.clone(), t.clone());
-            dials
-                .set
-                .spawn(async move { (net.connect(&t, blobs::ALPN).await, t) });
+            dials.dial(t.clone());
         }
         dials
+    }
+
+    fn dial(&mut self, t: Target) {
+        let net = self.net.clone();
+        self.set
+            .spawn(async move { (net.connect(&t, blobs::ALPN).await, t) });
+    }
+
+    /// Dials `c`'s provider again if `c` has closed, once per download and
+    /// provider: a pooled connection can be dead before anyone knows it (a
+    /// provider that crashed and restarted resets it at the first request;
+    /// one that dropped it closed it). Whether a dial was started.
+    fn redial(&mut self, c: &Conn) -> bool {
+        if c.conn.close_reason().is_none()
+            || self.net.is_banned(&c.peer)
+            || !self.redialed.insert(c.peer)
+        {
+            return false;
+        }
+        let Some(t) = self.targets.get(&c.peer) else {
+            return false;
+        };
+        let t = Target {
+            id: Some(c.peer),
+            addrs: t.addrs.clone(),
+        };
+        tracing::debug!(provider = %t, "connection closed, dialing again");
+        self.seen.retain(|p| *p != c.peer);
+        self.dial(t);
+        true
     }
 
     /// The next providers to connect: waits for one, then up to
@@ -254,8 +287,9 @@ impl Dials {
                 self.failures.push(banned(&c.peer));
                 None
             }
-            Ok((Ok(c), _)) if !self.seen.contains(&c.peer) => {
+            Ok((Ok(c), t)) if !self.seen.contains(&c.peer) => {
                 self.seen.push(c.peer);
+                self.targets.insert(c.peer, t);
                 Some(c)
             }
             Ok((Err(e), t)) => {
@@ -281,9 +315,10 @@ fn ban(net: &Net, c: &Conn, e: &impl std::fmt::Display) {
 }
 
 /// Asks providers in turn for the last chunk group until one proves the
-/// size; providers that lie or lack the blob are dropped.
+/// size; providers that lie or lack the blob are dropped, and those whose
+/// connection turns out closed are dialed again.
 async fn prove_size(
-    net: &Net,
+    dials: &mut Dials,
     hash: Hash,
     partial: &PartialBlob,
     conns: &mut Vec<Conn>,
@@ -294,6 +329,7 @@ async fn prove_size(
     let mut keep = Vec::new();
     let mut last_error = String::from("no provider has it");
     let mut proven = false;
+    let net = dials.net.clone();
     for c in conns.drain(..) {
         if net.is_banned(&c.peer) {
             continue;
@@ -322,7 +358,7 @@ async fn prove_size(
             Ok(Answer::NotFound) => last_error = format!("{} does not have it", c.peer.fmt_short()),
             Err(GetError::BadData(e)) => {
                 last_error = format!("{} sent bad data: {e}", c.peer.fmt_short());
-                ban(net, &c, &e);
+                ban(&net, &c, &e);
             }
             Err(GetError::Protocol(e)) => {
                 last_error = format!("{} broke the protocol: {e}", c.peer.fmt_short());
@@ -331,7 +367,9 @@ async fn prove_size(
             Err(GetError::Local(e)) => return Err(e.into()),
             Err(e) => {
                 last_error = format!("{}: {e}", c.peer.fmt_short());
-                keep.push(c);
+                if !dials.redial(&c) {
+                    keep.push(c);
+                }
             }
         }
     }
@@ -510,6 +548,9 @@ impl Driver {
             Err(GetError::Cancelled) => self.sched.failed(o.id, &present, Fault::Transport, now),
             Err(GetError::Transport(e)) => {
                 tracing::debug!(peer = %o.peer, "request failed: {e}");
+                if let Some(c) = self.conns.get(&o.peer) {
+                    self.dials.redial(c);
+                }
                 self.sched.failed(o.id, &present, Fault::Transport, now)
             }
             Err(GetError::BadData(e)) => {
