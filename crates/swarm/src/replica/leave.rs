@@ -127,7 +127,7 @@ impl Node {
             if let Some(rep) = &self.inner.replica {
                 super::presence::goodbye(self, &room, rep.config.heartbeat());
             }
-            let sessions: Vec<_> = crate::lock(&room.sessions).values().cloned().collect();
+            let sessions: Vec<_> = room.overlay.snapshot().sessions.values().cloned().collect();
             for s in sessions {
                 let _ = s.tx.try_send(Out::Msg(SyncMsg::Goodbye));
             }
@@ -148,7 +148,7 @@ impl Node {
         if self.inner.replica.is_some() || hashes.is_empty() {
             return Vec::new();
         }
-        let sessions: Vec<_> = crate::lock(&room.sessions).values().cloned().collect();
+        let sessions: Vec<_> = room.overlay.snapshot().sessions.values().cloned().collect();
         if sessions.is_empty() {
             return hashes.to_vec();
         }

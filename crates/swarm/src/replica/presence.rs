@@ -21,6 +21,7 @@ use crate::{
     room::{
         Room,
         mesh::{RESET_EVERY, presence_period},
+        overlay::Cmd,
     },
 };
 
@@ -55,7 +56,7 @@ fn phase_of(p: Phase) -> PresencePhase {
 
 /// How often this replica sends its presence in `room`, as big as it is.
 fn period(room: &Room, heartbeat: Duration) -> Duration {
-    let members = crate::lock(&room.mesh).known().count() + 1;
+    let members = room.overlay.snapshot().known + 1;
     Duration::from_millis(presence_period(
         u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX),
         members,
@@ -87,8 +88,10 @@ pub(crate) fn emit(node: &Node, room: &Room, cur: &Local, phase: Phase, heartbea
         };
         let sig = Signature(node.secret_key().sign(&presence_message(&room.id, &bytes)));
         let p = Arc::new(Presence { body: bytes, sig });
-        let to = crate::lock(&room.mesh).own(p.clone(), run, seq, reset);
-        room.send_to(&to, &Arc::new(SyncMsg::Presence((*p).clone())));
+        // Straight to every session (a goodbye must leave before they
+        // close); the overlay keeps it for sessions that start later.
+        room.send_all(&Arc::new(SyncMsg::Presence((*p).clone())));
+        room.overlay.try_send(Cmd::Own { p, run, seq, reset });
     }
 }
 

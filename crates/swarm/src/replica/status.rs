@@ -156,7 +156,7 @@ impl Node {
         for (id, _) in &names {
             members.insert(*id, member(*id, name_of(id)));
         }
-        for id in crate::lock(&room.members).iter() {
+        for id in room.overlay.snapshot().members.iter() {
             members
                 .entry(*id)
                 .or_insert_with(|| member(*id, name_of(id)));

@@ -15,7 +15,7 @@ use p2pfs_proto::{Hash, NodeId, room::Op};
 use p2pfs_store::Store;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Room, entry::Verified, log};
+use super::{Room, entry::Verified, log, overlay};
 use crate::{SwarmError, net::Net};
 
 /// Requests queued for a room's log before writers wait.
@@ -175,12 +175,8 @@ async fn accept(
     }
     trim_pending(pending);
     if !accepted.new.is_empty() {
-        {
-            let mut members = crate::lock(&room.members);
-            for e in &accepted.new {
-                members.insert(e.body.author);
-            }
-        }
+        let authors = accepted.new.iter().map(|e| e.body.author).collect();
+        room.overlay.send(overlay::Cmd::Authors(authors)).await;
         room.broadcast(&accepted.new, Some(peer));
     }
     Ok(waiting)

@@ -62,7 +62,7 @@ impl Node {
     ) -> Result<Vec<Target>, SwarmError> {
         let mut order = vec![author];
         order.extend(room.online());
-        order.extend(crate::lock(&room.nodes).keys().copied());
+        order.extend(room.overlay.snapshot().nodes.keys().copied());
         self.room_targets(room, &order, hash)
     }
 
@@ -75,7 +75,7 @@ impl Node {
         hash: Hash,
     ) -> Result<Vec<Target>, SwarmError> {
         let online = room.online();
-        let known = crate::lock(&room.nodes);
+        let known = room.overlay.snapshot().nodes;
         let mut seen = HashSet::new();
         let targets: Vec<Target> = ids
             .iter()
@@ -101,7 +101,8 @@ impl Node {
     /// (or `timeout`). Returns how many members confirmed.
     pub async fn room_flush(&self, room: &Room, timeout: Duration) -> usize {
         let deadline = tokio::time::Instant::now() + timeout;
-        let handles: Vec<sync::Handle> = crate::lock(&room.sessions).values().cloned().collect();
+        let handles: Vec<sync::Handle> =
+            room.overlay.snapshot().sessions.values().cloned().collect();
         let mut waits = Vec::new();
         for h in handles {
             let (tx, rx) = tokio::sync::oneshot::channel();

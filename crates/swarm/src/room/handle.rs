@@ -2,10 +2,9 @@
 //! runs, and pushing to its sessions.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
-    net::SocketAddr,
+    collections::BTreeMap,
     sync::{Arc, Mutex, atomic::AtomicU64},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use p2pfs_proto::{
@@ -19,7 +18,9 @@ use tokio_util::sync::CancellationToken;
 use super::{
     actor::{LogHandle, LogTask, log_task},
     entry::Verified,
-    mesh, sync,
+    mesh,
+    overlay::{self, Cmd, Overlay, OverlayHandle},
+    sync,
     sync::Out,
 };
 
@@ -29,27 +30,18 @@ pub struct Room {
     pub(crate) secret: RoomSecret,
     pub(crate) id: RoomId,
     pub(crate) name: Mutex<String>,
-    /// Members and where to reach them.
-    pub(crate) nodes: Mutex<BTreeMap<NodeId, Vec<SocketAddr>>>,
-    /// Live sessions, by member.
-    pub(crate) sessions: Mutex<HashMap<NodeId, sync::Handle>>,
-    /// Peers that proved membership while this node runs.
-    pub(crate) members: Mutex<HashSet<NodeId>>,
     /// The task that owns the log: every entry in goes through it.
     pub(crate) log: LogHandle,
+    /// The task that owns the overlay: members, their addresses, the
+    /// sessions, the mesh (the room's runtime).
+    pub(crate) overlay: OverlayHandle,
     /// Bumped whenever the log grows.
     pub(crate) changed: watch::Sender<u64>,
     /// Bumped whenever a session finishes a reconciliation.
     pub(crate) synced: watch::Sender<u64>,
-    /// Wakes the runtime (a new address to dial).
-    pub(crate) wake: tokio::sync::Notify,
     pub(crate) cancel: CancellationToken,
     /// Bytes of sync messages received (for the figures).
     pub(crate) bytes_in: AtomicU64,
-    /// Bumped when a member or a new address is learned.
-    pub(crate) nodes_version: AtomicU64,
-    /// Bumped whenever a session with a member starts.
-    pub(crate) arrivals: AtomicU64,
     /// Set on joining: this node's earlier entries (from before it left)
     /// may come back through sync, so its first write waits for one.
     pub(crate) sync_before_write: std::sync::atomic::AtomicBool,
@@ -63,9 +55,7 @@ pub struct Room {
     /// just those paths.
     pub(super) touched: Mutex<Touched>,
     /// Keeping the room's files on enough members.
-    pub(crate) replica: crate::replica::RoomReplica,
-    /// Whom to keep sessions with, where pushes go, who is online.
-    pub(crate) mesh: Mutex<mesh::Mesh>,
+    pub(crate) replica: Arc<crate::replica::RoomReplica>,
     /// The mesh's clock starts here.
     clock: Instant,
 }
@@ -92,45 +82,41 @@ impl Room {
         crate::lock(&self.name).clone()
     }
 
-    /// A room and its log task (to run once the room is shared).
+    /// A room, its log task and its overlay's state and queue (to run once
+    /// the room is shared).
     pub(super) fn new(
         info: &RoomInfo,
         cancel: CancellationToken,
         me: NodeId,
         config: mesh::Config,
-    ) -> (Self, LogTask) {
+        offline_after: Duration,
+    ) -> (Self, LogTask, Overlay, tokio::sync::mpsc::Receiver<Cmd>) {
         let (log, task) = log_task();
-        let mut nodes = BTreeMap::new();
-        let mut mesh = mesh::Mesh::new(me, config);
-        for n in &info.nodes {
-            nodes.insert(n.id, n.addrs.clone());
-            if !n.addrs.is_empty() {
-                mesh.learn(n.id);
-            }
-        }
+        let nodes: BTreeMap<_, _> = info.nodes.iter().map(|n| (n.id, n.addrs.clone())).collect();
+        let replica = Arc::new(crate::replica::RoomReplica::default());
+        let (state, cmds, overlay) = overlay::overlay(
+            mesh::Mesh::new(me, config),
+            nodes,
+            replica.clone(),
+            offline_after,
+        );
         let room = Self {
             id: info.secret.id(),
             secret: info.secret.clone(),
             name: Mutex::new(info.name.clone()),
-            nodes: Mutex::new(nodes),
-            sessions: Mutex::new(HashMap::new()),
-            members: Mutex::new(HashSet::new()),
             log,
+            overlay,
             changed: watch::Sender::new(0),
             synced: watch::Sender::new(0),
-            wake: tokio::sync::Notify::new(),
             cancel,
             bytes_in: AtomicU64::new(0),
-            nodes_version: AtomicU64::new(0),
-            arrivals: AtomicU64::new(0),
             sync_before_write: std::sync::atomic::AtomicBool::new(false),
             tree_lock: Arc::new(tokio::sync::Mutex::new(())),
             touched: Mutex::new(Touched::default()),
-            replica: crate::replica::RoomReplica::default(),
-            mesh: Mutex::new(mesh),
+            replica,
             clock: Instant::now(),
         };
-        (room, task)
+        (room, task, state, cmds)
     }
 
     /// Milliseconds on the mesh's clock.
@@ -167,7 +153,7 @@ impl Room {
                 .into_iter()
                 .map(Arc::new)
                 .collect();
-        let sessions = crate::lock(&self.sessions);
+        let sessions = self.overlay.snapshot().sessions;
         for (peer, s) in sessions.iter() {
             if Some(*peer) == except {
                 continue;
@@ -183,14 +169,11 @@ impl Room {
         }
     }
 
-    /// Sends `msg` on the sessions with `peers` (a session too slow to
-    /// take it ends, and reconciles when it reconnects).
-    pub(crate) fn send_to(&self, peers: &[NodeId], msg: &Arc<p2pfs_proto::room::SyncMsg>) {
-        let sessions = crate::lock(&self.sessions);
-        for peer in peers {
-            if let Some(s) = sessions.get(peer)
-                && s.tx.try_send(Out::Shared(msg.clone())).is_err()
-            {
+    /// Sends `msg` on every session (a session too slow to take it ends,
+    /// and reconciles when it reconnects).
+    pub(crate) fn send_all(&self, msg: &Arc<p2pfs_proto::room::SyncMsg>) {
+        for s in self.overlay.snapshot().sessions.values() {
+            if s.tx.try_send(Out::Shared(msg.clone())).is_err() {
                 s.cancel.cancel();
             }
         }

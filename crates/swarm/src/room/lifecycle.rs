@@ -9,7 +9,7 @@ use p2pfs_proto::{
 use p2pfs_store::RoomInfo;
 use tokio::sync::watch;
 
-use super::{Room, log, mesh, pin_name, query, runtime, view};
+use super::{Room, log, mesh, overlay, pin_name, query, runtime, view};
 use crate::{Node, SwarmError, blocking};
 
 /// A room as `p2pfs room list` shows it.
@@ -83,18 +83,24 @@ impl Node {
             offline_after_ms: u64::try_from(self.offline_after().as_millis()).unwrap_or(u64::MAX),
             ..mesh::Config::default()
         };
-        let (room, log_task) =
-            Room::new(info, self.net().cancel().child_token(), self.id(), config);
+        let (room, log_task, overlay, cmds) = Room::new(
+            info,
+            self.net().cancel().child_token(),
+            self.id(),
+            config,
+            self.offline_after(),
+        );
         let room = Arc::new(room);
         {
             let (store, rid) = (self.store().clone(), id);
             let authors = blocking(move || store.room_have(&rid)).await?;
-            crate::lock(&room.members).extend(authors.into_iter().map(|(a, _)| a));
+            let authors = authors.into_iter().map(|(a, _)| a).collect();
+            room.overlay.send(overlay::Cmd::Authors(authors)).await;
         }
         self.inner.rooms.insert(room.clone());
         let net = self.net();
         net.spawn(log_task.run(room.clone(), self.store().clone(), net.clone()));
-        net.spawn(runtime::run(self.clone(), room.clone()));
+        net.spawn(runtime::run(self.clone(), room.clone(), overlay, cmds));
         if let Some(rep) = &self.inner.replica {
             net.spawn(crate::replica::runtime::run(self.clone(), room.clone()));
             net.spawn(crate::replica::presence::run(

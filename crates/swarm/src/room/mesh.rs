@@ -460,7 +460,9 @@ impl Mesh {
     }
 
     /// The members online: with a session, or a replica whose last
-    /// presence is recent and not a goodbye.
+    /// presence is recent and not a goodbye (a running room reads it from
+    /// the overlay's snapshot, which must agree).
+    #[cfg(any(test, feature = "sim", feature = "fuzzing"))]
     pub(crate) fn online(&self, now: u64) -> BTreeSet<NodeId> {
         let mut out = self.sessions.clone();
         out.extend(
@@ -478,6 +480,15 @@ impl Mesh {
             || self.origins.get(peer).is_some_and(|o| {
                 o.phase != PresencePhase::Gone && now.saturating_sub(o.heard_ms) < o.timeout_ms
             })
+    }
+
+    /// Until when (ms) a replica heard through presences is online (0 once
+    /// it said goodbye); `None` for one never heard, or forgotten.
+    pub(crate) fn heard_until(&self, origin: &NodeId) -> Option<u64> {
+        self.origins.get(origin).map(|o| match o.phase {
+            PresencePhase::Gone => 0,
+            _ => o.heard_ms.saturating_add(o.timeout_ms),
+        })
     }
 
     /// Forgets replicas silent for twice their timeout.

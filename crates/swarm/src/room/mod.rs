@@ -14,8 +14,12 @@
 //! - `sync`: the room protocol between two members (proof of membership
 //!   bound to the connection), driving `session`: reconciliation and live
 //!   pushes.
-//! - `runtime`: per room, finding members (ticket, learned addresses,
-//!   the DHT under the room's key) and keeping sessions with them.
+//! - `overlay`: who the members are, where to reach them, the live
+//!   sessions and the mesh; owned by the room's runtime task, read by
+//!   everything else from the snapshot it publishes.
+//! - `runtime`: per room, the task that owns the overlay: finding members
+//!   (ticket, learned addresses, the DHT under the room's key) and
+//!   keeping sessions with them.
 //! - `query`: reading rooms from the store, with or without a node.
 //! - `mesh`: whom to keep sessions with in a big room, and who is online
 //!   (a state machine without I/O; `sim` runs it on a virtual clock).
@@ -23,7 +27,8 @@
 //! A running room:
 //! - `registry`: every room of the node, by id;
 //! - `lifecycle`: starting, creating, joining, leaving and finding rooms;
-//! - `handle`: [`Room`], the shared handle to one room's state;
+//! - `handle`: [`Room`], the shared handle to one room: its log and
+//!   overlay tasks' handles, and what pushes entries to the sessions;
 //! - `actor`: the task that owns the room's log: every entry in (written
 //!   here or received) goes through it, in order;
 //! - `members`: where members are, who is online, tickets;
@@ -46,6 +51,7 @@ pub(crate) mod log;
 mod members;
 pub(crate) mod mesh;
 pub(crate) mod order;
+pub(crate) mod overlay;
 pub mod query;
 pub(crate) mod registry;
 pub mod render;

@@ -1,4 +1,6 @@
-//! Per room: find the members and keep a session with each.
+//! Per room, the task that owns the room's overlay (`overlay`): it takes
+//! in what sessions and lookups tell it, finds the members and keeps
+//! sessions with those the mesh wants.
 //!
 //! Members are found through the addresses the room remembers (the
 //! ticket's, then those learned from sessions and `Peers` messages) and
@@ -14,9 +16,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use p2pfs_proto::{NodeAddr, NodeId};
+use p2pfs_proto::NodeAddr;
 
-use super::{Room, sync};
+use tokio::sync::mpsc;
+
+use super::{
+    Room,
+    overlay::{Cmd, Overlay, Snapshot},
+    sync,
+};
 use crate::{Node, Target};
 
 /// How often the runtime looks for members to dial.
@@ -29,112 +37,143 @@ const LOOKUP_ALONE: Duration = Duration::from_secs(20);
 /// Addresses saved with a room.
 const SAVED_NODES: usize = 32;
 
-pub(crate) async fn run(node: Node, room: Arc<Room>) {
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<(NodeId, bool)>();
+/// Commands taken in before the runtime looks at the mesh again.
+const BATCH: usize = 256;
+
+pub(crate) async fn run(
+    node: Node,
+    room: Arc<Room>,
+    mut overlay: Overlay,
+    mut cmds: mpsc::Receiver<Cmd>,
+) {
     let mut last_announce: Option<Instant> = None;
     let mut last_lookup: Option<Instant> = None;
     let mut saved_version = u64::MAX;
     let mut saved: Vec<NodeAddr> = Vec::new();
     let mut gossiped = 0u64;
     let mut last_gossip = Instant::now();
+    let mut looked_at = u64::MAX;
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let version = overlay.snapshot().nodes_version;
         // New members or addresses: tell the others (at most every second).
-        let version = room
-            .nodes_version
-            .load(std::sync::atomic::Ordering::Relaxed);
         if version != gossiped && last_gossip.elapsed() >= Duration::from_secs(1) {
             gossiped = version;
             last_gossip = Instant::now();
-            room.gossip(&node.node_addr());
+            overlay.gossip(&node.node_addr());
         }
-        let now = room.now_ms();
-        let (dials, surplus) = {
-            let mut mesh = crate::lock(&room.mesh);
-            while let Ok((peer, failed)) = done_rx.try_recv() {
-                mesh.dial_ended(peer, failed, now);
-            }
-            mesh.expire(now);
-            (mesh.dials(now), mesh.surplus(now))
-        };
-        // Sessions no view needs, in a room big enough to have them.
-        for peer in surplus {
-            if let Some(h) = crate::lock(&room.sessions).get(&peer) {
-                tracing::debug!(%peer, "ending a room session no view needs");
-                h.cancel.cancel();
-            }
-        }
-        for peer in dials {
-            let addrs = crate::lock(&room.nodes)
-                .get(&peer)
-                .cloned()
-                .unwrap_or_default();
-            if addrs.is_empty() {
-                crate::lock(&room.mesh).dial_ended(peer, true, now);
-                continue;
-            }
-            let (n, r, tx) = (node.clone(), room.clone(), done_tx.clone());
-            let target = Target {
-                id: Some(peer),
-                addrs,
-            };
-            // The dial is in progress until the member has proven itself
-            // and the session is the room's (`Mesh::up`), not for the
-            // whole session.
-            node.net().spawn(async move {
-                let failed = match sync::dial(&n, r, &target, || {}).await {
-                    Ok(()) => false,
-                    Err(e) => {
-                        tracing::debug!(%peer, "room dial: {e}");
-                        true
-                    }
-                };
-                let _ = tx.send((peer, failed));
-            });
-        }
-        let online = room.with_session();
-        let dht = &node.inner.dht;
-        if dht.config.server && last_announce.is_none_or(|t| t.elapsed() > ANNOUNCE) {
-            last_announce = Some(Instant::now());
-            let (n, key) = (node.clone(), room.secret.dht_key());
-            node.net().spawn(async move {
-                n.announce(key).await;
-            });
-        }
-        let every = if online.is_empty() {
-            LOOKUP_ALONE
-        } else {
-            LOOKUP
-        };
-        if last_lookup.is_none_or(|t| t.elapsed() > every) {
-            last_lookup = Some(Instant::now());
-            let (n, r) = (node.clone(), room.clone());
-            node.net().spawn(async move {
-                n.wait_joined().await;
-                if let Ok(found) = n.find_providers(r.secret.dht_key()).await {
-                    for p in found {
-                        if p.id != n.id() {
-                            r.learn(p.id, p.addrs);
-                        }
-                    }
-                }
-            });
+        if version != looked_at {
+            looked_at = version;
+            tend(&node, &room, &mut overlay);
         }
         // (Addresses change rarely: when a member joins or moves.)
         if version != saved_version {
             saved_version = version;
-            save(&node, &room, &mut saved).await;
+            save(&node, &room, &overlay.snapshot(), &mut saved).await;
         }
         tokio::select! {
             _ = room.cancel.cancelled() => break,
-            _ = room.wake.notified() => {}
-            _ = tokio::time::sleep(TICK) => {}
+            cmd = cmds.recv() => {
+                let Some(cmd) = cmd else { break };
+                let now = room.now_ms();
+                overlay.handle(cmd, now);
+                for _ in 1..BATCH {
+                    match cmds.try_recv() {
+                        Ok(cmd) => overlay.handle(cmd, now),
+                        Err(_) => break,
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                tend(&node, &room, &mut overlay);
+                lookups(&node, &room, &mut last_announce, &mut last_lookup);
+            }
         }
     }
 }
 
+/// Ends the sessions no view needs and dials the members the mesh wants.
+fn tend(node: &Node, room: &Arc<Room>, overlay: &mut Overlay) {
+    let now = room.now_ms();
+    overlay.expire(now);
+    let (dials, surplus) = {
+        let mesh = overlay.mesh();
+        (mesh.dials(now), mesh.surplus(now))
+    };
+    let snap = overlay.snapshot();
+    // Sessions no view needs, in a room big enough to have them.
+    for peer in surplus {
+        if let Some(h) = snap.sessions.get(&peer) {
+            tracing::debug!(%peer, "ending a room session no view needs");
+            h.cancel.cancel();
+        }
+    }
+    for peer in dials {
+        let addrs = snap.nodes.get(&peer).cloned().unwrap_or_default();
+        if addrs.is_empty() {
+            overlay.mesh().dial_ended(peer, true, now);
+            continue;
+        }
+        let (n, r) = (node.clone(), room.clone());
+        let target = Target {
+            id: Some(peer),
+            addrs,
+        };
+        // The dial is in progress until the member has proven itself and
+        // the session is the room's (`Mesh::up`), not for the whole
+        // session.
+        node.net().spawn(async move {
+            let failed = match sync::dial(&n, r.clone(), &target, || {}).await {
+                Ok(()) => false,
+                Err(e) => {
+                    tracing::debug!(%peer, "room dial: {e}");
+                    true
+                }
+            };
+            r.overlay.send(Cmd::DialEnded { peer, failed }).await;
+        });
+    }
+}
+
+/// Announces this node under the room's DHT key and looks the members up
+/// there, each as often as it is due.
+fn lookups(
+    node: &Node,
+    room: &Arc<Room>,
+    last_announce: &mut Option<Instant>,
+    last_lookup: &mut Option<Instant>,
+) {
+    let dht = &node.inner.dht;
+    if dht.config.server && last_announce.is_none_or(|t| t.elapsed() > ANNOUNCE) {
+        *last_announce = Some(Instant::now());
+        let (n, key) = (node.clone(), room.secret.dht_key());
+        node.net().spawn(async move {
+            n.announce(key).await;
+        });
+    }
+    let every = if room.with_session().is_empty() {
+        LOOKUP_ALONE
+    } else {
+        LOOKUP
+    };
+    if last_lookup.is_none_or(|t| t.elapsed() > every) {
+        *last_lookup = Some(Instant::now());
+        let (n, r) = (node.clone(), room.clone());
+        node.net().spawn(async move {
+            n.wait_joined().await;
+            if let Ok(found) = n.find_providers(r.secret.dht_key()).await {
+                let me = n.id();
+                r.learn_all(found, me).await;
+            }
+        });
+    }
+}
+
 /// Saves the members' addresses with the room if they changed.
-async fn save(node: &Node, room: &Room, saved: &mut Vec<NodeAddr>) {
-    let nodes: Vec<NodeAddr> = crate::lock(&room.nodes)
+async fn save(node: &Node, room: &Room, snap: &Snapshot, saved: &mut Vec<NodeAddr>) {
+    let nodes: Vec<NodeAddr> = snap
+        .nodes
         .iter()
         .take(SAVED_NODES)
         .map(|(id, addrs)| NodeAddr {

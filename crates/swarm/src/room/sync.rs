@@ -26,8 +26,8 @@ use p2pfs_proto::{
     NodeId,
     close::Code,
     room::{
-        EXPORTER_LABEL, Have, Hello, MAX_SYNC_FRAME, Presence, PresenceBody, PresencePhase,
-        SyncMsg, Welcome, presence_message,
+        EXPORTER_LABEL, Have, Hello, MAX_SYNC_FRAME, Presence, PresenceBody, SyncMsg, Welcome,
+        presence_message,
     },
 };
 use tokio::sync::{mpsc, oneshot};
@@ -35,14 +35,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Room, entry,
-    mesh::{Apply, Heard},
+    overlay::Cmd,
     session::{Action, Event, Session},
 };
 use crate::{
     Node, SwarmError, Target,
     error::SetupError,
     frame::{self, FrameError},
-    net::dial::{Conn, SIMULTANEOUS},
+    net::dial::Conn,
 };
 
 /// Most bytes of a `Hello` or `Welcome` frame.
@@ -71,11 +71,11 @@ pub(crate) struct Handle {
     pub(crate) cancel: CancellationToken,
     /// Who opened the connection: of two sessions between the same members,
     /// the one dialed by the lower id stays.
-    dialer: NodeId,
-    serial: u64,
+    pub(super) dialer: NodeId,
+    pub(super) serial: u64,
     /// The connection it runs on, and since when.
-    conn: usize,
-    started: Instant,
+    pub(super) conn: usize,
+    pub(super) started: Instant,
 }
 
 static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -110,7 +110,7 @@ pub(crate) async fn dial(
             hello(node, &room, conn)
         })
         .await?;
-    room.learn(conn.peer, target.addrs.clone());
+    room.learn(conn.peer, target.addrs.clone()).await;
     session(node.clone(), room, conn, send, recv, node.id(), established).await;
     Ok(())
 }
@@ -202,33 +202,9 @@ async fn answer(node: Node, conn: Conn, mut send: quinn::SendStream, mut recv: q
     {
         return;
     }
-    room.learn(conn.peer, vec![conn.addr]);
+    room.learn(conn.peer, vec![conn.addr]).await;
     let dialer = conn.peer;
     session(node, room, conn, send, recv, dialer, || {}).await;
-}
-
-/// Registers the session; false if a better one between the same members
-/// exists.
-fn register(room: &Room, peer: NodeId, h: &Handle) -> bool {
-    let mut sessions = crate::lock(&room.sessions);
-    if let Some(old) = sessions.get(&peer) {
-        let stale = old.conn != h.conn && h.started.duration_since(old.started) > SIMULTANEOUS;
-        if !stale && old.dialer < h.dialer {
-            return false;
-        }
-    }
-    if let Some(old) = sessions.insert(peer, h.clone()) {
-        old.cancel.cancel();
-    }
-    room.arrivals.fetch_add(1, Ordering::Relaxed);
-    true
-}
-
-/// Sends the presences a session's peer lacks (answering its digest).
-fn send_presences(tx: &mpsc::Sender<Out>, presences: Vec<Arc<Presence>>) {
-    for p in presences {
-        let _ = tx.try_send(Out::Msg(SyncMsg::Presence((*p).clone())));
-    }
 }
 
 async fn session(
@@ -241,7 +217,6 @@ async fn session(
     registered: impl FnOnce(),
 ) {
     let peer = conn.peer;
-    crate::lock(&room.members).insert(peer);
     let (tx, mut rx) = mpsc::channel::<Out>(QUEUE);
     let cancel = room.cancel.child_token();
     let handle = Handle {
@@ -252,7 +227,8 @@ async fn session(
         conn: conn.conn.stable_id(),
         started: Instant::now(),
     };
-    let ours = register(&room, peer, &handle);
+    let serial = handle.serial;
+    let ours = room.overlay.up(peer, handle).await;
     registered();
     if !ours {
         tracing::debug!(%peer, "a session with this member exists");
@@ -262,7 +238,6 @@ async fn session(
     tracing::debug!(room = %room.id.fmt_short(), %peer, "room session started");
     // Replies to our `Have`s, in order.
     let replies: Arc<Mutex<VecDeque<Option<oneshot::Sender<()>>>>> = Arc::default();
-    crate::lock(&room.mesh).up(peer);
     let (mut machine, first) = Session::start(room.now_ms());
     // The first actions only queue messages.
     let _ = run(&node, &room, peer, &tx, &replies, &mut machine, first).await;
@@ -328,38 +303,13 @@ async fn session(
         failed = writer => failed,
     };
     cancel.cancel();
-    let mut sessions = crate::lock(&room.sessions);
-    let last = sessions
-        .get(&peer)
-        .is_some_and(|h| h.serial == handle.serial);
-    if last {
-        sessions.remove(&peer);
-    }
-    drop(sessions);
-    if last {
-        let now = room.now_ms();
-        let chain = {
-            let mut mesh = crate::lock(&room.mesh);
-            mesh.down(peer, now, failed);
-            if mesh.is_online(&peer, now) {
-                mesh.chain(&peer)
-            } else {
-                Vec::new()
-            }
-        };
-        // What the room says of that member now counts for placement
-        // (unless it said goodbye on the session).
-        let chain = if room.replica.is_gone(&peer) {
-            Vec::new()
-        } else {
-            chain
-        };
-        for p in chain {
-            if let Ok(body) = p.decode_body() {
-                apply_presence(&node, &room, &body, true);
-            }
-        }
-    }
+    room.overlay
+        .send(Cmd::Down {
+            peer,
+            serial,
+            failed,
+        })
+        .await;
     tracing::debug!(room = %room.id.fmt_short(), %peer, "room session ended");
 }
 
@@ -424,13 +374,10 @@ async fn run(
                 let _ = tx.try_send(Out::Have(None));
             }
             Action::SendPeers => {
-                let peers = room.peers_for(peer, node.node_addr());
-                let _ = tx.try_send(Out::Msg(SyncMsg::Peers(peers)));
+                let me = node.node_addr();
+                room.overlay.send(Cmd::SendPeers { peer, me }).await;
             }
-            Action::SendDigest => {
-                let digest = crate::lock(&room.mesh).digest();
-                let _ = tx.try_send(Out::Msg(SyncMsg::PresenceDigest(digest)));
-            }
+            Action::SendDigest => room.overlay.send(Cmd::SendDigest { peer }).await,
             Action::Answer(have) => answer_have(node, room, tx, have).await?,
             Action::TakeIn(list) => {
                 let (bad, waiting) = take_in(room, peer, list).await?;
@@ -443,17 +390,16 @@ async fn run(
                 }
                 room.synced.send_modify(|n| *n += 1);
             }
-            Action::Learn(list) => room.learn_all(list, node.id()),
+            Action::Learn(list) => room.learn_all(list, node.id()).await,
             Action::Status(s) => room.replica.heard(peer, s, node.offline_after()),
             Action::Leaving => room.replica.heard_leaving(peer),
             Action::Goodbye => room.replica.heard_goodbye(peer),
             Action::Presence(p) => {
-                let valid = presence(node, room, peer, p);
+                let valid = presence(room, peer, p).await;
                 queue.extend(machine.on(Event::PresenceChecked { valid }, room.now_ms()));
             }
             Action::AnswerDigest(heads) => {
-                let missing = crate::lock(&room.mesh).missing(peer, &heads);
-                send_presences(tx, missing);
+                room.overlay.send(Cmd::AnswerDigest { peer, heads }).await;
             }
             Action::Close(reason) => return Err(proto_err(peer, reason)),
         }
@@ -493,22 +439,22 @@ async fn answer_have(
     send(tx, SyncMsg::Synced).await
 }
 
-/// Takes in a presence from `peer`: verifies it, forwards it if it is new,
-/// and tells placement what it says of a member this node has no session
-/// with. False if it does not verify.
-fn presence(node: &Node, room: &Arc<Room>, peer: NodeId, p: Presence) -> bool {
+/// Takes in a presence from `peer`: verifies it and hands it to the
+/// overlay, which forwards it if it is new and tells placement what it
+/// says. False if it does not verify.
+async fn presence(room: &Room, peer: NodeId, p: Presence) -> bool {
     let Some(body) = verify_presence(&room.secret, &room.id, &p) else {
         tracing::warn!(room = %room.id.fmt_short(), %peer, "refused a presence that does not verify");
         return false;
     };
     let p = Arc::new(p);
-    let now = room.now_ms();
-    let heard = crate::lock(&room.mesh).presence(Some(peer), p.clone(), &body, now);
-    let Heard::New { forward, apply } = heard else {
-        return true;
-    };
-    room.send_to(&forward, &Arc::new(SyncMsg::Presence((*p).clone())));
-    apply_presence(node, room, &body, matches!(apply, Apply::Status(..)));
+    room.overlay
+        .send(Cmd::Presence {
+            from: peer,
+            p,
+            body,
+        })
+        .await;
     true
 }
 
@@ -524,30 +470,6 @@ pub(crate) fn verify_presence(
     let ok = body.member == secret.member_tag(&body.origin)
         && crate::identity::verify(&body.origin, &presence_message(room, &p.body), &p.sig.0);
     ok.then_some(body)
-}
-
-/// Tells placement what a presence says, unless a session with its origin
-/// says it directly. `in_order`: its status follows what was known (else
-/// only that it lives counts).
-fn apply_presence(node: &Node, room: &Room, body: &PresenceBody, in_order: bool) {
-    if crate::lock(&room.sessions).contains_key(&body.origin) {
-        return;
-    }
-    let offline_after = node.offline_after();
-    let mut status = body.status.clone();
-    if !in_order {
-        status.reset = false;
-        status.add.clear();
-        status.remove.clear();
-    }
-    match body.phase {
-        PresencePhase::Running => room.replica.heard(body.origin, status, offline_after),
-        PresencePhase::Leaving => {
-            room.replica.heard(body.origin, status, offline_after);
-            room.replica.heard_leaving(body.origin);
-        }
-        PresencePhase::Gone => room.replica.heard_goodbye(body.origin),
-    }
 }
 
 /// Entries as `Entries` messages that each fit a sync frame.
