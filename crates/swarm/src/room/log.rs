@@ -238,8 +238,8 @@ fn rerender_chat(store: &Store, room: &RoomId, applied: u64) -> Result<u64, Stor
         drop_rows(t, &view::CHAT_PARTS)?;
         view::reset_chat(t).map_err(view_err)
     })?;
-    replay(store, room, applied, |t, _, body| {
-        view::replay_chat(t, body).map_err(view_err)
+    replay(store, room, applied, |t, hash, body| {
+        view::replay_chat(t, hash, body).map_err(view_err)
     })?;
     store.room_write(room, |t| t.view_put(view::FORMAT_KEY, view::FORMAT))?;
     Ok(applied)
@@ -461,11 +461,14 @@ mod tests {
         )
         .unwrap();
         author(&store, &k, &s, Op::Meta(Meta::MemberName("bo".into()))).unwrap();
+        author(&store, &other, &s, Op::Meta(Meta::RoomName("team".into()))).unwrap();
         let now = store.room_view_range(&room, b"", None, usize::MAX).unwrap();
         // Views as the first format left them: no format key, raw text.
         store
             .room_write(&room, |t| {
                 t.view_remove(view::FORMAT_KEY)?;
+                // (Nor the suggested name that holds everywhere.)
+                t.view_remove(view::ROOM_NAME)?;
                 for (k, _) in t.view_range(b"k/", None, usize::MAX)? {
                     t.view_remove(&k)?;
                 }
@@ -479,7 +482,7 @@ mod tests {
                 )
             })
             .unwrap();
-        assert_eq!(catch_up_views(&store, &room).unwrap(), 6);
+        assert_eq!(catch_up_views(&store, &room).unwrap(), 7);
         let rebuilt = store.room_view_range(&room, b"", None, usize::MAX).unwrap();
         assert_eq!(rebuilt, now);
         let chat = super::super::query::chat(&store, &room, 0, 10)

@@ -222,8 +222,17 @@ pub fn member_name(
 /// The room's replication policy ([`DEFAULT_COPIES`] if its log sets none).
 pub fn policy(store: &Store, room: &RoomId) -> Result<Copies, StoreError> {
     match store.room_view_get(room, view::POLICY)? {
-        Some(v) => Ok(decode::<view::PolicyRow>(&v)?.copies),
+        Some(v) => Ok(decode::<view::Latest<Copies>>(&v)?.value),
         None => Ok(DEFAULT_COPIES),
+    }
+}
+
+/// The room's suggested name: the `RoomName` that holds (the same on every
+/// member once synced), if the log has one.
+pub fn suggested_name(store: &Store, room: &RoomId) -> Result<Option<String>, StoreError> {
+    match store.room_view_get(room, view::ROOM_NAME)? {
+        Some(v) => Ok(Some(decode::<view::Latest<String>>(&v)?.value)),
+        None => Ok(None),
     }
 }
 

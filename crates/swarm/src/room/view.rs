@@ -41,7 +41,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use p2pfs_proto::{
     Hash, NodeId, codec,
-    room::{Attr, Copies, EntryBody, FileId, Meta, Op, Time},
+    room::{Attr, EntryBody, FileId, Meta, Op, Time},
 };
 use serde::{Deserialize, Serialize};
 
@@ -135,9 +135,10 @@ pub(crate) struct ChatLine {
 
 /// The key of the views' format.
 pub(crate) const FORMAT_KEY: &[u8] = b"v";
-/// The format of the chat's rendering: 2 escapes chat text and names and
-/// qualifies shared names (1, unversioned, showed them raw).
-pub(crate) const FORMAT: &[u8] = b"2";
+/// The format of the views but the tree's: 3 keeps the suggested name
+/// that holds on every member ([`ROOM_NAME`]); 2 escapes chat text and
+/// names and qualifies shared names (1, unversioned, showed them raw).
+pub(crate) const FORMAT: &[u8] = b"3";
 pub(crate) const STATE: &[u8] = b"s";
 pub(crate) const TREE: &[u8] = b"t/";
 pub(crate) const CHAT: &[u8] = b"c/";
@@ -145,7 +146,9 @@ pub(crate) const NAMES: &[u8] = b"n/";
 const NAME_CLAIMS: &[u8] = b"k/";
 pub(crate) const BLOBS: &[u8] = b"b/";
 const DEAD: &[u8] = b"x/";
-const ROOM_NAME: &[u8] = b"r";
+/// The room's suggested name ([`Latest`]); `r`, the last in local log
+/// order, is no longer written (members could hold different ones).
+pub(crate) const ROOM_NAME: &[u8] = b"R";
 pub(crate) const POLICY: &[u8] = b"p";
 /// The key of the tree rows' format.
 pub(crate) const TREE_FORMAT_KEY: &[u8] = b"w";
@@ -157,13 +160,41 @@ pub(crate) const DIR_TIMES: &[u8] = b"d/";
 /// tree drops and rebuilds.
 pub(crate) const TREE_PARTS: [&[u8]; 3] = [TREE, DEAD, DIR_TIMES];
 
-/// The policy entry that holds: the one with the greatest time, then
-/// entry hash, so every member picks the same whatever the order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct PolicyRow {
+/// A room setting that holds (the policy, the suggested name): the entry
+/// with the greatest time, then entry hash, so every member picks the
+/// same whatever the order entries arrived in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Latest<T> {
     pub(crate) time: u64,
     pub(crate) entry: Hash,
-    pub(crate) copies: Copies,
+    pub(crate) value: T,
+}
+
+/// Keeps `value`, set by entry `hash` of `body`, at `row` if it is the
+/// setting that holds ([`Latest`]).
+fn put_latest<K: Kv, T: Serialize + serde::de::DeserializeOwned>(
+    kv: &mut K,
+    row: &[u8],
+    hash: &Hash,
+    body: &EntryBody,
+    value: T,
+) -> Result<(), ViewError<K::Error>> {
+    let new = Latest {
+        time: body.time,
+        entry: *hash,
+        value,
+    };
+    let newer = match kv.get(row).map_err(ViewError::Storage)? {
+        Some(b) => {
+            let old: Latest<T> = decode(&b)?;
+            (new.time, new.entry) > (old.time, old.entry)
+        }
+        None => true,
+    };
+    if newer {
+        kv.put(row, &encode(&new)?).map_err(ViewError::Storage)?;
+    }
+    Ok(())
 }
 
 fn key(prefix: &[u8], rest: &[u8]) -> Vec<u8> {
@@ -272,24 +303,8 @@ pub(crate) fn apply<K: Kv>(
     }
     match &body.op {
         Op::Chat { .. } | Op::Meta(Meta::MemberName(_)) => apply_chat(kv, &mut st, body)?,
-        Op::Meta(Meta::RoomName(n)) => kv.put(ROOM_NAME, n.as_bytes()).map_err(s)?,
-        Op::Meta(Meta::Copies(copies)) => {
-            let row = PolicyRow {
-                time: body.time,
-                entry: *hash,
-                copies: *copies,
-            };
-            let newer = match kv.get(POLICY).map_err(s)? {
-                Some(b) => {
-                    let old: PolicyRow = decode(&b)?;
-                    (row.time, row.entry) > (old.time, old.entry)
-                }
-                None => true,
-            };
-            if newer {
-                kv.put(POLICY, &encode(&row)?).map_err(s)?;
-            }
-        }
+        Op::Meta(Meta::RoomName(n)) => put_latest(kv, ROOM_NAME, hash, body, n.clone())?,
+        Op::Meta(Meta::Copies(copies)) => put_latest(kv, POLICY, hash, body, *copies)?,
         Op::Put { .. }
         | Op::Delete { .. }
         | Op::Mkdir { .. }
@@ -473,10 +488,18 @@ pub(crate) fn reset_chat<K: Kv>(kv: &mut K) -> Result<(), ViewError<K::Error>> {
     kv.put(STATE, &encode(&st)?).map_err(ViewError::Storage)
 }
 
-/// Re-renders the chat's part of an entry already applied, after
-/// [`reset_chat`]; the entries applied so far must be replayed in log
-/// order, and [`FORMAT`] written at the end.
-pub(crate) fn replay_chat<K: Kv>(kv: &mut K, body: &EntryBody) -> Result<(), ViewError<K::Error>> {
+/// Re-renders the chat's part of entry `hash`, already applied, after
+/// [`reset_chat`] (and keeps the suggested name it sets, if it does); the
+/// entries applied so far must be replayed in log order, and [`FORMAT`]
+/// written at the end.
+pub(crate) fn replay_chat<K: Kv>(
+    kv: &mut K,
+    hash: &Hash,
+    body: &EntryBody,
+) -> Result<(), ViewError<K::Error>> {
+    if let Op::Meta(Meta::RoomName(n)) = &body.op {
+        return put_latest(kv, ROOM_NAME, hash, body, n.clone());
+    }
     let mut st = state(kv)?;
     apply_chat(kv, &mut st, body)?;
     kv.put(STATE, &encode(&st)?).map_err(ViewError::Storage)
@@ -644,6 +667,7 @@ pub(crate) mod tests {
     use std::convert::Infallible;
 
     use super::*;
+    use p2pfs_proto::room::Copies;
 
     /// Views in memory.
     #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -1022,9 +1046,41 @@ pub(crate) mod tests {
         ];
         for order in orders {
             let kv = run(&order);
-            let row: PolicyRow = codec::decode(&kv.0[POLICY]).unwrap();
-            assert_eq!(row.copies, want);
+            let row: Latest<Copies> = codec::decode(&kv.0[POLICY]).unwrap();
+            assert_eq!(row.value, want);
         }
         assert!(!run(&[]).0.contains_key(POLICY));
+    }
+
+    #[test]
+    fn the_latest_room_name_holds_in_any_order() {
+        let name = |n, t, s: &str| entry(n, 1, t, Op::Meta(Meta::RoomName(s.into())));
+        let a = name(10, 5, "team");
+        let b = name(11, 7, "crew");
+        let c = name(12, 7, "band");
+        let want = if b.0 > c.0 { "crew" } else { "band" };
+        for order in [
+            vec![a.clone(), b.clone(), c.clone()],
+            vec![c.clone(), b.clone(), a.clone()],
+        ] {
+            let kv = run(&order);
+            let row: Latest<String> = codec::decode(&kv.0[ROOM_NAME]).unwrap();
+            assert_eq!(row.value, want);
+        }
+    }
+
+    #[test]
+    fn a_policy_row_keeps_its_bytes() {
+        // The row's layout before `Latest` (time, entry, copies): views
+        // already stored still decode.
+        let row = Latest {
+            time: 7,
+            entry: Hash::from_bytes([1; 32]),
+            value: Copies::Min(3),
+        };
+        let mut old = codec::encode(&7u64).unwrap();
+        old.extend(codec::encode(&Hash::from_bytes([1; 32])).unwrap());
+        old.extend(codec::encode(&Copies::Min(3)).unwrap());
+        assert_eq!(codec::encode(&row).unwrap(), old);
     }
 }
