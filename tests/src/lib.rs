@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 pub mod inproc;
+pub mod natlab;
 
 use std::{
     io::Write,

@@ -284,15 +284,24 @@ impl Overlay {
         }
     }
 
-    /// Remembers where a member can be reached.
+    /// Remembers where a member can be reached: `addrs` first, then the
+    /// addresses known before that are not among them (up to
+    /// [`p2pfs_proto::MAX_ADDRS`]). Candidates from different sources add
+    /// up: the address a member says it listens on (on its LAN, behind a
+    /// NAT) does not replace the one its connections were seen to come
+    /// from (its router's, which this node can reach).
     fn learn(&mut self, id: NodeId, addrs: Vec<SocketAddr>) {
-        if addrs.is_empty() || self.snap.borrow().nodes.get(&id) == Some(&addrs) {
+        if addrs.is_empty() {
+            return;
+        }
+        let merged = merge_addrs(addrs, self.snap.borrow().nodes.get(&id));
+        if self.snap.borrow().nodes.get(&id) == Some(&merged) {
             return;
         }
         self.mesh.learn(id);
         let known = self.mesh.known().count();
         self.snap.send_modify(|s| {
-            Arc::make_mut(&mut s.nodes).insert(id, addrs);
+            Arc::make_mut(&mut s.nodes).insert(id, merged);
             s.known = known;
             s.nodes_version += 1;
         });
@@ -445,6 +454,21 @@ impl Overlay {
             self.send(peer, Out::Msg(msg));
         }
     }
+}
+
+/// `new` first, then the addresses of `old` not among them, up to
+/// [`p2pfs_proto::MAX_ADDRS`].
+fn merge_addrs(new: Vec<SocketAddr>, old: Option<&Vec<SocketAddr>>) -> Vec<SocketAddr> {
+    let mut out: Vec<SocketAddr> = Vec::with_capacity(p2pfs_proto::MAX_ADDRS);
+    for a in new.into_iter().chain(old.into_iter().flatten().copied()) {
+        if out.len() == p2pfs_proto::MAX_ADDRS {
+            break;
+        }
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -644,6 +668,24 @@ mod tests {
             20,
         );
         assert_eq!(queued(&mut rb).len(), 1);
+    }
+
+    #[test]
+    fn addresses_from_different_sources_add_up() {
+        let mut o = new();
+        let seen = SocketAddr::from(([198, 18, 0, 100], 7000));
+        let said = SocketAddr::from(([10, 0, 0, 2], 7000));
+        o.handle(Cmd::Learn(vec![(id(4), vec![seen])]), 0);
+        o.handle(Cmd::Learn(vec![(id(4), vec![said])]), 0);
+        o.handle(Cmd::Learn(vec![(id(4), vec![said])]), 0);
+        let snap = o.snapshot();
+        assert_eq!(snap.nodes[&id(4)], vec![said, seen]);
+        assert_eq!(snap.nodes_version, 2);
+        let many: Vec<SocketAddr> = (0..40u16)
+            .map(|p| SocketAddr::from(([10, 0, 0, 3], p)))
+            .collect();
+        o.handle(Cmd::Learn(vec![(id(4), many)]), 0);
+        assert_eq!(o.snapshot().nodes[&id(4)].len(), p2pfs_proto::MAX_ADDRS);
     }
 
     #[test]
