@@ -118,3 +118,77 @@ fn behind_home_routers_members_meet_through_a_public_member() {
     });
     assert_eq!(blake3_file(&got), blake3_file(&g));
 }
+
+/// Bytes of the files under `dir`.
+fn bytes_under(dir: &std::path::Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => bytes_under(&e.path()),
+            _ => e.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
+}
+
+/// A home router that forgets its mappings (`conntrack -F`: a reboot, a
+/// timeout) in the middle of a download: the member's next packet out
+/// makes a new one (on a new port behind a symmetric NAT: QUIC follows the
+/// member there), and the download completes, verified.
+#[test]
+fn a_download_survives_its_router_forgetting_the_mapping() {
+    p2pfs_tests::needs_root!();
+    for nat in [Nat::Easy, Nat::Hard] {
+        let lab = NatLab::new(62, 1, &[nat]);
+        let root = temp_dir();
+        let f = root.path().join("big");
+        random_file(&f, 48 << 20, 3);
+        let hash = ok(&p2pfs(
+            &root.path().join("p"),
+            &["add", f.to_str().unwrap()],
+        ));
+        let hash = hash.split_whitespace().next().unwrap().to_string();
+        // A slow upload, so that the flush lands mid-download.
+        let p = Daemon::start_in(
+            Some(&lab.public[0]),
+            &root.path().join("p"),
+            &format!("{}:7000", lab.public_ip(0)),
+            &["--no-lan", "--max-upload-rate", "8M"],
+        );
+        let a = Daemon::start_in(
+            Some(&lab.homes[0].host),
+            &root.path().join("a"),
+            &format!("{}:7000", lab.home_ip(0)),
+            &["--no-lan"],
+        );
+        let store = a.data_dir().join("store");
+        let before = bytes_under(&store);
+        let got = root.path().join("got");
+        let mut fetch = std::process::Command::new(p2pfs_tests::p2pfs_bin())
+            .arg("--data-dir")
+            .arg(a.data_dir())
+            .args(["fetch", &hash, "--peer", &p.peer(), "-o"])
+            .arg(&got)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for(Duration::from_secs(60), "a third of the download", || {
+            (bytes_under(&store) > before + (16 << 20)).then_some(())
+        });
+        let flushed = std::time::Instant::now();
+        lab.flush_mappings(0);
+        let status = wait_for(Duration::from_secs(120), "the download", || {
+            fetch.try_wait().unwrap()
+        });
+        let err = fetch.wait_with_output().unwrap().stderr;
+        assert!(
+            status.success(),
+            "{nat:?}: {}",
+            String::from_utf8_lossy(&err)
+        );
+        assert_eq!(blake3_file(&got), blake3_file(&f), "{nat:?}");
+        eprintln!("{nat:?}: done {:?} after the flush", flushed.elapsed());
+    }
+}
