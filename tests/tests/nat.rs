@@ -87,6 +87,18 @@ fn behind_home_routers_members_meet_through_a_public_member() {
     for d in [&p, &a, &b] {
         wait_for(SYNC, "all three online", || (online(d) == 3).then_some(()));
     }
+    // The two members behind NATs connect directly (each dials the other
+    // at its router's address as the room's mesh asks: a simultaneous open
+    // through both easy NATs).
+    wait_for(SYNC, "a direct connection between a and b", || {
+        let status: serde_json::Value =
+            serde_json::from_str(&ok(&p2pfs(a.data_dir(), &["status", "--json"]))).unwrap();
+        let peers = status["peers"].as_array()?.clone();
+        peers
+            .iter()
+            .any(|x| x["id"] == b.id.as_str() && x["addr"] == format!("{}:7000", lab.router_ip(1)))
+            .then_some(())
+    });
     let g = root.path().join("from-a");
     random_file(&g, 700_000, 2);
     ok(&p2pfs(
