@@ -87,6 +87,31 @@ fn behind_home_routers_members_meet_through_a_public_member() {
     for d in [&p, &a, &b] {
         wait_for(SYNC, "all three online", || (online(d) == 3).then_some(()));
     }
+    // Each member behind a NAT learns its router's address from the
+    // public member and gives it out: in its status and in its tickets.
+    let public_face = format!("{}:7000", lab.router_ip(0));
+    wait_for(SYNC, "a's reflexive address", || {
+        let status: serde_json::Value =
+            serde_json::from_str(&ok(&p2pfs(a.data_dir(), &["status", "--json"]))).unwrap();
+        status["addrs"]
+            .as_array()?
+            .iter()
+            .any(|x| x == public_face.as_str())
+            .then_some(())
+    });
+    let ticket: p2pfs_proto::RoomTicket = ok(&p2pfs(a.data_dir(), &["room", "ticket", "team"]))
+        .trim()
+        .parse()
+        .unwrap();
+    let me = ticket
+        .nodes
+        .iter()
+        .find(|n| n.id.to_string() == a.id)
+        .unwrap();
+    assert!(
+        me.addrs.iter().any(|x| x.to_string() == public_face),
+        "{me:?}"
+    );
     // The two members behind NATs connect directly (each dials the other
     // at its router's address as the room's mesh asks: a simultaneous open
     // through both easy NATs).

@@ -65,6 +65,9 @@ async fn ask_on(
     if !fits {
         return Err(protocol("the answer does not fit the query"));
     }
+    if let DhtResponse::Pong { observed } = &response {
+        dht.net.observed(peer, super::service::canonical(*observed));
+    }
     Ok(Answer {
         peer,
         addr: conn.addr,

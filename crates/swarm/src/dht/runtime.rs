@@ -368,6 +368,17 @@ impl Dht {
         });
     }
 
+    /// Pings `target`: it joins the routing table if it answers, and its
+    /// `Pong` tells this node where its packets come from (its reflexive
+    /// address, [`crate::net::Net::observed`]).
+    pub(crate) async fn ping(&self, target: &Target) {
+        match tokio::time::timeout(HARD_TIMEOUT, rpc::ask(self, target, Query::Ping)).await {
+            Ok(Ok(a)) => self.contacted(a.peer, a.addr),
+            Ok(Err(e)) => tracing::debug!(peer = %target, "DHT ping: {e}"),
+            Err(_) => tracing::debug!(peer = %target, "DHT ping: no answer"),
+        }
+    }
+
     /// Pings `seeds` over the DHT protocol (which adds those that answer to
     /// the routing table), then looks up this node's own id to fill the
     /// table. Returns the table's size.
@@ -375,14 +386,7 @@ impl Dht {
         let mut tasks = JoinSet::new();
         for t in seeds {
             let n = self.clone();
-            tasks.spawn(async move {
-                let r = tokio::time::timeout(HARD_TIMEOUT, rpc::ask(&n, &t, Query::Ping)).await;
-                match r {
-                    Ok(Ok(a)) => n.contacted(a.peer, a.addr),
-                    Ok(Err(e)) => tracing::debug!(peer = %t, "DHT seed: {e}"),
-                    Err(_) => tracing::debug!(peer = %t, "DHT seed: no answer"),
-                }
-            });
+            tasks.spawn(async move { n.ping(&t).await });
         }
         while tasks.join_next().await.is_some() {}
         if self.table_len() > 0 {

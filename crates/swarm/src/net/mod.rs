@@ -14,6 +14,7 @@ pub mod ban;
 pub(crate) mod dial;
 pub(crate) mod endpoint;
 pub mod link;
+mod reflexive;
 
 use std::{
     collections::HashMap,
@@ -50,6 +51,8 @@ struct Inner {
     bans: ban::Bans,
     /// Live inbound connections per IP address (admission).
     inbound_per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Where peers see this node's packets come from.
+    reflexive: Mutex<reflexive::Reflexive>,
     /// The root of the node's cancellation tree: every handler's token is
     /// a child of it.
     cancel: CancellationToken,
@@ -86,6 +89,7 @@ impl Net {
                 limits,
                 bans: ban::Bans::default(),
                 inbound_per_ip: Mutex::new(HashMap::new()),
+                reflexive: Mutex::default(),
                 cancel: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 router: RwLock::new(None),
@@ -157,9 +161,22 @@ impl Net {
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
-    /// Addresses peers can use to reach this node.
+    /// Addresses peers can use to reach this node: those it listens on,
+    /// then its reflexive ones (see [`reflexive`]).
     pub(crate) fn addrs(&self) -> Vec<SocketAddr> {
-        endpoint::reachable_addrs(self.bound_addr())
+        let mut addrs = endpoint::reachable_addrs(self.bound_addr());
+        for a in crate::lock(&self.inner.reflexive).best() {
+            if !addrs.contains(&a) {
+                addrs.push(a);
+            }
+        }
+        addrs
+    }
+
+    /// `peer` saw this node's packets come from `addr`.
+    pub(crate) fn observed(&self, peer: NodeId, addr: SocketAddr) {
+        let local = endpoint::reachable_addrs(self.bound_addr());
+        crate::lock(&self.inner.reflexive).observed(peer, addr, &local);
     }
 
     /// This node's id and addresses, as a ticket carries them.
