@@ -200,6 +200,12 @@ impl Node {
 
 /// The DHT, as the node's facade shows it.
 impl Node {
+    /// Pings `target` over the DHT protocol (it joins the routing table if
+    /// it answers, and says where this node's packets come from).
+    pub(crate) async fn ping(&self, target: &Target) {
+        self.inner.dht.ping(target).await;
+    }
+
     /// Finds the providers of `hash` through the DHT (and the records this
     /// node holds itself).
     pub async fn find_providers(&self, hash: Hash) -> Result<Vec<NodeAddr>, SwarmError> {

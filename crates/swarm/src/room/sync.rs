@@ -120,8 +120,7 @@ pub(crate) async fn dial(
             addrs: vec![conn.addr],
         },
     );
-    node.net()
-        .spawn(async move { n.inner.dht.ping(&member).await });
+    node.net().spawn(async move { n.ping(&member).await });
     session(node.clone(), room, conn, send, recv, node.id(), established).await;
     Ok(())
 }
