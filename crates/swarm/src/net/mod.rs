@@ -14,7 +14,7 @@ pub mod ban;
 pub(crate) mod dial;
 pub(crate) mod endpoint;
 pub mod link;
-mod reflexive;
+pub(crate) mod reflexive;
 
 use std::{
     collections::HashMap,

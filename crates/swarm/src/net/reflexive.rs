@@ -11,7 +11,7 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     time::Instant,
 };
 
@@ -23,6 +23,25 @@ pub(crate) const GIVEN: usize = 2;
 const KEPT: usize = 8;
 /// Reporters remembered per address.
 const REPORTERS: usize = 8;
+
+/// Whether a peer at `addr` can tell this node anything new about its
+/// address: only one outside every local network (a peer on loopback or
+/// on the same LAN sees the address this node listens on).
+pub(crate) fn worth_asking(addr: &SocketAddr) -> bool {
+    match addr.ip() {
+        IpAddr::V4(ip) => {
+            !(ip.is_loopback()
+                || ip.is_private()
+                || ip.is_link_local()
+                || ip.is_unspecified()
+                || ip.is_broadcast())
+        }
+        IpAddr::V6(ip) => {
+            let local = (ip.segments()[0] & 0xfe00) == 0xfc00 || ip.is_unicast_link_local();
+            !(ip.is_loopback() || ip.is_unspecified() || local)
+        }
+    }
+}
 
 /// What peers said of this node's address.
 #[derive(Debug, Default)]
@@ -101,6 +120,22 @@ mod tests {
         assert_eq!(best.len(), GIVEN);
         assert_eq!(best[0], addr("198.18.0.100:7000"));
         assert!(!best.contains(&addr("10.0.0.2:7000")));
+    }
+
+    #[test]
+    fn only_peers_outside_the_local_networks_are_asked() {
+        for a in [
+            "127.0.0.1:1",
+            "10.1.2.3:1",
+            "192.168.1.2:1",
+            "[::1]:1",
+            "[fd00::1]:1",
+        ] {
+            assert!(!worth_asking(&addr(a)), "{a}");
+        }
+        for a in ["198.18.0.1:7000", "203.0.113.9:1", "[2001:db8::1]:1"] {
+            assert!(worth_asking(&addr(a)), "{a}");
+        }
     }
 
     #[test]

@@ -111,16 +111,19 @@ pub(crate) async fn dial(
         })
         .await?;
     room.learn(conn.peer, target.addrs.clone()).await;
-    // The member tells this node where its packets come from (behind a
-    // NAT, the router's address: a candidate for tickets and members).
-    let (n, member) = (
-        node.clone(),
-        Target {
-            id: Some(conn.peer),
-            addrs: vec![conn.addr],
-        },
-    );
-    node.net().spawn(async move { n.ping(&member).await });
+    // A member outside the local networks tells this node where its
+    // packets come from (behind a NAT, the router's address: a candidate
+    // for tickets and members).
+    if crate::net::reflexive::worth_asking(&conn.addr) {
+        let (n, member) = (
+            node.clone(),
+            Target {
+                id: Some(conn.peer),
+                addrs: vec![conn.addr],
+            },
+        );
+        node.net().spawn(async move { n.ping(&member).await });
+    }
     session(node.clone(), room, conn, send, recv, node.id(), established).await;
     Ok(())
 }
