@@ -32,6 +32,7 @@ use crate::{net::dial::SIMULTANEOUS, replica::RoomReplica};
 const QUEUE: usize = 1024;
 
 /// What the overlay task is told or asked.
+#[derive(Debug)]
 pub(crate) enum Cmd {
     /// Where members can be reached (from a session, a `Peers` message, a
     /// dial or a DHT lookup).
@@ -77,24 +78,6 @@ pub(crate) enum Cmd {
     },
     /// Send `peer`'s session the members we know (`me` among them).
     SendPeers { peer: NodeId, me: NodeAddr },
-}
-
-impl std::fmt::Debug for Cmd {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = match self {
-            Cmd::Learn(_) => "Learn",
-            Cmd::Authors(_) => "Authors",
-            Cmd::Up { .. } => "Up",
-            Cmd::Down { .. } => "Down",
-            Cmd::DialEnded { .. } => "DialEnded",
-            Cmd::Presence { .. } => "Presence",
-            Cmd::Own { .. } => "Own",
-            Cmd::SendDigest { .. } => "SendDigest",
-            Cmd::AnswerDigest { .. } => "AnswerDigest",
-            Cmd::SendPeers { .. } => "SendPeers",
-        };
-        f.write_str(name)
-    }
 }
 
 /// What the rest of the node reads of the overlay, as of its last change.
@@ -154,8 +137,8 @@ impl OverlayHandle {
     /// Tells the overlay `cmd` if its queue has room (for what is only a
     /// hint, from code that cannot wait).
     pub(crate) fn try_send(&self, cmd: Cmd) {
-        if let Err(e) = self.tx.try_send(cmd) {
-            tracing::debug!("room overlay busy, dropped {:?}", e.into_inner());
+        if self.tx.try_send(cmd).is_err() {
+            tracing::debug!("room overlay busy: a hint dropped");
         }
     }
 
