@@ -30,6 +30,20 @@ pub async fn node_joining(
     options: Options,
     bootstrap: Vec<p2pfs_swarm::Target>,
 ) -> TestNode {
+    spawn(limits, options, bootstrap, Default::default()).await
+}
+
+/// A node on 127.0.0.1 that relays as `relay` says.
+pub async fn node_relaying(relay: p2pfs_swarm::RelayMode) -> TestNode {
+    spawn(Limits::default(), Options::default(), Vec::new(), relay).await
+}
+
+async fn spawn(
+    limits: Limits,
+    options: Options,
+    bootstrap: Vec<p2pfs_swarm::Target>,
+    relay: p2pfs_swarm::RelayMode,
+) -> TestNode {
     let dir = temp_dir();
     let store = Store::open_with(dir.path().join("store"), options).unwrap();
     let node = Node::spawn(
@@ -45,6 +59,7 @@ pub async fn node_joining(
             display_name: None,
             replica: None,
             link_delay: None,
+            relay,
         },
         store,
     )

@@ -470,6 +470,34 @@ impl Daemon {
         d
     }
 
+    /// Starts `p2pfs --data-dir DATA mount MOUNTPOINT --listen LISTEN
+    /// EXTRA...` in network namespace `netns` (the mount is the
+    /// machine's) and waits until the filesystem is mounted.
+    pub fn mount_in(
+        netns: &str,
+        data_dir: &Path,
+        mountpoint: &Path,
+        listen: &str,
+        extra: &[&str],
+    ) -> Self {
+        require_root();
+        let _ = std::fs::create_dir_all(mountpoint);
+        let mnt = mountpoint.to_str().unwrap();
+        let d = Self::spawn(
+            Some(netns),
+            data_dir,
+            &["mount", mnt, "--listen", listen],
+            extra,
+            Some(mountpoint),
+        );
+        wait_for(
+            Duration::from_secs(30),
+            "the filesystem to be mounted",
+            || is_p2pfs_mount(mountpoint).then_some(()),
+        );
+        d
+    }
+
     /// Starts `p2pfs --data-dir DATA daemon EXTRA...` on host `host` of
     /// `net`, with the network's environment.
     pub fn start_on(net: &Lan, host: usize, data_dir: &Path, extra: &[&str]) -> Self {

@@ -229,3 +229,134 @@ fn a_download_survives_its_router_forgetting_the_mapping() {
         eprintln!("{nat:?}: done {:?} after the flush", flushed.elapsed());
     }
 }
+
+/// The path `from`'s status reports for its connection with `to`:
+/// `"direct"`, or `"relay"` with the relay's id.
+fn path_to(from: &Daemon, to: &Daemon) -> Option<(String, Option<String>)> {
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&p2pfs(from.data_dir(), &["status", "--json"]))).ok()?;
+    let peer = status["peers"]
+        .as_array()?
+        .iter()
+        .find(|x| x["id"] == to.id.as_str())?
+        .clone();
+    Some((
+        peer["path"].as_str()?.to_string(),
+        peer["via"].as_str().map(str::to_string),
+    ))
+}
+
+/// The user's story across NATs, and the punch matrix. P is public; A and
+/// B sit behind symmetric NATs (no hole punch can work between them), C
+/// and D behind easy ones. Every node knows P (`--peer`, as a node knows
+/// any public node of the network). A mounts and makes a room with
+/// `mkdir`; the others join with its ticket alone; a `cp` on A reads back
+/// identical on B's mount, through the relay; `chat.log` works both ways.
+/// Paths: C↔D direct (a coordinated punch, or the mesh's simultaneous
+/// dials), A↔B and A↔C relayed through P, and working.
+#[test]
+fn across_nats_the_mount_works_direct_where_possible_and_relayed_elsewhere() {
+    p2pfs_tests::needs_root!();
+    let lab = NatLab::new(63, 1, &[Nat::Hard, Nat::Hard, Nat::Easy, Nat::Easy]);
+    let root = temp_dir();
+    let p = Daemon::start_in(
+        Some(&lab.public[0]),
+        &root.path().join("p"),
+        &format!("{}:7000", lab.public_ip(0)),
+        &["--no-lan", "--name", "p"],
+    );
+    let peer = p.peer();
+    let listen = |i: usize| format!("{}:7000", lab.home_ip(i));
+    let with_peer = |name: &'static str| vec!["--no-lan", "--peer", peer.as_str(), "--name", name];
+    let (ma, mb) = (root.path().join("mnt-a"), root.path().join("mnt-b"));
+    let a = Daemon::mount_in(
+        &lab.homes[0].host,
+        &root.path().join("a"),
+        &ma,
+        &listen(0),
+        &with_peer("a"),
+    );
+    let b = Daemon::mount_in(
+        &lab.homes[1].host,
+        &root.path().join("b"),
+        &mb,
+        &listen(1),
+        &with_peer("b"),
+    );
+    let c = Daemon::start_in(
+        Some(&lab.homes[2].host),
+        &root.path().join("c"),
+        &listen(2),
+        &with_peer("c"),
+    );
+    let d = Daemon::start_in(
+        Some(&lab.homes[3].host),
+        &root.path().join("d"),
+        &listen(3),
+        &with_peer("d"),
+    );
+
+    // A makes the room in its mount; the others join with the ticket.
+    std::fs::create_dir(ma.join("team")).unwrap();
+    let ticket = ok(&p2pfs(a.data_dir(), &["room", "ticket", "team"]));
+    for m in [&p, &b, &c, &d] {
+        ok(&p2pfs(m.data_dir(), &["room", "join", ticket.trim()]));
+    }
+    for m in [&p, &a, &b, &c, &d] {
+        wait_for(Duration::from_secs(90), "all five online", || {
+            (online(m) == 5).then_some(())
+        });
+    }
+    // `cp` on A, read on B (behind another symmetric NAT) byte-identical.
+    let src = root.path().join("src.bin");
+    random_file(&src, 3_000_000, 7);
+    std::fs::copy(&src, ma.join("team/big.bin")).unwrap();
+    let on_b = mb.join("team/big.bin");
+    wait_for(SYNC, "the file in b's listing", || {
+        on_b.exists().then_some(())
+    });
+    let read = wait_for(SYNC, "the file readable on b", || std::fs::read(&on_b).ok());
+    assert_eq!(
+        blake3::hash(&read),
+        blake3::hash(&std::fs::read(&src).unwrap())
+    );
+    // chat.log both ways.
+    use std::io::Write;
+    for (from, line) in [(&ma, "hello from a"), (&mb, "hello from b")] {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(from.join("team/chat.log"))
+            .unwrap();
+        writeln!(f, "{line}").unwrap();
+    }
+    for m in [&ma, &mb] {
+        wait_for(SYNC, "both lines in chat.log", || {
+            let log = std::fs::read_to_string(m.join("team/chat.log")).ok()?;
+            (log.contains("hello from a") && log.contains("hello from b")).then_some(())
+        });
+    }
+
+    // The punch matrix, as `status` reports the paths.
+    let direct = || Some(("direct".to_string(), None));
+    let via_p = || Some(("relay".to_string(), Some(p.id.clone())));
+    wait_for(SYNC, "C and D direct", || {
+        (path_to(&c, &d) == direct()).then_some(())
+    });
+    for (x, y) in [(&a, &b), (&b, &a), (&a, &c), (&c, &a)] {
+        wait_for(SYNC, "a relayed path through P", || {
+            (path_to(x, y) == via_p()).then_some(())
+        });
+    }
+    // Everyone reaches P directly, and sees its own situation.
+    for m in [&a, &b, &c, &d] {
+        assert_eq!(path_to(m, &p), direct());
+        let status: serde_json::Value =
+            serde_json::from_str(&ok(&p2pfs(m.data_dir(), &["status", "--json"]))).unwrap();
+        assert_eq!(status["reach"]["nat"], "behind", "{status}");
+        assert_eq!(status["reach"]["reachable"], false, "{status}");
+    }
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&p2pfs(p.data_dir(), &["status", "--json"]))).unwrap();
+    assert_eq!(status["reach"]["nat"], "none", "{status}");
+    eprintln!("punch matrix: C-D direct; A-B, A-C relayed through P");
+}

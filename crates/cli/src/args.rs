@@ -152,6 +152,11 @@ pub(crate) struct NodeArgs {
     /// Do not look for (or announce this node to) nodes on the LAN
     #[arg(long)]
     pub(crate) no_lan: bool,
+    /// What this node relays for peers that cannot reach each other (behind
+    /// NATs): `all` (room members without limits, strangers within small
+    /// limits), `members` (only between members of a room of this node), `off`
+    #[arg(long, value_name = "WHO", default_value_t = p2pfs_swarm::RelayMode::All)]
+    pub(crate) relay: p2pfs_swarm::RelayMode,
     /// Your display name in rooms, saved for later runs [default: the host name]
     #[arg(long, value_name = "NAME")]
     pub(crate) name: Option<String>,

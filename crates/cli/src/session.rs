@@ -97,7 +97,18 @@ impl Session {
                     lan: true,
                     ..DhtConfig::default()
                 };
-                start_node(data_dir, store.clone(), None, Limits::default(), dht, None).await
+                // A node started for one command relays for nobody.
+                let relay = p2pfs_swarm::RelayMode::Off;
+                start_node(
+                    data_dir,
+                    store.clone(),
+                    None,
+                    Limits::default(),
+                    dht,
+                    None,
+                    relay,
+                )
+                .await
             })
             .await?;
         Ok(Some(node))
@@ -228,6 +239,7 @@ pub(crate) async fn start_node(
     limits: Limits,
     dht: DhtConfig,
     replica: Option<ReplicaConfig>,
+    relay: p2pfs_swarm::RelayMode,
 ) -> anyhow::Result<Node> {
     let port_file = data_dir.join("port");
     let mut limits = limits;
@@ -248,6 +260,7 @@ pub(crate) async fn start_node(
             display_name: config::display_name(data_dir),
             replica,
             link_delay: env_parse("P2PFS_LINK_DELAY")?,
+            relay,
         },
         store,
     )

@@ -3,7 +3,7 @@
 //! This crate is the vocabulary of the protocol: the content [`Hash`], the
 //! identities [`NodeId`] and [`RoomId`], peer addresses and tickets, the
 //! chunking constants of the verified-streaming tree ([`chunk`]), the blob
-//! protocol's messages ([`blobs`]), the DHT's ([`dht`]), rooms' tickets, log entries and sync ([`room`]), the close codes ([`close`]), and the one
+//! protocol's messages ([`blobs`]), the DHT's ([`dht`]), rooms' tickets, log entries and sync ([`room`]), the relay's ([`relay`]), the close codes ([`close`]), and the one
 //! place where values are turned into bytes and back ([`codec`], postcard
 //! with a hard size limit).
 //!
@@ -20,6 +20,7 @@ pub mod dht;
 mod hash;
 mod id;
 mod ranges;
+pub mod relay;
 pub mod room;
 pub mod ticket;
 

@@ -35,6 +35,7 @@ async fn spawn(dir: &Path, name: &str) -> Node {
             display_name: Some(name.into()),
             replica: Some(p2pfs_swarm::replica::ReplicaConfig::default()),
             link_delay: None,
+            relay: Default::default(),
         },
         store,
     )

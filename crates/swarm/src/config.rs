@@ -101,6 +101,8 @@ pub struct NodeConfig {
     /// Delay every datagram sent (an emulated link, for tests on one
     /// machine; see [`crate::link`]).
     pub link_delay: Option<crate::link::LinkDelay>,
+    /// What the node relays for others.
+    pub relay: crate::relay::RelayMode,
 }
 
 /// How the node takes part in the DHT.

@@ -68,6 +68,14 @@ pub enum SwarmError {
         /// What happened.
         reason: String,
     },
+    /// No relay could reach a peer.
+    #[error("no relay could reach {peer}: {reason}")]
+    NoRelay {
+        /// The peer.
+        peer: NodeId,
+        /// Why, in a sentence.
+        reason: String,
+    },
     /// No provider could supply the blob.
     #[error("could not fetch {hash}: {reason}")]
     Unavailable {

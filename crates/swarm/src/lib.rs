@@ -35,6 +35,7 @@ pub mod identity;
 pub mod net;
 mod node;
 mod policy;
+pub mod relay;
 pub mod replica;
 pub mod room;
 mod router;
@@ -45,9 +46,10 @@ use std::sync::{Mutex, MutexGuard};
 
 pub use config::{Congestion, Limits, NodeConfig};
 pub use error::{RoomError, SetupError, SwarmError};
-pub use net::{ban, dial::Target, link};
-pub use node::{Node, PeerInfo};
+pub use net::{NatKind, Reach, ban, dial::Target, link};
+pub use node::{Node, PathKind, PeerInfo};
 pub use p2pfs_store as store;
+pub use relay::RelayMode;
 pub use transfer::download::{FetchProgress, FetchStats};
 
 /// A blocking worker that did not finish: it panicked, or the runtime is

@@ -28,7 +28,12 @@ use crate::{
 };
 
 /// Every ALPN the node speaks.
-pub(crate) const ALPNS: &[&[u8]] = &[blobs::ALPN, p2pfs_proto::dht::ALPN, p2pfs_proto::room::ALPN];
+pub(crate) const ALPNS: &[&[u8]] = &[
+    blobs::ALPN,
+    p2pfs_proto::dht::ALPN,
+    p2pfs_proto::room::ALPN,
+    p2pfs_proto::relay::ALPN,
+];
 
 /// A peer with a live connection.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,6 +46,21 @@ pub struct PeerInfo {
     pub outbound: bool,
     /// Seconds since the connection opened.
     pub connected_secs: u64,
+    /// `direct`, or `relay` (through `via`).
+    pub path: PathKind,
+    /// The relay, for a relayed path (`null` for a direct one; no
+    /// `skip_serializing_if`: the control socket's encoding is postcard).
+    pub via: Option<NodeId>,
+}
+
+/// How packets reach a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PathKind {
+    /// Straight to its address.
+    Direct,
+    /// Through a relay.
+    Relay,
 }
 
 /// A running p2pfs node. Cheap to clone.
@@ -59,6 +79,8 @@ pub(crate) struct Inner {
     pub(crate) dht: Dht,
     pub(crate) rooms: Arc<Rooms>,
     pub(crate) replica: Option<crate::replica::NodeReplica>,
+    /// What the node relays for others.
+    pub(crate) relay_mode: crate::relay::RelayMode,
 }
 
 impl Node {
@@ -75,6 +97,7 @@ impl Node {
         let privacy = Privacy::new(store.clone(), rooms.clone());
         let blobs = Blobs::new(net.clone(), store.clone(), privacy.clone());
         let lan = config.dht.lan;
+        let relay = crate::relay::RelayHandler::new(net.clone(), rooms.clone(), config.relay);
         let dht = Dht::new(net.clone(), store.clone(), privacy, config.dht)?;
         let node = Self {
             inner: Arc::new(Inner {
@@ -84,13 +107,15 @@ impl Node {
                 dht: dht.clone(),
                 rooms,
                 replica: config.replica.map(crate::replica::NodeReplica::new),
+                relay_mode: config.relay,
             }),
         };
         net.start(
             Router::default()
                 .accept(blobs::ALPN, Arc::new(blobs))
                 .accept(p2pfs_proto::dht::ALPN, Arc::new(dht.clone()))
-                .accept(p2pfs_proto::room::ALPN, Arc::new(RoomsHandler::new(&node))),
+                .accept(p2pfs_proto::room::ALPN, Arc::new(RoomsHandler::new(&node)))
+                .accept(p2pfs_proto::relay::ALPN, Arc::new(relay)),
         );
         net.spawn(crate::dht::runtime::run(dht.clone()));
         if lan {
@@ -141,18 +166,37 @@ impl Node {
 
     /// Peers with a live connection.
     pub fn peers(&self) -> Vec<PeerInfo> {
-        let mut seen = HashMap::new();
+        let mut seen: HashMap<NodeId, PeerInfo> = HashMap::new();
         for c in self.inner.net.connections() {
-            seen.entry(c.peer).or_insert(PeerInfo {
+            let info = PeerInfo {
                 id: c.peer,
                 addr: c.addr,
                 outbound: c.outbound,
                 connected_secs: c.since.elapsed().as_secs(),
-            });
+                path: if c.via.is_some() {
+                    PathKind::Relay
+                } else {
+                    PathKind::Direct
+                },
+                via: c.via,
+            };
+            // A direct connection speaks for the peer over a relayed one.
+            match seen.get(&c.peer) {
+                Some(p) if p.path == PathKind::Direct || info.path == PathKind::Relay => {}
+                _ => {
+                    seen.insert(c.peer, info);
+                }
+            }
         }
         let mut peers: Vec<PeerInfo> = seen.into_values().collect();
         peers.sort_by_key(|p| p.id);
         peers
+    }
+
+    /// How peers outside reach this node: its NAT, its reflexive address,
+    /// what it relays.
+    pub fn reach(&self) -> crate::net::Reach {
+        self.inner.net.reach(self.inner.relay_mode)
     }
 
     /// Peers banned for sending data that does not verify.

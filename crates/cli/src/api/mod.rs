@@ -197,6 +197,7 @@ async fn execute(
                 daemon: ctx.daemon,
                 dht: node.dht_status(),
                 banned: node.banned(),
+                reach: node.reach(),
             }))
             .await?;
         }

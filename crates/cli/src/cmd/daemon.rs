@@ -84,8 +84,16 @@ pub(crate) async fn run(
             .leave_timeout
             .unwrap_or(p2pfs_swarm::replica::DEFAULT_LEAVE_TIMEOUT),
     };
-    let node =
-        session::start_node(data_dir, store, args.listen, limits, dht, Some(replica)).await?;
+    let node = session::start_node(
+        data_dir,
+        store,
+        args.listen,
+        limits,
+        dht,
+        Some(replica),
+        args.relay,
+    )
+    .await?;
     // A name changed (`--name`, P2PFS_NAME) since the last run reaches
     // the rooms joined before.
     node.publish_name().await;

@@ -35,6 +35,7 @@ pub(crate) async fn run(session: &Session, json: bool, out: &mut impl Write) -> 
         ),
     )?;
     output::line(out, &format!("listening  {}", addrs.join(", ")))?;
+    output::line(out, &format!("reach      {}", reach_line(&s.reach)))?;
     output::line(
         out,
         &format!(
@@ -79,12 +80,16 @@ pub(crate) async fn run(session: &Session, json: bool, out: &mut impl Write) -> 
     } else {
         output::line(out, &format!("peers      {}", s.peers.len()))?;
         for p in &s.peers {
+            let path = match p.via {
+                Some(relay) => format!("relay {}", relay.fmt_short()),
+                None => format!("direct {}", p.addr),
+            };
             output::line(
                 out,
                 &format!(
                     "  {}  {}  {}  {}s",
                     p.id,
-                    p.addr,
+                    path,
                     if p.outbound { "out" } else { "in" },
                     p.connected_secs
                 ),
@@ -99,4 +104,30 @@ pub(crate) async fn run(session: &Session, json: bool, out: &mut impl Write) -> 
         )?;
     }
     Ok(())
+}
+
+/// The node's situation in one line: NAT, reflexive address, mapped
+/// port, reachability, relaying.
+fn reach_line(r: &p2pfs_swarm::Reach) -> String {
+    let mut parts = vec![match (r.nat, r.reflexive) {
+        (p2pfs_swarm::NatKind::None, _) => "public address, no NAT".to_string(),
+        (p2pfs_swarm::NatKind::Behind, Some(a)) => format!("behind a NAT, seen as {a}"),
+        _ => "unknown (no peer outside has seen this node yet)".to_string(),
+    }];
+    if let Some(m) = r.mapped {
+        parts.push(format!("port mapped at {m}"));
+    }
+    parts.push(
+        if r.reachable {
+            "reachable from outside"
+        } else {
+            "not reachable unasked (peers punch through or relay)"
+        }
+        .to_string(),
+    );
+    parts.push(format!("relays for {}", r.relay));
+    if r.relayed_paths > 0 {
+        parts.push(format!("{} relayed path(s) open", r.relayed_paths));
+    }
+    parts.join("; ")
 }

@@ -166,6 +166,8 @@ pub(crate) struct Status {
     /// Peers banned for sending bad data.
     #[serde(default)]
     pub(crate) banned: Vec<p2pfs_swarm::ban::BannedPeer>,
+    /// How peers outside reach this node.
+    pub(crate) reach: p2pfs_swarm::Reach,
 }
 
 /// An answer (or part of one).

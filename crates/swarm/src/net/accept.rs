@@ -103,6 +103,7 @@ async fn admit(net: Net, incoming: quinn::Incoming) {
         addr: remote,
         outbound: false,
         since: Instant::now(),
+        via: net.inner.paths.via(&remote).map(|(relay, _)| relay),
     };
     net.inner.pool.insert(alpn, c.clone());
     net.serve(c, alpn).await;

@@ -63,6 +63,8 @@ pub(crate) struct Conn {
     pub(crate) addr: SocketAddr,
     pub(crate) outbound: bool,
     pub(crate) since: Instant,
+    /// The relay the connection goes through (`None`: direct).
+    pub(crate) via: Option<NodeId>,
 }
 
 impl Conn {
@@ -80,12 +82,16 @@ type Key = (NodeId, &'static [u8]);
 /// restarted, or lost it).
 pub(crate) const SIMULTANEOUS: Duration = Duration::from_secs(5);
 
+/// How long a relayed connection replaced by a direct one stays open.
+const UPGRADE_GRACE: Duration = Duration::from_secs(2);
+
 /// The connection table.
 #[derive(Debug)]
 pub(crate) struct Pool {
     endpoint: quinn::Endpoint,
     clients: HashMap<&'static [u8], rustls::ClientConfig>,
     transport: Arc<quinn::TransportConfig>,
+    paths: Arc<super::paths::Paths>,
     conns: Arc<Mutex<HashMap<Key, Conn>>>,
     /// One dial at a time per destination.
     dialing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -105,11 +111,13 @@ impl Pool {
         endpoint: quinn::Endpoint,
         clients: HashMap<&'static [u8], rustls::ClientConfig>,
         transport: Arc<quinn::TransportConfig>,
+        paths: Arc<super::paths::Paths>,
     ) -> Self {
         Self {
             endpoint,
             clients,
             transport,
+            paths,
             conns: Arc::new(Mutex::new(HashMap::new())),
             dialing: Mutex::new(HashMap::new()),
         }
@@ -138,6 +146,27 @@ impl Pool {
         let c = self.dial(target, alpn).await?;
         self.insert(alpn, c.clone());
         Ok((c, true))
+    }
+
+    /// Dials `target` anew and records the connection (replacing a pooled
+    /// one).
+    pub(crate) async fn dial_insert(
+        &self,
+        target: &Target,
+        alpn: &'static [u8],
+    ) -> Result<Conn, SwarmError> {
+        let c = self.dial(target, alpn).await?;
+        self.insert(alpn, c.clone());
+        Ok(c)
+    }
+
+    /// The protocols of the live relayed connections with `peer`.
+    pub(crate) fn relayed(&self, peer: &NodeId) -> Vec<&'static [u8]> {
+        crate::lock(&self.conns)
+            .iter()
+            .filter(|((p, _), c)| p == peer && c.via.is_some() && c.conn.close_reason().is_none())
+            .map(|((_, a), _)| *a)
+            .collect()
     }
 
     fn find(&self, target: &Target, alpn: &'static [u8]) -> Option<Conn> {
@@ -194,6 +223,7 @@ impl Pool {
                         addr,
                         outbound: true,
                         since: Instant::now(),
+                        via: self.paths.via(&addr).map(|(relay, _)| relay),
                     });
                 }
                 Ok(Err(e)) => last = e,
@@ -228,12 +258,24 @@ impl Pool {
         let id = c.conn.stable_id();
         let conn = c.conn.clone();
         let (peer, since) = (c.peer, c.since);
+        let direct = c.via.is_none();
         let mut conns = crate::lock(&self.conns);
-        let replaced = conns.insert(key, c).is_some_and(|old| {
-            old.conn.stable_id() != id
-                && old.conn.close_reason().is_none()
-                && since.saturating_duration_since(old.since) > SIMULTANEOUS
-        });
+        let old = conns.insert(key, c);
+        let old = old.filter(|o| o.conn.stable_id() != id && o.conn.close_reason().is_none());
+        let upgraded = old.as_ref().is_some_and(|o| o.via.is_some() && direct);
+        let replaced = !upgraded
+            && old
+                .as_ref()
+                .is_some_and(|o| since.saturating_duration_since(o.since) > SIMULTANEOUS);
+        if let Some(old) = old.filter(|_| upgraded) {
+            // A direct path replaces a relayed one: the relayed connection
+            // is closed once what runs on it has had a moment to finish
+            // (its users dial again, and get the direct one).
+            tokio::spawn(async move {
+                tokio::time::sleep(UPGRADE_GRACE).await;
+                old.close_with(p2pfs_proto::close::Code::Ok);
+            });
+        }
         if replaced {
             for ((p, a), other) in conns.iter() {
                 if *p == peer && *a != alpn && other.since < since {

@@ -92,12 +92,14 @@ fn grow_buffers(socket: &UdpSocket) {
 /// Builds the endpoint on `socket`, delaying what it sends by `link`. Its
 /// connection ids and stateless resets are made with `keys`, the same on
 /// every run of the node (see [`crate::identity::SecretKey::quic_keys`]).
+/// The socket carries relayed paths beside the UDP ones (see
+/// [`super::paths`]); their table is returned with the endpoint.
 pub(crate) fn endpoint(
     socket: UdpSocket,
     server: quinn::ServerConfig,
     keys: crate::identity::QuicKeys,
     link: Option<crate::link::LinkDelay>,
-) -> Result<quinn::Endpoint, SwarmError> {
+) -> Result<(quinn::Endpoint, Arc<super::paths::Paths>), SwarmError> {
     grow_buffers(&socket);
     let runtime = quinn::default_runtime().ok_or(SetupError::NoRuntime)?;
     let mut config = quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(
@@ -110,21 +112,21 @@ pub(crate) fn endpoint(
         .max_udp_payload_size(MAX_UDP_PAYLOAD)
         .map_err(|e| SetupError::Quic(e.to_string()))?;
     let err = |e| SwarmError::io("starting the QUIC endpoint", e);
-    match link {
-        None => quinn::Endpoint::new(config, Some(server), socket, runtime).map_err(err),
+    let udp: Arc<dyn quinn::AsyncUdpSocket> = runtime.wrap_udp_socket(socket).map_err(err)?;
+    let udp = match link {
+        None => udp,
         #[cfg(not(feature = "test-hooks"))]
-        Some(_) => Err(SetupError::NoLinkDelay.into()),
+        Some(_) => return Err(SetupError::NoLinkDelay.into()),
         #[cfg(feature = "test-hooks")]
         Some(link) => {
             tracing::warn!(?link, "emulating a link delay on every datagram sent");
-            let socket = crate::link::DelayedSocket::new(
-                runtime.wrap_udp_socket(socket).map_err(err)?,
-                link,
-            );
-            quinn::Endpoint::new_with_abstract_socket(config, Some(server), socket, runtime)
-                .map_err(err)
+            crate::link::DelayedSocket::new(udp, link)
         }
-    }
+    };
+    let (socket, paths) = super::paths::MuxSocket::new(udp).map_err(err)?;
+    let endpoint = quinn::Endpoint::new_with_abstract_socket(config, Some(server), socket, runtime)
+        .map_err(err)?;
+    Ok((endpoint, paths))
 }
 
 /// The addresses peers can reach the endpoint at: the bound address, or

@@ -7,6 +7,7 @@
 //! - `endpoint`: binding the socket, QUIC and TLS settings.
 //! - `dial`: the connection table (one connection per peer and protocol).
 //! - `accept`: the accept loop and its admission limits.
+//! - `paths`: relayed paths on the same socket (see [`crate::relay`]).
 //! - [`ban`]: peers caught lying. [`link`]: an emulated link delay.
 
 pub(crate) mod accept;
@@ -14,6 +15,7 @@ pub mod ban;
 pub(crate) mod dial;
 pub(crate) mod endpoint;
 pub mod link;
+pub(crate) mod paths;
 pub(crate) mod reflexive;
 
 use std::{
@@ -35,6 +37,40 @@ use crate::{
     tls,
 };
 
+/// How peers outside reach a node (`p2pfs status`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Reach {
+    /// Where peers outside see this node's packets come from (behind a
+    /// NAT, its router's address), as most of them report it.
+    pub reflexive: Option<SocketAddr>,
+    /// A port the router maps to this node (UPnP IGD, NAT-PMP, PCP).
+    pub mapped: Option<SocketAddr>,
+    /// Whether a NAT is in the way.
+    pub nat: NatKind,
+    /// Whether nodes outside can dial this node unasked.
+    pub reachable: bool,
+    /// What this node relays for others.
+    pub relay: crate::relay::RelayMode,
+    /// Relayed paths open (circuits this node dialed or took).
+    pub relayed_paths: usize,
+}
+
+/// Whether a NAT stands between a node and the peers outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NatKind {
+    /// A peer outside saw the node at an address it listens on.
+    None,
+    /// Peers outside see another address (a router's).
+    Behind,
+    /// No peer outside has said yet.
+    Unknown,
+}
+
+/// The protocols that reach a peer through a relay when no direct path
+/// answers. The DHT does not: its nodes must be reachable to be useful.
+const RELAYED: &[&[u8]] = &[p2pfs_proto::blobs::ALPN, p2pfs_proto::room::ALPN];
+
 /// The endpoint, its connections and what peers may do. Cheap to clone.
 #[derive(Debug, Clone)]
 pub(crate) struct Net {
@@ -46,6 +82,8 @@ struct Inner {
     key: SecretKey,
     id: NodeId,
     endpoint: quinn::Endpoint,
+    /// Relayed paths on the endpoint's socket.
+    paths: Arc<paths::Paths>,
     pool: Pool,
     limits: Limits,
     bans: ban::Bans,
@@ -79,13 +117,15 @@ impl Net {
         }
         let transport = Arc::new(endpoint::transport_config(&limits));
         let socket = endpoint::bind(config.listen, config.default_port)?;
-        let endpoint = endpoint::endpoint(socket, server, key.quic_keys(), config.link_delay)?;
+        let (endpoint, paths) =
+            endpoint::endpoint(socket, server, key.quic_keys(), config.link_delay)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 key,
                 id,
-                pool: Pool::new(endpoint.clone(), clients, transport),
+                pool: Pool::new(endpoint.clone(), clients, transport, paths.clone()),
                 endpoint,
+                paths,
                 limits,
                 bans: ban::Bans::default(),
                 inbound_per_ip: Mutex::new(HashMap::new()),
@@ -175,8 +215,32 @@ impl Net {
 
     /// `peer` saw this node's packets come from `addr`.
     pub(crate) fn observed(&self, peer: NodeId, addr: SocketAddr) {
+        if paths::is_path_addr(&addr) {
+            return;
+        }
         let local = endpoint::reachable_addrs(self.bound_addr());
         crate::lock(&self.inner.reflexive).observed(peer, addr, &local);
+    }
+
+    /// How peers outside reach this node.
+    pub(crate) fn reach(&self, relay: crate::relay::RelayMode) -> Reach {
+        let (reflexive, public) = {
+            let r = crate::lock(&self.inner.reflexive);
+            (r.best().first().copied(), r.is_public())
+        };
+        let nat = match (public, reflexive) {
+            (true, _) => NatKind::None,
+            (false, Some(_)) => NatKind::Behind,
+            (false, None) => NatKind::Unknown,
+        };
+        Reach {
+            reflexive,
+            mapped: None,
+            reachable: nat == NatKind::None,
+            nat,
+            relay,
+            relayed_paths: self.inner.paths.len(),
+        }
     }
 
     /// This node's id and addresses, as a ticket carries them.
@@ -204,7 +268,9 @@ impl Net {
         Ok(self.connect_new(target, alpn).await?.0)
     }
 
-    /// [`Net::connect`], and whether the connection was dialed now.
+    /// [`Net::connect`], and whether the connection was dialed now. The
+    /// room and blob protocols reach a known node through a relay when its
+    /// addresses do not answer within [`crate::relay::RELAY_AFTER`].
     async fn connect_new(
         &self,
         target: &Target,
@@ -213,13 +279,91 @@ impl Net {
         if self.is_stopping() {
             return Err(SwarmError::Shutdown);
         }
-        let (conn, new) = self.inner.pool.connect(target, alpn).await?;
+        let (conn, new) = match target.id {
+            Some(id) if RELAYED.contains(&alpn) && id != self.id() => {
+                self.connect_or_relay(target, id, alpn).await?
+            }
+            _ => self.inner.pool.connect(target, alpn).await?,
+        };
         if new {
-            tracing::debug!(peer = %conn.peer, addr = %conn.addr, "connected");
+            tracing::debug!(peer = %conn.peer, addr = %conn.addr, via = ?conn.via, "connected");
             let (net, c) = (self.clone(), conn.clone());
             self.spawn(async move { net.serve(c, alpn).await });
+            if let Some(relay) = conn.via
+                && conn.outbound
+            {
+                let net = self.clone();
+                self.spawn(crate::relay::punch::upgrade(net, conn.peer, relay));
+            }
         }
         Ok((conn, new))
+    }
+
+    /// Dials `target`'s addresses; if none has answered within
+    /// [`crate::relay::RELAY_AFTER`], asks relays too, and keeps the first
+    /// connection made.
+    async fn connect_or_relay(
+        &self,
+        target: &Target,
+        id: NodeId,
+        alpn: &'static [u8],
+    ) -> Result<(Conn, bool), SwarmError> {
+        let pool = &self.inner.pool;
+        let direct = pool.connect(target, alpn);
+        let relayed = async {
+            tokio::time::sleep(crate::relay::RELAY_AFTER).await;
+            let path = crate::relay::circuit::path_to(self, id).await?;
+            pool.connect(&path, alpn).await
+        };
+        tokio::pin!(direct, relayed);
+        tokio::select! {
+            r = &mut direct => match r {
+                Ok(c) => Ok(c),
+                // With no address to try, why no relay helped is the news.
+                Err(_) if target.addrs.is_empty() => relayed.await,
+                Err(e) => relayed.await.map_err(|r| {
+                    tracing::debug!(peer = %id, "no relay either: {r}");
+                    e
+                }),
+            },
+            r = &mut relayed => match r {
+                Ok(c) => Ok(c),
+                Err(r) => {
+                    tracing::debug!(peer = %id, "no relay: {r}");
+                    direct.await
+                }
+            },
+        }
+    }
+
+    /// Dials `target` for `alpn` anew, directly, even if a connection is
+    /// pooled (it replaces a relayed one).
+    pub(crate) async fn dial_direct(
+        &self,
+        target: &Target,
+        alpn: &'static [u8],
+    ) -> Result<Conn, SwarmError> {
+        let conn = self.inner.pool.dial_insert(target, alpn).await?;
+        let (net, c) = (self.clone(), conn.clone());
+        self.spawn(async move { net.serve(c, alpn).await });
+        Ok(conn)
+    }
+
+    /// The relayed paths of the endpoint.
+    pub(crate) fn paths(&self) -> &Arc<paths::Paths> {
+        &self.inner.paths
+    }
+
+    /// The protocols of the live relayed connections with `peer`.
+    pub(crate) fn relayed(&self, peer: &NodeId) -> Vec<&'static [u8]> {
+        self.inner.pool.relayed(peer)
+    }
+
+    /// A live direct connection with `peer`, if any.
+    pub(crate) fn direct(&self, peer: &NodeId) -> Option<Conn> {
+        self.connections()
+            .into_iter()
+            .find(|c| c.peer == *peer && c.via.is_none())
     }
 
     /// Runs `op` over a connection to `target` for `alpn`. A pooled

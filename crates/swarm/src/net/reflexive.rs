@@ -28,6 +28,9 @@ const REPORTERS: usize = 8;
 /// address: only one outside every local network (a peer on loopback or
 /// on the same LAN sees the address this node listens on).
 pub(crate) fn worth_asking(addr: &SocketAddr) -> bool {
+    if super::paths::is_path_addr(addr) {
+        return false;
+    }
     match addr.ip() {
         IpAddr::V4(ip) => {
             !(ip.is_loopback()
@@ -47,6 +50,9 @@ pub(crate) fn worth_asking(addr: &SocketAddr) -> bool {
 #[derive(Debug, Default)]
 pub(crate) struct Reflexive {
     seen: HashMap<SocketAddr, (BTreeSet<NodeId>, Instant)>,
+    /// When a peer outside last saw this node at a global address it
+    /// listens on (no NAT in between).
+    public: Option<Instant>,
 }
 
 impl Reflexive {
@@ -54,6 +60,9 @@ impl Reflexive {
     /// node listens on, loopback and unspecified ones tell nothing.
     pub(crate) fn observed(&mut self, peer: NodeId, addr: SocketAddr, local: &[SocketAddr]) {
         let ip = addr.ip();
+        if local.contains(&addr) && worth_asking(&addr) {
+            self.public = Some(Instant::now());
+        }
         if ip.is_loopback() || ip.is_unspecified() || addr.port() == 0 || local.contains(&addr) {
             return;
         }
@@ -76,6 +85,11 @@ impl Reflexive {
             by.insert(peer);
         }
         *at = Instant::now();
+    }
+
+    /// Whether a peer outside saw this node at an address it listens on.
+    pub(crate) fn is_public(&self) -> bool {
+        self.public.is_some()
     }
 
     /// The best [`GIVEN`] addresses: most reporters first, then most
@@ -130,6 +144,7 @@ mod tests {
             "192.168.1.2:1",
             "[::1]:1",
             "[fd00::1]:1",
+            "240.0.0.7:1",
         ] {
             assert!(!worth_asking(&addr(a)), "{a}");
         }

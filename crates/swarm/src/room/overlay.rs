@@ -447,7 +447,8 @@ fn merge_addrs(new: Vec<SocketAddr>, old: Option<&Vec<SocketAddr>>) -> Vec<Socke
         if out.len() == p2pfs_proto::MAX_ADDRS {
             break;
         }
-        if !out.contains(&a) {
+        // A relayed path's address means nothing to anyone else.
+        if !out.contains(&a) && !crate::net::paths::is_path_addr(&a) {
             out.push(a);
         }
     }
