@@ -6,6 +6,8 @@
 # benchmark, and the mount's small-file and large-file figures.
 #   bench/before_after.sh [REV] [ROUNDS] [FILES]
 set -euo pipefail
+# Benchmarks and tests stay off the internet's Mainline DHT.
+export P2PFS_MAINLINE=off
 cd "$(dirname "$0")/.."
 rev="${1:-badd8f7}"
 work="${BENCH_DIR:-/tmp/p2pfs-bench-ba}"

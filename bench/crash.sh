@@ -8,6 +8,8 @@
 # Each loop prints its kills and the acknowledged facts it checked; any loss fails the run.
 #   bench/crash.sh [STORE] [NODE]
 set -euo pipefail
+# Benchmarks and tests stay off the internet's Mainline DHT.
+export P2PFS_MAINLINE=off
 cd "$(dirname "$0")/.."
 run() {
   P2PFS_CRASH_ROUNDS=$1 cargo test --release -q -p p2pfs-tests --test crash_loop "$2" \

@@ -5,6 +5,8 @@
 # counted on first contact. Deterministic from the seed.
 #   bench/dht.sh [NODES] [SEED]
 set -euo pipefail
+# Benchmarks and tests stay off the internet's Mainline DHT.
+export P2PFS_MAINLINE=off
 cd "$(dirname "$0")/.."
 cargo build --release -q -p p2pfs-swarm --features sim --example dht_sim
 SIM=target/release/examples/dht_sim

@@ -4,6 +4,8 @@
 # Installs bindfs, fuse3 and attr if missing. Run as root.
 #   bench/fuse.sh [ROUNDS] [FILES]   (work files under ${BENCH_DIR:-/tmp/p2pfs-bench-fuse}, ~4 GiB)
 set -euo pipefail
+# Benchmarks and tests stay off the internet's Mainline DHT.
+export P2PFS_MAINLINE=off
 cd "$(dirname "$0")/.."
 need=()
 for p in bindfs fuse3 attr openssl; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done

@@ -6,6 +6,8 @@
 # for 4 members to converge after a partition heals. Loss is on what each host receives. Run as root.
 #   bench/net.sh [DELAY] [LOSS] [RATE]     (defaults: 25ms 1 100mbit)
 set -euo pipefail
+# Benchmarks and tests stay off the internet's Mainline DHT.
+export P2PFS_MAINLINE=off
 cd "$(dirname "$0")/.."
 command -v nft >/dev/null || { apt-get update -qq && apt-get install -y -qq nftables >/dev/null; }
 dpkg -s openssl >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq openssl >/dev/null; }

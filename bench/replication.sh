@@ -7,6 +7,8 @@
 # ${BENCH_DIR:-/tmp/p2pfs-bench-replication} (about 5 GiB with the defaults).
 #   bench/replication.sh [MEMBERS] [FILES] [OFFLINE]
 set -euo pipefail
+# Benchmarks and tests stay off the internet's Mainline DHT.
+export P2PFS_MAINLINE=off
 cd "$(dirname "$0")/.."
 dpkg -s openssl >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq openssl >/dev/null; }
 cargo build --release -q -p p2pfs

@@ -10,6 +10,8 @@
 # take minutes.
 #   bench/room_sim.sh [MEMBERS...]
 set -euo pipefail
+# Benchmarks and tests stay off the internet's Mainline DHT.
+export P2PFS_MAINLINE=off
 cd "$(dirname "$0")/.."
 cargo build --release -q -p p2pfs-swarm --features sim --example room_sim
 SIM=target/release/examples/room_sim

@@ -6,6 +6,8 @@
 # verification per second on one core.
 #   bench/rooms.sh [MEMBERS] [MESSAGES] [OFFLINE]
 set -euo pipefail
+# Benchmarks and tests stay off the internet's Mainline DHT.
+export P2PFS_MAINLINE=off
 cd "$(dirname "$0")/.."
 cargo build --release -q -p p2pfs-swarm --example room_bench
 target/release/examples/room_bench "${1:-10}" "${2:-200}" "${3:-10000}"

@@ -7,6 +7,8 @@
 # ${BENCH_DIR:-/tmp/p2pfs-bench-small}.
 #   bench/small_files.sh [FILES] [ROUNDS]
 set -euo pipefail
+# Benchmarks and tests stay off the internet's Mainline DHT.
+export P2PFS_MAINLINE=off
 cd "$(dirname "$0")/.."
 need=()
 for p in bindfs fuse3; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done

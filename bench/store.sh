@@ -2,6 +2,8 @@
 # Issue 2 benchmark: the store against cp + b3sum and cat, side by side in one run.
 #   bench/store.sh [ROUNDS]        (work files under ${BENCH_DIR:-/tmp/p2pfs-bench}, ~6 GiB free needed)
 set -euo pipefail
+# Benchmarks and tests stay off the internet's Mainline DHT.
+export P2PFS_MAINLINE=off
 cd "$(dirname "$0")/.."
 command -v b3sum >/dev/null || cargo install --locked b3sum
 command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl; }

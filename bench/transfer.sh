@@ -3,6 +3,8 @@
 # on 127.0.0.1. Installs python3-libtorrent and b3sum if missing.
 #   bench/transfer.sh [ROUNDS]     (work files under ${BENCH_DIR:-/tmp/p2pfs-bench}, ~8 GiB free needed)
 set -euo pipefail
+# Benchmarks and tests stay off the internet's Mainline DHT.
+export P2PFS_MAINLINE=off
 cd "$(dirname "$0")/.."
 command -v b3sum >/dev/null || cargo install --locked b3sum
 dpkg -s python3-libtorrent >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-libtorrent >/dev/null; }

@@ -60,6 +60,11 @@ async fn spawn(
             replica: None,
             link_delay: None,
             relay,
+            // Tests never reach the internet's DHT.
+            mainline: p2pfs_swarm::mainline::MainlineConfig {
+                enabled: false,
+                bootstrap: None,
+            },
         },
         store,
     )

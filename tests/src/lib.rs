@@ -81,6 +81,16 @@ pub fn temp_dir() -> tempfile::TempDir {
         .expect("creating a temporary directory")
 }
 
+/// A command running the `p2pfs` binary, kept off the internet: tests
+/// never use the BitTorrent Mainline DHT's public routers (a test that
+/// wants the Mainline DHT runs a local testnet and passes
+/// `--mainline-bootstrap`, which overrides this).
+pub fn p2pfs_command() -> Command {
+    let mut cmd = Command::new(p2pfs_bin());
+    cmd.env("P2PFS_MAINLINE", "off");
+    cmd
+}
+
 /// Runs `p2pfs --data-dir DATA ARGS...`, killing it after `timeout`.
 pub fn p2pfs(data_dir: &Path, args: &[&str]) -> Output {
     p2pfs_with_input(data_dir, args, None)
@@ -88,7 +98,7 @@ pub fn p2pfs(data_dir: &Path, args: &[&str]) -> Output {
 
 /// Like [`p2pfs`], feeding `input` on standard input.
 pub fn p2pfs_with_input(data_dir: &Path, args: &[&str], input: Option<&[u8]>) -> Output {
-    let mut cmd = Command::new(p2pfs_bin());
+    let mut cmd = p2pfs_command();
     cmd.arg("--data-dir").arg(data_dir).args(args);
     run(cmd, input, Duration::from_secs(120))
 }
@@ -601,6 +611,7 @@ impl Daemon {
             }
             None => Command::new(p2pfs_bin()),
         };
+        cmd.env("P2PFS_MAINLINE", "off");
         cmd.envs(env.iter().map(|(k, v)| (k, v)));
         let child = cmd
             .arg("--data-dir")

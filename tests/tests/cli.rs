@@ -198,7 +198,7 @@ fn a_multi_gib_file_round_trips() {
     assert_eq!(&out[..64], expected);
     std::fs::remove_file(&path).unwrap();
     // Stream it back out through a pipe and hash what arrives.
-    let mut child = Command::new(p2pfs_bin())
+    let mut child = p2pfs_tests::p2pfs_command()
         .arg("--data-dir")
         .arg(&data)
         .args(["cat", &expected])

@@ -3,10 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{process::Stdio, time::Duration};
 
 use p2pfs_tests::{Daemon, blake3_file, fails, ok, p2pfs, random_file, temp_dir, wait_for};
 
@@ -40,7 +37,7 @@ fn a_daemon_serves_add_share_fetch_and_status() {
     let b_dir = root.path().join("b");
     let out_dir = root.path().join("out");
     std::fs::create_dir(&out_dir).unwrap();
-    let mut cmd = Command::new(p2pfs_tests::p2pfs_bin());
+    let mut cmd = p2pfs_tests::p2pfs_command();
     cmd.current_dir(&out_dir)
         .arg("--data-dir")
         .arg(&b_dir)
@@ -122,7 +119,7 @@ fn a_fetch_whose_node_is_killed_resumes_where_it_stopped() {
     let b_dir = root.path().join("b");
     let mut b = Daemon::start(&b_dir, &[]);
     let out = root.path().join("out.bin");
-    let mut fetch = Command::new(p2pfs_tests::p2pfs_bin())
+    let mut fetch = p2pfs_tests::p2pfs_command()
         .arg("--data-dir")
         .arg(&b_dir)
         .args(["fetch", &hash, "--peer", &a.peer(), "-o"])

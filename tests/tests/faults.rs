@@ -224,7 +224,7 @@ fn a_provider_killed_mid_transfer_over_slow_links_is_replaced() {
         ok(&p2pfs(d.data_dir(), &["add", file.to_str().unwrap()]));
     }
     let out = root.path().join("out");
-    let mut fetch = std::process::Command::new(p2pfs_tests::p2pfs_bin())
+    let mut fetch = p2pfs_tests::p2pfs_command()
         .arg("--data-dir")
         .arg(ds[2].data_dir())
         .args(["fetch", &hash, "-o", out.to_str().unwrap()])
@@ -306,7 +306,7 @@ fn a_disk_filling_up_mid_download_is_a_clear_error_and_the_download_resumes() {
         assert!(status.success());
     };
     resize("26m");
-    let mut child = std::process::Command::new(p2pfs_tests::p2pfs_bin())
+    let mut child = p2pfs_tests::p2pfs_command()
         .arg("--data-dir")
         .arg(downloader.data_dir())
         .args(["fetch", &hash, "--peer", &peer, "-o", "-"])

@@ -69,7 +69,7 @@ fn join(a: &Daemon, ds: &[&Daemon]) {
 fn get(d: &Daemon, path: &str, out: &Path, want: &str) {
     let o = run(
         {
-            let mut c = Command::new(p2pfs_tests::p2pfs_bin());
+            let mut c = p2pfs_tests::p2pfs_command();
             c.arg("--data-dir")
                 .arg(d.data_dir())
                 .args(["room", "get", "team", path, "-o"])

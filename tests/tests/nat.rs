@@ -202,7 +202,7 @@ fn a_download_survives_its_router_forgetting_the_mapping() {
         let store = a.data_dir().join("store");
         let before = bytes_under(&store);
         let got = root.path().join("got");
-        let mut fetch = std::process::Command::new(p2pfs_tests::p2pfs_bin())
+        let mut fetch = p2pfs_tests::p2pfs_command()
             .arg("--data-dir")
             .arg(a.data_dir())
             .args(["fetch", &hash, "--peer", &p.peer(), "-o"])
@@ -359,4 +359,120 @@ fn across_nats_the_mount_works_direct_where_possible_and_relayed_elsewhere() {
         serde_json::from_str(&ok(&p2pfs(p.data_dir(), &["status", "--json"]))).unwrap();
     assert_eq!(status["reach"]["nat"], "none", "{status}");
     eprintln!("punch matrix: C-D direct; A-B, A-C relayed through P");
+}
+
+/// A local Mainline DHT on the WAN (`mainline_testnet`), stopped on drop.
+struct Testnet {
+    child: std::process::Child,
+    bootstrap: Vec<String>,
+}
+
+impl Testnet {
+    fn start(netns: &str, ip: &str, nodes: usize) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{netns}"))
+            .arg(env!("CARGO_BIN_EXE_mainline_testnet"))
+            .args([ip, &nodes.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let bootstrap: Vec<String> = out
+            .lines()
+            .map_while(Result::ok)
+            .take_while(|l| !l.is_empty())
+            .collect();
+        assert_eq!(bootstrap.len(), nodes, "{bootstrap:?}");
+        Self { child, bootstrap }
+    }
+}
+
+impl Drop for Testnet {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A member that knows no node at all (its ticket names none) finds the
+/// room's members through the Mainline DHT (a local testnet on the
+/// emulated WAN): the public member announced itself under the room's
+/// info hash of the day. Then the public member moves to another port; the
+/// member behind its NAT finds it again there (its address record and the
+/// room's announcement both say where).
+#[test]
+fn a_member_that_knows_no_node_finds_the_room_on_the_mainline_dht() {
+    p2pfs_tests::needs_root!();
+    let lab = NatLab::new(64, 2, &[Nat::Easy]);
+    let root = temp_dir();
+    let testnet = Testnet::start(&lab.public[1], &lab.public_ip(1), 8);
+    let mut ml: Vec<&str> = Vec::new();
+    for b in &testnet.bootstrap {
+        ml.extend(["--mainline-bootstrap", b.as_str()]);
+    }
+    let opts = |name: &'static str| {
+        let mut o = vec!["--no-lan", "--name", name];
+        o.extend(ml.iter().copied());
+        o
+    };
+    let mut p = Daemon::start_in(
+        Some(&lab.public[0]),
+        &root.path().join("p"),
+        &format!("{}:7000", lab.public_ip(0)),
+        &opts("p"),
+    );
+    let a = Daemon::start_in(
+        Some(&lab.homes[0].host),
+        &root.path().join("a"),
+        &format!("{}:7000", lab.home_ip(0)),
+        &opts("a"),
+    );
+    let ticket: p2pfs_proto::RoomTicket = ok(&p2pfs(p.data_dir(), &["room", "create", "team"]))
+        .trim()
+        .parse()
+        .unwrap();
+    let secret_only =
+        p2pfs_proto::RoomTicket::new(ticket.secret.clone(), ticket.name.clone(), vec![]);
+    let joined = std::time::Instant::now();
+    ok(&p2pfs(
+        a.data_dir(),
+        &["room", "join", &secret_only.to_string()],
+    ));
+    wait_for(Duration::from_secs(120), "a to find p", || {
+        (online(&a) == 2).then_some(())
+    });
+    eprintln!(
+        "found through the Mainline DHT {:?} after joining",
+        joined.elapsed()
+    );
+    ok(&p2pfs(a.data_dir(), &["chat", "team", "found you"]));
+    wait_for(SYNC, "a's line on p", || {
+        ok(&p2pfs(p.data_dir(), &["chat", "team"]))
+            .contains("found you")
+            .then_some(())
+    });
+
+    // P moves to another port; A finds it again.
+    p.terminate();
+    let moved = std::time::Instant::now();
+    let p = Daemon::start_in(
+        Some(&lab.public[0]),
+        &root.path().join("p"),
+        &format!("{}:7002", lab.public_ip(0)),
+        &opts("p"),
+    );
+    ok(&p2pfs(p.data_dir(), &["chat", "team", "moved"]));
+    wait_for(
+        Duration::from_secs(120),
+        "p's line on a after the move",
+        || {
+            ok(&p2pfs(a.data_dir(), &["chat", "team"]))
+                .contains("moved")
+                .then_some(())
+        },
+    );
+    eprintln!("found again {:?} after the move", moved.elapsed());
 }

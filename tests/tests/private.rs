@@ -127,7 +127,7 @@ fn a_new_data_directory_is_owner_only_whatever_the_umask() {
     let big = root.path().join("big");
     random_file(&big, 8 << 20, 2);
     let big_hash = ok(&p2pfs(&c_dir, &["add", big.to_str().unwrap()]))[..64].to_string();
-    let mut fetch = Command::new(p2pfs_bin())
+    let mut fetch = p2pfs_tests::p2pfs_command()
         .arg("--data-dir")
         .arg(&b_dir)
         .args(["fetch", &big_hash, "--peer", &c.peer(), "-o", "-"])

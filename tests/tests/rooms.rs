@@ -79,7 +79,7 @@ fn members_converge_both_ways_and_an_outsider_gets_nothing() {
     assert!(again.contains("already in that room"), "{again}");
 
     // B follows the chat, as `tail -f` would.
-    let mut follow = std::process::Command::new(p2pfs_tests::p2pfs_bin())
+    let mut follow = p2pfs_tests::p2pfs_command()
         .arg("--data-dir")
         .arg(b.data_dir())
         .args(["chat", "team", "--follow"])

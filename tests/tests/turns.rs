@@ -28,7 +28,7 @@ struct Holder {
 impl Holder {
     /// Starts it on `data` and waits until it has the store.
     fn start(data: &Path) -> Self {
-        let mut child = Command::new(p2pfs_bin())
+        let mut child = p2pfs_tests::p2pfs_command()
             .arg("--data-dir")
             .arg(data)
             .args(["add", "-"])
@@ -73,7 +73,7 @@ fn spawn_watched(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> (Child, mpsc::Receiver<String>) {
-    let mut child = Command::new(p2pfs_bin())
+    let mut child = p2pfs_tests::p2pfs_command()
         .arg("--data-dir")
         .arg(data)
         .args(args)
@@ -328,7 +328,7 @@ fn a_stopping_daemon_finishes_its_commands_and_a_new_one_waits_for_it() {
     let mut first = Daemon::start(&data, &["--no-lan"]);
     // A command the daemon has accepted: an add whose input is still
     // coming when the daemon is told to stop.
-    let mut add = Command::new(p2pfs_bin())
+    let mut add = p2pfs_tests::p2pfs_command()
         .arg("--data-dir")
         .arg(&data)
         .args(["add", "-"])

@@ -157,6 +157,14 @@ pub(crate) struct NodeArgs {
     /// limits), `members` (only between members of a room of this node), `off`
     #[arg(long, value_name = "WHO", default_value_t = p2pfs_swarm::RelayMode::All)]
     pub(crate) relay: p2pfs_swarm::RelayMode,
+    /// Do not use the BitTorrent Mainline DHT (where nodes that know no
+    /// other p2pfs node find rooms' members, moved nodes and public blobs)
+    #[arg(long)]
+    pub(crate) no_mainline: bool,
+    /// A Mainline DHT node to join through, HOST:PORT (repeatable)
+    /// [default: the BitTorrent network's well-known routers]
+    #[arg(long = "mainline-bootstrap", value_name = "HOST:PORT")]
+    pub(crate) mainline_bootstrap: Vec<String>,
     /// Your display name in rooms, saved for later runs [default: the host name]
     #[arg(long, value_name = "NAME")]
     pub(crate) name: Option<String>,

@@ -107,6 +107,7 @@ impl Session {
                     dht,
                     None,
                     relay,
+                    mainline_config(false, &[]),
                 )
                 .await
             })
@@ -230,8 +231,37 @@ fn env_parse<T: std::str::FromStr<Err = String>>(name: &str) -> anyhow::Result<O
         .transpose()
 }
 
+/// How the node uses the Mainline DHT: off with `--no-mainline` or
+/// `P2PFS_MAINLINE=off`; through `--mainline-bootstrap` nodes, else those
+/// of `P2PFS_MAINLINE_BOOTSTRAP` (comma-separated), else the BitTorrent
+/// network's well-known routers.
+pub(crate) fn mainline_config(
+    off: bool,
+    bootstrap: &[String],
+) -> p2pfs_swarm::mainline::MainlineConfig {
+    // An explicit bootstrap list means the Mainline DHT is wanted.
+    let env_off = bootstrap.is_empty()
+        && std::env::var("P2PFS_MAINLINE").is_ok_and(|v| v == "off" || v == "0");
+    let bootstrap = if bootstrap.is_empty() {
+        std::env::var("P2PFS_MAINLINE_BOOTSTRAP").ok().map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
+    } else {
+        Some(bootstrap.to_vec())
+    };
+    p2pfs_swarm::mainline::MainlineConfig {
+        enabled: !off && !env_off,
+        bootstrap,
+    }
+}
+
 /// Starts a node for this data directory, on `listen` or on the port it
 /// used last time.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn start_node(
     data_dir: &Path,
     store: Store,
@@ -240,6 +270,7 @@ pub(crate) async fn start_node(
     dht: DhtConfig,
     replica: Option<ReplicaConfig>,
     relay: p2pfs_swarm::RelayMode,
+    mainline: p2pfs_swarm::mainline::MainlineConfig,
 ) -> anyhow::Result<Node> {
     let port_file = data_dir.join("port");
     let mut limits = limits;
@@ -261,6 +292,7 @@ pub(crate) async fn start_node(
             replica,
             link_delay: env_parse("P2PFS_LINK_DELAY")?,
             relay,
+            mainline,
         },
         store,
     )

@@ -3,7 +3,7 @@
 //! This crate is the vocabulary of the protocol: the content [`Hash`], the
 //! identities [`NodeId`] and [`RoomId`], peer addresses and tickets, the
 //! chunking constants of the verified-streaming tree ([`chunk`]), the blob
-//! protocol's messages ([`blobs`]), the DHT's ([`dht`]), rooms' tickets, log entries and sync ([`room`]), the relay's ([`relay`]), the close codes ([`close`]), and the one
+//! protocol's messages ([`blobs`]), the DHT's ([`dht`]), rooms' tickets, log entries and sync ([`room`]), the relay's ([`relay`]), what goes in the Mainline DHT ([`mainline`]), the close codes ([`close`]), and the one
 //! place where values are turned into bytes and back ([`codec`], postcard
 //! with a hard size limit).
 //!
@@ -19,6 +19,7 @@ pub mod codec;
 pub mod dht;
 mod hash;
 mod id;
+pub mod mainline;
 mod ranges;
 pub mod relay;
 pub mod room;

@@ -36,6 +36,10 @@ async fn spawn(dir: &Path, name: &str) -> Node {
             replica: Some(p2pfs_swarm::replica::ReplicaConfig::default()),
             link_delay: None,
             relay: Default::default(),
+            mainline: p2pfs_swarm::mainline::MainlineConfig {
+                enabled: false,
+                bootstrap: None,
+            },
         },
         store,
     )

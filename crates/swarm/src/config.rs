@@ -103,6 +103,8 @@ pub struct NodeConfig {
     pub link_delay: Option<crate::link::LinkDelay>,
     /// What the node relays for others.
     pub relay: crate::relay::RelayMode,
+    /// How the node takes part in the BitTorrent Mainline DHT.
+    pub mainline: crate::mainline::MainlineConfig,
 }
 
 /// How the node takes part in the DHT.

@@ -116,6 +116,12 @@ impl SecretKey {
         out
     }
 
+    /// The 32-byte seed (the Mainline DHT signs this node's address
+    /// record with the same key, [`crate::mainline`]).
+    pub(crate) fn seed(&self) -> &[u8; 32] {
+        &self.seed
+    }
+
     /// The keys QUIC's connection ids and stateless reset tokens are made
     /// with, derived from the seed (HMAC-SHA256 of fixed labels under it:
     /// nothing about the seed can be learnt from them), so the same on

@@ -32,6 +32,7 @@ mod frame;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod identity;
+pub mod mainline;
 pub mod net;
 mod node;
 mod policy;

@@ -81,6 +81,8 @@ pub(crate) struct Inner {
     pub(crate) replica: Option<crate::replica::NodeReplica>,
     /// What the node relays for others.
     pub(crate) relay_mode: crate::relay::RelayMode,
+    /// The Mainline DHT client (`None`: turned off).
+    pub(crate) mainline: Option<Arc<crate::mainline::Mainline>>,
 }
 
 impl Node {
@@ -89,6 +91,7 @@ impl Node {
     /// tokio runtime.
     pub async fn spawn(config: NodeConfig, store: Store) -> Result<Self, SwarmError> {
         let key = SecretKey::load_or_create(&config.key_path)?;
+        let mainline = crate::mainline::Mainline::start(&config.mainline, &key).map(Arc::new);
         let net = Net::bind(key, &config, ALPNS)?;
         let id = net.id();
         let rooms = Arc::new(Rooms::new(
@@ -97,8 +100,15 @@ impl Node {
         let privacy = Privacy::new(store.clone(), rooms.clone());
         let blobs = Blobs::new(net.clone(), store.clone(), privacy.clone());
         let lan = config.dht.lan;
+        let server = config.dht.server;
         let relay = crate::relay::RelayHandler::new(net.clone(), rooms.clone(), config.relay);
-        let dht = Dht::new(net.clone(), store.clone(), privacy, config.dht)?;
+        let dht = Dht::new(
+            net.clone(),
+            store.clone(),
+            privacy,
+            config.dht,
+            mainline.clone(),
+        )?;
         let node = Self {
             inner: Arc::new(Inner {
                 net: net.clone(),
@@ -108,6 +118,7 @@ impl Node {
                 rooms,
                 replica: config.replica.map(crate::replica::NodeReplica::new),
                 relay_mode: config.relay,
+                mainline: mainline.clone(),
             }),
         };
         net.start(
@@ -120,6 +131,9 @@ impl Node {
         net.spawn(crate::dht::runtime::run(dht.clone()));
         if lan {
             net.spawn(crate::dht::lan::run(dht));
+        }
+        if let (Some(ml), true) = (mainline, server) {
+            net.spawn(crate::mainline::keep_record(ml, net.clone()));
         }
         if let Err(e) = node.start_rooms().await {
             node.shutdown().await;
@@ -248,6 +262,28 @@ impl Node {
     /// it answers, and says where this node's packets come from).
     pub(crate) async fn ping(&self, target: &Target) {
         self.inner.dht.ping(target).await;
+    }
+
+    /// The providers of the public blob `hash` announced on the Mainline
+    /// DHT (addresses only: their ids come from the handshake).
+    pub async fn find_mainline_providers(&self, hash: Hash) -> Vec<Target> {
+        let Some(ml) = &self.inner.mainline else {
+            return Vec::new();
+        };
+        match ml.find_blob(&hash).await {
+            Ok(found) => found
+                .into_iter()
+                .filter(|a| !self.addrs().contains(a))
+                .map(|a| Target {
+                    id: None,
+                    addrs: vec![a],
+                })
+                .collect(),
+            Err(e) => {
+                tracing::debug!(%hash, "Mainline lookup: {e}");
+                Vec::new()
+            }
+        }
     }
 
     /// Finds the providers of `hash` through the DHT (and the records this

@@ -314,6 +314,11 @@ pub(crate) async fn send_blob(
 async fn dht_providers(node: &Node, hash: Hash) -> Result<Vec<Target>, AppError> {
     let found = node.find_providers(hash).await?;
     if found.is_empty() {
+        // The BitTorrent Mainline DHT, where public blobs are announced too.
+        let mainline = node.find_mainline_providers(hash).await;
+        if !mainline.is_empty() {
+            return Ok(mainline);
+        }
         let known = node.dht_status().table;
         let reason = if known == 0 {
             "no peers: this node knows no other node (give one with --peer, \

@@ -92,6 +92,7 @@ pub(crate) async fn run(
         dht,
         Some(replica),
         args.relay,
+        session::mainline_config(args.no_mainline, &args.mainline_bootstrap),
     )
     .await?;
     // A name changed (`--name`, P2PFS_NAME) since the last run reaches

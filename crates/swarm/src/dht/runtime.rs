@@ -93,6 +93,9 @@ pub(crate) struct State {
     rtt: Mutex<Rtts>,
     pub(crate) records: Arc<Records>,
     announced: Mutex<HashMap<Hash, Instant>>,
+    /// Public blobs are announced on the Mainline DHT too (its providers'
+    /// index at internet scale).
+    mainline: Option<Arc<crate::mainline::Mainline>>,
     checking: Mutex<HashSet<Key>>,
     pub(crate) config: DhtConfig,
     /// Set once the first join attempt is over.
@@ -129,6 +132,7 @@ impl Dht {
         store: Store,
         privacy: Privacy,
         config: DhtConfig,
+        mainline: Option<Arc<crate::mainline::Mainline>>,
     ) -> Result<Self, StoreError> {
         let records = Records::open(store.clone(), config.records.clone())?;
         let me = net.id();
@@ -144,6 +148,7 @@ impl Dht {
             checking: Mutex::new(HashSet::new()),
             config,
             joined: tokio::sync::watch::channel(false).0,
+            mainline,
         })))
     }
 
@@ -363,6 +368,14 @@ impl Dht {
                 .await
                 .unwrap_or(false)
             {
+                if let Some(ml) = dht.mainline.clone() {
+                    let port = crate::mainline::announced_port(&dht.net);
+                    dht.net.spawn(async move {
+                        if let Err(e) = ml.announce_blob(&hash, port).await {
+                            tracing::debug!(%hash, "announcing on the Mainline DHT: {e}");
+                        }
+                    });
+                }
                 dht.announce(hash).await;
             }
         });

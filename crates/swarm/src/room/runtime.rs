@@ -6,7 +6,11 @@
 //! ticket's, then those learned from sessions and `Peers` messages) and
 //! through the DHT, where every member running as a server announces
 //! itself under the room's DHT key (derived from the secret, so only
-//! members can look it up). Failed dials back off exponentially; learned
+//! members can look it up), and on the BitTorrent Mainline DHT, under an
+//! info hash derived from the secret and the day (`crate::mainline`),
+//! where a member that knows no p2pfs node at all finds the others; members
+//! known by id whose addresses fail are looked up there by their address
+//! record. Failed dials back off exponentially; learned
 //! addresses are saved with the room as soon as they are learned (a node
 //! killed right after a member joined must still find it when it starts
 //! again).
@@ -46,8 +50,7 @@ pub(crate) async fn run(
     mut overlay: Overlay,
     mut cmds: mpsc::Receiver<Cmd>,
 ) {
-    let mut last_announce: Option<Instant> = None;
-    let mut last_lookup: Option<Instant> = None;
+    let mut due = Due::default();
     let mut saved_version = u64::MAX;
     let mut saved: Vec<NodeAddr> = Vec::new();
     let mut gossiped = 0u64;
@@ -87,7 +90,7 @@ pub(crate) async fn run(
             }
             _ = tick.tick() => {
                 tend(&node, &room, &mut overlay);
-                lookups(&node, &room, &mut last_announce, &mut last_lookup);
+                lookups(&node, &room, &mut due);
             }
         }
     }
@@ -136,20 +139,61 @@ fn tend(node: &Node, room: &Arc<Room>, overlay: &mut Overlay) {
     }
 }
 
+/// When announcements and lookups were last made.
+#[derive(Debug, Default)]
+struct Due {
+    announce: Option<Instant>,
+    lookup: Option<Instant>,
+    /// The Mainline announcement, and the day it was for (the info hash
+    /// changes daily).
+    mainline: Option<(Instant, u64)>,
+}
+
+/// Members found through the Mainline DHT dialed per lookup.
+const MAINLINE_DIALS: usize = 8;
+/// Members without a session whose address records are looked up per
+/// lookup.
+const MAINLINE_RESOLVES: usize = 4;
+
 /// Announces this node under the room's DHT key and looks the members up
-/// there, each as often as it is due.
-fn lookups(
-    node: &Node,
-    room: &Arc<Room>,
-    last_announce: &mut Option<Instant>,
-    last_lookup: &mut Option<Instant>,
-) {
+/// there, each as often as it is due; the same on the Mainline DHT.
+fn lookups(node: &Node, room: &Arc<Room>, due: &mut Due) {
     let dht = &node.inner.dht;
-    if dht.config.server && last_announce.is_none_or(|t| t.elapsed() > ANNOUNCE) {
-        *last_announce = Some(Instant::now());
+    if dht.config.server && due.announce.is_none_or(|t| t.elapsed() > ANNOUNCE) {
+        due.announce = Some(Instant::now());
         let (n, key) = (node.clone(), room.secret.dht_key());
         node.net().spawn(async move {
             n.announce(key).await;
+        });
+    }
+    let today = p2pfs_proto::mainline::day(crate::mainline::unix_now());
+    if let Some(ml) = node.inner.mainline.clone()
+        && dht.config.server
+        && due
+            .mainline
+            .is_none_or(|(t, day)| t.elapsed() > ANNOUNCE || day != today)
+    {
+        due.mainline = Some((Instant::now(), today));
+        let (n, r) = (node.clone(), room.clone());
+        node.net().spawn(async move {
+            // A node that just started may not have joined yet: a few
+            // tries, 20 s apart.
+            for _ in 0..5 {
+                if ml.bootstrapped().await {
+                    let port = crate::mainline::announced_port(n.net());
+                    let now = crate::mainline::unix_now();
+                    match ml.announce_room(&r.secret, port, now).await {
+                        Ok(()) => return,
+                        Err(e) => {
+                            tracing::debug!(room = %r.id, "announcing on the Mainline DHT: {e}")
+                        }
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(20)) => {},
+                    _ = r.cancel.cancelled() => return,
+                }
+            }
         });
     }
     let every = if room.with_session().is_empty() {
@@ -157,8 +201,8 @@ fn lookups(
     } else {
         LOOKUP
     };
-    if last_lookup.is_none_or(|t| t.elapsed() > every) {
-        *last_lookup = Some(Instant::now());
+    if due.lookup.is_none_or(|t| t.elapsed() > every) {
+        due.lookup = Some(Instant::now());
         let (n, r) = (node.clone(), room.clone());
         node.net().spawn(async move {
             n.wait_joined().await;
@@ -167,6 +211,68 @@ fn lookups(
                 r.learn_all(found, me).await;
             }
         });
+        if let Some(ml) = node.inner.mainline.clone() {
+            let (n, r) = (node.clone(), room.clone());
+            node.net()
+                .spawn(async move { mainline_lookup(n, r, ml).await });
+        }
+    }
+}
+
+/// Looks the room's members up on the Mainline DHT: dials the addresses
+/// announced there that no known member has (the handshake proves who is
+/// a member), and looks up the address records of members this node has
+/// no session with.
+async fn mainline_lookup(node: Node, room: Arc<Room>, ml: Arc<crate::mainline::Mainline>) {
+    // Right after the node starts the DHT is still being joined: look up
+    // as soon as it is (bounded), not at the next lookup.
+    if !ml.bootstrapped().await {
+        return;
+    }
+    let snap = room.overlay.snapshot();
+    let known: Vec<std::net::SocketAddr> = snap.nodes.values().flatten().copied().collect();
+    let mine = node.addrs();
+    match ml
+        .find_room(&room.secret, crate::mainline::unix_now())
+        .await
+    {
+        Ok(found) => {
+            let fresh: Vec<_> = found
+                .into_iter()
+                .filter(|a| !known.contains(a) && !mine.contains(a))
+                .take(MAINLINE_DIALS)
+                .collect();
+            if !fresh.is_empty() {
+                tracing::debug!(room = %room.id, ?fresh, "members found on the Mainline DHT");
+            }
+            for a in fresh {
+                let (n, r) = (node.clone(), room.clone());
+                node.net().spawn(async move {
+                    let target = Target {
+                        id: None,
+                        addrs: vec![a],
+                    };
+                    if let Err(e) = sync::dial(&n, r, &target, || {}).await {
+                        tracing::debug!(addr = %a, "dialing a member found on the Mainline DHT: {e}");
+                    }
+                });
+            }
+        }
+        Err(e) => tracing::debug!(room = %room.id, "Mainline lookup: {e}"),
+    }
+    let absent: Vec<p2pfs_proto::NodeId> = snap
+        .nodes
+        .keys()
+        .filter(|id| !snap.sessions.contains_key(id))
+        .take(MAINLINE_RESOLVES)
+        .copied()
+        .collect();
+    for id in absent {
+        match ml.resolve_node(&id).await {
+            Ok(addrs) if !addrs.is_empty() => room.learn(id, addrs).await,
+            Ok(_) => {}
+            Err(e) => tracing::debug!(peer = %id, "Mainline record: {e}"),
+        }
     }
 }
 
