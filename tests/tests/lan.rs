@@ -48,3 +48,68 @@ fn nodes_on_one_lan_find_each_other_with_no_address_given() {
     drop(nodes);
     drop(lan);
 }
+
+/// Where the beacon's port is filtered, nodes still find each other, by
+/// mDNS/DNS-SD (`_p2pfs._udp`); and a plain mDNS client (`mdns_browse`,
+/// as `avahi-browse` would) sees every node with its id.
+#[test]
+fn nodes_find_each_other_by_mdns_and_standard_tools_see_them() {
+    p2pfs_tests::needs_root!();
+    let lan = Lan::new(12, 2);
+    for h in &lan.hosts {
+        let rules = "table inet nobeacon {
+            chain in { type filter hook input priority 0; udp dport 47474 drop; }
+            chain out { type filter hook output priority 0; udp dport 47474 drop; }
+        }";
+        let mut nft = std::process::Command::new("ip")
+            .args(["netns", "exec", h, "nft", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        nft.stdin
+            .take()
+            .unwrap()
+            .write_all(rules.as_bytes())
+            .unwrap();
+        assert!(nft.wait().unwrap().success());
+    }
+    let root = temp_dir();
+    let nodes: Vec<Daemon> = lan
+        .hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            Daemon::start_in(
+                Some(h),
+                &root.path().join(format!("n{i}")),
+                "0.0.0.0:0",
+                &[],
+            )
+        })
+        .collect();
+    for d in &nodes {
+        wait_for(
+            Duration::from_secs(60),
+            "nodes to find each other by mDNS",
+            || (d.status()["dht"]["table"].as_u64() == Some(1)).then_some(()),
+        );
+    }
+    let seen = wait_for(
+        Duration::from_secs(60),
+        "an mDNS client to see both",
+        || {
+            let out = std::process::Command::new("nsenter")
+                .arg(format!("--net=/run/netns/{}", lan.hosts[0]))
+                .arg(env!("CARGO_BIN_EXE_mdns_browse"))
+                .arg("4")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            nodes.iter().all(|n| text.contains(&n.id)).then_some(text)
+        },
+    );
+    eprintln!("{seen}");
+    drop(nodes);
+    drop(lan);
+}

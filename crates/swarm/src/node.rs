@@ -130,7 +130,8 @@ impl Node {
         );
         net.spawn(crate::dht::runtime::run(dht.clone()));
         if lan {
-            net.spawn(crate::dht::lan::run(dht));
+            net.spawn(crate::dht::lan::run(dht.clone()));
+            net.spawn(crate::dht::mdns::run(dht));
         }
         if let (Some(ml), true) = (mainline, server) {
             net.spawn(crate::mainline::keep_record(ml, net.clone()));

@@ -125,19 +125,19 @@ pub(crate) async fn run(dht: Dht) {
                 }
                 recent.insert(b.node, Instant::now());
                 let d = dht.clone();
-                net.spawn(async move { greet(d, b, from.ip()).await });
+                let target = Target {
+                    id: Some(b.node),
+                    addrs: vec![SocketAddr::new(from.ip(), b.port)],
+                };
+                net.spawn(async move { greet(d, target, b.server).await });
             }
         }
     }
 }
 
-/// Pings a node heard on the LAN; adds it if it serves the DHT, and fills
-/// the table from it while the table is small.
-async fn greet(dht: Dht, b: LanBeacon, ip: IpAddr) {
-    let target = Target {
-        id: Some(b.node),
-        addrs: vec![SocketAddr::new(ip, b.port)],
-    };
+/// Pings a node heard on the LAN (by its beacon or by mDNS); adds it if it
+/// serves the DHT, and fills the table from it while the table is small.
+pub(crate) async fn greet(dht: Dht, target: Target, server: bool) {
     let answer =
         tokio::time::timeout(Duration::from_secs(5), rpc::ask(&dht, &target, Query::Ping)).await;
     let Ok(Ok(a)) = answer else {
@@ -145,7 +145,7 @@ async fn greet(dht: Dht, b: LanBeacon, ip: IpAddr) {
         return;
     };
     tracing::debug!(peer = %target, "found a node on the LAN");
-    if b.server {
+    if server {
         dht.contacted(a.peer, a.addr);
         if dht.status().table < p2pfs_proto::dht::K {
             crate::dht::runtime::lookup(&dht, crate::dht::Key::from(dht.net.id()), None).await;

@@ -14,11 +14,13 @@
 //! - `rpc`: asking a node one query; `service`: answering queries;
 //! - `records`: provider records kept in the store, with their limits;
 //! - `runtime`: the table and lookups in a running node, joining,
-//!   announcing and upkeep; `lan`: the LAN multicast beacon.
+//!   announcing and upkeep; `lan`: the LAN multicast beacon; [`mdns`]: mDNS /
+//!   DNS-SD on the LAN, beside it.
 
 pub mod key;
 pub(crate) mod lan;
 pub mod lookup;
+pub mod mdns;
 pub mod records;
 pub(crate) mod rpc;
 pub mod rtt;
