@@ -2,7 +2,10 @@
 //! SECONDS` browses `_p2pfs._udp.local.` and prints, one per line, the
 //! `id` of every service it resolves (with its addresses and port).
 
+use std::io::Write;
+
 fn main() -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
     let secs: u64 = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "5".into())
@@ -18,12 +21,13 @@ fn main() -> anyhow::Result<()> {
                     .iter()
                     .map(|a| a.to_ip_addr().to_string())
                     .collect();
-                println!(
+                writeln!(
+                    out,
                     "{} {} port {}",
                     s.get_property_val_str("id").unwrap_or("?"),
                     addrs.join(","),
                     s.get_port()
-                );
+                )?;
             }
             Ok(_) => {}
             Err(_) => break,
