@@ -65,6 +65,7 @@ async fn spawn(
                 enabled: false,
                 bootstrap: None,
             },
+            port_mapping: false,
         },
         store,
     )

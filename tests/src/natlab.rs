@@ -21,6 +21,11 @@ pub enum Nat {
     Easy,
     /// A new random port for every destination (`masquerade random`).
     Hard,
+    /// Hard, but the router is an Internet Gateway Device (Debian's
+    /// `miniupnpd-nftables`, UPnP IGD and NAT-PMP): the host may ask it to
+    /// forward a port. (Its WAN address is in 11.T.0.0/24: miniupnpd
+    /// refuses to map on a reserved one such as 198.18/15.)
+    Mapped,
 }
 
 /// A host behind its router.
@@ -43,6 +48,8 @@ pub struct NatLab {
     pub public: Vec<String>,
     /// The homes.
     pub homes: Vec<Home>,
+    /// The routers' UPnP daemons.
+    igds: Vec<std::process::Child>,
 }
 
 fn run(cmd: &str, args: &[&str]) {
@@ -89,6 +96,7 @@ impl NatLab {
                     nat: *nat,
                 })
                 .collect(),
+            igds: Vec::new(),
         };
         let wan = lab.wan.clone();
         ip(&["netns", "add", &wan]);
@@ -107,15 +115,23 @@ impl NatLab {
             ip(&["-n", ns, "link", "set", dev, "up"]);
             ip(&["-n", ns, "link", "set", "lo", "up"]);
         };
+        let (reserved, open) = (format!("198.18.{tag}.0/24"), format!("11.{tag}.0.0/24"));
         for (i, ns) in lab.public.clone().iter().enumerate() {
             ip(&["netns", "add", ns]);
             plug(ns, "wan0", format!("{}/24", lab.public_ip(i)));
+            ip(&["-n", ns, "route", "add", &open, "dev", "wan0"]);
         }
         for i in 0..lab.homes.len() {
             let (router, host) = (lab.homes[i].router.clone(), lab.homes[i].host.clone());
             ip(&["netns", "add", &router]);
             ip(&["netns", "add", &host]);
             plug(&router, "wan0", format!("{}/24", lab.router_ip(i)));
+            let other = if lab.homes[i].nat == Nat::Mapped {
+                &reserved
+            } else {
+                &open
+            };
+            ip(&["-n", &router, "route", "add", other, "dev", "wan0"]);
             let lan = format!("10.{}.{i}", 150 + u32::from(tag));
             ip(&[
                 "-n", &host, "link", "add", "lan0", "type", "veth", "peer", "name", "lan0",
@@ -154,7 +170,13 @@ impl NatLab {
             exec(&router, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
             let masquerade = match lab.homes[i].nat {
                 Nat::Easy => "masquerade",
-                Nat::Hard => "masquerade random",
+                Nat::Hard | Nat::Mapped => "masquerade random",
+            };
+            // Forwarded ports (UPnP) pass the firewall, as on a real router.
+            let forwarded = if lab.homes[i].nat == Nat::Mapped {
+                "iifname \"wan0\" ct status dnat accept"
+            } else {
+                ""
             };
             let rules = format!(
                 "table ip nat {{
@@ -167,6 +189,7 @@ table ip filter {{
   chain wanfwd {{
     type filter hook forward priority 0; policy accept;
     iifname \"wan0\" ct state established,related accept
+    {forwarded}
     iifname \"wan0\" drop
   }}
   chain wanin {{
@@ -180,6 +203,10 @@ table ip filter {{
             std::fs::write(&file, rules).expect("writing the router's rules");
             exec(&router, &["nft", "-f", file.to_str().unwrap_or_default()]);
             let _ = std::fs::remove_file(&file);
+            if lab.homes[i].nat == Nat::Mapped {
+                let igd = lab.start_igd(i);
+                lab.igds.push(igd);
+            }
         }
         lab.tag = tag;
         lab
@@ -192,7 +219,62 @@ table ip filter {{
 
     /// Home `i`'s router's address on the WAN (its host's public face).
     pub fn router_ip(&self, i: usize) -> String {
-        format!("198.18.{}.{}", self.tag, 100 + i)
+        match self.homes[i].nat {
+            Nat::Mapped => format!("11.{}.0.{}", self.tag, 100 + i),
+            Nat::Easy | Nat::Hard => format!("198.18.{}.{}", self.tag, 100 + i),
+        }
+    }
+
+    /// Starts miniupnpd on home `i`'s router: UPnP IGD and NAT-PMP on the
+    /// LAN side, mappings made in its own nftables table.
+    fn start_igd(&self, i: usize) -> std::process::Child {
+        let router = &self.homes[i].router;
+        let tables = "table inet upnp {
+  chain forward { type filter hook forward priority -10; policy accept; jump miniupnpd; }
+  chain miniupnpd { }
+  chain prerouting { type nat hook prerouting priority -100; policy accept; jump prerouting_miniupnpd; }
+  chain prerouting_miniupnpd { }
+  chain postrouting { type nat hook postrouting priority 100; policy accept; jump postrouting_miniupnpd; }
+  chain postrouting_miniupnpd { }
+}
+";
+        let dir = std::env::temp_dir().join(format!("{router}-igd"));
+        std::fs::create_dir_all(&dir).expect("the IGD's directory");
+        let nft = dir.join("tables.nft");
+        std::fs::write(&nft, tables).expect("writing the IGD's tables");
+        exec(router, &["nft", "-f", nft.to_str().unwrap_or_default()]);
+        let conf = format!(
+            "ext_ifname=wan0
+listening_ip=lan0
+enable_upnp=yes
+enable_natpmp=yes
+secure_mode=yes
+system_uptime=yes
+uuid=00000000-0000-0000-0000-0000000000{:02x}
+upnp_table_name=upnp
+upnp_nat_table_name=upnp
+upnp_forward_chain=miniupnpd
+upnp_nat_chain=prerouting_miniupnpd
+upnp_nat_postrouting_chain=postrouting_miniupnpd
+lease_file={}
+allow 1024-65535 10.0.0.0/8 1024-65535
+deny 0-65535 0.0.0.0/0 0-65535
+",
+            i,
+            dir.join("leases").display()
+        );
+        let conf_file = dir.join("miniupnpd.conf");
+        std::fs::write(&conf_file, conf).expect("writing the IGD's configuration");
+        let log = std::fs::File::create(dir.join("log")).expect("the IGD's log");
+        Command::new("ip")
+            .args(["netns", "exec", router, "miniupnpd", "-d", "-f"])
+            .arg(&conf_file)
+            .arg("-P")
+            .arg(dir.join("pid"))
+            .stdout(log.try_clone().expect("the IGD's log"))
+            .stderr(log)
+            .spawn()
+            .expect("starting miniupnpd (apt-get install miniupnpd-nftables)")
     }
 
     /// Home `i`'s host's address on its LAN.
@@ -209,6 +291,13 @@ table ip filter {{
 
 impl Drop for NatLab {
     fn drop(&mut self) {
+        for igd in &mut self.igds {
+            let _ = igd.kill();
+            let _ = igd.wait();
+        }
+        for h in &self.homes {
+            let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("{}-igd", h.router)));
+        }
         let homes = self.homes.iter().flat_map(|h| [&h.host, &h.router]);
         for ns in homes.chain(&self.public).chain([&self.wan]) {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();

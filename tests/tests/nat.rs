@@ -476,3 +476,33 @@ fn a_member_that_knows_no_node_finds_the_room_on_the_mainline_dht() {
     );
     eprintln!("found again {:?} after the move", moved.elapsed());
 }
+
+/// A member behind a symmetric NAT whose router maps it a port (UPnP
+/// IGD, `miniupnpd` in the lab) is reachable from anywhere: its status
+/// shows the mapping, and a member behind another symmetric NAT, where
+/// no punch works, reaches it directly, not through the relay.
+#[test]
+fn a_mapped_port_makes_a_member_directly_reachable() {
+    p2pfs_tests::needs_root!();
+    let lab = NatLab::new(65, 1, &[Nat::Mapped, Nat::Hard]);
+    let root = temp_dir();
+    let [p, a, b] = across_nats(&lab, root.path());
+    room(&p, &[&a, &b]);
+    for d in [&p, &a, &b] {
+        wait_for(SYNC, "all three online", || (online(d) == 3).then_some(()));
+    }
+    let mapped = wait_for(SYNC, "a's port mapping", || {
+        let status: serde_json::Value =
+            serde_json::from_str(&ok(&p2pfs(a.data_dir(), &["status", "--json"]))).ok()?;
+        let m = status["reach"]["mapped"].as_str()?.to_string();
+        (status["reach"]["reachable"] == true).then_some(m)
+    });
+    assert!(mapped.starts_with(&lab.router_ip(0)), "{mapped}");
+    let direct = || Some(("direct".to_string(), None));
+    for (x, y) in [(&a, &b), (&b, &a)] {
+        wait_for(SYNC, "a direct path to the mapped member", || {
+            (path_to(x, y) == direct()).then_some(())
+        });
+    }
+    eprintln!("mapped at {mapped}; b reaches a directly");
+}

@@ -108,6 +108,7 @@ impl Session {
                     None,
                     relay,
                     mainline_config(false, &[]),
+                    false,
                 )
                 .await
             })
@@ -271,6 +272,7 @@ pub(crate) async fn start_node(
     replica: Option<ReplicaConfig>,
     relay: p2pfs_swarm::RelayMode,
     mainline: p2pfs_swarm::mainline::MainlineConfig,
+    port_mapping: bool,
 ) -> anyhow::Result<Node> {
     let port_file = data_dir.join("port");
     let mut limits = limits;
@@ -293,6 +295,7 @@ pub(crate) async fn start_node(
             link_delay: env_parse("P2PFS_LINK_DELAY")?,
             relay,
             mainline,
+            port_mapping,
         },
         store,
     )

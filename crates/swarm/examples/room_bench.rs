@@ -40,6 +40,7 @@ async fn spawn(dir: &Path, name: &str) -> Node {
                 enabled: false,
                 bootstrap: None,
             },
+            port_mapping: false,
         },
         store,
     )

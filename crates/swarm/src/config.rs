@@ -105,6 +105,8 @@ pub struct NodeConfig {
     pub relay: crate::relay::RelayMode,
     /// How the node takes part in the BitTorrent Mainline DHT.
     pub mainline: crate::mainline::MainlineConfig,
+    /// Ask the home router to map a port to the node (UPnP IGD).
+    pub port_mapping: bool,
 }
 
 /// How the node takes part in the DHT.

@@ -129,6 +129,9 @@ impl Node {
                 .accept(p2pfs_proto::relay::ALPN, Arc::new(relay)),
         );
         net.spawn(crate::dht::runtime::run(dht.clone()));
+        if server && config.port_mapping {
+            net.spawn(crate::net::portmap::run(net.clone()));
+        }
         if lan {
             net.spawn(crate::dht::lan::run(dht.clone()));
             net.spawn(crate::dht::mdns::run(dht));

@@ -93,6 +93,7 @@ pub(crate) async fn run(
         Some(replica),
         args.relay,
         session::mainline_config(args.no_mainline, &args.mainline_bootstrap),
+        !args.no_port_mapping,
     )
     .await?;
     // A name changed (`--name`, P2PFS_NAME) since the last run reaches

@@ -7,6 +7,7 @@
 //! - `endpoint`: binding the socket, QUIC and TLS settings.
 //! - `dial`: the connection table (one connection per peer and protocol).
 //! - `accept`: the accept loop and its admission limits.
+//! - `portmap`: a port mapping on the home router (UPnP IGD).
 //! - `paths`: relayed paths on the same socket (see [`crate::relay`]).
 //! - [`ban`]: peers caught lying. [`link`]: an emulated link delay.
 
@@ -16,6 +17,7 @@ pub(crate) mod dial;
 pub(crate) mod endpoint;
 pub mod link;
 pub(crate) mod paths;
+pub(crate) mod portmap;
 pub(crate) mod reflexive;
 
 use std::{
@@ -91,6 +93,8 @@ struct Inner {
     inbound_per_ip: Mutex<HashMap<IpAddr, usize>>,
     /// Where peers see this node's packets come from.
     reflexive: Mutex<reflexive::Reflexive>,
+    /// The public address the home router maps to this node.
+    mapped: Mutex<Option<SocketAddr>>,
     /// The root of the node's cancellation tree: every handler's token is
     /// a child of it.
     cancel: CancellationToken,
@@ -130,6 +134,7 @@ impl Net {
                 bans: ban::Bans::default(),
                 inbound_per_ip: Mutex::new(HashMap::new()),
                 reflexive: Mutex::default(),
+                mapped: Mutex::default(),
                 cancel: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 router: RwLock::new(None),
@@ -205,12 +210,21 @@ impl Net {
     /// then its reflexive ones (see [`reflexive`]).
     pub(crate) fn addrs(&self) -> Vec<SocketAddr> {
         let mut addrs = endpoint::reachable_addrs(self.bound_addr());
+        // A mapped port reaches the node from anywhere: the best candidate.
+        if let Some(m) = *crate::lock(&self.inner.mapped) {
+            addrs.insert(0, m);
+        }
         for a in crate::lock(&self.inner.reflexive).best() {
             if !addrs.contains(&a) {
                 addrs.push(a);
             }
         }
         addrs
+    }
+
+    /// Records the port the home router maps to this node.
+    pub(crate) fn set_mapped(&self, addr: Option<SocketAddr>) {
+        *crate::lock(&self.inner.mapped) = addr;
     }
 
     /// `peer` saw this node's packets come from `addr`.
@@ -233,10 +247,11 @@ impl Net {
             (false, Some(_)) => NatKind::Behind,
             (false, None) => NatKind::Unknown,
         };
+        let mapped = *crate::lock(&self.inner.mapped);
         Reach {
             reflexive,
-            mapped: None,
-            reachable: nat == NatKind::None,
+            mapped,
+            reachable: nat == NatKind::None || mapped.is_some(),
             nat,
             relay,
             relayed_paths: self.inner.paths.len(),
