@@ -19,11 +19,17 @@ pub fn p2pfs_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         // target/<profile>/deps/<test binary> -> target/<profile>/p2pfs
+        // (a tool of this crate, such as `nat_bench`, lives in
+        // target/<profile> itself).
         let exe = std::env::current_exe().expect("test binary path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test binary lives in target/<profile>/deps");
+        let parent = exe.parent().expect("test binary lives in target/<profile>");
+        let profile_dir = if parent.ends_with("deps") {
+            parent
+                .parent()
+                .expect("test binary lives in target/<profile>/deps")
+        } else {
+            parent
+        };
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
         // With the test hooks (an emulated link delay, crash points), as

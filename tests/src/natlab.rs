@@ -282,6 +282,18 @@ deny 0-65535 0.0.0.0/0 0-65535
         format!("10.{}.{i}.2", 150 + u32::from(self.tag))
     }
 
+    /// Limits what namespace `ns` (a public host or a router) sends on
+    /// the WAN to `rate` (tbf, `40mbit`).
+    pub fn shape(&self, ns: &str, rate: &str) {
+        exec(
+            ns,
+            &[
+                "tc", "qdisc", "replace", "dev", "wan0", "root", "tbf", "rate", rate, "burst",
+                "64kb", "latency", "100ms",
+            ],
+        );
+    }
+
     /// Drops every mapping home `i`'s router holds (`conntrack -F`, as a
     /// router that reboots or times them out).
     pub fn flush_mappings(&self, i: usize) {

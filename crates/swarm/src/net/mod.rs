@@ -325,8 +325,14 @@ impl Net {
     ) -> Result<(Conn, bool), SwarmError> {
         let pool = &self.inner.pool;
         let direct = pool.connect(target, alpn);
+        // A peer reached through a relay already is tried there at once.
+        let head_start = if self.paths().to(&id).is_some() {
+            std::time::Duration::ZERO
+        } else {
+            crate::relay::RELAY_AFTER
+        };
         let relayed = async {
-            tokio::time::sleep(crate::relay::RELAY_AFTER).await;
+            tokio::time::sleep(head_start).await;
             let path = crate::relay::circuit::path_to(self, id).await?;
             pool.connect(&path, alpn).await
         };
