@@ -12,6 +12,8 @@
 //!   from them (`replica::plan`).
 //! - [`transfer`]: what a provider sends for a request, and what a
 //!   requester accepts (`transfer::provider`, `transfer::request`).
+//! - [`relay`]: the addresses a relay passes on in a hole punch
+//!   (`relay::serve`).
 
 /// One room session's protocol rules; see `room::session`.
 pub mod session {
@@ -639,5 +641,22 @@ pub mod transfer {
     /// `sent`, for a blob of `size` bytes if known.
     pub fn within_request(sent: &ChunkRanges, asked: &ChunkRanges, size: Option<u64>) -> bool {
         crate::transfer::request::within_request(sent, asked, size)
+    }
+}
+
+/// The relay's rules; see `relay::serve`.
+pub mod relay {
+    use std::net::SocketAddr;
+
+    /// The addresses a relay passes on in a punch: `observed` first, then
+    /// those `given`, without relayed paths' or unspecified addresses,
+    /// deduplicated, at most `MAX_PUNCH_ADDRS`.
+    pub fn candidates(observed: SocketAddr, given: Vec<SocketAddr>) -> Vec<SocketAddr> {
+        crate::relay::serve_candidates(observed, given)
+    }
+
+    /// Whether `addr` is a relayed path's made-up address.
+    pub fn is_path_addr(addr: &SocketAddr) -> bool {
+        crate::net::paths::is_path_addr(addr)
     }
 }

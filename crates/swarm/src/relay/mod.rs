@@ -25,6 +25,8 @@ mod serve;
 use std::time::Duration;
 
 pub(crate) use serve::RelayHandler;
+#[cfg(feature = "fuzzing")]
+pub(crate) use serve::candidates as serve_candidates;
 
 /// What a node relays for others.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -290,7 +290,7 @@ impl RelayHandler {
 
 /// The addresses to punch at: where the relay sees the node's packets
 /// come from, then those it gave, without relayed paths' addresses.
-fn candidates(observed: SocketAddr, given: Vec<SocketAddr>) -> Vec<SocketAddr> {
+pub(crate) fn candidates(observed: SocketAddr, given: Vec<SocketAddr>) -> Vec<SocketAddr> {
     let mut out = Vec::new();
     for a in std::iter::once(observed).chain(given) {
         let a = crate::dht::service::canonical(a);
