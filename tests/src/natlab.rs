@@ -26,6 +26,10 @@ pub enum Nat {
     /// forward a port. (Its WAN address is in 11.T.0.0/24: miniupnpd
     /// refuses to map on a reserved one such as 198.18/15.)
     Mapped,
+    /// Two easy NATs in a row: the home router behind a carrier-grade NAT
+    /// (its own namespace, `cgn`) that masquerades and firewalls the same
+    /// way, the home router's WAN side in 100.64.i.0/24.
+    Double,
 }
 
 /// A host behind its router.
@@ -37,6 +41,9 @@ pub struct Home {
     pub host: String,
     /// How the router maps.
     pub nat: Nat,
+    /// The carrier-grade NAT's namespace, in front of the router
+    /// ([`Nat::Double`]).
+    pub cgn: Option<String>,
 }
 
 /// The lab; every namespace is removed on drop.
@@ -76,6 +83,37 @@ fn exec(ns: &str, args: &[&str]) {
     ip(&all);
 }
 
+/// A home router's rules in namespace `ns`: `masquerade` out of `wan0`,
+/// and new packets in from `wan0` dropped (unless `forwarded` accepts
+/// them), as home routers do.
+fn apply_rules(ns: &str, masquerade: &str, forwarded: &str) {
+    let rules = format!(
+        "table ip nat {{
+  chain post {{
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname \"wan0\" {masquerade}
+  }}
+}}
+table ip filter {{
+  chain wanfwd {{
+    type filter hook forward priority 0; policy accept;
+    iifname \"wan0\" ct state established,related accept
+    {forwarded}
+    iifname \"wan0\" drop
+  }}
+  chain wanin {{
+    type filter hook input priority 0; policy accept;
+    iifname \"wan0\" ct state new drop
+  }}
+}}
+"
+    );
+    let file = std::env::temp_dir().join(format!("{ns}.nft"));
+    std::fs::write(&file, rules).expect("writing the router's rules");
+    exec(ns, &["nft", "-f", file.to_str().unwrap_or_default()]);
+    let _ = std::fs::remove_file(&file);
+}
+
 impl NatLab {
     /// `public` public hosts and one home per entry of `homes`. `tag`
     /// keeps concurrent labs apart (names and subnets).
@@ -94,6 +132,7 @@ impl NatLab {
                     router: name(&format!("r{i}")),
                     host: name(&format!("h{i}")),
                     nat: *nat,
+                    cgn: (*nat == Nat::Double).then(|| name(&format!("c{i}"))),
                 })
                 .collect(),
             igds: Vec::new(),
@@ -125,13 +164,70 @@ impl NatLab {
             let (router, host) = (lab.homes[i].router.clone(), lab.homes[i].host.clone());
             ip(&["netns", "add", &router]);
             ip(&["netns", "add", &host]);
-            plug(&router, "wan0", format!("{}/24", lab.router_ip(i)));
+            // The namespace on the WAN: the router, or the carrier's NAT
+            // in front of it.
+            let edge = lab.homes[i].cgn.clone().unwrap_or_else(|| router.clone());
+            if edge != router {
+                ip(&["netns", "add", &edge]);
+            }
+            plug(&edge, "wan0", format!("{}/24", lab.router_ip(i)));
             let other = if lab.homes[i].nat == Nat::Mapped {
                 &reserved
             } else {
                 &open
             };
-            ip(&["-n", &router, "route", "add", other, "dev", "wan0"]);
+            ip(&["-n", &edge, "route", "add", other, "dev", "wan0"]);
+            if edge != router {
+                let carrier = format!("100.64.{i}");
+                ip(&[
+                    "-n", &router, "link", "add", "wan0", "type", "veth", "peer", "name", "lan0",
+                    "netns", &edge,
+                ]);
+                ip(&[
+                    "-n",
+                    &edge,
+                    "addr",
+                    "add",
+                    &format!("{carrier}.1/24"),
+                    "dev",
+                    "lan0",
+                ]);
+                ip(&["-n", &edge, "link", "set", "lan0", "up"]);
+                ip(&["-n", &edge, "link", "set", "lo", "up"]);
+                ip(&[
+                    "-n",
+                    &router,
+                    "addr",
+                    "add",
+                    &format!("{carrier}.2/24"),
+                    "dev",
+                    "wan0",
+                ]);
+                ip(&["-n", &router, "link", "set", "wan0", "up"]);
+                ip(&["-n", &router, "link", "set", "lo", "up"]);
+                ip(&[
+                    "-n",
+                    &router,
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &format!("{carrier}.1"),
+                ]);
+                // The carrier routes the home's LAN to the home router.
+                let home_lan = format!("10.{}.{i}.0/24", 150 + u32::from(tag));
+                ip(&[
+                    "-n",
+                    &edge,
+                    "route",
+                    "add",
+                    &home_lan,
+                    "via",
+                    &format!("{carrier}.2"),
+                ]);
+                exec(&edge, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+                apply_rules(&edge, "masquerade", "");
+            }
             let lan = format!("10.{}.{i}", 150 + u32::from(tag));
             ip(&[
                 "-n", &host, "link", "add", "lan0", "type", "veth", "peer", "name", "lan0",
@@ -169,7 +265,7 @@ impl NatLab {
             ]);
             exec(&router, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
             let masquerade = match lab.homes[i].nat {
-                Nat::Easy => "masquerade",
+                Nat::Easy | Nat::Double => "masquerade",
                 Nat::Hard | Nat::Mapped => "masquerade random",
             };
             // Forwarded ports (UPnP) pass the firewall, as on a real router.
@@ -178,31 +274,7 @@ impl NatLab {
             } else {
                 ""
             };
-            let rules = format!(
-                "table ip nat {{
-  chain post {{
-    type nat hook postrouting priority srcnat; policy accept;
-    oifname \"wan0\" {masquerade}
-  }}
-}}
-table ip filter {{
-  chain wanfwd {{
-    type filter hook forward priority 0; policy accept;
-    iifname \"wan0\" ct state established,related accept
-    {forwarded}
-    iifname \"wan0\" drop
-  }}
-  chain wanin {{
-    type filter hook input priority 0; policy accept;
-    iifname \"wan0\" ct state new drop
-  }}
-}}
-"
-            );
-            let file = std::env::temp_dir().join(format!("{router}.nft"));
-            std::fs::write(&file, rules).expect("writing the router's rules");
-            exec(&router, &["nft", "-f", file.to_str().unwrap_or_default()]);
-            let _ = std::fs::remove_file(&file);
+            apply_rules(&router, masquerade, forwarded);
             if lab.homes[i].nat == Nat::Mapped {
                 let igd = lab.start_igd(i);
                 lab.igds.push(igd);
@@ -221,7 +293,7 @@ table ip filter {{
     pub fn router_ip(&self, i: usize) -> String {
         match self.homes[i].nat {
             Nat::Mapped => format!("11.{}.0.{}", self.tag, 100 + i),
-            Nat::Easy | Nat::Hard => format!("198.18.{}.{}", self.tag, 100 + i),
+            Nat::Easy | Nat::Hard | Nat::Double => format!("198.18.{}.{}", self.tag, 100 + i),
         }
     }
 
@@ -298,6 +370,9 @@ deny 0-65535 0.0.0.0/0 0-65535
     /// router that reboots or times them out).
     pub fn flush_mappings(&self, i: usize) {
         exec(&self.homes[i].router, &["conntrack", "-F"]);
+        if let Some(cgn) = &self.homes[i].cgn {
+            exec(cgn, &["conntrack", "-F"]);
+        }
     }
 }
 
@@ -310,7 +385,11 @@ impl Drop for NatLab {
         for h in &self.homes {
             let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("{}-igd", h.router)));
         }
-        let homes = self.homes.iter().flat_map(|h| [&h.host, &h.router]);
+        let homes = self
+            .homes
+            .iter()
+            .flat_map(|h| [Some(&h.host), Some(&h.router), h.cgn.as_ref()])
+            .flatten();
         for ns in homes.chain(&self.public).chain([&self.wan]) {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }

@@ -506,3 +506,55 @@ fn a_mapped_port_makes_a_member_directly_reachable() {
     }
     eprintln!("mapped at {mapped}; b reaches a directly");
 }
+
+/// A member behind two NATs in a row (a carrier-grade NAT in front of its
+/// home router, both keeping ports and firewalling) learns its public face
+/// (the carrier's address), and a punch through both layers connects it
+/// directly to a member behind a home router; a file crosses.
+#[test]
+fn behind_a_carrier_grade_nat_a_member_punches_through_both_layers() {
+    p2pfs_tests::needs_root!();
+    let lab = NatLab::new(66, 1, &[Nat::Double, Nat::Easy]);
+    let root = temp_dir();
+    let [p, a, b] = across_nats(&lab, root.path());
+    room(&p, &[&a, &b]);
+    for d in [&p, &a, &b] {
+        wait_for(SYNC, "all three online", || (online(d) == 3).then_some(()));
+    }
+    wait_for(SYNC, "a's public face, the carrier's address", || {
+        let status: serde_json::Value =
+            serde_json::from_str(&ok(&p2pfs(a.data_dir(), &["status", "--json"]))).ok()?;
+        let seen = status["reach"]["reflexive"].as_str()?.to_string();
+        seen.starts_with(&lab.router_ip(0)).then_some(())
+    });
+    let direct = || Some(("direct".to_string(), None));
+    for (x, y) in [(&a, &b), (&b, &a)] {
+        wait_for(SYNC, "a direct path through both NATs", || {
+            (path_to(x, y) == direct()).then_some(())
+        });
+    }
+    let g = root.path().join("doc");
+    random_file(&g, 500_000, 9);
+    ok(&p2pfs(
+        a.data_dir(),
+        &["room", "put", "team", g.to_str().unwrap(), "doc.bin"],
+    ));
+    let got = root.path().join("got");
+    wait_for(SYNC, "the file on b", || {
+        p2pfs(
+            b.data_dir(),
+            &[
+                "room",
+                "get",
+                "team",
+                "doc.bin",
+                "-o",
+                got.to_str().unwrap(),
+            ],
+        )
+        .status
+        .success()
+        .then_some(())
+    });
+    assert_eq!(blake3_file(&got), blake3_file(&g));
+}
