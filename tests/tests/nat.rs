@@ -42,6 +42,21 @@ fn room(p: &Daemon, others: &[&Daemon]) {
     }
 }
 
+/// P, A and B of [`across_nats`] in room `team`, all three online.
+fn in_a_room(lab: &NatLab, root: &std::path::Path) -> [Daemon; 3] {
+    let [p, a, b] = across_nats(lab, root);
+    room(&p, &[&a, &b]);
+    for d in [&p, &a, &b] {
+        wait_for(SYNC, "all three online", || (online(d) == 3).then_some(()));
+    }
+    [p, a, b]
+}
+
+/// `p2pfs status --json` of `d`.
+fn status(d: &Daemon) -> Option<serde_json::Value> {
+    serde_json::from_str(&ok(&p2pfs(d.data_dir(), &["status", "--json"]))).ok()
+}
+
 /// Members `d` counts online, itself included (`room status`).
 fn online(d: &Daemon) -> usize {
     let out = p2pfs(d.data_dir(), &["room", "status", "team", "--json"]);
@@ -91,8 +106,7 @@ fn behind_home_routers_members_meet_through_a_public_member() {
     // public member and gives it out: in its status and in its tickets.
     let public_face = format!("{}:7000", lab.router_ip(0));
     wait_for(SYNC, "a's reflexive address", || {
-        let status: serde_json::Value =
-            serde_json::from_str(&ok(&p2pfs(a.data_dir(), &["status", "--json"]))).unwrap();
+        let status = status(&a).unwrap();
         status["addrs"]
             .as_array()?
             .iter()
@@ -116,8 +130,7 @@ fn behind_home_routers_members_meet_through_a_public_member() {
     // at its router's address as the room's mesh asks: a simultaneous open
     // through both easy NATs).
     wait_for(SYNC, "a direct connection between a and b", || {
-        let status: serde_json::Value =
-            serde_json::from_str(&ok(&p2pfs(a.data_dir(), &["status", "--json"]))).unwrap();
+        let status = status(&a).unwrap();
         let peers = status["peers"].as_array()?.clone();
         peers
             .iter()
@@ -233,8 +246,7 @@ fn a_download_survives_its_router_forgetting_the_mapping() {
 /// The path `from`'s status reports for its connection with `to`:
 /// `"direct"`, or `"relay"` with the relay's id.
 fn path_to(from: &Daemon, to: &Daemon) -> Option<(String, Option<String>)> {
-    let status: serde_json::Value =
-        serde_json::from_str(&ok(&p2pfs(from.data_dir(), &["status", "--json"]))).ok()?;
+    let status = status(from)?;
     let peer = status["peers"]
         .as_array()?
         .iter()
@@ -360,13 +372,11 @@ fn across_nats_the_mount_works_direct_where_possible_and_relayed_elsewhere() {
     // Everyone reaches P directly, and sees its own situation.
     for m in [&a, &b, &c, &d] {
         assert_eq!(path_to(m, &p), direct());
-        let status: serde_json::Value =
-            serde_json::from_str(&ok(&p2pfs(m.data_dir(), &["status", "--json"]))).unwrap();
+        let status = status(m).unwrap();
         assert_eq!(status["reach"]["nat"], "behind", "{status}");
         assert_eq!(status["reach"]["reachable"], false, "{status}");
     }
-    let status: serde_json::Value =
-        serde_json::from_str(&ok(&p2pfs(p.data_dir(), &["status", "--json"]))).unwrap();
+    let status = status(&p).unwrap();
     assert_eq!(status["reach"]["nat"], "none", "{status}");
     eprintln!("punch matrix: C-D direct; A-B, A-C relayed through P");
 }
@@ -496,14 +506,9 @@ fn a_mapped_port_makes_a_member_directly_reachable() {
     p2pfs_tests::needs_root!();
     let lab = NatLab::new(65, 1, &[Nat::Mapped, Nat::Hard]);
     let root = temp_dir();
-    let [p, a, b] = across_nats(&lab, root.path());
-    room(&p, &[&a, &b]);
-    for d in [&p, &a, &b] {
-        wait_for(SYNC, "all three online", || (online(d) == 3).then_some(()));
-    }
+    let [_p, a, b] = in_a_room(&lab, root.path());
     let mapped = wait_for(SYNC, "a's port mapping", || {
-        let status: serde_json::Value =
-            serde_json::from_str(&ok(&p2pfs(a.data_dir(), &["status", "--json"]))).ok()?;
+        let status = status(&a)?;
         let m = status["reach"]["mapped"].as_str()?.to_string();
         (status["reach"]["reachable"] == true).then_some(m)
     });
@@ -526,14 +531,9 @@ fn behind_a_carrier_grade_nat_a_member_punches_through_both_layers() {
     p2pfs_tests::needs_root!();
     let lab = NatLab::new(66, 1, &[Nat::Double, Nat::Easy]);
     let root = temp_dir();
-    let [p, a, b] = across_nats(&lab, root.path());
-    room(&p, &[&a, &b]);
-    for d in [&p, &a, &b] {
-        wait_for(SYNC, "all three online", || (online(d) == 3).then_some(()));
-    }
+    let [_p, a, b] = in_a_room(&lab, root.path());
     wait_for(SYNC, "a's public face, the carrier's address", || {
-        let status: serde_json::Value =
-            serde_json::from_str(&ok(&p2pfs(a.data_dir(), &["status", "--json"]))).ok()?;
+        let status = status(&a)?;
         let seen = status["reach"]["reflexive"].as_str()?.to_string();
         seen.starts_with(&lab.router_ip(0)).then_some(())
     });

@@ -3,6 +3,8 @@
 //! are connected to, then directly once the relay has coordinated a hole
 //! punch. (Across real NATs: `nat.rs`.)
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use p2pfs_swarm::{Node, PathKind, Target};
@@ -22,6 +24,21 @@ async fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// A dialer `a`, a target `b` and the relay `r` between them: `r` is
+/// connected to both, `a` knows only `r`.
+async fn trio(r: inproc::TestNode) -> [inproc::TestNode; 3] {
+    let (a, b) = (inproc::node().await, inproc::node().await);
+    r.node
+        .dial(&target(&b.node), p2pfs_proto::dht::ALPN)
+        .await
+        .unwrap();
+    a.node
+        .dial(&target(&r.node), p2pfs_proto::dht::ALPN)
+        .await
+        .unwrap();
+    [a, b, r]
+}
+
 /// The path `from` reports for its connection with `to`.
 fn path(from: &Node, to: &Node) -> Option<(PathKind, Option<p2pfs_proto::NodeId>)> {
     from.peers()
@@ -32,20 +49,7 @@ fn path(from: &Node, to: &Node) -> Option<(PathKind, Option<p2pfs_proto::NodeId>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_with_no_known_address_is_fetched_from_through_a_relay_then_directly() {
-    let (a, b, r) = (
-        inproc::node().await,
-        inproc::node().await,
-        inproc::node().await,
-    );
-    // The relay knows both; the dialer knows only the relay.
-    r.node
-        .dial(&target(&b.node), p2pfs_proto::dht::ALPN)
-        .await
-        .unwrap();
-    a.node
-        .dial(&target(&r.node), p2pfs_proto::dht::ALPN)
-        .await
-        .unwrap();
+    let [a, b, _r] = trio(inproc::node().await).await;
     let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     let hash = inproc::import(&b.node, &data).await;
     let only_id = Target {
@@ -78,19 +82,7 @@ async fn a_peer_with_no_known_address_is_fetched_from_through_a_relay_then_direc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relayed_path_is_reported_until_the_punch() {
-    let (a, b, r) = (
-        inproc::node().await,
-        inproc::node().await,
-        inproc::node().await,
-    );
-    r.node
-        .dial(&target(&b.node), p2pfs_proto::dht::ALPN)
-        .await
-        .unwrap();
-    a.node
-        .dial(&target(&r.node), p2pfs_proto::dht::ALPN)
-        .await
-        .unwrap();
+    let [a, b, r] = trio(inproc::node().await).await;
     let only_id = Target {
         id: Some(b.node.id()),
         addrs: Vec::new(),
@@ -112,17 +104,7 @@ async fn a_relayed_path_is_reported_until_the_punch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_relays_for_nobody_refuses_with_a_reason() {
-    let a = inproc::node().await;
-    let b = inproc::node().await;
-    let r = inproc::node_relaying(p2pfs_swarm::RelayMode::Off).await;
-    r.node
-        .dial(&target(&b.node), p2pfs_proto::dht::ALPN)
-        .await
-        .unwrap();
-    a.node
-        .dial(&target(&r.node), p2pfs_proto::dht::ALPN)
-        .await
-        .unwrap();
+    let [a, b, _r] = trio(inproc::node_relaying(p2pfs_swarm::RelayMode::Off).await).await;
     let only_id = Target {
         id: Some(b.node.id()),
         addrs: Vec::new(),

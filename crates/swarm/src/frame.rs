@@ -54,3 +54,24 @@ pub(crate) async fn write<T: Serialize>(
     let bytes = codec::encode_frame(value).map_err(std::io::Error::other)?;
     send.write_all(&bytes).await.map_err(std::io::Error::from)
 }
+
+/// Reads the one request frame a peer opened `recv` with (at most `max`
+/// bytes, within `timeout`). A bad or late request ends the stream both
+/// ways with `Protocol` or `Timeout` (docs/protocol.md §4.4) and gives
+/// `None`, with why (for the caller's log).
+pub(crate) async fn read_request<T: DeserializeOwned>(
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+    max: usize,
+    timeout: std::time::Duration,
+) -> Result<T, String> {
+    use p2pfs_proto::close::Code;
+    let code = match tokio::time::timeout(timeout, read_max(recv, max)).await {
+        Ok(Ok(r)) => return Ok(r),
+        Ok(Err(e)) => (Code::Protocol, e.to_string()),
+        Err(_) => (Code::Timeout, "no request in time".to_string()),
+    };
+    let _ = recv.stop(code.0.value().into());
+    let _ = send.reset(code.0.value().into());
+    Err(code.1)
+}

@@ -5,7 +5,6 @@ use std::{net::SocketAddr, time::Instant};
 
 use p2pfs_proto::{
     NodeAddr, NodeId,
-    close::Code,
     dht::{DhtRequest, DhtResponse, K, MAX_DHT_MESSAGE, MAX_NODE_ADDRS, Query, Refusal},
 };
 
@@ -68,21 +67,14 @@ async fn handle(
     allowed: bool,
 ) {
     let timeout = dht.net.limits().request_timeout;
-    let read = tokio::time::timeout(timeout, frame::read_max(&mut recv, MAX_DHT_MESSAGE)).await;
-    let request: DhtRequest = match read {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => {
-            tracing::debug!(peer = %conn.peer, "bad DHT query: {e}");
-            let _ = recv.stop(Code::Protocol.value().into());
-            let _ = send.reset(Code::Protocol.value().into());
-            return;
-        }
-        Err(_) => {
-            let _ = recv.stop(Code::Timeout.value().into());
-            let _ = send.reset(Code::Timeout.value().into());
-            return;
-        }
-    };
+    let request: DhtRequest =
+        match frame::read_request(&mut send, &mut recv, MAX_DHT_MESSAGE, timeout).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(peer = %conn.peer, "bad DHT query: {e}");
+                return;
+            }
+        };
     let observed = canonical(conn.addr);
     let response = if !allowed {
         DhtResponse::Refused {

@@ -61,22 +61,23 @@ impl RelayHandler {
     }
 
     async fn handle(self, conn: Conn, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
-        let read = tokio::time::timeout(
+        let read = frame::read_request::<RelayRequest>(
+            &mut send,
+            &mut recv,
+            MAX_RELAY_MESSAGE,
             EXCHANGE_TIMEOUT,
-            frame::read_max::<RelayRequest>(&mut recv, MAX_RELAY_MESSAGE),
         )
         .await;
         let request = match read {
-            Ok(Ok(r)) if r.check().is_ok() => r,
-            Ok(Ok(_)) | Ok(Err(_)) => {
-                tracing::debug!(peer = %conn.peer, "bad relay request");
+            Ok(r) if r.check().is_ok() => r,
+            Ok(_) => {
+                tracing::debug!(peer = %conn.peer, "relay request out of bounds");
                 let _ = recv.stop(Code::Protocol.value().into());
                 let _ = send.reset(Code::Protocol.value().into());
                 return;
             }
-            Err(_) => {
-                let _ = recv.stop(Code::Timeout.value().into());
-                let _ = send.reset(Code::Timeout.value().into());
+            Err(e) => {
+                tracing::debug!(peer = %conn.peer, "bad relay request: {e}");
                 return;
             }
         };
