@@ -117,10 +117,17 @@ impl Paths {
         let k = match t.by_pair.get(&(relay, peer)) {
             Some(k) => *k,
             None => {
-                t.next = t.next.wrapping_add(1) & 0x00ff_ffff;
-                let n = t.next.max(1);
-                let [_, b, c, d] = n.to_be_bytes();
-                let k = std::net::SocketAddrV4::new(Ipv4Addr::new(PREFIX, b, c, d), 1);
+                // The next free address: 2^24 of them, and the relay code
+                // keeps at most `relay::MAX_PATHS` open, so the loop ends
+                // within that many steps.
+                let k = loop {
+                    t.next = t.next.wrapping_add(1) & 0x00ff_ffff;
+                    let [_, b, c, d] = t.next.max(1).to_be_bytes();
+                    let k = std::net::SocketAddrV4::new(Ipv4Addr::new(PREFIX, b, c, d), 1);
+                    if !t.by_addr.contains_key(&k) {
+                        break k;
+                    }
+                };
                 t.by_pair.insert((relay, peer), k);
                 k
             }

@@ -42,6 +42,12 @@ async fn open_path(net: &Net, peer: NodeId) -> Result<Target, SwarmError> {
             addrs: vec![addr],
         });
     }
+    if net.paths().len() >= super::MAX_PATHS {
+        return Err(SwarmError::NoRelay {
+            peer,
+            reason: format!("{} relayed paths are open already", super::MAX_PATHS),
+        });
+    }
     let relays = candidates(net, peer);
     if relays.is_empty() {
         return Err(SwarmError::NoRelay {
