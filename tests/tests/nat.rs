@@ -372,12 +372,15 @@ fn across_nats_the_mount_works_direct_where_possible_and_relayed_elsewhere() {
     // Everyone reaches P directly, and sees its own situation.
     for m in [&a, &b, &c, &d] {
         assert_eq!(path_to(m, &p), direct());
-        let status = status(m).unwrap();
-        assert_eq!(status["reach"]["nat"], "behind", "{status}");
-        assert_eq!(status["reach"]["reachable"], false, "{status}");
+        wait_for(SYNC, "a home to know it is behind a NAT", || {
+            let s = status(m)?;
+            (s["reach"]["nat"] == "behind" && s["reach"]["reachable"] == false).then_some(())
+        });
     }
-    let status = status(&p).unwrap();
-    assert_eq!(status["reach"]["nat"], "none", "{status}");
+    // P learns it has no NAT from a member's answer to its ping.
+    wait_for(SYNC, "p to know it is public", || {
+        (status(&p)?["reach"]["nat"] == "none").then_some(())
+    });
     eprintln!("punch matrix: C-D direct; A-B, A-C relayed through P");
 }
 

@@ -111,19 +111,7 @@ pub(crate) async fn dial(
         })
         .await?;
     room.learn(conn.peer, target.addrs.clone()).await;
-    // A member outside the local networks tells this node where its
-    // packets come from (behind a NAT, the router's address: a candidate
-    // for tickets and members).
-    if crate::net::reflexive::worth_asking(&conn.addr) {
-        let (n, member) = (
-            node.clone(),
-            Target {
-                id: Some(conn.peer),
-                addrs: vec![conn.addr],
-            },
-        );
-        node.net().spawn(async move { n.ping(&member).await });
-    }
+    ask_where_we_are(node, &conn);
     session(node.clone(), room, conn, send, recv, node.id(), established).await;
     Ok(())
 }
@@ -216,8 +204,28 @@ async fn answer(node: Node, conn: Conn, mut send: quinn::SendStream, mut recv: q
         return;
     }
     room.learn(conn.peer, vec![conn.addr]).await;
+    ask_where_we_are(&node, &conn);
     let dialer = conn.peer;
     session(node, room, conn, send, recv, dialer, || {}).await;
+}
+
+/// A member outside the local networks tells this node where its packets
+/// come from (behind a NAT, the router's address: a candidate for tickets
+/// and members; at the address it listens on, that it is public). Either
+/// end of a session asks, so a node that is only ever dialed learns it
+/// too. The ping goes where the session's packets come from: a path open
+/// both ways.
+fn ask_where_we_are(node: &Node, conn: &Conn) {
+    if crate::net::reflexive::worth_asking(&conn.addr) {
+        let (n, member) = (
+            node.clone(),
+            Target {
+                id: Some(conn.peer),
+                addrs: vec![conn.addr],
+            },
+        );
+        node.net().spawn(async move { n.ping(&member).await });
+    }
 }
 
 async fn session(
