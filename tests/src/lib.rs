@@ -467,23 +467,7 @@ impl Daemon {
         mountpoint: &Path,
         extra: &[&str],
     ) -> Self {
-        require_root();
-        let _ = std::fs::create_dir_all(mountpoint);
-        let mnt = mountpoint.to_str().unwrap();
-        let d = Self::spawn_with(
-            Some(&net.hosts[host]),
-            data_dir,
-            &["mount", mnt],
-            extra,
-            Some(mountpoint),
-            &net.env,
-        );
-        wait_for(
-            Duration::from_secs(30),
-            "the filesystem to be mounted",
-            || is_p2pfs_mount(mountpoint).then_some(()),
-        );
-        d
+        Self::mounted(&net.hosts[host], data_dir, mountpoint, &[], extra, &net.env)
     }
 
     /// Starts `p2pfs --data-dir DATA mount MOUNTPOINT --listen LISTEN
@@ -496,16 +480,32 @@ impl Daemon {
         listen: &str,
         extra: &[&str],
     ) -> Self {
+        Self::mounted(
+            netns,
+            data_dir,
+            mountpoint,
+            &["--listen", listen],
+            extra,
+            &[],
+        )
+    }
+
+    /// `p2pfs mount MOUNTPOINT ARGS... EXTRA...` in network namespace
+    /// `netns`, once the filesystem is mounted.
+    fn mounted(
+        netns: &str,
+        data_dir: &Path,
+        mountpoint: &Path,
+        args: &[&str],
+        extra: &[&str],
+        env: &[(String, String)],
+    ) -> Self {
         require_root();
         let _ = std::fs::create_dir_all(mountpoint);
         let mnt = mountpoint.to_str().unwrap();
-        let d = Self::spawn(
-            Some(netns),
-            data_dir,
-            &["mount", mnt, "--listen", listen],
-            extra,
-            Some(mountpoint),
-        );
+        let mut all = vec!["mount", mnt];
+        all.extend_from_slice(args);
+        let d = Self::spawn_with(Some(netns), data_dir, &all, extra, Some(mountpoint), env);
         wait_for(
             Duration::from_secs(30),
             "the filesystem to be mounted",

@@ -6,24 +6,21 @@ use std::time::Duration;
 
 use p2pfs_tests::{Daemon, Lan, blake3_file, ok, p2pfs, random_file, temp_dir, wait_for};
 
+/// A daemon with no peer given on every host of `lan`.
+fn one_per_host(lan: &Lan, root: &std::path::Path) -> Vec<Daemon> {
+    lan.hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| Daemon::start_in(Some(h), &root.join(format!("n{i}")), "0.0.0.0:0", &[]))
+        .collect()
+}
+
 #[test]
 fn nodes_on_one_lan_find_each_other_with_no_address_given() {
     p2pfs_tests::needs_root!();
     let lan = Lan::new(1, 3);
     let root = temp_dir();
-    let nodes: Vec<Daemon> = lan
-        .hosts
-        .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            Daemon::start_in(
-                Some(h),
-                &root.path().join(format!("n{i}")),
-                "0.0.0.0:0",
-                &[],
-            )
-        })
-        .collect();
+    let nodes = one_per_host(&lan, root.path());
     for d in &nodes {
         wait_for(Duration::from_secs(60), "nodes to find each other", || {
             (d.status()["dht"]["table"].as_u64() == Some(2)).then_some(())
@@ -75,19 +72,7 @@ fn nodes_find_each_other_by_mdns_and_standard_tools_see_them() {
         assert!(nft.wait().unwrap().success());
     }
     let root = temp_dir();
-    let nodes: Vec<Daemon> = lan
-        .hosts
-        .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            Daemon::start_in(
-                Some(h),
-                &root.path().join(format!("n{i}")),
-                "0.0.0.0:0",
-                &[],
-            )
-        })
-        .collect();
+    let nodes = one_per_host(&lan, root.path());
     for d in &nodes {
         wait_for(
             Duration::from_secs(60),
