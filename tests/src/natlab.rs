@@ -26,6 +26,8 @@ pub enum Nat {
     /// forward a port. (Its WAN address is in 11.T.0.0/24: miniupnpd
     /// refuses to map on a reserved one such as 198.18/15.)
     Mapped,
+    /// Mapped, but the router speaks NAT-PMP only (UPnP off).
+    Pmp,
     /// Two easy NATs in a row: the home router behind a carrier-grade NAT
     /// (its own namespace, `cgn`) that masquerades and firewalls the same
     /// way, the home router's WAN side in 100.64.i.0/24.
@@ -44,6 +46,13 @@ pub struct Home {
     /// The carrier-grade NAT's namespace, in front of the router
     /// ([`Nat::Double`]).
     pub cgn: Option<String>,
+}
+
+impl Home {
+    /// Whether the router forwards ports on request (UPnP IGD, NAT-PMP).
+    pub fn maps(&self) -> bool {
+        matches!(self.nat, Nat::Mapped | Nat::Pmp)
+    }
 }
 
 /// The lab; every namespace is removed on drop.
@@ -171,7 +180,7 @@ impl NatLab {
                 ip(&["netns", "add", &edge]);
             }
             plug(&edge, "wan0", format!("{}/24", lab.router_ip(i)));
-            let other = if lab.homes[i].nat == Nat::Mapped {
+            let other = if lab.homes[i].maps() {
                 &reserved
             } else {
                 &open
@@ -266,16 +275,16 @@ impl NatLab {
             exec(&router, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
             let masquerade = match lab.homes[i].nat {
                 Nat::Easy | Nat::Double => "masquerade",
-                Nat::Hard | Nat::Mapped => "masquerade random",
+                Nat::Hard | Nat::Mapped | Nat::Pmp => "masquerade random",
             };
             // Forwarded ports (UPnP) pass the firewall, as on a real router.
-            let forwarded = if lab.homes[i].nat == Nat::Mapped {
+            let forwarded = if lab.homes[i].maps() {
                 "iifname \"wan0\" ct status dnat accept"
             } else {
                 ""
             };
             apply_rules(&router, masquerade, forwarded);
-            if lab.homes[i].nat == Nat::Mapped {
+            if lab.homes[i].maps() {
                 let igd = lab.start_igd(i);
                 lab.igds.push(igd);
             }
@@ -292,7 +301,7 @@ impl NatLab {
     /// Home `i`'s router's address on the WAN (its host's public face).
     pub fn router_ip(&self, i: usize) -> String {
         match self.homes[i].nat {
-            Nat::Mapped => format!("11.{}.0.{}", self.tag, 100 + i),
+            Nat::Mapped | Nat::Pmp => format!("11.{}.0.{}", self.tag, 100 + i),
             Nat::Easy | Nat::Hard | Nat::Double => format!("198.18.{}.{}", self.tag, 100 + i),
         }
     }
@@ -318,7 +327,7 @@ impl NatLab {
         let conf = format!(
             "ext_ifname=wan0
 listening_ip=lan0
-enable_upnp=yes
+enable_upnp={}
 enable_natpmp=yes
 secure_mode=yes
 system_uptime=yes
@@ -332,6 +341,11 @@ lease_file={}
 allow 1024-65535 10.0.0.0/8 1024-65535
 deny 0-65535 0.0.0.0/0 0-65535
 ",
+            if self.homes[i].nat == Nat::Pmp {
+                "no"
+            } else {
+                "yes"
+            },
             i,
             dir.join("leases").display()
         );

@@ -501,28 +501,31 @@ fn a_member_that_knows_no_node_finds_the_room_on_the_mainline_dht() {
 }
 
 /// A member behind a symmetric NAT whose router maps it a port (UPnP
-/// IGD, `miniupnpd` in the lab) is reachable from anywhere: its status
-/// shows the mapping, and a member behind another symmetric NAT, where
-/// no punch works, reaches it directly, not through the relay.
+/// IGD, or NAT-PMP alone; `miniupnpd` in the lab) is reachable from
+/// anywhere: its status shows the mapping, and a member behind another
+/// symmetric NAT, where no punch works, reaches it directly, not through
+/// the relay.
 #[test]
 fn a_mapped_port_makes_a_member_directly_reachable() {
     p2pfs_tests::needs_root!();
-    let lab = NatLab::new(65, 1, &[Nat::Mapped, Nat::Hard]);
-    let root = temp_dir();
-    let [_p, a, b] = in_a_room(&lab, root.path());
-    let mapped = wait_for(SYNC, "a's port mapping", || {
-        let status = status(&a)?;
-        let m = status["reach"]["mapped"].as_str()?.to_string();
-        (status["reach"]["reachable"] == true).then_some(m)
-    });
-    assert!(mapped.starts_with(&lab.router_ip(0)), "{mapped}");
-    let direct = || Some(("direct".to_string(), None));
-    for (x, y) in [(&a, &b), (&b, &a)] {
-        wait_for(SYNC, "a direct path to the mapped member", || {
-            (path_to(x, y) == direct()).then_some(())
+    for (tag, nat) in [(65, Nat::Mapped), (67, Nat::Pmp)] {
+        let lab = NatLab::new(tag, 1, &[nat, Nat::Hard]);
+        let root = temp_dir();
+        let [_p, a, b] = in_a_room(&lab, root.path());
+        let mapped = wait_for(SYNC, "a's port mapping", || {
+            let status = status(&a)?;
+            let m = status["reach"]["mapped"].as_str()?.to_string();
+            (status["reach"]["reachable"] == true).then_some(m)
         });
+        assert!(mapped.starts_with(&lab.router_ip(0)), "{nat:?}: {mapped}");
+        let direct = || Some(("direct".to_string(), None));
+        for (x, y) in [(&a, &b), (&b, &a)] {
+            wait_for(SYNC, "a direct path to the mapped member", || {
+                (path_to(x, y) == direct()).then_some(())
+            });
+        }
+        eprintln!("{nat:?}: mapped at {mapped}; b reaches a directly");
     }
-    eprintln!("mapped at {mapped}; b reaches a directly");
 }
 
 /// A member behind two NATs in a row (a carrier-grade NAT in front of its

@@ -157,7 +157,7 @@ pub(crate) struct NodeArgs {
     /// limits), `members` (only between members of a room of this node), `off`
     #[arg(long, value_name = "WHO", default_value_t = p2pfs_swarm::RelayMode::All)]
     pub(crate) relay: p2pfs_swarm::RelayMode,
-    /// Do not ask the home router to forward a port to this node (UPnP IGD)
+    /// Do not ask the home router to forward a port to this node (UPnP IGD, NAT-PMP)
     #[arg(long)]
     pub(crate) no_port_mapping: bool,
     /// Do not use the BitTorrent Mainline DHT (where nodes that know no

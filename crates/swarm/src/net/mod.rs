@@ -7,7 +7,7 @@
 //! - `endpoint`: binding the socket, QUIC and TLS settings.
 //! - `dial`: the connection table (one connection per peer and protocol).
 //! - `accept`: the accept loop and its admission limits.
-//! - `portmap`: a port mapping on the home router (UPnP IGD).
+//! - `portmap`: a port mapping on the home router (UPnP IGD, NAT-PMP).
 //! - `paths`: relayed paths on the same socket (see [`crate::relay`]).
 //! - [`ban`]: peers caught lying. [`link`]: an emulated link delay.
 
@@ -45,7 +45,7 @@ pub struct Reach {
     /// Where peers outside see this node's packets come from (behind a
     /// NAT, its router's address), as most of them report it.
     pub reflexive: Option<SocketAddr>,
-    /// A port the router maps to this node (UPnP IGD, NAT-PMP, PCP).
+    /// A port the router maps to this node (UPnP IGD or NAT-PMP).
     pub mapped: Option<SocketAddr>,
     /// Whether a NAT is in the way.
     pub nat: NatKind,
