@@ -52,6 +52,15 @@ fn in_a_room(lab: &NatLab, root: &std::path::Path) -> [Daemon; 3] {
     [p, a, b]
 }
 
+/// Waits until `d` reads `name` of room `team` into `out`.
+fn room_get(d: &Daemon, name: &str, out: &std::path::Path) {
+    let out = out.to_str().unwrap();
+    wait_for(SYNC, "the room file readable", || {
+        let args = ["room", "get", "team", name, "-o", out];
+        p2pfs(d.data_dir(), &args).status.success().then_some(())
+    });
+}
+
 /// `p2pfs status --json` of `d`.
 fn status(d: &Daemon) -> Option<serde_json::Value> {
     serde_json::from_str(&ok(&p2pfs(d.data_dir(), &["status", "--json"]))).ok()
@@ -152,20 +161,7 @@ fn behind_home_routers_members_meet_through_a_public_member() {
         });
     }
     let got = root.path().join("got");
-    wait_for(SYNC, "the file on b", || {
-        let out = p2pfs(
-            b.data_dir(),
-            &[
-                "room",
-                "get",
-                "team",
-                "doc.bin",
-                "-o",
-                got.to_str().unwrap(),
-            ],
-        );
-        out.status.success().then_some(())
-    });
+    room_get(&b, "doc.bin", &got);
     assert_eq!(blake3_file(&got), blake3_file(&g));
 }
 
@@ -556,21 +552,6 @@ fn behind_a_carrier_grade_nat_a_member_punches_through_both_layers() {
         &["room", "put", "team", g.to_str().unwrap(), "doc.bin"],
     ));
     let got = root.path().join("got");
-    wait_for(SYNC, "the file on b", || {
-        p2pfs(
-            b.data_dir(),
-            &[
-                "room",
-                "get",
-                "team",
-                "doc.bin",
-                "-o",
-                got.to_str().unwrap(),
-            ],
-        )
-        .status
-        .success()
-        .then_some(())
-    });
+    room_get(&b, "doc.bin", &got);
     assert_eq!(blake3_file(&got), blake3_file(&g));
 }

@@ -9,14 +9,13 @@ use std::{
 
 use p2pfs_proto::{
     NodeId,
-    relay::{ALPN, MAX_RELAY_MESSAGE, PacketReader, RelayAnswer, RelayRequest, frame_packet},
+    relay::{ALPN, PacketReader, RelayAnswer, RelayRequest, frame_packet},
 };
 use tokio::task::JoinSet;
 
-use super::{ASK_RELAYS, EXCHANGE_TIMEOUT, PATH_IDLE};
+use super::{ASK_RELAYS, PATH_IDLE};
 use crate::{
     error::SwarmError,
-    frame,
     net::{
         Net,
         dial::{Conn, Target},
@@ -116,17 +115,9 @@ async fn ask(net: &Net, relay: Target, peer: NodeId) -> Result<Circuit, SwarmErr
         peer: conn.peer,
         reason: format!("relay: {e}"),
     };
-    let (mut send, mut recv) = conn.conn.open_bi().await.map_err(|e| lost(&e))?;
-    frame::write(&mut send, &RelayRequest::Circuit { to: peer })
+    let (send, recv, answer) = super::exchange(&conn, &RelayRequest::Circuit { to: peer })
         .await
         .map_err(|e| lost(&e))?;
-    let answer: RelayAnswer = tokio::time::timeout(
-        EXCHANGE_TIMEOUT,
-        frame::read_max(&mut recv, MAX_RELAY_MESSAGE),
-    )
-    .await
-    .map_err(|_| lost(&"no answer"))?
-    .map_err(|e| lost(&e))?;
     match answer {
         RelayAnswer::Opened { .. } => Ok((conn.peer, send, recv)),
         RelayAnswer::Refused { reason } => Err(lost(&reason)),

@@ -92,3 +92,34 @@ pub(crate) const PATH_IDLE: Duration = Duration::from_secs(40);
 
 /// Time for a relay exchange (request to answer).
 pub(crate) const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// A stream open on a relay connection, after its answer.
+pub(crate) type Exchanged = (
+    quinn::SendStream,
+    quinn::RecvStream,
+    p2pfs_proto::relay::RelayAnswer,
+);
+
+/// Opens a stream on `conn`, writes `request` and reads the answer (within
+/// [`EXCHANGE_TIMEOUT`], checked): the one exchange every relay request
+/// is (docs/protocol.md §9.1). The stream stays open for a circuit's
+/// packets.
+pub(crate) async fn exchange(
+    conn: &crate::net::dial::Conn,
+    request: &p2pfs_proto::relay::RelayRequest,
+) -> Result<Exchanged, String> {
+    use p2pfs_proto::relay::{MAX_RELAY_MESSAGE, RelayAnswer};
+    let (mut send, mut recv) = conn.conn.open_bi().await.map_err(|e| e.to_string())?;
+    crate::frame::write(&mut send, request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let answer: RelayAnswer = tokio::time::timeout(
+        EXCHANGE_TIMEOUT,
+        crate::frame::read_max(&mut recv, MAX_RELAY_MESSAGE),
+    )
+    .await
+    .map_err(|_| "no answer".to_string())?
+    .map_err(|e| e.to_string())?;
+    answer.check()?;
+    Ok((send, recv, answer))
+}

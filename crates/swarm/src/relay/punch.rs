@@ -15,17 +15,13 @@ use std::{net::SocketAddr, time::Duration};
 
 use p2pfs_proto::{
     NodeId,
-    relay::{ALPN, MAX_PUNCH_ADDRS, MAX_RELAY_MESSAGE, RelayAnswer, RelayRequest},
+    relay::{ALPN, MAX_PUNCH_ADDRS, RelayAnswer, RelayRequest},
 };
 
-use super::EXCHANGE_TIMEOUT;
-use crate::{
-    frame,
-    net::{
-        Net,
-        dial::{Conn, Target},
-        paths::is_path_addr,
-    },
+use crate::net::{
+    Net,
+    dial::{Conn, Target},
+    paths::is_path_addr,
 };
 
 /// Punch rounds a relayed peer gets: three close together, then one a
@@ -67,24 +63,14 @@ pub(crate) async fn punch(net: &Net, peer: NodeId, relay: NodeId) -> Option<Conn
         addrs: Vec::new(),
     };
     let conn = net.connect(&via, ALPN).await.ok()?;
-    let (mut send, mut recv) = conn.conn.open_bi().await.ok()?;
     let mut addrs = net.addrs();
     addrs.truncate(MAX_PUNCH_ADDRS);
-    frame::write(&mut send, &RelayRequest::Punch { to: peer, addrs })
+    let (mut send, _, answer) = super::exchange(&conn, &RelayRequest::Punch { to: peer, addrs })
         .await
         .ok()?;
     let _ = send.finish();
-    let answer = tokio::time::timeout(
-        EXCHANGE_TIMEOUT,
-        frame::read_max::<RelayAnswer>(&mut recv, MAX_RELAY_MESSAGE),
-    )
-    .await
-    .ok()?
-    .ok()?;
     match answer {
-        RelayAnswer::Punch { addrs } if answer.check().is_ok() => {
-            dial_direct(net, peer, addrs).await
-        }
+        RelayAnswer::Punch { addrs } => dial_direct(net, peer, addrs).await,
         other => {
             tracing::debug!(%peer, relay = %relay.fmt_short(), ?other, "punch refused");
             None

@@ -126,24 +126,6 @@ impl RelayHandler {
             .map_err(|_| RelayRefusal::NotConnected)
     }
 
-    /// Asks `to` over `conn` and reads its answer.
-    async fn exchange(
-        conn: &Conn,
-        request: &RelayRequest,
-    ) -> Option<(quinn::SendStream, quinn::RecvStream, RelayAnswer)> {
-        let (mut s, mut r) = conn.conn.open_bi().await.ok()?;
-        frame::write(&mut s, request).await.ok()?;
-        let answer = tokio::time::timeout(
-            EXCHANGE_TIMEOUT,
-            frame::read_max::<RelayAnswer>(&mut r, MAX_RELAY_MESSAGE),
-        )
-        .await
-        .ok()?
-        .ok()?;
-        answer.check().ok()?;
-        Some((s, r, answer))
-    }
-
     async fn relay_circuit(
         self,
         conn: Conn,
@@ -178,7 +160,7 @@ impl RelayHandler {
             limit_secs,
         };
         let Some((t_send, t_recv, RelayAnswer::Opened { .. })) =
-            Self::exchange(&target, &incoming).await
+            super::exchange(&target, &incoming).await.ok()
         else {
             return answer(&mut send, &refuse(RelayRefusal::TargetRefused)).await;
         };
@@ -260,7 +242,7 @@ impl RelayHandler {
             from: conn.peer,
             addrs: candidates(conn.addr, addrs),
         };
-        let reply = match Self::exchange(&target, &from).await {
+        let reply = match super::exchange(&target, &from).await.ok() {
             Some((_, _, RelayAnswer::Punch { addrs })) => RelayAnswer::Punch {
                 addrs: candidates(target.addr, addrs),
             },
