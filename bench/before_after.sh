@@ -8,6 +8,7 @@
 set -euo pipefail
 # Benchmarks and tests stay off the internet's Mainline DHT.
 export P2PFS_MAINLINE=off
+export P2PFS_HTTP=off
 cd "$(dirname "$0")/.."
 rev="${1:-badd8f7}"
 work="${BENCH_DIR:-/tmp/p2pfs-bench-ba}"

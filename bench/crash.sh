@@ -10,6 +10,7 @@
 set -euo pipefail
 # Benchmarks and tests stay off the internet's Mainline DHT.
 export P2PFS_MAINLINE=off
+export P2PFS_HTTP=off
 cd "$(dirname "$0")/.."
 run() {
   P2PFS_CRASH_ROUNDS=$1 cargo test --release -q -p p2pfs-tests --test crash_loop "$2" \

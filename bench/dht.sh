@@ -7,6 +7,7 @@
 set -euo pipefail
 # Benchmarks and tests stay off the internet's Mainline DHT.
 export P2PFS_MAINLINE=off
+export P2PFS_HTTP=off
 cd "$(dirname "$0")/.."
 cargo build --release -q -p p2pfs-swarm --features sim --example dht_sim
 SIM=target/release/examples/dht_sim

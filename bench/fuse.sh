@@ -6,6 +6,7 @@
 set -euo pipefail
 # Benchmarks and tests stay off the internet's Mainline DHT.
 export P2PFS_MAINLINE=off
+export P2PFS_HTTP=off
 cd "$(dirname "$0")/.."
 need=()
 for p in bindfs fuse3 attr openssl; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done

@@ -6,6 +6,7 @@
 set -euo pipefail
 # Benchmarks and tests stay off the internet's Mainline DHT.
 export P2PFS_MAINLINE=off
+export P2PFS_HTTP=off
 cd "$(dirname "$0")/.."
 command -v nft >/dev/null || { apt-get update -qq && apt-get install -y -qq nftables >/dev/null; }
 command -v conntrack >/dev/null || { apt-get update -qq && apt-get install -y -qq conntrack >/dev/null; }

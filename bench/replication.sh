@@ -9,6 +9,7 @@
 set -euo pipefail
 # Benchmarks and tests stay off the internet's Mainline DHT.
 export P2PFS_MAINLINE=off
+export P2PFS_HTTP=off
 cd "$(dirname "$0")/.."
 dpkg -s openssl >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq openssl >/dev/null; }
 cargo build --release -q -p p2pfs

@@ -12,6 +12,7 @@
 set -euo pipefail
 # Benchmarks and tests stay off the internet's Mainline DHT.
 export P2PFS_MAINLINE=off
+export P2PFS_HTTP=off
 cd "$(dirname "$0")/.."
 cargo build --release -q -p p2pfs-swarm --features sim --example room_sim
 SIM=target/release/examples/room_sim

@@ -8,6 +8,7 @@
 set -euo pipefail
 # Benchmarks and tests stay off the internet's Mainline DHT.
 export P2PFS_MAINLINE=off
+export P2PFS_HTTP=off
 cd "$(dirname "$0")/.."
 cargo build --release -q -p p2pfs-swarm --example room_bench
 target/release/examples/room_bench "${1:-10}" "${2:-200}" "${3:-10000}"

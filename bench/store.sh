@@ -4,6 +4,7 @@
 set -euo pipefail
 # Benchmarks and tests stay off the internet's Mainline DHT.
 export P2PFS_MAINLINE=off
+export P2PFS_HTTP=off
 cd "$(dirname "$0")/.."
 command -v b3sum >/dev/null || cargo install --locked b3sum
 command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl; }

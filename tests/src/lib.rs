@@ -90,10 +90,12 @@ pub fn temp_dir() -> tempfile::TempDir {
 /// A command running the `p2pfs` binary, kept off the internet: tests
 /// never use the BitTorrent Mainline DHT's public routers (a test that
 /// wants the Mainline DHT runs a local testnet and passes
-/// `--mainline-bootstrap`, which overrides this).
+/// `--mainline-bootstrap`, which overrides this), and serves no web page
+/// (tests run many nodes at once; a web test passes `--http`).
 pub fn p2pfs_command() -> Command {
     let mut cmd = Command::new(p2pfs_bin());
     cmd.env("P2PFS_MAINLINE", "off");
+    cmd.env("P2PFS_HTTP", "off");
     cmd
 }
 
@@ -618,6 +620,7 @@ impl Daemon {
             None => Command::new(p2pfs_bin()),
         };
         cmd.env("P2PFS_MAINLINE", "off");
+        cmd.env("P2PFS_HTTP", "off");
         cmd.envs(env.iter().map(|(k, v)| (k, v)));
         let child = cmd
             .arg("--data-dir")

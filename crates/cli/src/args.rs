@@ -93,6 +93,8 @@ pub(crate) enum Command {
         #[arg(short, long)]
         lazy: bool,
     },
+    /// Print the link that opens the running node's web page, logged in
+    Web,
     /// Rooms: groups sharing files and a chat, joined with a ticket
     Room {
         #[command(subcommand)]
@@ -152,6 +154,12 @@ pub(crate) struct NodeArgs {
     /// Do not look for (or announce this node to) nodes on the LAN
     #[arg(long)]
     pub(crate) no_lan: bool,
+    /// Where to serve the web page (rooms, files, chat; the gateway for
+    /// public blobs at /blob/HASH), or `off`. Off loopback, every request
+    /// needs the login token
+    #[arg(long, value_name = "ADDR|off", env = "P2PFS_HTTP", default_value = "127.0.0.1:7474",
+          value_parser = parse_http)]
+    pub(crate) http: Http,
     /// What this node relays for peers that cannot reach each other (behind
     /// NATs): `all` (room members without limits, strangers within small
     /// limits), `members` (only between members of a room of this node), `off`
@@ -183,6 +191,22 @@ pub(crate) struct NodeArgs {
     /// online keeps to reach one (`0`: do not wait) [default: 60s]
     #[arg(long, value_name = "TIME", value_parser = parse_wait)]
     pub(crate) leave_timeout: Option<std::time::Duration>,
+}
+
+/// Where the web page is served (`--http`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Http {
+    At(SocketAddr),
+    Off,
+}
+
+fn parse_http(s: &str) -> Result<Http, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(Http::Off);
+    }
+    s.parse()
+        .map(Http::At)
+        .map_err(|_| format!("{s:?}: expected IP:PORT (127.0.0.1:7474) or off"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -251,6 +275,7 @@ impl Command {
             Self::Daemon { .. } => "daemon",
             Self::Mount { .. } => "mount",
             Self::Umount { .. } => "umount",
+            Self::Web => "web",
             Self::Room { command } => command.name(),
             Self::Chat { .. } => "chat",
             Self::Status { .. } => "status",

@@ -114,6 +114,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             cmd::mount::umount(&data_dir, &mountpoint, lazy).await?;
             return Ok(true);
         }
+        Command::Web => {
+            cmd::web::print_link(&data_dir, &mut io::stdout().lock()).await?;
+            return Ok(true);
+        }
         _ => {}
     }
     // A fetch starts its node only if the blob is not here already.
@@ -172,7 +176,9 @@ async fn dispatch(session: &Session, command: Command) -> anyhow::Result<bool> {
                 .await
                 .map(|()| true)
         }
-        Command::Daemon { .. } | Command::Mount { .. } | Command::Umount { .. } => Ok(true),
+        Command::Daemon { .. } | Command::Mount { .. } | Command::Umount { .. } | Command::Web => {
+            Ok(true)
+        }
     }
 }
 

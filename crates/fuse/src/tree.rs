@@ -19,10 +19,14 @@ use p2pfs_proto::{
 };
 use p2pfs_swarm::{
     Node,
-    room::{Change, FileKind, listing::Listing, query},
+    room::{
+        Change, FileKind,
+        listing::Listing,
+        query,
+        watched::{Refresh, WatchedListing},
+    },
     store::StoreError,
 };
-use tokio::sync::watch;
 
 /// A published file, as the tree shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,15 +260,11 @@ impl Tree {
     }
 }
 
-/// The cached tree of one room, the listing it is made from, and the
-/// receiver that says when it is stale.
+/// The cached tree of one room and the listing it is made from.
 #[derive(Debug)]
 pub(crate) struct Cached {
     pub(crate) tree: Arc<Tree>,
-    listing: Listing,
-    changes: watch::Receiver<u64>,
-    /// The log's change counter the listing is up to date with.
-    seen: u64,
+    listing: WatchedListing,
     /// Names changed since the watcher last asked (`crate::watch`), by
     /// whichever refresh saw them.
     unseen: BTreeSet<String>,
@@ -273,18 +273,10 @@ pub(crate) struct Cached {
 impl Cached {
     /// Loads the tree of `room`.
     pub(crate) fn load(node: &Node, room: &RoomId) -> Result<Self, StoreError> {
-        let mut changes = match node.find_room_now(room) {
-            Some(r) => node.room_changes(&r),
-            None => watch::channel(0).1,
-        };
-        // Read the counter first: changes after it are read again later.
-        let seen = *changes.borrow_and_update();
-        let listing = query::load_listing(node.store(), room)?;
+        let listing = WatchedListing::load(node, room)?;
         Ok(Self {
-            tree: Arc::new(Tree::of(&listing)),
+            tree: Arc::new(Tree::of(listing.listing())),
             listing,
-            changes,
-            seen,
             unseen: BTreeSet::new(),
         })
     }
@@ -298,20 +290,11 @@ impl Cached {
     /// paths that changed, when the room can tell), noting the names that
     /// changed for the watcher.
     pub(crate) fn refresh(&mut self, node: &Node, room: &RoomId) -> Result<(), StoreError> {
-        if !self.changes.has_changed().unwrap_or(false) {
-            return Ok(());
-        }
-        let now = *self.changes.borrow_and_update();
-        let touched = node
-            .find_room_now(room)
-            .and_then(|r| node.room_touched_since(&r, self.seen));
-        self.seen = now;
-        let changed = match touched {
-            Some(paths) => query::update_listing(&mut self.listing, node.store(), room, paths)?,
-            None => {
-                // Too much changed to tell: everything is read again.
-                self.listing = query::load_listing(node.store(), room)?;
-                let fresh = Tree::of(&self.listing);
+        let changed = match self.listing.refresh(node, room)? {
+            Refresh::Same => return Ok(()),
+            Refresh::Changed(names) => names,
+            Refresh::Reloaded => {
+                let fresh = Tree::of(self.listing.listing());
                 self.unseen.extend(diff(&self.tree.items, &fresh.items));
                 self.tree = Arc::new(fresh);
                 return Ok(());
@@ -319,7 +302,7 @@ impl Cached {
         };
         let mut tree = (*self.tree).clone();
         for name in &changed {
-            match self.listing.get(name) {
+            match self.listing.listing().get(name) {
                 Some(kind) => tree.insert(name.clone(), Item::of(kind)),
                 None => tree.remove(name),
             }

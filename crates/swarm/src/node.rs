@@ -222,6 +222,18 @@ impl Node {
         self.inner.net.banned()
     }
 
+    /// The downloads running now, oldest first.
+    pub fn transfers(&self) -> Vec<crate::transfer::active::Transfer> {
+        self.inner.blobs.active.list()
+    }
+
+    /// Whether `hash` is public: no room refers to it, or the user added
+    /// or fetched it (pinned it) outside a room. What the HTTP gateway may
+    /// serve to anyone. Blocking (reads the store).
+    pub fn is_public(&self, hash: &Hash) -> bool {
+        self.inner.blobs.privacy.is_public(hash)
+    }
+
     /// Connects to `target` (reusing a live connection) and returns the
     /// id of the node that answered.
     pub async fn dial(&self, target: &Target, alpn: &'static [u8]) -> Result<NodeId, SwarmError> {

@@ -109,6 +109,7 @@ pub(crate) async fn run(
         },
         None => None,
     };
+    let page = crate::cmd::web::start(&node, data_dir, args.http).await;
     let cancel = CancellationToken::new();
     let mut control = {
         let (node, cancel, socket) = (node.clone(), cancel.clone(), socket.clone());
@@ -149,6 +150,9 @@ pub(crate) async fn run(
         r = &mut control => r.context("control socket task").and_then(|r| r.context("control socket")),
     };
     eprintln!("shutting down");
+    if let Some(page) = page {
+        page.stop().await;
+    }
     if let Some(m) = mount {
         let published = m.published();
         // Unmounting waits for the kernel's threads: not on the runtime.

@@ -11,6 +11,7 @@ pub(crate) mod pin;
 pub(crate) mod room;
 pub(crate) mod status;
 pub(crate) mod verify;
+pub(crate) mod web;
 
 use crate::control::{Request, Response};
 use anyhow::anyhow;

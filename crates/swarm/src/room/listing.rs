@@ -90,6 +90,51 @@ impl Listing {
         })
     }
 
+    /// One page of the names directly in directory `dir` ("" for the
+    /// room's top), in order: at most `limit` of them, those after the
+    /// name `after` if given; and whether more follow. What a page costs
+    /// is in proportion to the page, not to the directory or what is under
+    /// its subdirectories (their subtrees are stepped over).
+    pub fn children(
+        &self,
+        dir: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<(String, FileKind)>, bool) {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        let mut from = match after {
+            Some(a) => Excluded(format!("{prefix}{a}")),
+            None => Included(prefix.clone()),
+        };
+        let mut out = Vec::new();
+        loop {
+            let Some((key, shown)) = self.shown.range((from.clone(), Unbounded)).next() else {
+                return (out, false);
+            };
+            let Some(rest) = key.strip_prefix(&prefix) else {
+                return (out, false);
+            };
+            match rest.find('/') {
+                // Under a subdirectory: step over its subtree ('0' follows
+                // '/').
+                Some(i) => from = Included(format!("{prefix}{}0", &rest[..i])),
+                None if rest.is_empty() => from = Excluded(key.clone()),
+                None => {
+                    if out.len() == limit {
+                        return (out, true);
+                    }
+                    out.push((rest.to_string(), shown.kind.clone()));
+                    from = Excluded(key.clone());
+                }
+            }
+        }
+    }
+
     /// Number of names shown.
     pub fn len(&self) -> usize {
         self.shown.len()
@@ -325,6 +370,45 @@ mod tests {
     /// The listing computed from every row, as the truth.
     fn full(rows: &BTreeMap<String, Vec<LiveOp>>) -> Vec<FileEntry> {
         view::listing(rows.iter().map(|(k, v)| (k.clone(), v.clone())))
+    }
+
+    #[test]
+    fn children_page_through_a_directory_stepping_over_subtrees() {
+        let mut rows = BTreeMap::new();
+        for (i, p) in ["a", "a/b", "a/b/c", "a/b/d", "a/b.txt", "a/c", "ab", "z/y"]
+            .iter()
+            .enumerate()
+        {
+            if *p == "a/b" || *p == "a" {
+                continue;
+            }
+            rows.insert(p.to_string(), vec![op(i as u64 + 1, 1, file(i as u64 + 1))]);
+        }
+        let l = Listing::new(rows);
+        let names = |dir: &str, after: Option<&str>, limit: usize| {
+            let (page, more) = l.children(dir, after, limit);
+            (page.into_iter().map(|(n, _)| n).collect::<Vec<_>>(), more)
+        };
+        assert_eq!(
+            names("", None, 10),
+            (vec!["a".into(), "ab".into(), "z".into()], false)
+        );
+        assert_eq!(
+            names("a", None, 10),
+            (vec!["b".into(), "b.txt".into(), "c".into()], false)
+        );
+        assert_eq!(names("a", None, 1), (vec!["b".into()], true));
+        assert_eq!(names("a", Some("b"), 1), (vec!["b.txt".into()], true));
+        assert_eq!(names("a", Some("b.txt"), 1), (vec!["c".into()], false));
+        assert_eq!(
+            names("a/b", None, 10),
+            (vec!["c".into(), "d".into()], false)
+        );
+        assert_eq!(names("nothing", None, 10), (vec![], false));
+        assert!(matches!(
+            l.children("", None, 10).0[0].1,
+            FileKind::Dir { .. }
+        ));
     }
 
     #[test]

@@ -62,6 +62,7 @@ pub mod sim;
 pub(crate) mod sync;
 pub(crate) mod transcript;
 pub(crate) mod view;
+pub mod watched;
 mod write;
 
 use p2pfs_proto::{

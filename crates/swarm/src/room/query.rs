@@ -244,6 +244,15 @@ pub fn chat_size(store: &Store, room: &RoomId) -> Result<u64, StoreError> {
     }
 }
 
+/// The number of lines of the rendered chat (`chat.log`): the next
+/// line's number for [`chat`].
+pub fn chat_lines(store: &Store, room: &RoomId) -> Result<u64, StoreError> {
+    match store.room_view_get(room, view::STATE)? {
+        Some(v) => Ok(decode::<view::ViewState>(&v)?.chat_lines),
+        None => Ok(0),
+    }
+}
+
 /// Up to `len` bytes of the rendered chat from byte `offset`.
 pub fn chat_read(
     store: &Store,

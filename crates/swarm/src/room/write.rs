@@ -170,18 +170,36 @@ impl Node {
             },
             ctime: Time::from_system(std::time::SystemTime::now()),
         };
+        self.room_put_blob(room, path, imported.hash, imported.size, attr)
+            .await?;
+        Ok((imported.hash, imported.size))
+    }
+
+    /// Publishes blob `hash` (`size` bytes, already in the store and
+    /// pinned for the room: see [`pin_name`]) in `room` as `path`, with
+    /// `attr`. Fails if a file is where a directory of the path is, or a
+    /// directory is at it.
+    pub async fn room_put_blob(
+        &self,
+        room: &Room,
+        path: &str,
+        hash: Hash,
+        size: u64,
+        attr: Attr,
+    ) -> Result<(), SwarmError> {
+        check_path(path).map_err(crate::error::RoomError::BadPath)?;
         let tree = self.lock_tree(room).await;
         self.check_shape(room, path).await?;
         let change = Change::Put {
             path: path.to_string(),
-            hash: imported.hash,
-            size: imported.size,
+            hash,
+            size,
             attr,
             inode: None,
             base: None,
         };
         self.room_apply_locked(room, &tree, vec![change]).await?;
-        Ok((imported.hash, imported.size))
+        Ok(())
     }
 
     /// Checks that a file can be put at `path` as the room's tree stands:

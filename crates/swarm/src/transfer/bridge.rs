@@ -22,14 +22,16 @@ const DEPTH: usize = 4;
 pub(crate) const BATCH: usize = 256 * 1024;
 
 /// The blocking end of a download: reads what the async side received.
-pub(crate) struct ChannelReader {
+#[derive(Debug)]
+pub struct ChannelReader {
     rx: mpsc::Receiver<Result<Vec<Bytes>, io::Error>>,
     cur: VecDeque<Bytes>,
 }
 
 /// The async end of a download: gathers received chunks into batches for
 /// the reader.
-pub(crate) struct ChannelFeed {
+#[derive(Debug)]
+pub struct ChannelFeed {
     tx: mpsc::Sender<Result<Vec<Bytes>, io::Error>>,
     batch: Vec<Bytes>,
     batched: usize,
@@ -38,7 +40,7 @@ pub(crate) struct ChannelFeed {
 }
 
 /// A byte channel whose feed counts into `received`.
-pub(crate) fn reader(received: Arc<AtomicU64>) -> (ChannelFeed, ChannelReader) {
+pub fn reader(received: Arc<AtomicU64>) -> (ChannelFeed, ChannelReader) {
     let (tx, rx) = mpsc::channel(DEPTH);
     (
         ChannelFeed {
@@ -57,7 +59,7 @@ pub(crate) fn reader(received: Arc<AtomicU64>) -> (ChannelFeed, ChannelReader) {
 impl ChannelFeed {
     /// Adds a chunk; hands the batch over when it is large enough. False
     /// if the reader is gone.
-    pub(crate) async fn push(&mut self, chunk: Bytes) -> bool {
+    pub async fn push(&mut self, chunk: Bytes) -> bool {
         if chunk.is_empty() {
             return true;
         }
@@ -72,7 +74,7 @@ impl ChannelFeed {
     }
 
     /// Hands over what is gathered.
-    pub(crate) async fn flush(&mut self) -> bool {
+    pub async fn flush(&mut self) -> bool {
         if self.batch.is_empty() {
             return true;
         }
@@ -82,7 +84,7 @@ impl ChannelFeed {
     }
 
     /// Makes the reader fail with `e` (after what was gathered).
-    pub(crate) async fn fail(&mut self, e: io::Error) {
+    pub async fn fail(&mut self, e: io::Error) {
         self.flush().await;
         let _ = self.tx.send(Err(e)).await;
     }

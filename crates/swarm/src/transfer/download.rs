@@ -95,6 +95,7 @@ pub(crate) async fn run(
             providers: Vec::new(),
         });
     }
+    let entry = blobs.active.start(hash);
     let mut dials = Dials::start(net, &providers);
     let mut conns = dials.first().await;
     if conns.is_empty() {
@@ -159,6 +160,7 @@ pub(crate) async fn run(
         running: HashMap::new(),
         tally: HashMap::new(),
         progress,
+        entry,
         size,
         dials,
     };
@@ -430,6 +432,8 @@ struct Driver {
     /// scheduler forgets a request when it cancels it, this does not.
     tally: HashMap<NodeId, u64>,
     progress: Option<watch::Sender<FetchProgress>>,
+    /// Its entry in the node's running downloads.
+    entry: super::active::Running,
     size: u64,
     /// Providers still connecting.
     dials: Dials,
@@ -605,13 +609,15 @@ impl Driver {
     fn publish(&self, rate: &mut RateMeter) {
         let present = self.present_bytes();
         let r = rate.sample(present);
+        let now = FetchProgress {
+            size: Some(self.size),
+            present,
+            peers: self.sched.active_peers(),
+            rate: r,
+        };
+        self.entry.update(&now);
         if let Some(p) = &self.progress {
-            p.send_replace(FetchProgress {
-                size: Some(self.size),
-                present,
-                peers: self.sched.active_peers(),
-                rate: r,
-            });
+            p.send_replace(now);
         }
     }
 

@@ -8,10 +8,12 @@
 //!   machine fed with events and the time (no I/O).
 //! - `download`: the async driver that runs the scheduler's decisions.
 //! - `rate`: the node-wide upload rate limit.
+//! - `active`: the downloads running now, for the status page.
 //! - `bridge`: byte channels between async QUIC streams and the store's
 //!   blocking readers and writers.
 
-mod bridge;
+pub mod active;
+pub mod bridge;
 pub mod download;
 pub(crate) mod provider;
 pub(crate) mod rate;

@@ -34,11 +34,13 @@ use crate::{
 pub(crate) struct Blobs {
     pub(crate) net: Net,
     pub(crate) store: p2pfs_store::Store,
-    privacy: Privacy,
+    pub(crate) privacy: Privacy,
     /// Uploads running at once, in all.
     uploads: Arc<Semaphore>,
     /// The node-wide upload rate, if limited.
     upload_rate: Option<Arc<RateLimit>>,
+    /// The downloads running now.
+    pub(crate) active: super::active::Active,
 }
 
 impl Blobs {
@@ -50,6 +52,7 @@ impl Blobs {
             net,
             store,
             privacy,
+            active: Default::default(),
         }
     }
 }

@@ -1,0 +1,53 @@
+//! `/r/{room}/members`: who is in the room: name, short id, online, the
+//! path this node reaches them by (direct or through a relay), and how
+//! many of the room's files each keeps.
+
+use axum::extract::{Path, State};
+use maud::{Markup, html};
+use p2pfs_swarm::PathKind;
+
+use super::{RoomTab, Tab, layout, room_tabs, short_id};
+use crate::{App, WebError};
+
+pub(crate) async fn page(
+    State(app): State<App>,
+    Path(name): Path<String>,
+) -> Result<Markup, WebError> {
+    let room = app.node.find_room(&name).await?;
+    let status = app.node.room_status(&room, None).await?;
+    let peers = app.node.peers();
+    let path = |id| match peers.iter().find(|p| p.id == id) {
+        Some(p) => match (p.path, p.via) {
+            (PathKind::Direct, _) => format!("direct {}", p.addr),
+            (PathKind::Relay, Some(via)) => format!("relayed by {}", short_id(&via)),
+            (PathKind::Relay, None) => "relayed".to_string(),
+        },
+        None => "not connected".to_string(),
+    };
+    let mut members = status.members.clone();
+    members.sort_by(|a, b| (b.me, b.online, &a.name).cmp(&(a.me, a.online, &b.name)));
+    Ok(layout(
+        &format!("{name} members"),
+        Tab::Rooms,
+        html! {
+            (room_tabs(&name, RoomTab::Members))
+            section.card {
+                table.members {
+                    thead { tr { th { "Name" } th { "Id" } th { "Online" } th { "Path" } th.num { "Files held" } } }
+                    tbody {
+                        @for m in &members {
+                            tr.online[m.online] {
+                                td { (m.name) @if m.me { " (this node)" } }
+                                td { code title=(m.id.to_string()) { (short_id(&m.id)) } }
+                                td { @if m.online { "online" } @else { "offline" } }
+                                td { @if m.me { "—" } @else { (path(m.id)) } }
+                                td.num { (m.holds) }
+                            }
+                        }
+                    }
+                }
+                p.note { (status.files.len()) " files; " (status.files.iter().filter(|f| f.below_target()).count()) " below the target of " (status.policy.to_string()) "." }
+            }
+        },
+    ))
+}
