@@ -3,6 +3,7 @@
 //! unmount.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+pub mod browser;
 pub mod inproc;
 pub mod natlab;
 

@@ -52,7 +52,7 @@ pub(crate) async fn room(
         .and_then(|v| v.parse::<u64>().ok())
         .map_or(q.from, |n| n + 1);
     let (tx, rx) = mpsc::channel::<Event>(64);
-    let node = app.node.clone();
+    let (node, stop) = (app.node.clone(), app.stop.clone());
     tokio::spawn(async move {
         let mut changes = node.room_changes(&room);
         changes.borrow_and_update();
@@ -73,6 +73,7 @@ pub(crate) async fn room(
             tokio::select! {
                 r = changes.changed() => if r.is_err() { return },
                 () = tx.closed() => return,
+                () = stop.cancelled() => return,
             }
             changes.borrow_and_update();
         }

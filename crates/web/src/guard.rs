@@ -11,10 +11,11 @@
 //!   blobs, the script and style sheet and the login itself answer; on a
 //!   non-loopback address nothing but the login does.
 //! - **Writes** (any method but GET and HEAD) with the cookie must come
-//!   from the page itself: `Origin` (or, without one, `Sec-Fetch-Site`)
-//!   says so, or the write is refused (CSRF). No CORS header is ever sent,
+//!   from the page itself: `Sec-Fetch-Site` (or, from a browser that
+//!   sends none, `Origin`) says so, or the write is refused (CSRF). No CORS header is ever sent,
 //!   so no other site can read an answer.
-//! - **Headers**: every answer says `nosniff`, no referrer, no framing;
+//! - **Headers**: every answer says `nosniff`, no referrer to other
+//!   sites, no framing;
 //!   pages run only the page's own script (Content-Security-Policy).
 
 use std::net::{IpAddr, SocketAddr};
@@ -126,11 +127,6 @@ impl Access {
         }
     }
 
-    /// The address the page listens on.
-    pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     /// Whether `host` (a `Host` header) names this page.
     fn host_ok(&self, host: Option<&str>) -> bool {
         if !self.loopback {
@@ -177,10 +173,15 @@ impl Access {
         if by_bearer || matches!(ask.method, Method::GET | Method::HEAD) {
             return Ok(());
         }
-        // A write with the cookie: the page's own, or refused.
-        let same = match (ask.origin, ask.fetch_site) {
-            (Some(origin), _) => ask.host.is_some_and(|h| origin == format!("http://{h}")),
-            (None, Some(site)) => site == "same-origin",
+        // A write with the cookie: the page's own, or refused. A browser
+        // says where a request comes from in `Sec-Fetch-Site` (no script
+        // can set it); one that does not, in `Origin` (`null` when the
+        // page's referrer policy hides it, which says nothing).
+        let own = ask.host.map(|h| format!("http://{h}"));
+        let origin_ok = |o: &str| o == "null" || Some(o) == own.as_deref();
+        let same = match (ask.fetch_site, ask.origin) {
+            (Some(site), origin) => site == "same-origin" && origin.is_none_or(origin_ok),
+            (None, Some(origin)) => Some(origin) == own.as_deref(),
             (None, None) => false,
         };
         if same { Ok(()) } else { Err(Deny::CrossSite) }
@@ -229,12 +230,25 @@ pub(crate) async fn check(State(app): State<App>, req: Request, next: Next) -> R
         )
             .into_response(),
         Err(Deny::Login) => {
+            // A page opened without the token goes to the login page; any
+            // other request is refused.
+            let page = ask.method == Method::GET
+                && text(req.headers(), header::ACCEPT).is_some_and(|a| a.contains("text/html"));
             let next_path = req
                 .uri()
                 .path_and_query()
                 .map_or("/", |p| p.as_str())
                 .to_string();
-            (StatusCode::UNAUTHORIZED, pages::login(&next_path, false)).into_response()
+            if page {
+                let to = format!("/login?next={}", pages::query(&next_path));
+                (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response()
+            } else {
+                (
+                    StatusCode::UNAUTHORIZED,
+                    "this needs the page's login token (`p2pfs web` prints a link with it)\n",
+                )
+                    .into_response()
+            }
         }
     };
     let headers = response.headers_mut();
@@ -286,7 +300,7 @@ pub(crate) async fn login(State(app): State<App>, Query(q): Query<Login>) -> Res
             r
         }
         Some(_) => (StatusCode::FORBIDDEN, pages::login(&next, true)).into_response(),
-        None => (StatusCode::UNAUTHORIZED, pages::login(&next, false)).into_response(),
+        None => pages::login(&next, false).into_response(),
     }
 }
 
@@ -375,6 +389,16 @@ mod tests {
         };
         assert_eq!(write(Some("http://127.0.0.1:7474"), None), Ok(()));
         assert_eq!(write(None, Some("same-origin")), Ok(()));
+        // A form posted under `Referrer-Policy` hiding the origin.
+        assert_eq!(write(Some("null"), Some("same-origin")), Ok(()));
+        assert_eq!(
+            write(Some("http://evil.example"), Some("same-origin")),
+            Err(Deny::CrossSite)
+        );
+        assert_eq!(
+            write(Some("http://127.0.0.1:7474"), Some("same-site")),
+            Err(Deny::CrossSite)
+        );
         assert_eq!(
             write(Some("http://evil.example"), None),
             Err(Deny::CrossSite)

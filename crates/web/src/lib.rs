@@ -58,7 +58,14 @@ pub(crate) struct App {
     pub(crate) index: Arc<index::Index>,
     pub(crate) access: Arc<guard::Access>,
     pub(crate) uploads: uploads::Uploads,
+    /// Fires when the page stops: endless answers (events) end.
+    pub(crate) stop: CancellationToken,
 }
+
+/// Where the page is served unless `--http` says otherwise, and where an
+/// invite link sends its reader (to their own node's page).
+pub const DEFAULT_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 7474);
 
 /// The page being served.
 #[derive(Debug)]
@@ -84,9 +91,12 @@ impl Server {
         format!("{}/login?token={}", self.base(), self.token.as_str())
     }
 
-    /// Waits until the server has stopped (after its cancel token fired).
-    pub async fn stopped(self) {
-        let _ = self.task.await;
+    /// Waits until the server has stopped (after its cancel token fired):
+    /// at most `wait`, then the connections still open are dropped.
+    pub async fn stopped(mut self, wait: std::time::Duration) {
+        if tokio::time::timeout(wait, &mut self.task).await.is_err() {
+            self.task.abort();
+        }
     }
 }
 
@@ -102,9 +112,10 @@ pub fn base_url(addr: SocketAddr) -> String {
     format!("http://{ip}:{}", addr.port())
 }
 
-/// The link that opens the join page for `ticket` on a page at `base`.
-pub fn join_link(base: &str, ticket: &str) -> String {
-    format!("{base}/join#{ticket}")
+/// The invite link for `ticket`: it opens the join page of the reader's
+/// own node (at the default address), the ticket in the fragment.
+pub fn join_link(ticket: &str) -> String {
+    format!("{}/join#{ticket}", base_url(DEFAULT_ADDR))
 }
 
 /// Starts serving the page for `node` until `cancel` fires.
@@ -127,6 +138,7 @@ pub async fn serve(
         index: Arc::new(index::Index::new(node.clone())),
         access: Arc::new(guard::Access::new(addr, config.token.clone())),
         uploads: uploads::Uploads::default(),
+        stop: cancel.clone(),
         node,
     };
     let router = routes(app.clone());

@@ -42,6 +42,7 @@ pub(crate) async fn create(
     call(session, RoomRequest::Create(create), |r| {
         if let Response::Ticket(t) = r {
             output::line(out, &t)?;
+            eprintln!("invite link: {}", p2pfs_web::join_link(&t));
         }
         Ok(())
     })
@@ -106,6 +107,7 @@ pub(crate) async fn ticket(
     call(session, RoomRequest::Ticket(room), |r| {
         if let Response::Ticket(t) = r {
             output::line(out, &t)?;
+            eprintln!("invite link: {}", p2pfs_web::join_link(&t));
         }
         Ok(())
     })

@@ -20,6 +20,8 @@ use crate::{args::Http, control, private};
 
 const TOKEN_FILE: &str = "web.token";
 const ADDR_FILE: &str = "web.addr";
+/// How long a stopping page waits for the answers under way.
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The page's token: the one kept, or a new one saved for next time.
 fn token(data_dir: &Path) -> anyhow::Result<Token> {
@@ -57,7 +59,7 @@ pub(crate) struct Page {
 impl Page {
     pub(crate) async fn stop(self) {
         self.cancel.cancel();
-        self.server.stopped().await;
+        self.server.stopped(STOP_WAIT).await;
         let _ = std::fs::remove_file(&self.addr_file);
     }
 }

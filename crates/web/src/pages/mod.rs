@@ -135,6 +135,7 @@ pub(crate) fn layout(title: &str, tab: Tab, body: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · p2pfs" }
+                link rel="icon" href="data:,";
                 link rel="stylesheet" href="/assets/style.css";
                 script src="/assets/app.js" defer {}
             }

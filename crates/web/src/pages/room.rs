@@ -2,10 +2,7 @@
 //! 70,000-file folder opens as fast as a small one), with downloads, the
 //! folder as an archive, uploads, the copies policy and the invite link.
 
-use axum::{
-    extract::{Path, Query, State},
-    http::HeaderMap,
-};
+use axum::extract::{Path, Query, State};
 use maud::{Markup, html};
 use p2pfs_swarm::room::FileKind;
 use serde::Deserialize;
@@ -90,7 +87,6 @@ pub(crate) async fn page(
     State(app): State<App>,
     Path(name): Path<String>,
     Query(at): Query<At>,
-    headers: HeaderMap,
 ) -> Result<Markup, WebError> {
     let room = app.node.find_room(&name).await?;
     let dir = clean_dir(&at.dir);
@@ -102,14 +98,7 @@ pub(crate) async fn page(
         let (store, id) = (app.node.store().clone(), room.id());
         p2pfs_swarm::off_thread(move || p2pfs_swarm::room::query::policy(&store, &id)).await??
     };
-    let base = headers
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map_or_else(
-            || crate::base_url(app.access.addr()),
-            |h| format!("http://{h}"),
-        );
-    let invite = crate::join_link(&base, &app.node.room_ticket(&room).to_string());
+    let invite = crate::join_link(&app.node.room_ticket(&room).to_string());
     let archive = format!("/r/{}/archive?dir={}", super::segment(&name), query(&dir));
     Ok(layout(
         &name,
@@ -148,7 +137,7 @@ pub(crate) async fn page(
                 }
                 div {
                     h3 { "Invite" }
-                    p { "Anyone who opens this link on their own p2pfs page joins the room. It is the room's secret: share it only with members." }
+                    p { "Whoever opens this link with p2pfs running can join the room (their own node's page opens). It holds the room's secret: share it only with members." }
                     input #invite type="text" readonly value=(invite);
                 }
             }
