@@ -158,6 +158,12 @@ impl Browser {
         }
     }
 
+    /// The errors the pages logged since the last check, cleared.
+    pub async fn take_errors(&mut self) -> Vec<String> {
+        self.collect().await;
+        std::mem::take(&mut self.errors)
+    }
+
     /// Fails if a page logged an error since the last check.
     pub async fn assert_no_errors(&mut self, at: &str) {
         self.collect().await;

@@ -161,8 +161,39 @@ async fn two_pages_share_a_room() {
         |t| t.iter().any(|s| s == "photos/"),
     )
     .await;
-    pa.screenshot(&shots, "room").await;
     pa.assert_no_errors("uploading a folder").await;
+
+    // Each file succeeds or fails on its own, and says why.
+    let loose = root.join("loose");
+    std::fs::create_dir_all(&loose).expect("a folder");
+    std::fs::write(loose.join("notes.txt"), "notes\n").expect("a file");
+    std::fs::write(loose.join("chat.log"), "not the chat\n").expect("a file");
+    let pick = pa.find("#pick-files").await;
+    let both = format!(
+        "{}\n{}",
+        loose.join("notes.txt").display(),
+        loose.join("chat.log").display()
+    );
+    pick.send_keys(&both).await.expect("choosing files");
+    pa.wait_texts(
+        "#uploads li.summary",
+        None,
+        "the second uploads to finish",
+        |t| t.iter().any(|s| s == "4 uploaded, 1 failed"),
+    )
+    .await;
+    let failed = pa.texts("#uploads li.failed").await;
+    assert!(
+        failed.len() == 1 && failed[0].starts_with("chat.log") && failed[0].contains("chat"),
+        "{failed:?}"
+    );
+    pa.screenshot(&shots, "room").await;
+    // The refused upload's answer (400) is the only failure the page saw.
+    let errors = pa.take_errors().await;
+    assert!(
+        errors.iter().all(|e| e.contains("status of 400")),
+        "{errors:?}"
+    );
 
     // Bob sees it on his page and in his mount.
     pb.goto(&format!("http://{b_web}/r/team/?dir=photos")).await;

@@ -179,7 +179,7 @@ pub(crate) async fn upload(
         atime: mtime,
         ctime: now,
     };
-    let hash = uploads::receive(&app.node, &app.uploads, &room, &path, size, attr, body).await?;
+    let hash = uploads::receive(&app, &room, &path, size, attr, body).await?;
     Ok((
         StatusCode::CREATED,
         Json(Uploaded {

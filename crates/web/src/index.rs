@@ -15,7 +15,7 @@ use std::{
 use p2pfs_proto::RoomId;
 use p2pfs_store::StoreError;
 use p2pfs_swarm::{
-    Node,
+    Node, RoomError,
     room::{
         FileKind,
         watched::{Refresh, WatchedListing},
@@ -169,6 +169,38 @@ impl Index {
         let p = path.to_string();
         self.run(*room, move |r| r.watched.listing().get(&p).cloned())
             .await
+    }
+
+    /// Whether a file can be put at `path` as the listing stands: no file
+    /// where a folder of the path is, no folder at it (what the node's
+    /// write path checks too, here in time proportional to the path's
+    /// depth, before an upload is streamed).
+    pub(crate) async fn check_put(
+        self: &Arc<Self>,
+        room: &RoomId,
+        path: &str,
+    ) -> Result<(), WebError> {
+        let p = path.to_string();
+        let refused = self
+            .run(*room, move |r| {
+                let listing = r.watched.listing();
+                for (i, _) in p.match_indices('/') {
+                    let dir = &p[..i];
+                    if matches!(
+                        listing.get(dir),
+                        Some(FileKind::File { .. } | FileKind::Symlink { .. })
+                    ) {
+                        return Some(RoomError::FileInTheWay(dir.to_string()));
+                    }
+                }
+                matches!(listing.get(&p), Some(FileKind::Dir { .. }))
+                    .then(|| RoomError::IsADirectory(p.clone()))
+            })
+            .await?;
+        match refused {
+            Some(e) => Err(WebError::Swarm(e.into())),
+            None => Ok(()),
+        }
     }
 
     /// The files of `room` under folder `dir` ("" for all), with their

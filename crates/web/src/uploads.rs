@@ -16,9 +16,12 @@ use std::{
 use axum::body::Body;
 use futures_lite::StreamExt;
 use p2pfs_proto::{Hash, room::Attr};
-use p2pfs_swarm::{Node, room::Room, transfer::bridge};
+use p2pfs_swarm::{
+    room::{Change, Room},
+    transfer::bridge,
+};
 
-use crate::WebError;
+use crate::{App, WebError};
 
 /// An upload running.
 #[derive(Debug, Clone)]
@@ -123,10 +126,10 @@ impl<R: Read> Read for Exact<R> {
 }
 
 /// Streams `body` (`size` bytes) into the store, pinned for `room`, and
-/// publishes it there as `path` with `attr`. Returns its hash.
+/// publishes it there as `path` with `attr`. Returns its hash. A path the
+/// room cannot take is refused before any byte is read.
 pub(crate) async fn receive(
-    node: &Node,
-    uploads: &Uploads,
+    app: &App,
     room: &Room,
     path: &str,
     size: u64,
@@ -134,7 +137,9 @@ pub(crate) async fn receive(
     body: Body,
 ) -> Result<Hash, WebError> {
     p2pfs_proto::room::check_path(path).map_err(WebError::BadRequest)?;
-    let (_entry, received) = uploads.start(&room.name(), path, size);
+    app.index.check_put(&room.id(), path).await?;
+    let node = &app.node;
+    let (_entry, received) = app.uploads.start(&room.name(), path, size);
     let (mut feed, reader) = bridge::reader(received);
     let (store, pin) = (
         node.store().clone(),
@@ -175,8 +180,16 @@ pub(crate) async fn receive(
             imported.size
         )));
     }
-    node.room_put_blob(room, path, imported.hash, imported.size, attr)
-        .await?;
+    // (The shape was checked above, against the listing.)
+    let put = Change::Put {
+        path: path.to_string(),
+        hash: imported.hash,
+        size: imported.size,
+        attr,
+        inode: None,
+        base: None,
+    };
+    node.room_apply(room, vec![put]).await?;
     Ok(imported.hash)
 }
 
