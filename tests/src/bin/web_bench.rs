@@ -55,6 +55,11 @@ fn ms<T>(f: impl FnOnce() -> T) -> (f64, T) {
     (t.elapsed().as_secs_f64() * 1000.0, v)
 }
 
+/// Prints a line of figures.
+fn say(line: &str) {
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -84,12 +89,11 @@ fn sh(script: &str) -> String {
 fn make_files(dir: &Path, n: u64, start: u64, per_dir: u64) {
     std::fs::create_dir_all(dir).expect("a folder");
     for i in start..start + n {
-        let d = if per_dir == 0 {
-            dir.to_path_buf()
-        } else {
-            dir.join(format!("d{:03}", (i - start) / per_dir))
+        let d = match (i - start).checked_div(per_dir) {
+            None => dir.to_path_buf(),
+            Some(n) => dir.join(format!("d{n:03}")),
         };
-        if per_dir > 0 && (i - start) % per_dir == 0 {
+        if per_dir > 0 && (i - start).is_multiple_of(per_dir) {
             std::fs::create_dir_all(&d).expect("a folder");
         }
         std::fs::write(d.join(format!("file-{i:07}.txt")), format!("{i}\n")).expect("a file");
@@ -147,7 +151,9 @@ async fn main() {
     let host = web.to_string();
     let bearer = format!("Bearer {}", token(&a));
     let auth = [("Host", host.as_str()), ("Authorization", bearer.as_str())];
-    println!("web_bench: {files} files, {names} names, {upload_mib} MiB upload, {chats} chats");
+    say(&format!(
+        "web_bench: {files} files, {names} names, {upload_mib} MiB upload, {chats} chats"
+    ));
 
     // The rooms: `big` with FILES files in one folder, `many` with a
     // folder of 70,000 and the rest of NAMES in folders of 1,000.
@@ -169,10 +175,10 @@ async fn main() {
             m = mnt_a.display()
         ))
     });
-    println!(
+    say(&format!(
         "populate: {names} files through the mount in {:.1} s",
         t / 1000.0
-    );
+    ));
     // Published when the room's listing has them all (asked of the node,
     // not the page: the page reads the listing the first time it is
     // opened, below).
@@ -225,12 +231,12 @@ async fn main() {
                 })
                 .collect(),
         );
-        println!(
+        say(&format!(
             "open a folder of {n} files: page {first:.1} ms the first time, {warm:.1} ms after \
              ({rows} rows), a later page {next:.1} ms; `ls -l` in the mount {ls:.1} ms \
              (page/ls {:.3})",
             warm / ls
-        );
+        ));
     }
 
     // Searching every name.
@@ -264,14 +270,14 @@ async fn main() {
             })
             .collect(),
     );
-    println!(
+    say(&format!(
         "search over {names} names: {:.1} ms in the node, {:.1} ms to the client (median of {} \
          queries); `find -iname` in the mount {find:.1} ms (page/find {:.4})",
         median(server.clone()),
         median(client.clone()),
         client.len(),
         median(client) / find
-    );
+    ));
 
     // Uploading through the page against `cp` into the mount.
     let big = root.join("upload.bin");
@@ -322,7 +328,7 @@ async fn main() {
     });
     let via_cp = t.elapsed().as_secs_f64();
     let mib = upload_mib as f64;
-    println!(
+    say(&format!(
         "upload {upload_mib} MiB, until published: page (Chromium) {via_page:.2} s = {:.0} MiB/s; \
          the same PUT from curl {via_curl:.2} s = {:.0} MiB/s; `cp` into the mount {via_cp:.2} s \
          = {:.0} MiB/s (cp returned after {cp_returned:.2} s) (page/cp time {:.2}); node peak \
@@ -331,7 +337,7 @@ async fn main() {
         mib / via_curl,
         mib / via_cp,
         via_page / via_cp
-    );
+    ));
     page.assert_no_errors("the upload").await;
 
     // Chat: page to page, and chat.log to chat.log.
@@ -434,7 +440,7 @@ async fn main() {
         );
         mount_ms.push(t.elapsed().as_secs_f64() * 1000.0);
     }
-    println!(
+    say(&format!(
         "chat, {chats} lines: page to page median {:.1} ms (p90 {:.1}); chat.log to chat.log \
          (mount to mount) median {:.1} ms (p90 {:.1}); page/mount {:.2}",
         median(page_ms.clone()),
@@ -442,7 +448,7 @@ async fn main() {
         median(mount_ms.clone()),
         pct(mount_ms.clone(), 0.9),
         median(page_ms) / median(mount_ms)
-    );
+    ));
     page.assert_no_errors("the chat").await;
     other.assert_no_errors("the chat").await;
     page.close().await;
