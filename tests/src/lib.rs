@@ -530,6 +530,23 @@ impl Daemon {
         )
     }
 
+    /// The address its web page listens on (started with `--http`; it
+    /// writes the address once serving).
+    pub fn web_addr(&self) -> std::net::SocketAddr {
+        let file = self.data_dir.join("web.addr");
+        wait_for(Duration::from_secs(30), "the web page to start", || {
+            std::fs::read_to_string(&file).ok()?.trim().parse().ok()
+        })
+    }
+
+    /// Its web page's login token.
+    pub fn web_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("web.token"))
+            .expect("the web page's token")
+            .trim()
+            .to_string()
+    }
+
     /// Its process id (to freeze it with SIGSTOP, say).
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -8,28 +8,13 @@
 //! error a page logs fails the test. Screenshots of every page go to
 //! `$P2PFS_SCREENSHOTS` (`docs/screenshots` in the repository).
 
-use std::{net::SocketAddr, path::Path, time::Duration};
+use std::{path::Path, time::Duration};
 
 use p2pfs_tests::{
     Daemon, blake3_file,
     browser::{self, Browser, PAGE_WAIT, request},
     ok, p2pfs, random_file, temp_dir, wait_for,
 };
-
-/// The address a node's page listens on (it writes it once serving).
-fn web_addr(d: &Daemon) -> SocketAddr {
-    let file = d.data_dir().join("web.addr");
-    wait_for(Duration::from_secs(30), "the web page to start", || {
-        std::fs::read_to_string(&file).ok()?.trim().parse().ok()
-    })
-}
-
-fn token(d: &Daemon) -> String {
-    std::fs::read_to_string(d.data_dir().join("web.token"))
-        .expect("the page's token")
-        .trim()
-        .to_string()
-}
 
 async fn wait_url(b: &Browser, suffix: &str) {
     let deadline = std::time::Instant::now() + PAGE_WAIT;
@@ -84,7 +69,7 @@ async fn two_pages_share_a_room() {
             "bob",
         ],
     );
-    let (a_web, b_web) = (web_addr(&a), web_addr(&b));
+    let (a_web, b_web) = (a.web_addr(), b.web_addr());
     let a_login = ok(&p2pfs(a.data_dir(), &["web"])).trim().to_string();
     let b_login = ok(&p2pfs(b.data_dir(), &["web"])).trim().to_string();
     assert!(
@@ -287,7 +272,7 @@ async fn two_pages_share_a_room() {
 
     // What a browser would not send.
     let host = format!("{b_web}");
-    let bearer = format!("Bearer {}", token(&b));
+    let bearer = format!("Bearer {}", b.web_token());
     let file = "/r/team/f/photos/big%20one.bin";
     let with_token = [("Host", host.as_str()), ("Authorization", bearer.as_str())];
     let r = request(
@@ -322,7 +307,7 @@ async fn two_pages_share_a_room() {
     );
     assert_eq!(r.status, 421);
     // A write with the cookie from another site: refused.
-    let cookie = format!("p2pfs_session={}", token(&b));
+    let cookie = format!("p2pfs_session={}", b.web_token());
     let r = request(
         b_web,
         "POST",

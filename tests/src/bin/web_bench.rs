@@ -34,20 +34,6 @@ fn arg(i: usize, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn web_addr(d: &Daemon) -> SocketAddr {
-    let file = d.data_dir().join("web.addr");
-    wait_for(Duration::from_secs(30), "the web page", || {
-        std::fs::read_to_string(&file).ok()?.trim().parse().ok()
-    })
-}
-
-fn token(d: &Daemon) -> String {
-    std::fs::read_to_string(d.data_dir().join("web.token"))
-        .expect("token")
-        .trim()
-        .to_string()
-}
-
 /// Milliseconds of `f`.
 fn ms<T>(f: impl FnOnce() -> T) -> (f64, T) {
     let t = Instant::now();
@@ -147,9 +133,9 @@ async fn main() {
         &mnt_a,
         &["--http", "127.0.0.1:0", "--name", "alice"],
     );
-    let web = web_addr(&a);
+    let web = a.web_addr();
     let host = web.to_string();
-    let bearer = format!("Bearer {}", token(&a));
+    let bearer = format!("Bearer {}", a.web_token());
     let auth = [("Host", host.as_str()), ("Authorization", bearer.as_str())];
     say(&format!(
         "web_bench: {files} files, {names} names, {upload_mib} MiB upload, {chats} chats"
@@ -353,7 +339,7 @@ async fn main() {
             &a.peer(),
         ],
     );
-    let web_b = web_addr(&b);
+    let web_b = b.web_addr();
     ok(&p2pfs(a.data_dir(), &["room", "create", "chat"]));
     let ticket = ok(&p2pfs(a.data_dir(), &["room", "ticket", "chat"]));
     ok(&p2pfs(b.data_dir(), &["room", "join", ticket.trim()]));

@@ -135,7 +135,7 @@ pub fn chat_line(time_ms: u64, label: &str, text: &str) -> String {
 }
 
 /// `ms` since the Unix epoch as an RFC 3339 UTC time to the second.
-pub(crate) fn rfc3339(ms: u64) -> String {
+pub fn rfc3339(ms: u64) -> String {
     let secs = ms / 1000;
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;

@@ -71,23 +71,8 @@ pub(crate) fn human_bytes(n: u64) -> String {
 
 /// A time (seconds since the Unix epoch) as `YYYY-MM-DD HH:MM` UTC.
 pub(crate) fn utc(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Days to a civil date (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60
-    )
+    let full = p2pfs_swarm::room::render::rfc3339(secs.max(0) as u64 * 1000);
+    full.get(..16).unwrap_or(&full).replace('T', " ")
 }
 
 /// Which tab of the top bar is open.

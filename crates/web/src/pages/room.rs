@@ -22,10 +22,6 @@ pub(crate) struct At {
     after: Option<String>,
 }
 
-fn clean_dir(dir: &str) -> String {
-    dir.trim_matches('/').to_string()
-}
-
 /// The rows of a page of a folder, and the link to the next page.
 fn rows(room: &str, dir: &str, page: &Page) -> Markup {
     let join = |name: &str| {
@@ -83,17 +79,27 @@ fn crumbs(room: &str, dir: &str) -> Markup {
     }
 }
 
+/// The room, the folder asked for, and the page of it.
+async fn folder(
+    app: &App,
+    name: &str,
+    at: &At,
+) -> Result<(std::sync::Arc<p2pfs_swarm::room::Room>, String, Page), WebError> {
+    let room = app.node.find_room(name).await?;
+    let dir = at.dir.trim_matches('/').to_string();
+    let page = app
+        .index
+        .page(room.id(), dir.clone(), at.after.clone(), PAGE)
+        .await?;
+    Ok((room, dir, page))
+}
+
 pub(crate) async fn page(
     State(app): State<App>,
     Path(name): Path<String>,
     Query(at): Query<At>,
 ) -> Result<Markup, WebError> {
-    let room = app.node.find_room(&name).await?;
-    let dir = clean_dir(&at.dir);
-    let page = app
-        .index
-        .page(room.id(), dir.clone(), at.after.clone(), PAGE)
-        .await?;
+    let (room, dir, page) = folder(&app, &name, &at).await?;
     let policy = {
         let (store, id) = (app.node.store().clone(), room.id());
         p2pfs_swarm::off_thread(move || p2pfs_swarm::room::query::policy(&store, &id)).await??
@@ -152,11 +158,6 @@ pub(crate) async fn list(
     Path(name): Path<String>,
     Query(at): Query<At>,
 ) -> Result<Markup, WebError> {
-    let room = app.node.find_room(&name).await?;
-    let dir = clean_dir(&at.dir);
-    let page = app
-        .index
-        .page(room.id(), dir.clone(), at.after, PAGE)
-        .await?;
+    let (_, dir, page) = folder(&app, &name, &at).await?;
     Ok(rows(&name, &dir, &page))
 }
