@@ -488,10 +488,7 @@ impl Fs {
             }
         }
         a.ctime = content.max(made).unwrap_or(fallback);
-        a.nlink = 2 + tree
-            .children(path)
-            .filter(|(_, i)| matches!(i, Item::Dir(_)))
-            .count() as u32;
+        a.nlink = 2 + tree.subdir_count(path);
         a
     }
 

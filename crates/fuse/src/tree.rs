@@ -91,6 +91,11 @@ pub(crate) enum Item {
     Link(LinkInfo),
 }
 
+/// The directory `path` is in ("" for the room's top).
+fn parent(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(dir, _)| dir)
+}
+
 /// A time in ms since the Unix epoch.
 pub(crate) fn from_millis(ms: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
@@ -159,6 +164,10 @@ pub(crate) struct Tree {
     pub(crate) items: OrdMap<String, Item>,
     /// The names of each file that has an id, by id (hard links).
     links: OrdSet<(FileId, String)>,
+    /// Per directory ("" for the room's top), how many directories are
+    /// directly in it: its link count, without a walk of its names (a
+    /// folder of 70,000 files is asked for it at every create in it).
+    subdirs: OrdMap<String, u32>,
     /// When this version was built (the room directory's and chat's mtime).
     pub(crate) built: SystemTime,
     /// Directory times read from the log's view for this version (a
@@ -172,6 +181,7 @@ impl Tree {
         let mut t = Self {
             items: OrdMap::new(),
             links: OrdSet::new(),
+            subdirs: OrdMap::new(),
             built: SystemTime::now(),
             dir_times: Arc::default(),
         };
@@ -187,22 +197,43 @@ impl Tree {
 
     fn insert(&mut self, path: String, item: Item) {
         self.remove(&path);
-        if let Item::File(FileInfo {
-            inode: Some(id), ..
-        }) = &item
-        {
-            self.links.insert((*id, path.clone()));
+        match &item {
+            Item::File(FileInfo {
+                inode: Some(id), ..
+            }) => {
+                self.links.insert((*id, path.clone()));
+            }
+            Item::Dir(_) => *self.subdirs.entry(parent(&path).to_string()).or_insert(0) += 1,
+            _ => {}
         }
         self.items.insert(path, item);
     }
 
     fn remove(&mut self, path: &str) {
-        if let Some(Item::File(FileInfo {
-            inode: Some(id), ..
-        })) = self.items.remove(path)
-        {
-            self.links.remove(&(id, path.to_string()));
+        match self.items.remove(path) {
+            Some(Item::File(FileInfo {
+                inode: Some(id), ..
+            })) => {
+                self.links.remove(&(id, path.to_string()));
+            }
+            Some(Item::Dir(_)) => {
+                let dir = parent(path);
+                match self.subdirs.get(dir).copied() {
+                    Some(n) if n > 1 => {
+                        self.subdirs.insert(dir.to_string(), n - 1);
+                    }
+                    _ => {
+                        self.subdirs.remove(dir);
+                    }
+                }
+            }
+            _ => {}
         }
+    }
+
+    /// How many directories are directly in directory `dir`.
+    pub(crate) fn subdir_count(&self, dir: &str) -> u32 {
+        self.subdirs.get(dir).copied().unwrap_or(0)
     }
 
     /// The names of file `id` with the same content as `file` (its hard
@@ -342,6 +373,7 @@ mod tests {
                 .map(|p| (p.to_string(), Item::Dir(DirInfo::default())))
                 .collect(),
             links: OrdSet::new(),
+            subdirs: OrdMap::new(),
             built: SystemTime::UNIX_EPOCH,
             dir_times: Arc::default(),
         }
@@ -361,6 +393,36 @@ mod tests {
         assert!(names("z").is_empty());
         assert!(t.has_children("a/b"));
         assert!(!t.has_children("ab"));
+    }
+
+    #[test]
+    fn subdirectories_are_counted_as_names_come_and_go() {
+        let mut t = tree(&[]);
+        let dir = || Item::Dir(DirInfo::default());
+        for p in ["a", "a/b", "a/c", "a/b/d", "z"] {
+            t.insert(p.to_string(), dir());
+        }
+        let file = Item::Link(LinkInfo {
+            target: "x".into(),
+            attr: Attr::default(),
+            author: NodeId::from_bytes([0; 32]),
+            entry: Hash::from(blake3::hash(b"e")),
+        });
+        t.insert("a/f".to_string(), file.clone());
+        let counts = |t: &Tree| ["", "a", "a/b", "z"].map(|d| t.subdir_count(d));
+        assert_eq!(counts(&t), [2, 2, 1, 0]);
+        // A directory replaced by a link, one removed, one put again.
+        t.insert("a/c".to_string(), file);
+        t.remove("a/b/d");
+        t.insert("z".to_string(), dir());
+        assert_eq!(counts(&t), [2, 1, 0, 0]);
+        for (d, n) in [("", 2), ("a", 1), ("a/b", 0)] {
+            let walked = t
+                .children(d)
+                .filter(|(_, i)| matches!(i, Item::Dir(_)))
+                .count();
+            assert_eq!(walked as u32, n, "{d}");
+        }
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub enum WebError {
         #[source]
         source: std::io::Error,
     },
+    /// The system gave no randomness for a token.
+    #[error("no system randomness for the web page's token")]
+    NoRandom,
     /// The request is malformed.
     #[error("{0}")]
     BadRequest(String),
@@ -62,9 +65,10 @@ impl WebError {
             },
             WebError::Swarm(SwarmError::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             WebError::Swarm(SwarmError::Shutdown) => StatusCode::SERVICE_UNAVAILABLE,
-            WebError::Bind { .. } | WebError::Swarm(_) | WebError::Worker(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            WebError::Bind { .. }
+            | WebError::NoRandom
+            | WebError::Swarm(_)
+            | WebError::Worker(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

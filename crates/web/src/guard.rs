@@ -58,7 +58,7 @@ impl Token {
     pub fn generate() -> Result<Self, crate::WebError> {
         let mut b = [0u8; 32];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
-            .map_err(|_| crate::WebError::BadRequest("no system randomness for a token".into()))?;
+            .map_err(|_| crate::WebError::NoRandom)?;
         Ok(Self(
             data_encoding::BASE32_NOPAD.encode(&b).to_ascii_lowercase(),
         ))
