@@ -201,3 +201,57 @@ fn a_blob_already_here_is_written_out_with_no_network() {
     ));
     assert_eq!(blake3_file(&out), hash);
 }
+
+/// Lists too long for one control-socket frame (1 MiB) arrive whole: a
+/// room of 8,000 files through a mount's node, `room ls`, `room status`
+/// and `ls` of its blobs. (They used to end with "the running node went
+/// away" past about 7,000 files.)
+#[test]
+fn long_lists_come_back_whole_through_the_daemon() {
+    let dir = temp_dir();
+    let mnt = dir.path().join("mnt");
+    let d = Daemon::mount(&dir.path().join("data"), &mnt, &[]);
+    let room = mnt.join("team");
+    std::fs::create_dir(&room).expect("a room");
+    const FILES: usize = 8000;
+    for i in 0..FILES {
+        let sub = room.join(format!("d{:02}", i / 100));
+        if i % 100 == 0 {
+            std::fs::create_dir(&sub).expect("a folder");
+        }
+        std::fs::write(
+            sub.join(format!("a-long-enough-file-name-{i:05}.txt")),
+            format!("{i}\n"),
+        )
+        .expect("a file");
+    }
+    let count = |args: &[&str], pick: &dyn Fn(&serde_json::Value) -> Option<usize>| {
+        let out = p2pfs(d.data_dir(), args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout)
+            .ok()
+            .and_then(|v| pick(&v))
+    };
+    let files = |v: &serde_json::Value| -> Option<usize> {
+        Some(
+            v.as_array()?
+                .iter()
+                .filter(|e| e["path"].as_str().is_some_and(|p| p.ends_with(".txt")))
+                .count(),
+        )
+    };
+    wait_for(Duration::from_secs(120), "every file in `room ls`", || {
+        (count(&["room", "ls", "team", "--json"], &files) == Some(FILES)).then_some(())
+    });
+    let copies = |v: &serde_json::Value| v["files"].as_array().map(|f| f.len());
+    assert_eq!(
+        count(&["room", "status", "team", "--json"], &copies),
+        Some(FILES)
+    );
+    let blobs = |v: &serde_json::Value| v.as_array().map(|b| b.len());
+    assert!(count(&["ls", "--json"], &blobs).is_some_and(|n| n >= FILES));
+}

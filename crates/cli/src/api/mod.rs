@@ -20,6 +20,35 @@ use crate::{
 
 /// Bytes per `Data` response.
 const DATA_CHUNK: usize = 256 * 1024;
+/// Items per response of a list (blobs, a room's files): a frame holds at
+/// most 1 MiB (`codec::MAX_MESSAGE_SIZE`), and one item is at most a few
+/// hundred bytes (a path is at most 4 KiB: a batch of paths that long
+/// would not fit, so batches are also cut by size).
+const LIST_BATCH: usize = 1000;
+/// Encoded bytes per response of a list, at most (well under a frame).
+const LIST_BYTES: usize = 512 * 1024;
+
+/// `items` cut into responses that each fit in a frame (at least one
+/// response, empty if there are no items). A list answer is one or more
+/// of them, which the client puts together.
+pub(crate) fn batches<T: serde::Serialize>(items: Vec<T>) -> Vec<Vec<T>> {
+    let mut out = Vec::new();
+    let mut cur = Vec::new();
+    let mut bytes = 0;
+    for item in items {
+        let size = p2pfs_proto::codec::encode(&item).map_or(LIST_BYTES, |b| b.len());
+        if !cur.is_empty() && (cur.len() == LIST_BATCH || bytes + size > LIST_BYTES) {
+            out.push(std::mem::take(&mut cur));
+            bytes = 0;
+        }
+        bytes += size;
+        cur.push(item);
+    }
+    if !cur.is_empty() || out.is_empty() {
+        out.push(cur);
+    }
+    out
+}
 
 /// What a command runs against.
 #[derive(Debug, Clone)]
@@ -143,7 +172,12 @@ async fn execute(
             }
         }
         Request::Cat { hash } => send_blob(store, hash, out).await?,
-        Request::List => send(Response::Blobs(blocking(move || store.list()).await?)).await?,
+        Request::List => {
+            let blobs = blocking(move || store.list()).await?;
+            for batch in batches(blobs) {
+                send(Response::Blobs(batch)).await?;
+            }
+        }
         Request::Pin(Blobs { hashes }) => {
             for hash in hashes {
                 let s = store.clone();
@@ -379,5 +413,30 @@ impl Read for InputReader {
         let n = buf.len().min(self.cur.len());
         buf[..n].copy_from_slice(&self.cur.split_to(n));
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_batches_fit_in_a_frame() {
+        let n = |v: &Vec<Vec<String>>| v.iter().map(Vec::len).collect::<Vec<_>>();
+        assert_eq!(n(&batches(Vec::<String>::new())), vec![0]);
+        let small: Vec<String> = (0..2500).map(|i| format!("f{i}")).collect();
+        let b = batches(small.clone());
+        assert_eq!(n(&b), vec![1000, 1000, 500]);
+        assert_eq!(b.concat(), small);
+        // Long paths: cut by size, each batch encodes within a frame.
+        let long: Vec<String> = (0..1000)
+            .map(|i| format!("{i}{}", "x".repeat(4000)))
+            .collect();
+        let b = batches(long.clone());
+        assert!(b.len() > 1);
+        for batch in &b {
+            assert!(p2pfs_proto::codec::encode(batch).is_ok());
+        }
+        assert_eq!(b.concat(), long);
     }
 }

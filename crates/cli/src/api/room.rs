@@ -120,7 +120,9 @@ pub(super) async fn execute(
             }
             let (store, id) = (node.store().clone(), room.id());
             let files = crate::error::blocking(move || query::ls(&store, &id)).await?;
-            send(Response::Files(files)).await?;
+            for batch in super::batches(files) {
+                send(Response::Files(batch)).await?;
+            }
         }
         RoomRequest::Chat { room, text } => {
             let room = node.find_room(&room).await?;
@@ -151,7 +153,17 @@ pub(super) async fn execute(
                 // The replicas' statuses follow their first sync.
                 tokio::time::sleep(STATUS_WAIT).await;
             }
-            send(Response::RoomStatus(node.room_status(&room, None).await?)).await?;
+            // The files in batches: the first with the rest of the status.
+            let mut status = node.room_status(&room, None).await?;
+            let files = std::mem::take(&mut status.files);
+            for (i, batch) in super::batches(files).into_iter().enumerate() {
+                if i == 0 {
+                    status.files = batch;
+                    send(Response::RoomStatus(status.clone())).await?;
+                } else {
+                    send(Response::RoomFiles(batch)).await?;
+                }
+            }
         }
         RoomRequest::Pin(file) => pin(ctx, node, &file, true, out).await?,
         RoomRequest::Unpin(file) => pin(ctx, node, &file, false, out).await?,

@@ -11,7 +11,7 @@ pub(crate) async fn run(session: &Session, json: bool, out: &mut impl Write) -> 
     let mut blobs = Vec::new();
     cmd::each(session, Request::List, |r| {
         if let Response::Blobs(b) = r {
-            blobs = b;
+            blobs.extend(b);
         }
         Ok(())
     })

@@ -200,7 +200,7 @@ pub(crate) async fn ls(
     let mut files = Vec::new();
     call(session, RoomRequest::Ls(room), |r| {
         if let Response::Files(f) = r {
-            files = f;
+            files.extend(f);
         }
         Ok(())
     })
@@ -303,8 +303,14 @@ pub(crate) async fn status(
 ) -> anyhow::Result<()> {
     let mut status = None;
     call(session, RoomRequest::Status(room), |r| {
-        if let Response::RoomStatus(s) = r {
-            status = Some(s);
+        match r {
+            Response::RoomStatus(s) => status = Some(s),
+            Response::RoomFiles(more) => {
+                if let Some(s) = status.as_mut() {
+                    s.files.extend(more);
+                }
+            }
+            _ => {}
         }
         Ok(())
     })

@@ -191,7 +191,7 @@ pub(crate) enum Response {
     },
     /// Blob bytes.
     Data(Vec<u8>),
-    /// The blob list.
+    /// The blob list (one or more, in order).
     Blobs(Vec<BlobInfo>),
     /// A pin result.
     Pinned {
@@ -228,12 +228,15 @@ pub(crate) enum Response {
     Joined(String),
     /// The rooms.
     Rooms(Vec<p2pfs_swarm::room::RoomSummary>),
-    /// A room's tree.
+    /// A room's tree (one or more, in order).
     Files(Vec<p2pfs_swarm::room::FileEntry>),
     /// Chat lines, each with its newline.
     ChatLines(Vec<String>),
-    /// A room's replication status.
+    /// A room's replication status (its files in this and the
+    /// `RoomFiles` that follow).
     RoomStatus(p2pfs_swarm::replica::RoomStatus),
+    /// More files of the `RoomStatus` before.
+    RoomFiles(Vec<p2pfs_swarm::replica::FileCopies>),
     /// How leaving goes.
     Leaving(p2pfs_swarm::replica::LeaveProgress),
     /// A warning for the user; the command goes on.

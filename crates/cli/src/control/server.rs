@@ -122,7 +122,19 @@ async fn session(
                 (Response::Error(AppError::Stopping.to_string()), true)
             }
         };
-        let frame = codec::encode_frame(&r).map_err(std::io::Error::other)?;
+        let (frame, last) = match codec::encode_frame(&r) {
+            Ok(frame) => (frame, last),
+            // An answer too large for a frame ends the command with an
+            // error the client shows, not a closed socket.
+            Err(e) => {
+                worker.abort();
+                let error = Response::Error(format!("the node could not send its answer: {e}"));
+                (
+                    codec::encode_frame(&error).map_err(std::io::Error::other)?,
+                    true,
+                )
+            }
+        };
         if wr.write_all(&frame).await.is_err() {
             // The client went away: stop the command.
             worker.abort();
