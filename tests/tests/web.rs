@@ -180,6 +180,17 @@ async fn two_pages_share_a_room() {
         "{errors:?}"
     );
 
+    // The room's policy, from the page.
+    let copies = pa.find("#copies input[name=copies]").await;
+    copies.clear().await.expect("clearing");
+    copies.send_keys("3").await.expect("typing");
+    pa.find("#copies button").await.click().await.expect("set");
+    wait_for(PAGE_WAIT, "the new policy", || {
+        let out = p2pfs(a.data_dir(), &["room", "status", "team", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        (v["policy"] == serde_json::json!({ "Min": 3 })).then_some(())
+    });
+
     // Bob sees it on his page and in his mount.
     pb.goto(&format!("http://{b_web}/r/team/?dir=photos")).await;
     pb.wait_texts(
@@ -294,6 +305,31 @@ async fn two_pages_share_a_room() {
         r.header("content-security-policy"),
         Some("default-src 'none'; sandbox")
     );
+    // A folder as one archive, the files in it whole.
+    let r = request(b_web, "GET", "/r/team/archive?dir=photos", &with_token, b"");
+    assert_eq!(
+        (r.status, r.header("content-type")),
+        (200, Some("application/x-tar"))
+    );
+    let tarball = root.join("photos.tar");
+    std::fs::write(&tarball, &r.body).expect("the archive");
+    let out = root.join("untarred");
+    std::fs::create_dir_all(&out).expect("a folder");
+    let untar = std::process::Command::new("tar")
+        .arg("-xf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&out)
+        .status()
+        .expect("tar");
+    assert!(untar.success());
+    for name in ["big one.bin", "été 1.txt", "deep/x.dat"] {
+        assert_eq!(
+            blake3_file(&out.join("photos").join(name)),
+            blake3_file(&folder.join(name)),
+            "{name} in the archive"
+        );
+    }
     // No token: the room's file is not served, and the page asks to log in.
     let r = request(b_web, "GET", file, &[("Host", host.as_str())], b"");
     assert_eq!(r.status, 401);
