@@ -343,7 +343,7 @@ async fn two_pages_share_a_room() {
     );
     assert_eq!(r.status, 421);
     // A write with the cookie from another site: refused.
-    let cookie = format!("p2pfs_session={}", b.web_token());
+    let cookie = format!("p2pfs_session_{}={}", b_web.port(), b.web_token());
     let r = request(
         b_web,
         "POST",

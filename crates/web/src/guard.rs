@@ -30,7 +30,9 @@ use serde::Deserialize;
 
 use crate::{App, pages};
 
-/// The cookie that carries the token.
+/// The cookie that carries the token: `p2pfs_session_PORT`. Browsers keep
+/// cookies by host, not port, so two nodes' pages on one machine each need
+/// a name of their own.
 const COOKIE: &str = "p2pfs_session";
 /// How long a browser keeps it.
 const COOKIE_AGE_SECS: u64 = 365 * 24 * 3600;
@@ -127,6 +129,11 @@ impl Access {
         }
     }
 
+    /// The name of this page's cookie.
+    fn cookie_name(&self) -> String {
+        format!("{COOKIE}_{}", self.addr.port())
+    }
+
     /// Whether `host` (a `Host` header) names this page.
     fn host_ok(&self, host: Option<&str>) -> bool {
         if !self.loopback {
@@ -214,7 +221,7 @@ pub(crate) async fn check(State(app): State<App>, req: Request, next: Next) -> R
         host: text(h, header::HOST),
         origin: text(h, header::ORIGIN),
         fetch_site: h.get("sec-fetch-site").and_then(|v| v.to_str().ok()),
-        cookie: cookie(h, COOKIE),
+        cookie: cookie(h, &app.access.cookie_name()),
         bearer: text(h, header::AUTHORIZATION).and_then(|v| v.strip_prefix("Bearer ")),
     };
     let mut response = match app.access.decide(&ask) {
@@ -290,7 +297,8 @@ pub(crate) async fn login(State(app): State<App>, Query(q): Query<Login>) -> Res
     match q.token.as_deref() {
         Some(t) if app.access.token.matches(t.trim()) => {
             let cookie = format!(
-                "{COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={COOKIE_AGE_SECS}",
+                "{}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={COOKIE_AGE_SECS}",
+                app.access.cookie_name(),
                 app.access.token.as_str()
             );
             let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, next)]).into_response();
