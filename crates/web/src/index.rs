@@ -226,6 +226,27 @@ impl Index {
         .await
     }
 
+    /// The files of `room` (path, content, size, author), for its
+    /// replication status without reading its tree from the store.
+    pub(crate) async fn files(
+        self: &Arc<Self>,
+        room: &RoomId,
+    ) -> Result<Vec<(String, p2pfs_proto::Hash, u64, p2pfs_proto::NodeId)>, WebError> {
+        self.run(*room, |r| {
+            r.watched
+                .listing()
+                .entries()
+                .filter_map(|e| match e.kind {
+                    FileKind::File {
+                        hash, size, author, ..
+                    } => Some((e.path, hash, size, author)),
+                    _ => None,
+                })
+                .collect()
+        })
+        .await
+    }
+
     /// Names in every room containing `query` (case-insensitive): at most
     /// `limit` of them, and how many matched in all.
     pub(crate) async fn search(

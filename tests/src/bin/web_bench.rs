@@ -246,6 +246,26 @@ async fn main() {
         ));
     }
 
+    // The rooms list (each room's files, members online and copies below
+    // target), and a room's members.
+    let (first, r) = ms(|| request(web, "GET", "/", &auth, b""));
+    assert_eq!(r.status, 200);
+    let rooms = median(
+        (0..5)
+            .map(|_| ms(|| request(web, "GET", "/", &auth, b"")).0)
+            .collect(),
+    );
+    let members = median(
+        (0..5)
+            .map(|_| ms(|| request(web, "GET", "/r/many/members", &auth, b"")).0)
+            .collect(),
+    );
+    say(&format!(
+        "the rooms list ({names} files in two rooms): {first:.1} ms the first time, {rooms:.1} ms \
+         after; a room's members page ({} files) {members:.1} ms",
+        names - files
+    ));
+
     // Searching every name.
     let queries = [
         "file-0000042",

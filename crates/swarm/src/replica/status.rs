@@ -94,11 +94,9 @@ impl Node {
         room: &Room,
         only: Option<Hash>,
     ) -> Result<RoomStatus, SwarmError> {
-        let rep = self.inner.replica.as_ref();
-        let offline_after = self.offline_after();
         let (store, id) = (self.store().clone(), room.id);
-        let (files, kept, policy, names, stored) = blocking(move || {
-            let files: Vec<(String, Hash, u64, NodeId)> = query::ls(&store, &id)?
+        let files = blocking(move || {
+            Ok(query::ls(&store, &id)?
                 .into_iter()
                 .filter_map(|e| match e.kind {
                     FileKind::File {
@@ -106,7 +104,25 @@ impl Node {
                     } if only.is_none_or(|h| h == hash) => Some((e.path, hash, size, author)),
                     _ => None,
                 })
-                .collect();
+                .collect())
+        })
+        .await?;
+        self.room_status_of(room, files, only.is_none()).await
+    }
+
+    /// The replication status of `room` for `files` (path, content, size,
+    /// author: the files of its tree, as a listing the caller keeps shows
+    /// them), with the store's usage if `usage`.
+    pub async fn room_status_of(
+        &self,
+        room: &Room,
+        files: Vec<(String, Hash, u64, NodeId)>,
+        usage: bool,
+    ) -> Result<RoomStatus, SwarmError> {
+        let rep = self.inner.replica.as_ref();
+        let offline_after = self.offline_after();
+        let (store, id) = (self.store().clone(), room.id);
+        let (files, kept, policy, names, stored) = blocking(move || {
             let hashes: Vec<Hash> = files.iter().map(|f| f.1).collect();
             let kept: HashSet<Hash> = hashes
                 .iter()
@@ -114,7 +130,7 @@ impl Node {
                 .filter(|(_, i)| i.as_ref().is_some_and(|i| is_kept(i, &id)))
                 .map(|(h, _)| *h)
                 .collect();
-            let stored = if only.is_none() { store.usage()? } else { 0 };
+            let stored = if usage { store.usage()? } else { 0 };
             Ok((
                 files,
                 kept,

@@ -14,7 +14,8 @@ pub(crate) async fn page(
     Path(name): Path<String>,
 ) -> Result<Markup, WebError> {
     let room = app.node.find_room(&name).await?;
-    let status = app.node.room_status(&room, None).await?;
+    let files = app.index.files(&room.id()).await?;
+    let status = app.node.room_status_of(&room, files, false).await?;
     let peers = app.node.peers();
     let path = |id| match peers.iter().find(|p| p.id == id) {
         Some(p) => match (p.path, p.via) {

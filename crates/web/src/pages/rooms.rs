@@ -19,16 +19,20 @@ struct Row {
 
 pub(crate) async fn page(State(app): State<App>) -> Result<Markup, WebError> {
     let mut rows = Vec::new();
-    for s in app.node.room_summaries().await? {
-        let room = app.node.find_room(&s.name).await?;
-        let status = app.node.room_status(&room, None).await?;
+    let mut rooms = app.node.all_rooms();
+    rooms.sort_by_key(|r| r.name());
+    for room in rooms {
+        // From the page's listing in memory, not the store's tree.
+        let files = app.index.files(&room.id()).await?;
+        let count = files.len();
+        let status = app.node.room_status_of(&room, files, false).await?;
         rows.push(Row {
-            files: s.files,
-            members: status.members.len().max(s.members),
+            files: count,
+            members: status.members.len(),
             online: status.members.iter().filter(|m| m.online).count(),
             below: status.files.iter().filter(|f| f.below_target()).count(),
             copies: status.policy.to_string(),
-            name: s.name,
+            name: room.name(),
         });
     }
     Ok(layout(
