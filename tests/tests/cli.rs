@@ -211,3 +211,42 @@ fn a_multi_gib_file_round_trips() {
     assert_eq!(n, size);
     assert_eq!(h.finalize().to_hex().to_string(), expected);
 }
+
+/// A blob carried with no network: `export` writes a bundle, `import` on
+/// another data directory takes it in verified; a damaged bundle is
+/// refused and leaves nothing in the store.
+#[test]
+fn a_blob_travels_in_a_bundle_and_a_damaged_one_is_refused() {
+    let root = temp_dir();
+    let file = root.path().join("photo.jpg");
+    random_file(&file, 3_000_000, 9);
+    let (a, b, c) = (
+        root.path().join("a"),
+        root.path().join("b"),
+        root.path().join("c"),
+    );
+    let hash = ok(&p2pfs(&a, &["add", file.to_str().unwrap()]))
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let bundle = root.path().join("photo.bundle");
+    let line = ok(&p2pfs(&a, &["export", &hash, bundle.to_str().unwrap()]));
+    assert!(line.starts_with(&hash), "{line}");
+    let line = ok(&p2pfs(&b, &["import", bundle.to_str().unwrap()]));
+    assert!(line.starts_with(&hash), "{line}");
+    let out = p2pfs(&b, &["cat", &hash]);
+    assert_eq!(blake3::hash(&out.stdout).to_hex().to_string(), hash);
+    // One flipped bit in the data: refused, nothing kept.
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    let bad = root.path().join("bad.bundle");
+    std::fs::write(&bad, &bytes).unwrap();
+    let err = fails(&p2pfs(&c, &["import", bad.to_str().unwrap()]));
+    assert!(err.contains("failed verification"), "{err}");
+    assert_eq!(ok(&p2pfs(&c, &["ls"])), "");
+    // Not a bundle at all.
+    let err = fails(&p2pfs(&c, &["import", file.to_str().unwrap()]));
+    assert!(err.contains("not a p2pfs bundle"), "{err}");
+}

@@ -46,6 +46,20 @@ pub(crate) enum Command {
         #[arg(value_name = "PATH")]
         path: PathBuf,
     },
+    /// Write a blob to FILE as a bundle, to carry it with no network
+    /// (`p2pfs import FILE` takes it in, verified)
+    Export {
+        /// The blob (complete in the store)
+        hash: Hash,
+        /// The bundle to write (replaced if it exists)
+        file: PathBuf,
+    },
+    /// Take in the blobs of a bundle made by `p2pfs export`, each verified
+    /// against its hash; a damaged bundle is refused and nothing is kept
+    Import {
+        /// The bundle
+        file: PathBuf,
+    },
     /// Write blobs to standard output
     Cat {
         /// Hashes of the blobs, written one after the other
@@ -271,6 +285,8 @@ impl Command {
             Self::Add { .. } => "add",
             Self::Share { .. } => "share",
             Self::Cat { .. } => "cat",
+            Self::Export { .. } => "export",
+            Self::Import { .. } => "import",
             Self::Fetch { .. } => "fetch",
             Self::Daemon { .. } => "daemon",
             Self::Mount { .. } => "mount",

@@ -144,6 +144,12 @@ async fn dispatch(session: &Session, command: Command) -> anyhow::Result<bool> {
             no_pin,
             ticket,
         } => cmd::add::run(session, &paths, recursive, no_pin, ticket, &mut out).await,
+        Command::Export { hash, file } => cmd::add::export(session, hash, &file, &mut out)
+            .await
+            .map(|()| true),
+        Command::Import { file } => cmd::add::import(session, &file, &mut out)
+            .await
+            .map(|()| true),
         Command::Share { path } => cmd::add::share(session, &path, &mut out)
             .await
             .map(|()| true),

@@ -119,6 +119,19 @@ impl Store {
     /// Removes every blob that is neither pinned nor protected, and data
     /// files no entry refers to.
     pub fn gc(&self) -> Result<GcReport, StoreError> {
+        let mut report = self.collect(None)?;
+        report.orphan_files = self.remove_orphan_files()?;
+        Ok(report)
+    }
+
+    /// Removes those of `hashes` that are neither pinned nor protected
+    /// (what an import that failed had brought: see `bundle`).
+    pub fn discard(&self, hashes: &[Hash]) -> Result<GcReport, StoreError> {
+        self.collect(Some(hashes))
+    }
+
+    /// Removes every unpinned, unprotected blob, or only those of `only`.
+    fn collect(&self, only: Option<&[Hash]>) -> Result<GcReport, StoreError> {
         let mut report = GcReport::default();
         let mut files = Vec::new();
         let txn = self.begin_write()?;
@@ -129,14 +142,29 @@ impl Store {
         {
             let mut blobs = txn.open_table(tables::BLOBS).db()?;
             let pins = txn.open_table(tables::PINS).db()?;
+            let mut candidates = Vec::new();
+            match only {
+                Some(hashes) => {
+                    for hash in hashes {
+                        if let Some(v) = blobs.get(hash.as_bytes()).db()? {
+                            candidates.push((*hash, BlobMeta::decode(v.value())?));
+                        }
+                    }
+                }
+                None => {
+                    for entry in blobs.iter().db()? {
+                        let (k, v) = entry.db()?;
+                        candidates
+                            .push((Hash::from_bytes(*k.value()), BlobMeta::decode(v.value())?));
+                    }
+                }
+            }
             let mut doomed = Vec::new();
-            for entry in blobs.iter().db()? {
-                let (k, v) = entry.db()?;
-                let hash = Hash::from_bytes(*k.value());
+            for (hash, meta) in candidates {
                 if live.protected.contains_key(&hash) || is_pinned(&pins, &hash)? {
                     continue;
                 }
-                doomed.push((hash, BlobMeta::decode(v.value())?));
+                doomed.push((hash, meta));
             }
             let mut inline = txn.open_table(tables::INLINE).db()?;
             let mut have = txn.open_table(tables::HAVE).db()?;
@@ -166,7 +194,6 @@ impl Store {
             crash::point("gc.unlinked");
         }
         drop(live);
-        report.orphan_files = self.remove_orphan_files()?;
         Ok(report)
     }
 

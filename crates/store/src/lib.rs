@@ -1,5 +1,6 @@
 #![doc = include_str!("../DESIGN.md")]
 
+mod bundle;
 pub mod crash;
 mod db;
 mod draft;

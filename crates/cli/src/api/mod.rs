@@ -172,6 +172,36 @@ async fn execute(
             }
         }
         Request::Cat { hash } => send_blob(store, hash, out).await?,
+        Request::Export { hash, path } => {
+            let size = blocking(move || export(&store, hash, &path)).await?;
+            send(Response::Added {
+                index: 0,
+                hash,
+                size,
+            })
+            .await?;
+        }
+        Request::Import { path } => {
+            let blobs = blocking(move || {
+                let file = std::fs::File::open(&path).map_err(|source| StoreError::Io {
+                    context: format!("opening {}", path.display()),
+                    source,
+                })?;
+                store.import_bundle(std::io::BufReader::new(file), Some(USER_PIN))
+            })
+            .await?;
+            for (index, (hash, size)) in blobs.into_iter().enumerate() {
+                if let Some(node) = &ctx.node {
+                    node.provide(hash);
+                }
+                send(Response::Added {
+                    index: index as u32,
+                    hash,
+                    size,
+                })
+                .await?;
+            }
+        }
         Request::List => {
             let blobs = blocking(move || store.list()).await?;
             for batch in batches(blobs) {
@@ -312,6 +342,29 @@ async fn execute(
         }
     }
     Ok(())
+}
+
+/// Writes blob `hash` to the bundle file `path` (replaced whole: a
+/// failed export leaves no file); its size.
+fn export(store: &Store, hash: Hash, path: &std::path::Path) -> Result<u64, StoreError> {
+    let size = store.info(&hash)?.map_or(0, |i| i.size);
+    let io = |what: &str, source| StoreError::Io {
+        context: format!("{what} {}", path.display()),
+        source,
+    };
+    let written = (|| {
+        let file = std::fs::File::create(path).map_err(|e| io("creating", e))?;
+        let mut w = std::io::BufWriter::new(file);
+        store.export_bundle(&[hash], &mut w)?;
+        let file = w.into_inner().map_err(|e| io("writing", e.into_error()))?;
+        file.sync_all().map_err(|e| io("writing", e))?;
+        Ok::<_, StoreError>(())
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
+    Ok(size)
 }
 
 /// Streams a blob's bytes as `Data` responses.

@@ -195,6 +195,39 @@ fn b3sum_line(hash: &str, path: &Path) -> String {
     }
 }
 
+/// `p2pfs export HASH FILE`: prints `HASH  FILE`.
+pub(crate) async fn export(
+    session: &Session,
+    hash: Hash,
+    file: &Path,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let path = std::path::absolute(file).with_context(|| format!("{}", file.display()))?;
+    cmd::each(session, Request::Export { hash, path }, |r| {
+        if let Response::Added { hash, .. } = r {
+            output::line(out, &format!("{hash}  {}", file.display()))?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// `p2pfs import FILE`: prints `HASH  FILE` per blob taken in.
+pub(crate) async fn import(
+    session: &Session,
+    file: &Path,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let path = std::path::absolute(file).with_context(|| format!("{}", file.display()))?;
+    cmd::each(session, Request::Import { path }, |r| {
+        if let Response::Added { hash, .. } = r {
+            output::line(out, &format!("{hash}  {}", file.display()))?;
+        }
+        Ok(())
+    })
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

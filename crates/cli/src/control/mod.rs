@@ -58,6 +58,18 @@ pub(crate) enum Request {
         /// Pin under the user pin.
         pin: bool,
     },
+    /// Write a blob to a bundle file: one `Added`.
+    Export {
+        /// The blob.
+        hash: Hash,
+        /// The file (absolute).
+        path: std::path::PathBuf,
+    },
+    /// Take in a bundle file: one `Added` per blob.
+    Import {
+        /// The file (absolute).
+        path: std::path::PathBuf,
+    },
     /// Stream a blob's bytes as `Data`.
     Cat {
         /// The blob.
