@@ -6,7 +6,6 @@
 use std::io::{self, Write};
 
 use axum::{
-    body::Body,
     extract::{Path, Query, State},
     http::{HeaderValue, header},
     response::{IntoResponse, Response},
@@ -110,9 +109,7 @@ pub(crate) async fn folder(
             let _ = failed.blocking_send(Err(e));
         }
     }));
-    let body = Body::from_stream(futures_lite::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    }));
+    let body = crate::bytes::channel_body(rx);
     let mut r = body.into_response();
     let h = r.headers_mut();
     h.insert(

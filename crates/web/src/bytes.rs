@@ -187,6 +187,11 @@ fn stream(node: Node, blob: Blob, bytes: Range<u64>) -> Body {
             return;
         }
     });
+    channel_body(rx)
+}
+
+/// A response body of what arrives on `rx` (an error ends it early).
+pub(crate) fn channel_body(rx: mpsc::Receiver<Result<Bytes, std::io::Error>>) -> Body {
     Body::from_stream(futures_lite::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     }))

@@ -15,7 +15,6 @@
 use std::time::Duration;
 
 use axum::{
-    body::Body,
     extract::{Path, Query, State},
     http::{HeaderMap, HeaderValue, Method, StatusCode, header},
     response::{IntoResponse, Response},
@@ -154,8 +153,6 @@ fn bao(node: &Node, hash: Hash, bytes: std::ops::Range<u64>, method: &Method) ->
             let _ = failed.blocking_send(Err(std::io::Error::other(e.to_string())));
         }
     }));
-    let body = Body::from_stream(futures_lite::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    }));
+    let body = crate::bytes::channel_body(rx);
     (StatusCode::OK, h, body).into_response()
 }

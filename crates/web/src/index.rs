@@ -9,7 +9,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex},
 };
 
 use p2pfs_proto::RoomId;
@@ -22,7 +22,7 @@ use p2pfs_swarm::{
     },
 };
 
-use crate::WebError;
+use crate::{WebError, lock};
 
 /// A page of a folder.
 #[derive(Debug, Clone)]
@@ -100,10 +100,6 @@ impl RoomIndex {
 pub(crate) struct Index {
     node: Node,
     rooms: Mutex<HashMap<RoomId, Arc<Mutex<RoomIndex>>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Index {

@@ -62,6 +62,12 @@ pub(crate) struct App {
     pub(crate) stop: CancellationToken,
 }
 
+/// Locks a mutex, recovering from poisoning (every critical section
+/// leaves its data consistent).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Where the page is served unless `--http` says otherwise, and where an
 /// invite link sends its reader (to their own node's page).
 pub const DEFAULT_ADDR: SocketAddr =

@@ -21,7 +21,7 @@ use p2pfs_swarm::{
     transfer::bridge,
 };
 
-use crate::{App, WebError};
+use crate::{App, WebError, lock};
 
 /// An upload running.
 #[derive(Debug, Clone)]
@@ -45,10 +45,6 @@ struct Entry {
 pub(crate) struct Uploads {
     next: Arc<AtomicU64>,
     running: Arc<Mutex<BTreeMap<u64, Entry>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// An upload's entry, gone when dropped.

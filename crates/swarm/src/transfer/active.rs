@@ -41,15 +41,11 @@ pub(crate) struct Active {
     running: Arc<Mutex<BTreeMap<u64, Entry>>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Active {
     /// Registers a download of `hash` until the guard is dropped.
     pub(crate) fn start(&self, hash: Hash) -> Running {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        lock(&self.running).insert(
+        crate::lock(&self.running).insert(
             id,
             Entry {
                 hash,
@@ -65,7 +61,7 @@ impl Active {
 
     /// The downloads running now, oldest first.
     pub(crate) fn list(&self) -> Vec<Transfer> {
-        lock(&self.running)
+        crate::lock(&self.running)
             .values()
             .map(|e| Transfer {
                 hash: e.hash,
@@ -86,7 +82,7 @@ pub(crate) struct Running {
 impl Running {
     /// Records where the download stands.
     pub(crate) fn update(&self, progress: &FetchProgress) {
-        if let Some(e) = lock(&self.active.running).get_mut(&self.id) {
+        if let Some(e) = crate::lock(&self.active.running).get_mut(&self.id) {
             e.progress = progress.clone();
         }
     }
@@ -94,7 +90,7 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        lock(&self.active.running).remove(&self.id);
+        crate::lock(&self.active.running).remove(&self.id);
     }
 }
 
