@@ -7,7 +7,8 @@ use clap::{Parser, Subcommand};
 use p2pfs_proto::{Hash, PeerAddr};
 
 use crate::params::{
-    Blobs, CreateRoom, FetchBlob, JoinRoom, PutFile, RoomFile, RoomRef, SetCopies, VerifyBlobs,
+    Blobs, CreateRoom, ExportRoom, FetchBlob, ImportRoom, JoinRoom, PutFile, RoomFile, RoomRef,
+    SetCopies, VerifyBlobs,
 };
 
 /// p2pfs: share files with content addressing, verified chunk by chunk.
@@ -271,6 +272,12 @@ pub(crate) enum RoomCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a room's log (and with --files its files) to one file, to
+    /// carry it with no network; the file grants membership like a ticket
+    Export(ExportRoom),
+    /// Merge a `room export` file into the room here, or join the room
+    /// with it, with no network
+    Import(ImportRoom),
     /// Keep a full copy of a room file on this node, whatever the placement
     Pin(RoomFile),
     /// Stop keeping a pinned room file here (placement may still keep it)
@@ -318,6 +325,8 @@ impl RoomCommand {
             Self::Ls { .. } => "room ls",
             Self::Set(_) => "room set",
             Self::Status { .. } => "room status",
+            Self::Export(_) => "room export",
+            Self::Import(_) => "room import",
             Self::Pin(_) => "room pin",
             Self::Unpin(_) => "room unpin",
         }

@@ -206,6 +206,8 @@ async fn room(
         RoomCommand::Ls { room, json } => room::ls(session, room, json, out).await,
         RoomCommand::Set(set) => room::set(session, set).await,
         RoomCommand::Status { room, json } => room::status(session, room, json, out).await,
+        RoomCommand::Export(export) => room::export(session, export, out).await,
+        RoomCommand::Import(import) => room::import(session, import, out).await,
         RoomCommand::Pin(file) => room::pin(session, file, true, out).await,
         RoomCommand::Unpin(file) => room::pin(session, file, false, out).await,
     }

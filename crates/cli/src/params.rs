@@ -131,6 +131,28 @@ impl RoomFile {
     }
 }
 
+/// `room export`. The client sends the file by absolute path.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub(crate) struct ExportRoom {
+    /// The room
+    pub(crate) room: String,
+    /// The file to write (it holds the room's secret: keep it as a ticket)
+    pub(crate) file: PathBuf,
+    /// Include the blobs of the room's files (fetched first where missing)
+    #[arg(long)]
+    pub(crate) files: bool,
+}
+
+/// `room import`. The client sends the file by absolute path.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub(crate) struct ImportRoom {
+    /// The file a `room export` wrote
+    pub(crate) file: PathBuf,
+    /// The name to give the room here if it is new [default: the export's]
+    #[arg(long, value_name = "NAME")]
+    pub(crate) name: Option<String>,
+}
+
 /// `room set`.
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
 pub(crate) struct SetCopies {

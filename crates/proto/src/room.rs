@@ -863,23 +863,41 @@ impl FromStr for RoomTicket {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let t: Self = crate::ticket::read_text(s, Self::PREFIX)?;
-        crate::ticket::check_version(t.version).map_err(RoomTicketError::Invalid)?;
-        if !valid_display_name(&t.name) {
+        t.check()?;
+        Ok(t)
+    }
+}
+
+impl RoomTicket {
+    /// Checks what the encoding cannot: the version, the name, the
+    /// number of nodes and addresses.
+    pub fn check(&self) -> Result<(), RoomTicketError> {
+        crate::ticket::check_version(self.version).map_err(RoomTicketError::Invalid)?;
+        if !valid_display_name(&self.name) {
             return Err(RoomTicketError::Invalid(format!(
                 "unusable room name {:?}",
-                t.name
+                self.name
             )));
         }
-        if t.nodes.len() > MAX_TICKET_NODES
-            || t.nodes.iter().any(|n| n.addrs.len() > crate::MAX_ADDRS)
+        if self.nodes.len() > MAX_TICKET_NODES
+            || self.nodes.iter().any(|n| n.addrs.len() > crate::MAX_ADDRS)
         {
             return Err(RoomTicketError::Invalid(
                 "too many nodes or addresses".into(),
             ));
         }
-        Ok(t)
+        Ok(())
     }
 }
+
+/// Bundle record (docs/protocol.md §12.2) of a room: the postcard
+/// encoding of its [`RoomTicket`]. It grants membership as the ticket does.
+pub const BUNDLE_ROOM: u8 = 2;
+/// Bundle record of a room's entries: the postcard encoding of a
+/// `Vec<Vec<u8>>` of encoded [`Entry`]s, parents before children.
+pub const BUNDLE_ENTRIES: u8 = 3;
+/// Most bytes of the entries in one [`BUNDLE_ENTRIES`] record.
+pub const MAX_BUNDLE_ENTRIES: usize = 4 << 20;
 
 #[cfg(test)]
 mod tests {

@@ -33,6 +33,7 @@ use std::{
 
 use bao_tree::BlockSize;
 pub use bao_tree::{ChunkNum, ChunkRanges};
+pub use bundle::{BundleReader, BundleWriter, MAX_RECORD, Record};
 #[cfg(feature = "fuzzing")]
 pub use db::MemoryDb;
 pub use draft::Draft;

@@ -252,6 +252,31 @@ impl Store {
         Ok(total)
     }
 
+    /// The encoded entries of `room`'s log from local index `from` on, in
+    /// the order this node accepted them (parents first), at most `limit`
+    /// of them.
+    pub fn room_log(
+        &self,
+        room: &RoomId,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let txn = self.begin_read()?;
+        let log = txn.open_table(tables::ROOM_LOG).db()?;
+        let entries = txn.open_table(tables::ROOM_ENTRIES).db()?;
+        let r = room.as_bytes();
+        let mut out = Vec::new();
+        for item in log.range((r, from)..=(r, u64::MAX)).db()?.take(limit) {
+            let (_, h) = item.db()?;
+            let v = entries
+                .get((r, h.value()))
+                .db()?
+                .ok_or_else(|| corrupt("room log", "a logged entry is missing"))?;
+            out.push(v.value().1.to_vec());
+        }
+        Ok(out)
+    }
+
     /// How many entries `room`'s log has.
     pub fn room_len(&self, room: &RoomId) -> Result<u64, StoreError> {
         let txn = self.begin_read()?;

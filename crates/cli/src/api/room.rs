@@ -14,7 +14,7 @@ use p2pfs_swarm::{
 use crate::{
     control::{Response, RoomRequest},
     error::AppError,
-    params::{CreateRoom, JoinRoom, RoomFile, RoomRef, SetCopies},
+    params::{CreateRoom, ExportRoom, ImportRoom, JoinRoom, RoomFile, RoomRef, SetCopies},
 };
 
 /// How long a node started for one command waits to reach a member.
@@ -57,6 +57,22 @@ pub(super) async fn execute(
         RoomRequest::Ticket(RoomRef { room }) => {
             let room = node.find_room(&room).await?;
             send(Response::Ticket(node.room_ticket(&room).to_string())).await?;
+        }
+        RoomRequest::Export(ExportRoom { room, file, files }) => {
+            let room = node.find_room(&room).await?;
+            if !ctx.daemon {
+                reach(node, &room, out).await?;
+            }
+            let report = node.export_room(&room, file, files).await?;
+            send(Response::RoomExported(report)).await?;
+        }
+        RoomRequest::Import(ImportRoom { file, name }) => {
+            let report = node.import_room(file, name).await?;
+            if !ctx.daemon {
+                let room = node.find_room(&report.room).await?;
+                flush(node, &room, out).await?;
+            }
+            send(Response::RoomImported(report)).await?;
         }
         RoomRequest::Leave(RoomRef { room }) => {
             let room = node.find_room(&room).await?;

@@ -13,7 +13,7 @@ use crate::{
     cmd,
     control::{Request, Response, RoomRequest},
     output,
-    params::{CreateRoom, JoinRoom, PutFile, RoomFile, RoomRef, SetCopies},
+    params::{CreateRoom, ExportRoom, ImportRoom, JoinRoom, PutFile, RoomFile, RoomRef, SetCopies},
     session::Session,
 };
 
@@ -398,4 +398,55 @@ fn status_lines(s: &p2pfs_swarm::replica::RoomStatus) -> Vec<String> {
         s.offline_after_secs
     ));
     lines
+}
+
+/// `room export ROOM FILE [--files]`: prints what it wrote.
+pub(crate) async fn export(
+    session: &Session,
+    mut export: ExportRoom,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let shown = export.file.display().to_string();
+    export.file = std::path::absolute(&export.file).with_context(|| shown.clone())?;
+    call(session, RoomRequest::Export(export), |r| {
+        if let Response::RoomExported(r) = r {
+            output::line(
+                out,
+                &format!(
+                    "{shown}: {} entries, {} files, {} bytes",
+                    r.entries, r.blobs, r.bytes
+                ),
+            )?;
+            eprintln!("note: {shown} holds the room's secret: whoever has it can join the room");
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// `room import FILE [--name NAME]`: prints what it merged.
+pub(crate) async fn import(
+    session: &Session,
+    mut import: ImportRoom,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let shown = import.file.display().to_string();
+    import.file = std::path::absolute(&import.file).with_context(|| shown.clone())?;
+    call(session, RoomRequest::Import(import), |r| {
+        if let Response::RoomImported(r) = r {
+            let how = if r.created { "joined" } else { "merged into" };
+            output::line(
+                out,
+                &format!(
+                    "{how} room {}: {} entries ({} new), {} files",
+                    render::clean(&r.room),
+                    r.entries,
+                    r.new_entries,
+                    r.blobs
+                ),
+            )?;
+        }
+        Ok(())
+    })
+    .await
 }

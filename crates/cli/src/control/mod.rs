@@ -25,7 +25,8 @@ pub(crate) use server::serve;
 use p2pfs_swarm::{FetchProgress, FetchStats, PeerInfo};
 
 use crate::params::{
-    Blobs, CreateRoom, FetchBlob, JoinRoom, PutFile, RoomFile, RoomRef, SetCopies, VerifyBlobs,
+    Blobs, CreateRoom, ExportRoom, FetchBlob, ImportRoom, JoinRoom, PutFile, RoomFile, RoomRef,
+    SetCopies, VerifyBlobs,
 };
 
 /// The socket's file name in the data directory.
@@ -150,6 +151,10 @@ pub(crate) enum RoomRequest {
     Pin(RoomFile),
     /// Stop keeping a pinned file here: one `Added` naming it.
     Unpin(RoomFile),
+    /// Write a room's export file: one `RoomExported`.
+    Export(ExportRoom),
+    /// Merge an export file: one `RoomImported`.
+    Import(ImportRoom),
 }
 
 /// Bytes of an [`AddItem::Stdin`]; an empty chunk ends them.
@@ -249,6 +254,10 @@ pub(crate) enum Response {
     RoomStatus(p2pfs_swarm::replica::RoomStatus),
     /// More files of the `RoomStatus` before.
     RoomFiles(Vec<p2pfs_swarm::replica::FileCopies>),
+    /// What a room export wrote.
+    RoomExported(p2pfs_swarm::room::ExportReport),
+    /// What a room import did.
+    RoomImported(p2pfs_swarm::room::ImportReport),
     /// How leaving goes.
     Leaving(p2pfs_swarm::replica::LeaveProgress),
     /// A warning for the user; the command goes on.

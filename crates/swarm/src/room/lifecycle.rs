@@ -31,7 +31,7 @@ pub struct RoomSummary {
     pub online: usize,
 }
 
-fn now_secs() -> u64 {
+pub(super) fn now_secs() -> u64 {
     log::now_ms() / 1000
 }
 
@@ -72,7 +72,7 @@ impl Node {
         Ok(())
     }
 
-    async fn start_room(&self, info: &RoomInfo) -> Result<Arc<Room>, SwarmError> {
+    pub(super) async fn start_room(&self, info: &RoomInfo) -> Result<Arc<Room>, SwarmError> {
         let id = info.secret.id();
         let (store, rid) = (self.store().clone(), id);
         let rebuilt = blocking(move || log::catch_up_views(&store, &rid)).await?;

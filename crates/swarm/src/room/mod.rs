@@ -35,12 +35,14 @@
 //! - `write`: the one write path (CLI, mount, chat, replicas' statuses);
 //! - `fetch`: reading files from the members that hold them;
 //! - `handler`: the room protocol's handler (sessions, in `sync`).
+//! - `bundle`: a room in one file (export, import), with no network.
 //!
 //! Privacy: only peers that proved membership get anything of a room, and
 //! blobs that are only reachable through a room are served to members only
 //! and never announced in the public DHT (`crate::policy`).
 
 mod actor;
+mod bundle;
 pub(crate) mod entry;
 mod fetch;
 mod handle;
@@ -71,6 +73,7 @@ use p2pfs_proto::{
 };
 
 pub use self::{
+    bundle::{ExportReport, ImportReport},
     handle::Room,
     lifecycle::{RoomSummary, bytes_received},
     view::{FileEntry, FileKind},
