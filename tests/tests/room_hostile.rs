@@ -83,7 +83,14 @@ async fn outsiders_and_forged_entries_get_nothing_in() {
     let c = raw_connect_as(&outsider, &a.node, ALPN).await.unwrap();
     let (mut send, mut recv) = c.open_bi().await.unwrap();
     let guess = RoomSecret([7; 32]).connection_proof(&exporter(&c), true);
-    write(&mut send, &Hello { proof: guess }).await;
+    write(
+        &mut send,
+        &Hello {
+            proof: guess,
+            earlier: vec![],
+        },
+    )
+    .await;
     assert_eq!(read::<Welcome>(&mut recv).await, Welcome::Unknown);
     let rest = recv.read_to_end(1 << 20).await.unwrap();
     assert!(rest.is_empty(), "an outsider gets nothing after Unknown");
@@ -92,7 +99,14 @@ async fn outsiders_and_forged_entries_get_nothing_in() {
     let c2 = raw_connect_as(&outsider, &a.node, ALPN).await.unwrap();
     let (mut send2, mut recv2) = c2.open_bi().await.unwrap();
     let replayed = secret.connection_proof(&exporter(&c), true);
-    write(&mut send2, &Hello { proof: replayed }).await;
+    write(
+        &mut send2,
+        &Hello {
+            proof: replayed,
+            earlier: vec![],
+        },
+    )
+    .await;
     assert_eq!(read::<Welcome>(&mut recv2).await, Welcome::Unknown);
 
     // A member (it knows the secret) gets in, and its proof is checked.
@@ -104,6 +118,7 @@ async fn outsiders_and_forged_entries_get_nothing_in() {
         &mut send,
         &Hello {
             proof: secret.connection_proof(&x, true),
+            earlier: vec![],
         },
     )
     .await;

@@ -7,8 +7,8 @@ use clap::{Parser, Subcommand};
 use p2pfs_proto::{Hash, PeerAddr};
 
 use crate::params::{
-    Blobs, CreateRoom, ExportRoom, FetchBlob, ImportRoom, JoinRoom, PutFile, RoomFile, RoomRef,
-    SetCopies, VerifyBlobs,
+    Blobs, CreateRoom, ExportRoom, FetchBlob, ImportRoom, JoinRoom, PutFile, RoomFile, RoomMember,
+    RoomRef, SetCopies, VerifyBlobs,
 };
 
 /// p2pfs: share files with content addressing, verified chunk by chunk.
@@ -272,6 +272,22 @@ pub(crate) enum RoomCommand {
         #[arg(long)]
         json: bool,
     },
+    /// List the members: role, name, short id, last seen
+    Members {
+        #[command(flatten)]
+        room: RoomRef,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a member a moderator (the owner only)
+    Promote(RoomMember),
+    /// Make a moderator a member again (the owner only)
+    Demote(RoomMember),
+    /// Remove a member (an owner or moderator): the room's key changes,
+    /// the member can no longer see new files or messages, and old tickets
+    /// stop admitting anyone
+    Remove(RoomMember),
     /// Write a room's log (and with --files its files) to one file, to
     /// carry it with no network; the file grants membership like a ticket
     Export(ExportRoom),
@@ -325,6 +341,10 @@ impl RoomCommand {
             Self::Ls { .. } => "room ls",
             Self::Set(_) => "room set",
             Self::Status { .. } => "room status",
+            Self::Members { .. } => "room members",
+            Self::Promote(_) => "room promote",
+            Self::Demote(_) => "room demote",
+            Self::Remove(_) => "room remove",
             Self::Export(_) => "room export",
             Self::Import(_) => "room import",
             Self::Pin(_) => "room pin",

@@ -18,6 +18,18 @@ pub(crate) fn human_bytes(n: u64) -> String {
     }
 }
 
+/// Formats a duration in milliseconds for people: `40s`, `5m`, `3h`,
+/// `2d`.
+pub(crate) fn human_age(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
 /// Writes one line to standard output.
 pub(crate) fn line(out: &mut impl Write, text: &str) -> io::Result<()> {
     out.write_all(text.as_bytes())?;

@@ -131,6 +131,16 @@ impl RoomFile {
     }
 }
 
+/// A member of a room (`room promote`, `demote`, `remove`).
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub(crate) struct RoomMember {
+    /// The room
+    pub(crate) room: String,
+    /// The member: its node id, a prefix of it (as `room members` shows
+    /// it), or its display name if no other member has it
+    pub(crate) member: String,
+}
+
 /// `room export`. The client sends the file by absolute path.
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
 pub(crate) struct ExportRoom {

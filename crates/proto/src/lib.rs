@@ -20,6 +20,7 @@ pub mod dht;
 mod hash;
 mod id;
 pub mod mainline;
+pub mod moderation;
 mod ranges;
 pub mod relay;
 pub mod room;

@@ -261,6 +261,9 @@ pub enum Op {
         /// The entries for this path this one replaces.
         replaces: Vec<Hash>,
     },
+    /// A new epoch: members removed, the new room key wrapped for the
+    /// others (docs/protocol.md §8.11).
+    Epoch(crate::moderation::Epoch),
 }
 
 /// The identity of a file across its names (hard links) and versions.
@@ -362,6 +365,22 @@ pub enum Meta {
     /// How many members keep a full copy of each file. Of several such
     /// entries, the one with the greatest `time`, then entry hash, holds.
     Copies(Copies),
+    /// The author created the room: the room's secret is
+    /// [`RoomSecret::for_owner`]`(author, nonce)` (docs/protocol.md §8.11).
+    Owner {
+        /// The nonce the secret was made with.
+        nonce: [u8; 32],
+    },
+    /// The owner gives `member` a role (moderator, or member again).
+    Role {
+        /// Who.
+        member: NodeId,
+        /// Its role from now on: `Moderator` or `Member`.
+        role: crate::moderation::Role,
+    },
+    /// The author leaves the room: the others stop counting on it (its
+    /// copies are made elsewhere at once) and leave it out of later keys.
+    Leave,
 }
 
 /// A room's replication policy.
@@ -413,7 +432,7 @@ impl Op {
             | Op::File { path, .. }
             | Op::Dir { path, .. }
             | Op::SymlinkAt { path, .. } => Some(path),
-            Op::Chat { .. } | Op::Meta(_) => None,
+            Op::Chat { .. } | Op::Meta(_) | Op::Epoch(_) => None,
         }
     }
 
@@ -427,7 +446,7 @@ impl Op {
             | Op::File { replaces, .. }
             | Op::Dir { replaces, .. }
             | Op::SymlinkAt { replaces, .. } => replaces,
-            Op::Chat { .. } | Op::Meta(_) => &[],
+            Op::Chat { .. } | Op::Meta(_) | Op::Epoch(_) => &[],
         }
     }
 }
@@ -506,6 +525,13 @@ impl EntryBody {
                 }
             }
             Op::Meta(Meta::Copies(Copies::Full)) => {}
+            Op::Meta(Meta::Owner { .. } | Meta::Leave) => {}
+            Op::Meta(Meta::Role { role, .. }) => {
+                if *role == crate::moderation::Role::Owner {
+                    return bad("a role entry naming an owner".into());
+                }
+            }
+            Op::Epoch(e) => e.check().map_err(EntryError::Invalid)?,
         }
         Ok(())
     }
@@ -568,13 +594,18 @@ impl Entry {
         Hash::of(&signed_message(room, &self.body))
     }
 
-    /// Decodes an entry from its encoding, checking its size and bounds.
+    /// Decodes an entry from its encoding, checking its size and bounds:
+    /// at most [`MAX_ENTRY`] bytes, or
+    /// [`crate::moderation::MAX_EPOCH_ENTRY`] for an epoch.
     pub fn decode(bytes: &[u8]) -> Result<(Entry, EntryBody), EntryError> {
-        if bytes.len() > MAX_ENTRY {
+        if bytes.len() > crate::moderation::MAX_EPOCH_ENTRY {
             return Err(EntryError::TooLarge(bytes.len()));
         }
         let e: Entry = codec::decode(bytes).map_err(|e| EntryError::Decode(e.to_string()))?;
         let body = e.body()?;
+        if bytes.len() > MAX_ENTRY && !matches!(body.op, Op::Epoch(_)) {
+            return Err(EntryError::TooLarge(bytes.len()));
+        }
         Ok((e, body))
     }
 
@@ -589,7 +620,7 @@ impl Entry {
     /// The encoding (what the log stores and sync sends).
     pub fn encode(&self) -> Result<Vec<u8>, EntryError> {
         let bytes = codec::encode(self).map_err(|e| EntryError::Decode(e.to_string()))?;
-        if bytes.len() > MAX_ENTRY {
+        if bytes.len() > crate::moderation::MAX_EPOCH_ENTRY {
             return Err(EntryError::TooLarge(bytes.len()));
         }
         Ok(bytes)
@@ -604,9 +635,17 @@ pub struct Have(pub Vec<(NodeId, u64)>);
 /// The first message on a room stream, from the dialer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
-    /// [`RoomSecret::connection_proof`] with `dialer = true`.
+    /// [`RoomSecret::connection_proof`] with `dialer = true`, under the
+    /// dialer's current epoch key (docs/protocol.md §8.11).
     pub proof: [u8; 32],
+    /// The same under earlier epoch keys the dialer knows, newest first
+    /// (at most [`MAX_EARLIER_PROOFS`]), for a member that has not heard
+    /// of the latest epoch yet.
+    pub earlier: Vec<[u8; 32]>,
 }
+
+/// Most earlier proofs in a [`Hello`].
+pub const MAX_EARLIER_PROOFS: usize = 4;
 
 /// The answer to a [`Hello`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -619,6 +658,13 @@ pub enum Welcome {
     },
     /// The proof matched no room the answerer is in.
     Unknown,
+    /// The proof matched a room, and the dialer was removed from it.
+    Removed {
+        /// Who removed it.
+        by: NodeId,
+        /// When, on the remover's clock (ms since the Unix epoch).
+        time: u64,
+    },
 }
 
 /// The messages both members send once the stream is authenticated.
@@ -794,6 +840,20 @@ pub struct RoomTicket {
     pub name: String,
     /// Members to reach first.
     pub nodes: Vec<NodeAddr>,
+    /// The key of the room's current epoch, once members have been
+    /// removed (docs/protocol.md §8.11); `None` in epoch 0, whose key is
+    /// the secret. A ticket written before epochs existed ends before
+    /// this field and reads as `None`.
+    pub key: Option<crate::moderation::EpochKey>,
+}
+
+/// The fields of a ticket of before epochs.
+#[derive(Deserialize)]
+struct TicketBeforeEpochs {
+    version: u8,
+    secret: RoomSecret,
+    name: String,
+    nodes: Vec<NodeAddr>,
 }
 
 impl fmt::Debug for RoomTicket {
@@ -848,7 +908,34 @@ impl RoomTicket {
             secret,
             name,
             nodes,
+            key: None,
         }
+    }
+
+    /// The same ticket, for the epoch of `key`.
+    pub fn with_key(mut self, key: Option<crate::moderation::EpochKey>) -> Self {
+        self.key = key;
+        self
+    }
+
+    /// Decodes a ticket's postcard encoding (as a room export holds it),
+    /// of this format or of before epochs.
+    pub fn decode(bytes: &[u8]) -> Result<Self, RoomTicketError> {
+        let t = match codec::decode::<RoomTicket>(bytes) {
+            Ok(t) => t,
+            Err(e) => match codec::decode::<TicketBeforeEpochs>(bytes) {
+                Ok(t) => RoomTicket {
+                    version: t.version,
+                    secret: t.secret,
+                    name: t.name,
+                    nodes: t.nodes,
+                    key: None,
+                },
+                Err(_) => return Err(RoomTicketError::Invalid(e.to_string())),
+            },
+        };
+        t.check()?;
+        Ok(t)
     }
 }
 
@@ -862,7 +949,21 @@ impl FromStr for RoomTicket {
     type Err = RoomTicketError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let t: Self = crate::ticket::read_text(s, Self::PREFIX)?;
+        let t: Self = match crate::ticket::read_text::<Self>(s, Self::PREFIX) {
+            Ok(t) => t,
+            // (Of the two, the older format's error: a ticket of format 0
+            // is told as such.)
+            Err(_) => {
+                let t = crate::ticket::read_text::<TicketBeforeEpochs>(s, Self::PREFIX)?;
+                RoomTicket {
+                    version: t.version,
+                    secret: t.secret,
+                    name: t.name,
+                    nodes: t.nodes,
+                    key: None,
+                }
+            }
+        };
         t.check()?;
         Ok(t)
     }
@@ -1036,12 +1137,16 @@ mod tests {
         let t = RoomTicket::new(RoomSecret([0; 32]), "a".into(), vec![]);
         let mut bytes = vec![1u8];
         bytes.extend([0; 32]);
-        bytes.extend([1, b'a', 0]);
+        bytes.extend([1, b'a', 0, 0]);
         assert_eq!(codec::encode(&t).unwrap(), bytes);
         assert_eq!(
             t.to_string(),
-            "p2pfs1aeaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaalbaao5moyh"
+            "p2pfs1aeaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaalbaaana4jjya"
         );
+        // A ticket of before epochs (no key field) still reads, as epoch 0.
+        let before = "p2pfs1aeaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaalbaao5moyh";
+        assert_eq!(before.parse::<RoomTicket>(), Ok(t.clone()));
+        bytes.pop();
         // Format 0 (no checksum) is refused with a word on what to do.
         bytes[0] = 0;
         let old = format!(
@@ -1087,11 +1192,39 @@ mod tests {
             assert_eq!(codec::encode(&v).unwrap(), want, "{v:?}");
             assert_eq!(codec::decode::<T>(want).unwrap(), v);
         }
-        both(Hello { proof: [5; 32] }, &[5; 32]);
+        let mut hello = vec![5; 32];
+        hello.push(0);
+        both(
+            Hello {
+                proof: [5; 32],
+                earlier: vec![],
+            },
+            &hello,
+        );
+        let mut hello = vec![5; 32];
+        hello.push(1);
+        hello.extend([4; 32]);
+        both(
+            Hello {
+                proof: [5; 32],
+                earlier: vec![[4; 32]],
+            },
+            &hello,
+        );
         let mut member = vec![0];
         member.extend([6; 32]);
         both(Welcome::Member { proof: [6; 32] }, &member);
         both(Welcome::Unknown, &[1]);
+        let mut removed = vec![2];
+        removed.extend([7; 32]);
+        removed.extend([0xe8, 0x07]);
+        both(
+            Welcome::Removed {
+                by: NodeId::from_bytes([7; 32]),
+                time: 1000,
+            },
+            &removed,
+        );
         let mut have = vec![0, 1];
         have.extend([1; 32]);
         have.extend([0xac, 0x02]);

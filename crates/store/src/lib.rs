@@ -238,6 +238,7 @@ impl Store {
             txn.open_table(tables::ROOM_AUTHORS).db()?;
             txn.open_table(tables::ROOM_HEADS).db()?;
             txn.open_table(tables::ROOM_VIEW).db()?;
+            txn.open_table(tables::ROOM_KEYS).db()?;
         }
         txn.commit().db()
     }

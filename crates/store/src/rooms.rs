@@ -120,9 +120,41 @@ impl Store {
             .db()?
             .retain_in((r, &lo)..=(r, &hi), |_, _| false)
             .db()?;
+        txn.open_table(tables::ROOM_KEYS)
+            .db()?
+            .retain_in((r, &lo)..=(r, &hi), |_, _| false)
+            .db()?;
         clear_views(&mut txn.open_table(tables::ROOM_VIEW).db()?, r)?;
         txn.commit().db()?;
         Ok(existed)
+    }
+
+    /// Keeps the key of `room`'s epoch `epoch` (the hash of its entry).
+    pub fn put_room_key(
+        &self,
+        room: &RoomId,
+        epoch: &Hash,
+        key: &[u8; 32],
+    ) -> Result<(), StoreError> {
+        let txn = self.begin_write()?;
+        txn.open_table(tables::ROOM_KEYS)
+            .db()?
+            .insert((room.as_bytes(), epoch.as_bytes()), key)
+            .db()?;
+        txn.commit().db()
+    }
+
+    /// The epoch keys of `room` this node holds.
+    pub fn room_keys(&self, room: &RoomId) -> Result<Vec<(Hash, [u8; 32])>, StoreError> {
+        let txn = self.begin_read()?;
+        let t = txn.open_table(tables::ROOM_KEYS).db()?;
+        let r = room.as_bytes();
+        let mut out = Vec::new();
+        for item in t.range((r, &[0u8; 32])..=(r, &[0xff; 32])).db()? {
+            let (k, v) = item.db()?;
+            out.push((Hash::from_bytes(*k.value().1), *v.value()));
+        }
+        Ok(out)
     }
 
     /// Runs `f` on `room`'s log and views in one durable write transaction.
@@ -147,6 +179,44 @@ impl Store {
         };
         txn.commit().db()?;
         Ok(out)
+    }
+
+    /// The time (its author's clock, ms) of `author`'s last entry in
+    /// `room`, if it wrote one.
+    pub fn room_last_time(
+        &self,
+        room: &RoomId,
+        author: &NodeId,
+    ) -> Result<Option<u64>, StoreError> {
+        let txn = self.begin_read()?;
+        let r = room.as_bytes();
+        let seq = txn.open_table(tables::ROOM_SEQ).db()?;
+        let entries = txn.open_table(tables::ROOM_ENTRIES).db()?;
+        let last = seq
+            .range((r, author.as_bytes(), 0)..=(r, author.as_bytes(), u64::MAX))
+            .db()?
+            .next_back();
+        let Some(item) = last else {
+            return Ok(None);
+        };
+        let (_, v) = item.db()?;
+        let (hash, _) = v.value();
+        let Some(e) = entries.get((r, hash)).db()? else {
+            return Ok(None);
+        };
+        let Ok(entry) = codec::decode::<p2pfs_proto::room::Entry>(e.value().1) else {
+            return Ok(None);
+        };
+        Ok(entry.body().ok().map(|b| b.time))
+    }
+
+    /// The encoded entry `hash` of `room`'s log, if it is there.
+    pub fn room_entry(&self, room: &RoomId, hash: &Hash) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.begin_read()?;
+        let t = txn.open_table(tables::ROOM_ENTRIES).db()?;
+        Ok(t.get((room.as_bytes(), hash.as_bytes()))
+            .db()?
+            .map(|v| v.value().1.to_vec()))
     }
 
     /// The log's summary: how many entries of each author it has.

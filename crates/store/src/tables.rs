@@ -67,6 +67,10 @@ pub(crate) const ROOM_HEADS: TableDefinition<'_, (&HashKey, &HashKey), ()> =
     TableDefinition::new("room_heads_v1");
 pub(crate) const ROOM_VIEW: TableDefinition<'_, (&HashKey, &[u8]), &[u8]> =
     TableDefinition::new("room_view_v1");
+/// The keys of a room's epochs this node holds (a ticket's, or unwrapped
+/// from an epoch entry), by room and epoch entry hash.
+pub(crate) const ROOM_KEYS: TableDefinition<'_, (&HashKey, &HashKey), &HashKey> =
+    TableDefinition::new("room_keys_v1");
 pub(crate) const STORE: TableDefinition<'_, &str, u64> = TableDefinition::new("store_v1");
 
 /// Key in `store_v1` holding [`FORMAT_VERSION`].

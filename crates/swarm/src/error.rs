@@ -163,6 +163,27 @@ pub enum RoomError {
     /// A chat line over the limit.
     #[error("a chat line is at most {} bytes", p2pfs_proto::room::MAX_TEXT)]
     LineTooLong,
+    /// No member of the room matches.
+    #[error("no member of the room is {0:?} (see `p2pfs room members`)")]
+    NoSuchMember(String),
+    /// Several members match.
+    #[error("{0:?} names several members ({1}): give more of the node id")]
+    AmbiguousMember(String, String),
+    /// Not allowed by the room's roles, and why.
+    #[error("{0}")]
+    NotAllowed(String),
+    /// This node was removed from the room.
+    #[error(
+        "this node was removed from room {room:?} by {by} at {when}: it can no longer see new files or messages there, and what it writes is refused"
+    )]
+    Removed {
+        /// The room's local name.
+        room: String,
+        /// Who removed it (short id).
+        by: String,
+        /// When.
+        when: String,
+    },
     /// Nothing to post.
     #[error("nothing to post: the text is empty")]
     NothingToPost,

@@ -117,7 +117,8 @@ impl SecretKey {
     }
 
     /// The 32-byte seed (the Mainline DHT signs this node's address
-    /// record with the same key, [`crate::mainline`]).
+    /// record with the same key, [`crate::mainline`]; rooms' key wraps
+    /// derive the X25519 key from it).
     pub(crate) fn seed(&self) -> &[u8; 32] {
         &self.seed
     }

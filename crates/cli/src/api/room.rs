@@ -14,7 +14,9 @@ use p2pfs_swarm::{
 use crate::{
     control::{Response, RoomRequest},
     error::AppError,
-    params::{CreateRoom, ExportRoom, ImportRoom, JoinRoom, RoomFile, RoomRef, SetCopies},
+    params::{
+        CreateRoom, ExportRoom, ImportRoom, JoinRoom, RoomFile, RoomMember, RoomRef, SetCopies,
+    },
 };
 
 /// How long a node started for one command waits to reach a member.
@@ -24,6 +26,9 @@ const FLUSH_WAIT: Duration = Duration::from_secs(10);
 /// How long a node started for one `room put` waits for a member to keep
 /// the file.
 const HAND_OVER_WAIT: Duration = Duration::from_secs(60);
+/// How long `room leave` waits for what only this node keeps to reach a
+/// member online.
+const LEAVE_WAIT: Duration = Duration::from_secs(60);
 /// How long a node started for `room status` listens for the replicas'
 /// statuses after its first sync.
 const STATUS_WAIT: Duration = Duration::from_millis(1500);
@@ -76,7 +81,61 @@ pub(super) async fn execute(
         }
         RoomRequest::Leave(RoomRef { room }) => {
             let room = node.find_room(&room).await?;
-            node.leave_room(&room).await?;
+            if !ctx.daemon {
+                reach(node, &room, out).await?;
+            }
+            for f in node.leave_room(&room, LEAVE_WAIT).await? {
+                send(Response::Warning(format!(
+                    "{:?} ({} bytes) had no copy on a member online but this node's: \
+                     it is gone from here",
+                    f.path, f.size
+                )))
+                .await?;
+            }
+        }
+        RoomRequest::Members(RoomRef { room }) => {
+            let room = node.find_room(&room).await?;
+            if !ctx.daemon {
+                reach(node, &room, out).await?;
+            }
+            send(Response::Members(node.room_members(&room).await?)).await?;
+        }
+        RoomRequest::SetRole {
+            member: RoomMember { room, member },
+            moderator,
+        } => {
+            let room = node.find_room(&room).await?;
+            if !ctx.daemon {
+                reach(node, &room, out).await?;
+            }
+            let id = node.resolve_member(&room, &member).await?;
+            let role = if moderator {
+                p2pfs_proto::moderation::Role::Moderator
+            } else {
+                p2pfs_proto::moderation::Role::Member
+            };
+            node.room_set_role(&room, id, role).await?;
+            if !ctx.daemon {
+                flush(node, &room, out).await?;
+            }
+        }
+        RoomRequest::Remove(RoomMember { room, member }) => {
+            let room = node.find_room(&room).await?;
+            if !ctx.daemon {
+                reach(node, &room, out).await?;
+            }
+            let id = node.resolve_member(&room, &member).await?;
+            let name = node
+                .room_members(&room)
+                .await?
+                .into_iter()
+                .find(|m| m.id == id)
+                .and_then(|m| m.name);
+            node.room_remove(&room, id).await?;
+            if !ctx.daemon {
+                flush(node, &room, out).await?;
+            }
+            send(Response::Removed(id, name)).await?;
         }
         RoomRequest::Put(put) => {
             let path = put.name_in_room()?;

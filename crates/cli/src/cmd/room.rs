@@ -13,7 +13,10 @@ use crate::{
     cmd,
     control::{Request, Response, RoomRequest},
     output,
-    params::{CreateRoom, ExportRoom, ImportRoom, JoinRoom, PutFile, RoomFile, RoomRef, SetCopies},
+    params::{
+        CreateRoom, ExportRoom, ImportRoom, JoinRoom, PutFile, RoomFile, RoomMember, RoomRef,
+        SetCopies,
+    },
     session::Session,
 };
 
@@ -445,6 +448,107 @@ pub(crate) async fn import(
                     r.blobs
                 ),
             )?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// `room members ROOM [--json]`: one line per member, `ROLE  NAME  ID
+/// SEEN`.
+pub(crate) async fn members(
+    session: &Session,
+    room: RoomRef,
+    json: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let mut list = Vec::new();
+    call(session, RoomRequest::Members(room), |r| {
+        if let Response::Members(v) = r {
+            list = v;
+        }
+        Ok(())
+    })
+    .await?;
+    if json {
+        return output::json(out, &list);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let width = list
+        .iter()
+        .map(|m| {
+            m.name
+                .as_deref()
+                .map_or(1, |n| render::clean(n).chars().count())
+        })
+        .max()
+        .unwrap_or(1);
+    for m in &list {
+        let seen = if m.online {
+            "online".to_string()
+        } else if m.left {
+            "left".to_string()
+        } else {
+            match m.last_seen_ms {
+                Some(t) => format!("last seen {} ago", output::human_age(now.saturating_sub(t))),
+                None => "never seen".to_string(),
+            }
+        };
+        let name = m.name.as_deref().map_or_else(|| "-".into(), render::clean);
+        output::line(
+            out,
+            &format!(
+                "{:<9}  {name:<width$}  {}  {seen}",
+                m.role.as_str(),
+                m.id.fmt_short()
+            ),
+        )?;
+    }
+    Ok(())
+}
+
+/// `room promote` / `room demote`.
+pub(crate) async fn set_role(
+    session: &Session,
+    member: RoomMember,
+    moderator: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let who = member.member.clone();
+    call(session, RoomRequest::SetRole { member, moderator }, |_| {
+        Ok(())
+    })
+    .await?;
+    let role = if moderator { "a moderator" } else { "a member" };
+    output::line(out, &format!("{} is now {role}", render::clean(&who)))?;
+    Ok(())
+}
+
+/// `room remove ROOM MEMBER`.
+pub(crate) async fn remove(
+    session: &Session,
+    member: RoomMember,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let room = member.room.clone();
+    call(session, RoomRequest::Remove(member), |r| {
+        if let Response::Removed(id, name) = r {
+            let name = name.as_deref().map_or_else(|| "-".into(), render::clean);
+            output::line(
+                out,
+                &format!(
+                    "removed {name} ({}): it can no longer see new files or messages; \
+                     what it already had stays with it",
+                    id.fmt_short()
+                ),
+            )?;
+            eprintln!(
+                "the room's key changed: old tickets no longer admit anyone; \
+                 `p2pfs room ticket {}` gives a new one",
+                render::clean(&room)
+            );
         }
         Ok(())
     })

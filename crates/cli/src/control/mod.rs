@@ -25,8 +25,8 @@ pub(crate) use server::serve;
 use p2pfs_swarm::{FetchProgress, FetchStats, PeerInfo};
 
 use crate::params::{
-    Blobs, CreateRoom, ExportRoom, FetchBlob, ImportRoom, JoinRoom, PutFile, RoomFile, RoomRef,
-    SetCopies, VerifyBlobs,
+    Blobs, CreateRoom, ExportRoom, FetchBlob, ImportRoom, JoinRoom, PutFile, RoomFile, RoomMember,
+    RoomRef, SetCopies, VerifyBlobs,
 };
 
 /// The socket's file name in the data directory.
@@ -151,6 +151,17 @@ pub(crate) enum RoomRequest {
     Pin(RoomFile),
     /// Stop keeping a pinned file here: one `Added` naming it.
     Unpin(RoomFile),
+    /// The members: one `Members`.
+    Members(RoomRef),
+    /// Give a member a role: one `Done`.
+    SetRole {
+        /// The member.
+        member: RoomMember,
+        /// Moderator (promote) or member (demote).
+        moderator: bool,
+    },
+    /// Remove a member: one `Removed`.
+    Remove(RoomMember),
     /// Write a room's export file: one `RoomExported`.
     Export(ExportRoom),
     /// Merge an export file: one `RoomImported`.
@@ -254,6 +265,10 @@ pub(crate) enum Response {
     RoomStatus(p2pfs_swarm::replica::RoomStatus),
     /// More files of the `RoomStatus` before.
     RoomFiles(Vec<p2pfs_swarm::replica::FileCopies>),
+    /// A room's members.
+    Members(Vec<p2pfs_swarm::room::MemberInfo>),
+    /// A member removed: its id and name.
+    Removed(p2pfs_proto::NodeId, Option<String>),
     /// What a room export wrote.
     RoomExported(p2pfs_swarm::room::ExportReport),
     /// What a room import did.

@@ -181,6 +181,64 @@ impl Node {
     }
 }
 
+impl Node {
+    /// Before this node leaves `room` for good (`room leave`): tells its
+    /// members it is leaving, waits at most `timeout` until what only this
+    /// node keeps of the room is kept by a member online (while one could
+    /// take it), then says goodbye. Returns the files still kept only here.
+    pub(crate) async fn hand_over_room(&self, room: &Room, timeout: Duration) -> Vec<OnlyHere> {
+        let (store, id) = (self.store().clone(), room.id);
+        let kept = blocking(move || kept_of(&store, &id))
+            .await
+            .unwrap_or_default();
+        let sessions: Vec<_> = room.overlay.snapshot().sessions.values().cloned().collect();
+        for s in &sessions {
+            let _ = s.tx.try_send(Out::Msg(SyncMsg::Leaving));
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        let alone = loop {
+            let (alone, takers) = only_here(room, self.id(), &kept);
+            if alone.is_empty() || !takers || tokio::time::Instant::now() >= deadline {
+                break alone;
+            }
+            tokio::time::sleep(POLL).await;
+        };
+        for s in &sessions {
+            let _ = s.tx.try_send(Out::Msg(SyncMsg::Goodbye));
+        }
+        self.room_flush(room, GOODBYE_WAIT).await;
+        alone
+            .into_iter()
+            .filter_map(|h| {
+                kept.get(&h).map(|(path, size)| OnlyHere {
+                    room: room.name(),
+                    path: path.clone(),
+                    size: *size,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The files of room `id` this node keeps: hash → (path, size).
+fn kept_of(
+    store: &p2pfs_store::Store,
+    id: &p2pfs_proto::RoomId,
+) -> Result<Kept, p2pfs_store::StoreError> {
+    let mut kept = Kept::new();
+    for e in query::ls(store, id)? {
+        if let FileKind::File { hash, size, .. } = e.kind
+            && !kept.contains_key(&hash)
+            && store
+                .info(&hash)?
+                .is_some_and(|i| super::status::is_kept(&i, id))
+        {
+            kept.insert(hash, (e.path, size));
+        }
+    }
+    Ok(kept)
+}
+
 /// The leave itself: announce, then wait until nothing kept here is
 /// kept only here (while a member online could take it) or `timeout`.
 async fn wait_for_copies(
@@ -202,22 +260,9 @@ async fn wait_for_copies(
         // What the store keeps for the room now (the runtime's last
         // status may not show a file published a moment ago).
         let (store, id) = (node.store().clone(), room.id);
-        let kept = blocking(move || {
-            let mut kept = Kept::new();
-            for e in query::ls(&store, &id)? {
-                if let FileKind::File { hash, size, .. } = e.kind
-                    && !kept.contains_key(&hash)
-                    && store
-                        .info(&hash)?
-                        .is_some_and(|i| super::status::is_kept(&i, &id))
-                {
-                    kept.insert(hash, (e.path, size));
-                }
-            }
-            Ok(kept)
-        })
-        .await
-        .unwrap_or_default();
+        let kept = blocking(move || kept_of(&store, &id))
+            .await
+            .unwrap_or_default();
         rooms.push((room, kept));
     }
     loop {

@@ -121,13 +121,13 @@ impl LogTask {
             };
             match cmd {
                 Cmd::Author { ops, reply } => {
-                    let (store, net, secret) = (store.clone(), net.clone(), room.secret.clone());
+                    let (s, n, secret) = (store.clone(), net.clone(), room.secret.clone());
                     let written =
-                        crate::off_thread(move || log::author_all(&store, net.key(), &secret, ops))
-                            .await;
+                        crate::off_thread(move || log::author_all(&s, n.key(), &secret, ops)).await;
                     let result = match written {
                         Ok(Ok(entries)) => {
                             room.broadcast(&entries, None);
+                            super::epochs::after_entries(&room, &store, &net, &entries).await;
                             Ok(entries.iter().map(|e| e.hash).collect())
                         }
                         Ok(Err(e)) => Err(e.into()),
@@ -140,7 +140,7 @@ impl LogTask {
                     entries,
                     reply,
                 } => {
-                    let result = accept(&room, &store, &mut pending, peer, entries).await;
+                    let result = accept(&room, &store, &net, &mut pending, peer, entries).await;
                     let _ = reply.send(result);
                 }
             }
@@ -151,8 +151,9 @@ impl LogTask {
 /// Accepts `entries` from `peer` with the pending ones; keeps those still
 /// waiting for parents and pushes the new ones on.
 async fn accept(
-    room: &Room,
+    room: &Arc<Room>,
     store: &Store,
+    net: &Net,
     pending: &mut Vec<(Instant, Verified)>,
     peer: NodeId,
     entries: Vec<Verified>,
@@ -163,8 +164,8 @@ async fn accept(
         since.insert(v.hash, t);
         batch.push(v);
     }
-    let (store, rid) = (store.clone(), room.id);
-    let accepted = crate::blocking(move || log::accept(&store, &rid, batch)).await?;
+    let (s, rid) = (store.clone(), room.id);
+    let accepted = crate::blocking(move || log::accept(&s, &rid, batch)).await?;
     for (hash, why) in &accepted.rejected {
         tracing::warn!(room = %room.id.fmt_short(), %peer, %hash, "refused a room entry: {why}");
     }
@@ -178,6 +179,18 @@ async fn accept(
         let authors = accepted.new.iter().map(|e| e.body.author).collect();
         room.overlay.send(overlay::Cmd::Authors(authors)).await;
         room.broadcast(&accepted.new, Some(peer));
+        super::epochs::after_entries(room, store, net, &accepted.new).await;
+    }
+    if accepted.cut_applied {
+        // A removal cut entries the views had taken in: the tree again,
+        // without them.
+        let (store, rid) = (store.clone(), room.id);
+        match crate::blocking(move || log::rebuild_tree_now(&store, &rid)).await {
+            Ok(()) => room.tree_rebuilt(),
+            Err(e) => {
+                tracing::warn!(room = %room.id.fmt_short(), "rebuilding the tree after a removal: {e}")
+            }
+        }
     }
     Ok(waiting)
 }

@@ -166,9 +166,14 @@ impl Node {
                 .collect(),
             joined: now_secs(),
         };
-        let store = self.store().clone();
-        let i = info.clone();
-        blocking(move || store.put_room(&i)).await?;
+        let (store, i, key) = (self.store().clone(), info.clone(), ticket.key.clone());
+        blocking(move || {
+            if let Some(k) = key {
+                store.put_room_key(&i.secret.id(), &k.epoch, &k.key)?;
+            }
+            store.put_room(&i)
+        })
+        .await?;
         self.start_room(&info).await
     }
 }
@@ -252,12 +257,8 @@ fn read(
         Some(Record::Other {
             kind: BUNDLE_ROOM,
             payload,
-        }) => {
-            let t: RoomTicket = p2pfs_proto::codec::decode(&payload)
-                .map_err(|e| bad(format!("its room record does not decode: {e}")))?;
-            t.check().map_err(RoomError::from)?;
-            t
-        }
+        }) => RoomTicket::decode(&payload)
+            .map_err(|e| bad(format!("its room record does not read: {e}")))?,
         Some(Record::Blob { .. }) | None => {
             return Err(bad(
                 "it holds blobs only (import it with p2pfs import)".into()

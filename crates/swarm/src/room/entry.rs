@@ -2,7 +2,7 @@
 
 use p2pfs_proto::{
     Hash, NodeId, RoomId, RoomSecret,
-    room::{Entry, EntryBody, EntryError, Op, Signature, signed_message},
+    room::{Entry, EntryBody, EntryError, Meta, Op, Signature, signed_message},
 };
 
 use crate::identity::{self, SecretKey};
@@ -31,6 +31,14 @@ pub(crate) fn verify(
     let msg = signed_message(room, &entry.body);
     if !identity::verify(&body.author, &msg, &entry.sig.0) {
         return Err(EntryError::BadSignature(body.author.fmt_short()));
+    }
+    if let Op::Meta(Meta::Owner { nonce }) = &body.op
+        && !secret.is_owned_by(&body.author, nonce)
+    {
+        return Err(EntryError::Invalid(format!(
+            "{} claims to own the room, and did not create it",
+            body.author.fmt_short()
+        )));
     }
     Ok(Verified {
         hash: Hash::of(&msg),

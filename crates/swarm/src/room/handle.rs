@@ -56,6 +56,8 @@ pub struct Room {
     pub(super) touched: Mutex<Touched>,
     /// Keeping the room's files on enough members.
     pub(crate) replica: Arc<crate::replica::RoomReplica>,
+    /// Roles, epochs and the keys this node holds (`super::epochs`).
+    pub(crate) epochs: super::epochs::EpochState,
     /// The mesh's clock starts here.
     clock: Instant,
 }
@@ -114,6 +116,7 @@ impl Room {
             tree_lock: Arc::new(tokio::sync::Mutex::new(())),
             touched: Mutex::new(Touched::default()),
             replica,
+            epochs: super::epochs::EpochState::default(),
             clock: Instant::now(),
         };
         (room, task, state, cmds)
@@ -167,6 +170,17 @@ impl Room {
                 }
             }
         }
+    }
+
+    /// The whole tree changed (rebuilt after a removal): views kept in
+    /// memory reload it.
+    pub(crate) fn tree_rebuilt(&self) {
+        let mut touched = crate::lock(&self.touched);
+        let version = *self.changed.borrow() + 1;
+        touched.paths.clear();
+        touched.dropped = version;
+        self.changed.send_modify(|n| *n = version);
+        self.replica.wake.notify_one();
     }
 
     /// Sends `msg` on every session (a session too slow to take it ends,

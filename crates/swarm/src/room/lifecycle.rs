@@ -1,6 +1,9 @@
 //! Starting, creating, joining and leaving rooms, and finding them.
 
-use std::sync::{Arc, atomic::Ordering};
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 
 use p2pfs_proto::{
     Hash, RoomId, RoomSecret, RoomTicket,
@@ -92,6 +95,10 @@ impl Node {
         );
         let room = Arc::new(room);
         {
+            let (r, store, net) = (room.clone(), self.store().clone(), self.net().clone());
+            blocking(move || super::epochs::refresh(&r, &store, net.key())).await?;
+        }
+        {
             let (store, rid) = (self.store().clone(), id);
             let authors = blocking(move || store.room_have(&rid)).await?;
             let authors = authors.into_iter().map(|(a, _)| a).collect();
@@ -158,11 +165,14 @@ impl Node {
             return Err(crate::error::RoomError::BadName(name.to_string()).into());
         }
         self.check_name_free(name)?;
-        let mut seed = [0u8; 32];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
+        // The secret is made from this node's id and a nonce, which its
+        // first entry reveals: that is how every member knows who owns
+        // the room (docs/protocol.md §8.11).
+        let mut nonce = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
             .map_err(|_| crate::error::SetupError::Random)?;
         let info = RoomInfo {
-            secret: RoomSecret(seed),
+            secret: RoomSecret::for_owner(&self.id(), &nonce),
             name: name.to_string(),
             nodes: vec![],
             joined: now_secs(),
@@ -171,6 +181,7 @@ impl Node {
         let i = info.clone();
         blocking(move || store.put_room(&i)).await?;
         let room = self.start_room(&info).await?;
+        self.post(&room, Op::Meta(Meta::Owner { nonce })).await?;
         self.post(&room, Op::Meta(Meta::RoomName(name.to_string())))
             .await?;
         self.post(&room, Op::Meta(Meta::MemberName(self.display_name())))
@@ -212,9 +223,14 @@ impl Node {
                 .collect(),
             joined: now_secs(),
         };
-        let store = self.store().clone();
-        let i = info.clone();
-        blocking(move || store.put_room(&i)).await?;
+        let (store, i, key) = (self.store().clone(), info.clone(), ticket.key.clone());
+        blocking(move || {
+            if let Some(k) = key {
+                store.put_room_key(&i.secret.id(), &k.epoch, &k.key)?;
+            }
+            store.put_room(&i)
+        })
+        .await?;
         let room = self.start_room(&info).await?;
         room.sync_before_write.store(true, Ordering::Relaxed);
         self.post(&room, Op::Meta(Meta::MemberName(self.display_name())))
@@ -222,8 +238,21 @@ impl Node {
         Ok(name)
     }
 
-    /// Leaves a room: stops syncing it and forgets its log, views and pins.
-    pub async fn leave_room(&self, room: &Arc<Room>) -> Result<(), SwarmError> {
+    /// Leaves a room: says so in its log (its members stop counting on
+    /// this node and make the copies it kept elsewhere at once), waits at
+    /// most `hand_over` for what only this node keeps to reach a member
+    /// online, then stops syncing it and forgets its log, views and pins.
+    /// Returns the files that had no other copy online.
+    pub async fn leave_room(
+        &self,
+        room: &Arc<Room>,
+        hand_over: Duration,
+    ) -> Result<Vec<crate::replica::OnlyHere>, SwarmError> {
+        let mut stranded = Vec::new();
+        if room.epochs.removed().is_none() {
+            self.post(room, Op::Meta(Meta::Leave)).await?;
+            stranded = self.hand_over_room(room, hand_over).await;
+        }
         room.cancel.cancel();
         self.inner.rooms.remove(&room.id);
         let (store, id) = (self.store().clone(), room.id);
@@ -239,7 +268,7 @@ impl Node {
             store.remove_room(&id)
         })
         .await?;
-        Ok(())
+        Ok(stranded)
     }
 
     /// Rooms with their live session counts.

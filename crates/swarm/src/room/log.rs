@@ -3,14 +3,17 @@
 //! node's own entries, and keeping the views in step, all in the same
 //! transaction as the log.
 
+use std::collections::HashSet;
+
 use p2pfs_proto::{
-    Hash, RoomId, RoomSecret,
+    Hash, NodeId, RoomId, RoomSecret,
     room::{Entry, EntryBody, MAX_PARENTS, Op},
 };
 use p2pfs_store::{RoomTxn, Store, StoreError};
 
 use super::{
     entry::{self, Verified},
+    moderation,
     view::{self, Kv, ViewError},
 };
 use crate::identity::SecretKey;
@@ -45,6 +48,9 @@ pub(crate) struct Accepted {
     pub(crate) pending: Vec<Verified>,
     /// Entries refused, and why.
     pub(crate) rejected: Vec<(Hash, String)>,
+    /// A removal came in after entries it cuts: the tree must be rebuilt
+    /// without them ([`rebuild_tree_now`]).
+    pub(crate) cut_applied: bool,
 }
 
 enum Check {
@@ -85,7 +91,60 @@ fn check(t: &RoomTxn<'_>, e: &Verified) -> Result<Check, StoreError> {
             )));
         }
     }
+    if view::is_cut(t, b).map_err(view_err)? {
+        return Ok(Check::Reject(format!(
+            "{} was removed from the room: entry {} comes after its removal",
+            b.author.fmt_short(),
+            b.seq
+        )));
+    }
+    if moderation::concerns(&b.op) {
+        let m = view::moderation(t).map_err(view_err)?;
+        let mut failed = None;
+        let verdict = m.check(b, || match owner_seen(t, m.owner, &b.parents) {
+            Ok(n) => n,
+            Err(e) => {
+                failed = Some(e);
+                0
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if let Err(why) = verdict {
+            return Ok(Check::Reject(why));
+        }
+    }
     Ok(Check::Ready)
+}
+
+/// How many of `owner`'s entries the entry with these `parents` has in
+/// its causal past (the owner's chain is numbered from 0, so one more than
+/// the greatest number found). Walks the ancestors: epochs are rare.
+fn owner_seen(t: &RoomTxn<'_>, owner: Option<NodeId>, parents: &[Hash]) -> Result<u64, StoreError> {
+    let Some(owner) = owner else {
+        return Ok(0);
+    };
+    let mut seen = 0u64;
+    let mut visited: HashSet<Hash> = HashSet::new();
+    let mut queue: Vec<Hash> = parents.to_vec();
+    while let Some(h) = queue.pop() {
+        if !visited.insert(h) {
+            continue;
+        }
+        let Some((_, bytes)) = t.entry(&h)? else {
+            continue;
+        };
+        let (_, body) = Entry::decode(&bytes)
+            .map_err(|e| StoreError::Corrupt(format!("room log entry {h}: {e}")))?;
+        if body.author == owner {
+            // Everything before it in the owner's chain is in the past too,
+            // and what that entry saw of others is seen through it: go on.
+            seen = seen.max(body.seq + 1);
+        }
+        queue.extend(body.parents.iter().filter(|p| !visited.contains(p)));
+    }
+    Ok(seen)
 }
 
 fn append(t: &mut RoomTxn<'_>, e: &Verified) -> Result<(), StoreError> {
@@ -111,6 +170,13 @@ pub(crate) fn accept(
                 match check(t, &e)? {
                     Check::Ready => {
                         append(t, &e)?;
+                        if let Op::Epoch(epoch) = &e.body.op {
+                            for r in &epoch.removed {
+                                if t.next_seq(&r.member)? > r.keep {
+                                    out.cut_applied = true;
+                                }
+                            }
+                        }
                         out.new.push(e);
                         progress = true;
                     }
@@ -164,6 +230,23 @@ fn author_in(
 ) -> Result<Verified, StoreError> {
     let me = key.public();
     let seq = t.next_seq(&me)?;
+    if view::is_cut(
+        t,
+        &EntryBody {
+            author: me,
+            seq,
+            parents: vec![],
+            time: 0,
+            member: [0; 32],
+            op: Op::Meta(p2pfs_proto::room::Meta::Leave),
+        },
+    )
+    .map_err(view_err)?
+    {
+        return Err(StoreError::Invalid(
+            "this node was removed from the room: it cannot write there".into(),
+        ));
+    }
     let prev = if seq > 0 {
         t.by_seq(&me, seq - 1)?
     } else {
@@ -225,6 +308,15 @@ pub(crate) fn catch_up_views(store: &Store, room: &RoomId) -> Result<u64, StoreE
             return Ok(total);
         }
     }
+}
+
+/// Rebuilds the tree's rows now (after a removal cut entries they hold).
+pub(crate) fn rebuild_tree_now(store: &Store, room: &RoomId) -> Result<(), StoreError> {
+    let applied = match store.room_view_get(room, view::STATE)? {
+        Some(b) => p2pfs_proto::codec::decode::<view::ViewState>(&b).map_or(0, |s| s.applied),
+        None => 0,
+    };
+    rebuild_tree(store, room, applied).map(|_| ())
 }
 
 /// Renders the chat of views written in another format again: drops its

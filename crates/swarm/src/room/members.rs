@@ -46,9 +46,9 @@ impl Room {
     }
 
     /// Whether `peer` proved membership (while this node runs) or wrote
-    /// to the log.
+    /// to the log, and was not removed.
     pub(crate) fn is_member(&self, peer: &NodeId) -> bool {
-        self.overlay.snapshot().members.contains(peer)
+        self.overlay.snapshot().members.contains(peer) && !self.epochs.moderation().is_removed(peer)
     }
 
     /// Members with a live session.
@@ -71,5 +71,6 @@ impl Node {
             }
         }
         RoomTicket::new(room.secret.clone(), crate::lock(&room.name).clone(), nodes)
+            .with_key(room.epochs.current_key())
     }
 }

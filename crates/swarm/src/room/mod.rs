@@ -44,6 +44,7 @@
 mod actor;
 mod bundle;
 pub(crate) mod entry;
+mod epochs;
 mod fetch;
 mod handle;
 pub(crate) mod handler;
@@ -52,6 +53,7 @@ pub mod listing;
 pub(crate) mod log;
 mod members;
 pub(crate) mod mesh;
+pub mod moderation;
 pub(crate) mod order;
 pub(crate) mod overlay;
 pub mod query;
@@ -65,6 +67,7 @@ pub(crate) mod sync;
 pub(crate) mod transcript;
 pub(crate) mod view;
 pub mod watched;
+mod wrap;
 mod write;
 
 use p2pfs_proto::{
@@ -74,6 +77,7 @@ use p2pfs_proto::{
 
 pub use self::{
     bundle::{ExportReport, ImportReport},
+    epochs::MemberInfo,
     handle::Room,
     lifecycle::{RoomSummary, bytes_received},
     view::{FileEntry, FileKind},

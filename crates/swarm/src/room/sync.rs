@@ -25,9 +25,10 @@ use std::{
 use p2pfs_proto::{
     NodeId,
     close::Code,
+    moderation,
     room::{
-        EXPORTER_LABEL, Have, Hello, MAX_SYNC_FRAME, Presence, PresenceBody, SyncMsg, Welcome,
-        presence_message,
+        EXPORTER_LABEL, Have, Hello, MAX_EARLIER_PROOFS, MAX_SYNC_FRAME, Presence, PresenceBody,
+        SyncMsg, Welcome, presence_message,
     },
 };
 use tokio::sync::{mpsc, oneshot};
@@ -132,14 +133,20 @@ async fn hello(
         reason: e.to_string(),
     })?;
     let x = exporter(&conn)?;
-    frame::write(
-        &mut send,
-        &Hello {
-            proof: room.secret.connection_proof(&x, true),
-        },
-    )
-    .await
-    .map_err(|e| SwarmError::io("sending hello", e))?;
+    // The current epoch's key first, then earlier ones, for a member that
+    // has not heard of the latest epoch yet (docs/protocol.md §8.11).
+    let mut keys = room.epochs.auth_keys(&room.secret);
+    keys.truncate(1 + MAX_EARLIER_PROOFS);
+    let mut proofs = keys
+        .iter()
+        .map(|(_, k)| moderation::connection_proof(k, &x, true));
+    let hello = Hello {
+        proof: proofs.next().unwrap_or_default(),
+        earlier: proofs.collect(),
+    };
+    frame::write(&mut send, &hello)
+        .await
+        .map_err(|e| SwarmError::io("sending hello", e))?;
     let timeout = node.net().limits().request_timeout;
     let welcome = tokio::time::timeout(
         timeout,
@@ -149,11 +156,28 @@ async fn hello(
     .map_err(|_| proto_err(peer, "no answer to the room hello"))?
     .map_err(|e| proto_err(peer, format!("room hello: {e}")))?;
     match welcome {
-        Welcome::Member { proof } if proof == room.secret.connection_proof(&x, false) => {
+        Welcome::Member { proof }
+            if keys
+                .iter()
+                .any(|(_, k)| proof == moderation::connection_proof(k, &x, false)) =>
+        {
             Ok((conn, send, recv))
         }
         Welcome::Member { .. } => Err(proto_err(peer, "a wrong proof of membership")),
         Welcome::Unknown => Err(crate::error::RoomError::NotMember(peer.fmt_short()).into()),
+        Welcome::Removed { by, time } => {
+            // Believed only from a member that proved nothing: it may be
+            // a lie, but its only effect is that this node stops writing
+            // until it syncs its removal from someone, or never does.
+            tracing::warn!(room = %room.id.fmt_short(), %peer, remover = %by, "this node was removed from the room");
+            room.epochs.set_removed(by, time);
+            Err(crate::error::RoomError::Removed {
+                room: room.name(),
+                by: by.fmt_short(),
+                when: crate::room::render::rfc3339(time),
+            }
+            .into())
+        }
     }
 }
 
@@ -186,17 +210,47 @@ async fn answer(node: Node, conn: Conn, mut send: quinn::SendStream, mut recv: q
     let Ok(x) = exporter(&conn) else {
         return;
     };
-    let room = node
-        .all_rooms()
-        .into_iter()
-        .find(|r| r.secret.connection_proof(&x, true) == hello.proof);
-    let Some(room) = room else {
-        tracing::debug!(peer = %conn.peer, "room hello for no room of ours");
+    let peer = conn.peer;
+    let found = node.all_rooms().into_iter().find_map(|r| {
+        let keys = r.epochs.auth_keys(&r.secret);
+        keys.into_iter()
+            .find(|(_, k)| {
+                let mine = moderation::connection_proof(k, &x, true);
+                hello.proof == mine
+                    || hello
+                        .earlier
+                        .iter()
+                        .take(MAX_EARLIER_PROOFS)
+                        .any(|p| *p == mine)
+            })
+            .map(|(epoch, k)| (r, epoch, k))
+    });
+    let Some((room, epoch, key)) = found else {
+        tracing::debug!(%peer, "room hello for no room of ours");
         let _ = frame::write(&mut send, &Welcome::Unknown).await;
         let _ = send.finish();
         return;
     };
-    let proof = room.secret.connection_proof(&x, false);
+    // A removed member is told so; the key of an earlier epoch admits
+    // only a member already known (an old ticket admits no one new).
+    let m = room.epochs.moderation();
+    let refusal = if let Some(r) = m.removal(&peer) {
+        Some(Welcome::Removed {
+            by: r.by,
+            time: r.time,
+        })
+    } else if !room.epochs.is_current(epoch) && !room.is_member(&peer) {
+        Some(Welcome::Unknown)
+    } else {
+        None
+    };
+    if let Some(w) = refusal {
+        tracing::info!(room = %room.id.fmt_short(), %peer, "refused a room session: {w:?}");
+        let _ = frame::write(&mut send, &w).await;
+        let _ = send.finish();
+        return;
+    }
+    let proof = moderation::connection_proof(&key, &x, false);
     if frame::write(&mut send, &Welcome::Member { proof })
         .await
         .is_err()

@@ -45,7 +45,7 @@ use p2pfs_proto::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::render;
+use super::{moderation::Moderation, render};
 
 /// Where views are kept.
 pub(crate) trait Kv {
@@ -159,6 +159,12 @@ pub(crate) const DIR_TIMES: &[u8] = b"d/";
 /// The key prefixes of the tree's part of the views: what replaying the
 /// tree drops and rebuilds.
 pub(crate) const TREE_PARTS: [&[u8]; 3] = [TREE, DEAD, DIR_TIMES];
+/// The moderation state ([`super::moderation::Moderation`]).
+pub(crate) const MODERATION: &[u8] = b"m";
+/// Per removed member: the first of its entry numbers left out (u64 LE).
+const CUT: &[u8] = b"xc/";
+/// Per member that left: present while it has not written since.
+const LEFT: &[u8] = b"xl/";
 
 /// A room setting that holds (the policy, the suggested name): the entry
 /// with the greatest time, then entry hash, so every member picks the
@@ -301,6 +307,13 @@ pub(crate) fn apply<K: Kv>(
         kv.put(FORMAT_KEY, FORMAT).map_err(s)?;
         kv.put(TREE_FORMAT_KEY, TREE_FORMAT).map_err(s)?;
     }
+    if is_cut(kv, body)? {
+        // A removed member's entry that came before its removal: in the
+        // log, out of every view.
+        st.applied += 1;
+        return kv.put(STATE, &encode(&st)?).map_err(s);
+    }
+    apply_moderation(kv, hash, body)?;
     match &body.op {
         Op::Chat { .. } | Op::Meta(Meta::MemberName(_)) => apply_chat(kv, &mut st, body)?,
         Op::Meta(Meta::RoomName(n)) => put_latest(kv, ROOM_NAME, hash, body, n.clone())?,
@@ -312,10 +325,69 @@ pub(crate) fn apply<K: Kv>(
         | Op::File { .. }
         | Op::Dir { .. }
         | Op::SymlinkAt { .. } => apply_tree(kv, hash, body)?,
+        Op::Epoch(_) | Op::Meta(Meta::Owner { .. } | Meta::Role { .. } | Meta::Leave) => {}
     }
     st.applied += 1;
     kv.put(STATE, &encode(&st)?).map_err(s)?;
     Ok(())
+}
+
+/// Whether `body` is by a removed member, numbered after what its removal
+/// kept.
+pub(crate) fn is_cut<K: Kv>(kv: &K, body: &EntryBody) -> Result<bool, ViewError<K::Error>> {
+    Ok(
+        match kv
+            .get(&key(CUT, body.author.as_bytes()))
+            .map_err(ViewError::Storage)?
+        {
+            Some(b) => {
+                let keep = <[u8; 8]>::try_from(b.as_slice())
+                    .map(u64::from_le_bytes)
+                    .map_err(|_| ViewError::Corrupt("a cut row of the wrong size".into()))?;
+                body.seq >= keep
+            }
+            None => false,
+        },
+    )
+}
+
+/// The moderation state the views hold.
+pub(crate) fn moderation<K: Kv>(kv: &K) -> Result<Moderation, ViewError<K::Error>> {
+    match kv.get(MODERATION).map_err(ViewError::Storage)? {
+        Some(b) => decode(&b),
+        None => Ok(Moderation::default()),
+    }
+}
+
+/// The moderation's part of [`apply`]: roles, epochs, removals and leaves
+/// (with the rows that let every entry be checked cheaply: the cuts and
+/// the members that left).
+fn apply_moderation<K: Kv>(
+    kv: &mut K,
+    hash: &Hash,
+    body: &EntryBody,
+) -> Result<(), ViewError<K::Error>> {
+    let s = ViewError::Storage;
+    let left_key = key(LEFT, body.author.as_bytes());
+    let was_left = kv.get(&left_key).map_err(s)?.is_some();
+    if !was_left && !super::moderation::concerns(&body.op) {
+        return Ok(());
+    }
+    let mut m = moderation(kv)?;
+    let (cuts, changed) = m.apply(hash, body);
+    if !changed {
+        return Ok(());
+    }
+    for c in cuts {
+        kv.put(&key(CUT, c.member.as_bytes()), &c.keep.to_le_bytes())
+            .map_err(s)?;
+    }
+    match (was_left, m.has_left(&body.author)) {
+        (false, true) => kv.put(&left_key, &[]).map_err(s)?,
+        (true, false) => kv.remove(&left_key).map_err(s)?,
+        _ => {}
+    }
+    kv.put(MODERATION, &encode(&m)?).map_err(s)
 }
 
 /// The tree's part of [`apply`]: the live entries of the entry's path,
@@ -421,6 +493,9 @@ pub(crate) fn replay_tree<K: Kv>(
     hash: &Hash,
     body: &EntryBody,
 ) -> Result<(), ViewError<K::Error>> {
+    if is_cut(kv, body)? {
+        return Ok(());
+    }
     apply_tree(kv, hash, body)
 }
 
@@ -497,6 +572,9 @@ pub(crate) fn replay_chat<K: Kv>(
     hash: &Hash,
     body: &EntryBody,
 ) -> Result<(), ViewError<K::Error>> {
+    if is_cut(kv, body)? {
+        return Ok(());
+    }
     if let Op::Meta(Meta::RoomName(n)) = &body.op {
         return put_latest(kv, ROOM_NAME, hash, body, n.clone());
     }

@@ -102,6 +102,7 @@ impl Node {
         room: &Room,
         ops: Vec<Op>,
     ) -> Result<Vec<Hash>, SwarmError> {
+        self.check_not_removed(room)?;
         if room.sync_before_write.swap(false, Ordering::Relaxed) {
             // A member that left and joined again continues its chain
             // rather than forking it.

@@ -1,0 +1,170 @@
+//! Moderated rooms over real daemons: the owner names a moderator, the
+//! moderator removes a member, and from then on that member gets no new
+//! entry, file or chat line, cannot write, is refused by every member and
+//! blob server, and the old ticket admits no one while a new one does.
+
+use std::time::Duration;
+
+use p2pfs_tests::*;
+
+const SYNC: Duration = Duration::from_secs(60);
+
+fn members(d: &Daemon, room: &str) -> Vec<serde_json::Value> {
+    let out = ok(&p2pfs(d.data_dir(), &["room", "members", room, "--json"]));
+    serde_json::from_str::<serde_json::Value>(&out)
+        .expect("members JSON")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn role_of(d: &Daemon, room: &str, name: &str) -> Option<String> {
+    members(d, room)
+        .iter()
+        .find(|m| m["name"] == name)
+        .and_then(|m| m["role"].as_str().map(str::to_string))
+}
+
+fn has_file(d: &Daemon, room: &str, path: &str) -> bool {
+    ok(&p2pfs(d.data_dir(), &["room", "ls", room]))
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(path))
+}
+
+fn chat_has(d: &Daemon, room: &str, text: &str) -> bool {
+    ok(&p2pfs(d.data_dir(), &["chat", room])).contains(text)
+}
+
+fn node_id(d: &Daemon) -> String {
+    d.status()["node"].as_str().expect("an id").to_string()
+}
+
+#[test]
+fn a_removed_member_gets_nothing_new_and_writes_nothing() {
+    let t0 = std::time::Instant::now();
+    let step = |s: &str| eprintln!("{:>6.1}s {s}", t0.elapsed().as_secs_f64());
+    let root = temp_dir();
+    let r = root.path();
+    let a = Daemon::start(&r.join("a"), &["--no-lan", "--name", "alice"]);
+    let b = Daemon::start(&r.join("b"), &["--no-lan", "--name", "bob"]);
+    let c = Daemon::start(&r.join("c"), &["--no-lan", "--name", "carol"]);
+    let ticket = ok(&p2pfs(a.data_dir(), &["room", "create", "club"]));
+    let old_ticket = ticket.trim().to_string();
+    ok(&p2pfs(b.data_dir(), &["room", "join", &old_ticket]));
+    ok(&p2pfs(c.data_dir(), &["room", "join", &old_ticket]));
+    wait_for(SYNC, "three members everywhere", || {
+        [&a, &b, &c]
+            .iter()
+            .all(|d| members(d, "club").len() == 3)
+            .then_some(())
+    });
+    assert_eq!(role_of(&a, "club", "alice").as_deref(), Some("owner"));
+
+    step("Only the owner names moderators.");
+    // Only the owner names moderators.
+    let err = fails(&p2pfs(b.data_dir(), &["room", "promote", "club", "carol"]));
+    assert!(err.contains("only the room's owner"), "{err}");
+    ok(&p2pfs(a.data_dir(), &["room", "promote", "club", "bob"]));
+    wait_for(SYNC, "bob a moderator on bob's node", || {
+        (role_of(&b, "club", "bob").as_deref() == Some("moderator")).then_some(())
+    });
+    step("A member removes no one.");
+    // A member removes no one.
+    let err = fails(&p2pfs(c.data_dir(), &["room", "remove", "club", "bob"]));
+    assert!(err.contains("only the owner and moderators"), "{err}");
+
+    step("Before the removal: a file carol has ");
+    // Before the removal: a file carol has the entry of but never read.
+    let early = r.join("early.bin");
+    random_file(&early, 600_000, 1);
+    ok(&p2pfs(
+        a.data_dir(),
+        &["room", "put", "club", early.to_str().unwrap()],
+    ));
+    ok(&p2pfs(c.data_dir(), &["chat", "club", "carol was here"]));
+    wait_for(SYNC, "carol to see early.bin", || {
+        has_file(&c, "club", "early.bin").then_some(())
+    });
+
+    step("Bob removes carol, by the short form ");
+    // Bob removes carol, by the short form of her id.
+    let carol = node_id(&c);
+    let line = ok(&p2pfs(
+        b.data_dir(),
+        &["room", "remove", "club", &carol[..10]],
+    ));
+    assert!(
+        line.contains("can no longer see new files or messages"),
+        "{line}"
+    );
+    wait_for(SYNC, "carol gone from the members on alice's node", || {
+        (members(&a, "club").len() == 2).then_some(())
+    });
+
+    step("Carol's writes are refused, with the ");
+    // Carol's writes are refused, with the reason.
+    let err = wait_for(SYNC, "carol to learn she was removed", || {
+        let out = p2pfs(c.data_dir(), &["chat", "club", "let me in"]);
+        (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).to_string())
+    });
+    assert!(err.contains("removed from room"), "{err}");
+
+    step("New files and chat reach the others, ");
+    // New files and chat reach the others, not carol.
+    let after = r.join("after.txt");
+    std::fs::write(&after, b"for members only").unwrap();
+    ok(&p2pfs(
+        a.data_dir(),
+        &["room", "put", "club", after.to_str().unwrap()],
+    ));
+    ok(&p2pfs(a.data_dir(), &["chat", "club", "a secret plan"]));
+    wait_for(SYNC, "bob to see after.txt and the line", || {
+        (has_file(&b, "club", "after.txt") && chat_has(&b, "club", "a secret plan")).then_some(())
+    });
+    step("What carol had stays with her; nothin");
+    // What carol had stays with her; nothing new arrives.
+    assert!(has_file(&c, "club", "early.bin"));
+    assert!(!has_file(&c, "club", "after.txt"));
+    assert!(!chat_has(&c, "club", "a secret plan"));
+    step("Her earlier line stays in everyone's ");
+    // Her earlier line stays in everyone's chat.
+    assert!(chat_has(&b, "club", "carol was here"));
+    step("The blob servers refuse her a room fi");
+    // The blob servers refuse her a room file she knew of.
+    let err = fails(&p2pfs(
+        c.data_dir(),
+        &[
+            "room",
+            "get",
+            "club",
+            "early.bin",
+            "-o",
+            r.join("x").to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        err.contains("does not have it") || err.contains("no provider"),
+        "{err}"
+    );
+    // (As a member, bob gets it from the same servers.)
+    let got = p2pfs(b.data_dir(), &["room", "get", "club", "early.bin"]);
+    assert_eq!(got.stdout, std::fs::read(&early).unwrap());
+
+    step("The old ticket admits no one new; a f");
+    // The old ticket admits no one new; a fresh one does.
+    let d = Daemon::start(&r.join("d"), &["--no-lan", "--name", "dave"]);
+    ok(&p2pfs(d.data_dir(), &["room", "join", &old_ticket]));
+    let fresh = ok(&p2pfs(a.data_dir(), &["room", "ticket", "club"]));
+    assert_ne!(fresh.trim(), old_ticket);
+    let e = Daemon::start(&r.join("e"), &["--no-lan", "--name", "erin"]);
+    ok(&p2pfs(e.data_dir(), &["room", "join", fresh.trim()]));
+    wait_for(SYNC, "erin to see after.txt", || {
+        has_file(&e, "club", "after.txt").then_some(())
+    });
+    assert!(!has_file(&d, "club", "after.txt"));
+    assert!(!has_file(&d, "club", "early.bin"));
+    step("Erin reads what was published before ");
+    // Erin reads what was published before she came.
+    let got = p2pfs(e.data_dir(), &["room", "get", "club", "after.txt"]);
+    assert_eq!(got.stdout, b"for members only");
+}
