@@ -185,7 +185,7 @@ async fn accept(
         // A removal cut entries the views had taken in: the tree again,
         // without them.
         let (store, rid) = (store.clone(), room.id);
-        match crate::blocking(move || log::rebuild_tree_now(&store, &rid)).await {
+        match crate::blocking(move || log::rebuild_after_cut(&store, &rid)).await {
             Ok(()) => room.tree_rebuilt(),
             Err(e) => {
                 tracing::warn!(room = %room.id.fmt_short(), "rebuilding the tree after a removal: {e}")

@@ -27,6 +27,8 @@ pub(crate) struct EpochState {
     keys: Mutex<BTreeMap<Hash, [u8; 32]>>,
     /// Set once this node learns it was removed: by whom, when.
     removed: Mutex<Option<(NodeId, u64)>>,
+    /// A merge of crossed epochs is under way.
+    merging: std::sync::atomic::AtomicBool,
 }
 
 impl EpochState {
@@ -148,8 +150,8 @@ pub(crate) async fn after_entries(
         }
     }
     let before = room.epochs.moderation();
-    let (r, store, net) = (room.clone(), store.clone(), net.clone());
-    if let Err(e) = blocking(move || refresh(&r, &store, net.key())).await {
+    let (r, s, n) = (room.clone(), store.clone(), net.clone());
+    if let Err(e) = blocking(move || refresh(&r, &s, n.key())).await {
         tracing::warn!(room = %room.id.fmt_short(), "reading the room's moderation: {e}");
         return;
     }
@@ -163,6 +165,108 @@ pub(crate) async fn after_entries(
             h.cancel.cancel();
         }
     }
+    maybe_merge(room, store, net);
+}
+
+/// An epoch removing `removed` (none: a merge) after the current heads,
+/// with a new key wrapped for every member that stays (this node, `me`,
+/// included: it keeps the key by opening its own wrap).
+async fn build_epoch(
+    room: &Room,
+    store: &Store,
+    me: NodeId,
+    removed: Vec<Removal>,
+) -> Result<Epoch, SwarmError> {
+    let m = room.epochs.moderation();
+    let (s, id) = (store.clone(), room.id);
+    let authors = blocking(move || s.room_have(&id)).await?;
+    let mut candidates: Vec<NodeId> = authors.into_iter().map(|(a, _)| a).collect();
+    candidates.extend(room.overlay.snapshot().members.iter().copied());
+    candidates.push(me);
+    let recipients: Vec<NodeId> = m
+        .recipients(candidates)
+        .into_iter()
+        .filter(|c| !removed.iter().any(|r| r.member == *c))
+        .take(p2pfs_proto::moderation::MAX_WRAPS)
+        .collect();
+    let mut key = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
+        .map_err(|_| crate::error::SetupError::Random)?;
+    let room_id = room.id;
+    let wraps = crate::off_thread(move || {
+        recipients
+            .iter()
+            .filter_map(|r| match wrap::seal(&room_id, r, &key) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::warn!("leaving {} out of the new room key: {e}", r.fmt_short());
+                    None
+                }
+            })
+            .collect::<Vec<_>>()
+    })
+    .await?;
+    Ok(Epoch {
+        removed,
+        after: m.heads(),
+        wraps,
+    })
+}
+
+/// Whether `me` merges crossed epochs at once: it wrote the head with the
+/// greatest hash (the others wait, so usually one merge is written).
+pub(crate) fn merges_first(m: &Moderation, me: &NodeId) -> bool {
+    m.heads()
+        .last()
+        .and_then(|h| m.epochs.get(h))
+        .is_some_and(|e| e.author == *me)
+}
+
+/// How long a member that did not write the last of the crossed epochs waits before
+/// it merges them itself (one of their authors, or the owner, does it at
+/// once).
+const MERGE_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Merges crossed epochs (docs/protocol.md §8.11) if they need it: at
+/// once if this node wrote the head with the greatest hash, else after
+/// [`MERGE_WAIT`] if no one did meanwhile. One merge at a time per room.
+fn maybe_merge(room: &Arc<Room>, store: &Store, net: &Net) {
+    let m = room.epochs.moderation();
+    let me = net.key().public();
+    if !m.needs_merge() || room.epochs.removed().is_some() || m.has_left(&me) {
+        return;
+    }
+    if room
+        .epochs
+        .merging
+        .swap(true, std::sync::atomic::Ordering::AcqRel)
+    {
+        return;
+    }
+    let first = merges_first(&m, &me);
+    let (room, store) = (room.clone(), store.clone());
+    net.spawn(async move {
+        if !first {
+            tokio::select! {
+                _ = room.cancel.cancelled() => return,
+                _ = tokio::time::sleep(MERGE_WAIT) => {}
+            }
+        }
+        if room.epochs.moderation().needs_merge() {
+            match build_epoch(&room, &store, me, Vec::new()).await {
+                Ok(epoch) => {
+                    tracing::info!(room = %room.id.fmt_short(), "merging epochs that crossed");
+                    if let Err(e) = room.log.author(vec![Op::Epoch(epoch)]).await {
+                        tracing::warn!(room = %room.id.fmt_short(), "merging epochs: {e}");
+                    }
+                }
+                Err(e) => tracing::warn!(room = %room.id.fmt_short(), "merging epochs: {e}"),
+            }
+        }
+        room.epochs
+            .merging
+            .store(false, std::sync::atomic::Ordering::Release);
+    });
 }
 
 /// A member, as `room members` shows it.
@@ -349,44 +453,8 @@ impl Node {
         room: &Room,
         removed: Vec<Removal>,
     ) -> Result<Hash, SwarmError> {
-        let m = room.epochs.moderation();
-        let (store, id) = (self.store().clone(), room.id);
-        let authors = blocking(move || store.room_have(&id)).await?;
-        let mut candidates: Vec<NodeId> = authors.into_iter().map(|(a, _)| a).collect();
-        candidates.extend(room.overlay.snapshot().members.iter().copied());
-        candidates.push(self.id());
-        let recipients: Vec<NodeId> = m
-            .recipients(candidates)
-            .into_iter()
-            .filter(|c| !removed.iter().any(|r| r.member == *c))
-            .collect();
-        let mut key = [0u8; 32];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
-            .map_err(|_| crate::error::SetupError::Random)?;
-        let room_id = room.id;
-        let wraps = crate::off_thread(move || {
-            recipients
-                .iter()
-                .filter_map(|r| match wrap::seal(&room_id, r, &key) {
-                    Ok(w) => Some(w),
-                    Err(e) => {
-                        tracing::warn!("leaving {} out of the new room key: {e}", r.fmt_short());
-                        None
-                    }
-                })
-                .collect::<Vec<_>>()
-        })
-        .await?;
-        let epoch = Epoch {
-            removed,
-            after: m.heads(),
-            wraps,
-        };
-        let hash = self.post(room, Op::Epoch(epoch)).await?;
-        let (store, id) = (self.store().clone(), room.id);
-        blocking(move || store.put_room_key(&id, &hash, &key)).await?;
-        crate::lock(&room.epochs.keys).insert(hash, key);
-        Ok(hash)
+        let epoch = build_epoch(room, self.store(), self.id(), removed).await?;
+        self.post(room, Op::Epoch(epoch)).await
     }
 
     /// Refuses a write to `room` by this node once it was removed.

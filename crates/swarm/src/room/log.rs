@@ -31,6 +31,21 @@ impl Kv for RoomTxn<'_> {
     }
 }
 
+impl view::KvRange for RoomTxn<'_> {
+    fn keys(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut out = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self.view_range(prefix, after.as_deref(), 4096)?;
+            if page.is_empty() {
+                return Ok(out);
+            }
+            after = page.last().map(|(k, _)| k.clone());
+            out.extend(page.into_iter().map(|(k, _)| k));
+        }
+    }
+}
+
 fn view_err(e: ViewError<StoreError>) -> StoreError {
     match e {
         ViewError::Storage(e) => e,
@@ -91,12 +106,12 @@ fn check(t: &RoomTxn<'_>, e: &Verified) -> Result<Check, StoreError> {
             )));
         }
     }
+    // A removed member's entry after its cut goes into the log (members
+    // that took it in before the removal built on it: refusing it would
+    // leave their later entries waiting for a parent for good) but into
+    // no view: its effect is refused.
     if view::is_cut(t, b).map_err(view_err)? {
-        return Ok(Check::Reject(format!(
-            "{} was removed from the room: entry {} comes after its removal",
-            b.author.fmt_short(),
-            b.seq
-        )));
+        return Ok(Check::Ready);
     }
     if moderation::concerns(&b.op) {
         let m = view::moderation(t).map_err(view_err)?;
@@ -310,12 +325,50 @@ pub(crate) fn catch_up_views(store: &Store, room: &RoomId) -> Result<u64, StoreE
     }
 }
 
-/// Rebuilds the tree's rows now (after a removal cut entries they hold).
-pub(crate) fn rebuild_tree_now(store: &Store, room: &RoomId) -> Result<(), StoreError> {
+/// After a removal came in behind entries it cuts, which the views had
+/// taken in: the moderation state again without them (a fixpoint: a cut
+/// moderator's removals may no longer hold, so neither may their cuts),
+/// then the tree. The chat keeps what it showed.
+pub(crate) fn rebuild_after_cut(store: &Store, room: &RoomId) -> Result<(), StoreError> {
     let applied = match store.room_view_get(room, view::STATE)? {
         Some(b) => p2pfs_proto::codec::decode::<view::ViewState>(&b).map_or(0, |s| s.applied),
         None => 0,
     };
+    // The entries that concern moderation, in log order.
+    let mut entries: Vec<(Hash, EntryBody)> = Vec::new();
+    let mut from = 0;
+    while from < applied {
+        let page = store.room_log(room, from, 4096)?;
+        if page.is_empty() {
+            break;
+        }
+        from += page.len() as u64;
+        for bytes in page {
+            let (e, body) = Entry::decode(&bytes)
+                .map_err(|e| StoreError::Corrupt(format!("room log entry: {e}")))?;
+            if moderation::concerns(&body.op) {
+                entries.push((e.hash(room), body));
+            }
+        }
+    }
+    let mut cuts: std::collections::BTreeMap<NodeId, u64> = Default::default();
+    let mut state = moderation::Moderation::default();
+    for _ in 0..8 {
+        let mut next = moderation::Moderation::default();
+        for (hash, body) in &entries {
+            if cuts.get(&body.author).is_some_and(|keep| body.seq >= *keep) {
+                continue;
+            }
+            next.apply(hash, body);
+        }
+        let next_cuts = next.removed.iter().map(|(m, r)| (*m, r.keep)).collect();
+        state = next;
+        if next_cuts == cuts {
+            break;
+        }
+        cuts = next_cuts;
+    }
+    store.room_write(room, |t| view::set_moderation(t, &state).map_err(view_err))?;
     rebuild_tree(store, room, applied).map(|_| ())
 }
 

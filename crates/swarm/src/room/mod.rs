@@ -43,6 +43,8 @@
 
 mod actor;
 mod bundle;
+#[cfg(test)]
+mod converge;
 pub(crate) mod entry;
 mod epochs;
 mod fetch;

@@ -359,6 +359,34 @@ pub(crate) fn moderation<K: Kv>(kv: &K) -> Result<Moderation, ViewError<K::Error
     }
 }
 
+/// Replaces the moderation state and the rows derived from it (after a
+/// rebuild).
+pub(crate) fn set_moderation<K: KvRange>(
+    kv: &mut K,
+    m: &Moderation,
+) -> Result<(), ViewError<K::Error>> {
+    let s = ViewError::Storage;
+    for prefix in [CUT, LEFT] {
+        for k in kv.keys(prefix).map_err(s)? {
+            kv.remove(&k).map_err(s)?;
+        }
+    }
+    for (member, r) in &m.removed {
+        kv.put(&key(CUT, member.as_bytes()), &r.keep.to_le_bytes())
+            .map_err(s)?;
+    }
+    for member in m.left.keys() {
+        kv.put(&key(LEFT, member.as_bytes()), &[]).map_err(s)?;
+    }
+    kv.put(MODERATION, &encode(m)?).map_err(s)
+}
+
+/// Views that can list their keys under a prefix.
+pub(crate) trait KvRange: Kv {
+    /// Every key starting with `prefix`.
+    fn keys(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>, Self::Error>;
+}
+
 /// The moderation's part of [`apply`]: roles, epochs, removals and leaves
 /// (with the rows that let every entry be checked cheaply: the cuts and
 /// the members that left).
