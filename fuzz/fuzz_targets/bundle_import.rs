@@ -67,5 +67,8 @@ fuzz_target!(|input: (bool, Vec<u8>)| {
         }
         Err(_) => {}
     }
-    assert!(w.store.list().unwrap().is_empty(), "a refused bundle left blobs");
+    assert!(
+        w.store.list().unwrap().is_empty(),
+        "a refused bundle left blobs"
+    );
 });

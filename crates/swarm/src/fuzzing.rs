@@ -7,7 +7,9 @@
 //!   received (`room::sync`).
 //! - [`session`]: one room session's protocol rules (`room::session`).
 //! - [`room`]: signing, verifying and taking in room entries
-//!   (`room::entry`, `room::log`).
+//!   (`room::entry`, `room::log`), the moderation state they make
+//!   (`room::moderation`), key wraps (`room::wrap`), reading a room's
+//!   export (`room::bundle`).
 //! - [`replica`]: the statuses heard (`replica::peers`) and the plan made
 //!   from them (`replica::plan`).
 //! - [`transfer`]: what a provider sends for a request, and what a
@@ -369,6 +371,36 @@ pub mod room {
         pub rejected: Vec<(Hash, String)>,
     }
 
+    /// The moderation state of `room`'s views (roles, epochs, removals).
+    pub fn moderation(
+        store: &Store,
+        room: &RoomId,
+    ) -> Result<crate::room::moderation::Moderation, StoreError> {
+        match store.room_view_get(room, crate::room::view::MODERATION)? {
+            Some(b) => p2pfs_proto::codec::decode(&b)
+                .map_err(|e| StoreError::Corrupt(format!("moderation view: {e}"))),
+            None => Ok(Default::default()),
+        }
+    }
+
+    /// Seals an epoch key for `member` (the key wrap of an epoch entry).
+    pub fn seal(
+        room: &RoomId,
+        member: &p2pfs_proto::NodeId,
+        key: &[u8; 32],
+    ) -> Option<p2pfs_proto::moderation::Wrap> {
+        crate::room::wrap::seal(room, member, key).ok()
+    }
+
+    /// Reads a room export from `bytes` into `store` as `room import`
+    /// does before it merges (every entry and blob verified); the number
+    /// of entries it holds. A refused export leaves nothing in the store.
+    pub fn read_room_export(store: &Store, bytes: &[u8]) -> Result<usize, String> {
+        crate::room::bundle::read(store, bytes, &[], None)
+            .map(|p| p.entries.len())
+            .map_err(|e| e.to_string())
+    }
+
     /// Adds checked entries to `room`'s log, each once its parents are in.
     pub fn accept(
         store: &Store,
@@ -376,6 +408,10 @@ pub mod room {
         entries: Vec<Verified>,
     ) -> Result<Accepted, StoreError> {
         let a = log::accept(store, room, entries.into_iter().map(|v| v.0).collect())?;
+        if a.cut_applied {
+            // (As the room's log task does.)
+            log::rebuild_after_cut(store, room)?;
+        }
         Ok(Accepted {
             new: a.new.into_iter().map(Verified).collect(),
             pending: a.pending.into_iter().map(Verified).collect(),

@@ -57,10 +57,10 @@ pub struct ImportReport {
 }
 
 /// What a bundle holds, read and verified, its blobs in the store.
-struct Parsed {
-    ticket: RoomTicket,
-    entries: Vec<Verified>,
-    blobs: u64,
+pub(crate) struct Parsed {
+    pub(crate) ticket: RoomTicket,
+    pub(crate) entries: Vec<Verified>,
+    pub(crate) blobs: u64,
 }
 
 impl Node {
@@ -113,7 +113,14 @@ impl Node {
         let store = self.store().clone();
         let parsed = {
             let name = name.clone();
-            crate::off_thread(move || read(&store, &path, &rooms, name.as_deref())).await??
+            crate::off_thread(move || {
+                let file = std::fs::File::open(&path).map_err(|source| StoreError::Io {
+                    context: format!("opening {}", path.display()),
+                    source,
+                })?;
+                read(&store, BufReader::new(file), &rooms, name.as_deref())
+            })
+            .await??
         };
         let id = parsed.ticket.secret.id();
         let (room, created) = match self.room(&id) {
@@ -237,20 +244,16 @@ fn write(
     })
 }
 
-/// Reads and verifies the bundle at `path`; its blobs are taken into the
+/// Reads and verifies the room export `r`; its blobs are taken into the
 /// store pinned for the room. `rooms` are this node's rooms, to refuse a
 /// new room whose name is taken before anything is stored.
-fn read(
+pub(crate) fn read(
     store: &Store,
-    path: &Path,
+    r: impl std::io::Read,
     rooms: &[(RoomId, String)],
     name: Option<&str>,
 ) -> Result<Parsed, SwarmError> {
-    let file = std::fs::File::open(path).map_err(|source| StoreError::Io {
-        context: format!("opening {}", path.display()),
-        source,
-    })?;
-    let mut r = store.bundle_reader(BufReader::new(file))?;
+    let mut r = store.bundle_reader(r)?;
     let bad =
         |what: String| SwarmError::from(StoreError::Invalid(format!("not a room export: {what}")));
     let ticket = match r.next(None)? {

@@ -106,13 +106,11 @@ fn check(t: &RoomTxn<'_>, e: &Verified) -> Result<Check, StoreError> {
             )));
         }
     }
-    // A removed member's entry after its cut goes into the log (members
-    // that took it in before the removal built on it: refusing it would
-    // leave their later entries waiting for a parent for good) but into
-    // no view: its effect is refused.
-    if view::is_cut(t, b).map_err(view_err)? {
-        return Ok(Check::Ready);
-    }
+    // Checked whatever arrived first (the rules look at the entry's causal
+    // past only); a removed member's entry after its cut is then taken in
+    // like any other: members that took it in before the removal built on
+    // it, and refusing it would leave their later entries waiting for a
+    // parent for good. `view::apply` keeps it out of every view.
     if moderation::concerns(&b.op) {
         let m = view::moderation(t).map_err(view_err)?;
         let mut failed = None;
@@ -368,6 +366,15 @@ pub(crate) fn rebuild_after_cut(store: &Store, room: &RoomId) -> Result<(), Stor
         }
         cuts = next_cuts;
     }
+    // A member that left is back once it wrote again (any entry, which
+    // the replay above did not look at), unless what it wrote is cut.
+    let have: std::collections::BTreeMap<NodeId, u64> =
+        store.room_have(room)?.into_iter().collect();
+    state.left.retain(|m, leave_seq| {
+        let count = have.get(m).copied().unwrap_or(0);
+        let kept = cuts.get(m).map_or(count, |keep| count.min(*keep));
+        kept <= *leave_seq + 1
+    });
     store.room_write(room, |t| view::set_moderation(t, &state).map_err(view_err))?;
     rebuild_tree(store, room, applied).map(|_| ())
 }

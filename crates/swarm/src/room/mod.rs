@@ -42,7 +42,7 @@
 //! and never announced in the public DHT (`crate::policy`).
 
 mod actor;
-mod bundle;
+pub(crate) mod bundle;
 #[cfg(test)]
 mod converge;
 pub(crate) mod entry;
@@ -69,7 +69,7 @@ pub(crate) mod sync;
 pub(crate) mod transcript;
 pub(crate) mod view;
 pub mod watched;
-mod wrap;
+pub(crate) mod wrap;
 mod write;
 
 use p2pfs_proto::{
