@@ -167,4 +167,43 @@ fn a_removed_member_gets_nothing_new_and_writes_nothing() {
     // Erin reads what was published before she came.
     let got = p2pfs(e.data_dir(), &["room", "get", "club", "after.txt"]);
     assert_eq!(got.stdout, b"for members only");
+
+    step("a member that leaves says so");
+    ok(&p2pfs(e.data_dir(), &["room", "leave", "club"]));
+    wait_for(SYNC, "erin shown as left on alice's node", || {
+        members(&a, "club")
+            .iter()
+            .any(|m| m["name"] == "erin" && m["left"] == true)
+            .then_some(())
+    });
+}
+
+#[test]
+fn a_member_removed_while_offline_learns_it_when_it_reconnects() {
+    let root = temp_dir();
+    let r = root.path();
+    let a = Daemon::start(&r.join("a"), &["--no-lan", "--name", "alice"]);
+    let f_dir = r.join("f");
+    let mut f = Daemon::start(&f_dir, &["--no-lan", "--name", "frank"]);
+    let ticket = ok(&p2pfs(a.data_dir(), &["room", "create", "club"]));
+    ok(&p2pfs(f.data_dir(), &["room", "join", ticket.trim()]));
+    wait_for(SYNC, "frank a member on alice's node", || {
+        (members(&a, "club").len() == 2).then_some(())
+    });
+    let at = f.addr.to_string();
+    assert!(f.terminate().success());
+    ok(&p2pfs(a.data_dir(), &["room", "remove", "club", "frank"]));
+    assert_eq!(members(&a, "club").len(), 1);
+    // Back on the same address, where alice finds it: she refuses it,
+    // and says why.
+    let f = Daemon::start_in(None, &f_dir, &at, &["--no-lan", "--name", "frank"]);
+    let err = wait_for(SYNC, "frank to learn he was removed", || {
+        let out = p2pfs(f.data_dir(), &["chat", "club", "anyone?"]);
+        (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).to_string())
+    });
+    assert!(err.contains("removed from room"), "{err}");
+    assert!(
+        err.contains("can no longer see new files or messages"),
+        "{err}"
+    );
 }

@@ -438,4 +438,43 @@ async fn two_pages_share_a_room() {
     );
     let r = request(b_web, "GET", "/blob/nothex", &plain, b"");
     assert_eq!(r.status, 400);
+
+    // The owner's members page shows roles and removes a member: the
+    // room's key changes, and B is told when it writes.
+    let a_host = format!("{a_web}");
+    let a_bearer = format!("Bearer {}", a.web_token());
+    let a_origin = format!("http://{a_web}");
+    let a_auth = [
+        ("Host", a_host.as_str()),
+        ("Authorization", a_bearer.as_str()),
+    ];
+    let r = request(a_web, "GET", "/r/team/members", &a_auth, b"");
+    assert_eq!(r.status, 200);
+    let page = String::from_utf8_lossy(&r.body).to_string();
+    assert!(
+        page.contains("owner") && page.contains("can no longer see new files or messages"),
+        "{page}"
+    );
+    let b_id = b.status()["node"].as_str().expect("an id").to_string();
+    let form = format!("member={b_id}");
+    let r = request(
+        a_web,
+        "POST",
+        "/r/team/remove",
+        &[
+            a_auth[0],
+            a_auth[1],
+            ("Origin", a_origin.as_str()),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Accept", "application/json"),
+            ("Content-Length", &form.len().to_string()),
+        ],
+        form.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let err = wait_for(Duration::from_secs(60), "B to learn it was removed", || {
+        let out = p2pfs(b.data_dir(), &["chat", "team", "still here?"]);
+        (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).to_string())
+    });
+    assert!(err.contains("removed from room"), "{err}");
 }

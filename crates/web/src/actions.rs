@@ -121,6 +121,30 @@ pub(crate) async fn set_copies(
 }
 
 #[derive(Debug, Deserialize)]
+pub(crate) struct Member {
+    member: String,
+}
+
+/// `POST /r/{room}/remove`: removes a member (the owner or a moderator):
+/// a new room key, which the member does not get.
+pub(crate) async fn remove_member(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, WebError> {
+    let f: Member = fields(&headers, &body)?;
+    let room = app.node.find_room(&name).await?;
+    let id = app.node.resolve_member(&room, &f.member).await?;
+    app.node.room_remove(&room, id).await?;
+    Ok(done(
+        &headers,
+        &format!("{}members", pages::room_url(&name)),
+        serde_json::json!({ "removed": id.to_string() }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
 pub(crate) struct Say {
     text: String,
 }

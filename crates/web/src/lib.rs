@@ -180,6 +180,7 @@ fn routes(app: App) -> Router {
         .route("/r/{room}/events", get(events::room))
         .route("/r/{room}/members", get(pages::members::page))
         .route("/r/{room}/copies", post(actions::set_copies))
+        .route("/r/{room}/remove", post(actions::remove_member))
         .route("/r/{room}/archive", get(archive::folder))
         .route(
             "/r/{room}/f/{*path}",

@@ -211,3 +211,54 @@ mod vectors {
         assert_eq!(enc_op(&epoch), want);
     }
 }
+
+#[cfg(test)]
+mod sizes {
+    use p2pfs_proto::{
+        Hash, RoomSecret,
+        moderation::{Epoch, MAX_EPOCH_ENTRY, Removal},
+        room::Op,
+    };
+
+    use super::*;
+    use crate::room::entry;
+
+    /// The figure of issue 21: bytes of a removal entry as the room grows
+    /// (`cargo test -p p2pfs-swarm --release removal_entry_sizes -- --nocapture`).
+    #[test]
+    fn removal_entry_sizes() {
+        let owner = SecretKey::from_seed([1; 32]).unwrap();
+        let secret = RoomSecret::for_owner(&owner.public(), &[2; 32]);
+        let room = secret.id();
+        for n in [10usize, 100, 1000] {
+            let members: Vec<NodeId> = (0..n)
+                .map(|i| {
+                    let mut seed = [0u8; 32];
+                    seed[..8].copy_from_slice(&(i as u64 + 10).to_le_bytes());
+                    SecretKey::from_seed(seed).unwrap().public()
+                })
+                .collect();
+            let started = std::time::Instant::now();
+            let wraps: Vec<_> = members[1..]
+                .iter()
+                .map(|m| seal(&room, m, &[7; 32]).unwrap())
+                .collect();
+            let sealing = started.elapsed();
+            let op = Op::Epoch(Epoch {
+                removed: vec![Removal {
+                    member: members[0],
+                    keep: 12,
+                }],
+                after: vec![Hash::of(b"previous")],
+                wraps,
+            });
+            let e = entry::sign(&owner, &secret, 40, vec![Hash::of(b"head")], 1, op).unwrap();
+            assert!(e.bytes.len() <= MAX_EPOCH_ENTRY);
+            println!(
+                "removal entry, {n} members: {} bytes ({:.0} per member), sealed in {sealing:?}",
+                e.bytes.len(),
+                e.bytes.len() as f64 / n as f64
+            );
+        }
+    }
+}

@@ -25,6 +25,15 @@ pub(crate) async fn page(
         },
         None => "not connected".to_string(),
     };
+    let roles = app.node.room_members(&room).await?;
+    let role_of = |id| {
+        roles
+            .iter()
+            .find(|m| m.id == id)
+            .map_or("member", |m| m.role.as_str())
+    };
+    let me = app.node.id();
+    let may_remove = role_of(me) != "member";
     let mut members = status.members.clone();
     members.sort_by(|a, b| (b.me, b.online, &a.name).cmp(&(a.me, a.online, &b.name)));
     Ok(layout(
@@ -34,18 +43,32 @@ pub(crate) async fn page(
             (room_tabs(&name, RoomTab::Members))
             section.card {
                 table.members {
-                    thead { tr { th { "Name" } th { "Id" } th { "Online" } th { "Path" } th.num { "Files held" } } }
+                    thead { tr { th { "Name" } th { "Role" } th { "Id" } th { "Online" } th { "Path" } th.num { "Files held" } @if may_remove { th { "" } } } }
                     tbody {
                         @for m in &members {
                             tr.online[m.online] {
                                 td { (m.name) @if m.me { " (this node)" } }
+                                td { (role_of(m.id)) }
                                 td { code title=(m.id.to_string()) { (short_id(&m.id)) } }
                                 td { @if m.online { "online" } @else { "offline" } }
                                 td { @if m.me { "—" } @else { (path(m.id)) } }
                                 td.num { (m.holds) }
+                                @if may_remove {
+                                    td {
+                                        @if !m.me && role_of(m.id) != "owner" {
+                                            form.remove method="post" action=(format!("{}remove", super::room_url(&name))) {
+                                                input type="hidden" name="member" value=(m.id.to_string());
+                                                button type="submit" title="The room's key changes: this member can no longer see new files or messages. What it already had stays with it." { "Remove" }
+                                            }
+                                        }
+                                    }
+                                }
                             }
                         }
                     }
+                }
+                @if may_remove {
+                    p.note { "Removing a member changes the room's key: it can no longer see new files or messages, and what it writes is refused. What it already had stays with it. Old invite links stop working; the room page shows the new one." }
                 }
                 p.note { (status.files.len()) " files; " (status.files.iter().filter(|f| f.below_target()).count()) " below the target of " (status.policy.to_string()) "." }
             }
