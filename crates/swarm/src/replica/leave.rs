@@ -165,15 +165,29 @@ impl Node {
             let _ = s.tx.try_send(Out::Msg(SyncMsg::Leaving));
         }
         let kept: Kept = hashes.iter().map(|h| (*h, (String::new(), 0))).collect();
+        self.wait_then_goodbye(room, &sessions, &kept, timeout)
+            .await
+    }
+
+    /// Waits at most `timeout` until nothing of `kept` is kept only here
+    /// (while a member online could take it), then says goodbye on
+    /// `sessions`. Returns what is still kept only here.
+    async fn wait_then_goodbye(
+        &self,
+        room: &Room,
+        sessions: &[crate::room::sync::Handle],
+        kept: &Kept,
+        timeout: Duration,
+    ) -> Vec<Hash> {
         let deadline = tokio::time::Instant::now() + timeout;
         let alone = loop {
-            let (alone, takers) = only_here(room, self.id(), &kept);
+            let (alone, takers) = only_here(room, self.id(), kept);
             if alone.is_empty() || !takers || tokio::time::Instant::now() >= deadline {
                 break alone;
             }
             tokio::time::sleep(POLL).await;
         };
-        for s in &sessions {
+        for s in sessions {
             let _ = s.tx.try_send(Out::Msg(SyncMsg::Goodbye));
         }
         self.room_flush(room, GOODBYE_WAIT).await;
@@ -195,19 +209,8 @@ impl Node {
         for s in &sessions {
             let _ = s.tx.try_send(Out::Msg(SyncMsg::Leaving));
         }
-        let deadline = tokio::time::Instant::now() + timeout;
-        let alone = loop {
-            let (alone, takers) = only_here(room, self.id(), &kept);
-            if alone.is_empty() || !takers || tokio::time::Instant::now() >= deadline {
-                break alone;
-            }
-            tokio::time::sleep(POLL).await;
-        };
-        for s in &sessions {
-            let _ = s.tx.try_send(Out::Msg(SyncMsg::Goodbye));
-        }
-        self.room_flush(room, GOODBYE_WAIT).await;
-        alone
+        self.wait_then_goodbye(room, &sessions, &kept, timeout)
+            .await
             .into_iter()
             .filter_map(|h| {
                 kept.get(&h).map(|(path, size)| OnlyHere {

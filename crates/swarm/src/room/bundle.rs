@@ -10,7 +10,6 @@ use std::{
     collections::HashSet,
     io::{BufReader, BufWriter},
     path::{Path, PathBuf},
-    sync::Arc,
 };
 
 use p2pfs_proto::{
@@ -20,9 +19,9 @@ use p2pfs_proto::{
         valid_display_name,
     },
 };
-use p2pfs_store::{Record, RoomInfo, Store, StoreError};
+use p2pfs_store::{Record, Store, StoreError};
 
-use super::{FileKind, Room, entry, entry::Verified, lifecycle::now_secs, pin_name, query};
+use super::{FileKind, Room, entry, entry::Verified, pin_name, query};
 use crate::{Node, SwarmError, blocking, error::RoomError};
 
 /// Entries handed to the room's log task at a time.
@@ -127,7 +126,7 @@ impl Node {
             Some(r) => (r, false),
             None => {
                 let name = name.unwrap_or_else(|| parsed.ticket.name.clone());
-                (self.start_imported(&parsed.ticket, name).await?, true)
+                (self.start_ticketed(&parsed.ticket, name).await?, true)
             }
         };
         room.learn_all(parsed.ticket.nodes.clone(), self.id()).await;
@@ -155,33 +154,6 @@ impl Node {
             new_entries: after.saturating_sub(before + u64::from(created)),
             blobs: parsed.blobs,
         })
-    }
-
-    async fn start_imported(
-        &self,
-        ticket: &RoomTicket,
-        name: String,
-    ) -> Result<Arc<Room>, SwarmError> {
-        let info = RoomInfo {
-            secret: ticket.secret.clone(),
-            name,
-            nodes: ticket
-                .nodes
-                .iter()
-                .filter(|n| n.id != self.id())
-                .cloned()
-                .collect(),
-            joined: now_secs(),
-        };
-        let (store, i, key) = (self.store().clone(), info.clone(), ticket.key.clone());
-        blocking(move || {
-            if let Some(k) = key {
-                store.put_room_key(&i.secret.id(), &k.epoch, &k.key)?;
-            }
-            store.put_room(&i)
-        })
-        .await?;
-        self.start_room(&info).await
     }
 }
 

@@ -34,7 +34,7 @@ pub struct RoomSummary {
     pub online: usize,
 }
 
-pub(super) fn now_secs() -> u64 {
+fn now_secs() -> u64 {
     log::now_ms() / 1000
 }
 
@@ -212,9 +212,23 @@ impl Node {
             return Err(crate::error::RoomError::BadName(name).into());
         }
         self.check_name_free(&name)?;
+        let room = self.start_ticketed(ticket, name.clone()).await?;
+        room.sync_before_write.store(true, Ordering::Relaxed);
+        self.post(&room, Op::Meta(Meta::MemberName(self.display_name())))
+            .await?;
+        Ok(name)
+    }
+
+    /// Records the room of `ticket` under `name` (with the epoch key the
+    /// ticket carries) and starts it: a join, or an import.
+    pub(super) async fn start_ticketed(
+        &self,
+        ticket: &RoomTicket,
+        name: String,
+    ) -> Result<Arc<Room>, SwarmError> {
         let info = RoomInfo {
             secret: ticket.secret.clone(),
-            name: name.clone(),
+            name,
             nodes: ticket
                 .nodes
                 .iter()
@@ -231,11 +245,7 @@ impl Node {
             store.put_room(&i)
         })
         .await?;
-        let room = self.start_room(&info).await?;
-        room.sync_before_write.store(true, Ordering::Relaxed);
-        self.post(&room, Op::Meta(Meta::MemberName(self.display_name())))
-            .await?;
-        Ok(name)
+        self.start_room(&info).await
     }
 
     /// Leaves a room: says so in its log (its members stop counting on
