@@ -210,3 +210,102 @@ fn a_member_removed_while_offline_learns_it_when_it_reconnects() {
         "{err}"
     );
 }
+
+/// Two moderators remove different members on the two sides of a
+/// partition (hosts in network namespaces); after the heal every
+/// remaining member is on one key that neither removed member has, and
+/// both removed members are told when they write.
+#[test]
+fn removals_that_cross_in_a_partition_merge_after_the_heal() {
+    p2pfs_tests::needs_root!();
+    let net = Lan::new(21, 5);
+    let root = temp_dir();
+    let names = ["owner", "mod1", "mod2", "xavier", "yves"];
+    let ds: Vec<Daemon> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            Daemon::start_on(
+                &net,
+                i,
+                &root.path().join(name),
+                &["--name", name, "--listen", &format!("{}:7000", net.ip(i))],
+            )
+        })
+        .collect();
+    let ticket = ok(&p2pfs(ds[0].data_dir(), &["room", "create", "club"]));
+    for d in &ds[1..] {
+        ok(&p2pfs(d.data_dir(), &["room", "join", ticket.trim()]));
+    }
+    wait_for(SYNC, "five members everywhere", || {
+        ds.iter()
+            .all(|d| members(d, "club").len() == 5)
+            .then_some(())
+    });
+    for m in ["mod1", "mod2"] {
+        ok(&p2pfs(ds[0].data_dir(), &["room", "promote", "club", m]));
+    }
+    wait_for(SYNC, "both moderators know it", || {
+        (role_of(&ds[1], "club", "mod1").as_deref() == Some("moderator")
+            && role_of(&ds[2], "club", "mod2").as_deref() == Some("moderator"))
+        .then_some(())
+    });
+
+    // {owner, mod1, xavier} | {mod2, yves}: mod1 removes yves, mod2 xavier.
+    net.partition(&[0, 1, 3], &[2, 4]);
+    ok(&p2pfs(
+        ds[1].data_dir(),
+        &["room", "remove", "club", "yves"],
+    ));
+    ok(&p2pfs(
+        ds[2].data_dir(),
+        &["room", "remove", "club", "xavier"],
+    ));
+    wait_for(SYNC, "each side to have its removal", || {
+        (members(&ds[0], "club").len() == 4 && members(&ds[2], "club").len() == 4).then_some(())
+    });
+    // Each side knows only its own removal: they crossed.
+    let names_on = |d: &Daemon| -> Vec<String> {
+        members(d, "club")
+            .iter()
+            .filter_map(|m| m["name"].as_str().map(str::to_string))
+            .collect()
+    };
+    assert!(names_on(&ds[0]).contains(&"xavier".to_string()));
+    assert!(names_on(&ds[2]).contains(&"yves".to_string()));
+    let key = |d: &Daemon| -> Option<p2pfs_proto::moderation::EpochKey> {
+        let t: p2pfs_proto::RoomTicket = ok(&p2pfs(d.data_dir(), &["room", "ticket", "club"]))
+            .trim()
+            .parse()
+            .ok()?;
+        t.key
+    };
+    let (side_a, side_b) = (key(&ds[0]), key(&ds[2]));
+    assert!(side_a.is_some() && side_b.is_some() && side_a != side_b);
+    net.heal();
+    wait_for(
+        SYNC,
+        "the remaining three on one key, both removed gone",
+        || {
+            let three = [&ds[0], &ds[1], &ds[2]];
+            let keys: Vec<_> = three.iter().map(|d| key(d)).collect();
+            (three.iter().all(|d| members(d, "club").len() == 3)
+                && keys[0].is_some()
+                && keys.iter().all(|k| *k == keys[0]))
+            .then_some(())
+        },
+    );
+    // The merged key is neither side's: neither removed member holds it.
+    let merged = key(&ds[0]);
+    assert!(merged != side_a && merged != side_b);
+    for d in [&ds[3], &ds[4]] {
+        assert_ne!(key(d), merged);
+    }
+    for d in [&ds[3], &ds[4]] {
+        let err = wait_for(SYNC, "a removed member to be told", || {
+            let out = p2pfs(d.data_dir(), &["chat", "club", "hello?"]);
+            (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).to_string())
+        });
+        assert!(err.contains("removed from room"), "{err}");
+    }
+}
