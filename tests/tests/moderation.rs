@@ -309,3 +309,63 @@ fn removals_that_cross_in_a_partition_merge_after_the_heal() {
         assert!(err.contains("removed from room"), "{err}");
     }
 }
+
+/// A relay that is a member carries nothing more for a removed member:
+/// `a` and `b` cannot reach each other but both reach `r`, which relays
+/// between members only; `b` fetches from `a` through `r` until `r`
+/// removes it, and then `r` refuses.
+#[test]
+fn a_relay_carries_nothing_for_a_removed_member() {
+    p2pfs_tests::needs_root!();
+    let net = Lan::new(22, 3);
+    let root = temp_dir();
+    let start = |i: usize, name: &str, extra: &[&str]| {
+        let listen = format!("{}:7000", net.ip(i));
+        let mut args = vec!["--name", name, "--listen", listen.as_str()];
+        args.extend_from_slice(extra);
+        Daemon::start_on(&net, i, &root.path().join(name), &args)
+    };
+    let r = start(0, "rita", &["--relay", "members"]);
+    let a = start(1, "ann", &[]);
+    let b = start(2, "bo", &[]);
+    net.partition(&[1], &[2]);
+    let ticket = ok(&p2pfs(r.data_dir(), &["room", "create", "club"]));
+    for d in [&a, &b] {
+        ok(&p2pfs(d.data_dir(), &["room", "join", ticket.trim()]));
+    }
+    wait_for(SYNC, "three members on ann's and bo's nodes", || {
+        (members(&a, "club").len() == 3 && members(&b, "club").len() == 3).then_some(())
+    });
+    let a_peer = format!("{}@{}:7000", node_id(&a), net.ip(1));
+    let add = |seed: u64| {
+        let f = root.path().join(format!("public{seed}"));
+        random_file(&f, 200_000, seed);
+        ok(&p2pfs(a.data_dir(), &["add", f.to_str().unwrap()]))
+            .split_whitespace()
+            .next()
+            .expect("a hash")
+            .to_string()
+    };
+    // Through the relay while bo is a member.
+    let h1 = add(1);
+    let out = root.path().join("out");
+    let out = out.to_str().unwrap();
+    ok(&p2pfs(
+        b.data_dir(),
+        &["fetch", &h1, "--peer", &a_peer, "-o", out],
+    ));
+    // Removed: the relay refuses.
+    ok(&p2pfs(r.data_dir(), &["room", "remove", "club", "bo"]));
+    let h2 = add(2);
+    let err = fails(&p2pfs(
+        b.data_dir(),
+        &["fetch", &h2, "--peer", &a_peer, "-o", out],
+    ));
+    // (The relay's refusal, or the direct path's silence reported instead.)
+    assert!(
+        err.contains("does not relay") || err.contains("no answer"),
+        "{err}"
+    );
+    // Nothing of the second blob reached bo.
+    assert_eq!(blake3_file(std::path::Path::new(out)), h1);
+}

@@ -41,6 +41,10 @@ pub(crate) struct RelayHandler {
     strangers: Arc<AtomicUsize>,
 }
 
+/// How often a circuit relayed for members checks they still are, besides
+/// when a room's moderation changes.
+const MEMBERSHIP_CHECK: Duration = Duration::from_secs(5);
+
 impl RelayHandler {
     pub(crate) fn new(net: Net, rooms: Arc<Rooms>, mode: RelayMode) -> Self {
         Self {
@@ -179,10 +183,37 @@ impl RelayHandler {
             )
         };
         let deadline = limit_secs.map_or(Duration::MAX, |s| Duration::from_secs(s.into()));
+        let from = conn.peer;
         tokio::select! {
             _ = bridge => {},
             _ = tokio::time::sleep(deadline) => {},
             _ = self.net.cancel().cancelled() => {},
+            // A circuit relayed for members ends when they no longer share
+            // a room (one was removed): it would carry the room for a node
+            // the room refuses. (As strangers they may ask again, within
+            // the strangers' limits where this node offers them.)
+            _ = self.until_strangers(from, to), if limits.is_none() => {
+                tracing::info!(%from, %to, "ending a circuit: its ends no longer share a room");
+            },
+        }
+    }
+
+    /// Resolves once `a` and `b` no longer share a room of this node:
+    /// looked at whenever a room's moderation changes (and, for rooms
+    /// left, every [`MEMBERSHIP_CHECK`]).
+    async fn until_strangers(&self, a: NodeId, b: NodeId) {
+        let changed = self.rooms.membership();
+        loop {
+            let woken = changed.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if !self.share_room(&a, &b) {
+                return;
+            }
+            tokio::select! {
+                _ = woken => {}
+                _ = tokio::time::sleep(MEMBERSHIP_CHECK) => {}
+            }
         }
     }
 

@@ -29,6 +29,8 @@ pub(crate) struct EpochState {
     removed: Mutex<Option<(NodeId, u64)>>,
     /// A merge of crossed epochs is under way.
     merging: std::sync::atomic::AtomicBool,
+    /// Woken when the moderation changes (the node's, for every room).
+    changed: Mutex<Option<Arc<tokio::sync::Notify>>>,
 }
 
 impl EpochState {
@@ -81,6 +83,11 @@ impl EpochState {
         self.moderation().current() == epoch
     }
 
+    /// Wakes `notify` whenever the moderation changes.
+    pub(crate) fn notify_on(&self, notify: Arc<tokio::sync::Notify>) {
+        *crate::lock(&self.changed) = Some(notify);
+    }
+
     pub(crate) fn set_removed(&self, by: NodeId, time: u64) {
         *crate::lock(&self.removed) = Some((by, time));
     }
@@ -126,6 +133,9 @@ pub(crate) fn refresh(room: &Room, store: &Store, key: &SecretKey) -> Result<(),
     }
     *crate::lock(&room.epochs.keys) = keys;
     *crate::lock(&room.epochs.moderation) = Arc::new(m);
+    if let Some(n) = crate::lock(&room.epochs.changed).as_ref() {
+        n.notify_waiters();
+    }
     Ok(())
 }
 

@@ -93,6 +93,7 @@ impl Node {
             config,
             self.offline_after(),
         );
+        room.epochs.notify_on(self.inner.rooms.membership());
         let room = Arc::new(room);
         {
             let (r, store, net) = (room.clone(), self.store().clone(), self.net().clone());

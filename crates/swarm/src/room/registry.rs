@@ -19,6 +19,9 @@ pub(crate) struct Rooms {
     display: Mutex<String>,
     /// Bumped whenever a room starts or is left.
     set_changed: watch::Sender<u64>,
+    /// Woken whenever a room's moderation changes (a member removed): the
+    /// relay ends what it carried for members that no longer are.
+    membership: Arc<tokio::sync::Notify>,
 }
 
 impl Rooms {
@@ -28,6 +31,7 @@ impl Rooms {
             rooms: Mutex::new(HashMap::new()),
             display: Mutex::new(display),
             set_changed: watch::Sender::new(0),
+            membership: Arc::default(),
         }
     }
 
@@ -56,6 +60,11 @@ impl Rooms {
     /// A receiver that changes whenever a room starts or is left.
     pub(crate) fn changes(&self) -> watch::Receiver<u64> {
         self.set_changed.subscribe()
+    }
+
+    /// What wakes when a room's moderation changes.
+    pub(crate) fn membership(&self) -> Arc<tokio::sync::Notify> {
+        self.membership.clone()
     }
 
     /// This node's display name.
