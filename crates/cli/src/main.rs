@@ -47,7 +47,9 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("P2PFS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // (A socket's send failing, "network unreachable" on a
+                // machine with no network, is the dial's to report.)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,quinn_udp=error")),
         )
         .with_writer(io::stderr)
         .init();

@@ -323,7 +323,7 @@ impl Node {
         ids.extend(snap.members.iter().copied());
         ids.insert(self.id());
         let names: BTreeMap<NodeId, String> = names.into_iter().collect();
-        Ok(ids
+        let mut list: Vec<MemberInfo> = ids
             .into_iter()
             .filter(|i| !m.is_removed(i))
             .map(|i| MemberInfo {
@@ -334,7 +334,10 @@ impl Node {
                 last_seen_ms: last.get(&i).copied().flatten(),
                 left: m.has_left(&i),
             })
-            .collect())
+            .collect();
+        // The owner first, then the moderators, then by name.
+        list.sort_by(|a, b| b.role.cmp(&a.role).then_with(|| a.name.cmp(&b.name)));
+        Ok(list)
     }
 
     /// The member of `room` that `who` names: its node id, a prefix of it
