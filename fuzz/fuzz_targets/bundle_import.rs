@@ -35,20 +35,8 @@ fn world() -> &'static World {
 fuzz_target!(|input: (bool, Vec<u8>)| {
     let w = world();
     let (mutate, bytes) = input;
-    // Half the runs flip the seed's bytes the input names: the damage
-    // lands inside real streams, past the magic and the headers.
-    let data = if mutate && !bytes.is_empty() {
-        let mut d = w.seed.clone();
-        for pair in bytes.chunks(3) {
-            if let [a, b, x] = pair {
-                let at = (usize::from(*a) << 8 | usize::from(*b)) % d.len();
-                d[at] ^= x | 1;
-            }
-        }
-        d
-    } else {
-        bytes
-    };
+    // Half the runs damage an honest seed where the input says.
+    let data = shm::seed_or_input(&w.seed, mutate, bytes);
     match w.store.import_bundle(&data[..], Some("user")) {
         Ok(blobs) => {
             for (hash, size) in blobs {

@@ -30,3 +30,21 @@ pub fn process_dir(target: &str) -> PathBuf {
     fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// The bytes a bundle target reads: with `mutate`, `seed` with the bytes
+/// the input names flipped (so the damage lands inside real streams, past
+/// the magic and the headers), else the input itself.
+#[allow(dead_code)]
+pub fn seed_or_input(seed: &[u8], mutate: bool, bytes: Vec<u8>) -> Vec<u8> {
+    if !mutate || bytes.is_empty() || seed.is_empty() {
+        return bytes;
+    }
+    let mut d = seed.to_vec();
+    for pair in bytes.chunks(3) {
+        if let [a, b, x] = pair {
+            let at = (usize::from(*a) << 8 | usize::from(*b)) % d.len();
+            d[at] ^= x | 1;
+        }
+    }
+    d
+}

@@ -181,33 +181,36 @@ impl Store {
         Ok(out)
     }
 
-    /// The time (its author's clock, ms) of `author`'s last entry in
-    /// `room`, if it wrote one.
-    pub fn room_last_time(
-        &self,
-        room: &RoomId,
-        author: &NodeId,
-    ) -> Result<Option<u64>, StoreError> {
+    /// For each author of `room`, the time (its clock, ms) of its last
+    /// entry, in one read.
+    pub fn room_last_times(&self, room: &RoomId) -> Result<Vec<(NodeId, u64)>, StoreError> {
         let txn = self.begin_read()?;
         let r = room.as_bytes();
+        let authors = txn.open_table(tables::ROOM_AUTHORS).db()?;
         let seq = txn.open_table(tables::ROOM_SEQ).db()?;
         let entries = txn.open_table(tables::ROOM_ENTRIES).db()?;
-        let last = seq
-            .range((r, author.as_bytes(), 0)..=(r, author.as_bytes(), u64::MAX))
-            .db()?
-            .next_back();
-        let Some(item) = last else {
-            return Ok(None);
-        };
-        let (_, v) = item.db()?;
-        let (hash, _) = v.value();
-        let Some(e) = entries.get((r, hash)).db()? else {
-            return Ok(None);
-        };
-        let Ok(entry) = codec::decode::<p2pfs_proto::room::Entry>(e.value().1) else {
-            return Ok(None);
-        };
-        Ok(entry.body().ok().map(|b| b.time))
+        let mut out = Vec::new();
+        for item in authors.range((r, &[0u8; 32])..=(r, &[0xff; 32])).db()? {
+            let (k, _) = item.db()?;
+            let author = *k.value().1;
+            let last = seq
+                .range((r, &author, 0)..=(r, &author, u64::MAX))
+                .db()?
+                .next_back();
+            let Some(item) = last else { continue };
+            let (_, v) = item.db()?;
+            let (hash, _) = v.value();
+            let Some(e) = entries.get((r, hash)).db()? else {
+                continue;
+            };
+            let body = codec::decode::<p2pfs_proto::room::Entry>(e.value().1)
+                .ok()
+                .and_then(|e| e.body().ok());
+            if let Some(b) = body {
+                out.push((NodeId::from_bytes(author), b.time));
+            }
+        }
+        Ok(out)
     }
 
     /// The encoded entry `hash` of `room`'s log, if it is there.

@@ -135,7 +135,7 @@ pub(crate) async fn remove_member(
 ) -> Result<Response, WebError> {
     let f: Member = fields(&headers, &body)?;
     let room = app.node.find_room(&name).await?;
-    let id = app.node.resolve_member(&room, &f.member).await?;
+    let id = app.node.resolve_member(&room, &f.member).await?.id;
     app.node.room_remove(&room, id).await?;
     Ok(done(
         &headers,

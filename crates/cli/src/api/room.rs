@@ -108,7 +108,7 @@ pub(super) async fn execute(
             if !ctx.daemon {
                 reach(node, &room, out).await?;
             }
-            let id = node.resolve_member(&room, &member).await?;
+            let id = node.resolve_member(&room, &member).await?.id;
             let role = if moderator {
                 p2pfs_proto::moderation::Role::Moderator
             } else {
@@ -124,18 +124,12 @@ pub(super) async fn execute(
             if !ctx.daemon {
                 reach(node, &room, out).await?;
             }
-            let id = node.resolve_member(&room, &member).await?;
-            let name = node
-                .room_members(&room)
-                .await?
-                .into_iter()
-                .find(|m| m.id == id)
-                .and_then(|m| m.name);
-            node.room_remove(&room, id).await?;
+            let m = node.resolve_member(&room, &member).await?;
+            node.room_remove(&room, m.id).await?;
             if !ctx.daemon {
                 flush(node, &room, out).await?;
             }
-            send(Response::Removed(id, name)).await?;
+            send(Response::Removed(m.id, m.name)).await?;
         }
         RoomRequest::Put(put) => {
             let path = put.name_in_room()?;

@@ -177,36 +177,17 @@ impl Sim {
         match self.rng.u8(..10) {
             0..=3 => {
                 let k = self.rng.u8(..8);
+                let path = format!("f{k}");
+                let replaces = query::live_entries(&self.members[i].store, &self.id, &path)
+                    .unwrap_or_default();
                 let op = Op::Put {
-                    path: format!("f{k}"),
                     hash: Hash::of(&[i as u8, k, self.rng.u8(..)]),
+                    path,
                     size: 1,
                     exec: false,
                     mtime: 1,
-                    replaces: Vec::new(),
+                    replaces,
                 };
-                let op =
-                    match query::live_entries(&self.members[i].store, &self.id, &format!("f{k}")) {
-                        Ok(live) => match op {
-                            Op::Put {
-                                path,
-                                hash,
-                                size,
-                                exec,
-                                mtime,
-                                ..
-                            } => Op::Put {
-                                path,
-                                hash,
-                                size,
-                                exec,
-                                mtime,
-                                replaces: live,
-                            },
-                            other => other,
-                        },
-                        Err(_) => op,
-                    };
                 self.write(i, op);
             }
             4 => {

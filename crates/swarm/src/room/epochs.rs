@@ -302,24 +302,18 @@ impl Node {
     /// proven while this node runs, but the removed, with their roles.
     pub async fn room_members(&self, room: &Room) -> Result<Vec<MemberInfo>, SwarmError> {
         let (store, id) = (self.store().clone(), room.id);
-        let (have, names, last) = blocking(move || {
-            let have = store.room_have(&id)?;
-            let names = super::query::member_names(&store, &id)?;
-            let mut last = BTreeMap::new();
-            for (a, n) in &have {
-                if *n == 0 {
-                    continue;
-                }
-                let time = store.room_last_time(&id, a)?;
-                last.insert(*a, time);
-            }
-            Ok((have, names, last))
+        let (last, names) = blocking(move || {
+            Ok((
+                store.room_last_times(&id)?,
+                super::query::member_names(&store, &id)?,
+            ))
         })
         .await?;
+        let last: BTreeMap<NodeId, u64> = last.into_iter().collect();
         let m = room.epochs.moderation();
         let online = room.online();
         let snap = room.overlay.snapshot();
-        let mut ids: BTreeSet<NodeId> = have.iter().map(|(a, _)| *a).collect();
+        let mut ids: BTreeSet<NodeId> = last.keys().copied().collect();
         ids.extend(snap.members.iter().copied());
         ids.insert(self.id());
         let names: BTreeMap<NodeId, String> = names.into_iter().collect();
@@ -331,7 +325,7 @@ impl Node {
                 name: names.get(&i).cloned(),
                 role: m.role(&i),
                 online: i == self.id() || online.contains(&i),
-                last_seen_ms: last.get(&i).copied().flatten(),
+                last_seen_ms: last.get(&i).copied(),
                 left: m.has_left(&i),
             })
             .collect();
@@ -343,42 +337,32 @@ impl Node {
     /// The member of `room` that `who` names: its node id, a prefix of it
     /// (its short form, say), or its display name, if only one member
     /// matches.
-    pub async fn resolve_member(&self, room: &Room, who: &str) -> Result<NodeId, SwarmError> {
-        let members = self.room_members(room).await?;
-        let m = room.epochs.moderation();
-        let who_l = who.trim().to_lowercase();
-        let mut by_id: Vec<NodeId> = members
+    pub async fn resolve_member(&self, room: &Room, who: &str) -> Result<MemberInfo, SwarmError> {
+        let mut members = self.room_members(room).await?;
+        let lower = who.trim().to_lowercase();
+        // By id prefix (4 characters at least), else by exact name, else
+        // by name in any case: the first rule that matches decides.
+        let rules: [&dyn Fn(&MemberInfo) -> bool; 3] = [
+            &|m| lower.len() >= 4 && m.id.to_string().starts_with(&lower),
+            &|m| m.name.as_deref() == Some(who),
+            &|m| m.name.as_deref().map(str::to_lowercase).as_deref() == Some(lower.as_str()),
+        ];
+        let found: Vec<usize> = rules
             .iter()
-            .map(|i| i.id)
-            .chain(m.removed.keys().copied())
-            .filter(|id| id.to_string().starts_with(&who_l) && who_l.len() >= 4)
-            .collect();
-        by_id.dedup();
-        let found = if by_id.is_empty() {
-            let exact: Vec<NodeId> = members
-                .iter()
-                .filter(|i| i.name.as_deref() == Some(who))
-                .map(|i| i.id)
-                .collect();
-            if exact.is_empty() {
-                members
-                    .iter()
-                    .filter(|i| i.name.as_deref().map(str::to_lowercase) == Some(who_l.clone()))
-                    .map(|i| i.id)
-                    .collect()
-            } else {
-                exact
-            }
-        } else {
-            by_id
-        };
+            .map(|rule| {
+                (0..members.len())
+                    .filter(|&i| rule(&members[i]))
+                    .collect::<Vec<_>>()
+            })
+            .find(|f| !f.is_empty())
+            .unwrap_or_default();
         match found.as_slice() {
-            [one] => Ok(*one),
+            [one] => Ok(members.swap_remove(*one)),
             [] => Err(RoomError::NoSuchMember(who.to_string()).into()),
             many => Err(RoomError::AmbiguousMember(
                 who.to_string(),
                 many.iter()
-                    .map(|i| i.fmt_short())
+                    .map(|&i| members[i].id.fmt_short())
                     .collect::<Vec<_>>()
                     .join(", "),
             )

@@ -4,6 +4,7 @@
 
 use axum::extract::{Path, State};
 use maud::{Markup, html};
+use p2pfs_proto::moderation::Role;
 use p2pfs_swarm::PathKind;
 
 use super::{RoomTab, Tab, layout, room_tabs, short_id};
@@ -30,10 +31,9 @@ pub(crate) async fn page(
         roles
             .iter()
             .find(|m| m.id == id)
-            .map_or("member", |m| m.role.as_str())
+            .map_or(Role::Member, |m| m.role)
     };
-    let me = app.node.id();
-    let may_remove = role_of(me) != "member";
+    let may_remove = role_of(app.node.id()) != Role::Member;
     let mut members = status.members.clone();
     members.sort_by(|a, b| (b.me, b.online, &a.name).cmp(&(a.me, a.online, &b.name)));
     Ok(layout(
@@ -48,14 +48,14 @@ pub(crate) async fn page(
                         @for m in &members {
                             tr.online[m.online] {
                                 td { (m.name) @if m.me { " (this node)" } }
-                                td { (role_of(m.id)) }
+                                td { (role_of(m.id).as_str()) }
                                 td { code title=(m.id.to_string()) { (short_id(&m.id)) } }
                                 td { @if m.online { "online" } @else { "offline" } }
                                 td { @if m.me { "—" } @else { (path(m.id)) } }
                                 td.num { (m.holds) }
                                 @if may_remove {
                                     td {
-                                        @if !m.me && role_of(m.id) != "owner" {
+                                        @if !m.me && role_of(m.id) != Role::Owner {
                                             form.remove method="post" action=(format!("{}remove", super::room_url(&name))) {
                                                 input type="hidden" name="member" value=(m.id.to_string());
                                                 button type="submit" title="The room's key changes: this member can no longer see new files or messages. What it already had stays with it." { "Remove" }
