@@ -15,7 +15,7 @@
 //! under the announced size proves the size. Only then does the store
 //! record anything, lay out the outboard, or reserve disk space.
 
-use std::{fs::File, io::Read, ops::Range, os::unix::fs::FileExt, sync::Arc};
+use std::{fs::File, io::Read, ops::Range, sync::Arc};
 
 use bao_tree::{BaoTree, ChunkNum, TreeNode};
 use p2pfs_proto::{
@@ -56,6 +56,11 @@ pub struct PartialBlob {
 impl PartialBlob {
     pub(crate) fn new(shared: Arc<PartialShared>) -> Self {
         Self { shared }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> &PartialShared {
+        &self.shared
     }
 
     /// The blob's hash.
@@ -234,7 +239,7 @@ impl PartialBlob {
             }
         };
         if let Some(file) = file {
-            file.write_all_at(data, offset).map_err(|e| {
+            self.shared.write_file(&file, offset, data).map_err(|e| {
                 io_error(
                     format!("writing to the store at {}", self.store().path().display()),
                     e,

@@ -23,7 +23,7 @@ use blake3::hazmat::{HasherExt, Mode, merge_subtrees_non_root, merge_subtrees_ro
 use bytes::{Bytes, BytesMut};
 use p2pfs_proto::chunk::CHUNK_GROUP_SIZE;
 
-use crate::window;
+use crate::{partial::DIRECT_ALIGN, window};
 
 /// Bytes read from the blob at a time when encoding; bytes of verified
 /// groups written at a time when decoding.
@@ -263,10 +263,14 @@ pub(crate) fn decode(
 ) -> Result<(), DecodeError> {
     let mut expected = Expected::new(root);
     let mut buf = WINDOW_BUF.with(|b| std::mem::take(&mut *b.borrow_mut()));
-    // Zeroed once per thread; `len` says how much is in use.
-    buf.resize(WINDOW, 0);
+    // Zeroed once per thread; `len` says how much is in use. The window
+    // starts at an aligned address within it, so the store can write it
+    // to disk directly.
+    buf.resize(WINDOW + DIRECT_ALIGN, 0);
+    let base = buf.as_ptr().align_offset(DIRECT_ALIGN).min(DIRECT_ALIGN);
     let mut batch = Batch {
         buf,
+        base,
         len: 0,
         offset: 0,
         groups: 0..0,
@@ -303,13 +307,17 @@ pub(crate) fn decode(
                     let offset = start_chunk.to_bytes();
                     let group = offset / CHUNK_GROUP_SIZE;
                     let contiguous = batch.groups.end == group && batch.len > 0;
-                    if !contiguous || batch.len + size > batch.buf.len() {
+                    if !contiguous || batch.len + size > WINDOW {
                         batch.flush(sink)?;
                         batch.offset = offset;
                         batch.groups = group..group;
                     }
-                    let at = batch.len;
-                    let Some(slot) = batch.buf.get_mut(at..at + size) else {
+                    let at = batch.base + batch.len;
+                    let Some(slot) = batch
+                        .buf
+                        .get_mut(at..at + size)
+                        .filter(|_| batch.len + size <= WINDOW)
+                    else {
                         return Err(DecodeError::Verification(format!(
                             "chunk group at byte {offset} is too large"
                         )));
@@ -335,6 +343,8 @@ pub(crate) fn decode(
 
 struct Batch {
     buf: Vec<u8>,
+    /// Where the window starts in `buf` (an aligned address).
+    base: usize,
     len: usize,
     offset: u64,
     groups: Range<u64>,
@@ -345,7 +355,8 @@ impl Batch {
         if self.len == 0 {
             return Ok(());
         }
-        let r = sink.groups(self.offset, self.groups.clone(), &self.buf[..self.len]);
+        let window = &self.buf[self.base..self.base + self.len];
+        let r = sink.groups(self.offset, self.groups.clone(), window);
         self.len = 0;
         self.groups = self.groups.end..self.groups.end;
         r.map_err(DecodeError::Sink)

@@ -36,7 +36,8 @@ pub type Groups = RangeSet2<u64>;
 pub struct Config {
     /// Groups per request (256 = 4 MiB).
     pub piece_groups: u64,
-    /// Requests in flight per provider.
+    /// Requests in flight per provider: four keep its pipe full while
+    /// each request's decoder waits for its disk writes.
     pub max_inflight: usize,
     /// A request with no progress for this long is abandoned.
     pub stall: Duration,
@@ -52,7 +53,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             piece_groups: 256,
-            max_inflight: 2,
+            max_inflight: 4,
             stall: Duration::from_secs(15),
             max_failures: 3,
             retry_after: Duration::from_secs(1),
