@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     BLOCK_SIZE, ChunkRanges, Store,
+    checked::{self, Stamp},
     error::{DbContext, IoContext, StoreError},
     outboard::{DbOutboard, OutboardTable},
     ranges::{effective_ranges, groups_to_chunks},
@@ -316,21 +317,25 @@ impl Store {
     ) -> Result<ChunkRanges, StoreError> {
         let live = self.live_partial(hash);
         let view = live.as_ref().and_then(|l| l.serving_view());
-        let (size, have, data) = match view {
-            Some(v) => (v.size, v.have, v.data),
+        // `whole`: a complete blob in its own file.
+        let (size, have, data, whole) = match view {
+            Some(v) => (v.size, v.have, v.data, false),
             None => match self.reader(hash) {
                 Ok(BlobReader::Inline(b)) => {
                     let size = b.len() as u64;
-                    (size, ChunkRanges::all(), DataRef::Mem(b))
+                    (size, ChunkRanges::all(), DataRef::Mem(b), false)
                 }
-                Ok(BlobReader::File { file, size }) => {
-                    (size, ChunkRanges::all(), DataRef::File(Arc::new(file)))
-                }
+                Ok(BlobReader::File { file, size }) => (
+                    size,
+                    ChunkRanges::all(),
+                    DataRef::File(Arc::new(file)),
+                    true,
+                ),
                 Err(StoreError::Incomplete { size, .. }) => {
                     let (_, have) = self.have(hash)?.ok_or(StoreError::NotFound(*hash))?;
                     let path = self.data_path(hash);
                     let file = File::open(&path).ctx(|| format!("opening {}", path.display()))?;
-                    (size, have, DataRef::File(Arc::new(file)))
+                    (size, have, DataRef::File(Arc::new(file)), false)
                 }
                 Err(e) => return Err(e),
             },
@@ -362,8 +367,27 @@ impl Store {
             outboard: &outboard,
             data: &data,
         };
-        let validate = always_check
-            || (self.inner.opts.validate_uploads && !self.inner.checked.contains(hash, &send));
+        // What was checked, and in which version of the file (see
+        // `checked.rs`); a live download's file changes as it goes.
+        let stamp = match (&data, &live) {
+            (DataRef::File(f), None) => {
+                Some(Stamp::of(f).ctx(|| format!("reading the times of blob {hash}'s file"))?)
+            }
+            _ => None,
+        };
+        let all = effective_ranges(&ChunkRanges::all(), size);
+        let mut validate = always_check
+            || (self.inner.opts.validate_uploads
+                && !self.inner.checked.contains(hash, &send, stamp.as_ref()));
+        if validate
+            && !always_check
+            && whole
+            && let Some(s) = &stamp
+            && checked::recorded(&self.begin_read()?, hash, s)?
+        {
+            self.inner.checked.insert(*hash, &all, stamp);
+            validate = false;
+        }
         stream::encode((*hash).into(), tree, &send, &source, validate, sink).map_err(
             |e| match e {
                 stream::EncodeError::Corrupt(what) => {
@@ -377,7 +401,19 @@ impl Store {
             },
         )?;
         if validate {
-            self.inner.checked.insert(*hash, &send);
+            #[cfg(test)]
+            self.inner
+                .validations
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let now = self.inner.checked.insert(*hash, &send, stamp);
+            if whole
+                && let Some(s) = &stamp
+                && all.is_subset(&now)
+            {
+                let txn = self.begin_write()?;
+                checked::record(&txn, hash, s)?;
+                txn.commit().db()?;
+            }
         }
         Ok(send)
     }
@@ -548,33 +584,4 @@ pub(crate) fn present_bytes(set: &GroupSet, size: u64) -> u64 {
             (end * CHUNK_GROUP_SIZE).min(size) - (start * CHUNK_GROUP_SIZE).min(size)
         })
         .sum()
-}
-
-/// Most blobs [`Checked`] remembers; past that it starts over.
-const MAX_CHECKED: usize = 4096;
-
-/// The ranges of blobs that uploads have checked against their hash since
-/// the store opened.
-#[derive(Debug, Default)]
-pub(crate) struct Checked(std::sync::Mutex<std::collections::HashMap<Hash, ChunkRanges>>);
-
-impl Checked {
-    fn contains(&self, hash: &Hash, ranges: &ChunkRanges) -> bool {
-        crate::lock(&self.0)
-            .get(hash)
-            .is_some_and(|c| ranges.is_subset(c))
-    }
-
-    fn insert(&self, hash: Hash, ranges: &ChunkRanges) {
-        let mut m = crate::lock(&self.0);
-        if m.len() >= MAX_CHECKED && !m.contains_key(&hash) {
-            m.clear();
-        }
-        *m.entry(hash).or_default() |= ranges.clone();
-    }
-
-    /// Forgets a blob (it was removed).
-    pub(crate) fn forget(&self, hash: &Hash) {
-        crate::lock(&self.0).remove(hash);
-    }
 }

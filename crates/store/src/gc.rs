@@ -169,11 +169,13 @@ impl Store {
             let mut inline = txn.open_table(tables::INLINE).db()?;
             let mut have = txn.open_table(tables::HAVE).db()?;
             let mut segments = txn.open_table(tables::OUTBOARD).db()?;
+            let mut checked = txn.open_table(tables::CHECKED).db()?;
             for (hash, meta) in doomed {
                 let key: &HashKey = hash.as_bytes();
                 blobs.remove(key).db()?;
                 inline.remove(key).db()?;
                 have.remove(key).db()?;
+                checked.remove(key).db()?;
                 delete_segments(&mut segments, &hash)?;
                 if meta.state != BlobState::CompleteInline {
                     files.push(hash);

@@ -24,7 +24,9 @@ use redb::ReadableTable;
 use tempfile::NamedTempFile;
 
 use crate::{
-    Store, TempPin, crash,
+    Store, TempPin,
+    checked::{self, Stamp},
+    crash,
     error::{DbContext, IoContext, StoreError},
     outboard::SegmentWriter,
     tables::{self, BlobMeta, BlobState},
@@ -196,6 +198,10 @@ impl Store {
                             .ctx(|| format!("moving imported data to {}", dest.display()))?;
                         self.sync_data_dir()?;
                         crash::point("import.renamed");
+                        // Hashed as it was written: no upload checks it again.
+                        let stamp = Stamp::of(temp.as_file())
+                            .ctx(|| format!("reading the times of {}", dest.display()))?;
+                        checked::record(&txn, &hash, &stamp)?;
                         BlobState::CompleteFile
                     }
                     Err(bytes) => {

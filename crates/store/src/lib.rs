@@ -1,6 +1,7 @@
 #![doc = include_str!("../DESIGN.md")]
 
 mod bundle;
+mod checked;
 pub mod crash;
 mod db;
 mod draft;
@@ -119,7 +120,10 @@ pub(crate) struct Inner {
     /// Signalled when a download's last handle is gone (see `Store::partial`).
     live_changed: Condvar,
     /// What uploads have already checked against the hash.
-    checked: export::Checked,
+    checked: checked::Checked,
+    /// Uploads that checked what they sent, for tests.
+    #[cfg(test)]
+    validations: std::sync::atomic::AtomicU64,
     /// The lock naming this process; dropped last, after the database.
     _holder: lock::Holder,
 }
@@ -187,7 +191,9 @@ impl Store {
                 opts,
                 live: Mutex::new(Live::default()),
                 live_changed: Condvar::new(),
-                checked: export::Checked::default(),
+                checked: checked::Checked::default(),
+                #[cfg(test)]
+                validations: Default::default(),
                 _holder: holder,
             }),
         };
@@ -239,6 +245,7 @@ impl Store {
             txn.open_table(tables::ROOM_HEADS).db()?;
             txn.open_table(tables::ROOM_VIEW).db()?;
             txn.open_table(tables::ROOM_KEYS).db()?;
+            txn.open_table(tables::CHECKED).db()?;
         }
         txn.commit().db()
     }

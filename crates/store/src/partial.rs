@@ -38,7 +38,9 @@ use range_collections::range_set::RangeSetRange;
 use redb::ReadableTable;
 
 use crate::{
-    BLOCK_SIZE, ChunkRanges, Protect, Store, crash,
+    BLOCK_SIZE, ChunkRanges, Protect, Store,
+    checked::{self, Stamp},
+    crash,
     error::{DbContext, IoContext, StoreError, io_error},
     export::DataRef,
     lock,
@@ -418,6 +420,12 @@ impl PartialShared {
             let mut have = txn.open_table(tables::HAVE).db()?;
             let state = if snap.complete {
                 have.remove(self.hash.as_bytes()).db()?;
+                // Every byte was verified before it was written.
+                if let Some(f) = &snap.file {
+                    let stamp =
+                        Stamp::of(f).ctx(|| format!("reading the times of {}", self.hash))?;
+                    checked::record(&txn, &self.hash, &stamp)?;
+                }
                 match &snap.inline {
                     Some(bytes) => {
                         let mut inline = txn.open_table(tables::INLINE).db()?;

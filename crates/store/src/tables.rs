@@ -11,6 +11,7 @@
 //! | `outboard_v1` | (hash, segment) | [`SEGMENT_PAIRS`] hash pairs of the post-order outboard |
 //! | `have_v1` | hash | the chunk groups a partial blob has, as range boundaries |
 //! | `pins_v1` | (hash, pin name) | `()` |
+//! | `checked_v1` | hash | the stamp of a complete blob's data file when every byte of it was last checked (postcard) |
 //! | `store_v1` | key | format version and other store-wide values |
 //! | `providers_v1` | (hash, node id) | DHT provider record: addresses, expiry (postcard) |
 //! | `nodes_v1` | node id | addresses of a node remembered from the last run (postcard) |
@@ -71,6 +72,9 @@ pub(crate) const ROOM_VIEW: TableDefinition<'_, (&HashKey, &[u8]), &[u8]> =
 /// from an epoch entry), by room and epoch entry hash.
 pub(crate) const ROOM_KEYS: TableDefinition<'_, (&HashKey, &HashKey), &HashKey> =
     TableDefinition::new("room_keys_v1");
+/// Complete blobs whose data file was checked whole, with the file's stamp
+/// then (see `checked.rs`).
+pub(crate) const CHECKED: TableDefinition<'_, &HashKey, &[u8]> = TableDefinition::new("checked_v1");
 pub(crate) const STORE: TableDefinition<'_, &str, u64> = TableDefinition::new("store_v1");
 
 /// Key in `store_v1` holding [`FORMAT_VERSION`].

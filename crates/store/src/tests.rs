@@ -753,8 +753,18 @@ fn a_damaged_data_file_is_our_fault_not_the_peers() {
     assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
 }
 
+fn validations(store: &Store) -> u64 {
+    store
+        .inner
+        .validations
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Imported and downloaded blobs were checked as they were written: no
+/// upload hashes them again, even after a restart, until their file
+/// changes; then the next upload checks them and refuses damage.
 #[test]
-fn uploads_check_a_range_once_and_verify_always_checks() {
+fn uploads_check_only_what_changed_across_restarts() {
     use std::os::unix::fs::FileExt;
     let (dir, store) = temp_store();
     let data = random(6 * G);
@@ -770,31 +780,68 @@ fn uploads_check_a_range_once_and_verify_always_checks() {
         f.read_exact_at(&mut b, at).unwrap();
         f.write_all_at(&[b[0] ^ 1], at).unwrap();
     };
-    // Group 4 is damaged before anything was sent: the first upload of it
-    // is refused.
+    let all = ChunkRanges::all();
+    assert!(!encode(&store, &hash, &all).is_empty());
+    assert_eq!(
+        validations(&store),
+        0,
+        "an imported blob is not hashed again"
+    );
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    encode(&store, &hash, &groups(0..2));
+    assert_eq!(validations(&store), 0, "nor after a restart");
+    // A write changes the file: the next upload checks, and refuses.
     flip(4 * G as u64 + 5);
     let err = store
-        .encode_ranges(&hash, &groups(4..5), std::io::sink())
+        .encode_ranges(&hash, &all, std::io::sink())
         .unwrap_err();
     assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
-    // Groups 0..2 are checked when first sent; damage after that is
-    // found by `verify`, which checks everything every time.
-    store
-        .encode_ranges(&hash, &groups(0..2), std::io::sink())
-        .unwrap();
-    flip(100);
-    assert!(
-        store
-            .encode_ranges(&hash, &groups(0..2), std::io::sink())
-            .is_ok()
-    );
     assert!(matches!(store.verify(&hash), Err(StoreError::Corrupt(_))));
-    // A range not checked yet is checked.
-    assert!(
-        store
-            .encode_ranges(&hash, &groups(0..3), std::io::sink())
-            .is_err()
+    // Repaired: checked again once, whole, and remembered across restarts.
+    flip(4 * G as u64 + 5);
+    let before = validations(&store);
+    encode(&store, &hash, &groups(0..3));
+    encode(&store, &hash, &groups(3..6));
+    encode(&store, &hash, &all);
+    assert_eq!(validations(&store), before + 2);
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    encode(&store, &hash, &all);
+    assert_eq!(validations(&store), 0);
+    // Damage right after a check is found too.
+    flip(100);
+    let err = store
+        .encode_ranges(&hash, &groups(0..1), std::io::sink())
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+}
+
+/// A downloaded blob was verified as it arrived: its provider-to-be does
+/// not hash it again after a restart.
+#[test]
+fn a_downloaded_blob_is_not_hashed_again_after_a_restart() {
+    let (_a_dir, a) = temp_store();
+    let data = random(5 * G + 77);
+    let hash = a.import_bytes(&data, None).unwrap().hash;
+    let (b_dir, b) = temp_store();
+    let partial = b.partial(hash).unwrap();
+    prove_size(&a, &partial, &hash);
+    partial
+        .ingest(
+            &ChunkRanges::all(),
+            &encode(&a, &hash, &ChunkRanges::all())[..],
+        )
+        .unwrap();
+    assert!(partial.is_complete());
+    drop(partial);
+    drop(b);
+    let b = Store::open(b_dir.path()).unwrap();
+    assert_eq!(
+        encode(&b, &hash, &ChunkRanges::all()),
+        encode(&a, &hash, &ChunkRanges::all())
     );
+    assert_eq!(validations(&b), 0);
 }
 
 #[test]
