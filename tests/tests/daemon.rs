@@ -255,3 +255,62 @@ fn long_lists_come_back_whole_through_the_daemon() {
     let blobs = |v: &serde_json::Value| v.as_array().map(|b| b.len());
     assert!(count(&["ls", "--json"], &blobs).is_some_and(|n| n >= FILES));
 }
+
+/// `fetch` with its node in its own process writes the output as the
+/// bytes arrive: the first MiB is out long before a slow provider could
+/// have sent the whole blob. A fetch that fails leaves no partial file.
+#[test]
+fn fetch_writes_its_output_as_the_bytes_arrive() {
+    use std::io::Read;
+    let root = temp_dir();
+    let size: u64 = 48 << 20;
+    let file = root.path().join("slow.bin");
+    random_file(&file, size, 5);
+    let data = std::fs::read(&file).unwrap();
+    let hash = blake3_file(&file);
+    let a_dir = root.path().join("a");
+    ok(&p2pfs(&a_dir, &["add", file.to_str().unwrap()]));
+    // The whole blob takes 24 s at this rate.
+    let mut a = Daemon::start(&a_dir, &["--max-upload-rate", "2M"]);
+    let b_dir = root.path().join("b");
+    let mut fetch = p2pfs_tests::p2pfs_command()
+        .arg("--data-dir")
+        .arg(&b_dir)
+        .args(["fetch", &hash, "--peer", &a.peer(), "-o", "-"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = fetch.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut first = vec![0u8; 1 << 20];
+        let _ = tx.send(stdout.read_exact(&mut first).map(|_| first));
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(12))
+        .expect("the first MiB comes out while the download runs")
+        .unwrap();
+    assert!(first == data[..1 << 20], "the first MiB is the blob's");
+    let _ = fetch.kill();
+    let _ = fetch.wait();
+
+    // A fetch that fails (its only peer lacks the blob) leaves no file.
+    a.terminate();
+    let empty = Daemon::start(&root.path().join("c"), &[]);
+    let out = root.path().join("out.bin");
+    let failed = p2pfs(
+        &root.path().join("b2"),
+        &[
+            "fetch",
+            &hash,
+            "--peer",
+            &empty.peer(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    fails(&failed);
+    assert!(!out.exists(), "the output of a failed fetch is removed");
+}

@@ -142,6 +142,26 @@ impl PartialBlob {
         Ok(report)
     }
 
+    /// Bytes present from the start of the blob, or `None` while its size
+    /// is unknown.
+    pub fn present_prefix(&self) -> Option<u64> {
+        lock(&self.shared.state).present_prefix()
+    }
+
+    /// Waits up to `timeout` until more than `at` bytes are present from
+    /// the start of the blob, or its size is proven if `at` is 0 and it is
+    /// not.
+    pub fn wait_prefix(&self, at: u64, timeout: std::time::Duration) {
+        let st = lock(&self.shared.state);
+        let grown = |st: &mut crate::partial::State| {
+            st.size.is_some() && st.present_prefix().is_some_and(|p| p > at || st.complete)
+        };
+        let _ = self
+            .shared
+            .grown
+            .wait_timeout_while(st, timeout, |st| !grown(st));
+    }
+
     /// Writes out and commits everything verified so far.
     pub fn flush(&self) -> Result<(), StoreError> {
         let committed = self.shared.commit();
@@ -256,6 +276,7 @@ impl PartialBlob {
                     report.new_bytes += e - s;
                 }
             }
+            self.shared.grown.notify_all();
             (st.is_full(), st.commit_due(self.store()))
         };
         if full {

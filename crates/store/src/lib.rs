@@ -7,6 +7,7 @@ mod db;
 mod draft;
 mod error;
 mod export;
+mod follow;
 mod gc;
 mod import;
 mod ingest;

@@ -67,6 +67,8 @@ pub(crate) struct PartialShared {
     background_error: Mutex<Option<StoreError>>,
     /// Writes to the data file, one at a time.
     writer: Mutex<Writer>,
+    /// Signalled when groups are written or the blob completes.
+    pub(crate) grown: std::sync::Condvar,
     _protect: Protect,
 }
 
@@ -160,6 +162,7 @@ impl Store {
             committing: AtomicBool::new(false),
             background_error: Mutex::new(None),
             writer: Mutex::new(Writer::default()),
+            grown: std::sync::Condvar::new(),
             _protect: protect,
         });
         live.partial.insert(hash, Arc::downgrade(&shared));
@@ -220,6 +223,21 @@ impl State {
         (&GroupSet::from(0..groups(size)) - &have).is_empty()
     }
 
+    /// Bytes present from the start of the blob.
+    pub(crate) fn present_prefix(&self) -> Option<u64> {
+        let size = self.size?;
+        if self.complete {
+            return Some(size);
+        }
+        let have = &self.committed | &self.pending;
+        let first_missing = match (&GroupSet::from(0..groups(size)) - &have).iter().next() {
+            Some(RangeSetRange::Range(r)) => *r.start,
+            Some(RangeSetRange::RangeFrom(r)) => *r.start,
+            None => return Some(size),
+        };
+        Some((first_missing * CHUNK_GROUP_SIZE).min(size))
+    }
+
     /// Whether `group` is present, committed or not.
     pub(crate) fn has(&self, group: u64) -> bool {
         self.complete || self.committed.contains(&group) || self.pending.contains(&group)
@@ -273,6 +291,7 @@ impl PartialShared {
     /// writing and read the committed copy.
     pub(crate) fn mark_complete(&self, size: u64) {
         lock(&self.state).set_complete(size);
+        self.grown.notify_all();
     }
 
     /// The data file, created on first use. Only for blobs with a file.
@@ -455,6 +474,7 @@ impl PartialShared {
         let mut st = lock(&self.state);
         if snap.complete {
             st.set_complete(snap.size);
+            self.grown.notify_all();
         } else {
             st.pending = &st.pending - &snap.new_groups;
             for node in snap.pairs.keys() {

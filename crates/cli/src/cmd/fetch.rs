@@ -4,6 +4,10 @@
 use std::{
     io::{IsTerminal, Write},
     path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -45,17 +49,13 @@ pub(crate) async fn run(
             Output::File(p)
         }
     };
+    if let Some(store) = session.local_store() {
+        let (stats, path) = follow(session, store, fetch, hash, dest).await?;
+        report(hash, &stats, &path, verbose);
+        return Ok(());
+    }
     let stats = download(session, fetch).await?;
-    let report = |path: &Path| {
-        if verbose || std::io::stderr().is_terminal() {
-            eprintln!("{}", summary(hash, &stats, path));
-        }
-        if verbose {
-            for (id, bytes) in &stats.providers {
-                eprintln!("  {id}  {bytes} bytes");
-            }
-        }
-    };
+    let report = |path: &Path| report(hash, &stats, path, verbose);
     match dest {
         Output::Stdout => {
             let stdout = std::io::stdout();
@@ -77,6 +77,68 @@ pub(crate) async fn run(
         }
     }
     Ok(())
+}
+
+/// With the node in this process: downloads while writing the output as
+/// the bytes arrive (in order), so the copy costs no time after the
+/// download. A file left incomplete by a failed download is removed.
+async fn follow(
+    session: &Session,
+    store: &p2pfs_store::Store,
+    fetch: FetchBlob,
+    hash: Hash,
+    dest: Output,
+) -> anyhow::Result<(FetchStats, PathBuf)> {
+    let (mut out, path): (Box<dyn Write + Send>, PathBuf) = match &dest {
+        Output::Stdout => (
+            Box::new(std::io::stdout()),
+            PathBuf::from("standard output"),
+        ),
+        Output::File(p) => (
+            Box::new(
+                std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+            ),
+            p.clone(),
+        ),
+    };
+    let s = store.clone();
+    let partial = tokio::task::spawn_blocking(move || s.partial(hash)).await??;
+    let ended = Arc::new(AtomicBool::new(false));
+    let follower = {
+        let (store, ended) = (store.clone(), ended.clone());
+        tokio::task::spawn_blocking(move || {
+            let copied = store.follow(&partial, &mut out, || ended.load(Ordering::Acquire));
+            copied.map_err(anyhow::Error::from)?;
+            out.flush()?;
+            anyhow::Ok(())
+        })
+    };
+    let downloaded = download(session, fetch).await;
+    ended.store(true, Ordering::Release);
+    let copied = follower.await?;
+    let result = downloaded.and_then(|stats| {
+        copied.with_context(|| format!("writing {}", path.display()))?;
+        Ok(stats)
+    });
+    if result.is_err()
+        && let Output::File(p) = &dest
+    {
+        let _ = std::fs::remove_file(p);
+    }
+    Ok((result?, path))
+}
+
+/// The summary line on a terminal or with `-v`; with `-v`, what each
+/// provider sent.
+fn report(hash: Hash, stats: &FetchStats, path: &Path, verbose: bool) {
+    if verbose || std::io::stderr().is_terminal() {
+        eprintln!("{}", summary(hash, stats, path));
+    }
+    if verbose {
+        for (id, bytes) in &stats.providers {
+            eprintln!("  {id}  {bytes} bytes");
+        }
+    }
 }
 
 fn summary(hash: Hash, stats: &FetchStats, path: &Path) -> String {
