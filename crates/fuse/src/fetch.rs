@@ -35,8 +35,10 @@ pub(crate) const DEMAND: u64 = 1 << 20;
 pub(crate) const MAX_AHEAD: u64 = 32 << 20;
 /// A read waits this long for its data, then fails with EIO.
 pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// How often a waiting read looks whether its bytes have arrived.
-const ARRIVAL_POLL: Duration = Duration::from_millis(20);
+/// How often a waiting read looks whether its bytes have arrived before
+/// the window holding them has all arrived (it wakes at once when that
+/// window ends).
+const ARRIVAL_POLL: Duration = Duration::from_millis(5);
 /// Reads this close to where the last one ended count as sequential (the
 /// kernel's read-ahead sends several at once, not always in order).
 const SEQUENTIAL_SLACK: u64 = 4 << 20;
@@ -201,7 +203,7 @@ impl Fs {
         let mut attempts = 0;
         loop {
             // A read-ahead window in flight, else a small one of our own.
-            let waits: Vec<_> = (offset / DEMAND..end.div_ceil(DEMAND))
+            let mut waits: Vec<_> = (offset / DEMAND..end.div_ceil(DEMAND))
                 .map(|d| {
                     self.in_flight(&file, WINDOW, d * DEMAND / WINDOW)
                         .unwrap_or_else(|| self.window(room, &file, DEMAND, d, 0))
@@ -222,10 +224,18 @@ impl Fs {
                     Err(StoreError::NotPresent { .. } | StoreError::NotFound(_)) => {}
                     Err(e) => return Err(store_errno(&e)),
                 }
-                if waits.iter().all(|rx| rx.borrow().is_some()) {
+                let Some(unfinished) = waits.iter_mut().find(|rx| rx.borrow().is_none()) else {
                     break;
-                }
+                };
                 tokio::select! {
+                    // A window that ends wakes the read at once (a small
+                    // file is one window: its read returns when it lands).
+                    r = unfinished.changed() => {
+                        if r.is_err() {
+                            // Its task ended without a word: done with it.
+                            break;
+                        }
+                    }
                     () = tokio::time::sleep(ARRIVAL_POLL) => {}
                     () = tokio::time::sleep_until(deadline) => {
                         tracing::warn!(hash = %file.hash, offset, "no member sent the bytes in time");
