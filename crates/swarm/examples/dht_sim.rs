@@ -2,7 +2,7 @@
 //! figures; `bench/dht.sh` runs it for 10,000 nodes.
 //!
 //!   dht_sim NODES SEED [--dead F] [--liars F] [--loss F] [--lookups N]
-//!           [--announces N] [--cold]
+//!           [--announces N] [--cold] [--alpha N] [--stall-after N]
 
 // A command-line tool: printing its figures is its job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -24,6 +24,7 @@ fn main() -> Result<(), String> {
             "--dead" => cfg.dead = num(i + 1, "--dead")?,
             "--liars" => cfg.liars = num(i + 1, "--liars")?,
             "--loss" => cfg.loss = num(i + 1, "--loss")?,
+            "--alpha" => cfg.lookup.alpha = num(i + 1, "--alpha")? as usize,
             "--stall-after" => cfg.lookup.stall_after = num(i + 1, "--stall-after")? as usize,
             "--lookups" => cfg.lookups = num(i + 1, "--lookups")? as usize,
             "--announces" => cfg.announces = num(i + 1, "--announces")? as usize,

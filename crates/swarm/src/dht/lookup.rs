@@ -20,10 +20,25 @@
 //! the node as failed. A peer that answers with garbage or invented nodes only adds
 //! candidates that fail in turn: they cost requests and time, not the
 //! result, which holds only nodes that answered.
+//!
+//! Lies cost less than a timeout each. A source (the node whose answer
+//! named a candidate) gets at most [`PER_SOURCE`] of its candidates in
+//! flight at once, so the other slots go on with other sources while they
+//! time out; and once [`BLAME`] of a source's candidates have timed out or
+//! failed with none of them answering, the source is taken for a liar:
+//! every candidate only it named fails at once (rather than one timeout at
+//! a time), and its own answer leaves the result.
 
 use std::{collections::BTreeMap, time::Duration};
 
 use super::key::{Distance, Key};
+
+/// Candidates one source may have in flight at once.
+pub const PER_SOURCE: usize = 3;
+
+/// Candidates of one source that time out or fail, with none answering,
+/// before the source is taken for a liar.
+pub const BLAME: u32 = 2;
 
 /// Lookup parameters.
 #[derive(Debug, Clone, Copy)]
@@ -74,6 +89,13 @@ struct Candidate<A> {
     state: State,
     /// Requests in the chain that led to this candidate (seeds: 0).
     hop: u32,
+    /// The candidate whose answer named it first (none for a seed).
+    via: Option<Distance>,
+    /// Named by more than one source (or a seed): no single liar made it up.
+    vouched: bool,
+    /// Candidates it named that answered, and that failed or timed out.
+    good: u32,
+    bad: u32,
 }
 
 /// One lookup of `target`. `A` is whatever the caller needs to reach a
@@ -102,7 +124,7 @@ impl<A: Clone> Lookup<A> {
             requests: 0,
         };
         for (key, addr) in seeds {
-            l.add(key, addr, 0);
+            l.add(key, addr, 0, None);
         }
         l
     }
@@ -114,9 +136,12 @@ impl<A: Clone> Lookup<A> {
 
     /// Adds a candidate unless known. True if it is closer than every
     /// candidate known before.
-    fn add(&mut self, key: Key, addr: A, hop: u32) -> bool {
+    fn add(&mut self, key: Key, addr: A, hop: u32, via: Option<Distance>) -> bool {
         let d = self.target.distance(&key);
-        if self.candidates.contains_key(&d) {
+        if let Some(c) = self.candidates.get_mut(&d) {
+            if c.via != via {
+                c.vouched = true;
+            }
             return false;
         }
         let closest = self
@@ -130,6 +155,10 @@ impl<A: Clone> Lookup<A> {
                 addr,
                 state: State::Waiting,
                 hop,
+                via,
+                vouched: via.is_none(),
+                good: 0,
+                bad: 0,
             },
         );
         self.trim();
@@ -171,9 +200,12 @@ impl<A: Clone> Lookup<A> {
             State::Waiting | State::Answered | State::Failed => return,
         };
         c.state = State::Answered;
+        if let Some(source) = c.via.and_then(|v| self.candidates.get_mut(&v)) {
+            source.good += 1;
+        }
         let mut progress = false;
         for (key, addr) in closer.into_iter().take(self.cfg.k) {
-            progress |= self.add(key, addr, hop + 1);
+            progress |= self.add(key, addr, hop + 1, Some(d));
         }
         if progress {
             self.no_progress = 0;
@@ -189,12 +221,45 @@ impl<A: Clone> Lookup<A> {
         let Some(c) = self.candidates.get_mut(&d) else {
             return;
         };
-        match c.state {
-            State::InFlight { .. } => self.in_flight -= 1,
-            State::Late { .. } => {}
+        let late = match c.state {
+            State::InFlight { .. } => {
+                self.in_flight -= 1;
+                false
+            }
+            State::Late { .. } => true,
             State::Waiting | State::Answered | State::Failed => return,
-        }
+        };
         c.state = State::Failed;
+        let via = c.via;
+        // A late one was blamed on its source when it timed out.
+        if !late {
+            self.blame(via);
+        }
+    }
+
+    /// Counts a timeout or failure of a candidate against its source;
+    /// see the module docs.
+    fn blame(&mut self, source: Option<Distance>) {
+        let Some(s) = source else { return };
+        let Some(src) = self.candidates.get_mut(&s) else {
+            return;
+        };
+        src.bad += 1;
+        if src.bad < BLAME || src.good > 0 || src.state == State::Failed {
+            return;
+        }
+        src.state = State::Failed;
+        for c in self.candidates.values_mut() {
+            if c.via != Some(s) || c.vouched {
+                continue;
+            }
+            match c.state {
+                State::InFlight { .. } => self.in_flight -= 1,
+                State::Waiting | State::Late { .. } => {}
+                State::Answered | State::Failed => continue,
+            }
+            c.state = State::Failed;
+        }
     }
 
     /// Advances to `now`: requests past their deadline stop holding a slot
@@ -202,6 +267,7 @@ impl<A: Clone> Lookup<A> {
     /// returned (already marked as sent, each with the deadline `timeout`
     /// gives for it).
     pub fn poll(&mut self, now: Duration, timeout: impl Fn(&Key) -> Duration) -> Vec<(Key, A)> {
+        let mut timed_out = Vec::new();
         for c in self.candidates.values_mut() {
             match c.state {
                 State::InFlight { deadline, timeout } if deadline <= now => {
@@ -210,10 +276,14 @@ impl<A: Clone> Lookup<A> {
                     };
                     self.in_flight -= 1;
                     self.no_progress += 1;
+                    timed_out.push(c.via);
                 }
                 State::Late { give_up } if give_up <= now => c.state = State::Failed,
                 _ => {}
             }
+        }
+        for source in timed_out {
+            self.blame(source);
         }
         if self.is_finished() {
             return Vec::new();
@@ -223,6 +293,13 @@ impl<A: Clone> Lookup<A> {
         } else {
             self.cfg.alpha
         };
+        // Requests in flight per source.
+        let mut per_source: BTreeMap<Distance, usize> = BTreeMap::new();
+        for c in self.candidates.values() {
+            if let (State::InFlight { .. }, Some(v), false) = (c.state, c.via, c.vouched) {
+                *per_source.entry(v).or_default() += 1;
+            }
+        }
         let mut out = Vec::new();
         let mut considered = 0;
         for c in self.candidates.values_mut() {
@@ -232,7 +309,19 @@ impl<A: Clone> Lookup<A> {
             match c.state {
                 State::Failed | State::Late { .. } => continue,
                 State::Answered | State::InFlight { .. } => {}
+                // Its source has enough in flight: others go first.
+                State::Waiting
+                    if !c.vouched
+                        && c.via.is_some_and(|v| {
+                            per_source.get(&v).copied().unwrap_or(0) >= PER_SOURCE
+                        }) =>
+                {
+                    continue;
+                }
                 State::Waiting => {
+                    if let (Some(v), false) = (c.via, c.vouched) {
+                        *per_source.entry(v).or_default() += 1;
+                    }
                     let t = timeout(&c.key);
                     c.state = State::InFlight {
                         deadline: now + t,
@@ -439,5 +528,56 @@ mod tests {
         assert!(l.is_finished());
         assert!(l.closest().is_empty());
         assert_eq!(l.hops(), 0);
+    }
+
+    #[test]
+    fn a_liar_costs_one_timeout_and_leaves_the_result() {
+        // Nodes 100 and 101 are seeds; 100 lies, naming nodes 1..=4 that do
+        // not exist, closer than anyone; 101 names the real 50 and 51.
+        let mut l = Lookup::new(key(0), cfg(4, 2), [(key(100), ()), (key(101), ())]);
+        let sent = l.poll(Duration::ZERO, |_| T);
+        assert_eq!(keys(&sent), vec![100, 101]);
+        l.on_answer(&key(100), (1..=4).map(|n| (key(n), ())));
+        l.on_answer(&key(101), [(key(50), ()), (key(51), ())]);
+        let sent = l.poll(Duration::from_millis(1), |_| T);
+        assert_eq!(keys(&sent), vec![1, 2], "the closest first");
+        // Both time out: their source is a liar, and its other inventions
+        // fail without being asked.
+        let mut asked = Vec::new();
+        let mut now = T + Duration::from_millis(1);
+        for _ in 0..10 {
+            let sent = l.poll(now, |_| T);
+            for (k, ()) in &sent {
+                if k.0[0] >= 50 {
+                    l.on_answer(k, []);
+                }
+            }
+            asked.extend(keys(&sent));
+            if l.is_finished() {
+                break;
+            }
+            now += Duration::from_millis(1);
+        }
+        assert!(l.is_finished(), "done without waiting for more timeouts");
+        assert!(now < 2 * T, "finished at {now:?}");
+        assert_eq!(asked, vec![50, 51], "nodes 3 and 4 were never asked");
+        assert_eq!(
+            keys(&l.closest()),
+            vec![50, 51, 101],
+            "the liar left the result"
+        );
+    }
+
+    #[test]
+    fn a_source_gets_at_most_per_source_requests_at_once() {
+        let mut l = Lookup::new(key(0), cfg(20, 10), [(key(200), ()), (key(201), ())]);
+        let _ = l.poll(Duration::ZERO, |_| T);
+        // 200 names ten nodes, 201 names two farther ones.
+        l.on_answer(&key(200), (1..=10).map(|n| (key(n), ())));
+        l.on_answer(&key(201), [(key(60), ()), (key(61), ())]);
+        let sent = keys(&l.poll(Duration::from_millis(1), |_| T));
+        let from_200 = sent.iter().filter(|k| **k <= 10).count();
+        assert_eq!(from_200, PER_SOURCE, "{sent:?}");
+        assert!(sent.contains(&60) && sent.contains(&61), "{sent:?}");
     }
 }
