@@ -28,6 +28,13 @@
 //! failed with none of them answering, the source is taken for a liar:
 //! every candidate only it named fails at once (rather than one timeout at
 //! a time), and its own answer leaves the result.
+//!
+//! A lie that invents nodes right next to the target costs no timeout at
+//! all: a candidate named by one source only that shares
+//! [`IMPLAUSIBLE_MARGIN`] bits more with the target than the network's size
+//! makes likely fails without being asked, and counts against its source
+//! as a timeout would (the node looked up itself excepted). A second source
+//! naming it makes it a candidate again.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -39,6 +46,11 @@ pub const PER_SOURCE: usize = 3;
 /// Candidates of one source that time out or fail, with none answering,
 /// before the source is taken for a liar.
 pub const BLAME: u32 = 2;
+
+/// Bits of prefix shared with the target beyond the network size's that
+/// make a candidate implausible: in a network of 2^n nodes, the closest to
+/// a key shares about n bits with it, and one in 2^12 shares n + 12.
+pub const IMPLAUSIBLE_MARGIN: u32 = 12;
 
 /// Lookup parameters.
 #[derive(Debug, Clone, Copy)]
@@ -52,6 +64,10 @@ pub struct LookupConfig {
     pub stall_after: usize,
     /// Most candidates kept (the farthest not yet asked are dropped).
     pub max_candidates: usize,
+    /// The estimated network size as a power of two
+    /// ([`RoutingTable::network_bits`](super::table::RoutingTable::network_bits)),
+    /// for telling implausible candidates (see the module docs).
+    pub network_bits: Option<u32>,
 }
 
 impl Default for LookupConfig {
@@ -61,6 +77,7 @@ impl Default for LookupConfig {
             alpha: 3,
             stall_after: 1,
             max_candidates: 200,
+            network_bits: None,
         }
     }
 }
@@ -93,6 +110,8 @@ struct Candidate<A> {
     via: Option<Distance>,
     /// Named by more than one source (or a seed): no single liar made it up.
     vouched: bool,
+    /// Failed unasked for being too close to the target to be true.
+    implausible: bool,
     /// Candidates it named that answered, and that failed or timed out.
     good: u32,
     bad: u32,
@@ -141,9 +160,21 @@ impl<A: Clone> Lookup<A> {
         if let Some(c) = self.candidates.get_mut(&d) {
             if c.via != via {
                 c.vouched = true;
+                if c.state == State::Failed && c.implausible {
+                    c.state = State::Waiting;
+                    c.implausible = false;
+                }
             }
             return false;
         }
+        // (The node looked up itself, at distance 0, is no lie.)
+        let shared = d.leading_zeros();
+        let implausible = via.is_some()
+            && shared < 256
+            && self
+                .cfg
+                .network_bits
+                .is_some_and(|n| shared > n + IMPLAUSIBLE_MARGIN);
         let closest = self
             .candidates
             .first_key_value()
@@ -153,14 +184,23 @@ impl<A: Clone> Lookup<A> {
             Candidate {
                 key,
                 addr,
-                state: State::Waiting,
+                state: if implausible {
+                    State::Failed
+                } else {
+                    State::Waiting
+                },
                 hop,
                 via,
                 vouched: via.is_none(),
+                implausible,
                 good: 0,
                 bad: 0,
             },
         );
+        if implausible {
+            self.blame(via);
+            return false;
+        }
         self.trim();
         closest
     }
@@ -408,6 +448,7 @@ mod tests {
             alpha,
             stall_after: alpha,
             max_candidates: 50,
+            network_bits: None,
         }
     }
 
@@ -579,5 +620,47 @@ mod tests {
         let from_200 = sent.iter().filter(|k| **k <= 10).count();
         assert_eq!(from_200, PER_SOURCE, "{sent:?}");
         assert!(sent.contains(&60) && sent.contains(&61), "{sent:?}");
+    }
+
+    #[test]
+    fn implausibly_close_inventions_fail_unasked() {
+        let far = |n: u8| {
+            let mut k = [0xffu8; 32];
+            k[31] = n;
+            Key(k)
+        };
+        // A network of about 2^10 nodes: sharing 30 bits with the target
+        // is implausible, sharing 8 is not.
+        let c = LookupConfig {
+            network_bits: Some(10),
+            ..cfg(4, 2)
+        };
+        let mut l = Lookup::new(key(0), c, [(far(1), ()), (far(2), ())]);
+        let _ = l.poll(Duration::ZERO, |_| T);
+        let close = |n: u8| {
+            let mut k = [0u8; 32];
+            k[4] = n; // 32 + leading zeros of n bits shared
+            Key(k)
+        };
+        l.on_answer(&far(1), [(close(1), ()), (close(2), ()), (key(3), ())]);
+        l.on_answer(&far(2), [(key(4), ())]);
+        // Two inventions blame far(1): it leaves the result, and only its
+        // plausible candidate (3) goes on as someone else's might.
+        let sent = keys(&l.poll(Duration::from_millis(1), |_| T));
+        assert!(!sent.contains(&0), "the inventions are not asked: {sent:?}");
+        assert_eq!(sent, vec![3, 4]);
+        // The node looked up itself is no lie, and a second source revives
+        // an implausible one.
+        l.on_answer(&key(3), []);
+        l.on_answer(&key(4), [(key(0), ()), (close(2), ())]);
+        let sent = l.poll(Duration::from_millis(2), |_| T);
+        assert!(
+            sent.iter().any(|(k, ())| *k == key(0)),
+            "the target is asked"
+        );
+        assert!(
+            sent.iter().any(|(k, ())| *k == close(2)),
+            "vouched for: asked"
+        );
     }
 }

@@ -218,7 +218,11 @@ impl Dht {
 pub(crate) async fn lookup(dht: &Dht, target: Key, providers: Option<Hash>) -> Found {
     let me = Key::from(dht.net.id());
     let seeds = dht.closest(&target, K);
-    let mut l = Lookup::new(target, LookupConfig::default(), seeds);
+    let cfg = LookupConfig {
+        network_bits: crate::lock(&dht.table).network_bits(),
+        ..LookupConfig::default()
+    };
+    let mut l = Lookup::new(target, cfg, seeds);
     let query = match providers {
         Some(hash) => Query::GetProviders { hash },
         None => Query::FindNode { target: target.0 },

@@ -10,11 +10,12 @@
 //! loss costs QUIC's retransmission delay (two round trips). Dead nodes
 //! never answer. Liars answer every request with k invented nodes next to
 //! the target, which do not exist. Timeouts come from the requester's
-//! [`RttEstimator`], warmed up as a running node's would be.
+//! [`RttEstimator`], warmed up as a running node's would be, and doubled
+//! for a node never talked to (as the node's, for the handshake).
 
 use std::{
     cmp::Reverse,
-    collections::{BinaryHeap, HashSet},
+    collections::{BinaryHeap, HashMap, HashSet},
     time::Duration,
 };
 
@@ -152,6 +153,8 @@ struct Sim {
     nodes: Vec<Node>,
     /// Pairs that have talked before (for `cold`).
     connected: HashSet<(usize, usize)>,
+    /// Each node's index, by key.
+    index: HashMap<Key, usize>,
     rtt: RttEstimator,
 }
 
@@ -201,11 +204,13 @@ impl Sim {
                 Kind::Honest
             };
         }
+        let index = nodes.iter().enumerate().map(|(i, n)| (n.key, i)).collect();
         let mut sim = Self {
             cfg,
             rng,
             nodes,
             connected: HashSet::new(),
+            index,
             rtt: RttEstimator::default(),
         };
         for _ in 0..16 {
@@ -285,15 +290,32 @@ impl Sim {
     fn lookup(&mut self, origin: usize, target: Key, stop_at_record: bool) -> Outcome {
         let k = self.cfg.lookup.k;
         let seeds = self.nodes[origin].table.closest(&target, k);
-        let mut lookup = Lookup::new(target, self.cfg.lookup, seeds);
+        let cfg = LookupConfig {
+            network_bits: self.nodes[origin].table.network_bits(),
+            ..self.cfg.lookup
+        };
+        let mut lookup = Lookup::new(target, cfg, seeds);
         let mut events: BinaryHeap<Reverse<(Duration, u64, usize, Key)>> = BinaryHeap::new();
         let mut seq = 0u64;
         let mut now = Duration::ZERO;
         let mut record_at = None;
         // Bounded: every step either sends, receives or passes a deadline.
         for _ in 0..100_000 {
-            let timeout = self.rtt.timeout();
-            for (key, to) in lookup.poll(now, |_| timeout) {
+            // As the node's: a node never talked to (an invented one,
+            // or any first contact when `cold`) gets twice the timeout, for
+            // the handshake.
+            let base = self.rtt.timeout();
+            let timeout = |k: &Key| match self.index.get(k) {
+                Some(&i)
+                    if !self.cfg.cold
+                        || self.connected.contains(&(origin.min(i), origin.max(i))) =>
+                {
+                    base
+                }
+                _ => (base * 2).min(Duration::from_secs(2)),
+            };
+            let sends = lookup.poll(now, timeout);
+            for (key, to) in sends {
                 if to == NOWHERE || self.nodes[to].kind == Kind::Dead {
                     continue;
                 }

@@ -161,6 +161,23 @@ impl<A: Located + Clone> RoutingTable<A> {
         self.len == 0
     }
 
+    /// The base-2 logarithm of the network's size, estimated from how full
+    /// the buckets are: the bucket of nodes sharing `p` bits with this one
+    /// covers 2^-(p+1) of the space, so the first one not full, holding
+    /// `c` nodes, says about c · 2^(p+1). `None` with an empty table.
+    pub fn network_bits(&self) -> Option<u32> {
+        if self.is_empty() {
+            return None;
+        }
+        for shared in 0..256u32 {
+            let c = self.buckets[255 - shared as usize].entries.len();
+            if c < self.cfg.k {
+                return Some(shared + 1 + (c.max(1) as u32).ilog2());
+            }
+        }
+        Some(256)
+    }
+
     /// Whether the address limits leave room for `addr` in `bucket`.
     fn admits(&self, bucket: usize, addr: &A) -> bool {
         let Some(ip) = addr.ip() else { return true };
@@ -387,5 +404,22 @@ mod tests {
         // Removing frees the slot.
         t.remove(&key(0x80, 1));
         assert_eq!(t.seen(key(0x82, 1), at("198.51.100.7"), T0), Seen::Added);
+    }
+
+    #[test]
+    fn estimates_the_network_size() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let mut random = || {
+            let mut k = [0u8; 32];
+            rng.fill(&mut k);
+            Key(k)
+        };
+        let mut t: RoutingTable<usize> = RoutingTable::new(random(), TableConfig::default());
+        assert_eq!(t.network_bits(), None);
+        for n in 0..4096 {
+            t.seen(random(), n, T0);
+        }
+        let bits = t.network_bits().unwrap();
+        assert!((10..=14).contains(&bits), "2^12 nodes seen: {bits}");
     }
 }
