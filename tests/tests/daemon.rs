@@ -313,4 +313,32 @@ fn fetch_writes_its_output_as_the_bytes_arrive() {
     );
     fails(&failed);
     assert!(!out.exists(), "the output of a failed fetch is removed");
+    // ... but only a file the fetch created: a file that was there (a
+    // device such as /dev/null, a user's file) stays.
+    std::fs::write(&out, b"mine").unwrap();
+    let failed = p2pfs(
+        &root.path().join("b2"),
+        &[
+            "fetch",
+            &hash,
+            "--peer",
+            &empty.peer(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    fails(&failed);
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        b"mine",
+        "a file that was there stays as it was"
+    );
+    let partials = std::fs::read_dir(root.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".p2pfs-partial"))
+        })
+        .count();
+    assert_eq!(partials, 0, "no partial file is left");
 }

@@ -344,26 +344,17 @@ async fn execute(
     Ok(())
 }
 
-/// Writes blob `hash` to the bundle file `path` (replaced whole: a
-/// failed export leaves no file); its size.
+/// Writes blob `hash` to the bundle file `path` (replaced whole once
+/// written: a failed export leaves what was there); its size.
 fn export(store: &Store, hash: Hash, path: &std::path::Path) -> Result<u64, StoreError> {
     let size = store.info(&hash)?.map_or(0, |i| i.size);
-    let io = |what: &str, source| StoreError::Io {
-        context: format!("{what} {}", path.display()),
+    let io = |source| StoreError::Io {
+        context: format!("writing {}", path.display()),
         source,
     };
-    let written = (|| {
-        let file = std::fs::File::create(path).map_err(|e| io("creating", e))?;
-        let mut w = std::io::BufWriter::new(file);
-        store.export_bundle(&[hash], &mut w)?;
-        let file = w.into_inner().map_err(|e| io("writing", e.into_error()))?;
-        file.sync_all().map_err(|e| io("writing", e))?;
-        Ok::<_, StoreError>(())
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(path);
-        return Err(e);
-    }
+    let mut w = p2pfs_store::OutputFile::create(path).map_err(io)?;
+    store.export_bundle(&[hash], &mut w)?;
+    w.finish(true).map_err(io)?;
     Ok(size)
 }
 

@@ -14,6 +14,7 @@ use std::{
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use p2pfs_proto::Hash;
+use p2pfs_store::OutputFile;
 use p2pfs_swarm::FetchStats;
 
 use crate::{
@@ -68,11 +69,11 @@ pub(crate) async fn run(
             // Like cp, the copy is left to the kernel to write back (no
             // fsync): the store's copy is the durable one, and fetching
             // again rewrites this file from it at once.
-            let mut f = std::fs::File::create(&path)
-                .with_context(|| format!("creating {}", path.display()))?;
+            let mut f = create(&path)?;
             cmd::cat::write_blob(session, hash, &mut f)
                 .await
                 .with_context(|| format!("writing {}", path.display()))?;
+            finish(f)?;
             report(&path);
         }
     }
@@ -81,7 +82,8 @@ pub(crate) async fn run(
 
 /// With the node in this process: downloads while writing the output as
 /// the bytes arrive (in order), so the copy costs no time after the
-/// download. A file left incomplete by a failed download is removed.
+/// download. A file it created and left incomplete (the download failed)
+/// is removed.
 async fn follow(
     session: &Session,
     store: &p2pfs_store::Store,
@@ -89,17 +91,12 @@ async fn follow(
     hash: Hash,
     dest: Output,
 ) -> anyhow::Result<(FetchStats, PathBuf)> {
-    let (mut out, path): (Box<dyn Write + Send>, PathBuf) = match &dest {
+    let (mut out, path) = match &dest {
         Output::Stdout => (
-            Box::new(std::io::stdout()),
+            Sink::Stdout(std::io::stdout()),
             PathBuf::from("standard output"),
         ),
-        Output::File(p) => (
-            Box::new(
-                std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
-            ),
-            p.clone(),
-        ),
+        Output::File(p) => (Sink::File(create(p)?), p.clone()),
     };
     let s = store.clone();
     let partial = tokio::task::spawn_blocking(move || s.partial(hash)).await??;
@@ -108,24 +105,60 @@ async fn follow(
         let (store, ended) = (store.clone(), ended.clone());
         tokio::task::spawn_blocking(move || {
             let copied = store.follow(&partial, &mut out, || ended.load(Ordering::Acquire));
-            copied.map_err(anyhow::Error::from)?;
-            out.flush()?;
-            anyhow::Ok(())
+            (copied, out)
         })
     };
     let downloaded = download(session, fetch).await;
     ended.store(true, Ordering::Release);
-    let copied = follower.await?;
-    let result = downloaded.and_then(|stats| {
-        copied.with_context(|| format!("writing {}", path.display()))?;
-        Ok(stats)
-    });
-    if result.is_err()
-        && let Output::File(p) = &dest
-    {
-        let _ = std::fs::remove_file(p);
+    let (copied, out) = follower.await?;
+    // Dropped unfinished on an error: a file that was there stays as it was.
+    let stats = downloaded?;
+    copied.with_context(|| format!("writing {}", path.display()))?;
+    out.finish()?;
+    Ok((stats, path))
+}
+
+/// Starts writing the output file `path` (see [`OutputFile`]).
+pub(crate) fn create(path: &Path) -> anyhow::Result<OutputFile> {
+    Ok(OutputFile::create(path)?)
+}
+
+/// Puts a finished output file in place.
+pub(crate) fn finish(f: OutputFile) -> anyhow::Result<()> {
+    let dest = f.dest().to_path_buf();
+    f.finish(false)
+        .with_context(|| format!("writing {}", dest.display()))
+}
+
+/// Where [`follow`] writes.
+enum Sink {
+    Stdout(std::io::Stdout),
+    File(OutputFile),
+}
+
+impl Sink {
+    fn finish(self) -> anyhow::Result<()> {
+        match self {
+            Sink::Stdout(mut s) => s.flush().context("writing to standard output"),
+            Sink::File(f) => finish(f),
+        }
     }
-    Ok((result?, path))
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sink::Stdout(s) => s.write(buf),
+            Sink::File(f) => f.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::Stdout(s) => s.flush(),
+            Sink::File(f) => f.flush(),
+        }
+    }
 }
 
 /// The summary line on a terminal or with `-v`; with `-v`, what each

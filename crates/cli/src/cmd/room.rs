@@ -149,18 +149,7 @@ pub(crate) async fn get(
 ) -> anyhow::Result<()> {
     let request = RoomRequest::Get(file);
     let dest = output.filter(|p| p != Path::new("-"));
-    // Written beside the destination, renamed into place once complete.
-    let partial = dest.as_ref().map(|d| {
-        let mut p = d.clone().into_os_string();
-        p.push(".p2pfs-partial");
-        PathBuf::from(p)
-    });
-    let mut file = match &partial {
-        Some(p) => Some(std::io::BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
-        )),
-        None => None,
-    };
+    let mut file = dest.as_deref().map(cmd::fetch::create).transpose()?;
     let result = call(session, request, |r| {
         if let Response::Data(bytes) = r {
             match &mut file {
@@ -173,20 +162,11 @@ pub(crate) async fn get(
         Ok(())
     })
     .await;
-    match (file, partial, dest) {
-        (Some(mut f), Some(partial), Some(dest)) => {
-            let done = result.and_then(|()| f.flush().context("writing the output file"));
-            drop(f);
-            if done.is_err() {
-                let _ = std::fs::remove_file(&partial);
-                return done;
-            }
-            std::fs::rename(&partial, &dest).with_context(|| format!("writing {}", dest.display()))
-        }
-        _ => {
-            result?;
-            out.flush().context("writing to standard output")
-        }
+    // Dropped unfinished on an error: a file that was there stays as it was.
+    result?;
+    match file {
+        Some(f) => cmd::fetch::finish(f),
+        None => out.flush().context("writing to standard output"),
     }
 }
 

@@ -8,7 +8,7 @@
 
 use std::{
     collections::HashSet,
-    io::{BufReader, BufWriter},
+    io::BufReader,
     path::{Path, PathBuf},
 };
 
@@ -89,14 +89,7 @@ impl Node {
         }
         let ticket = self.room_ticket(room);
         let (store, id) = (self.store().clone(), room.id);
-        blocking(move || {
-            let written = write(&store, &id, &ticket, &blobs, &path);
-            if written.is_err() {
-                let _ = std::fs::remove_file(&path);
-            }
-            written
-        })
-        .await
+        blocking(move || write(&store, &id, &ticket, &blobs, &path)).await
     }
 
     /// Merges the room export `path` into the local room, or creates the
@@ -165,12 +158,13 @@ fn write(
     blobs: &[Hash],
     path: &Path,
 ) -> Result<ExportReport, StoreError> {
-    let io = |what: &str, source| StoreError::Io {
-        context: format!("{what} {}", path.display()),
+    let io = |source| StoreError::Io {
+        context: format!("writing {}", path.display()),
         source,
     };
-    let file = std::fs::File::create(path).map_err(|e| io("creating", e))?;
-    let mut w = store.bundle_writer(BufWriter::new(file))?;
+    // Replaced whole once written: a failed export leaves what was there.
+    let file = p2pfs_store::OutputFile::create(path).map_err(io)?;
+    let mut w = store.bundle_writer(file)?;
     let encoded =
         p2pfs_proto::codec::encode(ticket).map_err(|e| StoreError::Invalid(e.to_string()))?;
     w.record(BUNDLE_ROOM, &encoded)?;
@@ -204,11 +198,8 @@ fn write(
     for hash in blobs {
         w.blob(hash)?;
     }
-    let (buf, bytes) = w.finish()?;
-    let file = buf
-        .into_inner()
-        .map_err(|e| io("writing", e.into_error()))?;
-    file.sync_all().map_err(|e| io("writing", e))?;
+    let (file, bytes) = w.finish()?;
+    file.finish(true).map_err(io)?;
     Ok(ExportReport {
         entries,
         blobs: blobs.len() as u64,
