@@ -22,6 +22,16 @@ def p2pfs_in(bin, work):
     return run
 
 
+def timed(cmd, prepare=None):
+    """Runs `prepare` (untimed), then `cmd`; returns how long `cmd` took, in seconds."""
+    import time
+    if prepare:
+        sh(prepare)
+    t = time.perf_counter()
+    sh(cmd)
+    return time.perf_counter() - t
+
+
 def wait(what, f, timeout=300, every=0.05):
     """Polls `f` until it returns something true (returned), or exits after `timeout` s."""
     import time

@@ -13,7 +13,7 @@
 """
 import json, os, shutil, statistics, subprocess, sys, time
 
-from benchlib import make, sh, wait
+from benchlib import make, sh, timed, wait
 
 BIN, WORK, ROUNDS = sys.argv[1], sys.argv[2], int(sys.argv[3])
 FILES = int(sys.argv[4]) if len(sys.argv) > 4 else 10_000
@@ -64,14 +64,6 @@ def stop(p):
     p.terminate()
     p.wait(timeout=60)
     started.remove(p)
-
-
-def timed(cmd, prepare=None):
-    if prepare:
-        sh(prepare)
-    t = time.perf_counter()
-    sh(cmd)
-    return time.perf_counter() - t
 
 
 def fetch(h, peer):

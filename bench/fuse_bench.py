@@ -12,7 +12,7 @@ against `p2pfs fetch`, side by side in one run, each contender once per round, i
 """
 import glob, json, os, statistics, subprocess, sys, time
 
-from benchlib import make, sh
+from benchlib import make, sh, timed
 
 BIN, WORK, ROUNDS = sys.argv[1], sys.argv[2], int(sys.argv[3])
 FILES = int(sys.argv[4]) if len(sys.argv) > 4 else 10_000
@@ -53,14 +53,6 @@ def mount(node, port):
     started.append(p)
     wait(f"{mnt} mounted", lambda: mounted(mnt) and os.path.exists(f"{WORK}/{node}/control.sock"))
     return mnt
-
-
-def timed(cmd, prepare=None):
-    if prepare:
-        sh(prepare)
-    t = time.perf_counter()
-    sh(cmd)
-    return time.perf_counter() - t
 
 
 def drop_caches():

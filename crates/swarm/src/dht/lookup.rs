@@ -45,7 +45,7 @@ pub const PER_SOURCE: usize = 3;
 
 /// Candidates of one source that time out or fail, with none answering,
 /// before the source is taken for a liar.
-pub const BLAME: u32 = 2;
+pub const BLAME: u32 = 3;
 
 /// Bits of prefix shared with the target beyond the network size's that
 /// make a candidate implausible: in a network of 2^n nodes, the closest to
@@ -246,6 +246,14 @@ impl<A: Clone> Lookup<A> {
         let mut progress = false;
         for (key, addr) in closer.into_iter().take(self.cfg.k) {
             progress |= self.add(key, addr, hop + 1, Some(d));
+            // Taken for a liar by what it named: the rest is not heard.
+            if self
+                .candidates
+                .get(&d)
+                .is_some_and(|c| c.state == State::Failed)
+            {
+                break;
+            }
         }
         if progress {
             self.no_progress = 0;
@@ -573,16 +581,16 @@ mod tests {
 
     #[test]
     fn a_liar_costs_one_timeout_and_leaves_the_result() {
-        // Nodes 100 and 101 are seeds; 100 lies, naming nodes 1..=4 that do
+        // Nodes 100 and 101 are seeds; 100 lies, naming nodes 1..=5 that do
         // not exist, closer than anyone; 101 names the real 50 and 51.
-        let mut l = Lookup::new(key(0), cfg(4, 2), [(key(100), ()), (key(101), ())]);
+        let mut l = Lookup::new(key(0), cfg(4, 3), [(key(100), ()), (key(101), ())]);
         let sent = l.poll(Duration::ZERO, |_| T);
         assert_eq!(keys(&sent), vec![100, 101]);
-        l.on_answer(&key(100), (1..=4).map(|n| (key(n), ())));
+        l.on_answer(&key(100), (1..=5).map(|n| (key(n), ())));
         l.on_answer(&key(101), [(key(50), ()), (key(51), ())]);
         let sent = l.poll(Duration::from_millis(1), |_| T);
-        assert_eq!(keys(&sent), vec![1, 2], "the closest first");
-        // Both time out: their source is a liar, and its other inventions
+        assert_eq!(keys(&sent), vec![1, 2, 3], "the closest first");
+        // All time out: their source is a liar, and its other inventions
         // fail without being asked.
         let mut asked = Vec::new();
         let mut now = T + Duration::from_millis(1);
@@ -601,7 +609,7 @@ mod tests {
         }
         assert!(l.is_finished(), "done without waiting for more timeouts");
         assert!(now < 2 * T, "finished at {now:?}");
-        assert_eq!(asked, vec![50, 51], "nodes 3 and 4 were never asked");
+        assert_eq!(asked, vec![50, 51], "nodes 4 and 5 were never asked");
         assert_eq!(
             keys(&l.closest()),
             vec![50, 51, 101],
@@ -642,13 +650,20 @@ mod tests {
             k[4] = n; // 32 + leading zeros of n bits shared
             Key(k)
         };
-        l.on_answer(&far(1), [(close(1), ()), (close(2), ()), (key(3), ())]);
-        l.on_answer(&far(2), [(key(4), ())]);
-        // Two inventions blame far(1): it leaves the result, and only its
-        // plausible candidate (3) goes on as someone else's might.
+        l.on_answer(
+            &far(1),
+            [(close(1), ()), (close(2), ()), (close(3), ()), (key(3), ())],
+        );
+        l.on_answer(&far(2), [(key(3), ()), (key(4), ())]);
+        // Three inventions make far(1) a liar: it leaves the result, and
+        // what it named after them is not heard (3 comes from far(2)).
         let sent = keys(&l.poll(Duration::from_millis(1), |_| T));
         assert!(!sent.contains(&0), "the inventions are not asked: {sent:?}");
         assert_eq!(sent, vec![3, 4]);
+        assert!(
+            !l.closest().iter().any(|(k, ())| *k == far(1)),
+            "the liar left the result"
+        );
         // The node looked up itself is no lie, and a second source revives
         // an implausible one.
         l.on_answer(&key(3), []);
