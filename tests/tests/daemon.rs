@@ -300,34 +300,18 @@ fn fetch_writes_its_output_as_the_bytes_arrive() {
     a.terminate();
     let empty = Daemon::start(&root.path().join("c"), &[]);
     let out = root.path().join("out.bin");
-    let failed = p2pfs(
-        &root.path().join("b2"),
-        &[
-            "fetch",
-            &hash,
-            "--peer",
-            &empty.peer(),
-            "-o",
-            out.to_str().unwrap(),
-        ],
-    );
-    fails(&failed);
+    let fetch_from_empty = || {
+        let args = ["fetch", &hash, "--peer", &empty.peer(), "-o"];
+        let mut args: Vec<&str> = args.to_vec();
+        args.push(out.to_str().unwrap());
+        fails(&p2pfs(&root.path().join("b2"), &args));
+    };
+    fetch_from_empty();
     assert!(!out.exists(), "the output of a failed fetch is removed");
     // ... but only a file the fetch created: a file that was there (a
     // device such as /dev/null, a user's file) stays.
     std::fs::write(&out, b"mine").unwrap();
-    let failed = p2pfs(
-        &root.path().join("b2"),
-        &[
-            "fetch",
-            &hash,
-            "--peer",
-            &empty.peer(),
-            "-o",
-            out.to_str().unwrap(),
-        ],
-    );
-    fails(&failed);
+    fetch_from_empty();
     assert_eq!(
         std::fs::read(&out).unwrap(),
         b"mine",

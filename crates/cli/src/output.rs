@@ -2,6 +2,14 @@
 
 use std::io::{self, Write};
 
+/// Puts a finished output file (`-o PATH`) in place.
+pub(crate) fn finish(f: p2pfs_store::OutputFile) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let dest = f.dest().to_path_buf();
+    f.finish(false)
+        .with_context(|| format!("writing {}", dest.display()))
+}
+
 /// Formats a byte count for people: `1.5 MiB`.
 pub(crate) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];

@@ -8,16 +8,15 @@
 //! through the page cache once, in the destination, not twice.
 
 use std::{
-    fs::{File, OpenOptions},
+    fs::File,
     io::{self, Write},
-    os::unix::fs::{FileExt, OpenOptionsExt},
+    os::unix::fs::FileExt,
     time::Duration,
 };
 
 use crate::{
-    PartialBlob, Store,
+    PartialBlob, Store, direct,
     error::{IoContext, StoreError},
-    partial::DIRECT_ALIGN,
 };
 
 /// Bytes read at a time.
@@ -67,11 +66,8 @@ impl Store {
         }
         let path = self.data_path(&hash);
         let mut file = Direct::open(&path).ctx(|| format!("opening {}", path.display()))?;
-        let mut backing = vec![0u8; STEP + DIRECT_ALIGN];
-        let base = backing
-            .as_ptr()
-            .align_offset(DIRECT_ALIGN)
-            .min(DIRECT_ALIGN);
+        let mut backing = Vec::new();
+        let base = direct::aligned(&mut backing, STEP);
         let buf = &mut backing[base..base + STEP];
         let mut at = 0u64;
         while at < size {
@@ -110,11 +106,7 @@ struct Direct {
 
 impl Direct {
     fn open(path: &std::path::Path) -> io::Result<Self> {
-        let direct = OpenOptions::new()
-            .read(true)
-            .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
-            .open(path);
-        match direct {
+        match direct::open(path, false) {
             Ok(file) => Ok(Self { file, direct: true }),
             Err(_) => Ok(Self {
                 file: File::open(path)?,
@@ -130,10 +122,10 @@ impl Direct {
         if self.direct {
             // A direct read takes whole blocks; at the end of the file it
             // returns what there is.
-            let len = want.next_multiple_of(DIRECT_ALIGN).min(buf.len());
+            let len = want.next_multiple_of(direct::ALIGN).min(buf.len());
             match self.file.read_at(&mut buf[..len], offset) {
                 Ok(n) => return Ok(n.min(want)),
-                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                Err(e) if direct::refused(&e) => {
                     self.direct = false;
                 }
                 Err(e) => return Err(e),

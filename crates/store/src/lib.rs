@@ -4,6 +4,7 @@ mod bundle;
 mod checked;
 pub mod crash;
 mod db;
+mod direct;
 mod draft;
 mod error;
 mod export;

@@ -41,6 +41,7 @@ use crate::{
     BLOCK_SIZE, ChunkRanges, Protect, Store,
     checked::{self, Stamp},
     crash,
+    direct::{self, ALIGN},
     error::{DbContext, IoContext, StoreError, io_error},
     export::DataRef,
     lock,
@@ -76,7 +77,7 @@ pub(crate) struct PartialShared {
 /// (`O_DIRECT`), not through the page cache: a download then costs no
 /// copy into kernel pages and does not push the user's working set out of
 /// memory, and its commits have little left to sync. Direct writes need
-/// offsets, lengths and buffers aligned to [`DIRECT_ALIGN`]; the rest (the
+/// offsets, lengths and buffers aligned to [`ALIGN`]; the rest (the
 /// blob's last group, a file system that refuses `O_DIRECT`) goes through
 /// the page cache as before. The kernel keeps the two coherent.
 ///
@@ -88,10 +89,6 @@ struct Writer {
     /// Direct writes were refused here: do not try again.
     buffered_only: bool,
 }
-
-/// The alignment direct writes need (of offsets, lengths and memory): the
-/// page size, a multiple of any disk's logical block.
-pub(crate) const DIRECT_ALIGN: usize = 4096;
 
 #[derive(Debug)]
 pub(crate) struct State {
@@ -327,17 +324,17 @@ impl PartialShared {
     pub(crate) fn write_file(&self, file: &File, offset: u64, data: &[u8]) -> io::Result<()> {
         let mut w = lock(&self.writer);
         let mut done = 0usize;
-        let aligned = offset.is_multiple_of(DIRECT_ALIGN as u64)
-            && (data.as_ptr() as usize).is_multiple_of(DIRECT_ALIGN)
-            && data.len() >= DIRECT_ALIGN;
+        let aligned = offset.is_multiple_of(ALIGN as u64)
+            && (data.as_ptr() as usize).is_multiple_of(ALIGN)
+            && data.len() >= ALIGN;
         if aligned && let Some(direct) = w.direct(&self.store.data_path(&self.hash)) {
-            let len = data.len() / DIRECT_ALIGN * DIRECT_ALIGN;
-            while done < len && done.is_multiple_of(DIRECT_ALIGN) {
+            let len = data.len() / ALIGN * ALIGN;
+            while done < len && done.is_multiple_of(ALIGN) {
                 match direct.write_at(&data[done..len], offset + done as u64) {
                     Ok(0) => break,
                     Ok(n) => done += n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                    Err(e) if direct::refused(&e) => {
                         tracing::debug!(hash = %self.hash, "direct writes refused, writing through the page cache: {e}");
                         w.direct = None;
                         w.buffered_only = true;
@@ -596,11 +593,7 @@ impl Writer {
     /// where the file system does not take them.
     fn direct(&mut self, path: &std::path::Path) -> Option<&File> {
         if self.direct.is_none() && !self.buffered_only {
-            let opened = OpenOptions::new()
-                .write(true)
-                .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
-                .open(path);
-            match opened {
+            match direct::open(path, true) {
                 Ok(f) => self.direct = Some(f),
                 Err(e) => {
                     tracing::debug!(path = %path.display(), "no direct writes: {e}");
@@ -669,8 +662,8 @@ mod tests {
         let mut want = vec![0u8; size];
         fastrand::fill(&mut want);
         // An aligned buffer, as the decoder hands over.
-        let mut backing = vec![0u8; size + DIRECT_ALIGN];
-        let base = backing.as_ptr().align_offset(DIRECT_ALIGN);
+        let mut backing = Vec::new();
+        let base = direct::aligned(&mut backing, size);
         let aligned = &mut backing[base..base + size];
         aligned.copy_from_slice(&want);
         shared.write_file(&file, 0, &aligned[..2 * 16384]).unwrap();

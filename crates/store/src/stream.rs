@@ -23,7 +23,7 @@ use blake3::hazmat::{HasherExt, Mode, merge_subtrees_non_root, merge_subtrees_ro
 use bytes::{Bytes, BytesMut};
 use p2pfs_proto::chunk::CHUNK_GROUP_SIZE;
 
-use crate::{partial::DIRECT_ALIGN, window};
+use crate::{direct, window};
 
 /// Bytes read from the blob at a time when encoding; bytes of verified
 /// groups written at a time when decoding.
@@ -266,8 +266,7 @@ pub(crate) fn decode(
     // Zeroed once per thread; `len` says how much is in use. The window
     // starts at an aligned address within it, so the store can write it
     // to disk directly.
-    buf.resize(WINDOW + DIRECT_ALIGN, 0);
-    let base = buf.as_ptr().align_offset(DIRECT_ALIGN).min(DIRECT_ALIGN);
+    let base = direct::aligned(&mut buf, WINDOW);
     let mut batch = Batch {
         buf,
         base,

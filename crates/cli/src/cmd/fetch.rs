@@ -69,11 +69,11 @@ pub(crate) async fn run(
             // Like cp, the copy is left to the kernel to write back (no
             // fsync): the store's copy is the durable one, and fetching
             // again rewrites this file from it at once.
-            let mut f = create(&path)?;
+            let mut f = OutputFile::create(&path)?;
             cmd::cat::write_blob(session, hash, &mut f)
                 .await
                 .with_context(|| format!("writing {}", path.display()))?;
-            finish(f)?;
+            output::finish(f)?;
             report(&path);
         }
     }
@@ -96,7 +96,7 @@ async fn follow(
             Sink::Stdout(std::io::stdout()),
             PathBuf::from("standard output"),
         ),
-        Output::File(p) => (Sink::File(create(p)?), p.clone()),
+        Output::File(p) => (Sink::File(OutputFile::create(p)?), p.clone()),
     };
     let s = store.clone();
     let partial = tokio::task::spawn_blocking(move || s.partial(hash)).await??;
@@ -118,18 +118,6 @@ async fn follow(
     Ok((stats, path))
 }
 
-/// Starts writing the output file `path` (see [`OutputFile`]).
-pub(crate) fn create(path: &Path) -> anyhow::Result<OutputFile> {
-    Ok(OutputFile::create(path)?)
-}
-
-/// Puts a finished output file in place.
-pub(crate) fn finish(f: OutputFile) -> anyhow::Result<()> {
-    let dest = f.dest().to_path_buf();
-    f.finish(false)
-        .with_context(|| format!("writing {}", dest.display()))
-}
-
 /// Where [`follow`] writes.
 enum Sink {
     Stdout(std::io::Stdout),
@@ -140,7 +128,7 @@ impl Sink {
     fn finish(self) -> anyhow::Result<()> {
         match self {
             Sink::Stdout(mut s) => s.flush().context("writing to standard output"),
-            Sink::File(f) => finish(f),
+            Sink::File(f) => output::finish(f),
         }
     }
 }

@@ -7,6 +7,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use p2pfs_proto::RoomTicket;
+use p2pfs_store::OutputFile;
 use p2pfs_swarm::room::{FileKind, render};
 
 use crate::{
@@ -149,7 +150,7 @@ pub(crate) async fn get(
 ) -> anyhow::Result<()> {
     let request = RoomRequest::Get(file);
     let dest = output.filter(|p| p != Path::new("-"));
-    let mut file = dest.as_deref().map(cmd::fetch::create).transpose()?;
+    let mut file = dest.as_deref().map(OutputFile::create).transpose()?;
     let result = call(session, request, |r| {
         if let Response::Data(bytes) = r {
             match &mut file {
@@ -165,7 +166,7 @@ pub(crate) async fn get(
     // Dropped unfinished on an error: a file that was there stays as it was.
     result?;
     match file {
-        Some(f) => cmd::fetch::finish(f),
+        Some(f) => output::finish(f),
         None => out.flush().context("writing to standard output"),
     }
 }
