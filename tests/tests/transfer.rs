@@ -373,3 +373,84 @@ fn a_provider_restarted_on_its_address_serves_the_next_fetch() {
     let a = Daemon::start_in(None, &dir("a"), &listen, &["--no-lan"]);
     fetch(&a, &hashes[1]);
 }
+
+/// Waits until `n` has the bytes `range` of `hash`.
+async fn until_present(n: &Node, hash: Hash, range: std::ops::Range<u64>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut buf = vec![0u8; (range.end - range.start) as usize];
+    while n.store().read_at(&hash, range.start, &mut buf).is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "bytes {range:?} did not arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether `n` has any chunk group of `hash` from byte `offset` on, but
+/// the last (a download fetches that first, to prove the size).
+fn has_from(n: &Node, hash: Hash, offset: u64, size: u64) -> bool {
+    let g = 16 * 1024;
+    let mut buf = vec![0u8; g as usize];
+    (offset / g * g..size.div_ceil(g).saturating_sub(1) * g)
+        .step_by(g as usize)
+        .any(|o| n.store().read_at(&hash, o, &mut buf).is_ok())
+}
+
+/// A mount's sequential reader is followed by one download of the rest of
+/// the file: it never goes past the limit the reader sets, goes on when
+/// the reader raises it, and ends, keeping what it has, when the reader
+/// drops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_that_follows_a_reader_goes_no_further_than_allowed() {
+    let a = node().await;
+    let b = node().await;
+    let ticket = a.node.create_room("team").await.unwrap();
+    let id = ticket.secret.id();
+    let room_a = a.node.find_room_now(&id).unwrap();
+    // One copy: B gets only what it asks for, no mirror.
+    a.node
+        .room_set_copies(&room_a, p2pfs_proto::room::Copies::Min(1))
+        .await
+        .unwrap();
+    let size = 24u64 << 20;
+    let data = random(size as usize);
+    let file = a.dir.path().join("big.bin");
+    std::fs::write(&file, &data).unwrap();
+    let (hash, _) = a.node.room_put(&room_a, &file, "big.bin").await.unwrap();
+    b.node.join_room(&ticket, None).await.unwrap();
+    let room_b = b.node.find_room_now(&id).unwrap();
+
+    let (limit, rx) = tokio::sync::watch::channel(4u64 << 20);
+    let follow = {
+        let (node, author) = (b.node.clone(), a.node.id());
+        tokio::spawn(async move {
+            node.room_fetch_following(&room_b, hash, author, (1 << 20)..size, rx)
+                .await
+        })
+    };
+    until_present(&b.node, hash, (1 << 20)..(4 << 20)).await;
+    assert!(
+        !has_from(&b.node, hash, 4 << 20, size),
+        "fetched past the limit"
+    );
+    assert!(
+        !has_from(&b.node, hash, 0, 1 << 20),
+        "fetched before the start"
+    );
+    limit.send_replace(10 << 20);
+    until_present(&b.node, hash, (1 << 20)..(10 << 20)).await;
+    assert!(!has_from(&b.node, hash, 10 << 20, size));
+    drop(limit);
+    tokio::time::timeout(Duration::from_secs(30), follow)
+        .await
+        .expect("the download ended when its reader went")
+        .unwrap()
+        .unwrap();
+    assert!(!has_from(&b.node, hash, 10 << 20, size));
+    let mut buf = vec![0u8; 9 << 20];
+    b.node.store().read_at(&hash, 1 << 20, &mut buf).unwrap();
+    assert!(buf == data[1 << 20..10 << 20]);
+    a.node.shutdown().await;
+    b.node.shutdown().await;
+}

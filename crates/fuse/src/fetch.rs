@@ -1,11 +1,14 @@
 //! Reading files other members published: only the chunk groups a read
-//! touches are fetched, verified, into the store. A read that finds its
-//! bytes missing fetches them in [`DEMAND`]-sized windows (small, so the
-//! first byte comes soon); sequential reads also fetch up to [`MAX_AHEAD`]
-//! bytes ahead in [`WINDOW`]-sized windows, doubling as the pattern holds
-//! (adaptive read-ahead), and later reads wait on those. A window in flight
-//! is shared by every reader that needs it. Reads wait on tokio tasks,
-//! never on the kernel's thread.
+//! touches are fetched, verified, into the store. A random read that finds
+//! its bytes missing fetches them in [`DEMAND`]-sized windows (small, so
+//! the first byte comes soon); a window in flight is shared by every
+//! reader that needs it. A sequential reader is followed by one download
+//! of the rest of the file, from where it reads on, which stays at most
+//! [`WINDOW`] bytes ahead of it at first, doubling as the pattern holds up
+//! to [`MAX_AHEAD`] (adaptive read-ahead): a whole file read in order is
+//! one download, as `p2pfs fetch` makes it, not a download per window.
+//! The download ends when the reader closes the file or reads elsewhere.
+//! Reads wait on tokio tasks, never on the kernel's thread.
 //!
 //! A read waits at most [`READ_TIMEOUT`] from the moment it arrives, then
 //! fails with `EIO`; a signal to the reading process ends it at once with
@@ -27,12 +30,12 @@ use crate::{
     tree::FileInfo,
 };
 
-/// Bytes fetched per read-ahead window (512 chunk groups).
+/// How far a new sequential reader's download runs ahead of it.
 pub(crate) const WINDOW: u64 = 8 << 20;
 /// Bytes fetched per window for a read that waits (64 chunk groups).
 pub(crate) const DEMAND: u64 = 1 << 20;
 /// The most a sequential reader fetches ahead of what it reads.
-pub(crate) const MAX_AHEAD: u64 = 32 << 20;
+pub(crate) const MAX_AHEAD: u64 = 64 << 20;
 /// A read waits this long for its data, then fails with EIO.
 pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often a waiting read looks whether its bytes have arrived before
@@ -43,8 +46,8 @@ const ARRIVAL_POLL: Duration = Duration::from_millis(5);
 /// kernel's read-ahead sends several at once, not always in order).
 const SEQUENTIAL_SLACK: u64 = 4 << 20;
 
-/// A window: the blob, the window size, its number.
-type WindowKey = (Hash, u64, u64);
+/// A window: the blob, its number.
+type WindowKey = (Hash, u64);
 
 /// Windows in flight: `Some(true)` once fetched, `Some(false)` if the
 /// fetch failed.
@@ -61,8 +64,26 @@ pub(crate) struct Fetches {
 pub(crate) struct Pattern {
     next: u64,
     ahead: u64,
-    /// Windows up to here were started by this reader already.
-    started_to: u64,
+    /// The download following this reader, if it reads in order.
+    follow: Option<Follow>,
+}
+
+/// A download that follows a sequential reader.
+#[derive(Debug)]
+struct Follow {
+    /// It fetches the file from here on.
+    from: u64,
+    /// How far it may go; dropping this ends it.
+    limit: watch::Sender<u64>,
+    /// `Some(true)` once it has ended well, `Some(false)` if it failed.
+    state: watch::Receiver<Option<bool>>,
+}
+
+impl Follow {
+    /// Whether it fetches the bytes at `offset` (and has not failed).
+    fn covers(&self, offset: u64) -> bool {
+        self.from <= offset && *self.state.borrow() != Some(false)
+    }
 }
 
 impl Pattern {
@@ -77,44 +98,30 @@ impl Pattern {
         self.next = self.next.max(offset + len);
         if !sequential {
             self.next = offset + len;
-            self.started_to = 0;
         }
         self.ahead
     }
 
-    /// The windows not yet started for bytes up to `end`; marks them.
-    fn claim(&mut self, from: u64, end: u64) -> std::ops::Range<u64> {
-        let first = (from / WINDOW).max(self.started_to);
-        let last = end.div_ceil(WINDOW);
-        self.started_to = self.started_to.max(last);
-        first..last.max(first)
+    /// What a read at `offset` whose bytes are missing waits on: the
+    /// download following this reader, if it fetches them.
+    pub(crate) fn follower(&self, offset: u64) -> Option<watch::Receiver<Option<bool>>> {
+        self.follow
+            .as_ref()
+            .filter(|f| f.covers(offset) && offset < *f.limit.borrow())
+            .map(|f| f.state.clone())
     }
 }
 
 impl Fs {
-    /// The window of `size` bytes number `w` of `file`, if in flight.
-    fn in_flight(
-        &self,
-        file: &FileInfo,
-        size: u64,
-        w: u64,
-    ) -> Option<watch::Receiver<Option<bool>>> {
-        lock(&self.fetches.windows)
-            .get(&(file.hash, size, w))
-            .cloned()
-    }
-
-    /// Starts fetching the window of `size` bytes number `w` of `file`
-    /// (from byte `from` on, if that is inside it) unless it is in flight.
+    /// Starts fetching the [`DEMAND`]-sized window number `w` of `file`
+    /// unless it is in flight; what tells when it has ended.
     fn window(
         self: &Arc<Self>,
         room: RoomId,
         file: &FileInfo,
-        size: u64,
         w: u64,
-        from: u64,
     ) -> watch::Receiver<Option<bool>> {
-        let key = (file.hash, size, w);
+        let key = (file.hash, w);
         let mut windows = lock(&self.fetches.windows);
         if let Some(rx) = windows.get(&key) {
             return rx.clone();
@@ -123,7 +130,7 @@ impl Fs {
         windows.insert(key, rx.clone());
         drop(windows);
         let (fs, hash, author) = (self.clone(), file.hash, file.author);
-        let range = (w * size).max(from)..(w + 1) * size;
+        let range = w * DEMAND..(w + 1) * DEMAND;
         self.rt.spawn(async move {
             let ok = match fs.room(&room) {
                 Ok(r) => {
@@ -150,7 +157,10 @@ impl Fs {
         rx
     }
 
-    /// Starts the windows ahead of a sequential reader (not waiting).
+    /// Keeps a sequential reader's download going up to `ahead` bytes past
+    /// `from`, where it reads now: raises its limit, or starts one from
+    /// there (a reader that moved, or one whose download failed). A random
+    /// read (`ahead` 0) leaves the download as it is.
     pub(crate) fn prefetch(
         self: &Arc<Self>,
         room: RoomId,
@@ -163,14 +173,57 @@ impl Fs {
             return;
         }
         let end = from.saturating_add(ahead).min(file.size);
-        for w in pattern.claim(from, end) {
-            self.window(room, file, WINDOW, w, from);
+        match &pattern.follow {
+            Some(f) if f.covers(from) => {
+                f.limit.send_if_modified(|l| {
+                    let raised = end > *l;
+                    *l = (*l).max(end);
+                    raised
+                });
+            }
+            _ => pattern.follow = Some(self.follow(room, file, from, end)),
         }
     }
 
+    /// Starts a download of `file` from byte `from` on, allowed up to
+    /// `end` for now.
+    fn follow(self: &Arc<Self>, room: RoomId, file: &FileInfo, from: u64, end: u64) -> Follow {
+        let g = p2pfs_proto::chunk::CHUNK_GROUP_SIZE;
+        let from = from / g * g;
+        let (limit, limit_rx) = watch::channel(end);
+        let (tx, state) = watch::channel(None);
+        let (fs, hash, author, size) = (self.clone(), file.hash, file.author, file.size);
+        self.rt.spawn(async move {
+            let ok = match fs.room(&room) {
+                Ok(r) => {
+                    let arrivals = r.arrivals();
+                    match fs
+                        .node
+                        .room_fetch_following(&r, hash, author, from..size, limit_rx)
+                        .await
+                    {
+                        Ok(()) => {
+                            lock(&fs.fetches.unavailable).remove(&hash);
+                            true
+                        }
+                        Err(e) => {
+                            tracing::warn!(%hash, from, "fetching ahead of a reader: {e}");
+                            lock(&fs.fetches.unavailable).insert(hash, arrivals);
+                            false
+                        }
+                    }
+                }
+                Err(_) => false,
+            };
+            let _ = tx.send(Some(ok));
+        });
+        Follow { from, limit, state }
+    }
+
     /// Reads `len` bytes at `offset` of a file whose bytes are not all
-    /// here, for process `pid`: fetches the windows that hold them (and
-    /// `ahead` more bytes), waits for them, then reads from the store.
+    /// here, for process `pid`: waits for the reader's download
+    /// (`follower`) if it fetches them, else fetches the windows that hold
+    /// them; then reads from the store.
     pub(crate) async fn read_remote(
         self: Arc<Self>,
         room: RoomId,
@@ -178,6 +231,7 @@ impl Fs {
         offset: u64,
         len: u32,
         pid: u32,
+        follower: Option<watch::Receiver<Option<bool>>>,
     ) -> Result<Vec<u8>, Errno> {
         let end = offset.saturating_add(u64::from(len)).min(file.size);
         if offset >= end {
@@ -201,14 +255,16 @@ impl Fs {
         let signalled = crate::interrupt::signalled(pid);
         tokio::pin!(signalled);
         let mut attempts = 0;
+        let mut follower = follower.filter(|f| f.borrow().is_none());
         loop {
-            // A read-ahead window in flight, else a small one of our own.
-            let mut waits: Vec<_> = (offset / DEMAND..end.div_ceil(DEMAND))
-                .map(|d| {
-                    self.in_flight(&file, WINDOW, d * DEMAND / WINDOW)
-                        .unwrap_or_else(|| self.window(room, &file, DEMAND, d, 0))
-                })
-                .collect();
+            // The reader's download, else small windows of our own (or in
+            // flight for another read).
+            let mut waits: Vec<_> = match follower.take() {
+                Some(f) => vec![f],
+                None => (offset / DEMAND..end.div_ceil(DEMAND))
+                    .map(|d| self.window(room, &file, d))
+                    .collect(),
+            };
             if known_unavailable {
                 // The fetches just started find out whether a member is back.
                 return Err(Errno::EIO);
@@ -245,8 +301,8 @@ impl Fs {
                 }
             }
             // Every window ended and the bytes are not all here (one
-            // failed, or raced with a commit): one more try, then the read
-            // fails.
+            // failed, or raced with a commit, or the reader's download
+            // ended first): one more try, then the read fails.
             if attempts > 0 {
                 return Err(Errno::EIO);
             }
@@ -265,13 +321,32 @@ mod tests {
         assert_eq!(p.read(0, 1 << 20), WINDOW);
         assert_eq!(p.read(1 << 20, 1 << 20), 2 * WINDOW);
         assert_eq!(p.read(2 << 20, 1 << 20), 4 * WINDOW);
-        assert_eq!(p.read(3 << 20, 1 << 20), MAX_AHEAD);
+        assert_eq!(p.read(3 << 20, 1 << 20), 8 * WINDOW);
+        assert_eq!(p.read(4 << 20, 1 << 20), MAX_AHEAD);
         assert_eq!(p.read(900 << 20, 1 << 20), 0);
         assert_eq!(p.read(901 << 20, 1 << 20), WINDOW);
-        // Windows are claimed once.
-        let mut p = Pattern::default();
-        assert_eq!(p.claim(0, WINDOW * 3), 0..3);
-        assert_eq!(p.claim(WINDOW, WINDOW * 4), 3..4);
-        assert_eq!(p.claim(WINDOW, WINDOW * 4), 4..4);
+    }
+
+    #[test]
+    fn a_follower_covers_reads_from_where_it_started_until_it_fails() {
+        let (limit, _) = watch::channel(200 << 20);
+        let (tx, state) = watch::channel(None);
+        let p = Pattern {
+            follow: Some(Follow {
+                from: 1 << 20,
+                limit,
+                state,
+            }),
+            ..Default::default()
+        };
+        assert!(p.follower(0).is_none());
+        assert!(p.follower(1 << 20).is_some());
+        assert!(p.follower(100 << 20).is_some());
+        // Not past how far it may go.
+        assert!(p.follower(200 << 20).is_none());
+        tx.send_replace(Some(true));
+        assert!(p.follower(2 << 20).is_some());
+        tx.send_replace(Some(false));
+        assert!(p.follower(2 << 20).is_none());
     }
 }

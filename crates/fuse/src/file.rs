@@ -250,15 +250,19 @@ impl Fs {
                 Answer::Now(Ok(buf))
             }
             Err(StoreError::NotPresent { .. } | StoreError::NotFound(_)) => {
-                {
-                    // Read-ahead starts after this read's own bytes.
+                let follower = {
+                    // A sequential reader's download fetches this read's
+                    // own bytes too, first.
                     let mut p = lock(&h.pattern);
-                    let from = end.div_ceil(crate::fetch::DEMAND) * crate::fetch::DEMAND;
-                    self.prefetch(h.room, &h.file, &mut p, from, ahead);
-                }
+                    self.prefetch(h.room, &h.file, &mut p, offset, ahead);
+                    p.follower(offset)
+                };
                 let fs = self.clone();
                 let (room, file) = (h.room, h.file.clone());
-                Answer::later(async move { fs.read_remote(room, file, offset, size, pid).await })
+                Answer::later(async move {
+                    fs.read_remote(room, file, offset, size, pid, follower)
+                        .await
+                })
             }
             Err(e) => Answer::Now(Err(store_errno(&e))),
         }

@@ -248,7 +248,7 @@ impl Node {
         providers: Vec<Target>,
         progress: Option<watch::Sender<FetchProgress>>,
     ) -> Result<FetchStats, SwarmError> {
-        let stats = download::run(&self.inner.blobs, hash, providers, None, progress).await?;
+        let stats = download::run(&self.inner.blobs, hash, providers, None, None, progress).await?;
         self.provide(hash);
         Ok(stats)
     }

@@ -386,7 +386,7 @@ async fn pass(
             let _reserved = reserved;
             let fetch = async {
                 let targets = node2.room_targets(&room2, &holders, hash)?;
-                crate::transfer::download::run(&node2.inner.blobs, hash, targets, None, None)
+                crate::transfer::download::run(&node2.inner.blobs, hash, targets, None, None, None)
                     .await?;
                 Ok(missing)
             };

@@ -34,7 +34,7 @@ impl Node {
             return Ok(hash);
         }
         let targets = self.room_providers(room, author, hash)?;
-        crate::transfer::download::run(&self.inner.blobs, hash, targets, None, None).await?;
+        crate::transfer::download::run(&self.inner.blobs, hash, targets, None, None, None).await?;
         Ok(hash)
     }
 
@@ -48,7 +48,34 @@ impl Node {
         want: std::ops::Range<u64>,
     ) -> Result<(), SwarmError> {
         let targets = self.room_providers(room, author, hash)?;
-        crate::transfer::download::run(&self.inner.blobs, hash, targets, Some(want), None).await?;
+        crate::transfer::download::run(&self.inner.blobs, hash, targets, Some(want), None, None)
+            .await?;
+        Ok(())
+    }
+
+    /// Fetches the bytes `want` of `hash` from the members of `room` as
+    /// [`Node::room_fetch_range`] does, in order, for a reader: never past
+    /// the byte `limit` holds, which the reader raises as it reads. Ends
+    /// when the bytes are here or, keeping what arrived, when the reader
+    /// drops the limit's sender.
+    pub async fn room_fetch_following(
+        &self,
+        room: &Room,
+        hash: Hash,
+        author: NodeId,
+        want: std::ops::Range<u64>,
+        limit: tokio::sync::watch::Receiver<u64>,
+    ) -> Result<(), SwarmError> {
+        let targets = self.room_providers(room, author, hash)?;
+        crate::transfer::download::run(
+            &self.inner.blobs,
+            hash,
+            targets,
+            Some(want),
+            Some(limit),
+            None,
+        )
+        .await?;
         Ok(())
     }
 

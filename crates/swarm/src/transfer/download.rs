@@ -74,12 +74,16 @@ pub struct FetchStats {
 }
 
 /// Downloads `hash` from `providers`; see the module docs. With `want`,
-/// only the chunk groups covering those bytes are fetched.
+/// only the chunk groups covering those bytes are fetched. With `limit`,
+/// no byte at or past what it holds is asked for until it grows, and the
+/// download ends, keeping what it has, when its sender is dropped (a
+/// reader that a download follows has gone).
 pub(crate) async fn run(
     blobs: &super::provider::Blobs,
     hash: Hash,
     providers: Vec<Target>,
     want: Option<std::ops::Range<u64>>,
+    limit: Option<watch::Receiver<u64>>,
     progress: Option<watch::Sender<FetchProgress>>,
 ) -> Result<FetchStats, SwarmError> {
     let started = Instant::now();
@@ -163,7 +167,9 @@ pub(crate) async fn run(
         entry,
         size,
         dials,
+        limit,
     };
+    driver.set_limit();
     for c in &conns {
         driver.sched.add_peer(c.peer);
         if let Some(h) = haves.remove(&c.peer) {
@@ -437,9 +443,20 @@ struct Driver {
     size: u64,
     /// Providers still connecting.
     dials: Dials,
+    /// How far a reader this download follows lets it go (bytes).
+    limit: Option<watch::Receiver<u64>>,
 }
 
 impl Driver {
+    /// Passes the reader's limit to the scheduler.
+    fn set_limit(&mut self) {
+        if let Some(l) = &mut self.limit {
+            let bytes = *l.borrow_and_update();
+            let g = p2pfs_proto::chunk::CHUNK_GROUP_SIZE;
+            self.sched.set_limit(bytes.div_ceil(g));
+        }
+    }
+
     /// The groups the store has now.
     fn present(&self) -> Groups {
         present_groups(&self.partial)
@@ -474,6 +491,13 @@ impl Driver {
                         self.sched.add_peer(c.peer);
                         self.conns.insert(c.peer, c);
                     }
+                }
+                gone = limit_changed(&mut self.limit) => {
+                    if gone {
+                        // The reader this download followed has gone.
+                        return Ok(());
+                    }
+                    self.set_limit();
                 }
                 _ = tick.tick() => {
                     let now = Instant::now();
@@ -543,7 +567,7 @@ impl Driver {
         let actions = match o.result {
             Ok(Answer::Sent { have, .. }) => {
                 self.sched.set_have(o.peer, to_groups(&have));
-                self.sched.finished(o.id, &present)
+                self.sched.finished(o.id, &present, now)
             }
             Ok(Answer::NotFound) => {
                 self.sched
@@ -631,6 +655,15 @@ impl Driver {
             .map(|(p, d)| format!("{} {d}", p.fmt_short()))
             .collect();
         format!("every provider failed ({})", parts.join(", "))
+    }
+}
+
+/// Waits for the limit to change: whether its sender is gone. Never
+/// returns without a limit.
+async fn limit_changed(limit: &mut Option<watch::Receiver<u64>>) -> bool {
+    match limit {
+        Some(l) => l.changed().await.is_err(),
+        None => std::future::pending().await,
     }
 }
 

@@ -10,10 +10,20 @@
 //!   that have them, up to [`Config::max_inflight`] at a time per provider.
 //!   A fast provider frees its slots sooner and so takes more pieces: work
 //!   flows to where it is done fastest.
+//!   At most [`Config::max_total_inflight`] requests run at once over all
+//!   providers: more streams than that add work at both ends, not speed.
+//! - *Tail*: once the missing groups nobody is fetching no longer fill
+//!   every free slot with full pieces, pieces shrink (down to
+//!   [`Config::min_piece_groups`]), so that the providers finish together
+//!   rather than one carrying a whole piece alone at the end.
 //! - *End game*: once every missing group is being fetched, an idle
-//!   provider duplicates the oldest request it can serve (at most
-//!   [`Config::max_copies`] copies); the first copy to finish cancels the
-//!   others, so a slow provider cannot hold back the tail.
+//!   provider duplicates the oldest request it can serve that is
+//!   *lagging*: one without progress for [`Config::lagging`], or one the
+//!   idle provider would finish in well under the time its own provider
+//!   still needs, by the rates measured so far (at most
+//!   [`Config::max_copies`] copies). The first copy to finish cancels the
+//!   others, so a slow provider cannot hold back the tail, and equal
+//!   providers do not fetch the tail twice.
 //! - A request with no new bytes for [`Config::stall`] is cancelled and its
 //!   provider treated as failed. Transport failures put a provider on hold,
 //!   longer each time, and drop it after [`Config::max_failures`]; bad data
@@ -31,14 +41,29 @@ use range_collections::{RangeSet2, range_set::RangeSetRange};
 /// A set of chunk-group indices.
 pub type Groups = RangeSet2<u64>;
 
+/// Bytes in a chunk group, to turn rates into times.
+const GROUP_BYTES: f64 = 16384.0;
+
+/// See [`Config::max_total_inflight`].
+const MAX_TOTAL_INFLIGHT: usize = 6;
+
 /// Tunables.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Groups per request (256 = 4 MiB).
     pub piece_groups: u64,
+    /// The smallest piece the tail is cut into (16 = 256 KiB).
+    pub min_piece_groups: u64,
     /// Requests in flight per provider: four keep its pipe full while
     /// each request's decoder waits for its disk writes.
     pub max_inflight: usize,
+    /// Requests in flight over all providers. With 4 providers on 2
+    /// cores, 4 → 1 ran at 0.96, 1.00, 0.99 and 0.89× 1 → 1 with caps of
+    /// 4, 6, 8 and 16.
+    pub max_total_inflight: usize,
+    /// A request without progress for this long may be copied in the end
+    /// game whatever the rates say.
+    pub lagging: Duration,
     /// A request with no progress for this long is abandoned.
     pub stall: Duration,
     /// Transport failures after which a provider is dropped.
@@ -53,7 +78,10 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             piece_groups: 256,
+            min_piece_groups: 16,
             max_inflight: 4,
+            max_total_inflight: MAX_TOTAL_INFLIGHT,
+            lagging: Duration::from_secs(1),
             stall: Duration::from_secs(15),
             max_failures: 3,
             retry_after: Duration::from_secs(1),
@@ -131,6 +159,8 @@ struct Peer {
     dropped: Option<Dropped>,
     /// Bytes received from it in all.
     received: u64,
+    /// Bytes per second of its finished requests (a moving average).
+    rate: Option<f64>,
 }
 
 #[derive(Debug)]
@@ -147,6 +177,8 @@ struct Request<P> {
 pub struct Scheduler<P> {
     cfg: Config,
     total: u64,
+    /// No group at or past this is asked for (see [`Scheduler::set_limit`]).
+    limit: u64,
     done: Groups,
     peers: BTreeMap<P, Peer>,
     requests: BTreeMap<u64, Request<P>>,
@@ -159,6 +191,7 @@ impl<P: Ord + Copy + Debug> Scheduler<P> {
         Self {
             cfg,
             total,
+            limit: total,
             done,
             peers: BTreeMap::new(),
             requests: BTreeMap::new(),
@@ -175,7 +208,15 @@ impl<P: Ord + Copy + Debug> Scheduler<P> {
             hold_until: None,
             dropped: None,
             received: 0,
+            rate: None,
         });
+    }
+
+    /// Asks for no group at or past `limit` until it is raised: a
+    /// download that follows a reader stays at most so far ahead of it.
+    /// Groups past it are not missing yet, nor done.
+    pub fn set_limit(&mut self, limit: u64) {
+        self.limit = limit.min(self.total);
     }
 
     /// Records what a provider has.
@@ -199,15 +240,24 @@ impl<P: Ord + Copy + Debug> Scheduler<P> {
         }
     }
 
-    /// Request `id` ended well; `arrived` is what the store has of its
-    /// groups now. Returns the cancels of copies made useless.
-    pub fn finished(&mut self, id: u64, arrived: &Groups) -> Vec<Action<P>> {
+    /// Request `id` ended well at `now`; `arrived` is what the store has
+    /// of its groups now. Returns the cancels of copies made useless.
+    pub fn finished(&mut self, id: u64, arrived: &Groups, now: Instant) -> Vec<Action<P>> {
         self.done |= arrived.clone();
         if let Some(r) = self.requests.remove(&id)
             && let Some(p) = self.peers.get_mut(&r.peer)
         {
             p.inflight = p.inflight.saturating_sub(1);
             p.failures = 0;
+            let secs = now.saturating_duration_since(r.started).as_secs_f64();
+            let bytes = match r.bytes {
+                0 => (r.groups.end - r.groups.start) as f64 * GROUP_BYTES,
+                b => b as f64,
+            };
+            if secs > 0.0 {
+                let rate = bytes / secs;
+                p.rate = Some(p.rate.map_or(rate, |old| (old + rate) / 2.0));
+            }
         }
         self.cancel_useless()
     }
@@ -282,7 +332,7 @@ impl<P: Ord + Copy + Debug> Scheduler<P> {
                 if !self.available(&peer, now) {
                     continue;
                 }
-                if let Some(groups) = self.pick(&peer) {
+                if let Some(groups) = self.pick(&peer, now) {
                     let id = self.next_id;
                     self.next_id += 1;
                     self.requests.insert(
@@ -308,9 +358,9 @@ impl<P: Ord + Copy + Debug> Scheduler<P> {
         }
     }
 
-    /// Whether every group is present.
+    /// Whether every group is present (past the limit too).
     pub fn is_done(&self) -> bool {
-        self.missing().is_empty()
+        (&Groups::from(0..self.total) - &self.done).is_empty()
     }
 
     /// Whether the download cannot progress: not done, nothing in flight,
@@ -321,15 +371,19 @@ impl<P: Ord + Copy + Debug> Scheduler<P> {
         }
         let _ = now;
         let missing = self.missing();
+        if missing.is_empty() {
+            // Everything up to the limit is here: waiting for it to grow.
+            return false;
+        }
         // A provider on hold comes back; only dropped ones are gone.
         !self.peers.values().any(|p| {
             p.dropped.is_none() && p.have.as_ref().is_none_or(|h| !(&missing & h).is_empty())
         })
     }
 
-    /// The groups not yet present.
+    /// The groups not yet present, up to the limit.
     pub fn missing(&self) -> Groups {
-        &Groups::from(0..self.total) - &self.done
+        &Groups::from(0..self.limit) - &self.done
     }
 
     /// Groups present.
@@ -371,6 +425,9 @@ impl<P: Ord + Copy + Debug> Scheduler<P> {
     }
 
     fn available(&mut self, peer: &P, now: Instant) -> bool {
+        if self.requests.len() >= self.cfg.max_total_inflight {
+            return false;
+        }
         let max = self.cfg.max_inflight;
         let Some(p) = self.peers.get_mut(peer) else {
             return false;
@@ -383,8 +440,8 @@ impl<P: Ord + Copy + Debug> Scheduler<P> {
 
     /// The next piece for `peer`: the lowest missing groups nobody is
     /// fetching that it has; else, in the end game, a copy of the oldest
-    /// request it can serve.
-    fn pick(&self, peer: &P) -> Option<Range<u64>> {
+    /// lagging request it can serve.
+    fn pick(&self, peer: &P, now: Instant) -> Option<Range<u64>> {
         let p = self.peers.get(peer)?;
         let mut busy = Groups::empty();
         for r in self.requests.values() {
@@ -395,7 +452,7 @@ impl<P: Ord + Copy + Debug> Scheduler<P> {
             free &= h.clone();
         }
         if let Some((start, end)) = first_run(&free) {
-            let end = end.min(start + self.cfg.piece_groups).min(self.total);
+            let end = end.min(start + self.piece(&free)).min(self.total);
             return Some(start..end);
         }
         // End game.
@@ -406,6 +463,7 @@ impl<P: Ord + Copy + Debug> Scheduler<P> {
                 let remaining = &Groups::from(r.groups.clone()) - &self.done;
                 !remaining.is_empty()
                     && p.have.as_ref().is_none_or(|h| remaining.is_subset(h))
+                    && self.lagging(r, p.rate, now)
                     && self.copies(&r.groups) < self.cfg.max_copies
                     && !self
                         .requests
@@ -414,6 +472,53 @@ impl<P: Ord + Copy + Debug> Scheduler<P> {
             })
             .min_by_key(|r| r.started)
             .map(|r| r.groups.clone())
+    }
+
+    /// The size of the next piece, `free` being the missing groups nobody
+    /// is fetching: full pieces while they fill every slot, then an even
+    /// share of what is left per slot.
+    fn piece(&self, free: &Groups) -> u64 {
+        let free_groups: u64 = free
+            .iter()
+            .map(|r| match r {
+                RangeSetRange::Range(r) => r.end - r.start,
+                RangeSetRange::RangeFrom(r) => self.total.saturating_sub(*r.start),
+            })
+            .sum();
+        let peers = self.peers.values().filter(|p| p.dropped.is_none()).count();
+        let slots = (peers * self.cfg.max_inflight)
+            .min(self.cfg.max_total_inflight)
+            .max(1) as u64;
+        let max = self.cfg.piece_groups.max(1);
+        free_groups
+            .div_ceil(slots)
+            .clamp(self.cfg.min_piece_groups.clamp(1, max), max)
+    }
+
+    /// Whether a copy of `r` by a provider of rate `rate` (bytes/s, if
+    /// known) is worth making at `now`: `r` has stalled, or the copy would
+    /// finish in less than half the time `r` still needs.
+    fn lagging(&self, r: &Request<P>, rate: Option<f64>, now: Instant) -> bool {
+        if now.saturating_duration_since(r.last_progress) >= self.cfg.lagging {
+            return true;
+        }
+        let Some(rate) = rate.filter(|r| *r > 0.0) else {
+            // Nothing known of the idle provider: copy, as a classic end
+            // game does.
+            return true;
+        };
+        let size = (r.groups.end - r.groups.start) as f64 * GROUP_BYTES;
+        let elapsed = now.saturating_duration_since(r.started).as_secs_f64();
+        let theirs = match r.bytes {
+            0 => self.peers.get(&r.peer).and_then(|p| p.rate),
+            b if elapsed > 0.0 => Some(b as f64 / elapsed),
+            _ => None,
+        };
+        let Some(theirs) = theirs.filter(|t| *t > 0.0) else {
+            return false;
+        };
+        let left = (size - r.bytes as f64).max(0.0) / theirs;
+        size / rate * 2.0 < left
     }
 
     fn copies(&self, groups: &Range<u64>) -> usize {
@@ -464,7 +569,10 @@ mod tests {
     fn cfg() -> Config {
         Config {
             piece_groups: 4,
+            min_piece_groups: 4,
             max_inflight: 2,
+            max_total_inflight: 64,
+            lagging: Duration::from_secs(1),
             stall: Duration::from_secs(10),
             max_failures: 2,
             retry_after: Duration::from_secs(1),
@@ -493,11 +601,11 @@ mod tests {
         s.add_peer(1u8);
         let a = starts(&s.poll(t));
         assert_eq!(a, vec![(0, 1, 0..4), (1, 1, 4..8)]);
-        assert!(s.finished(0, &g(0..4)).is_empty());
+        assert!(s.finished(0, &g(0..4), t).is_empty());
         let a = starts(&s.poll(t));
         assert_eq!(a, vec![(2, 1, 8..10)]);
-        s.finished(1, &g(4..8));
-        s.finished(2, &g(8..10));
+        s.finished(1, &g(4..8), t);
+        s.finished(2, &g(8..10), t);
         assert!(s.is_done());
         assert!(s.poll(t).is_empty());
     }
@@ -529,14 +637,14 @@ mod tests {
         assert_eq!(s.dropped(), vec![(2, Dropped::BadData)]);
         // Peer 1 finishes what it has and takes the rest.
         for (id, _, r) in a.iter().filter(|x| x.1 == 1) {
-            s.finished(*id, &g(r.clone()));
+            s.finished(*id, &g(r.clone()), t);
         }
         let mut guard = 0;
         while !s.is_done() && guard < 20 {
             guard += 1;
             for (id, peer, r) in starts(&s.poll(t)) {
                 assert_eq!(peer, 1);
-                s.finished(id, &g(r));
+                s.finished(id, &g(r), t);
             }
         }
         assert!(s.is_done());
@@ -553,14 +661,14 @@ mod tests {
         let a = starts(&s.poll(t));
         assert_eq!(a, vec![(0, 1, 0..4), (1, 2, 4..8)]);
         s.progress(1, 1000, t + Duration::from_secs(5));
-        s.finished(1, &g(4..8));
+        s.finished(1, &g(4..8), t + Duration::from_secs(5));
         // Peer 2 is idle now and duplicates peer 1's request (end game).
         let a = starts(&s.poll(t + Duration::from_secs(6)));
         assert_eq!(a, vec![(2, 2, 0..4)]);
         // Peer 1 never sends a byte: cancelled at the stall deadline.
         let acts = s.poll(t + Duration::from_secs(11));
         assert!(acts.contains(&Action::Cancel { id: 0 }));
-        s.finished(2, &g(0..4));
+        s.finished(2, &g(0..4), t);
         assert!(s.is_done());
     }
 
@@ -574,7 +682,7 @@ mod tests {
         s.add_peer(2u8);
         let a = starts(&s.poll(t));
         assert_eq!(a, vec![(0, 1, 0..4), (1, 2, 0..4)]);
-        let acts = s.finished(1, &g(0..4));
+        let acts = s.finished(1, &g(0..4), t);
         assert_eq!(acts, vec![Action::Cancel { id: 0 }]);
         assert!(s.is_done());
     }
@@ -587,7 +695,7 @@ mod tests {
         s.set_have(1, g(4..8));
         let a = starts(&s.poll(t));
         assert_eq!(a, vec![(0, 1, 4..8)]);
-        s.finished(0, &g(4..8));
+        s.finished(0, &g(4..8), t);
         assert!(starts(&s.poll(t)).is_empty());
         assert!(s.is_stuck(t));
         s.add_peer(2u8);
@@ -611,6 +719,88 @@ mod tests {
         s.failed(1, &Groups::empty(), Fault::Transport, t);
         assert_eq!(s.dropped(), vec![(1, Dropped::Failures)]);
         assert!(s.is_stuck(t + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn the_tail_is_cut_into_shares_of_the_free_slots() {
+        let t = Instant::now();
+        let mut c = cfg();
+        c.piece_groups = 16;
+        c.min_piece_groups = 2;
+        let mut s = Scheduler::new(100, Groups::empty(), c);
+        s.add_peer(1u8);
+        s.add_peer(2u8);
+        let sizes: Vec<u64> = starts(&s.poll(t))
+            .iter()
+            .map(|(_, _, r)| r.end - r.start)
+            .collect();
+        // 100 free groups over 4 slots: full pieces while they fill the
+        // slots, then shares.
+        assert_eq!(sizes, vec![16, 16, 16, 13]);
+        s.finished(0, &g(0..16), t + Duration::from_secs(1));
+        // 39 left for the one free slot of 4: a quarter.
+        let a = starts(&s.poll(t + Duration::from_secs(1)));
+        assert_eq!(a, vec![(4, 1, 61..71)]);
+    }
+
+    #[test]
+    fn requests_over_all_providers_are_capped() {
+        let t = Instant::now();
+        let mut c = cfg();
+        c.max_inflight = 4;
+        c.max_total_inflight = 6;
+        let mut s = Scheduler::new(1000, Groups::empty(), c);
+        for p in 1..=4u8 {
+            s.add_peer(p);
+        }
+        let a = starts(&s.poll(t));
+        assert_eq!(a.len(), 6);
+        // Spread over the providers, not all to the first.
+        assert!((1..=4u8).all(|p| a.iter().any(|x| x.1 == p)));
+        s.finished(a[0].0, &g(a[0].2.clone()), t);
+        assert_eq!(starts(&s.poll(t)).len(), 1);
+    }
+
+    #[test]
+    fn the_end_game_copies_only_what_lags() {
+        let t = Instant::now();
+        let ms = Duration::from_millis;
+        let mut c = cfg();
+        c.max_inflight = 1;
+        let mut s = Scheduler::new(8, Groups::empty(), c);
+        s.add_peer(1u8);
+        s.add_peer(2u8);
+        assert_eq!(starts(&s.poll(t)), vec![(0, 1, 0..4), (1, 2, 4..8)]);
+        // Both move 4 groups (64 KiB) in 100 ms.
+        s.progress(0, 40_000, t + ms(60));
+        s.progress(1, 65_536, t + ms(100));
+        s.finished(1, &g(4..8), t + ms(100));
+        // Peer 1 is as fast and nearly done: no copy.
+        assert!(starts(&s.poll(t + ms(100))).is_empty());
+        // Peer 1 slows down to a crawl: a copy by peer 2 is worth it.
+        s.progress(0, 40_100, t + ms(900));
+        assert_eq!(starts(&s.poll(t + ms(900))), vec![(2, 2, 0..4)]);
+        let acts = s.finished(2, &g(0..4), t + ms(1000));
+        assert_eq!(acts, vec![Action::Cancel { id: 0 }]);
+        assert!(s.is_done());
+    }
+
+    #[test]
+    fn a_limit_holds_the_download_back_until_raised() {
+        let t = Instant::now();
+        let mut c = cfg();
+        c.max_inflight = 4;
+        let mut s = Scheduler::new(20, Groups::empty(), c);
+        s.add_peer(1u8);
+        s.set_limit(6);
+        assert_eq!(starts(&s.poll(t)), vec![(0, 1, 0..4), (1, 1, 4..6)]);
+        s.finished(0, &g(0..4), t);
+        s.finished(1, &g(4..6), t);
+        // Waiting, not done and not stuck.
+        assert!(starts(&s.poll(t)).is_empty());
+        assert!(!s.is_done() && !s.is_stuck(t));
+        s.set_limit(100);
+        assert_eq!(s.poll(t).len(), 4);
     }
 
     /// Many simulated runs: providers of random speed and honesty, on a
@@ -688,7 +878,7 @@ mod tests {
                         now,
                     )
                 } else {
-                    s.finished(id, &asked)
+                    s.finished(id, &asked, now)
                 };
                 for a in acts {
                     if let Action::Cancel { id } = a {
