@@ -1,8 +1,9 @@
 //! The multi-provider download scheduler fed adversarial providers: random
 //! have-maps (changing mid-download), requests that fail in every way,
-//! stall or finish with less than asked, in any order. It never panics,
-//! never asks a provider for groups it did not say it has, never asks for
-//! groups already done, and with one honest provider left it finishes.
+//! stall or finish with less than asked, in any order, under a limit a
+//! reader raises now and then. It never panics, never asks a provider for
+//! groups it did not say it has, never asks for groups already done or
+//! past the limit, and with one honest provider left it finishes.
 #![no_main]
 
 use std::time::{Duration, Instant};
@@ -19,6 +20,8 @@ fuzz_target!(|data: &[u8]| {
         ..Config::default()
     };
     let mut s: Scheduler<u8> = Scheduler::new(total, Groups::empty(), cfg);
+    let mut limit = u64::from(next().unwrap_or(255)) % (total + 1);
+    s.set_limit(limit);
     let start = Instant::now();
     let mut now = start;
     let peers = next().unwrap_or(3) % 5 + 1;
@@ -42,7 +45,8 @@ fuzz_target!(|data: &[u8]| {
     let apply = |actions: Vec<Action<u8>>,
                  running: &mut Vec<(u64, u8, std::ops::Range<u64>)>,
                  done: &Groups,
-                 haves: &[Groups]| {
+                 haves: &[Groups],
+                 limit: u64| {
         for a in actions {
             match a {
                 Action::Start { id, peer, groups } => {
@@ -55,21 +59,27 @@ fuzz_target!(|data: &[u8]| {
                         (want & done.clone()).is_empty(),
                         "asked for {groups:?}, some of it done"
                     );
+                    assert!(groups.end <= limit, "asked for {groups:?} past {limit}");
                     running.push((id, peer, groups));
                 }
                 Action::Cancel { id } => running.retain(|r| r.0 != id),
             }
         }
     };
-    apply(s.poll(now), &mut running, &done, &haves);
+    apply(s.poll(now), &mut running, &done, &haves, limit);
     for _ in 0..5000 {
         if s.is_done() {
             break;
         }
         let op = next();
+        if let Some(op) = op.filter(|op| op % 7 == 6 || running.is_empty()) {
+            // The reader moves on.
+            limit = (limit + u64::from(op)).min(total);
+            s.set_limit(limit);
+        }
         if running.is_empty() {
             now += Duration::from_secs(2);
-            apply(s.poll(now), &mut running, &done, &haves);
+            apply(s.poll(now), &mut running, &done, &haves, limit);
             if running.is_empty() && op.is_none() {
                 break;
             }
@@ -81,7 +91,7 @@ fuzz_target!(|data: &[u8]| {
         let actions = if peer == honest || op % 5 == 0 {
             // Delivered in full.
             done |= Groups::from(groups.clone());
-            s.finished(id, &done)
+            s.finished(id, &done, now)
         } else {
             let fault = match op % 5 {
                 1 => Fault::Transport,
@@ -93,7 +103,7 @@ fuzz_target!(|data: &[u8]| {
             };
             s.failed(id, &done, fault, now)
         };
-        apply(actions, &mut running, &done, &haves);
+        apply(actions, &mut running, &done, &haves, limit);
         now += Duration::from_millis(u64::from(op));
         // The honest provider is never stalled: its requests move on.
         tick += 1;
@@ -102,24 +112,27 @@ fuzz_target!(|data: &[u8]| {
                 s.progress(*id, tick, now);
             }
         }
-        apply(s.poll(now), &mut running, &done, &haves);
+        apply(s.poll(now), &mut running, &done, &haves, limit);
     }
-    // The input ran out: the honest provider answers what it is asked at
-    // once; the others fail whatever they are asked.
+    // The input ran out: the reader reads to the end, the honest provider
+    // answers what it is asked at once, the others fail whatever they are
+    // asked.
+    limit = total;
+    s.set_limit(limit);
     for _ in 0..10_000 {
         if s.is_done() {
             break;
         }
         now += Duration::from_millis(10);
-        apply(s.poll(now), &mut running, &done, &haves);
+        apply(s.poll(now), &mut running, &done, &haves, limit);
         while let Some((id, peer, groups)) = running.pop() {
             let a = if peer == honest {
                 done |= Groups::from(groups);
-                s.finished(id, &done)
+                s.finished(id, &done, now)
             } else {
                 s.failed(id, &done, Fault::Transport, now)
             };
-            apply(a, &mut running, &done, &haves);
+            apply(a, &mut running, &done, &haves, limit);
         }
     }
     assert!(s.is_done(), "with an honest provider the download finishes");
