@@ -425,7 +425,7 @@ async fn a_download_that_follows_a_reader_goes_no_further_than_allowed() {
     let follow = {
         let (node, author) = (b.node.clone(), a.node.id());
         tokio::spawn(async move {
-            node.room_fetch_following(&room_b, hash, author, (1 << 20)..size, rx)
+            node.room_fetch_range(&room_b, hash, author, (1 << 20)..size, Some(rx))
                 .await
         })
     };

@@ -129,31 +129,16 @@ impl Fs {
         let (tx, rx) = watch::channel(None);
         windows.insert(key, rx.clone());
         drop(windows);
-        let (fs, hash, author) = (self.clone(), file.hash, file.author);
-        let range = w * DEMAND..(w + 1) * DEMAND;
-        self.rt.spawn(async move {
-            let ok = match fs.room(&room) {
-                Ok(r) => {
-                    let arrivals = r.arrivals();
-                    match fs.node.room_fetch_range(&r, hash, author, range).await {
-                        Ok(()) => {
-                            lock(&fs.fetches.unavailable).remove(&hash);
-                            true
-                        }
-                        Err(e) => {
-                            // No member could serve it (a member that came
-                            // meanwhile may: then the mark is stale).
-                            tracing::warn!(%hash, window = w, "fetching for a read: {e}");
-                            lock(&fs.fetches.unavailable).insert(hash, arrivals);
-                            false
-                        }
-                    }
-                }
-                Err(_) => false,
-            };
-            lock(&fs.fetches.windows).remove(&key);
-            let _ = tx.send(Some(ok));
-        });
+        self.fetch_for_reads(
+            room,
+            file,
+            w * DEMAND..(w + 1) * DEMAND,
+            None,
+            tx,
+            move |fs| {
+                lock(&fs.fetches.windows).remove(&key);
+            },
+        );
         rx
     }
 
@@ -192,14 +177,33 @@ impl Fs {
         let from = from / g * g;
         let (limit, limit_rx) = watch::channel(end);
         let (tx, state) = watch::channel(None);
-        let (fs, hash, author, size) = (self.clone(), file.hash, file.author, file.size);
+        self.fetch_for_reads(room, file, from..file.size, Some(limit_rx), tx, |_| {});
+        Follow { from, limit, state }
+    }
+
+    /// Fetches the bytes `range` of `file` for reads on a task (see
+    /// [`Node::room_fetch_range`](p2pfs_swarm::Node::room_fetch_range) for
+    /// `limit`), then runs `ended` and tells `tx` whether it went well. A
+    /// blob no member could serve is marked so (a member that comes
+    /// meanwhile makes the mark stale); one that was served is unmarked.
+    fn fetch_for_reads(
+        self: &Arc<Self>,
+        room: RoomId,
+        file: &FileInfo,
+        range: std::ops::Range<u64>,
+        limit: Option<watch::Receiver<u64>>,
+        tx: watch::Sender<Option<bool>>,
+        ended: impl FnOnce(&Fs) + Send + 'static,
+    ) {
+        let (fs, hash, author) = (self.clone(), file.hash, file.author);
         self.rt.spawn(async move {
             let ok = match fs.room(&room) {
                 Ok(r) => {
                     let arrivals = r.arrivals();
+                    let start = range.start;
                     match fs
                         .node
-                        .room_fetch_following(&r, hash, author, from..size, limit_rx)
+                        .room_fetch_range(&r, hash, author, range, limit)
                         .await
                     {
                         Ok(()) => {
@@ -207,7 +211,7 @@ impl Fs {
                             true
                         }
                         Err(e) => {
-                            tracing::warn!(%hash, from, "fetching ahead of a reader: {e}");
+                            tracing::warn!(%hash, from = start, "fetching for reads: {e}");
                             lock(&fs.fetches.unavailable).insert(hash, arrivals);
                             false
                         }
@@ -215,9 +219,9 @@ impl Fs {
                 }
                 Err(_) => false,
             };
+            ended(&fs);
             let _ = tx.send(Some(ok));
         });
-        Follow { from, limit, state }
     }
 
     /// Reads `len` bytes at `offset` of a file whose bytes are not all

@@ -176,7 +176,10 @@ fn stream(node: Node, blob: Blob, bytes: Range<u64>) -> Body {
             if let (Source::Room { room, author }, None) = (&blob.source, fetched) {
                 let want = at..(at + WINDOW).min(blob.size);
                 fetched = Some(at);
-                if let Err(e) = node.room_fetch_range(room, blob.hash, *author, want).await {
+                if let Err(e) = node
+                    .room_fetch_range(room, blob.hash, *author, want, None)
+                    .await
+                {
                     let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
                     return;
                 }

@@ -39,43 +39,21 @@ impl Node {
     }
 
     /// Fetches the chunk groups of `hash` covering the bytes `want` from
-    /// the members of `room` (`author` first), into the store.
+    /// the members of `room` (`author` first), into the store, in order.
+    /// With `limit`, for a reader the fetch follows: never past the byte
+    /// it holds, which the reader raises as it reads; the fetch then also
+    /// ends, keeping what arrived, when the reader drops its sender.
     pub async fn room_fetch_range(
         &self,
         room: &Room,
         hash: Hash,
         author: NodeId,
         want: std::ops::Range<u64>,
+        limit: Option<tokio::sync::watch::Receiver<u64>>,
     ) -> Result<(), SwarmError> {
         let targets = self.room_providers(room, author, hash)?;
-        crate::transfer::download::run(&self.inner.blobs, hash, targets, Some(want), None, None)
+        crate::transfer::download::run(&self.inner.blobs, hash, targets, Some(want), limit, None)
             .await?;
-        Ok(())
-    }
-
-    /// Fetches the bytes `want` of `hash` from the members of `room` as
-    /// [`Node::room_fetch_range`] does, in order, for a reader: never past
-    /// the byte `limit` holds, which the reader raises as it reads. Ends
-    /// when the bytes are here or, keeping what arrived, when the reader
-    /// drops the limit's sender.
-    pub async fn room_fetch_following(
-        &self,
-        room: &Room,
-        hash: Hash,
-        author: NodeId,
-        want: std::ops::Range<u64>,
-        limit: tokio::sync::watch::Receiver<u64>,
-    ) -> Result<(), SwarmError> {
-        let targets = self.room_providers(room, author, hash)?;
-        crate::transfer::download::run(
-            &self.inner.blobs,
-            hash,
-            targets,
-            Some(want),
-            Some(limit),
-            None,
-        )
-        .await?;
         Ok(())
     }
 

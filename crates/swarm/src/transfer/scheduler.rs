@@ -42,7 +42,7 @@ use range_collections::{RangeSet2, range_set::RangeSetRange};
 pub type Groups = RangeSet2<u64>;
 
 /// Bytes in a chunk group, to turn rates into times.
-const GROUP_BYTES: f64 = 16384.0;
+const GROUP_BYTES: f64 = p2pfs_proto::chunk::CHUNK_GROUP_SIZE as f64;
 
 /// See [`Config::max_total_inflight`].
 const MAX_TOTAL_INFLIGHT: usize = 6;
