@@ -18,6 +18,9 @@ mod private;
 mod session;
 mod turns;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::{io, process::ExitCode};
 
 use clap::Parser;

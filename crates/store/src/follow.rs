@@ -3,21 +3,110 @@
 //!
 //! A follower copies the bytes present from the start of the blob, then
 //! waits for the download to extend them (a download fetches roughly in
-//! order). Reads go straight from the disk into one aligned buffer
-//! (`O_DIRECT`), as the download's writes do: the blob's bytes pass
-//! through the page cache once, in the destination, not twice.
+//! order).
+//!
+//! While it follows, the download keeps the windows it verified and wrote
+//! at or past the follower's position in a [`Tap`] (up to [`TAP_MAX`]
+//! bytes), and the follower copies those from memory: the bytes are read
+//! from the network once and never read back from the disk. What the tap
+//! did not keep (the follower fell behind) is read from the disk straight
+//! into one aligned buffer (`O_DIRECT`), as the download's writes are made:
+//! the blob's bytes pass through the page cache once, in the destination,
+//! not twice.
 
 use std::{
+    collections::BTreeMap,
     fs::File,
     io::{self, Write},
     os::unix::fs::FileExt,
     time::Duration,
 };
 
+use bytes::Bytes;
+
 use crate::{
     PartialBlob, Store, direct,
     error::{IoContext, StoreError},
+    lock,
 };
+
+/// The most bytes a tap keeps for its follower.
+pub(crate) const TAP_MAX: usize = 32 << 20;
+
+/// Verified windows of a blob kept for the reader following its download:
+/// those it has not read yet, at most [`TAP_MAX`] bytes from where it reads.
+#[derive(Debug, Default)]
+pub(crate) struct Tap {
+    /// Where the follower reads.
+    at: u64,
+    /// Windows by offset.
+    windows: BTreeMap<u64, Bytes>,
+    bytes: usize,
+}
+
+impl Tap {
+    /// Keeps `data`, written at `offset`, if the follower has yet to read
+    /// it and there is room.
+    pub(crate) fn offer(&mut self, offset: u64, data: &Bytes) {
+        let end = offset + data.len() as u64;
+        if end <= self.at || offset >= self.at + TAP_MAX as u64 || self.bytes + data.len() > TAP_MAX
+        {
+            return;
+        }
+        if let Some(old) = self.windows.insert(offset, data.clone()) {
+            self.bytes -= old.len();
+        }
+        self.bytes += data.len();
+    }
+
+    /// The bytes from `at` on, up to `end` and as far as one kept window
+    /// holds them; forgets the windows that end before `at`.
+    fn take(&mut self, at: u64, end: u64) -> Option<Bytes> {
+        self.at = at;
+        while let Some(e) = self.windows.first_entry() {
+            if *e.key() + e.get().len() as u64 > at {
+                break;
+            }
+            self.bytes -= e.remove().len();
+        }
+        let (&offset, w) = self.windows.range(..=at).next_back()?;
+        let from = (at - offset) as usize;
+        let to = (end.min(offset + w.len() as u64) - offset) as usize;
+        (to > from).then(|| w.slice(from..to))
+    }
+}
+
+#[cfg(test)]
+impl Tap {
+    pub(crate) fn take_for_test(&mut self, at: u64, end: u64) -> Option<Bytes> {
+        self.take(at, end)
+    }
+}
+
+/// A follower's tap on a download, removed when dropped.
+struct Tapped<'a>(&'a PartialBlob);
+
+impl<'a> Tapped<'a> {
+    /// Taps `partial` unless another follower does.
+    fn start(partial: &'a PartialBlob) -> Option<Self> {
+        let mut st = lock(&partial.shared.state);
+        if st.tap.is_some() {
+            return None;
+        }
+        st.tap = Some(Tap::default());
+        Some(Self(partial))
+    }
+
+    fn take(&self, at: u64, end: u64) -> Option<Bytes> {
+        lock(&self.0.shared.state).tap.as_mut()?.take(at, end)
+    }
+}
+
+impl Drop for Tapped<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.shared.state).tap = None;
+    }
+}
 
 /// Bytes read at a time.
 const STEP: usize = 1 << 20;
@@ -64,6 +153,7 @@ impl Store {
                 .copy_to(out)
                 .ctx(|| format!("writing blob {hash}"));
         }
+        let tap = Tapped::start(partial);
         let path = self.data_path(&hash);
         let mut file = Direct::open(&path).ctx(|| format!("opening {}", path.display()))?;
         let mut backing = Vec::new();
@@ -77,6 +167,14 @@ impl Store {
                     return Err(stopped(at));
                 }
                 partial.wait_prefix(at, WAIT);
+                continue;
+            }
+            if let Some(w) = tap.as_ref().and_then(|t| t.take(at, present)) {
+                out.write_all(&w).map_err(|source| StoreError::Io {
+                    context: format!("writing blob {hash}"),
+                    source,
+                })?;
+                at += w.len() as u64;
                 continue;
             }
             let want = ((present - at) as usize).min(STEP);
@@ -132,5 +230,56 @@ impl Direct {
             }
         }
         self.file.read_at(&mut buf[..want], offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(offset: u64, len: usize) -> (u64, Bytes) {
+        let data: Vec<u8> = (0..len).map(|i| (offset as usize + i) as u8).collect();
+        (offset, Bytes::from(data))
+    }
+
+    #[test]
+    fn a_tap_hands_out_what_the_follower_has_yet_to_read() {
+        let mut tap = Tap::default();
+        let (o1, w1) = window(0, 1000);
+        let (o2, w2) = window(1000, 500);
+        tap.offer(o2, &w2);
+        assert_eq!(tap.take(0, 2000), None, "the first window is not here yet");
+        tap.offer(o1, &w1);
+        assert_eq!(
+            tap.take(0, 600).as_deref(),
+            Some(&w1[..600]),
+            "only up to `end`"
+        );
+        assert_eq!(tap.take(600, 2000).as_deref(), Some(&w1[600..]));
+        assert_eq!(tap.take(1000, 2000).as_deref(), Some(&w2[..]));
+        assert_eq!(tap.windows.len(), 1, "the window read through is forgotten");
+        assert_eq!(tap.take(1500, 2000), None);
+        assert_eq!((tap.windows.len(), tap.bytes), (0, 0));
+        // Behind the follower: not kept.
+        tap.offer(o1, &w1);
+        assert_eq!(tap.bytes, 0);
+    }
+
+    #[test]
+    fn a_tap_keeps_at_most_its_bound() {
+        let mut tap = Tap::default();
+        let mb = 1 << 20;
+        for i in 0..(TAP_MAX / mb + 8) as u64 {
+            let (o, w) = window(i * mb as u64, mb);
+            tap.offer(o, &w);
+        }
+        assert_eq!(tap.bytes, TAP_MAX);
+        // Too far ahead of the follower, even with room.
+        tap.take(0, 1);
+        let (o, w) = window(TAP_MAX as u64 + (64 << 20), 10);
+        tap.windows.clear();
+        tap.bytes = 0;
+        tap.offer(o, &w);
+        assert_eq!(tap.bytes, 0);
     }
 }

@@ -18,6 +18,7 @@
 use std::{fs::File, io::Read, ops::Range, sync::Arc};
 
 use bao_tree::{BaoTree, ChunkNum, TreeNode};
+use bytes::Bytes;
 use p2pfs_proto::{
     Hash,
     chunk::{CHUNK_GROUP_SIZE, group_byte_range, groups},
@@ -50,7 +51,7 @@ pub struct IngestReport {
 /// (see [`PartialBlob::flush`]); the last handle to go commits the rest.
 #[derive(Debug, Clone)]
 pub struct PartialBlob {
-    shared: Arc<PartialShared>,
+    pub(crate) shared: Arc<PartialShared>,
 }
 
 impl PartialBlob {
@@ -201,7 +202,7 @@ impl PartialBlob {
         &self,
         size: u64,
         offset: u64,
-        data: &[u8],
+        data: Bytes,
         pairs: &[(TreeNode, [u8; 64])],
         report: &mut IngestReport,
     ) -> Result<(), StoreError> {
@@ -236,7 +237,7 @@ impl PartialBlob {
         &self,
         offset: u64,
         groups: Range<u64>,
-        data: &[u8],
+        data: Bytes,
         report: &mut IngestReport,
     ) -> Result<(), StoreError> {
         let size = self.size().unwrap_or(0);
@@ -251,15 +252,16 @@ impl PartialBlob {
                     let Some(slot) = bytes.get_mut(start..start + data.len()) else {
                         return Err(StoreError::Corrupt("inline buffer too small".into()));
                     };
-                    slot.copy_from_slice(data);
+                    slot.copy_from_slice(&data);
                     None
                 }
                 Target::File(f) => Some(f.clone()),
                 Target::None | Target::Committed => return Ok(()),
             }
         };
+        let file_written = file.is_some();
         if let Some(file) = file {
-            self.shared.write_file(&file, offset, data).map_err(|e| {
+            self.shared.write_file(&file, offset, &data).map_err(|e| {
                 io_error(
                     format!("writing to the store at {}", self.store().path().display()),
                     e,
@@ -275,6 +277,9 @@ impl PartialBlob {
                     report.new_groups += 1;
                     report.new_bytes += e - s;
                 }
+            }
+            if let (Some(tap), true) = (&mut st.tap, file_written) {
+                tap.offer(offset, &data);
             }
             self.shared.grown.notify_all();
             (st.is_full(), st.commit_due(self.store()))
@@ -312,7 +317,7 @@ impl stream::Sink for IngestSink<'_> {
         Ok(())
     }
 
-    fn groups(&mut self, offset: u64, groups: Range<u64>, data: &[u8]) -> Result<(), StoreError> {
+    fn groups(&mut self, offset: u64, groups: Range<u64>, data: Bytes) -> Result<(), StoreError> {
         match self.proving.take() {
             // A proving stream carries only the last group.
             Some(size) => self

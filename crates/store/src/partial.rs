@@ -107,6 +107,8 @@ pub(crate) struct State {
     pub(crate) complete: bool,
     /// The data file was created and the directory not yet fsynced.
     dir_unsynced: bool,
+    /// Verified windows kept for a reader following the download.
+    pub(crate) tap: Option<crate::follow::Tap>,
 }
 
 #[derive(Debug)]
@@ -177,6 +179,7 @@ impl Store {
             last_commit: Instant::now(),
             complete: false,
             dir_unsynced: false,
+            tap: None,
         };
         let txn = self.begin_read()?;
         let blobs = txn.open_table(tables::BLOBS).db()?;

@@ -23,7 +23,7 @@ use blake3::hazmat::{HasherExt, Mode, merge_subtrees_non_root, merge_subtrees_ro
 use bytes::{Bytes, BytesMut};
 use p2pfs_proto::chunk::CHUNK_GROUP_SIZE;
 
-use crate::{direct, window};
+use crate::window;
 
 /// Bytes read from the blob at a time when encoding; bytes of verified
 /// groups written at a time when decoding.
@@ -212,11 +212,6 @@ pub(crate) fn encode(
     Ok(())
 }
 
-thread_local! {
-    /// Decode batches, kept per thread between calls.
-    static WINDOW_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
 /// The byte offset where the range of `ranges` containing `chunk` ends.
 fn containing_range_end(ranges: &ChunkRangesRef, chunk: ChunkNum) -> u64 {
     let b = ranges.boundaries();
@@ -235,7 +230,7 @@ pub(crate) trait Sink {
         &mut self,
         offset: u64,
         groups: Range<u64>,
-        data: &[u8],
+        data: Bytes,
     ) -> Result<(), crate::StoreError>;
 }
 
@@ -262,14 +257,10 @@ pub(crate) fn decode(
     sink: &mut dyn Sink,
 ) -> Result<(), DecodeError> {
     let mut expected = Expected::new(root);
-    let mut buf = WINDOW_BUF.with(|b| std::mem::take(&mut *b.borrow_mut()));
-    // Zeroed once per thread; `len` says how much is in use. The window
-    // starts at an aligned address within it, so the store can write it
-    // to disk directly.
-    let base = direct::aligned(&mut buf, WINDOW);
+    // Groups are read into a pooled window at an aligned address, so the
+    // store can write it to disk directly and a follower can read it.
     let mut batch = Batch {
-        buf,
-        base,
+        window: None,
         len: 0,
         offset: 0,
         groups: 0..0,
@@ -311,11 +302,12 @@ pub(crate) fn decode(
                         batch.offset = offset;
                         batch.groups = group..group;
                     }
-                    let at = batch.base + batch.len;
+                    let at = batch.len;
                     let Some(slot) = batch
-                        .buf
+                        .window
+                        .get_or_insert_with(|| window::POOL.take())
+                        .as_mut()
                         .get_mut(at..at + size)
-                        .filter(|_| batch.len + size <= WINDOW)
                     else {
                         return Err(DecodeError::Verification(format!(
                             "chunk group at byte {offset} is too large"
@@ -336,14 +328,13 @@ pub(crate) fn decode(
     })();
     // Keep what verified, whatever happened after it.
     let flushed = batch.flush(sink);
-    WINDOW_BUF.with(|b| *b.borrow_mut() = std::mem::take(&mut batch.buf));
     result.and(flushed)
 }
 
+/// Verified groups gathered for one write.
 struct Batch {
-    buf: Vec<u8>,
-    /// Where the window starts in `buf` (an aligned address).
-    base: usize,
+    /// The buffer being filled, taken from the pool when needed.
+    window: Option<window::WindowMut>,
     len: usize,
     offset: u64,
     groups: Range<u64>,
@@ -351,11 +342,10 @@ struct Batch {
 
 impl Batch {
     fn flush(&mut self, sink: &mut dyn Sink) -> Result<(), DecodeError> {
-        if self.len == 0 {
+        let Some(window) = self.window.take().filter(|_| self.len > 0) else {
             return Ok(());
-        }
-        let window = &self.buf[self.base..self.base + self.len];
-        let r = sink.groups(self.offset, self.groups.clone(), window);
+        };
+        let r = sink.groups(self.offset, self.groups.clone(), window.freeze(self.len));
         self.len = 0;
         self.groups = self.groups.end..self.groups.end;
         r.map_err(DecodeError::Sink)

@@ -1062,3 +1062,60 @@ fn a_store_in_memory_opens_again_on_the_same_memory() {
     let other = Store::open_in_memory(dir.path(), &MemoryDb::new(), Options::default()).unwrap();
     assert!(other.list().unwrap().is_empty());
 }
+
+#[test]
+fn a_download_keeps_what_it_verified_for_its_follower() {
+    let (_a_dir, a) = temp_store();
+    let (_b_dir, b) = temp_store();
+    let data = random(3 << 20 | 5000);
+    let hash = a.import_bytes(&data, None).unwrap().hash;
+    let partial = b.partial(hash).unwrap();
+    prove_size(&a, &partial, &hash);
+    lock(&partial.shared.state).tap = Some(crate::follow::Tap::default());
+    let stream = encode(&a, &hash, &ChunkRanges::all());
+    partial.ingest(&ChunkRanges::all(), &stream[..]).unwrap();
+    // Every byte is in the tap but the last group's, which proved the
+    // size before the tap was there.
+    let mut at = 0u64;
+    let mut st = lock(&partial.shared.state);
+    let tap = st.tap.as_mut().unwrap();
+    let last = (data.len() / G * G) as u64;
+    while at < last {
+        let w = tap.take_for_test(at, last).expect("kept");
+        assert_eq!(&w[..], &data[at as usize..at as usize + w.len()]);
+        at += w.len() as u64;
+    }
+}
+
+#[test]
+fn a_follower_copies_a_download_as_it_arrives() {
+    let (_a_dir, a) = temp_store();
+    let (_b_dir, b) = temp_store();
+    let data = random(5 << 20 | 77);
+    let hash = a.import_bytes(&data, None).unwrap().hash;
+    let partial = b.partial(hash).unwrap();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let follower = {
+        let (b, partial, done) = (b.clone(), partial.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let n = b.follow(&partial, &mut out, || {
+                done.load(std::sync::atomic::Ordering::Acquire)
+            });
+            (n, out)
+        })
+    };
+    prove_size(&a, &partial, &hash);
+    // In pieces, out of order, as a download's streams deliver them.
+    for r in [2..5, 0..2, 5..(data.len() as u64).div_ceil(G as u64)] {
+        let ranges = groups(r);
+        partial
+            .ingest(&ranges, &encode(&a, &hash, &ranges)[..])
+            .unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::Release);
+    let (n, out) = follower.join().unwrap();
+    assert_eq!(n.unwrap(), data.len() as u64);
+    assert!(out == data, "the copy matches");
+    assert!(lock(&partial.shared.state).tap.is_none(), "the tap is gone");
+}

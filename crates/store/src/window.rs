@@ -1,20 +1,25 @@
-//! Read windows for the encoder, recycled.
+//! Pooled windows of a blob's bytes, recycled.
 //!
-//! The encoder hands the network zero-copy slices of the buffer it read the
-//! blob into, so a buffer is busy until the transport has sent and dropped
-//! every slice of it. A fresh buffer per read costs zeroing it and faulting
-//! its pages in, about as much CPU as the read itself; instead a buffer goes
-//! back to a small free list when its last slice is dropped.
+//! The encoder reads the blob into a window and hands the network zero-copy
+//! slices of it; the decoder verifies groups into a window and hands it to
+//! the store's write and to a reader following the download (see
+//! `follow`). So a buffer is busy until every slice of it is dropped. A
+//! fresh buffer per window costs zeroing it and faulting its pages in,
+//! about as much CPU as filling it; instead a buffer goes back to a small
+//! free list when its last slice is dropped. Buffers start at an aligned
+//! address, so a window can be written to disk directly (`O_DIRECT`).
 
 use std::sync::Mutex;
 
 use bytes::Bytes;
 
+use crate::direct;
+
 /// The size of a pooled buffer.
 pub(crate) const SIZE: usize = 1 << 20;
 
 /// Free buffers kept for reuse (beyond that they are freed): enough for the
-/// windows in flight on a few fast uploads.
+/// windows in flight on a few fast transfers.
 const KEEP: usize = 48;
 
 /// A free list of buffers.
@@ -22,19 +27,21 @@ pub(crate) struct Pool {
     free: Mutex<Vec<Vec<u8>>>,
 }
 
-/// The pool the encoder uses.
+/// The pool the encoder and decoder use.
 pub(crate) static POOL: Pool = Pool::new();
 
-/// A buffer of [`SIZE`] bytes, of which the first `len` are the window.
+/// A buffer holding [`SIZE`] bytes from the aligned offset `base`, of which
+/// the first `len` are the window.
 struct Pooled {
     pool: &'static Pool,
     buf: Vec<u8>,
+    base: usize,
     len: usize,
 }
 
 impl AsRef<[u8]> for Pooled {
     fn as_ref(&self) -> &[u8] {
-        &self.buf[..self.len]
+        &self.buf[self.base..self.base + self.len]
     }
 }
 
@@ -49,11 +56,47 @@ impl Drop for Pooled {
     }
 }
 
+/// A pooled buffer being filled: [`SIZE`] writable bytes at an aligned
+/// address, frozen into [`Bytes`] once filled.
+pub(crate) struct WindowMut(Pooled);
+
+impl WindowMut {
+    /// The whole buffer.
+    pub(crate) fn as_mut(&mut self) -> &mut [u8] {
+        let Pooled { buf, base, .. } = &mut self.0;
+        &mut buf[*base..*base + SIZE]
+    }
+
+    /// The first `len` bytes as a window (at most [`SIZE`]).
+    pub(crate) fn freeze(mut self, len: usize) -> Bytes {
+        self.0.len = len.min(SIZE);
+        Bytes::from_owner(self.0)
+    }
+}
+
 impl Pool {
     pub(crate) const fn new() -> Self {
         Pool {
             free: Mutex::new(Vec::new()),
         }
+    }
+
+    /// A buffer from the free list, or a new one.
+    pub(crate) fn take(&'static self) -> WindowMut {
+        let mut buf = self
+            .free
+            .lock()
+            .ok()
+            .and_then(|mut free| free.pop())
+            // Zeroed lazily by the kernel, page by page as it is filled.
+            .unwrap_or_else(|| vec![0u8; SIZE + direct::ALIGN]);
+        let base = direct::aligned(&mut buf, SIZE);
+        WindowMut(Pooled {
+            pool: self,
+            buf,
+            base,
+            len: 0,
+        })
     }
 
     /// Fills a window of `len` bytes with `fill` and returns it as
@@ -69,19 +112,9 @@ impl Pool {
             fill(&mut buf)?;
             return Ok(Bytes::from(buf));
         }
-        let buf = self
-            .free
-            .lock()
-            .ok()
-            .and_then(|mut free| free.pop())
-            .unwrap_or_else(|| vec![0u8; SIZE]);
-        let mut pooled = Pooled {
-            pool: self,
-            buf,
-            len,
-        };
-        fill(&mut pooled.buf[..len])?;
-        Ok(Bytes::from_owner(pooled))
+        let mut w = self.take();
+        fill(&mut w.as_mut()[..len])?;
+        Ok(w.freeze(len))
     }
 
     #[cfg(test)]
@@ -132,6 +165,20 @@ mod tests {
         assert_eq!(P.read(SIZE, |_| Err("boom")).unwrap_err(), "boom");
         assert_eq!(P.free_count(), 1);
         assert_eq!(P.read(5, |_| Err("boom")).unwrap_err(), "boom");
+    }
+
+    #[test]
+    fn windows_start_at_aligned_addresses() {
+        static P: Pool = Pool::new();
+        for _ in 0..3 {
+            let mut w = P.take();
+            assert_eq!(w.as_mut().len(), SIZE);
+            assert!((w.as_mut().as_ptr() as usize).is_multiple_of(direct::ALIGN));
+            let b = w.freeze(SIZE / 2);
+            assert_eq!(b.len(), SIZE / 2);
+            assert!((b.as_ptr() as usize).is_multiple_of(direct::ALIGN));
+        }
+        assert_eq!(P.free_count(), 1, "one buffer served every window");
     }
 
     #[test]
