@@ -5,10 +5,11 @@
 //! waits for the download to extend them (a download fetches roughly in
 //! order).
 //!
-//! While it follows, the download keeps the windows it verified and wrote
-//! at or past the follower's position in a [`Tap`] (up to [`TAP_MAX`]
-//! bytes), and the follower copies those from memory: the bytes are read
-//! from the network once and never read back from the disk. What the tap
+//! Once a reader (a follower, or a read of the mount) reads a blob being
+//! downloaded, the download keeps the windows it verified and wrote at or
+//! past the reader's position in a [`Tap`] (up to [`TAP_MAX`] bytes), and
+//! the reader copies those from memory: the bytes are read from the
+//! network once and never read back from the disk. What the tap
 //! did not keep (the follower fell behind) is read from the disk straight
 //! into one aligned buffer (`O_DIRECT`), as the download's writes are made:
 //! the blob's bytes pass through the page cache once, in the destination,
@@ -74,6 +75,19 @@ impl Tap {
         let to = (end.min(offset + w.len() as u64) - offset) as usize;
         (to > from).then(|| w.slice(from..to))
     }
+
+    /// The bytes from `at` on, up to `end`, as far as kept windows hold
+    /// them without a gap.
+    pub(crate) fn take_all(&mut self, mut at: u64, end: u64) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        while at < end
+            && let Some(w) = self.take(at, end)
+        {
+            at += w.len() as u64;
+            out.push(w);
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -83,32 +97,22 @@ impl Tap {
     }
 }
 
-/// A follower's tap on a download, removed when dropped.
-struct Tapped<'a>(&'a PartialBlob);
-
-impl<'a> Tapped<'a> {
-    /// Taps `partial` unless another follower does.
-    fn start(partial: &'a PartialBlob) -> Option<Self> {
-        let mut st = lock(&partial.shared.state);
-        if st.tap.is_some() {
-            return None;
-        }
-        st.tap = Some(Tap::default());
-        Some(Self(partial))
+impl PartialBlob {
+    /// Starts keeping verified windows for a reader, if not yet: from now
+    /// on until the download ends.
+    fn start_tap(&self) {
+        lock(&self.shared.state)
+            .tap
+            .get_or_insert_with(Tap::default);
     }
 
-    fn take(&self, at: u64, end: u64) -> Option<Bytes> {
-        lock(&self.0.shared.state).tap.as_mut()?.take(at, end)
+    /// What the tap holds from `at` on, up to `end`, in one window.
+    fn tapped(&self, at: u64, end: u64) -> Option<Bytes> {
+        lock(&self.shared.state).tap.as_mut()?.take(at, end)
     }
 }
 
-impl Drop for Tapped<'_> {
-    fn drop(&mut self) {
-        lock(&self.0.shared.state).tap = None;
-    }
-}
-
-/// Bytes read at a time.
+/// Bytes read from the disk at a time.
 const STEP: usize = 1 << 20;
 
 /// How long one wait for more bytes lasts before `stop` is asked again.
@@ -153,7 +157,7 @@ impl Store {
                 .copy_to(out)
                 .ctx(|| format!("writing blob {hash}"));
         }
-        let tap = Tapped::start(partial);
+        partial.start_tap();
         let path = self.data_path(&hash);
         let mut file = Direct::open(&path).ctx(|| format!("opening {}", path.display()))?;
         let mut backing = Vec::new();
@@ -169,7 +173,7 @@ impl Store {
                 partial.wait_prefix(at, WAIT);
                 continue;
             }
-            if let Some(w) = tap.as_ref().and_then(|t| t.take(at, present)) {
+            if let Some(w) = partial.tapped(at, present) {
                 out.write_all(&w).map_err(|source| StoreError::Io {
                     context: format!("writing blob {hash}"),
                     source,

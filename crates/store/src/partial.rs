@@ -516,10 +516,12 @@ impl PartialShared {
         })
     }
 
-    /// Reads bytes at `offset` if every group they touch is present.
+    /// Reads bytes at `offset` if every group they touch is present: from
+    /// the download's tap while it holds them (a reader of a live download
+    /// starts one, see `follow`), else from the disk.
     pub(crate) fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError> {
-        let (end, file) = {
-            let st = lock(&self.state);
+        let (end, file, tapped) = {
+            let mut st = lock(&self.state);
             if matches!(st.target, Target::Committed) {
                 drop(st);
                 return self
@@ -528,6 +530,7 @@ impl PartialShared {
                     .read_at(offset, buf)
                     .ctx(|| format!("reading blob {}", self.hash));
             }
+            st.tap.get_or_insert_with(Default::default);
             let requested_end = offset.saturating_add(buf.len() as u64);
             let Some(size) = st.size else {
                 return Err(StoreError::NotPresent {
@@ -559,13 +562,24 @@ impl PartialShared {
                     buf[..n].copy_from_slice(&bytes[offset as usize..end as usize]);
                     return Ok(n);
                 }
-                Target::File(f) => (end, f.clone()),
+                Target::File(f) => {
+                    let file = f.clone();
+                    let tap = st.tap.as_mut().map(|t| t.take_all(offset, end));
+                    (end, file, tap.unwrap_or_default())
+                }
                 Target::None | Target::Committed => return Ok(0),
             }
         };
         let n = (end - offset) as usize;
-        file.read_exact_at(&mut buf[..n], offset)
-            .ctx(|| format!("reading blob {}", self.hash))?;
+        let mut done = 0;
+        for w in tapped {
+            buf[done..done + w.len()].copy_from_slice(&w);
+            done += w.len();
+        }
+        if done < n {
+            file.read_exact_at(&mut buf[done..n], offset + done as u64)
+                .ctx(|| format!("reading blob {}", self.hash))?;
+        }
         Ok(n)
     }
 

@@ -1117,5 +1117,40 @@ fn a_follower_copies_a_download_as_it_arrives() {
     let (n, out) = follower.join().unwrap();
     assert_eq!(n.unwrap(), data.len() as u64);
     assert!(out == data, "the copy matches");
-    assert!(lock(&partial.shared.state).tap.is_none(), "the tap is gone");
+}
+
+#[test]
+fn a_reader_of_a_download_reads_what_arrived_from_memory() {
+    let (_a_dir, a) = temp_store();
+    let (_b_dir, b) = temp_store();
+    let data = random(4 << 20);
+    let hash = a.import_bytes(&data, None).unwrap().hash;
+    let partial = b.partial(hash).unwrap();
+    prove_size(&a, &partial, &hash);
+    let mut buf = vec![0u8; 256 << 10];
+    // The reader comes first (its read waits for the bytes)...
+    assert!(matches!(
+        b.read_at(&hash, 0, &mut buf),
+        Err(StoreError::NotPresent { .. })
+    ));
+    let ranges = groups(0..128);
+    partial
+        .ingest(&ranges, &encode(&a, &hash, &ranges)[..])
+        .unwrap();
+    // ... and gets them without reading the disk back: here the disk
+    // holds zeros.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(b.data_path(&hash))
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &vec![0u8; 2 << 20], 0).unwrap();
+    let mut at = 0;
+    while at < 2 << 20 {
+        let n = b.read_at(&hash, at as u64, &mut buf).unwrap();
+        assert!(buf[..n] == data[at..at + n], "bytes at {at}");
+        at += n;
+    }
+    // Past what the tap kept, the disk.
+    let n = b.read_at(&hash, 0, &mut buf).unwrap();
+    assert_eq!(&buf[..n], &vec![0u8; n][..], "read back from the disk");
 }
