@@ -14,6 +14,8 @@
 //! handle is dropped. A commit fsyncs the data file (and, the first time,
 //! the data directory), then records the groups and their hash pairs in one
 //! redb transaction, so the have-map never claims bytes the disk may lack.
+//! A small blob (held in the database) completes in one transaction without
+//! a sync of its own: the next durable commit makes it durable.
 //! Commits run without holding the state lock, so reads and other streams go
 //! on during an fsync.
 
@@ -404,7 +406,17 @@ impl PartialShared {
             lock(&self.state).dir_unsynced = false;
         }
         crash::point("download.synced");
-        let txn = store.begin_write()?;
+        let mut txn = store.begin_write()?;
+        if snap.inline.is_some() {
+            // A small blob is recorded lazily, as a small file written
+            // through the mount is (`Draft::commit_lazy`): its bytes are in
+            // this transaction, the next durable commit of the database
+            // (or closing it) makes it durable, and a crash before loses it
+            // whole, to be fetched again. A sync each would cap reading a
+            // room of small files at the disk's syncs per second.
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| StoreError::Corrupt(format!("setting durability: {e}")))?;
+        }
         {
             let mut blobs = txn.open_table(tables::BLOBS).db()?;
             let existing = match blobs.get(self.hash.as_bytes()).db()? {

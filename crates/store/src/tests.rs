@@ -1154,3 +1154,34 @@ fn a_reader_of_a_download_reads_what_arrived_from_memory() {
     let n = b.read_at(&hash, 0, &mut buf).unwrap();
     assert_eq!(&buf[..n], &vec![0u8; n][..], "read back from the disk");
 }
+
+#[test]
+fn small_downloads_are_readable_at_once_and_kept_when_the_store_closes() {
+    let (_a_dir, a) = temp_store();
+    let dir = tempfile::tempdir().unwrap();
+    let blobs: Vec<(Hash, Vec<u8>)> = [1, 4096, G, 3 * G + 1]
+        .into_iter()
+        .map(|n| {
+            let data = random(n);
+            (a.import_bytes(&data, None).unwrap().hash, data)
+        })
+        .collect();
+    {
+        let b = Store::open(dir.path()).unwrap();
+        for (hash, data) in &blobs {
+            let partial = b.partial(*hash).unwrap();
+            prove_size(&a, &partial, hash);
+            let all = ChunkRanges::all();
+            if !partial.is_complete() {
+                partial.ingest(&all, &encode(&a, hash, &all)[..]).unwrap();
+            }
+            drop(partial);
+            assert_eq!(&read_all(&b, hash), data, "readable at once");
+        }
+    }
+    let b = Store::open(dir.path()).unwrap();
+    for (hash, data) in &blobs {
+        assert_eq!(&read_all(&b, hash), data, "kept after closing");
+        b.verify(hash).unwrap();
+    }
+}
