@@ -1063,12 +1063,19 @@ fn a_store_in_memory_opens_again_on_the_same_memory() {
     assert!(other.list().unwrap().is_empty());
 }
 
+/// A blob of `n` random bytes in a new store `a`, and a new store `b` to
+/// download it into: (directories, a, b, bytes, hash).
+fn a_blob_to_download(n: usize) -> ([tempfile::TempDir; 2], Store, Store, Vec<u8>, Hash) {
+    let (a_dir, a) = temp_store();
+    let (b_dir, b) = temp_store();
+    let data = random(n);
+    let hash = a.import_bytes(&data, None).unwrap().hash;
+    ([a_dir, b_dir], a, b, data, hash)
+}
+
 #[test]
 fn a_download_keeps_what_it_verified_for_its_follower() {
-    let (_a_dir, a) = temp_store();
-    let (_b_dir, b) = temp_store();
-    let data = random(3 << 20 | 5000);
-    let hash = a.import_bytes(&data, None).unwrap().hash;
+    let (_dirs, a, b, data, hash) = a_blob_to_download(3 << 20 | 5000);
     let partial = b.partial(hash).unwrap();
     prove_size(&a, &partial, &hash);
     lock(&partial.shared.state).tap = Some(crate::follow::Tap::default());
@@ -1089,10 +1096,7 @@ fn a_download_keeps_what_it_verified_for_its_follower() {
 
 #[test]
 fn a_follower_copies_a_download_as_it_arrives() {
-    let (_a_dir, a) = temp_store();
-    let (_b_dir, b) = temp_store();
-    let data = random(5 << 20 | 77);
-    let hash = a.import_bytes(&data, None).unwrap().hash;
+    let (_dirs, a, b, data, hash) = a_blob_to_download(5 << 20 | 77);
     let partial = b.partial(hash).unwrap();
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let follower = {
@@ -1121,10 +1125,7 @@ fn a_follower_copies_a_download_as_it_arrives() {
 
 #[test]
 fn a_reader_of_a_download_reads_what_arrived_from_memory() {
-    let (_a_dir, a) = temp_store();
-    let (_b_dir, b) = temp_store();
-    let data = random(4 << 20);
-    let hash = a.import_bytes(&data, None).unwrap().hash;
+    let (_dirs, a, b, data, hash) = a_blob_to_download(4 << 20);
     let partial = b.partial(hash).unwrap();
     prove_size(&a, &partial, &hash);
     let mut buf = vec![0u8; 256 << 10];
