@@ -20,6 +20,10 @@ use std::{
     fs::File,
     io::{self, Write},
     os::unix::fs::FileExt,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -34,30 +38,57 @@ use crate::{
 /// The most bytes a tap keeps for its follower.
 pub(crate) const TAP_MAX: usize = 32 << 20;
 
-/// Verified windows of a blob kept for the reader following its download:
-/// those it has not read yet, at most [`TAP_MAX`] bytes from where it reads.
+/// The most bytes all the taps of a store keep at once (many files read
+/// while they download share it).
+pub(crate) const TAPS_MAX: usize = 64 << 20;
+
+/// The bytes all the taps of one store keep.
 #[derive(Debug, Default)]
+pub(crate) struct TapBudget(AtomicUsize);
+
+/// Verified windows of a blob kept for the reader following its download:
+/// those it has not read yet, at most [`TAP_MAX`] bytes from where it reads
+/// and what the store's [`TapBudget`] has left.
+#[derive(Debug)]
 pub(crate) struct Tap {
     /// Where the follower reads.
     at: u64,
     /// Windows by offset.
     windows: BTreeMap<u64, Bytes>,
     bytes: usize,
+    budget: Arc<TapBudget>,
 }
 
 impl Tap {
+    pub(crate) fn new(budget: Arc<TapBudget>) -> Self {
+        Self {
+            at: 0,
+            windows: BTreeMap::new(),
+            bytes: 0,
+            budget,
+        }
+    }
+
     /// Keeps `data`, written at `offset`, if the follower has yet to read
     /// it and there is room.
     pub(crate) fn offer(&mut self, offset: u64, data: &Bytes) {
-        let end = offset + data.len() as u64;
-        if end <= self.at || offset >= self.at + TAP_MAX as u64 || self.bytes + data.len() > TAP_MAX
-        {
+        let (end, len) = (offset + data.len() as u64, data.len());
+        if end <= self.at || offset >= self.at + TAP_MAX as u64 || self.bytes + len > TAP_MAX {
+            return;
+        }
+        if self.budget.0.fetch_add(len, Ordering::AcqRel) + len > TAPS_MAX {
+            self.budget.0.fetch_sub(len, Ordering::AcqRel);
             return;
         }
         if let Some(old) = self.windows.insert(offset, data.clone()) {
-            self.bytes -= old.len();
+            self.release(old.len());
         }
-        self.bytes += data.len();
+        self.bytes += len;
+    }
+
+    fn release(&mut self, len: usize) {
+        self.bytes -= len;
+        self.budget.0.fetch_sub(len, Ordering::AcqRel);
     }
 
     /// The bytes from `at` on, up to `end` and as far as one kept window
@@ -68,7 +99,8 @@ impl Tap {
             if *e.key() + e.get().len() as u64 > at {
                 break;
             }
-            self.bytes -= e.remove().len();
+            let len = e.remove().len();
+            self.release(len);
         }
         let (&offset, w) = self.windows.range(..=at).next_back()?;
         let from = (at - offset) as usize;
@@ -90,6 +122,12 @@ impl Tap {
     }
 }
 
+impl Drop for Tap {
+    fn drop(&mut self) {
+        self.budget.0.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
 #[cfg(test)]
 impl Tap {
     pub(crate) fn take_for_test(&mut self, at: u64, end: u64) -> Option<Bytes> {
@@ -103,7 +141,7 @@ impl PartialBlob {
     fn start_tap(&self) {
         lock(&self.shared.state)
             .tap
-            .get_or_insert_with(Tap::default);
+            .get_or_insert_with(|| Tap::new(self.shared.store.inner.taps.clone()));
     }
 
     /// What the tap holds from `at` on, up to `end`, in one window.
@@ -248,7 +286,7 @@ mod tests {
 
     #[test]
     fn a_tap_hands_out_what_the_follower_has_yet_to_read() {
-        let mut tap = Tap::default();
+        let mut tap = Tap::new(Default::default());
         let (o1, w1) = window(0, 1000);
         let (o2, w2) = window(1000, 500);
         tap.offer(o2, &w2);
@@ -271,7 +309,7 @@ mod tests {
 
     #[test]
     fn a_tap_keeps_at_most_its_bound() {
-        let mut tap = Tap::default();
+        let mut tap = Tap::new(Default::default());
         let mb = 1 << 20;
         for i in 0..(TAP_MAX / mb + 8) as u64 {
             let (o, w) = window(i * mb as u64, mb);
@@ -281,9 +319,32 @@ mod tests {
         // Too far ahead of the follower, even with room.
         tap.take(0, 1);
         let (o, w) = window(TAP_MAX as u64 + (64 << 20), 10);
-        tap.windows.clear();
-        tap.bytes = 0;
+        let mut tap = Tap::new(Default::default());
+        tap.take(0, 1);
         tap.offer(o, &w);
         assert_eq!(tap.bytes, 0);
+    }
+
+    #[test]
+    fn the_taps_of_a_store_share_one_bound() {
+        let budget = Arc::new(TapBudget::default());
+        let mb = 1 << 20;
+        let mut taps: Vec<Tap> = (0..3).map(|_| Tap::new(budget.clone())).collect();
+        for tap in &mut taps {
+            for i in 0..(TAP_MAX / mb) as u64 {
+                let (o, w) = window(i * mb as u64, mb);
+                tap.offer(o, &w);
+            }
+        }
+        let kept: Vec<usize> = taps.iter().map(|t| t.bytes).collect();
+        assert_eq!(kept, vec![TAP_MAX, TAPS_MAX - TAP_MAX, 0]);
+        assert_eq!(budget.0.load(Ordering::Acquire), TAPS_MAX);
+        // Read through, or dropped with its download: the room comes back.
+        taps[0].take(TAP_MAX as u64, u64::MAX);
+        drop(taps.remove(1));
+        assert_eq!(budget.0.load(Ordering::Acquire), 0);
+        let (o, w) = window(0, mb);
+        taps[1].offer(o, &w);
+        assert_eq!(taps[1].bytes, mb);
     }
 }

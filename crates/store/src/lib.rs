@@ -125,6 +125,8 @@ pub(crate) struct Inner {
     live_changed: Condvar,
     /// What uploads have already checked against the hash.
     checked: checked::Checked,
+    /// The bytes kept by the taps of downloads being read (see `follow`).
+    pub(crate) taps: Arc<follow::TapBudget>,
     /// Uploads that checked what they sent, for tests.
     #[cfg(test)]
     validations: std::sync::atomic::AtomicU64,
@@ -196,6 +198,7 @@ impl Store {
                 live: Mutex::new(Live::default()),
                 live_changed: Condvar::new(),
                 checked: checked::Checked::default(),
+                taps: Default::default(),
                 #[cfg(test)]
                 validations: Default::default(),
                 _holder: holder,

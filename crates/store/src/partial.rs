@@ -542,7 +542,8 @@ impl PartialShared {
                     .read_at(offset, buf)
                     .ctx(|| format!("reading blob {}", self.hash));
             }
-            st.tap.get_or_insert_with(Default::default);
+            st.tap
+                .get_or_insert_with(|| crate::follow::Tap::new(self.store.inner.taps.clone()));
             let requested_end = offset.saturating_add(buf.len() as u64);
             let Some(size) = st.size else {
                 return Err(StoreError::NotPresent {

@@ -1078,7 +1078,7 @@ fn a_download_keeps_what_it_verified_for_its_follower() {
     let (_dirs, a, b, data, hash) = a_blob_to_download(3 << 20 | 5000);
     let partial = b.partial(hash).unwrap();
     prove_size(&a, &partial, &hash);
-    lock(&partial.shared.state).tap = Some(crate::follow::Tap::default());
+    lock(&partial.shared.state).tap = Some(crate::follow::Tap::new(Default::default()));
     let stream = encode(&a, &hash, &ChunkRanges::all());
     partial.ingest(&ChunkRanges::all(), &stream[..]).unwrap();
     // Every byte is in the tap but the last group's, which proved the
