@@ -33,6 +33,7 @@ use crate::{
     PartialBlob, Store, direct,
     error::{IoContext, StoreError},
     lock,
+    partial::{PartialShared, State},
 };
 
 /// The most bytes a tap keeps for its follower.
@@ -93,7 +94,7 @@ impl Tap {
 
     /// The bytes from `at` on, up to `end` and as far as one kept window
     /// holds them; forgets the windows that end before `at`.
-    fn take(&mut self, at: u64, end: u64) -> Option<Bytes> {
+    pub(crate) fn take(&mut self, at: u64, end: u64) -> Option<Bytes> {
         self.at = at;
         while let Some(e) = self.windows.first_entry() {
             if *e.key() + e.get().len() as u64 > at {
@@ -128,25 +129,20 @@ impl Drop for Tap {
     }
 }
 
-#[cfg(test)]
-impl Tap {
-    pub(crate) fn take_for_test(&mut self, at: u64, end: u64) -> Option<Bytes> {
-        self.take(at, end)
+impl PartialShared {
+    /// The download's tap, started if a reader had not yet: it keeps
+    /// verified windows from now on until the download ends.
+    pub(crate) fn tap<'a>(&self, st: &'a mut State) -> &'a mut Tap {
+        st.tap
+            .get_or_insert_with(|| Tap::new(self.store.inner.taps.clone()))
     }
 }
 
 impl PartialBlob {
-    /// Starts keeping verified windows for a reader, if not yet: from now
-    /// on until the download ends.
-    fn start_tap(&self) {
-        lock(&self.shared.state)
-            .tap
-            .get_or_insert_with(|| Tap::new(self.shared.store.inner.taps.clone()));
-    }
-
     /// What the tap holds from `at` on, up to `end`, in one window.
     fn tapped(&self, at: u64, end: u64) -> Option<Bytes> {
-        lock(&self.shared.state).tap.as_mut()?.take(at, end)
+        let mut st = lock(&self.shared.state);
+        self.shared.tap(&mut st).take(at, end)
     }
 }
 
@@ -195,7 +191,7 @@ impl Store {
                 .copy_to(out)
                 .ctx(|| format!("writing blob {hash}"));
         }
-        partial.start_tap();
+        partial.shared.tap(&mut lock(&partial.shared.state));
         let path = self.data_path(&hash);
         let mut file = Direct::open(&path).ctx(|| format!("opening {}", path.display()))?;
         let mut backing = Vec::new();

@@ -259,9 +259,8 @@ impl PartialBlob {
                 Target::None | Target::Committed => return Ok(()),
             }
         };
-        let file_written = file.is_some();
-        if let Some(file) = file {
-            self.shared.write_file(&file, offset, &data).map_err(|e| {
+        if let Some(file) = &file {
+            self.shared.write_file(file, offset, &data).map_err(|e| {
                 io_error(
                     format!("writing to the store at {}", self.store().path().display()),
                     e,
@@ -278,7 +277,8 @@ impl PartialBlob {
                     report.new_bytes += e - s;
                 }
             }
-            if let (Some(tap), true) = (&mut st.tap, file_written) {
+            // What went to the data file is what a reader may want next.
+            if let (Some(tap), Some(_)) = (&mut st.tap, &file) {
                 tap.offer(offset, &data);
             }
             self.shared.grown.notify_all();

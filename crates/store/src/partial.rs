@@ -542,8 +542,7 @@ impl PartialShared {
                     .read_at(offset, buf)
                     .ctx(|| format!("reading blob {}", self.hash));
             }
-            st.tap
-                .get_or_insert_with(|| crate::follow::Tap::new(self.store.inner.taps.clone()));
+            self.tap(&mut st);
             let requested_end = offset.saturating_add(buf.len() as u64);
             let Some(size) = st.size else {
                 return Err(StoreError::NotPresent {
@@ -577,8 +576,7 @@ impl PartialShared {
                 }
                 Target::File(f) => {
                     let file = f.clone();
-                    let tap = st.tap.as_mut().map(|t| t.take_all(offset, end));
-                    (end, file, tap.unwrap_or_default())
+                    (end, file, self.tap(&mut st).take_all(offset, end))
                 }
                 Target::None | Target::Committed => return Ok(0),
             }

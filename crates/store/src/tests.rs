@@ -1088,7 +1088,7 @@ fn a_download_keeps_what_it_verified_for_its_follower() {
     let tap = st.tap.as_mut().unwrap();
     let last = (data.len() / G * G) as u64;
     while at < last {
-        let w = tap.take_for_test(at, last).expect("kept");
+        let w = tap.take(at, last).expect("kept");
         assert_eq!(&w[..], &data[at as usize..at as usize + w.len()]);
         at += w.len() as u64;
     }
