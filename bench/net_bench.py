@@ -108,6 +108,32 @@ try:
     sh("ip", "netns", "exec", NS[0], "tc", "qdisc", "del", "dev", "veth0", "root")
     os.remove(f"{WORK}/got")
 
+    # 1b. Four providers, each limited to RATE, against one: what more peers buy on a network
+    # where each provider's uplink, not the CPU, is the limit (bench/transfer.sh measures 4 -> 1
+    # on loopback, where the CPU is). Two halves of one file are two blobs of equal size: one
+    # fetched from one provider, the other from four, by n0's daemon.
+    make(f"{WORK}/two", 512 * MiB)
+    sh("sh", "-c", f"head -c {256 * MiB} {WORK}/two > {WORK}/a && tail -c {256 * MiB} {WORK}/two > {WORK}/b")
+    os.remove(f"{WORK}/two")
+    peers = []
+    for i in range(1, N):
+        ha = p2pfs(i, "add", f"{WORK}/a").split()[0]
+        hb = p2pfs(i, "add", f"{WORK}/b").split()[0]
+        node = json.loads(p2pfs(i, "status", "--json"))["node"]
+        peers += ["--peer", f"{node}@{ip_of(i)}:7000"]
+        sh("ip", "netns", "exec", NS[i], "tc", "qdisc", "replace", "dev", f"veth{i}", "root", "tbf",
+           "rate", RATE, "burst", "256kb", "latency", "400ms")
+    took = {}
+    for name, blob, via in (("1 -> 1", ha, peers[:2]), ("4 -> 1", hb, peers)):
+        t = time.perf_counter()
+        p2pfs(0, "fetch", blob, *via, "-o", f"{WORK}/got", "--no-pin")
+        took[name] = time.perf_counter() - t
+        os.remove(f"{WORK}/got")
+    for i in range(1, N):
+        sh("ip", "netns", "exec", NS[i], "tc", "qdisc", "del", "dev", f"veth{i}", "root")
+    print(f"fetch of 256 MiB from providers limited to {RATE} each: from 1 {took['1 -> 1']:.1f} s, "
+          f"from 4 {took['4 -> 1']:.1f} s: 4 -> 1 = {took['1 -> 1'] / took['4 -> 1']:.2f} x 1 -> 1")
+
     # 2. Chat propagation from n0 to 4 members.
     ticket = p2pfs(0, "room", "create", "team").strip()
     for i in range(1, N):

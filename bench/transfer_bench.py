@@ -4,6 +4,9 @@
 For ROUNDS rounds, alternately:
   quinn     ../shared/bench/quicperf: a bare quinn bulk transfer of 1 GiB (1 stream)
   quinn_tuned  the same program with p2pfs's transport settings (bench/quicperf_build.py)
+  quinn_floor  quinn_tuned doing the least work of a verified file transfer: the server reads
+            the 1 GiB file, the client hashes every byte (BLAKE3) and writes it to disk with
+            O_DIRECT (quicperf_build.py --floor): what p2pfs could reach with no cost of its own
   p2pfs     p2pfs fetch of a 1 GiB blob from one provider daemon, verified,
             into a fresh store (committed to disk), written to /dev/null
   libtorrent (if available) 1 seeder -> 1 leecher, 1 GiB, via ../shared/bench/bt.py
@@ -142,10 +145,20 @@ def main():
             qtserver = start(f"exec {qt} server 127.0.0.1:4434 {qtcert}",
                              os.path.join(WORK, "qpt.log"))
             wait_for(qtcert)
+        qf = quicperf("/tmp/quicperf-floor", "--floor")
+        qfserver = None
+        sink = os.path.join(WORK, "qpf-out")
+        if qf:
+            qfcert = os.path.join(WORK, "qpf.cert")
+            if os.path.exists(qfcert):
+                os.remove(qfcert)
+            qfserver = start(f"exec env QP_SRC={SRC} {qf} server 127.0.0.1:4435 {qfcert}",
+                             os.path.join(WORK, "qpf.log"))
+            wait_for(qfcert)
         prov, addr = provider(0, SRC)
         lt = libtorrent_setup()
         sh(f"cat {SRC} > /dev/null")
-        runs = {"quinn": [], "quinn_tuned": [], "p2pfs": [], "libtorrent": []}
+        runs = {"quinn": [], "quinn_tuned": [], "quinn_floor": [], "p2pfs": [], "libtorrent": []}
         fetch_dir = os.path.join(WORK, "fetcher")
         fresh(fetch_dir)
         sh(f"{P2PFS} --data-dir {fetch_dir} fetch {h} --peer {addr} -o /dev/null")  # warm-up
@@ -154,6 +167,10 @@ def main():
             if qtserver:
                 runs["quinn_tuned"].append(timed(f"{qt} client 127.0.0.1:4434 {qtcert} {GIB}",
                                                  [qtserver.pid]))
+            if qfserver:
+                runs["quinn_floor"].append(timed(
+                    f"QP_SINK={sink} {qf} client 127.0.0.1:4435 {qfcert} {GIB}", [qfserver.pid]))
+                os.remove(f"{sink}.0")
             fresh(fetch_dir)
             runs["p2pfs"].append(timed(
                 f"{P2PFS} --data-dir {fetch_dir} fetch {h} --peer {addr} -o /dev/null",
@@ -166,11 +183,17 @@ def main():
             if v:
                 results[k] = summary(k, [x[0] for x in v], [x[1] for x in v], [x[2] for x in v])
         p = runs["p2pfs"]
-        for k in ("quinn", "quinn_tuned", "libtorrent"):
+        for k in ("quinn", "quinn_tuned", "quinn_floor", "libtorrent"):
             if runs[k]:
                 results[f"ratio_vs_{k}"] = {
                     "of_medians": results[k]["wall_s"] / results["p2pfs"]["wall_s"],
                     "per_round": [a[0] / b[0] for a, b in zip(runs[k], p)]}
+        if runs["quinn_floor"] and runs["quinn_tuned"]:
+            # The share of the transport's speed that any verified file transfer can keep here.
+            results["ratio_quinn_floor_vs_quinn_tuned"] = {
+                "of_medians": results["quinn_tuned"]["wall_s"] / results["quinn_floor"]["wall_s"],
+                "per_round": [a[0] / b[0] for a, b in zip(runs["quinn_tuned"],
+                                                           runs["quinn_floor"])]}
         # 4 providers -> 1
         more = [provider(i, SRC) for i in (1, 2, 3)]
         addrs = [addr] + [a for _, a in more]

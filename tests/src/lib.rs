@@ -33,18 +33,27 @@ pub fn p2pfs_bin() -> &'static Path {
         };
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
-        // With the test hooks (an emulated link delay, crash points), as
-        // the workspace's tests build it (the features unify there).
-        cmd.args([
-            "build",
-            "-q",
-            "-p",
-            "p2pfs",
-            "--bin",
-            "p2pfs",
-            "--features",
-            "test-hooks,p2pfs-swarm/sim",
-        ]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            // A tool of this crate built for release (a benchmark): the
+            // binary alone, with the test hooks (an emulated link delay,
+            // crash points).
+            cmd.args([
+                "build",
+                "-q",
+                "--release",
+                "-p",
+                "p2pfs",
+                "--features",
+                "test-hooks,p2pfs-swarm/sim",
+            ]);
+        } else {
+            // The binary as `cargo test --workspace` resolves features
+            // (this crate's dependencies give it the test hooks): the
+            // dependencies that build made are reused and only the binary
+            // links; `-p p2pfs --features ...` resolves them differently
+            // and built a second copy of most of them (two minutes).
+            cmd.args(["build", "-q", "--workspace", "--bin", "p2pfs"]);
+        }
         // Cargo gives this test process variables describing the test
         // crate; passed on, they change build-script fingerprints and
         // every run would rebuild the binary. Keep only the user's settings.
@@ -67,13 +76,10 @@ pub fn p2pfs_bin() -> &'static Path {
                 cmd.env_remove(&k);
             }
         }
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
         let status = cmd
             .status()
             .expect("running cargo build for the p2pfs binary");
-        assert!(status.success(), "cargo build -p p2pfs failed");
+        assert!(status.success(), "cargo build of the p2pfs binary failed");
         let bin = profile_dir.join("p2pfs");
         assert!(bin.exists(), "{} missing after build", bin.display());
         bin
