@@ -110,11 +110,13 @@ try:
 
     # 1b. Four providers, each limited to RATE, against one: what more peers buy on a network
     # where each provider's uplink, not the CPU, is the limit (bench/transfer.sh measures 4 -> 1
-    # on loopback, where the CPU is). Two halves of one file are two blobs of equal size: one
+    # on loopback, where the CPU is). Two parts of one file are two blobs of equal size: one
     # fetched from one provider, the other from four, by n0's daemon.
-    make(f"{WORK}/two", 512 * MiB)
-    sh("sh", "-c", f"head -c {256 * MiB} {WORK}/two > {WORK}/a && tail -c {256 * MiB} {WORK}/two > {WORK}/b")
-    os.remove(f"{WORK}/two")
+    # (The first 256 MiB of the file are the blob above, which n0 has.)
+    make(f"{WORK}/three", 768 * MiB)
+    sh("sh", "-c", f"tail -c {512 * MiB} {WORK}/three | head -c {256 * MiB} > {WORK}/a"
+       f" && tail -c {256 * MiB} {WORK}/three > {WORK}/b")
+    os.remove(f"{WORK}/three")
     peers = []
     for i in range(1, N):
         ha = p2pfs(i, "add", f"{WORK}/a").split()[0]

@@ -8,8 +8,9 @@ source; if it no longer has the expected shape, this says so and prints nothing.
 --floor is the tuned build doing the least work any verified file transfer must do on top of
 its transport, to tell the transport's cost from the work's: the server reads what it sends
 from the file QP_SRC (into reused 1 MiB buffers), and the client hashes every byte it
-receives with BLAKE3 (one hasher per stream, SIMD) and writes it to QP_SINK.N (N: the stream)
-through an aligned buffer with O_DIRECT, then syncs it; p2pfs stores downloads the same way.
+receives with BLAKE3 (SIMD) and writes it to QP_SINK.N (N: the stream) through aligned
+buffers with O_DIRECT, then syncs it, as p2pfs stores downloads; hashing and writing run on
+two threads of their own, so they overlap with receiving.
 Without QP_SRC and QP_SINK it behaves as --tuned.
 
   quicperf_build.py SHARED_BENCH_DIR OUT_DIR [--tuned | --floor]   (prints the binary's path)
@@ -58,7 +59,7 @@ FLOOR_PATCHES = [
      "            let mut sink = floor::Sink::open(i)?;\n"
      "            while let Some(c) = recv.read_chunk(CHUNK, true).await? {\n"
      "                got += c.bytes.len() as u64;\n"
-     "                sink.take(&c.bytes)?;\n"
+     "                sink.take(c.bytes).await?;\n"
      "            }\n"
      "            sink.finish()?;\n"),
 ]
@@ -67,14 +68,23 @@ FLOOR_MODULE = r'''
 
 /// The least work of a verified file transfer (bench/quicperf_build.py --floor).
 mod floor {
-    use std::{fs::File, io::Read, os::unix::fs::{FileExt, OpenOptionsExt}};
+    use std::{
+        fs::{File, OpenOptions},
+        io::Read,
+        os::unix::fs::{FileExt, OpenOptionsExt},
+        sync::mpsc,
+        thread,
+    };
 
+    use anyhow::anyhow;
     use bytes::{Bytes, BytesMut};
 
     use super::CHUNK;
 
     const O_DIRECT: i32 = 0o40000;
     const ALIGN: usize = 4096;
+    /// Aligned buffers between the hashing and the writing thread.
+    const BUFS: usize = 8;
 
     /// What a server stream sends: QP_SRC's bytes, read into buffers quinn has released.
     pub struct Source { file: Option<File>, pool: Vec<Bytes> }
@@ -88,7 +98,7 @@ mod floor {
         pub fn next(&mut self, fallback: &Bytes, n: usize) -> Option<Bytes> {
             let Some(file) = self.file.as_mut() else { return Some(fallback.slice(..n)) };
             let reused = self.pool.iter().position(|b| b.is_unique())
-                .map(|i| self.pool.swap_remove(i).try_into_mut().ok()).flatten();
+                .and_then(|i| self.pool.swap_remove(i).try_into_mut().ok());
             let mut buf = reused.unwrap_or_else(|| BytesMut::zeroed(CHUNK));
             buf.resize(n, 0);
             file.read_exact(&mut buf).ok()?;
@@ -98,67 +108,98 @@ mod floor {
         }
     }
 
-    /// What a client stream does with what it receives.
-    pub struct Sink { hasher: blake3::Hasher, out: Option<(File, u64)>, buf: Vec<u8>, at: usize }
+    /// CHUNK bytes at an aligned address, as O_DIRECT needs.
+    struct Aligned { mem: Vec<u8>, at: usize, len: usize }
+
+    impl Aligned {
+        fn new() -> Self {
+            let mem = vec![0u8; CHUNK + ALIGN];
+            let at = mem.as_ptr().align_offset(ALIGN);
+            Self { mem, at, len: 0 }
+        }
+        fn room(&self) -> usize { CHUNK - self.len }
+        fn put(&mut self, b: &[u8]) {
+            let start = self.at + self.len;
+            self.mem[start..start + b.len()].copy_from_slice(b);
+            self.len += b.len();
+        }
+        fn data(&self) -> &[u8] { &self.mem[self.at..self.at + self.len] }
+    }
+
+    /// What a client stream does with what it receives, off the stream's task: one thread
+    /// hashes it and copies it into aligned buffers, another writes them (so receiving,
+    /// hashing and the disk overlap, as in p2pfs).
+    pub struct Sink { tx: Option<tokio::sync::mpsc::Sender<Bytes>>, hasher: Option<thread::JoinHandle<anyhow::Result<()>>> }
 
     impl Sink {
         pub fn open(stream: usize) -> anyhow::Result<Self> {
-            let out = match std::env::var_os("QP_SINK") {
-                Some(p) => {
-                    let mut p = p.into_string().map_err(|_| anyhow::anyhow!("QP_SINK"))?;
-                    p.push_str(&format!(".{stream}"));
-                    let f = std::fs::OpenOptions::new().write(true).create(true).truncate(true)
-                        .custom_flags(O_DIRECT).open(p)?;
-                    Some((f, 0))
+            let Some(path) = std::env::var_os("QP_SINK") else { return Ok(Self { tx: None, hasher: None }) };
+            let mut path = path.into_string().map_err(|_| anyhow!("QP_SINK"))?;
+            path.push_str(&format!(".{stream}"));
+            let file = OpenOptions::new().write(true).create(true).truncate(true)
+                .custom_flags(O_DIRECT).open(path)?;
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+            let (full_tx, full_rx) = mpsc::sync_channel::<Aligned>(BUFS);
+            let (free_tx, free_rx) = mpsc::channel::<Aligned>();
+            for _ in 0..BUFS { free_tx.send(Aligned::new())?; }
+            let writer = thread::spawn(move || -> anyhow::Result<()> {
+                let mut off = 0u64;
+                for mut buf in full_rx {
+                    write_direct(&file, buf.data(), off)?;
+                    off += buf.len as u64;
+                    buf.len = 0;
+                    let _ = free_tx.send(buf);
                 }
-                None => None,
-            };
-            // An aligned buffer, as O_DIRECT needs.
-            let mut buf = vec![0u8; CHUNK + ALIGN];
-            let at = buf.as_ptr().align_offset(ALIGN);
-            buf.truncate(at + CHUNK);
-            Ok(Self { hasher: blake3::Hasher::new(), out, buf, at })
+                file.sync_all()?;
+                Ok(())
+            });
+            let hasher = thread::spawn(move || -> anyhow::Result<()> {
+                let mut h = blake3::Hasher::new();
+                let mut buf = free_rx.recv()?;
+                while let Some(mut b) = rx.blocking_recv() {
+                    h.update(&b);
+                    while !b.is_empty() {
+                        let n = buf.room().min(b.len());
+                        buf.put(&b[..n]);
+                        b = b.slice(n..);
+                        if buf.room() == 0 {
+                            full_tx.send(buf)?;
+                            buf = free_rx.recv()?;
+                        }
+                    }
+                }
+                if buf.len > 0 { full_tx.send(buf)?; }
+                drop(full_tx);
+                writer.join().map_err(|_| anyhow!("writer panicked"))??;
+                eprintln!("blake3 {}", h.finalize());
+                Ok(())
+            });
+            Ok(Self { tx: Some(tx), hasher: Some(hasher) })
         }
 
-        pub fn take(&mut self, mut bytes: &[u8]) -> anyhow::Result<()> {
-            if self.out.is_none() { return Ok(()) }
-            self.hasher.update(bytes);
-            while !bytes.is_empty() {
-                let fill = self.buf.len() - self.at;
-                let room = CHUNK - fill;
-                let n = room.min(bytes.len());
-                self.buf.extend_from_slice(&bytes[..n]);
-                bytes = &bytes[n..];
-                if n == room { self.flush()?; }
-            }
-            Ok(())
-        }
-
-        fn flush(&mut self) -> anyhow::Result<()> {
-            if let Some((f, off)) = self.out.as_mut() {
-                let data = &self.buf[self.at..];
-                if data.len() % 512 == 0 {
-                    f.write_all_at(data, *off)?;
-                } else {
-                    // A last partial block: padded for O_DIRECT, then cut back.
-                    let mut padded = data.to_vec();
-                    padded.resize(data.len().next_multiple_of(512), 0);
-                    f.write_all_at(&padded, *off)?;
-                    f.set_len(*off + data.len() as u64)?;
-                }
-                *off += data.len() as u64;
-            }
-            self.buf.truncate(self.at);
+        pub async fn take(&mut self, bytes: Bytes) -> anyhow::Result<()> {
+            if let Some(tx) = &self.tx { tx.send(bytes).await.map_err(|_| anyhow!("hasher gone"))?; }
             Ok(())
         }
 
         pub fn finish(mut self) -> anyhow::Result<()> {
-            if self.out.is_none() { return Ok(()) }
-            self.flush()?;
-            if let Some((f, _)) = &self.out { f.sync_all()?; }
-            eprintln!("blake3 {}", self.hasher.finalize());
+            drop(self.tx.take());
+            if let Some(h) = self.hasher.take() { h.join().map_err(|_| anyhow!("hasher panicked"))??; }
             Ok(())
         }
+    }
+
+    fn write_direct(f: &File, data: &[u8], off: u64) -> anyhow::Result<()> {
+        if data.len() % 512 == 0 {
+            f.write_all_at(data, off)?;
+        } else {
+            // A last partial block: padded for O_DIRECT, then cut back.
+            let mut padded = data.to_vec();
+            padded.resize(data.len().next_multiple_of(512), 0);
+            f.write_all_at(&padded, off)?;
+            f.set_len(off + data.len() as u64)?;
+        }
+        Ok(())
     }
 }
 '''
@@ -212,6 +253,7 @@ def floor():
     open(src, "w").write(text + FLOOR_MODULE)
     toml_path = os.path.join(OUT, "Cargo.toml")
     head, sep, tail = open(toml_path).read().partition("[profile.release]")
+    head = head.replace('"io-util", "time"]', '"io-util", "time", "sync"]')
     open(toml_path, "w").write(head.rstrip("\n") + '\nblake3 = "1"\n\n' + sep + tail)
     return True
 
