@@ -222,40 +222,33 @@ def main():
     print(binary)
 
 
-def tune():
-    """Patches the copy in OUT; false if the source is not as expected."""
+def patch(patches, what, extra_source="", dependency="", tokio_feature=""):
+    """Applies `patches` to the copy in OUT (appending `extra_source`) and adds `dependency` to
+    its [dependencies] (the table before [profile.release]) and `tokio_feature` to tokio's;
+    false if the source is not as expected."""
     src = os.path.join(OUT, "src", "main.rs")
     text = open(src).read()
-    for old, new in PATCHES:
+    for old, new in patches:
         if text.count(old) != 1:
             print(f"quicperf source changed ({old.strip()[:40]!r} not found once): "
-                  "tuned baseline skipped", file=sys.stderr)
+                  f"{what} baseline skipped", file=sys.stderr)
             return False
         text = text.replace(old, new)
-    open(src, "w").write(text)
-    # socket2 joins [dependencies], the table before [profile.release].
+    open(src, "w").write(text + extra_source)
     toml_path = os.path.join(OUT, "Cargo.toml")
     head, sep, tail = open(toml_path).read().partition("[profile.release]")
-    open(toml_path, "w").write(head.rstrip("\n") + '\nsocket2 = "0.6"\n\n' + sep + tail)
+    if tokio_feature:
+        head = head.replace('"io-util", "time"]', f'"io-util", "time", "{tokio_feature}"]')
+    open(toml_path, "w").write(head.rstrip("\n") + f"\n{dependency}\n\n" + sep + tail)
     return True
+
+
+def tune():
+    return patch(PATCHES, "tuned", dependency='socket2 = "0.6"')
 
 
 def floor():
-    """Patches the tuned copy in OUT into the floor build; false if the source is not as expected."""
-    src = os.path.join(OUT, "src", "main.rs")
-    text = open(src).read()
-    for old, new in FLOOR_PATCHES:
-        if text.count(old) != 1:
-            print(f"quicperf source changed ({old.strip()[:40]!r} not found once): "
-                  "floor baseline skipped", file=sys.stderr)
-            return False
-        text = text.replace(old, new)
-    open(src, "w").write(text + FLOOR_MODULE)
-    toml_path = os.path.join(OUT, "Cargo.toml")
-    head, sep, tail = open(toml_path).read().partition("[profile.release]")
-    head = head.replace('"io-util", "time"]', '"io-util", "time", "sync"]')
-    open(toml_path, "w").write(head.rstrip("\n") + '\nblake3 = "1"\n\n' + sep + tail)
-    return True
+    return patch(FLOOR_PATCHES, "floor", FLOOR_MODULE, 'blake3 = "1"', "sync")
 
 
 if __name__ == "__main__":

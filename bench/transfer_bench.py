@@ -115,6 +115,21 @@ def quicperf(out, *flags):
                            *flags], check=True, capture_output=True, text=True).stdout.strip()
 
 
+def quicperf_server(out, port, name, *flags, env=""):
+    """Builds a quicperf (see quicperf) and starts its server on `port`: (binary, server, its
+    certificate), or ("", None, "") if the build was skipped."""
+    qp = quicperf(out, *flags)
+    if not qp:
+        return "", None, ""
+    cert = os.path.join(WORK, f"{name}.cert")
+    if os.path.exists(cert):
+        os.remove(cert)
+    server = start(f"exec env {env} {qp} server 127.0.0.1:{port} {cert}",
+                   os.path.join(WORK, f"{name}.log"))
+    wait_for(cert)
+    return qp, server, cert
+
+
 def summary(name, walls, clients, servers, nbytes=GIB):
     w = S.median(walls)
     return {"name": name, "wall_s": w, "MBps": nbytes / w / 1e6,
@@ -130,31 +145,11 @@ def main():
     results = {}
     try:
         # quinn baselines: as shipped, and with p2pfs's transport settings
-        qp = quicperf("/tmp/quicperf-build")
-        cert = os.path.join(WORK, "qp.cert")
-        if os.path.exists(cert):
-            os.remove(cert)
-        qserver = start(f"exec {qp} server 127.0.0.1:4433 {cert}", os.path.join(WORK, "qp.log"))
-        wait_for(cert)
-        qt = quicperf("/tmp/quicperf-tuned", "--tuned")
-        qtserver = None
-        if qt:
-            qtcert = os.path.join(WORK, "qpt.cert")
-            if os.path.exists(qtcert):
-                os.remove(qtcert)
-            qtserver = start(f"exec {qt} server 127.0.0.1:4434 {qtcert}",
-                             os.path.join(WORK, "qpt.log"))
-            wait_for(qtcert)
-        qf = quicperf("/tmp/quicperf-floor", "--floor")
-        qfserver = None
+        qp, qserver, cert = quicperf_server("/tmp/quicperf-build", 4433, "qp")
+        qt, qtserver, qtcert = quicperf_server("/tmp/quicperf-tuned", 4434, "qpt", "--tuned")
+        qf, qfserver, qfcert = quicperf_server("/tmp/quicperf-floor", 4435, "qpf", "--floor",
+                                               env=f"QP_SRC={SRC}")
         sink = os.path.join(WORK, "qpf-out")
-        if qf:
-            qfcert = os.path.join(WORK, "qpf.cert")
-            if os.path.exists(qfcert):
-                os.remove(qfcert)
-            qfserver = start(f"exec env QP_SRC={SRC} {qf} server 127.0.0.1:4435 {qfcert}",
-                             os.path.join(WORK, "qpf.log"))
-            wait_for(qfcert)
         prov, addr = provider(0, SRC)
         lt = libtorrent_setup()
         sh(f"cat {SRC} > /dev/null")

@@ -753,9 +753,8 @@ mod tests {
         assert_eq!(a, vec![(4, 1, 61..71)]);
     }
 
-    #[test]
-    fn requests_over_all_providers_are_capped() {
-        let t = Instant::now();
+    /// Providers 1 to 4, up to 4 requests each and 6 in all.
+    fn four_providers_capped_at_six() -> Scheduler<u8> {
         let mut c = cfg();
         c.max_inflight = 4;
         c.max_total_inflight = 6;
@@ -763,6 +762,13 @@ mod tests {
         for p in 1..=4u8 {
             s.add_peer(p);
         }
+        s
+    }
+
+    #[test]
+    fn requests_over_all_providers_are_capped() {
+        let t = Instant::now();
+        let mut s = four_providers_capped_at_six();
         let a = starts(&s.poll(t));
         assert_eq!(a.len(), 6);
         // Spread over the providers, not all to the first.
@@ -780,13 +786,7 @@ mod tests {
     #[test]
     fn freed_slots_go_to_the_providers_with_the_fewest_requests() {
         let t = Instant::now();
-        let mut c = cfg();
-        c.max_inflight = 4;
-        c.max_total_inflight = 6;
-        let mut s = Scheduler::new(1000, Groups::empty(), c);
-        for p in 1..=4u8 {
-            s.add_peer(p);
-        }
+        let mut s = four_providers_capped_at_six();
         let mut live: Vec<(u64, u8, Range<u64>)> = starts(&s.poll(t));
         let mut pieces = [0u32; 5];
         for step in 0..80 {
