@@ -62,6 +62,16 @@ def heal():
         nft(i, "flush chain inet p2pfs part")
 
 
+def limit(i):
+    """Limits what host i sends to RATE (tbf)."""
+    sh("ip", "netns", "exec", NS[i], "tc", "qdisc", "replace", "dev", f"veth{i}", "root", "tbf",
+       "rate", RATE, "burst", "256kb", "latency", "400ms")
+
+
+def unlimit(i):
+    sh("ip", "netns", "exec", NS[i], "tc", "qdisc", "del", "dev", f"veth{i}", "root")
+
+
 def p2pfs(i, *args):
     return sh(BIN, "--data-dir", f"{WORK}/n{i}", *args)
 
@@ -90,8 +100,7 @@ try:
     print(f"{N} hosts, each sending with {DELAY} delay (round trip 2x) and losing {LOSS} % of what it receives")
 
     # 1. A 256 MiB fetch from a provider limited to RATE.
-    sh("ip", "netns", "exec", NS[0], "tc", "qdisc", "replace", "dev", "veth0", "root", "tbf",
-       "rate", RATE, "burst", "256kb", "latency", "400ms")
+    limit(0)
     make(f"{WORK}/blob", 256 * MiB)
     h = p2pfs(0, "add", f"{WORK}/blob").split()[0]
     n0 = json.loads(p2pfs(0, "status", "--json"))["node"]
@@ -105,7 +114,7 @@ try:
     got = 256 * MiB / took
     print(f"fetch of 256 MiB from a provider limited to {RATE}: {took:.1f} s, {got / 1e6:.2f} MB/s "
           f"= {got / limit:.2f} x the link's limit ({limit / 1e6:.2f} MB/s)")
-    sh("ip", "netns", "exec", NS[0], "tc", "qdisc", "del", "dev", "veth0", "root")
+    unlimit(0)
     os.remove(f"{WORK}/got")
 
     # 1b. Four providers, each limited to RATE, against one: what more peers buy on a network
@@ -123,8 +132,7 @@ try:
         hb = p2pfs(i, "add", f"{WORK}/b").split()[0]
         node = json.loads(p2pfs(i, "status", "--json"))["node"]
         peers += ["--peer", f"{node}@{ip_of(i)}:7000"]
-        sh("ip", "netns", "exec", NS[i], "tc", "qdisc", "replace", "dev", f"veth{i}", "root", "tbf",
-           "rate", RATE, "burst", "256kb", "latency", "400ms")
+        limit(i)
     took = {}
     for name, blob, via in (("1 -> 1", ha, peers[:2]), ("4 -> 1", hb, peers)):
         t = time.perf_counter()
@@ -132,7 +140,7 @@ try:
         took[name] = time.perf_counter() - t
         os.remove(f"{WORK}/got")
     for i in range(1, N):
-        sh("ip", "netns", "exec", NS[i], "tc", "qdisc", "del", "dev", f"veth{i}", "root")
+        unlimit(i)
     print(f"fetch of 256 MiB from providers limited to {RATE} each: from 1 {took['1 -> 1']:.1f} s, "
           f"from 4 {took['4 -> 1']:.1f} s: 4 -> 1 = {took['1 -> 1'] / took['4 -> 1']:.2f} x 1 -> 1")
 

@@ -33,26 +33,15 @@ pub fn p2pfs_bin() -> &'static Path {
         };
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
+        // The binary as `cargo test --workspace` resolves features (this
+        // crate's dependencies give it the test hooks: an emulated link
+        // delay, crash points): the dependencies that build made are
+        // reused and only the binary links; `-p p2pfs --features ...`
+        // resolved them differently and built a second copy of most of
+        // them (two minutes).
+        cmd.args(["build", "-q", "--workspace", "--bin", "p2pfs"]);
         if profile_dir.file_name().is_some_and(|n| n == "release") {
-            // A tool of this crate built for release (a benchmark): the
-            // binary alone, with the test hooks (an emulated link delay,
-            // crash points).
-            cmd.args([
-                "build",
-                "-q",
-                "--release",
-                "-p",
-                "p2pfs",
-                "--features",
-                "test-hooks,p2pfs-swarm/sim",
-            ]);
-        } else {
-            // The binary as `cargo test --workspace` resolves features
-            // (this crate's dependencies give it the test hooks): the
-            // dependencies that build made are reused and only the binary
-            // links; `-p p2pfs --features ...` resolves them differently
-            // and built a second copy of most of them (two minutes).
-            cmd.args(["build", "-q", "--workspace", "--bin", "p2pfs"]);
+            cmd.arg("--release");
         }
         // Cargo gives this test process variables describing the test
         // crate; passed on, they change build-script fingerprints and

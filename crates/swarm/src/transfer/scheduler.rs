@@ -497,8 +497,9 @@ impl<P: Ord + Copy + Debug> Scheduler<P> {
                 RangeSetRange::RangeFrom(r) => self.total.saturating_sub(*r.start),
             })
             .sum();
-        let peers = self.peers.values().filter(|p| p.dropped.is_none()).count();
-        let slots = (peers * self.cfg.max_inflight).min(self.total_cap()).max(1) as u64;
+        let slots = (self.active_peers() * self.cfg.max_inflight)
+            .min(self.total_cap())
+            .max(1) as u64;
         let max = self.cfg.piece_groups.max(1);
         free_groups
             .div_ceil(slots)
